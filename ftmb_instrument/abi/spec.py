@@ -1,0 +1,289 @@
+"""The single source of truth of the runtime ABI: every call instrumented code may make.
+
+`python -m ftmb_instrument.abi` renders this table into the C header
+`runtime/include/ftmb/ftmb.h` and the rewriter's emit table `ftmb_instrument/abi/emit_table.py`;
+tests/test_runtime_abi.py fails when either checked-in file differs from what it renders.
+
+Each entry point is an `Entry`:
+- `name`: the C symbol (always `ftmb_` prefixed);
+- `ret`, `params`: C types as they appear in the header; the header includes no other header, so
+  only the `ftmb_` integer typedefs, `void *` and forward-declared structs are used. Types are the
+  same as the wrapped call's on Linux/LP64 (e.g. `long` for `time_t`, `int` for `clockid_t`);
+- `kind`: what the rewriter is replacing (see KINDS);
+- `wraps`: the calls the rewriter replaces by this entry point. The arguments keep their order, and
+  entries of kinds `lock`, `atomic` and `ordered` take the compile-time ids in TRAILING_IDS last;
+- `library`: `core` (libftmb, usable by any pthread program) or `dpdk` (libftmb_dpdk, the mbuf and
+  EAL adapter linked only into DPDK programs);
+- `doc`: one line for the header and the table.
+
+Bump ABI_VERSION whenever a signature or a meaning changes: the header then references
+`ftmb_abi_version_<N>`, which only a runtime built from the same table defines, so an object
+instrumented against another version fails at link time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ABI_VERSION = 1
+
+# Compile-time ids the rewriter appends to lock, atomic and ordered calls: `obj` names the shared
+# object (dense, 0 <= obj < MAX_OBJECTS, one id per object, one synchronization kind per id),
+# `site` names the source location (diagnostics only; replay divergence reports print it).
+TRAILING_IDS = (("ftmb_obj_t", "obj"), ("ftmb_site_t", "site"))
+
+LIMITS = {
+    "FTMB_MAX_THREADS": 32,  # deterministic thread indexes 0..31 (0 is the thread calling ftmb_init)
+    "FTMB_MAX_OBJECTS": 65536,  # object ids the rewriter may hand out
+    "FTMB_MAX_QUEUES": 32,  # input queues of a session
+    "FTMB_PKT_MAX": 2048,  # largest packet carried between the loggers and the master
+}
+
+MODES = (
+    ("FTMB_MODE_PASSTHROUGH", 0, "instrumentation compiled in, nothing logged (baseline)"),
+    ("FTMB_MODE_RECORD", 1, "master: log PALs and nondeterministic values, stamp outputs"),
+    ("FTMB_MODE_REPLAY", 2, "recovery: follow a recorded log; ordered accesses wait their turn"),
+)
+
+KINDS = {
+    "init": "runtime set-up and queries",
+    "ordered": "an access to a shared object that no lock or atomic protects",
+    "lock": "lock acquire / try-acquire / release; the order is recorded inside the lock",
+    "atomic": "an atomic operation, performed and ordered in one step",
+    "nondet": "a nondeterministic value (time, randomness); same signature as the original",
+    "packet_io": "packet receive and transmit",
+    "spawn": "thread creation; every worker gets a deterministic thread index",
+    "alloc": "program state allocated from the checkpointable arena",
+}
+
+FORWARD_STRUCTS = (
+    "ftmb_pkt", "rte_mbuf", "rte_mempool", "rte_eth_rxconf", "rte_eth_dev_tx_buffer",
+    "timespec", "timeval",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    ret: str
+    params: tuple[tuple[str, str], ...]
+    kind: str
+    doc: str
+    wraps: tuple[str, ...] = ()
+    library: str = "core"
+    trailing_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def all_params(self) -> tuple[tuple[str, str], ...]:
+        ids = tuple(p for p in TRAILING_IDS if p[1] in self.trailing_ids)
+        return self.params + ids
+
+
+def _e(name, ret, params, kind, doc, wraps=(), library="core", ids=()):
+    return Entry(name, ret, tuple(params), kind, doc, tuple(wraps), library, tuple(ids))
+
+
+OBJ_SITE = ("obj", "site")
+
+
+def _init_entries():
+    return [
+        _e("ftmb_init", "int", [], "init",
+           "Set up the runtime from FTMB_MODE/FTMB_SESSION; 0 on success, -1 after one line on stderr."),
+        _e("ftmb_exit", "void", [], "init",
+           "Flush this process's streams and tell the loggers the master is done (also run atexit)."),
+        _e("ftmb_mode", "int", [], "init", "The mode chosen at run time (enum ftmb_mode)."),
+        _e("ftmb_thread_index", "ftmb_u32", [], "init", "The calling thread's deterministic index."),
+        _e("ftmb_input_done", "int", [("ftmb_u16", "queue_id")], "init",
+           "1 once the input of queue_id has ended (or its logger died) and was all received."),
+    ]
+
+
+def _ordered_entries():
+    return [
+        _e("ftmb_ordered_begin", "void", [], "ordered",
+           "Start an access to obj that nothing else orders: take obj's next sequence number.",
+           ids=OBJ_SITE),
+        _e("ftmb_ordered_end", "void", [], "ordered", "End the access begun on obj.", ids=("obj",)),
+        _e("ftmb_held_access", "void", [], "ordered",
+           "Log an access to obj under a lock the caller holds that was not taken by an ftmb_ wrapper.",
+           ids=OBJ_SITE),
+    ]
+
+
+def _lock_entries():
+    out = []
+    families = [
+        ("pthread_mutex", ["lock", "trylock", "unlock"]),
+        ("pthread_spin", ["lock", "trylock", "unlock"]),
+        ("pthread_rwlock", ["rdlock", "wrlock", "tryrdlock", "trywrlock", "unlock"]),
+    ]
+    for fam, ops in families:
+        for op in ops:
+            out.append(_e(f"ftmb_{fam}_{op}", "int", [("void *", "lock")], "lock",
+                          f"{fam}_{op} on lock, ordered as object obj.",
+                          wraps=(f"{fam}_{op}",), ids=OBJ_SITE))
+    out.append(_e("ftmb_rte_spinlock_lock", "void", [("void *", "sl")], "lock",
+                  "rte_spinlock_lock, ordered as object obj.", wraps=("rte_spinlock_lock",), ids=OBJ_SITE))
+    out.append(_e("ftmb_rte_spinlock_trylock", "int", [("void *", "sl")], "lock",
+                  "rte_spinlock_trylock, ordered as object obj.", wraps=("rte_spinlock_trylock",),
+                  ids=OBJ_SITE))
+    out.append(_e("ftmb_rte_spinlock_unlock", "void", [("void *", "sl")], "lock",
+                  "rte_spinlock_unlock.", wraps=("rte_spinlock_unlock",), ids=OBJ_SITE))
+    return out
+
+
+ATOMIC_RMW = ("add", "sub", "and", "or", "xor")
+
+
+def _atomic_entries():
+    out = []
+    for n in (1, 2, 4, 8):
+        u = f"ftmb_u{8 * n}"
+        gcc = lambda op: (f"__atomic_{op}", f"__atomic_{op}_{n}")  # noqa: E731
+        out.append(_e(f"ftmb_atomic_load_{n}", u, [("const volatile void *", "ptr"), ("int", "memorder")],
+                      "atomic", f"__atomic_load_n on {n} bytes.", wraps=gcc("load_n") + ("atomic_load_explicit",),
+                      ids=OBJ_SITE))
+        out.append(_e(f"ftmb_atomic_store_{n}", "void",
+                      [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
+                      f"__atomic_store_n on {n} bytes.", wraps=gcc("store_n") + ("atomic_store_explicit",),
+                      ids=OBJ_SITE))
+        out.append(_e(f"ftmb_atomic_exchange_{n}", u,
+                      [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
+                      f"__atomic_exchange_n on {n} bytes.",
+                      wraps=gcc("exchange_n") + ("atomic_exchange_explicit",), ids=OBJ_SITE))
+        out.append(_e(f"ftmb_atomic_compare_exchange_{n}", "_Bool",
+                      [("volatile void *", "ptr"), ("void *", "expected"), (u, "desired"), ("_Bool", "weak"),
+                       ("int", "success_memorder"), ("int", "failure_memorder")], "atomic",
+                      f"__atomic_compare_exchange_n on {n} bytes.",
+                      wraps=gcc("compare_exchange_n") + ("atomic_compare_exchange_strong_explicit",
+                                                         "atomic_compare_exchange_weak_explicit",
+                                                         "__sync_bool_compare_and_swap"),
+                      ids=OBJ_SITE))
+        for op in ATOMIC_RMW:
+            out.append(_e(f"ftmb_atomic_fetch_{op}_{n}", u,
+                          [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
+                          f"__atomic_fetch_{op} on {n} bytes.",
+                          wraps=gcc(f"fetch_{op}") + (f"atomic_fetch_{op}_explicit", f"__sync_fetch_and_{op}"),
+                          ids=OBJ_SITE))
+            out.append(_e(f"ftmb_atomic_{op}_fetch_{n}", u,
+                          [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
+                          f"__atomic_{op}_fetch on {n} bytes.",
+                          wraps=gcc(f"{op}_fetch") + (f"__sync_{op}_and_fetch",), ids=OBJ_SITE))
+    for bits in (16, 32, 64):
+        i, u, t = f"ftmb_i{bits}", f"ftmb_u{bits}", f"rte_atomic{bits}"
+        v = ("void *", "v")
+        table = [
+            ("add", "void", [v, (i, "inc")]), ("sub", "void", [v, (i, "dec")]),
+            ("inc", "void", [v]), ("dec", "void", [v]),
+            ("add_return", i, [v, (i, "inc")]), ("sub_return", i, [v, (i, "dec")]),
+            ("inc_and_test", "int", [v]), ("dec_and_test", "int", [v]),
+            ("test_and_set", "int", [v]), ("read", i, [("const void *", "v")]),
+            ("set", "void", [v, (i, "new_value")]), ("clear", "void", [v]),
+            ("cmpset", "int", [("volatile void *", "dst"), (u, "exp"), (u, "src")]),
+        ]
+        for op, ret, params in table:
+            out.append(_e(f"ftmb_{t}_{op}", ret, params, "atomic", f"{t}_{op}.",
+                          wraps=(f"{t}_{op}",), ids=OBJ_SITE))
+    return out
+
+
+def _nondet_entries():
+    return [
+        _e("ftmb_time", "long", [("long *", "tloc")], "nondet", "time(): virtual time.", wraps=("time",)),
+        _e("ftmb_clock_gettime", "int", [("int", "clockid"), ("struct timespec *", "tp")], "nondet",
+           "clock_gettime(): virtual time.", wraps=("clock_gettime",)),
+        _e("ftmb_gettimeofday", "int", [("struct timeval *", "tv"), ("void *", "tz")], "nondet",
+           "gettimeofday(): virtual time.", wraps=("gettimeofday",)),
+        _e("ftmb_rte_rdtsc", "ftmb_u64", [], "nondet", "rte_rdtsc(): virtual cycles.",
+           wraps=("rte_rdtsc", "rte_rdtsc_precise", "rte_get_tsc_cycles", "rte_get_timer_cycles")),
+        _e("ftmb_rte_get_tsc_hz", "ftmb_u64", [], "nondet", "rte_get_tsc_hz(): the session's cycle rate.",
+           wraps=("rte_get_tsc_hz", "rte_get_timer_hz")),
+        _e("ftmb_rand", "int", [], "nondet", "rand(), logged.", wraps=("rand",)),
+        _e("ftmb_random", "long", [], "nondet", "random(), logged.", wraps=("random", "lrand48")),
+        _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",)),
+        _e("ftmb_getrandom", "long", [("void *", "buf"), ("ftmb_size_t", "buflen"), ("unsigned", "flags")],
+           "nondet", "getrandom(), logged 8 bytes per record.", wraps=("getrandom",)),
+    ]
+
+
+def _io_entries():
+    burst = lambda p: [("ftmb_u16", "port_id"), ("ftmb_u16", "queue_id"), ("struct rte_mbuf **", p),  # noqa: E731
+                       ("const ftmb_u16", "nb_pkts")]
+    return [
+        _e("ftmb_pkt_rx_burst", "ftmb_u16",
+           [("ftmb_u16", "queue_id"), ("struct ftmb_pkt **", "pkts"), ("ftmb_u16", "nb_pkts")], "packet_io",
+           "Receive up to nb_pkts opaque packets of input queue queue_id (non-DPDK programs)."),
+        _e("ftmb_pkt_tx_burst", "ftmb_u16",
+           [("ftmb_u16", "queue_id"), ("struct ftmb_pkt **", "pkts"), ("ftmb_u16", "nb_pkts")], "packet_io",
+           "Transmit opaque packets; the runtime takes them all (returns nb_pkts)."),
+        _e("ftmb_pkt_alloc", "struct ftmb_pkt *", [], "packet_io", "A new empty packet (NULL if none left)."),
+        _e("ftmb_pkt_free", "void", [("struct ftmb_pkt *", "pkt")], "packet_io", "Drop a packet."),
+        _e("ftmb_pkt_data", "void *", [("struct ftmb_pkt *", "pkt")], "packet_io",
+           "The packet's bytes (FTMB_PKT_MAX of room)."),
+        _e("ftmb_pkt_len", "ftmb_u32", [("const struct ftmb_pkt *", "pkt")], "packet_io", "Packet length."),
+        _e("ftmb_pkt_set_len", "void", [("struct ftmb_pkt *", "pkt"), ("ftmb_u32", "len")], "packet_io",
+           "Set the packet length (at most FTMB_PKT_MAX)."),
+        _e("ftmb_rx_burst", "ftmb_u16", burst("rx_pkts"), "packet_io", "rte_eth_rx_burst.",
+           wraps=("rte_eth_rx_burst",), library="dpdk"),
+        _e("ftmb_tx_burst", "ftmb_u16", burst("tx_pkts"), "packet_io", "rte_eth_tx_burst.",
+           wraps=("rte_eth_tx_burst",), library="dpdk"),
+        _e("ftmb_tx_buffer", "ftmb_u16",
+           [("ftmb_u16", "port_id"), ("ftmb_u16", "queue_id"), ("struct rte_eth_dev_tx_buffer *", "buffer"),
+            ("struct rte_mbuf *", "tx_pkt")], "packet_io", "rte_eth_tx_buffer.",
+           wraps=("rte_eth_tx_buffer",), library="dpdk"),
+        _e("ftmb_tx_buffer_flush", "ftmb_u16",
+           [("ftmb_u16", "port_id"), ("ftmb_u16", "queue_id"), ("struct rte_eth_dev_tx_buffer *", "buffer")],
+           "packet_io", "rte_eth_tx_buffer_flush.", wraps=("rte_eth_tx_buffer_flush",), library="dpdk"),
+        _e("ftmb_eth_rx_queue_setup", "int",
+           [("ftmb_u16", "port_id"), ("ftmb_u16", "rx_queue_id"), ("ftmb_u16", "nb_rx_desc"),
+            ("unsigned", "socket_id"), ("const struct rte_eth_rxconf *", "rx_conf"),
+            ("struct rte_mempool *", "mb_pool")], "packet_io",
+           "rte_eth_rx_queue_setup; remembers the pool session input is copied into.",
+           wraps=("rte_eth_rx_queue_setup",), library="dpdk"),
+    ]
+
+
+def _spawn_entries():
+    return [
+        _e("ftmb_pthread_create", "int",
+           [("void *", "thread"), ("const void *", "attr"), ("void *(*)(void *)", "start_routine"),
+            ("void *", "arg")], "spawn", "pthread_create; the new thread gets the next thread index.",
+           wraps=("pthread_create",)),
+        _e("ftmb_rte_eal_remote_launch", "int",
+           [("int (*)(void *)", "f"), ("void *", "arg"), ("unsigned", "worker_id")], "spawn",
+           "rte_eal_remote_launch; the worker gets the next thread index.",
+           wraps=("rte_eal_remote_launch",), library="dpdk"),
+        _e("ftmb_rte_eal_mp_remote_launch", "int",
+           [("int (*)(void *)", "f"), ("void *", "arg"), ("int", "call_main")], "spawn",
+           "rte_eal_mp_remote_launch; workers get indexes in lcore order, the main lcore keeps 0.",
+           wraps=("rte_eal_mp_remote_launch",), library="dpdk"),
+    ]
+
+
+def _alloc_entries():
+    return [
+        _e("ftmb_state_alloc", "void *", [("ftmb_size_t", "size")], "alloc", "malloc from the arena.",
+           wraps=("malloc",)),
+        _e("ftmb_state_calloc", "void *", [("ftmb_size_t", "nmemb"), ("ftmb_size_t", "size")], "alloc",
+           "calloc from the arena.", wraps=("calloc",)),
+        _e("ftmb_state_realloc", "void *", [("void *", "ptr"), ("ftmb_size_t", "size")], "alloc",
+           "realloc within the arena.", wraps=("realloc",)),
+        _e("ftmb_state_aligned_alloc", "void *", [("ftmb_size_t", "alignment"), ("ftmb_size_t", "size")],
+           "alloc", "aligned_alloc from the arena.", wraps=("aligned_alloc",)),
+        _e("ftmb_state_free", "void", [("void *", "ptr")], "alloc", "free into the arena.", wraps=("free",)),
+        _e("ftmb_rte_malloc", "void *", [("const char *", "type"), ("ftmb_size_t", "size"), ("unsigned", "align")],
+           "alloc", "rte_malloc from the arena.", wraps=("rte_malloc", "rte_malloc_socket")),
+        _e("ftmb_rte_zmalloc", "void *",
+           [("const char *", "type"), ("ftmb_size_t", "size"), ("unsigned", "align")], "alloc",
+           "rte_zmalloc from the arena.", wraps=("rte_zmalloc", "rte_zmalloc_socket")),
+        _e("ftmb_rte_free", "void", [("void *", "ptr")], "alloc", "rte_free into the arena.", wraps=("rte_free",)),
+        _e("ftmb_state_contains", "int", [("const void *", "ptr")], "alloc",
+           "1 if ptr lies in the arena (the part a checkpoint captures)."),
+    ]
+
+
+ENTRIES: tuple[Entry, ...] = tuple(
+    _init_entries() + _ordered_entries() + _lock_entries() + _atomic_entries() + _nondet_entries()
+    + _io_entries() + _spawn_entries() + _alloc_entries()
+)
