@@ -127,16 +127,10 @@ class ReportDiff:
         }
 
 
-def is_unprotected(variable: Variable, access: Access) -> bool:
-    """A concurrent, lock-free, non-atomic, unsuppressed access to a shared_rw variable."""
-    return (
-        variable.cls == "shared_rw"
-        and access.concurrent
-        and not access.atomic
-        and not access.locks_held
-        and not access.suppressed
-        and not variable.suppressed
-    )
+def is_unprotected(access: Access) -> bool:
+    """The access may overlap another thread, holds no lock, is not atomic and is not suppressed.
+    (It only races when its variable is shared_rw and the variable is not suppressed.)"""
+    return access.concurrent and not access.atomic and not access.locks_held and not access.suppressed
 
 
 def diff_reports(old: Report, new: Report) -> ReportDiff:
@@ -212,8 +206,10 @@ def _unprotected(report: Report) -> dict[tuple[str, str, str], UnprotectedAccess
     locs: dict[tuple[str, str, str], list[str]] = {}
     refs: dict[str, VariableRef] = {}
     for v in report.variables:
+        if v.cls != "shared_rw" or v.suppressed:
+            continue
         for a in v.accesses:
-            if is_unprotected(v, a):
+            if is_unprotected(a):
                 refs.setdefault(v.id, VariableRef.of(v))
                 locs.setdefault((v.id, a.function, a.mode), []).append(a.loc)
     return {
