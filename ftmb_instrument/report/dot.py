@@ -9,7 +9,7 @@ unprotected (no lock, not atomic, may overlap another thread).
 from __future__ import annotations
 
 from ..diff import is_unprotected
-from ..model import MODES, Report
+from ..model import MODES, Report, Thread
 
 GRAPHED_CLASSES = ("shared_rw", "shared_ro", "per_core")
 CLASS_COLORS = {"shared_rw": "#f4a6a6", "shared_ro": "#a6c8f4", "per_core": "#b6e3b0"}
@@ -25,7 +25,7 @@ def render(report: Report) -> str:
         '  node [fontname="Helvetica"];',
         '  edge [fontname="Helvetica", fontsize=10];',
     ]
-    threads = {t.entry: t for t in report.threads}
+    threads: dict[str, Thread | None] = {t.entry: t for t in report.threads}
     variables = [v for v in report.variables if v.cls in GRAPHED_CLASSES]
     for v in variables:
         for a in v.accesses:
@@ -33,7 +33,12 @@ def render(report: Report) -> str:
                 threads.setdefault(entry, None)
 
     for entry, t in threads.items():
-        label = entry if t is None else f"{entry}\n{t.how}" + (" (several)" if t.instances == "several" else "")
+        label = entry
+        if t is not None:
+            started = "" if t.how == entry else t.how
+            if t.instances == "several":
+                started = f"{started} (several)".strip()
+            label = f"{entry}\n{started}" if started else entry
         lines.append(f"  {_id('thread', entry)} [shape=box, label={_quote(label)}];")
 
     for v in variables:

@@ -25,6 +25,9 @@ def render(report: Report, console: Console) -> None:
     console.print(_threads(report))
     console.print()
     console.print(_variables(report))
+    suppressed = sorted((v for v in report.variables if v.suppressed), key=variable_order)
+    for v in suppressed:
+        console.print(Text(f"* {v.name} is suppressed: {v.suppressed}", style="dim"))
     for title, sites in (("Nondeterminism", report.nondeterminism), ("Packet I/O", report.packet_io)):
         console.print()
         console.print(_sites(title, sites) if sites else f"{title}: none found.")
@@ -60,7 +63,7 @@ def _coverage(report: Report) -> Text:
     text.append(f"{c.tus_failed} failed", style="bold red" if c.tus_failed else "")
     text.append(f", {c.functions_analyzed} functions")
     if c.tus_failed:
-        text.append(" (results are incomplete: code in failed units was not seen)", style="red")
+        text.append("\nResults are incomplete: the code of failed translation units was not analyzed.", style="red")
     return text
 
 
@@ -81,17 +84,17 @@ def _variables(report: Report) -> Table | str:
     if not report.variables:
         return "Variables: none found."
     t = Table(title="Variables", title_justify="left")
-    t.add_column("name", overflow="fold", ratio=3)
+    t.add_column("name", overflow="fold")
     t.add_column("class", no_wrap=True)
     t.add_column("protection", no_wrap=True)
-    t.add_column("locks", overflow="fold", ratio=2)
+    t.add_column("locks", overflow="fold")
     t.add_column("comm.", no_wrap=True)
     t.add_column("acc.", justify="right", no_wrap=True)
-    t.add_column("decl", overflow="fold", ratio=3)
+    t.add_column("decl", overflow="fold")
     for v in sorted(report.variables, key=variable_order):
         protection = Text(v.protection or "-", style=_PROTECTION_STYLE.get(v.protection or "", ""))
         if v.suppressed:
-            protection.append(" (suppressed)", style="dim")
+            protection.append("*")
         t.add_row(
             Text(v.name, style=_CLASS_STYLE.get(v.cls, "")),
             v.cls,
@@ -130,7 +133,7 @@ def _warnings(report: Report) -> Table:
     t = Table(title="Warnings", title_justify="left")
     t.add_column("kind", no_wrap=True)
     t.add_column("where", overflow="fold")
-    t.add_column("message", overflow="fold", ratio=1)
+    t.add_column("message", overflow="fold")
     for w in report.warnings:
         t.add_row(w.kind, w.loc or "-", w.message)
     return t
