@@ -1,0 +1,124 @@
+"""Compile commands: where translation units and their flags come from.
+
+Two inputs, as clang-tidy takes them: a compilation database (`-p BUILD_DIR` or the JSON file
+itself), or files on the command line with extra clang arguments after `--`. Every command is
+sanitized before libclang sees it: argv[0], the input file, `-c`, `-o X`, dependency-file flags
+and warnings-as-errors are dropped, relative paths are resolved against the entry's directory,
+and GCC-only flags that clang rejects are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+# Flags (and for some, their argument) that say nothing about the code's meaning.
+DROP_WITH_ARG = {"-o", "-MF", "-MT", "-MQ", "-Xlinker", "-x"}
+DROP_EXACT = {"-c", "-S", "-E", "-M", "-MM", "-MD", "-MMD", "-MP", "-MG", "-pipe", "-save-temps", "-Werror", "-pedantic-errors"}
+DROP_PREFIX = ("-Werror=", "-Wl,", "-fdiagnostics-", "-fdump-", "-save-temps=")
+# GCC-only flags clang rejects or warns about; a warning is harmless, an "unknown argument" is not.
+GCC_ONLY_PREFIX = (
+    "-fno-tree-", "-ftree-", "-fstack-clash-protection", "-fno-ipa-", "-fipa-", "-fcf-protection=check",
+    "-mno-avx256-split-unaligned", "-fconserve-stack", "-fno-var-tracking", "-fvar-tracking",
+    "-fno-allow-store-data-races", "-fmerge-constants", "-fno-code-hoisting", "-flto-partition=",
+    "-fno-semantic-interposition", "-fmacro-prefix-map=", "-ffile-prefix-map=", "-fno-guess-branch-probability",
+    "-Wno-stringop-", "-Wstringop-", "-Wformat-truncation", "-Wno-format-truncation", "-Wlogical-op",
+    "-Wmaybe-uninitialized", "-Wno-maybe-uninitialized", "-Wduplicated-", "-Wjump-misses-init",
+    "-Wimplicit-fallthrough=", "-Wno-restrict", "-Wrestrict", "-Wno-address-of-packed-member",
+)
+PATH_FLAGS = ("-I", "-isystem", "-iquote", "-idirafter", "-include", "-imacros")
+ALWAYS = ("-Wno-unknown-warning-option", "-Wno-ignored-optimization-argument", "-Wno-unused-command-line-argument")
+
+
+@dataclass(frozen=True)
+class CompileCommand:
+    file: str  # absolute path of the translation unit
+    args: tuple[str, ...]  # sanitized arguments for libclang
+
+
+def sanitize(argv: list[str], directory: str, input_file: str) -> tuple[str, ...]:
+    """Turn a compiler invocation into arguments libclang accepts for `input_file`."""
+    out: list[str] = []
+    target = os.path.realpath(os.path.join(directory, input_file))
+    i = 1  # argv[0] is the compiler
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a in DROP_WITH_ARG:
+            i += 1
+            continue
+        if a in DROP_EXACT or a.startswith(DROP_PREFIX) or a.startswith(GCC_ONLY_PREFIX):
+            continue
+        if a.startswith("-M") and len(a) > 2 and a[2] in "FTQ":
+            continue
+        if a.startswith("-o") and len(a) > 2:
+            continue
+        if not a.startswith("-") and os.path.realpath(os.path.join(directory, a)) == target:
+            continue
+        if not a.startswith("-") and a.endswith((".c", ".o", ".a", ".so", ".cc", ".cpp")):
+            continue  # other inputs of a combined compile-and-link command
+        if a in PATH_FLAGS and i < len(argv):
+            out += [a, _absolute(argv[i], directory)]
+            i += 1
+            continue
+        for flag in PATH_FLAGS:
+            if a.startswith(flag) and len(a) > len(flag) and flag != "-include":
+                a = flag + _absolute(a[len(flag):], directory)
+                break
+        out.append(a)
+    return tuple(out) + ALWAYS
+
+
+def _absolute(path: str, directory: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(directory, path))
+
+
+def load_database(path: Path) -> list[CompileCommand]:
+    """Read `compile_commands.json` (or the one inside a build directory)."""
+    db = path / "compile_commands.json" if path.is_dir() else path
+    try:
+        text = db.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{db}: no such compilation database (generate one with cmake "
+                         f"-DCMAKE_EXPORT_COMPILE_COMMANDS=ON or bear)") from None
+    except OSError as exc:
+        raise InputError(f"{db}: cannot read: {exc.strerror}") from None
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{db}:{exc.lineno}:{exc.colno}: malformed compilation database: {exc.msg}") from None
+    if not isinstance(entries, list):
+        raise InputError(f"{db}: malformed compilation database: expected a JSON array of entries")
+    commands = []
+    for n, e in enumerate(entries, 1):
+        if not isinstance(e, dict) or "file" not in e or "directory" not in e or not ("arguments" in e or "command" in e):
+            raise InputError(f"{db}: entry {n}: needs 'directory', 'file' and 'arguments' or 'command'")
+        directory = str(e["directory"])
+        if "arguments" in e:
+            argv = [str(x) for x in e["arguments"]]
+        else:
+            try:
+                argv = shlex.split(str(e["command"]))
+            except ValueError as exc:
+                raise InputError(f"{db}: entry {n}: cannot split 'command': {exc}") from None
+        file = os.path.realpath(os.path.join(directory, str(e["file"])))
+        if not file.endswith(".c"):
+            continue
+        commands.append(CompileCommand(file, sanitize(argv, directory, str(e["file"]))))
+    return commands
+
+
+def from_files(files: list[Path], extra_args: list[str]) -> list[CompileCommand]:
+    """Files named on the command line, all compiled with `extra_args`."""
+    out = []
+    cwd = os.getcwd()
+    for f in files:
+        if not f.is_file():
+            raise InputError(f"{f}: no such file")
+        out.append(CompileCommand(os.path.realpath(f), sanitize(["cc", *extra_args], cwd, str(f))))
+    return out
