@@ -171,3 +171,29 @@ def test_load_report_names_a_malformed_field(tmp_path) -> None:
 def test_load_report_of_a_directory(tmp_path) -> None:
     with pytest.raises(ReportError, match="is a directory"):
         load_report(tmp_path)
+
+
+# the table rendering -------------------------------------------------------------------------
+
+
+def test_table_lists_each_kind_of_difference_with_counts() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ftmb_instrument.report import diff_table
+
+    old = sample_report()
+    racy = replace(FLOWS, protection="unprotected", locks=(), accesses=tuple(replace(a, locks_held=()) for a in FLOWS.accesses))
+    diff = diff_reports(old, with_variables(old, racy, replace(HITS, commutative=False), drop=("id-per-core",)))
+    buffer = io.StringIO()
+    diff_table.render(diff, Console(file=buffer, width=100, color_system=None))
+    text = buffer.getvalue()
+    assert " ".join(text.split()).startswith(
+        "Shared state differs: 2 new unprotected accesses, 1 protection change, 1 commutativity change, "
+        "1 removed variable."
+    )
+    for expected in ("New unprotected accesses", "lookup", "nat.c:50:9", "lock (flow_lock)", "unprotected",
+                     "Commutativity changed", "Removed variables", "core_stats"):
+        assert expected in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 100

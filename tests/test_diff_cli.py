@@ -11,7 +11,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from test_report_sample import COUNTER, FLOWS, sample_report
+from test_report_sample import FLOWS, sample_report
 from typer.testing import CliRunner
 
 import ftmb_instrument.cli as cli

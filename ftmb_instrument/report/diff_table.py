@@ -13,21 +13,28 @@ def render(diff: ReportDiff, console: Console) -> None:
     if diff.empty:
         console.print("No difference in shared state.")
         return
+    # (title, what one item is called, items, table builder), most urgent first
     sections = (
-        ("New unprotected accesses", diff.new_unprotected_accesses, _accesses),
-        ("Reclassified variables", diff.reclassified, _changes),
-        ("Protection changed", diff.protection_changed, _changes),
-        ("Commutativity changed", diff.commutative_changed, _changes),
-        ("New variables", diff.new_variables, _variables),
-        ("Removed variables", diff.removed_variables, _variables),
-        ("Resolved unprotected accesses", diff.resolved_unprotected_accesses, _accesses),
+        ("New unprotected accesses", "new unprotected access", diff.new_unprotected_accesses, _accesses),
+        ("Reclassified variables", "reclassified variable", diff.reclassified, _changes),
+        ("Protection changed", "protection change", diff.protection_changed, _changes),
+        ("Commutativity changed", "commutativity change", diff.commutative_changed, _changes),
+        ("New variables", "new variable", diff.new_variables, _variables),
+        ("Removed variables", "removed variable", diff.removed_variables, _variables),
+        ("Resolved unprotected accesses", "resolved unprotected access", diff.resolved_unprotected_accesses, _accesses),
     )
-    counts = ", ".join(f"{len(items)} {title.lower()}" for title, items, _ in sections if items)
+    counts = ", ".join(_count(len(items), noun) for _, noun, items, _ in sections if items)
     console.print(f"Shared state differs: {counts}.")
-    for title, items, table in sections:
+    for title, _, items, table in sections:
         if items:
             console.print()
             console.print(table(title, items))
+
+
+def _count(n: int, noun: str) -> str:
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith("ss") else f"{n} {noun}s"
 
 
 def _variables(title: str, items: tuple[VariableRef, ...]) -> Table:

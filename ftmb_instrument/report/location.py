@@ -27,8 +27,3 @@ def parse_location(loc: str) -> Location | None:
     col = m.group("col")
     return Location(m.group("path"), int(m.group("line")), int(col) if col else None)
 
-
-def file_of(loc: str) -> str:
-    """The path part of a location string, "" for none."""
-    parsed = parse_location(loc)
-    return parsed.path if parsed else ""

@@ -127,17 +127,18 @@ def sarif_log(report: Report, *, source_root: str | None = None) -> dict[str, An
             if rule.id == rule_id:
                 return i
         # A finding kind this version has no text for still gets a rule of its own.
-        rules.append(Rule(rule_id, _pascal(kind), "warning", kind.replace("_", " "), f"ftmb-instrument finding: {kind}."))
+        text = kind.replace("_", " ")
+        rules.append(Rule(rule_id, _pascal(kind), "warning", text, f"ftmb-instrument finding: {text}."))
         return len(rules) - 1
 
     def add(rule_id: str, message: str, loc: str, fingerprints: dict[str, str], kind: str = "",
-            level: str | None = None, related: list[dict[str, Any]] | None = None,
-            suppression: str = "", properties: dict[str, Any] | None = None) -> None:
+            related: list[dict[str, Any]] | None = None, suppression: str = "",
+            properties: dict[str, Any] | None = None) -> None:
         index = rule_index(rule_id, kind)
         result: dict[str, Any] = {
             "ruleId": rule_id,
             "ruleIndex": index,
-            "level": level or rules[index].level,
+            "level": rules[index].level,
             "message": {"text": message},
             "locations": [location] if (location := _location(loc)) else [],
             "partialFingerprints": fingerprints,
@@ -155,7 +156,8 @@ def sarif_log(report: Report, *, source_root: str | None = None) -> dict[str, An
         v = variables.get(f.variable)
         if f.kind == "race":
             raced.add(f.variable)
-            rule_id = "ftmb/shared-rw-mixed" if v is not None and v.protection == "mixed" else "ftmb/shared-rw-unprotected"
+            mixed = v is not None and v.protection == "mixed"
+            rule_id = "ftmb/shared-rw-mixed" if mixed else "ftmb/shared-rw-unprotected"
         else:
             rule_id = _RULE_BY_KIND.get(f.kind, "ftmb/" + f.kind.replace("_", "-"))
         add(rule_id, f.message, f.loc, _finding_fingerprint(f), kind=f.kind,
@@ -195,7 +197,6 @@ def sarif_log(report: Report, *, source_root: str | None = None) -> dict[str, An
             }
         },
         "invocations": [_invocation(report)],
-        "columnKind": "utf16CodeUnits",
         "results": results,
     }
     if source_root is not None:
