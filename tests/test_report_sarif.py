@@ -140,3 +140,8 @@ def test_location_strings_parse_even_with_colons_in_the_path() -> None:
     assert parse_location("C:/src/nat.c:12:7") == Location("C:/src/nat.c", 12, 7)
     assert parse_location("weird") == Location("weird")
     assert parse_location("") is None
+
+
+def test_a_position_of_line_0_gives_no_region() -> None:
+    assert "region" not in sarif._location("<built-in>:0:0")["physicalLocation"]
+    assert sarif._location("a.c:3:0")["physicalLocation"]["region"] == {"startLine": 3}

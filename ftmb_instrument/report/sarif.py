@@ -215,9 +215,10 @@ def _location(loc: str, message: str = "") -> dict[str, Any] | None:
     else:
         artifact = {"uri": quote(PurePosixPath(parsed.path.replace("\\", "/")).as_posix()), "uriBaseId": SRCROOT}
     physical: dict[str, Any] = {"artifactLocation": artifact}
-    if parsed.line is not None:
+    # SARIF counts from 1; line 0 is how a diagnostic without a position is written.
+    if parsed.line:
         physical["region"] = {"startLine": parsed.line}
-        if parsed.col is not None:
+        if parsed.col:
             physical["region"]["startColumn"] = parsed.col
     location: dict[str, Any] = {"physicalLocation": physical}
     if message:
