@@ -60,9 +60,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "ftmb/shared-rw-mixed", "SharedStateMixedProtection", "warning",
         "Shared read-write state synchronized inconsistently",
-        "Every access of this variable is synchronized, but not the same way: different locks, or locks "
-        "for some accesses and atomics for others. Accesses under different locks can still interleave. "
-        "Use one lock for all of them, or atomics for all of them.",
+        "Concurrent accesses of this variable are not synchronized uniformly: some hold a lock and others "
+        "do not, they hold locks with none in common, or only some are atomic. Accesses that share no lock "
+        "can still interleave, and replay cannot reproduce their order. Use one lock for all of them, or "
+        "atomics for all of them.",
     ),
     Rule(
         "ftmb/shared-state", "SharedState", "note",
@@ -240,8 +241,8 @@ def _related_accesses(v: Variable) -> list[dict[str, Any]]:
 
 def _race_message(v: Variable, unprotected: list[Access]) -> str:
     if v.protection == "mixed":
-        return (f"'{v.name}' is shared read-write state synchronized inconsistently "
-                f"({len(v.accesses)} accesses; no lock is held at all of them).")
+        return (f"'{v.name}' is shared read-write state synchronized inconsistently: "
+                f"no lock is held at all of its {len(v.accesses)} accesses.")
     where = ", ".join(sorted({f"{a.function} ({a.mode})" for a in unprotected})) or "see accesses"
     return f"'{v.name}' is shared read-write state accessed without a lock or atomic operation in: {where}."
 
