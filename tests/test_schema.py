@@ -64,7 +64,7 @@ def test_enums_are_the_model_constants() -> None:
 
 def test_the_stable_id_is_documented() -> None:
     text = DEFS["variable"]["properties"]["id"]["description"]
-    for part in ("relative to the project root", "enclosing", "allocation", "scope", "line numbers"):
+    for part in ("relative to the project root", "enclosing", "allocation", "`scope`", "Line numbers", "SHA-256"):
         assert part in text
 
 
