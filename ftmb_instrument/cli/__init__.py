@@ -52,8 +52,13 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     _register_commands()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    clang_args: list[str] = []
+    if "--" in argv:  # clang-tidy style: FILES -- CLANG_ARGS
+        cut = argv.index("--")
+        argv, clang_args = argv[:cut], argv[cut + 1:]
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False, obj={"clang_args": clang_args})
     except FtmbError as exc:
         stderr.print(f"ftmb-instrument: error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code

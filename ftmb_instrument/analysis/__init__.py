@@ -1,0 +1,255 @@
+"""The shared-state analysis: compile commands in, an `ftmb-report/1` Report out.
+
+Stages: parse every translation unit (frontend, in a process pool) -> merge facts into a Program
+-> call graph and thread roots -> locksets -> thread contexts, points-to and per-thread taint ->
+class and protection of every object -> Report.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import __version__
+from ..facts import CallFact
+from ..frontend import CompileCommand, TuJob, TuResult, parse_translation_unit
+from ..model import Access, Coverage, Finding, Report, Site, Thread, TranslationUnit, Variable
+from ..semantics import Semantics
+from .classify import Classifier, ObjectInfo
+from .identity import variable_id
+from .locksets import Locksets
+from .program import Program, walk_events
+
+PROGRESS_THRESHOLD = 4  # show a progress bar from this many translation units on
+
+
+@dataclass(frozen=True)
+class Options:
+    project_root: str
+    entries: tuple[str, ...] = ()
+    jobs: int = 0  # 0: number of cores
+    progress: bool = True
+
+
+_worker_sem: Semantics | None = None
+
+
+def _init_worker(sem: Semantics) -> None:
+    global _worker_sem
+    _worker_sem = sem
+
+
+def _parse(job: TuJob) -> TuResult:
+    assert _worker_sem is not None
+    return parse_translation_unit(job, _worker_sem)
+
+
+def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None) -> list[TuResult]:
+    root = os.path.realpath(opts.project_root)
+    jobs = [TuJob(c.file, c.args, root, root) for c in commands]
+    n = opts.jobs or os.cpu_count() or 1
+    show = opts.progress and console is not None and len(jobs) >= PROGRESS_THRESHOLD
+    results: list[TuResult] = []
+    with Progress(TextColumn("parsing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not show) as bar:
+        task = bar.add_task("parse", total=len(jobs))
+        if n == 1 or len(jobs) == 1:
+            _init_worker(sem)
+            for j in jobs:
+                results.append(_parse(j))
+                bar.advance(task)
+        else:
+            with ProcessPoolExecutor(max_workers=min(n, len(jobs)), initializer=_init_worker, initargs=(sem,)) as pool:
+                for r in pool.map(_parse, jobs):
+                    results.append(r)
+                    bar.advance(task)
+    return results
+
+
+def analyze(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None = None) -> Report:
+    results = parse_all(commands, sem, opts, console)
+    return build_report(results, sem, opts)
+
+
+def build_report(results: list[TuResult], sem: Semantics, opts: Options) -> Report:
+    facts = [r.facts for r in results if r.facts is not None]
+    program = Program.merge(facts, sem)
+    program.root = os.path.realpath(opts.project_root)
+    program.build_call_graph()
+    program.find_roots(list(opts.entries))
+    locks = Locksets(program)
+    locks.compute()
+    cls = Classifier(program, locks)
+    cls.compute_contexts()
+    cls.compute_taint()
+    cls.collect()
+    units = tuple(r.unit for r in results)
+    return Report(
+        tool_version=__version__,
+        translation_units=units,
+        threads=tuple(_threads(program)),
+        variables=tuple(_variables(program, cls)),
+        nondeterminism=tuple(_sites(program, cls, "nondeterminism")),
+        packet_io=tuple(_sites(program, cls, "packet_io")),
+        warnings=tuple(_warnings(program, cls)),
+        coverage=Coverage(
+            sum(u.status == "ok" for u in units), sum(u.status != "ok" for u in units), len(program.functions)),
+    )
+
+
+def _threads(p: Program) -> list[Thread]:
+    out = []
+    for r in sorted(p.roots, key=lambda r: (r.how != "main", r.name)):
+        out.append(Thread(r.name, r.how, r.site.rsplit(":", 1)[0] if r.site.count(":") >= 2 else r.site,
+                          "several" if r.several else "one"))
+    return out
+
+
+def _variables(p: Program, cls: Classifier) -> list[Variable]:
+    out: list[Variable] = []
+    for key, info in _all_objects(p, cls):
+        desc = _describe(p, key)
+        if desc is None:
+            continue
+        name, decl, scope, typ, function, file, tls, id_name = desc
+        c, protection, locks, commutative = cls.classify(info, tls)
+        if key[0] != "global" and c == "thread_private":
+            continue  # heap and stack objects are reported only when they become shared
+        decl_line = int(decl.rsplit(":", 1)[1])
+        sup = p.suppressions.get((decl.rsplit(":", 1)[0], decl_line))
+        out.append(Variable(
+            id=variable_id(file, function, id_name, scope), name=name, decl=decl, scope=scope, cls=c,
+            protection=protection, locks=locks, commutative=commutative,
+            accesses=tuple(_accesses(info)), type=typ,
+            suppressed=sup.reason if sup and sup.what in ("variable", "race") else "",
+        ))
+    order = {"shared_rw": 0, "shared_ro": 1, "per_core": 2, "thread_private": 3}
+    out.sort(key=lambda v: (order[v.cls], _loc_key(v.decl + ":0"), v.name))
+    return out
+
+
+def _all_objects(p: Program, cls: Classifier):
+    seen = set()
+    for usr in p.globals:
+        key = ("global", usr)
+        seen.add(key)
+        yield key, cls.objects.get(key, ObjectInfo(key))
+    for key, info in cls.objects.items():
+        if key not in seen:
+            yield key, info
+
+
+def _describe(p: Program, key):
+    """(name, decl, scope, type, function, file, tls, identity name) of an object, or None."""
+    kind, k = key
+    if kind == "global":
+        g = p.globals.get(k)
+        if g is None:
+            return None
+        file = _rel(p, g.file)
+        return g.name, f"{file}:{g.line}", g.scope, g.type, g.function, file, g.tls, g.name
+    if kind == "alloc":
+        a = p.allocs.get(k)
+        if a is None:
+            return None
+        name = a.assigned_to or f"{a.call}()"
+        return (name, f"{a.file}:{a.line}", "heap", f"{a.call}() result", a.function, a.file, False,
+                f"{a.call}->{a.assigned_to}")
+    if kind == "stack":
+        s = p.stacks.get(k)
+        if s is None:
+            return None
+        return s.name, f"{s.file}:{s.line}", "stack", "", s.function, s.file, False, s.name
+    if kind == "pointee":
+        g = p.globals.get(k)
+        if g is None:
+            return None
+        file = _rel(p, g.file)
+        return f"*{g.name}", f"{file}:{g.line}", "heap", g.type, "", file, False, f"*{g.name}"
+    return None
+
+
+def _rel(p: Program, path: str) -> str:
+    root = p.root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
+def _accesses(info: ObjectInfo) -> list[Access]:
+    out = {}
+    for a in info.accesses:
+        threads = tuple(sorted({t for (t, _) in a.contexts}))
+        acc = Access(
+            loc=a.loc, function=a.fn.name, mode=a.mode, atomic=a.atomic, locks_held=tuple(sorted(a.locks)),
+            threads=threads, concurrent=any(c for (_, c) in a.contexts), core_indexed=a.core_indexed,
+            macro=a.macro, suppressed=a.suppressed,
+        )
+        out.setdefault((acc.loc, acc.mode), acc)
+    return sorted(out.values(), key=lambda a: _loc_key(a.loc))
+
+
+def _loc_key(loc: str):
+    parts = loc.rsplit(":", 2)
+    try:
+        return parts[0], int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return loc, 0, 0
+
+
+def _sites(p: Program, cls: Classifier, kind: str) -> list[Site]:
+    out = []
+    for usr, fn in p.functions.items():
+        for ev in walk_events(fn.events):
+            if not isinstance(ev, CallFact) or not ev.callee:
+                continue
+            role = p.sem.role(ev.callee, kind)
+            if role is None:
+                continue
+            category = role.get("category") if kind == "nondeterminism" else role.get("direction")
+            threads = tuple(sorted({t for (t, _) in cls.event_contexts(fn, ev)}))
+            out.append(Site(ev.loc, fn.name, ev.callee, category, threads))
+    return sorted(out, key=lambda s: _loc_key(s.loc))
+
+
+def _warnings(p: Program, cls: Classifier) -> list[Finding]:
+    out: list[Finding] = []
+    roots = {r.usr for r in p.roots}
+    for key, info in _all_objects(p, cls):
+        desc = _describe(p, key)
+        if desc is None:
+            continue
+        name, decl, scope, _, function, file, tls, id_name = desc
+        c, protection, _, _ = cls.classify(info, tls)
+        if c != "shared_rw" or protection not in ("unprotected", "mixed"):
+            continue
+        sup = p.suppressions.get((decl.rsplit(":", 1)[0], int(decl.rsplit(":", 1)[1])))
+        if sup and sup.what in ("race", "variable"):
+            continue
+        bad = [a for a in info.accesses if not a.atomic and not a.locks and any(cc for (_, cc) in a.contexts)
+               and not a.suppressed]
+        if not bad:
+            continue
+        first = min(bad, key=lambda a: _loc_key(a.loc))
+        vid = variable_id(file, function, id_name, scope)
+        out.append(Finding("race", first.loc,
+                           f"{name} ({decl}) is written concurrently and {protection}: "
+                           f"{first.mode} in {first.fn.name} holds no lock and is not atomic", vid))
+    for usr in roots:
+        fn = p.functions[usr]
+        for st in fn.loop_state:
+            out.append(Finding("invisible_state", st.loc,
+                               f"local '{st.name}' of thread root {fn.name} is {st.reason}: a checkpoint of "
+                               f"globals and heap cannot see it; move it to a global or the heap"))
+    for a in p.allocs.values():
+        if a.opaque:
+            out.append(Finding("opaque_state", f"{a.file}:{a.line}:1",
+                               f"{a.call}() in {a.function} creates state inside a library object "
+                               f"({a.assigned_to or 'unnamed'}): a checkpoint of globals and heap cannot see it"))
+    for usr, loc in p.unresolved:
+        out.append(Finding("unresolved_call", loc,
+                           f"indirect call in {p.functions[usr].name} matches no address-taken function"))
+    return sorted(out, key=lambda f: (f.kind, _loc_key(f.loc)))

@@ -1,0 +1,302 @@
+"""Who runs what, what each access touches, and the class of every variable and shared object.
+
+Threads: `main`, every function passed to a spawn call, every signal handler, every `--entry`.
+Main's code before its first spawn and after its last join runs alone; between them it runs
+concurrently with the workers. A function runs in the contexts of all its callers.
+
+Classes (exactly one per object; see the README and the report schema):
+  shared_rw       written while another thread (or another instance of the same root) may access it
+  shared_ro       more than one thread reads it, and it is only written while no other thread runs
+  per_core        every access by a non-main thread selects its element by core id or per-thread
+                  argument, or thread-local storage
+  thread_private  one thread uses it
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..facts import AccessFact, CallFact, FunctionFacts, Ref
+from .locksets import Locksets
+from .program import Program, Root, walk_events
+
+Ctx = tuple[str, bool]  # (thread name, runs concurrently with other threads)
+ObjKey = tuple[str, str]  # ("global" | "alloc" | "stack" | "pointee", key)
+
+
+@dataclass
+class ResolvedAccess:
+    fn: FunctionFacts
+    fact: AccessFact | CallFact
+    mode: str
+    atomic: bool
+    commutative_op: bool
+    core_indexed: bool
+    locks: frozenset
+    contexts: frozenset  # of Ctx
+    loc: str
+    macro: str
+    suppressed: str
+    lock_op: bool = False  # a lock operation on a lock inside this object
+
+
+@dataclass
+class ObjectInfo:
+    key: ObjKey
+    accesses: list[ResolvedAccess] = field(default_factory=list)
+
+
+class Classifier:
+    def __init__(self, program: Program, locks: Locksets):
+        self.p = program
+        self.locks = locks
+        self.roots: dict[str, Root] = {r.usr: r for r in program.roots}
+        self.several = {r.name: r.several for r in program.roots}
+        self.contexts: dict[str, set[Ctx]] = {}
+        self.window: tuple[int, int] | None = None
+        self.main_usr = next((r.usr for r in program.roots if r.how == "main"), None)
+        self._resolving: set[Ref] = set()
+        self._memo: dict[Ref, dict[ObjKey, bool]] = {}
+        self.tainted_params: set[tuple[str, int]] = set()
+        self.objects: dict[ObjKey, ObjectInfo] = {}
+
+    # ---- thread contexts -------------------------------------------------------------------
+    def compute_contexts(self) -> None:
+        self._main_window()
+        work: list[str] = []
+        for r in self.p.roots:
+            if r.how == "main":
+                continue
+            self._add_ctx(r.usr, {(r.name, True)}, work)
+        if self.main_usr:
+            self._add_ctx(self.main_usr, {("main", False)}, [])
+            fn = self.p.functions[self.main_usr]
+            for ev in walk_events(fn.events):
+                if isinstance(ev, CallFact):
+                    for t in self.p.targets.get((fn.usr, ev.id), []):
+                        if t not in self.roots:
+                            self._add_ctx(t, {("main", self.main_concurrent(ev.span))}, work)
+        while work:
+            usr = work.pop()
+            ctx = self.contexts[usr]
+            fn = self.p.functions[usr]
+            for ev in walk_events(fn.events):
+                if isinstance(ev, CallFact):
+                    for t in self.p.targets.get((usr, ev.id), []):
+                        if t not in self.roots:
+                            self._add_ctx(t, ctx, work)
+
+    def _add_ctx(self, usr: str, ctx: set[Ctx], work: list[str]) -> None:
+        have = self.contexts.setdefault(usr, set())
+        if not ctx <= have:
+            have |= ctx
+            work.append(usr)
+
+    def _main_window(self) -> None:
+        """Offsets in main between which other threads run: from the first call that (maybe
+        indirectly) spawns to the last that joins; with handlers installed, the whole of main."""
+        if not self.main_usr:
+            return
+        spawners = self._transitively(lambda name: self.p.sem.role(name, "spawn") is not None)
+        joiners = self._transitively(lambda name: self.p.sem.role(name, "join") is not None)
+        fn = self.p.functions[self.main_usr]
+        start, end = None, None
+        for ev in walk_events(fn.events):
+            if not isinstance(ev, CallFact):
+                continue
+            targets = self.p.targets.get((fn.usr, ev.id), [])
+            if (ev.callee and self.p.sem.role(ev.callee, "spawn")) or any(t in spawners for t in targets):
+                start = ev.span[0] if start is None else min(start, ev.span[0])
+            if (ev.callee and self.p.sem.role(ev.callee, "join")) or any(t in joiners for t in targets):
+                end = ev.span[1] if end is None else max(end, ev.span[1])
+        if any(r.how == "signal" for r in self.p.roots):
+            self.window = (0, 1 << 62)
+        elif start is not None:
+            self.window = (start, end if end is not None and end >= start else 1 << 62)
+
+    def _transitively(self, pred) -> set[str]:
+        direct = {usr for usr, f in self.p.functions.items()
+                  if any(isinstance(e, CallFact) and e.callee and pred(e.callee) for e in walk_events(f.events))}
+        out = set(direct)
+        rev = self.p.graph.reverse(copy=False)
+        for usr in direct:
+            for anc in self._reach(rev, usr):
+                out.add(anc)
+        return out
+
+    @staticmethod
+    def _reach(g, start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            n = stack.pop()
+            for m in g.successors(n):
+                if m not in seen:
+                    seen.add(m)
+                    stack.append(m)
+        return seen
+
+    def main_concurrent(self, span: tuple[int, int]) -> bool:
+        return self.window is not None and span[1] >= self.window[0] and span[0] <= self.window[1]
+
+    def event_contexts(self, fn: FunctionFacts, ev: AccessFact | CallFact) -> frozenset:
+        if fn.usr == self.main_usr:
+            return frozenset({("main", self.main_concurrent(ev.span))})
+        return frozenset(self.contexts.get(fn.usr, ()))
+
+    # ---- what a Ref may point to -----------------------------------------------------------
+    def resolve(self, ref: Ref) -> dict[ObjKey, bool]:
+        """Objects `ref` may denote, each with whether it was selected per thread."""
+        if ref in self._memo:
+            return self._memo[ref]
+        if ref in self._resolving:
+            return {}
+        self._resolving.add(ref)
+        out: dict[ObjKey, bool] = {}
+        if ref.kind in ("global", "alloc", "stack"):
+            out[(ref.kind, ref.key)] = False
+        elif ref.kind == "pointee":
+            for src in self.p.flows.get(ref.key, ()):
+                _merge(out, self.resolve(src))
+            if not out:
+                out[("pointee", ref.key)] = False
+        elif ref.kind == "param":
+            root = self.roots.get(ref.key)
+            if root is not None and ref.index == 0:
+                for src in root.arg_refs:
+                    _merge(out, {k: root.per_thread_arg for k in self.resolve(src)})
+            for caller, call in self.p.call_sites.get(ref.key, ()):
+                if ref.index < len(call.args):
+                    for src in call.args[ref.index].refs:
+                        _merge(out, self.resolve(src))
+        elif ref.kind == "ret":
+            fn = self.p.functions.get(ref.key)
+            for src in fn.returns if fn else ():
+                _merge(out, self.resolve(src))
+        self._resolving.discard(ref)
+        self._memo[ref] = out
+        return out
+
+    def compute_taint(self) -> None:
+        """Parameters that carry a per-thread value: a per-thread root argument, or at every
+        call a value derived from the core id or another such parameter."""
+        for r in self.p.roots:
+            if r.per_thread_arg:
+                self.tainted_params.add((r.usr, 0))
+        changed = True
+        while changed:
+            changed = False
+            for usr, sites in self.p.call_sites.items():
+                if usr in self.roots:
+                    continue
+                fn = self.p.functions[usr]
+                for k in range(len(fn.params)):
+                    if (usr, k) in self.tainted_params or not sites:
+                        continue
+                    if all(k < len(call.args) and self.tainted(caller, call.args[k].taint) for caller, call in sites):
+                        self.tainted_params.add((usr, k))
+                        changed = True
+
+    def tainted(self, usr: str, taint: tuple[str, ...]) -> bool:
+        for t in taint:
+            if t == "core":
+                return True
+            if t.startswith("param:") and (usr, int(t[6:])) in self.tainted_params:
+                return True
+        return False
+
+    # ---- accesses --------------------------------------------------------------------------
+    def collect(self) -> None:
+        for usr, fn in self.p.functions.items():
+            for ev in walk_events(fn.events):
+                if isinstance(ev, AccessFact):
+                    self._access(fn, ev, ev.ref, ev.mode, ev.atomic, ev.commutative_op, ev.index_taint)
+                elif isinstance(ev, CallFact):
+                    self._call_effects(fn, ev)
+
+    def _call_effects(self, fn: FunctionFacts, call: CallFact) -> None:
+        """What a call does to memory the frontend could not see: a lock operation touches the
+        lock object (atomically); an external function may read or write through its pointer
+        arguments."""
+        if not call.callee or call.callee_usr in self.p.functions:
+            return
+        roles = {r.kind: r for r in self.p.sem.lookup(call.callee)}
+        if "lock" in roles:
+            li = roles["lock"].get("lock_arg")
+            if li < len(call.args):
+                for ref in call.args[li].refs:
+                    self._access(fn, call, ref, "rmw", True, False, call.args[li].taint, lock_op=True)
+            return
+        if roles.keys() & {"atomic", "spawn", "join", "signal", "opaque_access", "alloc", "opaque_create", "core_identity"}:
+            return
+        for arg in call.args:
+            for ref in arg.refs:
+                self._access(fn, call, ref, arg.mode, False, False, arg.taint)
+
+    def _access(self, fn, ev, ref: Ref, mode: str, atomic: bool, commutative: bool, taint,
+                lock_op: bool = False) -> None:
+        contexts = self.event_contexts(fn, ev)
+        locks = self.locks.held_at(fn.usr, ev.id)
+        idx_core = self.tainted(fn.usr, taint)
+        suppressed = getattr(ev, "suppressed", "")
+        for key, per_thread in self.resolve(ref).items():
+            info = self.objects.setdefault(key, ObjectInfo(key))
+            info.accesses.append(ResolvedAccess(
+                fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,
+                core_indexed=idx_core or per_thread, locks=locks, contexts=contexts, loc=ev.loc,
+                macro=ev.macro, suppressed=suppressed, lock_op=lock_op,
+            ))
+
+    # ---- classes ---------------------------------------------------------------------------
+    def classify(self, info: ObjectInfo, tls: bool) -> tuple[str, str | None, tuple[str, ...], bool]:
+        """(class, protection, locks, commutative) of one object."""
+        accs = [a for a in info.accesses if not a.lock_op] or info.accesses  # a lock object is its lock ops
+        threads = {t for a in accs for (t, _) in a.contexts}
+        conc = [a for a in accs if any(c for (_, c) in a.contexts)]
+        conc_threads = {t for a in conc for (t, c) in a.contexts if c}
+        multi = any(self.several.get(t, False) for t in conc_threads)
+        conc_writes = [a for a in conc if a.mode != "read"]
+        workers = [a for a in conc if any(t != "main" for (t, _) in a.contexts)]
+        if tls:
+            return "per_core", None, (), False
+        if len(threads) <= 1 and not any(self.several.get(t, False) for t in threads):
+            return "thread_private", None, (), False
+        if not conc_writes:
+            return "shared_ro", None, (), False
+        if len(conc_threads) < 2 and not multi:
+            return "thread_private", None, (), False
+        if workers and all(a.core_indexed for a in workers):
+            return "per_core", None, (), False
+        protection, locks = _protection(conc)
+        commutative = all(
+            a.mode == "rmw" and a.commutative_op for a in workers
+        ) and bool(workers)
+        return "shared_rw", protection, locks, commutative
+
+
+def _protection(accs: list[ResolvedAccess]) -> tuple[str, tuple[str, ...]]:
+    kinds = set()
+    for a in accs:
+        kinds.add("atomic" if a.atomic else "lock" if a.locks else "none")
+    if kinds == {"atomic"}:
+        return "atomic", ()
+    if kinds == {"lock"}:
+        common = frozenset.intersection(*[a.locks for a in accs])
+        if common:
+            return "lock", _preferred_names(common)
+        return "mixed", ()
+    if kinds == {"none"}:
+        return "unprotected", ()
+    return "mixed", ()
+
+
+def _preferred_names(names: frozenset) -> tuple[str, ...]:
+    """Precise lock names (`g_tbl->lock`) over the by-type fallback (`tbl::lock`) of the same field."""
+    precise = {n for n in names if "::" not in n}
+    fields = {n.rsplit("->", 1)[-1].rsplit(".", 1)[-1] for n in precise}
+    kept = precise | {n for n in names if "::" in n and n.split("::", 1)[1] not in fields}
+    return tuple(sorted(kept))
+
+
+def _merge(out: dict[ObjKey, bool], new: dict[ObjKey, bool]) -> None:
+    for k, v in new.items():
+        out[k] = out[k] and v if k in out else v

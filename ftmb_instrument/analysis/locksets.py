@@ -1,0 +1,144 @@
+"""Must-locksets: which locks are certainly held at each access and call.
+
+Each function is walked over its event tree (branches meet by intersection, loops run until
+stable). Lock wrappers are handled by summaries computed bottom-up over the call graph: what a
+function leaves acquired and what it releases, with locks reached through a parameter
+(`$K->field`) renamed at each call to the argument passed. The locks held on entry to a function
+are those held at every call to it (top-down); a thread root starts with none.
+
+A lock token from the frontend is `name` or `precise|fallback` (`g_tbl->lock|tbl::lock`): holding
+it means holding both names, so the same lock reached through different pointers still meets.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..facts import AccessFact, Branch, CallFact, Loop
+from .program import Program
+
+State = tuple[frozenset, frozenset]  # (held, released since entry)
+EMPTY: State = (frozenset(), frozenset())
+
+
+def expand(token: str) -> frozenset:
+    return frozenset(t for t in token.split("|") if t)
+
+
+def substitute(names: frozenset, call: CallFact) -> frozenset:
+    """Rename `$K...` lock names of a callee's summary to the caller's argument K."""
+    out = set()
+    for n in names:
+        if not n.startswith("$"):
+            out.add(n)
+            continue
+        k = ""
+        i = 1
+        while i < len(n) and n[i].isdigit():
+            k += n[i]
+            i += 1
+        idx = int(k) if k else -1
+        if 0 <= idx < len(call.args):
+            base = call.args[idx].lock.split("|")[0]
+            if base and not base.startswith(("local:", "?")):
+                out.add(base + n[i:])
+    return frozenset(out)
+
+
+def resolved(names: frozenset) -> frozenset:
+    """Names meaningful outside their function: parameters that were never renamed are dropped
+    (the fallback `tag::field` of the same token remains)."""
+    return frozenset(n for n in names if not n.startswith(("$", "local:")))
+
+
+class Locksets:
+    def __init__(self, program: Program):
+        self.p = program
+        self.summary: dict[str, State] = {}
+        self.at: dict[tuple[str, int], State] = {}  # (function usr, event id) -> state before it
+        self.entry: dict[str, frozenset] = {}
+
+    def compute(self) -> None:
+        g = self.p.graph
+        cond = nx.condensation(g)
+        for scc in reversed(list(nx.topological_sort(cond))):
+            members = cond.nodes[scc]["members"]
+            for _ in range(2 if len(members) > 1 or any(g.has_edge(m, m) for m in members) else 1):
+                for usr in members:
+                    self.summary[usr] = self._walk(usr, self.p.functions[usr].events, EMPTY, record=False)
+        for usr, f in self.p.functions.items():
+            self._walk(usr, f.events, EMPTY, record=True)
+        self._entries()
+
+    def _entries(self) -> None:
+        roots = {r.usr for r in self.p.roots}
+        g = self.p.graph
+        entry: dict[str, frozenset | None] = {u: (frozenset() if u in roots or g.in_degree(u) == 0 else None) for u in g}
+        cond = nx.condensation(g)
+        order = list(nx.topological_sort(cond))
+        by_caller: dict[str, list[tuple[int, list[str]]]] = {}
+        for (caller, call_id), callees in self.p.targets.items():
+            by_caller.setdefault(caller, []).append((call_id, callees))
+        for _ in range(2):
+            for scc in order:
+                for usr in cond.nodes[scc]["members"]:
+                    here = entry[usr]
+                    if here is None:
+                        continue
+                    for call_id, callees in by_caller.get(usr, ()):
+                        held, released = self.at.get((usr, call_id), EMPTY)
+                        at_call = resolved((here - released) | held)
+                        for callee in callees:
+                            if callee not in roots:
+                                entry[callee] = at_call if entry[callee] is None else entry[callee] & at_call
+        self.entry = {u: (e if e is not None else frozenset()) for u, e in entry.items()}
+
+    def held_at(self, usr: str, event_id: int) -> frozenset:
+        held, released = self.at.get((usr, event_id), EMPTY)
+        return resolved((self.entry.get(usr, frozenset()) - released) | held)
+
+    # ---- the walk --------------------------------------------------------------------------
+    def _walk(self, usr: str, events: tuple, state: State, record: bool) -> State:
+        for e in events:
+            if isinstance(e, Branch):
+                outs = [self._walk(usr, alt, state, record) for alt in e.alternatives]
+                state = _join(outs)
+            elif isinstance(e, Loop):
+                once = self._walk(usr, e.body, state, record=False)
+                start = _join([state, once])
+                again = self._walk(usr, e.body, start, record)
+                state = _join([state, again])
+            elif isinstance(e, AccessFact):
+                if record:
+                    self.at[(usr, e.id)] = state
+            elif isinstance(e, CallFact):
+                if record:
+                    self.at[(usr, e.id)] = state
+                state = self._apply_call(usr, e, state)
+        return state
+
+    def _apply_call(self, usr: str, call: CallFact, state: State) -> State:
+        held, released = state
+        if call.callee:
+            role = self.p.sem.role(call.callee, "lock")
+            if role is not None:
+                li = role.get("lock_arg")
+                if li < len(call.args):
+                    names = expand(call.args[li].lock)
+                    if role.get("op") == "release":
+                        return held - names, released | names
+                    return held | names, released - names
+                return state
+        targets = self.p.targets.get((usr, call.id), [])
+        sums = [self.summary[t] for t in targets if t in self.summary]
+        if not sums:
+            return state
+        acq = frozenset.intersection(*[substitute(s[0], call) for s in sums])
+        rel = frozenset.union(*[substitute(s[1], call) for s in sums])
+        return (held - rel) | acq, (released | rel) - acq
+
+
+def _join(states: list[State]) -> State:
+    held = frozenset.intersection(*[s[0] for s in states])
+    released = frozenset.union(*[s[1] for s in states])
+    return held, released
