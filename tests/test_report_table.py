@@ -36,7 +36,7 @@ def test_variables_come_shared_rw_first_races_first_with_their_locks() -> None:
         "counter", "quiet_drops", "nat_init:malloc:stats", "flows", "hits", "config", "core_stats", "scratch",
     ]
     (flows,) = [row for row in rows if row.split("│")[1].strip() == "flows"]
-    assert [cell.strip() for cell in flows.split("│")[2:-1]] == ["shared_rw", "lock", "flow_lock", "no", "2", "nat.c:15"]
+    assert [cell.strip() for cell in flows.split("│")[2:-1]] == ["shared_rw", "lock (flow_lock)", "no", "2", "nat.c:15"]
 
 
 def test_marks_suppressed_variables_and_gives_the_reason() -> None:

@@ -255,7 +255,8 @@ def _shared_message(v: Variable) -> str:
         "mixed": "synchronized inconsistently",
     }.get(v.protection or "", "unknown protection")
     commutative = "; writes commute" if v.commutative else ""
-    return f"'{v.name}' ({v.scope}) is shared read-write state, {how}{commutative}; {len(v.accesses)} accesses logged."
+    n = len(v.accesses)
+    return f"'{v.name}' ({v.scope}) is shared read-write state, {how}{commutative}; {n} access{'es' if n != 1 else ''} logged."
 
 
 def _variable_properties(v: Variable) -> dict[str, Any]:

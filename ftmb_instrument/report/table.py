@@ -18,7 +18,8 @@ assert set(_PROTECTION_ORDER) == set(PROTECTIONS)
 
 
 def render(report: Report, console: Console) -> None:
-    """Print the report on `console`: coverage, threads, variables (shared_rw first),
+    """Print the report on `console`: coverage, threads, variables (shared_rw first, with
+    class, protection and locks, commutativity, access count, declaration),
     nondeterminism, packet I/O, translation units that failed, warnings."""
     console.print(_coverage(report))
     console.print()
@@ -86,8 +87,9 @@ def _variables(report: Report) -> Table | str:
     t = Table(title="Variables", title_justify="left")
     t.add_column("name", overflow="fold")
     t.add_column("class", no_wrap=True)
-    t.add_column("protection", no_wrap=True)
-    t.add_column("locks", overflow="fold")
+    # Protection and its locks share a column ("lock (m)"): a column of its own, mostly "-",
+    # would push the declarations past 100 columns.
+    t.add_column("protection (locks)", overflow="fold")
     t.add_column("comm.", no_wrap=True)
     t.add_column("acc.", justify="right", no_wrap=True)
     t.add_column("decl", overflow="fold")
@@ -95,11 +97,12 @@ def _variables(report: Report) -> Table | str:
         protection = Text(v.protection or "-", style=_PROTECTION_STYLE.get(v.protection or "", ""))
         if v.suppressed:
             protection.append("*")
+        if v.locks:
+            protection.append(f" ({', '.join(v.locks)})")
         t.add_row(
             Text(v.name, style=_CLASS_STYLE.get(v.cls, "")),
             v.cls,
             protection,
-            ", ".join(v.locks) or "-",
             ("yes" if v.commutative else "no") if v.cls == "shared_rw" else "-",
             str(len(v.accesses)),
             v.decl,
