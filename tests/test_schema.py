@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +106,27 @@ def test_agrees_with_jsonschema_when_installed() -> None:
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema not installed; the built-in checker covers it")
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.Draft202012Validator(SCHEMA).validate(sample_report().to_json())
+
+
+CORPUS = sorted((Path(__file__).resolve().parents[1] / "corpus").glob("pt_*.c"))
+
+
+@pytest.mark.parametrize("program", CORPUS, ids=[p.name for p in CORPUS])
+def test_the_analyzers_reports_conform_and_render(program: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the real analysis writes follows the schema, and every adapter takes it."""
+    from ftmb_instrument.analysis import Options, analyze
+    from ftmb_instrument.diff import diff_reports
+    from ftmb_instrument.frontend.compdb import from_files
+    from ftmb_instrument.report import FORMATS, render
+    from ftmb_instrument.semantics import load_semantics
+
+    root = program.parents[1]
+    monkeypatch.chdir(root)
+    report = analyze(from_files([program.relative_to(root)], []), load_semantics(),
+                     Options(project_root=str(root), jobs=1, progress=False))
+    assert [tu.status for tu in report.translation_units] == ["ok"]
+    assert check(report.to_json()) == []
+    for fmt in FORMATS:
+        assert render(report, fmt)
+    assert model.Report.from_json(json.loads(render(report, "json"))) == report
+    assert diff_reports(report, report).empty
