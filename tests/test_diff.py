@@ -197,3 +197,20 @@ def test_table_lists_each_kind_of_difference_with_counts() -> None:
                      "Commutativity changed", "Removed variables", "core_stats"):
         assert expected in text
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 100
+
+
+def test_table_lists_at_most_three_locations_per_access_key() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ftmb_instrument.report import diff_table
+
+    old = sample_report()
+    many = tuple(access(f"nat.c:{100 + i}:1", "evict", "write") for i in range(5))
+    diff = diff_reports(old, with_variables(old, replace(COUNTER, accesses=(*COUNTER.accesses, *many))))
+    assert len(diff.new_unprotected_accesses[0].locs) == 5
+    buffer = io.StringIO()
+    diff_table.render(diff, Console(file=buffer, width=100, color_system=None))
+    text = buffer.getvalue()
+    assert "nat.c:102:1" in text and "nat.c:103:1" not in text and "(+2 more)" in text

@@ -7,6 +7,8 @@ from rich.table import Table
 
 from ..diff import Change, ReportDiff, UnprotectedAccess, VariableRef
 
+MAX_LOCS = 3  # locations listed per (variable, function, mode); `--format json` has them all
+
 
 def render(diff: ReportDiff, console: Console) -> None:
     """Print `diff` on `console`: one section per kind of difference, empty ones left out."""
@@ -60,7 +62,10 @@ def _accesses(title: str, items: tuple[UnprotectedAccess, ...]) -> Table:
     for col in ("variable", "function", "mode", "where"):
         t.add_column(col, overflow="fold")
     for a in items:
-        t.add_row(a.variable.name, a.function, a.mode, "\n".join(a.locs))
+        shown = list(a.locs[:MAX_LOCS])
+        if len(a.locs) > MAX_LOCS:
+            shown.append(f"(+{len(a.locs) - MAX_LOCS} more)")
+        t.add_row(a.variable.name, a.function, a.mode, "\n".join(shown))
     return t
 
 
