@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,8 +71,6 @@ def diff_command(
     """Compare two analysis reports; see _HELP."""
     diff = diff_reports(load_report(old), load_report(new))
     if fmt is DiffFormat.json:
-        import json
-
         emit(json.dumps(diff.to_json(), indent=2, ensure_ascii=False) + "\n", output)
     elif output is None:
         diff_table.render(diff, Console(highlight=False))
