@@ -17,8 +17,8 @@ class Ref:
 
     kind:
       global   a file-scope variable or static local (key: its USR)
-      pointee  whatever the global pointer `key` (a USR) points to; the analysis resolves it from
-               the values stored into that pointer
+      load     whatever a pointer stored in object `inner` points to; the analysis resolves it from
+               the values stored into that object (the object itself when none are known)
       param    whatever parameter `index` of the enclosing function points to (key: function USR)
       alloc    memory returned by the allocation or opaque-create call at site `key`
       stack    a local variable whose address is taken (key: site id)
@@ -26,8 +26,9 @@ class Ref:
     """
 
     kind: str
-    key: str
+    key: str = ""
     index: int = -1
+    inner: Ref | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ class TuFacts:
     functions: list[FunctionFacts] = field(default_factory=list)
     allocs: list[AllocSite] = field(default_factory=list)
     stacks: list[StackSite] = field(default_factory=list)
-    flows: list[tuple[str, Ref]] = field(default_factory=list)  # (global pointer USR, value stored into it)
+    flows: list[tuple[Ref, Ref]] = field(default_factory=list)  # (object stored into, pointer value stored)
+    fn_flows: list[tuple[Ref, str]] = field(default_factory=list)  # (object stored into, function USR stored)
+    address_taken: dict[str, str] = field(default_factory=dict)  # usr -> type of functions used as values at file scope
     suppressions: list[Suppression] = field(default_factory=list)
     function_names: dict[str, str] = field(default_factory=dict)  # usr -> name of every function referenced

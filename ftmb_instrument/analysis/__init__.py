@@ -117,7 +117,7 @@ def _variables(p: Program, cls: Classifier) -> list[Variable]:
         if desc is None:
             continue
         name, decl, scope, typ, function, file, tls, id_name = desc
-        c, protection, locks, commutative = cls.classify(info, tls)
+        c, protection, locks, commutative = cls.classify(info, tls, _is_lock(p, key))
         if key[0] != "global" and c == "thread_private":
             continue  # heap and stack objects are reported only when they become shared
         decl_line = int(decl.rsplit(":", 1)[1])
@@ -174,6 +174,11 @@ def _describe(p: Program, key):
     return None
 
 
+def _is_lock(p: Program, key) -> bool:
+    g = p.globals.get(key[1]) if key[0] == "global" else None
+    return bool(g and g.is_lock)
+
+
 def _rel(p: Program, path: str) -> str:
     root = p.root.rstrip("/") + "/"
     return path[len(root):] if path.startswith(root) else path
@@ -223,7 +228,7 @@ def _warnings(p: Program, cls: Classifier) -> list[Finding]:
         if desc is None:
             continue
         name, decl, scope, _, function, file, tls, id_name = desc
-        c, protection, _, _ = cls.classify(info, tls)
+        c, protection, _, _ = cls.classify(info, tls, _is_lock(p, key))
         if c != "shared_rw" or protection not in ("unprotected", "mixed"):
             continue
         sup = p.suppressions.get((decl.rsplit(":", 1)[0], int(decl.rsplit(":", 1)[1])))

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from ..facts import AccessFact, CallFact, FunctionFacts, Ref
 from .locksets import Locksets
+from .pointsto import ObjKey, PointsTo
 from .program import Program, Root, walk_events
 
 Ctx = tuple[str, bool]  # (thread name, runs concurrently with other threads)
-ObjKey = tuple[str, str]  # ("global" | "alloc" | "stack" | "pointee", key)
 
 
 @dataclass
@@ -52,11 +52,11 @@ class Classifier:
         self.locks = locks
         self.roots: dict[str, Root] = {r.usr: r for r in program.roots}
         self.several = {r.name: r.several for r in program.roots}
+        self.handlers = {r.name for r in program.roots if r.how == "signal"}
         self.contexts: dict[str, set[Ctx]] = {}
         self.window: tuple[int, int] | None = None
         self.main_usr = next((r.usr for r in program.roots if r.how == "main"), None)
-        self._resolving: set[Ref] = set()
-        self._memo: dict[Ref, dict[ObjKey, bool]] = {}
+        self.pts = PointsTo(program)
         self.tainted_params: set[tuple[str, int]] = set()
         self.objects: dict[ObjKey, ObjectInfo] = {}
 
@@ -109,9 +109,7 @@ class Classifier:
                 start = ev.span[0] if start is None else min(start, ev.span[0])
             if (ev.callee and self.p.sem.role(ev.callee, "join")) or any(t in joiners for t in targets):
                 end = ev.span[1] if end is None else max(end, ev.span[1])
-        if any(r.how == "signal" for r in self.p.roots):
-            self.window = (0, 1 << 62)
-        elif start is not None:
+        if start is not None:
             self.window = (start, end if end is not None and end >= start else 1 << 62)
 
     def _transitively(self, pred) -> set[str]:
@@ -142,39 +140,6 @@ class Classifier:
         if fn.usr == self.main_usr:
             return frozenset({("main", self.main_concurrent(ev.span))})
         return frozenset(self.contexts.get(fn.usr, ()))
-
-    # ---- what a Ref may point to -----------------------------------------------------------
-    def resolve(self, ref: Ref) -> dict[ObjKey, bool]:
-        """Objects `ref` may denote, each with whether it was selected per thread."""
-        if ref in self._memo:
-            return self._memo[ref]
-        if ref in self._resolving:
-            return {}
-        self._resolving.add(ref)
-        out: dict[ObjKey, bool] = {}
-        if ref.kind in ("global", "alloc", "stack"):
-            out[(ref.kind, ref.key)] = False
-        elif ref.kind == "pointee":
-            for src in self.p.flows.get(ref.key, ()):
-                _merge(out, self.resolve(src))
-            if not out:
-                out[("pointee", ref.key)] = False
-        elif ref.kind == "param":
-            root = self.roots.get(ref.key)
-            if root is not None and ref.index == 0:
-                for src in root.arg_refs:
-                    _merge(out, {k: root.per_thread_arg for k in self.resolve(src)})
-            for caller, call in self.p.call_sites.get(ref.key, ()):
-                if ref.index < len(call.args):
-                    for src in call.args[ref.index].refs:
-                        _merge(out, self.resolve(src))
-        elif ref.kind == "ret":
-            fn = self.p.functions.get(ref.key)
-            for src in fn.returns if fn else ():
-                _merge(out, self.resolve(src))
-        self._resolving.discard(ref)
-        self._memo[ref] = out
-        return out
 
     def compute_taint(self) -> None:
         """Parameters that carry a per-thread value: a per-thread root argument, or at every
@@ -238,7 +203,7 @@ class Classifier:
         locks = self.locks.held_at(fn.usr, ev.id)
         idx_core = self.tainted(fn.usr, taint)
         suppressed = getattr(ev, "suppressed", "")
-        for key, per_thread in self.resolve(ref).items():
+        for key, per_thread in self.pts.resolve(ref).items():
             info = self.objects.setdefault(key, ObjectInfo(key))
             info.accesses.append(ResolvedAccess(
                 fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,
@@ -247,12 +212,16 @@ class Classifier:
             ))
 
     # ---- classes ---------------------------------------------------------------------------
-    def classify(self, info: ObjectInfo, tls: bool) -> tuple[str, str | None, tuple[str, ...], bool]:
-        """(class, protection, locks, commutative) of one object."""
-        accs = [a for a in info.accesses if not a.lock_op] or info.accesses  # a lock object is its lock ops
+    def classify(self, info: ObjectInfo, tls: bool, is_lock: bool) -> tuple[str, str | None, tuple[str, ...], bool]:
+        """(class, protection, locks, commutative) of one object. A lock is shared through its
+        lock operations; an object that merely contains a lock is shared through its data."""
+        accs = info.accesses if is_lock else [a for a in info.accesses if not a.lock_op] or info.accesses
         threads = {t for a in accs for (t, _) in a.contexts}
-        conc = [a for a in accs if any(c for (_, c) in a.contexts)]
-        conc_threads = {t for a in conc for (t, c) in a.contexts if c}
+        if threads & self.handlers:  # a signal handler may interrupt any code, main's included
+            conc, conc_threads = accs, threads
+        else:
+            conc = [a for a in accs if any(c for (_, c) in a.contexts)]
+            conc_threads = {t for a in conc for (t, c) in a.contexts if c}
         multi = any(self.several.get(t, False) for t in conc_threads)
         conc_writes = [a for a in conc if a.mode != "read"]
         workers = [a for a in conc if any(t != "main" for (t, _) in a.contexts)]
@@ -295,8 +264,3 @@ def _preferred_names(names: frozenset) -> tuple[str, ...]:
     fields = {n.rsplit("->", 1)[-1].rsplit(".", 1)[-1] for n in precise}
     kept = precise | {n for n in names if "::" in n and n.split("::", 1)[1] not in fields}
     return tuple(sorted(kept))
-
-
-def _merge(out: dict[ObjKey, bool], new: dict[ObjKey, bool]) -> None:
-    for k, v in new.items():
-        out[k] = out[k] and v if k in out else v

@@ -41,7 +41,9 @@ class Program:
     globals: dict[str, GlobalDecl] = field(default_factory=dict)
     allocs: dict[str, AllocSite] = field(default_factory=dict)
     stacks: dict[str, StackSite] = field(default_factory=dict)
-    flows: dict[str, set[Ref]] = field(default_factory=dict)
+    flows: list[tuple[Ref, Ref]] = field(default_factory=list)
+    fn_flows: list[tuple[Ref, str]] = field(default_factory=list)
+    file_address_taken: dict[str, str] = field(default_factory=dict)
     suppressions: dict[tuple[str, int], Suppression] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
@@ -64,8 +66,9 @@ class Program:
                 p.allocs.setdefault(a.key, a)
             for s in u.stacks:
                 p.stacks.setdefault(s.key, s)
-            for usr, ref in u.flows:
-                p.flows.setdefault(usr, set()).add(ref)
+            p.flows.extend(u.flows)
+            p.fn_flows.extend(u.fn_flows)
+            p.file_address_taken.update(u.address_taken)
             for s in u.suppressions:
                 p.suppressions[(s.file, s.line)] = s
             p.names.update(u.function_names)
@@ -74,10 +77,15 @@ class Program:
         return p
 
     # ---- call graph ------------------------------------------------------------------------
-    def build_call_graph(self) -> None:
-        address_taken: dict[str, str] = {}
+    def address_taken(self) -> dict[str, str]:
+        """Functions used as values anywhere (function bodies and file-scope initializers)."""
+        out = dict(self.file_address_taken)
         for f in self.functions.values():
-            address_taken.update(dict(f.fn_types))
+            out.update(dict(f.fn_types))
+        return out
+
+    def build_call_graph(self) -> None:
+        address_taken = self.address_taken()
         by_type: dict[str, list[str]] = {}
         for usr, typ in address_taken.items():
             if usr in self.functions:
@@ -112,9 +120,10 @@ class Program:
         mains = [f for f in self.functions.values() if f.name == "main"]
         for m in mains:
             seen[m.usr] = Root(m.usr, "main", "main", "", False, False)
-        address_taken: dict[str, str] = {}
-        for f in self.functions.values():
-            address_taken.update(dict(f.fn_types))
+        from .pointsto import PointsTo  # resolves function pointers passed to spawn calls
+
+        pts = PointsTo(self)
+        address_taken = self.address_taken()
         for f in self.functions.values():
             for usr, loc in f.signal_handlers:
                 self._add_root(seen, usr, "signal", loc, several=False, per_thread=False, refs=())
@@ -129,7 +138,9 @@ class Program:
                     continue
                 farg = ev.args[fi]
                 targets = [u for u in farg.funcs if u in self.functions]
-                if not targets:  # a function pointer variable: every compatible address-taken function
+                if not targets:  # a function pointer variable: what was stored into it
+                    targets = sorted({u for r in farg.refs for u in pts.functions(r) if u in self.functions})
+                if not targets:  # unknown: every compatible address-taken function
                     targets = [u for u, t in address_taken.items() if u in self.functions and (
                         t == farg.ptr_type or (farg.ptr_type and _arity(t) == _arity(farg.ptr_type)))]
                 ai = spawn.get("arg_arg")

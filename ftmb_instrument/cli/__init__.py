@@ -27,6 +27,9 @@ app = typer.Typer(
 
 stderr = Console(stderr=True, highlight=False)
 
+# typer bundles its own click; its usage-error base class is reached through typer's own exceptions.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -67,10 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         stderr.print("ftmb-instrument: aborted", markup=False)
         return 130
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors carry their own exit code
+        if isinstance(exc, _CLICK_EXCEPTION):
             exc.show()
             return exc.exit_code
         raise

@@ -230,10 +230,31 @@ class _TuWalker:
                 continue
             self.note_file(path)
             if c.kind == CK.VAR_DECL:
-                self.global_decl(c)
+                usr = self.global_decl(c)
+                if usr:
+                    self.global_initializer(c, usr)
             elif c.kind == CK.FUNCTION_DECL and c.is_definition():
                 self.facts.functions.append(_FunctionWalker(self, c).run())
         return self.facts
+
+    def global_initializer(self, d: ci.Cursor, usr: str) -> None:
+        """`static T *p = &x;`, `fn_t table[] = { f, g };`: values stored before any code runs."""
+        init = [x for x in d.get_children() if x.kind.is_expression()]
+        if not init:
+            return
+        dest = Ref("global", usr)
+        for c in init[-1].walk_preorder():
+            if c.kind == CK.DECL_REF_EXPR and c.referenced is not None:
+                r = c.referenced
+                if r.kind == CK.FUNCTION_DECL:
+                    fusr = r.get_usr()
+                    self.facts.fn_flows.append((dest, fusr))
+                    self.facts.address_taken[fusr] = r.type.get_canonical().spelling
+                    self.facts.function_names[fusr] = r.spelling
+                elif r.kind == CK.VAR_DECL and _is_global_var(r):
+                    target = self.global_decl(r)
+                    if target:
+                        self.facts.flows.append((dest, Ref("global", target)))
 
     def global_decl(self, d: ci.Cursor, function: str = "") -> str | None:
         """Record a file-scope or static-local variable of a project file; return its USR."""
@@ -287,6 +308,19 @@ def _strip(c: ci.Cursor) -> ci.Cursor:
             c = kids[0]
         else:
             return c
+
+
+def _function_values(e: ci.Cursor):
+    """Functions named as values in `e` (not the callees of calls inside it)."""
+    if e.kind == CK.DECL_REF_EXPR:
+        if e.referenced is not None and e.referenced.kind == CK.FUNCTION_DECL:
+            yield e
+        return
+    kids = _children(e)
+    if e.kind == CK.CALL_EXPR and e.referenced is not None and e.referenced.kind == CK.FUNCTION_DECL:
+        kids = kids[1:]  # the first child is the direct callee
+    for x in kids:
+        yield from _function_values(x)
 
 
 def _is_array(t: ci.Type) -> bool:
@@ -386,7 +420,7 @@ class _FunctionWalker:
     def value_refs(self, e: ci.Cursor, record: bool = True) -> set[Ref]:
         e = _strip(e)
         k = e.kind
-        if e.type.get_canonical().kind not in POINTERISH:
+        if e.type.get_canonical().kind not in POINTERISH and k not in (CK.INIT_LIST_EXPR, CK.COMPOUND_LITERAL_EXPR):
             return set()
         if k == CK.DECL_REF_EXPR:
             d = e.referenced
@@ -398,9 +432,7 @@ class _FunctionWalker:
                     return set()
                 if _is_array(d.type):
                     return {Ref("global", usr)}
-                if d.type.get_canonical().kind == TK.POINTER:
-                    return {Ref("pointee", usr)}
-                return set()
+                return {Ref("load", inner=Ref("global", usr))}
             if d.kind == CK.PARM_DECL:
                 idx = self.param_index.get(d.get_usr() or d.spelling)
                 return {Ref("param", self.usr, idx)} if idx is not None else set()
@@ -417,8 +449,16 @@ class _FunctionWalker:
             refs, _, _ = self.lvalue_obj(inner, record)
             return refs
         if k in (CK.MEMBER_REF_EXPR, CK.ARRAY_SUBSCRIPT_EXPR) or (k == CK.UNARY_OPERATOR and unary_kind(e) == UO_DEREF):
-            refs, _, _ = self.lvalue_obj(e, record)  # a pointer loaded from an object points into it
-            return refs
+            refs, _, _ = self.lvalue_obj(e, record)
+            if _is_array(e.type):  # an embedded array: its address is inside the object
+                return refs
+            return {Ref("load", inner=r) for r in refs}  # a pointer stored in the object
+        if k == CK.INIT_LIST_EXPR or k == CK.COMPOUND_LITERAL_EXPR:
+            out: set[Ref] = set()
+            for x in _children(e):
+                if x.kind.is_expression():
+                    out |= self.value_refs(x, record)
+            return out
         if k == CK.CALL_EXPR:
             callee = e.referenced
             if callee is None or callee.kind != CK.FUNCTION_DECL:
@@ -480,24 +520,73 @@ class _FunctionWalker:
         return {t for t in self.taint(pointer_expr) if t == "core" or t.startswith("param:")}
 
     def taint(self, e: ci.Cursor) -> set[str]:
-        out: set[str] = set()
-        for c in e.walk_preorder():
-            if c.kind == CK.DECL_REF_EXPR and c.referenced is not None:
-                d = c.referenced
-                if d.kind == CK.PARM_DECL:
-                    idx = self.param_index.get(d.get_usr() or d.spelling)
-                    if idx is not None:
-                        out.add(f"param:{idx}")
-                elif d.kind == CK.VAR_DECL:
-                    if _is_global_var(d):
-                        if d.tls_kind != ci.TLSKind.NONE:
-                            out.add("core")
-                    else:
-                        out |= self.local_taint.get(self.local_key(d), set())
-            elif c.kind == CK.CALL_EXPR and c.referenced is not None:
-                if self.tw.sem.role(c.referenced.spelling, "core_identity"):
-                    out.add("core")
-        return out
+        """What makes this value per-thread: "core" (the core id, thread-local storage) or
+        "param:K" (parameter K, or a field of the struct it points to). Data read through arrays
+        or computed by calls (hashes of packet fields) is not an identity and carries none."""
+        e = _strip(e)
+        k = e.kind
+        if k == CK.DECL_REF_EXPR and e.referenced is not None:
+            d = e.referenced
+            if d.kind == CK.PARM_DECL:
+                idx = self.param_index.get(d.get_usr() or d.spelling)
+                return {f"param:{idx}"} if idx is not None else set()
+            if d.kind == CK.VAR_DECL:
+                if _is_global_var(d):
+                    return {"core"} if d.tls_kind != ci.TLSKind.NONE else set()
+                return set(self.local_taint.get(self.local_key(d), ()))
+            return set()
+        if k == CK.CALL_EXPR:
+            callee = e.referenced
+            if callee is not None and self.tw.sem.role(callee.spelling, "core_identity"):
+                return {"core"}
+            return set()
+        if k == CK.MEMBER_REF_EXPR:
+            kids = _children(e)
+            return self.taint(kids[0]) if kids else set()
+        if k == CK.UNARY_OPERATOR:
+            kids = _children(e)
+            if kids and unary_kind(e) == UO_ADDR_OF:
+                return self.selection(kids[0])
+            return self.taint(kids[0]) if kids else set()
+        if k == CK.ARRAY_SUBSCRIPT_EXPR and e.type.get_canonical().kind in POINTERISH:
+            return self.selection(e)  # a pointer picked from a table by a per-thread index
+        if k == CK.BINARY_OPERATOR:
+            # `core * 4 + 1`, `id % n_workers` stay per-thread; `(id ^ port) % N` mixes in packet
+            # data and is not: every operand that is not a constant or a global must carry taint.
+            out = set()
+            for x in _children(e):
+                t = self.taint(x)
+                if not t and not self.neutral(x):
+                    return set()
+                out |= t
+            return out
+        if k in (CK.CONDITIONAL_OPERATOR, CK.UNEXPOSED_EXPR, CK.PAREN_EXPR, CK.CSTYLE_CAST_EXPR):
+            out: set[str] = set()
+            for x in _children(e):
+                if x.kind.is_expression():
+                    out |= self.taint(x)
+            return out
+        return set()
+
+    def neutral(self, e: ci.Cursor) -> bool:
+        """A constant or a global: combining a per-thread value with it keeps it per-thread."""
+        e = _strip(e)
+        if e.kind in (CK.INTEGER_LITERAL, CK.CXX_UNARY_EXPR, CK.CHARACTER_LITERAL):
+            return True
+        if e.kind == CK.DECL_REF_EXPR and e.referenced is not None:
+            d = e.referenced
+            return d.kind == CK.ENUM_CONSTANT_DECL or (d.kind == CK.VAR_DECL and _is_global_var(d))
+        return False
+
+    def selection(self, e: ci.Cursor) -> set[str]:
+        """Taint of the element an lvalue selects: `arr[core]`, `args[i].field`, `p->x`."""
+        e = _strip(e)
+        kids = _children(e)
+        if e.kind == CK.ARRAY_SUBSCRIPT_EXPR and len(kids) >= 2:
+            return self.taint(kids[1]) | self.selection(kids[0])
+        if e.kind == CK.MEMBER_REF_EXPR and kids:
+            return self.selection(kids[0])
+        return self.taint(e)
 
     def global_usr(self, d: ci.Cursor, record: bool) -> str | None:
         parent = d.semantic_parent
@@ -643,10 +732,14 @@ class _FunctionWalker:
                         self.loop_written[key] = f"holds library state created by {name}() before the loop"
         elif self.loop_spans and key in self.top_locals:
             pass
+        if init and key in self.escaping:  # `struct arg a = { .ctx = &ctx };` stores into a stack object
+            dest = self.stack_ref(d, True)
+            for ref in self.value_refs(init[-1]):
+                self.tw.facts.flows.append((dest, ref))
         if init:
             self.expr(init[-1], out)
             if d.type.spelling == "struct sigaction" or "sigaction" in d.type.spelling:
-                for c in init[-1].walk_preorder():
+                for c in _function_values(init[-1]):
                     self.note_function_value(c, handler=True)
 
     # ---- expressions -----------------------------------------------------------------------
@@ -739,20 +832,23 @@ class _FunctionWalker:
         if s.kind == CK.MEMBER_REF_EXPR and s.spelling in ("sa_handler", "sa_sigaction"):
             for c in rhs.walk_preorder():
                 self.note_function_value(c, handler=True)
+        dests, _, _ = self.lvalue_obj(s)
+        if dests:
+            values = self.value_refs(rhs)
+            funcs = [c.referenced.get_usr() for c in _function_values(rhs)]
+            for dest in dests:
+                for ref in values:
+                    self.tw.facts.flows.append((dest, ref))
+                for f in funcs:
+                    self.tw.facts.fn_flows.append((dest, f))
         if s.kind == CK.DECL_REF_EXPR and s.referenced is not None:
             d = s.referenced
-            if _is_global_var(d) and d.type.get_canonical().kind == TK.POINTER:
-                usr = self.global_usr(d, True)
-                if usr:
-                    for ref in self.value_refs(rhs):
-                        self.tw.facts.flows.append((usr, ref))
-            elif d.kind == CK.VAR_DECL and self.loop_spans:
+            if d.kind == CK.VAR_DECL and not _is_global_var(d) and self.loop_spans:
                 key = self.local_key(d)
                 if key in self.top_locals:
                     self.loop_written.setdefault(key, "written inside the loop and read in later iterations")
-        for c in rhs.walk_preorder():
-            if c.kind == CK.DECL_REF_EXPR and c.referenced is not None and c.referenced.kind == CK.FUNCTION_DECL:
-                self.note_function_value(c)
+        for c in _function_values(rhs):
+            self.note_function_value(c)
 
     def lvalue_access(self, target: ci.Cursor, mode: str, commutative: bool, out: list,
                       atomic: bool = False, force_refs: set[Ref] | None = None) -> None:
@@ -818,10 +914,9 @@ class _FunctionWalker:
     def arg_fact(self, a: ci.Cursor, param_type: ci.Type | None) -> ArgFact:
         s = _strip(a)
         funcs = []
-        for c in a.walk_preorder():
-            if c.kind == CK.DECL_REF_EXPR and c.referenced is not None and c.referenced.kind == CK.FUNCTION_DECL:
-                funcs.append(c.referenced.get_usr())
-                self.note_function_value(c)
+        for c in _function_values(a):
+            funcs.append(c.referenced.get_usr())
+            self.note_function_value(c)
         text = _norm(" ".join(t.spelling for t in a.get_tokens()))
         ptr_type = ""
         canon = s.type.get_canonical()
@@ -910,7 +1005,7 @@ class _FunctionWalker:
             role = next(r for r in roles if r.kind == "signal")
             h = role.get("handler_arg")
             if h < len(args):
-                for x in args[h].walk_preorder():
+                for x in _function_values(args[h]):
                     self.note_function_value(x, handler=True)
         callee_type = ""
         if not direct:

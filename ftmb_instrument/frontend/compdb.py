@@ -63,7 +63,10 @@ def sanitize(argv: list[str], directory: str, input_file: str) -> tuple[str, ...
         if not a.startswith("-") and a.endswith((".c", ".o", ".a", ".so", ".cc", ".cpp")):
             continue  # other inputs of a combined compile-and-link command
         if a in PATH_FLAGS and i < len(argv):
-            out += [a, _absolute(argv[i], directory)]
+            value = argv[i]
+            if a not in ("-include", "-imacros") or os.path.exists(os.path.join(directory, value)):
+                value = _absolute(value, directory)  # a forced include may also be found on the include path
+            out += [a, value]
             i += 1
             continue
         for flag in PATH_FLAGS:

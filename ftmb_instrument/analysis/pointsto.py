@@ -1,0 +1,89 @@
+"""What a `Ref` may denote: a flow-insensitive, field-insensitive points-to resolution.
+
+Objects are globals, allocation sites, address-taken locals (stack) and, for a global pointer
+whose stored values are unknown, a synthetic object `*NAME` ("pointee"). A pointer loaded from an
+object points to whatever was stored into that object anywhere in the program (or, when nothing
+is known, into the object itself). Parameters point to what their callers pass; a thread root's
+argument to what its spawn calls pass, marked per thread when each instance got its own.
+"""
+
+from __future__ import annotations
+
+from ..facts import Ref
+from .program import Program
+
+ObjKey = tuple[str, str]  # ("global" | "alloc" | "stack" | "pointee", key)
+
+
+class PointsTo:
+    def __init__(self, program: Program):
+        self.p = program
+        self._memo: dict[Ref, dict[ObjKey, bool]] = {}
+        self._active: set[Ref] = set()
+        self._stored: dict[ObjKey, list[Ref]] | None = None
+        self._stored_fns: dict[ObjKey, set[str]] | None = None
+
+    def resolve(self, ref: Ref) -> dict[ObjKey, bool]:
+        """Objects `ref` may denote, each with whether it was selected per thread."""
+        if ref in self._memo:
+            return self._memo[ref]
+        if ref in self._active:
+            return {}
+        self._active.add(ref)
+        out: dict[ObjKey, bool] = {}
+        if ref.kind in ("global", "alloc", "stack"):
+            out[(ref.kind, ref.key)] = False
+        elif ref.kind == "load" and ref.inner is not None:
+            for obj, per_thread in self.resolve(ref.inner).items():
+                stored = self.stored().get(obj, [])
+                found: dict[ObjKey, bool] = {}
+                for src in stored:
+                    _merge(found, self.resolve(src))
+                if not found:
+                    g = self.p.globals.get(obj[1]) if obj[0] == "global" else None
+                    found = {("pointee", obj[1]): False} if g is not None and g.is_pointer else {obj: per_thread}
+                _merge(out, found)
+        elif ref.kind == "param":
+            root = next((r for r in self.p.roots if r.usr == ref.key), None)
+            if root is not None and ref.index == 0:
+                for src in root.arg_refs:
+                    _merge(out, {k: root.per_thread_arg for k in self.resolve(src)})
+            for _, call in self.p.call_sites.get(ref.key, ()):
+                if ref.index < len(call.args):
+                    for src in call.args[ref.index].refs:
+                        _merge(out, self.resolve(src))
+        elif ref.kind == "ret":
+            fn = self.p.functions.get(ref.key)
+            for src in fn.returns if fn else ():
+                _merge(out, self.resolve(src))
+        self._active.discard(ref)
+        self._memo[ref] = out
+        return out
+
+    def stored(self) -> dict[ObjKey, list[Ref]]:
+        """Object -> pointer values stored into it anywhere."""
+        if self._stored is None:
+            self._stored = {}
+            for dest, src in self.p.flows:
+                for obj in self.resolve(dest):
+                    self._stored.setdefault(obj, []).append(src)
+        return self._stored
+
+    def functions(self, ref: Ref) -> set[str]:
+        """Functions a function-pointer value may hold (what was stored where it was loaded from)."""
+        if self._stored_fns is None:
+            self._stored_fns = {}
+            for dest, fn in self.p.fn_flows:
+                for obj in self.resolve(dest):
+                    self._stored_fns.setdefault(obj, set()).add(fn)
+        if ref.kind != "load" or ref.inner is None:
+            return set()
+        out: set[str] = set()
+        for obj in self.resolve(ref.inner):
+            out |= self._stored_fns.get(obj, set())
+        return out
+
+
+def _merge(out: dict[ObjKey, bool], new: dict[ObjKey, bool]) -> None:
+    for k, v in new.items():
+        out[k] = out[k] and v if k in out else v
