@@ -643,8 +643,8 @@ main(int argc, char **argv)
 	nb_ports = rte_eth_dev_count_avail();
 	nb_queues = (uint16_t)(rte_lcore_count() - 1);
 	if (nb_ports < 1 || nb_ports > 2) {
-		fprintf(stderr, "lb: need one or two ports, found %u (use --vdev net_pcap0,...)\n",
-			nb_ports);
+		fprintf(stderr, "lb: found %u ports, need one or two (check the --vdev "
+			"arguments and the files they name)\n", nb_ports);
 		rte_eal_cleanup();
 		return 2;
 	}
