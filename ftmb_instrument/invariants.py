@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ftmb_instrument.errors import InputError
-from ftmb_instrument.pcap import (PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+from ftmb_instrument.pcap import (PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
                                   Packet, Parsed, canonical, checksum_errors, flow_str, ip_int,
                                   ip_str, iter_pcap, packet_tag, parse)
 
