@@ -201,7 +201,7 @@ def _nondet_entries():
            wraps=("rte_get_tsc_hz", "rte_get_timer_hz")),
         _e("ftmb_rand", "int", [], "nondet", "rand(), logged.", wraps=("rand",)),
         _e("ftmb_random", "long", [], "nondet", "random(), logged.", wraps=("random", "lrand48")),
-        _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",)),
+        _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",), library="dpdk"),
         _e("ftmb_getrandom", "long", [("void *", "buf"), ("ftmb_size_t", "buflen"), ("unsigned", "flags")],
            "nondet", "getrandom(), logged 8 bytes per record.", wraps=("getrandom",)),
     ]

@@ -57,6 +57,7 @@ class Classifier:
         self.window: tuple[int, int] | None = None
         self.main_usr = next((r.usr for r in program.roots if r.how == "main"), None)
         self.pts = PointsTo(program)
+        self.escaped = self.pts.escaped_stack_objects()
         self.tainted_params: set[tuple[str, int]] = set()
         self.objects: dict[ObjKey, ObjectInfo] = {}
 
@@ -204,6 +205,8 @@ class Classifier:
         idx_core = self.tainted(fn.usr, taint)
         suppressed = getattr(ev, "suppressed", "")
         for key, per_thread in self.pts.resolve(ref).items():
+            if key[0] == "stack" and key[1] not in self.escaped:
+                continue
             info = self.objects.setdefault(key, ObjectInfo(key))
             info.accesses.append(ResolvedAccess(
                 fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,

@@ -76,11 +76,27 @@ class PointsTo:
             for dest, fn in self.p.fn_flows:
                 for obj in self.resolve(dest):
                     self._stored_fns.setdefault(obj, set()).add(fn)
-        if ref.kind != "load" or ref.inner is None:
+        if ref.kind != "load" or ref.inner is None or ref in self._active:
             return set()
+        self._active.add(ref)
         out: set[str] = set()
         for obj in self.resolve(ref.inner):
             out |= self._stored_fns.get(obj, set())
+            for src in self.stored().get(obj, []):  # copied from another function-pointer slot
+                out |= self.functions(src)
+        self._active.discard(ref)
+        return out
+
+    def escaped_stack_objects(self) -> set[str]:
+        """Stack objects whose address reaches another thread: passed to a spawn call or stored
+        into a global or heap object. Any other local lives and dies with its own invocation."""
+        out: set[str] = set()
+        for root in self.p.roots:
+            for src in root.arg_refs:
+                out |= {k for (kind, k) in self.resolve(src) if kind == "stack"}
+        for dest, src in self.p.flows:
+            if any(kind != "stack" for (kind, _) in self.resolve(dest)):
+                out |= {k for (kind, k) in self.resolve(src) if kind == "stack"}
         return out
 
 

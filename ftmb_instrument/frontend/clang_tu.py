@@ -456,6 +456,9 @@ class _FunctionWalker:
         if k == CK.INIT_LIST_EXPR or k == CK.COMPOUND_LITERAL_EXPR:
             out: set[Ref] = set()
             for x in _children(e):
+                kids = _children(x)
+                if x.kind == CK.UNEXPOSED_EXPR and kids and kids[0].kind == CK.MEMBER_REF:
+                    x = kids[-1]  # a designated initializer `.field = value`
                 if x.kind.is_expression():
                     out |= self.value_refs(x, record)
             return out
@@ -830,7 +833,7 @@ class _FunctionWalker:
     def note_store(self, lhs: ci.Cursor, rhs: ci.Cursor) -> None:
         s = _strip(lhs)
         if s.kind == CK.MEMBER_REF_EXPR and s.spelling in ("sa_handler", "sa_sigaction"):
-            for c in rhs.walk_preorder():
+            for c in _function_values(rhs):
                 self.note_function_value(c, handler=True)
         dests, _, _ = self.lvalue_obj(s)
         if dests:
