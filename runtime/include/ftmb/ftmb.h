@@ -303,7 +303,7 @@ ftmb_u64 ftmb_rte_get_tsc_hz(void);
 int ftmb_rand(void);
 /* random(), logged. Replaces random, lrand48. */
 long ftmb_random(void);
-/* rte_rand(), logged. Replaces rte_rand. */
+/* rte_rand(), logged. Replaces rte_rand. [libftmb_dpdk] */
 ftmb_u64 ftmb_rte_rand(void);
 /* getrandom(), logged 8 bytes per record. Replaces getrandom. */
 long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags);

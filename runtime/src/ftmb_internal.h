@@ -1,0 +1,272 @@
+/*
+ * Private header of the ftmb runtime: shared-memory layout of a session, log records, and the
+ * per-thread state of the master. Instrumented code never includes this; it includes ftmb/ftmb.h.
+ *
+ * Ground rules of the per-packet path (every ftmb_ entry point called from packet processing):
+ *   - no malloc, no locks of the runtime's own, no syscalls;
+ *   - each thread writes only its own lines (its record ring's head, its output ring's head, its
+ *     private handle); reading other threads' record counts is O(#threads) loads, never stores;
+ *   - a full ring or a silent peer is the only reason to wait, and waiting is bounded: the slow
+ *     path checks the peer's heartbeat and gives up on it after FTMB_PEER_TIMEOUT_MS.
+ *
+ * A session is two named shared-memory regions, each created by the logger that owns it:
+ *   /dev/shm/ftmb-<session>.in   input logger -> master: one entry ring per input queue;
+ *   /dev/shm/ftmb-<session>.out  master -> output logger: one record ring and one output ring
+ *                                per master thread (both single-producer single-consumer).
+ * The master attaches to both through FTMB_SESSION=<session>.
+ */
+#ifndef FTMB_INTERNAL_H
+#define FTMB_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ftmb/ftmb.h"
+#include "ring.h"
+
+/* ---- log records ------------------------------------------------------------------------- */
+
+/*
+ * A record is 16 bytes: a head word and a value.
+ *   head bits  0..7   kind (enum _ftmb_rec_kind)
+ *   head bits  8..23  checksum over (head with these bits zero, value, index in the stream)
+ *   head bits 24..39  site id, low 16 bits (diagnostics); for RX: entries consumed
+ *   head bits 40..63  object id (PALs), nondeterminism source (ND), input queue (RX)
+ *   value             sequence number (PALs), the value (ND), first input entry sequence (RX)
+ * The stream index in the checksum makes a lost, duplicated or reordered record a mismatch too.
+ */
+struct _ftmb_record {
+    uint64_t head;
+    uint64_t value;
+};
+_Static_assert(sizeof(struct _ftmb_record) == 16, "records are 16 bytes");
+
+enum _ftmb_rec_kind {
+    _FTMB_REC_LOCK = 1,         /* lock acquired: value = object sequence */
+    _FTMB_REC_ORDERED = 2,      /* ordered region or atomic: value = object sequence */
+    _FTMB_REC_HELD = 3,         /* access inside a lock taken without a wrapper */
+    _FTMB_REC_TRYLOCK_FAIL = 4, /* a try-acquire failed: replay fails it too */
+    _FTMB_REC_ND = 5,           /* a nondeterministic value: obj field = enum _ftmb_nd_source */
+    _FTMB_REC_RX = 6,           /* a receive consumed `site` input entries of queue `obj` */
+};
+
+enum _ftmb_nd_source {
+    _FTMB_ND_CLOCK = 1, /* a real clock read by a thread that has not received input yet */
+    _FTMB_ND_RAND = 2,
+    _FTMB_ND_RANDOM = 3,
+    _FTMB_ND_RTE_RAND = 4,
+    _FTMB_ND_GETRANDOM = 5,
+};
+
+#define _FTMB_OBJ_BITS 24
+#define _FTMB_REC_CHECK_MASK (0xffffull << 8)
+
+static inline uint64_t _ftmb_rec_head(unsigned kind, uint32_t obj, uint32_t site)
+{
+    return (uint64_t)kind | ((uint64_t)(site & 0xffff) << 24) | ((uint64_t)obj << 40);
+}
+
+static inline unsigned _ftmb_rec_kind(uint64_t head) { return (unsigned)(head & 0xff); }
+static inline uint32_t _ftmb_rec_site(uint64_t head) { return (uint32_t)((head >> 24) & 0xffff); }
+static inline uint32_t _ftmb_rec_obj(uint64_t head) { return (uint32_t)(head >> 40); }
+
+/* 16-bit check of a record at stream index `index` (head given with its check bits zero). */
+static inline uint64_t _ftmb_rec_check(uint64_t head, uint64_t value, uint64_t index)
+{
+    uint64_t x = (head ^ (index << 1)) * 0x9e3779b97f4a7c15ull ^ value;
+    x *= 0xd6e8feb86659fd93ull;
+    return (x >> 48) << 8;
+}
+
+static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
+{
+    uint64_t bare = r->head & ~_FTMB_REC_CHECK_MASK;
+    return (r->head & _FTMB_REC_CHECK_MASK) == _ftmb_rec_check(bare, r->value, index);
+}
+
+/* ---- session regions --------------------------------------------------------------------- */
+
+#define _FTMB_IN_MAGIC 0x4e492d424d5446ull  /* "FTMB-IN" */
+#define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
+#define _FTMB_LAYOUT_VERSION 1
+
+enum _ftmb_master_state {
+    _FTMB_MASTER_NONE = 0,     /* no master attached yet */
+    _FTMB_MASTER_ATTACHED = 1, /* a master runs */
+    _FTMB_MASTER_DONE = 2,     /* the master called ftmb_exit: everything it sent is published */
+};
+
+/* What every region starts with: who owns it and whether it still runs. */
+struct _ftmb_region_hdr {
+    uint64_t magic;
+    uint32_t abi_version;
+    uint32_t layout_version;
+    uint64_t size;                   /* bytes of the whole region */
+    _Atomic uint32_t ready;          /* set last by the owner (release); attachers acquire it */
+    _Atomic int32_t owner_pid;
+    _Atomic uint64_t heartbeat_ns;   /* owner's CLOCK_MONOTONIC, refreshed every loop (relaxed) */
+    _Atomic int32_t master_pid;
+    _Atomic uint32_t master_state;   /* enum _ftmb_master_state */
+    _Atomic uint32_t master_mode;    /* enum ftmb_mode of the attached master */
+    uint32_t _pad;
+};
+
+enum _ftmb_in_kind {
+    _FTMB_IN_PKT = 1,  /* a packet */
+    _FTMB_IN_TICK = 2, /* a clock tick of an idle queue: advances virtual time only */
+    _FTMB_IN_EOF = 3,  /* the input of this queue ended */
+};
+
+/* One input entry. seq numbers every entry of a queue from 0; time_ns is the input logger's
+ * CLOCK_REALTIME when it first served the entry (the entry's arrival, and the virtual time). */
+struct _ftmb_in_entry {
+    uint64_t seq;
+    uint64_t time_ns;
+    uint32_t len;
+    uint16_t kind;
+    uint16_t queue;
+    uint64_t _pad;
+    uint8_t data[FTMB_PKT_MAX];
+};
+#define _FTMB_IN_SLOT_SIZE ((sizeof(struct _ftmb_in_entry) + 63) & ~(size_t)63)
+_Static_assert(sizeof(struct _ftmb_in_entry) == 32 + FTMB_PKT_MAX, "input entry layout");
+
+struct _ftmb_in_queue {
+    struct _ftmb_ring_ctl ring;              /* input logger produces, the master consumes */
+    alignas(_FTMB_CACHE_LINE) _Atomic uint64_t rewind_req; /* master: bumps to ask for a rewind */
+    _Atomic uint64_t rewind_pos;             /* master: serve again from this entry sequence */
+    alignas(_FTMB_CACHE_LINE) _Atomic uint64_t rewind_ack; /* input logger: = rewind_req when done */
+    _Atomic uint64_t retain_from;            /* master: entries before this may be forgotten */
+};
+_Static_assert(sizeof(struct _ftmb_in_queue) % _FTMB_CACHE_LINE == 0, "queues cache-aligned");
+
+struct _ftmb_in_region {
+    struct _ftmb_region_hdr hdr;
+    uint32_t nqueues;
+    uint32_t capacity;     /* entries per queue ring */
+    uint64_t tsc_hz;       /* cycle rate of virtual rte_rdtsc(), the same for master and backup */
+    uint64_t tick_ns;      /* an idle queue gets a tick entry this often */
+    alignas(_FTMB_CACHE_LINE) struct _ftmb_in_queue queue[FTMB_MAX_QUEUES];
+};
+
+/* One output packet as the output logger sees it: stamped with the vector of record counts the
+ * sending thread read at transmit time, and its per-thread output sequence number (from 1). */
+struct _ftmb_out_slot {
+    uint64_t out_seq;
+    uint64_t in_time_ns;   /* arrival time of the input it answers, 0 if new (for latency stats) */
+    uint32_t len;
+    uint16_t thread;
+    uint16_t nvec;         /* entries of vec that matter; 0 = nothing to wait for */
+    uint32_t queue;
+    uint32_t _pad;
+    uint64_t vec[FTMB_MAX_THREADS];
+    uint8_t data[FTMB_PKT_MAX];
+};
+#define _FTMB_OUT_SLOT_SIZE ((sizeof(struct _ftmb_out_slot) + 63) & ~(size_t)63)
+_Static_assert(offsetof(struct _ftmb_out_slot, vec) == 32, "output slot layout");
+
+struct _ftmb_out_thread {
+    struct _ftmb_ring_ctl rec; /* records: the master thread produces, the output logger consumes;
+                                * rec.head is the thread's record count, read by every sender */
+    struct _ftmb_ring_ctl out; /* output packets */
+};
+
+struct _ftmb_out_region {
+    struct _ftmb_region_hdr hdr;
+    uint32_t max_threads;      /* threads the output logger made rings for */
+    uint32_t rec_capacity;
+    uint32_t out_capacity;
+    uint32_t _pad;
+    _Atomic uint32_t nthreads; /* thread indexes the master handed out; published (release)
+                                * before the thread's first record, pairs with the logger's
+                                * acquire load */
+    alignas(_FTMB_CACHE_LINE) struct _ftmb_out_thread thread[FTMB_MAX_THREADS];
+};
+
+/* Region helpers (session.c). */
+void *_ftmb_region_create(const char *session, const char *suffix, size_t size);
+void *_ftmb_region_attach(const char *session, const char *suffix, uint64_t magic, int timeout_ms,
+                          size_t *size_out);
+void _ftmb_region_unlink(const char *session, const char *suffix);
+uint64_t _ftmb_now_ns(int clock);
+int _ftmb_pid_alive(int32_t pid);
+int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
+size_t _ftmb_in_region_size(uint32_t nqueues, uint32_t capacity);
+size_t _ftmb_out_region_size(uint32_t max_threads, uint32_t rec_capacity, uint32_t out_capacity);
+void _ftmb_in_region_init(struct _ftmb_in_region *r, size_t size, uint32_t nqueues, uint32_t capacity,
+                          uint64_t tsc_hz, uint64_t tick_ns);
+void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max_threads,
+                           uint32_t rec_capacity, uint32_t out_capacity);
+int _ftmb_valid_session_name(const char *session);
+uint64_t _ftmb_calibrate_tsc_hz(void);
+
+/* ---- the output logger core (output_logger.c): also driven directly by tests --------------- */
+
+struct _ftmb_ol;
+struct _ftmb_ol_sink {
+    /* Called for each released packet, in per-thread order. */
+    void (*release)(void *ctx, const struct _ftmb_out_slot *pkt);
+    void *ctx;
+};
+struct _ftmb_ol *_ftmb_ol_new(struct _ftmb_out_region *region, struct _ftmb_ol_sink sink, FILE *diag);
+void _ftmb_ol_free(struct _ftmb_ol *ol);
+/* Store up to max records of thread t (verifying each); returns how many were stored. */
+uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max);
+/* Release every packet of thread t whose vector is covered; returns how many. */
+uint64_t _ftmb_ol_release(struct _ftmb_ol *ol, uint32_t t);
+/* One pass over every thread: drain all records, release what is covered. */
+uint64_t _ftmb_ol_poll(struct _ftmb_ol *ol);
+uint64_t _ftmb_ol_received(const struct _ftmb_ol *ol, uint32_t t);
+uint64_t _ftmb_ol_released_seq(const struct _ftmb_ol *ol, uint32_t t);
+uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol);      /* output packets not yet released */
+uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol); /* corrupt records seen */
+uint64_t _ftmb_ol_duplicates(const struct _ftmb_ol *ol);
+const struct _ftmb_record *_ftmb_ol_log(const struct _ftmb_ol *ol, uint32_t t, uint64_t *n);
+int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path);
+
+/* ---- the log file the output logger writes and replay reads --------------------------------- */
+
+#define _FTMB_LOG_MAGIC 0x31474f4c424d5446ull /* "FTMBLOG1" */
+struct _ftmb_log_file_hdr {
+    uint64_t magic;
+    uint32_t abi_version;
+    uint32_t nthreads;
+    uint64_t count[FTMB_MAX_THREADS]; /* then count[0] records of thread 0, count[1] of thread 1 ... */
+};
+
+/* ---- runtime internals shared by the core and the DPDK adapter ---------------------------- */
+
+struct _ftmb_thread;
+struct _ftmb_thread *_ftmb_self_slow(void);
+extern _Thread_local struct _ftmb_thread *_ftmb_self;
+extern int _ftmb_mode_now;
+
+static inline struct _ftmb_thread *_ftmb_me(void)
+{
+    struct _ftmb_thread *t = _ftmb_self;
+    return __builtin_expect(t != NULL, 1) ? t : _ftmb_self_slow();
+}
+
+/* Claim the next thread index (spawn wrappers, in the spawning thread) and adopt it (the child). */
+uint32_t _ftmb_claim_thread_index(void);
+void _ftmb_adopt_thread_index(uint32_t index);
+
+/* Session input/output in the form the packet adapters share: copy-in and copy-out of bytes. */
+struct _ftmb_rx_view {
+    const uint8_t *data;
+    uint32_t len;
+    uint64_t time_ns;
+};
+/* Receive up to n packets of queue q into views valid until _ftmb_rx_finish; -1 if no session. */
+int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n);
+void _ftmb_rx_finish(uint16_t queue);
+/* Transmit: 1 if a session output ring exists (then use _ftmb_tx_put/_ftmb_tx_end), else 0. */
+int _ftmb_tx_begin(uint16_t queue);
+void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns);
+void _ftmb_tx_end(void);
+/* Replay support: serve a queue again from an entry sequence; let the logger forget before one. */
+int _ftmb_input_rewind(uint16_t queue, uint64_t pos);
+void _ftmb_input_retain_from(uint16_t queue, uint64_t seq);
+
+#endif /* FTMB_INTERNAL_H */

@@ -1,0 +1,308 @@
+/*
+ * Packet input and output of the master inside a session, and the opaque packet buffers that
+ * programs without DPDK use (the DPDK adapter copies between mbufs and the same session rings).
+ *
+ * Receive: a thread owns each input queue it polls (single consumer). A receive that consumes
+ * entries (packets, ticks, the EOF mark) logs one RX record {queue, entries, first sequence}: the
+ * burst composition. An empty poll consumes nothing and logs nothing.
+ *
+ * Transmit: the sender reads every thread's record count (V1) once per burst and stamps each
+ * packet of the burst with that vector and its next output sequence number, then publishes the
+ * packet on its own output ring after its own earlier records (ordered logging).
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt.h"
+
+void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq);
+uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq);
+
+struct ftmb_pkt {
+    struct ftmb_pkt *next;
+    uint64_t in_time_ns;
+    uint32_t len;
+    uint32_t _pad;
+    alignas(64) uint8_t data[FTMB_PKT_MAX];
+};
+
+#define RX_MAX_ENTRIES 0xffffu /* the record's entry count field is 16 bits */
+
+static struct _ftmb_inq *queue_for(uint16_t queue, struct _ftmb_thread *t)
+{
+    if (queue >= _ftmb_rt.in->nqueues)
+        _ftmb_fatal("receive on queue %u but the input logger of session %s serves %u queues", queue,
+                    _ftmb_rt.session, _ftmb_rt.in->nqueues);
+    struct _ftmb_inq *q = &_ftmb_rt.inq[queue];
+    if (q->owner != t->index + 1) {
+        if (q->owner)
+            _ftmb_fatal("input queue %u is polled by threads %u and %u; a queue belongs to one thread", queue,
+                        q->owner - 1, t->index);
+        q->owner = t->index + 1;
+    }
+    return q;
+}
+
+static void take_time(struct _ftmb_thread *t, uint64_t ns)
+{
+    if (ns > t->vtime_ns)
+        t->vtime_ns = ns;
+}
+
+/* Replay: wait until the input logger has re-served `count` entries of the queue. */
+static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
+{
+    while (_ftmb_ring_ready(&q->ring) < count) {
+        if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+            _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
+        q->ring.cache = q->ring.local; /* make _ftmb_ring_ready look at the shared head again */
+        _ftmb_check_peers();
+        _ftmb_cpu_relax();
+    }
+}
+
+int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
+{
+    if (!_ftmb_rt.in)
+        return -1;
+    struct _ftmb_thread *t = _ftmb_me();
+    struct _ftmb_inq *q = queue_for(queue, t);
+    q->pending = 0;
+    if (q->eof || atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+        return 0;
+    uint64_t avail, first_seq = 0;
+    int replay = _ftmb_mode_now == FTMB_MODE_REPLAY;
+    if (replay) {
+        avail = _ftmb_replay_rx(queue, &first_seq);
+        if (avail == 0)
+            return 0;
+        wait_entries(q, avail, queue);
+    } else {
+        avail = _ftmb_ring_ready(&q->ring);
+        if (avail == 0) {
+            if ((++q->empty_polls & 4095) == 0)
+                _ftmb_check_peers();
+            return 0;
+        }
+        if (avail > RX_MAX_ENTRIES)
+            avail = RX_MAX_ENTRIES;
+    }
+    uint16_t npk = 0;
+    uint64_t i = 0;
+    for (; i < avail && (npk < n || replay); i++) {
+        const struct _ftmb_in_entry *e = _ftmb_ring_peek(&q->ring, i);
+        if (i == 0 && !replay)
+            first_seq = e->seq;
+        if (e->seq != first_seq + i)
+            _ftmb_fatal("input queue %u: entry %llu carries sequence %llu, expected %llu", queue,
+                        (unsigned long long)i, (unsigned long long)e->seq, (unsigned long long)(first_seq + i));
+        take_time(t, e->time_ns);
+        if (e->kind == _FTMB_IN_PKT) {
+            if (npk == n)
+                _ftmb_fatal("replay: a receive of queue %u asks for %u packets, fewer than recorded", queue, n);
+            views[npk].data = e->data;
+            views[npk].len = e->len;
+            views[npk].time_ns = e->time_ns;
+            npk++;
+        } else if (e->kind == _FTMB_IN_EOF) {
+            q->eof = 1;
+            i++;
+            break;
+        }
+    }
+    if (i == 0)
+        return 0;
+    q->pending = i;
+    if (_ftmb_mode_now == FTMB_MODE_RECORD)
+        _ftmb_emit_rx(queue, (uint32_t)i, first_seq);
+    return npk;
+}
+
+void _ftmb_rx_finish(uint16_t queue)
+{
+    struct _ftmb_inq *q = &_ftmb_rt.inq[queue];
+    if (q->pending) {
+        _ftmb_ring_consume(&q->ring, q->pending);
+        q->pending = 0;
+    }
+}
+
+int ftmb_input_done(ftmb_u16 queue_id)
+{
+    if (!_ftmb_rt.in || queue_id >= _ftmb_rt.in->nqueues)
+        return 1;
+    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+        return 1;
+    return _ftmb_rt.inq[queue_id].eof;
+}
+
+/* ---- transmit ---------------------------------------------------------------------------------- */
+
+int _ftmb_tx_begin(uint16_t queue)
+{
+    (void)queue;
+    if (!_ftmb_rt.out || atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
+        return 0;
+    struct _ftmb_thread *t = _ftmb_me();
+    t->nvec = 0;
+    if (_ftmb_mode_now == FTMB_MODE_RECORD) {
+        struct _ftmb_out_region *out = _ftmb_rt.out;
+        /* Relaxed: a thread whose records we depend on was claimed before those records
+         * happened-before this transmit, so coherence already shows us its index. */
+        uint32_t n = atomic_load_explicit(&out->nthreads, memory_order_relaxed);
+        for (uint32_t i = 0; i < n; i++)
+            /* V1: relaxed. Any record this packet depends on was published (R1) before a release
+             * (the program's unlock, or E1) that happened-before this read, so read-read coherence
+             * gives a count at least that large; we dereference nothing through it. */
+            t->vec[i] = atomic_load_explicit(&out->thread[i].rec.head, memory_order_relaxed);
+        t->nvec = (uint16_t)n;
+    }
+    return 1;
+}
+
+__attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _ftmb_thread *t)
+{
+    for (;;) {
+        struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
+        if (s)
+            return s;
+        if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
+            return NULL;
+        _ftmb_check_peers();
+        _ftmb_cpu_relax();
+    }
+}
+
+void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
+    if (__builtin_expect(s == NULL, 0) && !(s = out_wait_space(t)))
+        return; /* the output logger is gone: the packet is dropped (reported once) */
+    if (len > FTMB_PKT_MAX)
+        len = FTMB_PKT_MAX;
+    s->out_seq = ++t->out_seq;
+    s->in_time_ns = in_time_ns;
+    s->len = len;
+    s->thread = (uint16_t)t->index;
+    s->nvec = t->nvec;
+    s->queue = queue;
+    memcpy(s->vec, t->vec, (size_t)t->nvec * sizeof s->vec[0]);
+    memcpy(s->data, data, len);
+    /* P1 (inside): release, pairs with the output logger's C1; it also orders this thread's
+     * earlier record publications (R1) before the packet. */
+    _ftmb_ring_publish(&t->out, 1);
+}
+
+void _ftmb_tx_end(void) {}
+
+/* ---- opaque packets ------------------------------------------------------------------------------ */
+
+#define PKT_CHUNK 256
+
+struct ftmb_pkt *ftmb_pkt_alloc(void)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    if (!t->free_pkts) {
+        /* Grows the thread's cache in chunks; steady state reuses freed packets. */
+        struct ftmb_pkt *chunk = aligned_alloc(64, PKT_CHUNK * sizeof *chunk);
+        if (!chunk)
+            return NULL;
+        for (int i = 0; i < PKT_CHUNK; i++) {
+            chunk[i].next = t->free_pkts;
+            t->free_pkts = &chunk[i];
+        }
+    }
+    struct ftmb_pkt *p = t->free_pkts;
+    t->free_pkts = p->next;
+    p->len = 0;
+    p->in_time_ns = 0;
+    return p;
+}
+
+void ftmb_pkt_free(struct ftmb_pkt *p)
+{
+    if (!p)
+        return;
+    struct _ftmb_thread *t = _ftmb_me();
+    p->next = t->free_pkts;
+    t->free_pkts = p;
+}
+
+void *ftmb_pkt_data(struct ftmb_pkt *p) { return p->data; }
+ftmb_u32 ftmb_pkt_len(const struct ftmb_pkt *p) { return p->len; }
+void ftmb_pkt_set_len(struct ftmb_pkt *p, ftmb_u32 len) { p->len = len > FTMB_PKT_MAX ? FTMB_PKT_MAX : len; }
+
+ftmb_u16 ftmb_pkt_rx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 nb_pkts)
+{
+    struct _ftmb_rx_view views[64];
+    uint16_t want = nb_pkts < 64 ? nb_pkts : 64;
+    int n = _ftmb_rx_begin(queue_id, views, want);
+    if (n <= 0)
+        return 0;
+    int got = 0;
+    for (; got < n; got++) {
+        struct ftmb_pkt *p = ftmb_pkt_alloc();
+        if (!p)
+            _ftmb_fatal("out of memory for packet buffers");
+        memcpy(p->data, views[got].data, views[got].len);
+        p->len = views[got].len;
+        p->in_time_ns = views[got].time_ns;
+        pkts[got] = p;
+    }
+    _ftmb_rx_finish(queue_id);
+    return (uint16_t)got;
+}
+
+ftmb_u16 ftmb_pkt_tx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 nb_pkts)
+{
+    if (_ftmb_tx_begin(queue_id)) {
+        for (uint16_t i = 0; i < nb_pkts; i++)
+            _ftmb_tx_put(queue_id, pkts[i]->data, pkts[i]->len, pkts[i]->in_time_ns);
+        _ftmb_tx_end();
+    }
+    for (uint16_t i = 0; i < nb_pkts; i++)
+        ftmb_pkt_free(pkts[i]);
+    return nb_pkts;
+}
+
+/* ---- serving input again (replay) ------------------------------------------------------------ */
+
+/*
+ * Ask the input logger to serve `queue` again from entry sequence `pos` (which it must still
+ * retain). Entries in the ring that were not received yet are dropped by the logger. Called by the
+ * thread that owns the queue, or before any thread polls it. Returns 0, or -1 if the logger died.
+ */
+int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
+{
+    if (!_ftmb_rt.in || queue >= _ftmb_rt.in->nqueues)
+        return -1;
+    struct _ftmb_in_queue *iq = &_ftmb_rt.in->queue[queue];
+    struct _ftmb_inq *q = &_ftmb_rt.inq[queue];
+    /* Relaxed: only this thread writes rewind_req. */
+    uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed) + 1;
+    atomic_store_explicit(&iq->rewind_pos, pos, memory_order_relaxed);
+    /* Release: rewind_pos is visible before the request; pairs with the logger's acquire. */
+    atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
+    /* Acquire pairs with the logger's release of rewind_ack: its emptied ring is visible. */
+    while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
+        if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+            return -1;
+        _ftmb_check_peers();
+        _ftmb_cpu_relax();
+    }
+    q->ring.cache = q->ring.local;
+    q->eof = 0;
+    q->pending = 0;
+    return 0;
+}
+
+/* Checkpoints call this: entries of `queue` before `seq` will not be needed again. */
+void _ftmb_input_retain_from(uint16_t queue, uint64_t seq)
+{
+    if (_ftmb_rt.in && queue < _ftmb_rt.in->nqueues)
+        /* Relaxed: a hint; the logger trims lazily and never past what it served. */
+        atomic_store_explicit(&_ftmb_rt.in->queue[queue].retain_from, seq, memory_order_relaxed);
+}

@@ -1,0 +1,213 @@
+/*
+ * The output logger's core: store every thread's records (this memory is the stable storage),
+ * count them per thread, and release each output packet once its vector is covered.
+ *
+ * Release rule: a packet stamped with vector v is released when v[i] <= received[i] for every
+ * thread i. A thread's packets leave in its order: vectors of one thread only grow (counts only
+ * grow and it reads them in program order), so when the oldest packet of a thread is not covered
+ * none of its later ones is, and looking at the oldest alone is exact. Threads never wait on each
+ * other: a packet waits only for the records its own vector names. Packets stay in the master's
+ * output ring until released (no copy); records are copied out at once, so the record rings never
+ * fill because of held packets.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftmb_internal.h"
+
+struct ol_thread {
+    struct _ftmb_ring rec; /* consumer side */
+    struct _ftmb_ring out; /* consumer side */
+    struct _ftmb_record *log;
+    uint64_t received;     /* valid records stored: the count the release rule compares with */
+    uint64_t cap;
+    uint64_t released_seq; /* highest output sequence released: later duplicates are dropped */
+    int corrupt;           /* a record failed its check: nothing after it counts */
+};
+
+struct _ftmb_ol {
+    struct _ftmb_out_region *region;
+    struct _ftmb_ol_sink sink;
+    FILE *diag;
+    uint32_t nattached;
+    uint64_t corrupt, duplicates;
+    struct ol_thread th[FTMB_MAX_THREADS];
+};
+
+struct _ftmb_ol *_ftmb_ol_new(struct _ftmb_out_region *region, struct _ftmb_ol_sink sink, FILE *diag)
+{
+    struct _ftmb_ol *ol = calloc(1, sizeof *ol);
+    if (!ol)
+        return NULL;
+    ol->region = region;
+    ol->sink = sink;
+    ol->diag = diag;
+    return ol;
+}
+
+void _ftmb_ol_free(struct _ftmb_ol *ol)
+{
+    if (!ol)
+        return;
+    for (uint32_t t = 0; t < FTMB_MAX_THREADS; t++)
+        free(ol->th[t].log);
+    free(ol);
+}
+
+static void attach_new_threads(struct _ftmb_ol *ol)
+{
+    /* Acquire pairs with N1 (the master's release when it hands out a thread index). */
+    uint32_t n = atomic_load_explicit(&ol->region->nthreads, memory_order_acquire);
+    if (n > ol->region->max_threads)
+        n = ol->region->max_threads;
+    for (; ol->nattached < n; ol->nattached++) {
+        struct ol_thread *th = &ol->th[ol->nattached];
+        _ftmb_ring_attach(&th->rec, ol->region, &ol->region->thread[ol->nattached].rec, 0);
+        _ftmb_ring_attach(&th->out, ol->region, &ol->region->thread[ol->nattached].out, 0);
+    }
+}
+
+static int store(struct ol_thread *th, const struct _ftmb_record *r)
+{
+    if (th->received == th->cap) {
+        uint64_t cap = th->cap ? th->cap * 2 : 4096;
+        struct _ftmb_record *log = realloc(th->log, cap * sizeof *log);
+        if (!log)
+            return -1;
+        th->log = log;
+        th->cap = cap;
+    }
+    th->log[th->received++] = *r;
+    return 0;
+}
+
+uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max)
+{
+    attach_new_threads(ol);
+    if (t >= ol->nattached)
+        return 0;
+    struct ol_thread *th = &ol->th[t];
+    uint64_t done = 0;
+    for (;;) {
+        th->rec.cache = th->rec.local; /* look at the producer's head every time */
+        uint64_t ready = _ftmb_ring_ready(&th->rec);
+        if (ready == 0 || done == max)
+            break;
+        if (ready > max - done)
+            ready = max - done;
+        for (uint64_t i = 0; i < ready; i++) {
+            const struct _ftmb_record *r = _ftmb_ring_peek(&th->rec, i);
+            uint64_t index = th->rec.local + i; /* the record's index in its thread's stream */
+            if (th->corrupt)
+                continue;
+            if (!_ftmb_rec_valid(r, index)) {
+                th->corrupt = 1;
+                ol->corrupt++;
+                if (ol->diag)
+                    fprintf(ol->diag,
+                            "ftmb-output-logger: thread %u record %llu fails its checksum (head %#llx value "
+                            "%#llx); it is not stored, and packets that depend on it are never released\n",
+                            t, (unsigned long long)index, (unsigned long long)r->head,
+                            (unsigned long long)r->value);
+                continue;
+            }
+            if (store(th, r) != 0) {
+                if (ol->diag)
+                    fprintf(ol->diag, "ftmb-output-logger: out of memory storing the records of thread %u\n", t);
+                abort();
+            }
+        }
+        _ftmb_ring_consume(&th->rec, ready);
+        done += ready;
+    }
+    return done;
+}
+
+static int covered(const struct _ftmb_ol *ol, const struct _ftmb_out_slot *s)
+{
+    for (uint32_t i = 0; i < s->nvec; i++)
+        if (s->vec[i] > (i < ol->nattached ? ol->th[i].received : 0))
+            return 0;
+    return 1;
+}
+
+uint64_t _ftmb_ol_release(struct _ftmb_ol *ol, uint32_t t)
+{
+    attach_new_threads(ol);
+    if (t >= ol->nattached)
+        return 0;
+    struct ol_thread *th = &ol->th[t];
+    uint64_t released = 0;
+    th->out.cache = th->out.local;
+    uint64_t ready = _ftmb_ring_ready(&th->out);
+    uint64_t i = 0;
+    for (; i < ready; i++) {
+        const struct _ftmb_out_slot *s = _ftmb_ring_peek(&th->out, i);
+        if (!covered(ol, s))
+            break;
+        if (s->out_seq <= th->released_seq) {
+            ol->duplicates++;
+            continue;
+        }
+        th->released_seq = s->out_seq;
+        if (ol->sink.release)
+            ol->sink.release(ol->sink.ctx, s);
+        released++;
+    }
+    if (i)
+        _ftmb_ring_consume(&th->out, i);
+    return released;
+}
+
+uint64_t _ftmb_ol_poll(struct _ftmb_ol *ol)
+{
+    attach_new_threads(ol);
+    uint64_t work = 0;
+    for (uint32_t t = 0; t < ol->nattached; t++)
+        work += _ftmb_ol_drain_records(ol, t, UINT64_MAX);
+    for (uint32_t t = 0; t < ol->nattached; t++)
+        work += _ftmb_ol_release(ol, t);
+    return work;
+}
+
+uint64_t _ftmb_ol_received(const struct _ftmb_ol *ol, uint32_t t) { return ol->th[t].received; }
+uint64_t _ftmb_ol_released_seq(const struct _ftmb_ol *ol, uint32_t t) { return ol->th[t].released_seq; }
+uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol) { return ol->corrupt; }
+uint64_t _ftmb_ol_duplicates(const struct _ftmb_ol *ol) { return ol->duplicates; }
+
+uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol)
+{
+    attach_new_threads(ol);
+    uint64_t n = 0;
+    for (uint32_t t = 0; t < ol->nattached; t++) {
+        struct ol_thread *th = &ol->th[t];
+        th->out.cache = th->out.local;
+        n += _ftmb_ring_ready(&th->out);
+    }
+    return n;
+}
+
+const struct _ftmb_record *_ftmb_ol_log(const struct _ftmb_ol *ol, uint32_t t, uint64_t *n)
+{
+    *n = ol->th[t].received;
+    return ol->th[t].log;
+}
+
+int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    struct _ftmb_log_file_hdr h;
+    memset(&h, 0, sizeof h);
+    h.magic = _FTMB_LOG_MAGIC;
+    h.abi_version = FTMB_ABI_VERSION;
+    h.nthreads = ol->nattached;
+    for (uint32_t t = 0; t < ol->nattached; t++)
+        h.count[t] = ol->th[t].received;
+    int ok = fwrite(&h, sizeof h, 1, f) == 1;
+    for (uint32_t t = 0; ok && t < ol->nattached; t++)
+        ok = fwrite(ol->th[t].log, sizeof(struct _ftmb_record), h.count[t], f) == h.count[t];
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}

@@ -1,0 +1,76 @@
+/*
+ * Process-local state of the master runtime, shared by runtime.c, io.c and arena.c.
+ */
+#ifndef FTMB_RT_H
+#define FTMB_RT_H
+
+#include <pthread.h>
+
+#include "ftmb_internal.h"
+
+/* A shared object's sequence word, one per cache line (objects never share a line).
+ *   lock-kind objects: the sequence itself, changed only inside the program's lock;
+ *   ordered/atomic objects: (sequence << 1) | locked, a sequence lock the runtime takes. */
+struct _ftmb_obj {
+    alignas(_FTMB_CACHE_LINE) _Atomic uint64_t word;
+};
+_Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per line");
+
+/* A master thread's private state: only its own thread writes it. */
+struct _ftmb_thread {
+    alignas(_FTMB_CACHE_LINE) struct _ftmb_ring rec; /* producer side of its record ring */
+    struct _ftmb_ring out;                           /* producer side of its output ring */
+    uint64_t out_seq;                                /* last output sequence number handed out */
+    uint64_t vtime_ns;  /* virtual time: latest input entry received; 0 before any input */
+    uint32_t index;
+    int has_rings;
+    const struct _ftmb_record *rlog; /* replay: this thread's recorded stream */
+    uint64_t rlen, rpos;
+    struct ftmb_pkt *free_pkts;      /* opaque packet cache */
+    uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
+    uint16_t nvec;
+};
+
+/* A master's view of one input queue; only the thread that polls it writes it. */
+struct _ftmb_inq {
+    alignas(_FTMB_CACHE_LINE) struct _ftmb_ring ring; /* consumer side */
+    uint32_t owner;      /* thread index + 1 of the thread polling it, 0 before the first poll */
+    int eof;             /* the EOF entry was received */
+    uint64_t pending;    /* entries handed out by _ftmb_rx_begin, consumed by _ftmb_rx_finish */
+    uint64_t empty_polls;
+};
+
+struct _ftmb_runtime {
+    int initialized;
+    char session[72];
+    struct _ftmb_in_region *in;
+    size_t in_size;
+    struct _ftmb_out_region *out;
+    size_t out_size;
+    _Atomic uint32_t next_index;
+    uint64_t tsc_hz;
+    uint64_t peer_timeout_ns;
+    uint64_t replay_wait_warn_ns;
+    struct _ftmb_obj *objs;
+    struct _ftmb_record *replay_log[FTMB_MAX_THREADS];
+    uint64_t replay_len[FTMB_MAX_THREADS];
+    _Atomic int in_dead, out_dead, exited;
+    _Atomic uint64_t last_peer_check_ns;
+    struct _ftmb_inq inq[FTMB_MAX_QUEUES];
+};
+
+extern struct _ftmb_runtime _ftmb_rt;
+extern struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
+
+/* Fatal runtime misuse or replay divergence: one line on stderr, then abort. */
+__attribute__((noreturn, format(printf, 1, 2))) void _ftmb_fatal(const char *fmt, ...);
+
+/* Slow paths, rate-limited: look at both loggers and report one that died. */
+void _ftmb_check_peers(void);
+void _ftmb_cpu_relax(void);
+
+/* Arena (arena.c). */
+int _ftmb_arena_init(void);
+void *_ftmb_arena_runtime_part(void);
+
+#endif /* FTMB_RT_H */

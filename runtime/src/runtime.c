@@ -1,0 +1,910 @@
+/*
+ * The master runtime: modes, thread indexes, the record path (PALs into per-thread streams) and
+ * the replay path (each ordered access waits for its logged turn), locks, atomics, and
+ * nondeterministic values.
+ *
+ * Time model. Inside a session, time is virtual: a thread's clock is the arrival time (the input
+ * logger's CLOCK_REALTIME) of the latest input entry it received, and the input logger sends a
+ * tick entry to every queue that has been idle for tick_ns, so a busy-poll loop sees time move
+ * without writing a record per empty poll: the entries it consumes are already logged by their
+ * receive record. Every clock (time, clock_gettime for any clock id, gettimeofday, rte_rdtsc)
+ * reads this one time base; rte_rdtsc() returns it scaled by the session's tsc_hz. A thread that
+ * has not received any input yet (a control thread) reads the real CLOCK_REALTIME and logs each
+ * value. In passthrough mode every clock is the real one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+struct _ftmb_runtime _ftmb_rt;
+struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
+_Thread_local struct _ftmb_thread *_ftmb_self;
+int _ftmb_mode_now = FTMB_MODE_PASSTHROUGH;
+
+static const char *const mode_names[] = {"passthrough", "record", "replay"};
+
+void _ftmb_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ftmb: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+void _ftmb_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* ---- thread indexes ------------------------------------------------------------------------ */
+
+uint32_t _ftmb_claim_thread_index(void)
+{
+    /* Relaxed: indexes are handed out by spawn calls, whose order the program determines. */
+    uint32_t idx = atomic_fetch_add_explicit(&_ftmb_rt.next_index, 1, memory_order_relaxed);
+    if (idx >= FTMB_MAX_THREADS)
+        _ftmb_fatal("more than %d threads; FTMB_MAX_THREADS is the limit", FTMB_MAX_THREADS);
+    struct _ftmb_out_region *out = _ftmb_rt.out;
+    if (out) {
+        if (idx >= out->max_threads)
+            _ftmb_fatal("thread index %u but the output logger of session %s has rings for %u threads; start "
+                        "it with --threads %u or more",
+                        idx, _ftmb_rt.session, out->max_threads, idx + 1);
+        /* N1: release, pairs with the output logger's acquire load of nthreads and makes the count
+         * visible before any record of the new thread (claimed here, in the spawner). */
+        uint32_t n = atomic_load_explicit(&out->nthreads, memory_order_relaxed);
+        while (n < idx + 1 &&
+               !atomic_compare_exchange_weak_explicit(&out->nthreads, &n, idx + 1, memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    return idx;
+}
+
+void _ftmb_adopt_thread_index(uint32_t idx)
+{
+    struct _ftmb_thread *t = &_ftmb_threads[idx];
+    if (t->index != idx || (!t->has_rings && _ftmb_rt.out)) {
+        t->index = idx;
+        if (_ftmb_rt.out) {
+            _ftmb_ring_attach(&t->rec, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].rec, 1);
+            _ftmb_ring_attach(&t->out, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].out, 1);
+            t->has_rings = 1;
+        }
+        t->rlog = _ftmb_rt.replay_log[idx];
+        t->rlen = _ftmb_rt.replay_len[idx];
+    }
+    _ftmb_self = t;
+}
+
+struct _ftmb_thread *_ftmb_self_slow(void)
+{
+    uint32_t idx = _ftmb_claim_thread_index();
+    if (idx != 0 && _ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+        fprintf(stderr, "ftmb: a thread not started by an ftmb_ spawn wrapper got thread index %u; its index "
+                        "may differ on replay\n",
+                idx);
+    _ftmb_adopt_thread_index(idx);
+    return _ftmb_self;
+}
+
+ftmb_u32 ftmb_thread_index(void) { return _ftmb_me()->index; }
+
+int ftmb_mode(void) { return _ftmb_mode_now; }
+
+struct spawn_ctx {
+    void *(*start)(void *);
+    void *arg;
+    uint32_t index;
+};
+
+static void *spawn_trampoline(void *p)
+{
+    struct spawn_ctx c = *(struct spawn_ctx *)p;
+    free(p);
+    _ftmb_adopt_thread_index(c.index);
+    return c.start(c.arg);
+}
+
+int ftmb_pthread_create(void *thread, const void *attr, void *(*start_routine)(void *), void *arg)
+{
+    _ftmb_me(); /* the spawner holds an index before its children do */
+    struct spawn_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return ENOMEM;
+    c->start = start_routine;
+    c->arg = arg;
+    c->index = _ftmb_claim_thread_index();
+    int rc = pthread_create((pthread_t *)thread, (const pthread_attr_t *)attr, spawn_trampoline, c);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+/* ---- liveness of the loggers ----------------------------------------------------------------- */
+
+static void report_dead(_Atomic int *flag, const char *who, const struct _ftmb_region_hdr *h, const char *then)
+{
+    if (atomic_exchange_explicit(flag, 1, memory_order_relaxed) == 0)
+        fprintf(stderr,
+                "ftmb: the %s logger of session %s (pid %d) is gone (no heartbeat for %llu ms); %s\n", who,
+                _ftmb_rt.session, (int)atomic_load_explicit(&h->owner_pid, memory_order_relaxed),
+                (unsigned long long)(_ftmb_rt.peer_timeout_ns / 1000000), then);
+}
+
+void _ftmb_check_peers(void)
+{
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    /* Relaxed: a rate limit; two threads checking at once is harmless. */
+    uint64_t last = atomic_load_explicit(&_ftmb_rt.last_peer_check_ns, memory_order_relaxed);
+    if (now - last < 10000000ull)
+        return;
+    atomic_store_explicit(&_ftmb_rt.last_peer_check_ns, now, memory_order_relaxed);
+    if (_ftmb_rt.in && !atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed) &&
+        !_ftmb_peer_alive(&_ftmb_rt.in->hdr, _ftmb_rt.peer_timeout_ns))
+        report_dead(&_ftmb_rt.in_dead, "input", &_ftmb_rt.in->hdr, "input ends here");
+    if (_ftmb_rt.out && !atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed) &&
+        !_ftmb_peer_alive(&_ftmb_rt.out->hdr, _ftmb_rt.peer_timeout_ns))
+        report_dead(&_ftmb_rt.out_dead, "output", &_ftmb_rt.out->hdr,
+                    "records and output packets are dropped from now on (no fault tolerance, no output)");
+}
+
+/* ---- the record path ------------------------------------------------------------------------- */
+
+__attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftmb_thread *t)
+{
+    for (;;) {
+        void *slot = _ftmb_ring_reserve(&t->rec);
+        if (slot)
+            return slot;
+        if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed)) {
+            /* No consumer any more: recycle the ring so the master keeps running. */
+            t->rec.cache = t->rec.local;
+            continue;
+        }
+        _ftmb_check_peers();
+        _ftmb_cpu_relax();
+    }
+}
+
+/* Append one record to the calling thread's stream and publish the count that covers it. */
+static inline void emit(struct _ftmb_thread *t, uint64_t head, uint64_t value)
+{
+    struct _ftmb_ring *r = &t->rec;
+    struct _ftmb_record *slot = _ftmb_ring_reserve(r);
+    if (__builtin_expect(slot == NULL, 0))
+        slot = rec_wait_space(t);
+    slot->head = head | _ftmb_rec_check(head, value, r->local);
+    slot->value = value;
+    /* R1 (inside _ftmb_ring_publish): release store of the ring head, which is this thread's
+     * record count. The record is written before the count covering it is published; pairs with
+     * the output logger's acquire load of head (C1) and with nothing in other master threads:
+     * they read the count relaxed (V1), see below. */
+    _ftmb_ring_publish(r, 1);
+}
+
+static inline struct _ftmb_obj *obj_of(ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (__builtin_expect(obj >= FTMB_MAX_OBJECTS, 0))
+        _ftmb_fatal("object id %u at site %u is out of range (FTMB_MAX_OBJECTS is %d)", obj, site,
+                    FTMB_MAX_OBJECTS);
+    return &_ftmb_rt.objs[obj];
+}
+
+/* ---- the replay path ------------------------------------------------------------------------- */
+
+static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
+{
+    if (t->rpos >= t->rlen)
+        return NULL;
+    const struct _ftmb_record *r = &t->rlog[t->rpos];
+    if (!_ftmb_rec_valid(r, t->rpos))
+        _ftmb_fatal("replay: thread %u record %llu fails its checksum (head %#llx value %#llx); it is not "
+                    "replayed",
+                    t->index, (unsigned long long)t->rpos, (unsigned long long)r->head,
+                    (unsigned long long)r->value);
+    return r;
+}
+
+static const char *kind_name(unsigned k)
+{
+    static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx"};
+    return k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
+/* The next record of this thread's stream, which must be of kind `kind` on `obj`. */
+static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned kind, uint32_t obj, uint32_t site)
+{
+    const struct _ftmb_record *r = replay_peek(t);
+    if (!r)
+        _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, site %u", t->index,
+                    (unsigned long long)t->rlen, kind_name(kind), obj, site);
+    unsigned rk = _ftmb_rec_kind(r->head);
+    int same_kind = rk == kind || (kind == _FTMB_REC_LOCK && rk == _FTMB_REC_TRYLOCK_FAIL);
+    if (!same_kind || _ftmb_rec_obj(r->head) != obj)
+        _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (site %u) but the program "
+                    "does a %s on object %u at site %u; an access is missing its instrumentation",
+                    t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
+                    _ftmb_rec_site(r->head), kind_name(kind), obj, site);
+    t->rpos++;
+    return r;
+}
+
+/* Wait until `word` (read with acquire) equals `want`; warn once if that takes very long. */
+static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uint64_t want, uint32_t obj)
+{
+    uint64_t spins = 0, start = 0;
+    /* Acquire pairs with the release store that moves the word to our turn (E1, or the lock path). */
+    while (atomic_load_explicit(word, memory_order_acquire) != want) {
+        _ftmb_cpu_relax();
+        if ((++spins & 0xffff) == 0) {
+            uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+            if (!start)
+                start = now;
+            else if (now - start > _ftmb_rt.replay_wait_warn_ns) {
+                fprintf(stderr, "ftmb: replay: thread %u has waited %llu ms for object %u to reach word %llu "
+                                "(now %llu)\n",
+                        t->index, (unsigned long long)((now - start) / 1000000), obj,
+                        (unsigned long long)want, (unsigned long long)atomic_load(word));
+                start = now;
+            }
+        }
+    }
+}
+
+/* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
+
+static inline struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_obj *o = obj_of(obj, site);
+    struct _ftmb_thread *t = _ftmb_me();
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+        uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
+        replay_wait_word(t, &o->word, want, obj);
+        /* A1 as below; only this thread may take the word at `want`. */
+        uint64_t w = want;
+        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+            w = want;
+        return o;
+    }
+    /* Relaxed first look: the CAS below decides. */
+    uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
+    for (;;) {
+        if (w & 1) {
+            _ftmb_cpu_relax();
+            w = atomic_load_explicit(&o->word, memory_order_relaxed);
+            continue;
+        }
+        /* A1: acquire, pairs with E1 of the previous holder: we see its accesses and its record. */
+        if (atomic_compare_exchange_weak_explicit(&o->word, &w, w | 1, memory_order_acquire, memory_order_relaxed))
+            break;
+    }
+    emit(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+    return o;
+}
+
+static inline void ordered_leave(struct _ftmb_obj *o)
+{
+    /* Relaxed: we hold the sequence lock, nobody else writes the word. */
+    uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
+    /* E1: release, pairs with A1 of the next holder (and with replay_wait_word). It comes after
+     * R1 in program order, so the record count covering this access is published before the
+     * object is released: whoever touches the object next reads a count that covers it. */
+    atomic_store_explicit(&o->word, w + 1, memory_order_release);
+}
+
+void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+        ordered_enter(obj, site);
+}
+
+void ftmb_ordered_end(ftmb_obj_t obj)
+{
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+        ordered_leave(obj_of(obj, 0));
+}
+
+/* ---- locks: the order is taken inside the program's lock ------------------------------------ */
+
+/* Record an acquisition of lock-kind object obj while its lock is held. */
+static inline void pal_locked(ftmb_obj_t obj, ftmb_site_t site, unsigned kind, int shared)
+{
+    struct _ftmb_obj *o = obj_of(obj, site);
+    uint64_t s;
+    if (shared) /* readers of an rwlock hold it together: take the sequence atomically */
+        s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
+    else {
+        /* Relaxed: the program's lock orders every access to a lock-kind object's word. */
+        s = atomic_load_explicit(&o->word, memory_order_relaxed);
+        atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
+    }
+    emit(_ftmb_me(), _ftmb_rec_head(kind, obj, site), s);
+    /* The program releases its lock after this: its unlock (release) comes after R1, so the next
+     * acquirer, and anyone it synchronizes with, reads a count covering this record. */
+}
+
+void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_RECORD)
+        pal_locked(obj, site, _FTMB_REC_HELD, 0);
+    else if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+        struct _ftmb_thread *t = _ftmb_me();
+        struct _ftmb_obj *o = obj_of(obj, site);
+        uint64_t s = replay_take(t, _FTMB_REC_HELD, obj, site)->value;
+        /* The caller already holds the lock, so its turn has come unless the log is inconsistent. */
+        if (atomic_load_explicit(&o->word, memory_order_relaxed) != s)
+            _ftmb_fatal("replay diverged: thread %u holds the lock of object %u at site %u at sequence %llu, the "
+                        "log says %llu",
+                        t->index, obj, site, (unsigned long long)atomic_load(&o->word), (unsigned long long)s);
+        atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
+    }
+}
+
+typedef int (*lock_fn)(void *);
+
+/*
+ * One acquisition through a wrapper. In replay, a thread first waits for its logged turn on the
+ * object and only then takes the program's lock (waiting inside the lock would deadlock); a
+ * try-acquire that succeeded in the log blocks, one that failed fails without trying.
+ */
+static int locked_acquire(lock_fn acquire, lock_fn blocking, void *lock, ftmb_obj_t obj, ftmb_site_t site,
+                          int is_try, int shared)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return acquire(lock);
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+        struct _ftmb_thread *t = _ftmb_me();
+        struct _ftmb_obj *o = obj_of(obj, site);
+        const struct _ftmb_record *r = replay_take(t, _FTMB_REC_LOCK, obj, site);
+        if (_ftmb_rec_kind(r->head) == _FTMB_REC_TRYLOCK_FAIL) {
+            if (!is_try)
+                _ftmb_fatal("replay diverged: thread %u record %llu is a failed try-lock on object %u but site %u "
+                            "blocks",
+                            t->index, (unsigned long long)(t->rpos - 1), obj, site);
+            return (int)r->value;
+        }
+        replay_wait_word(t, &o->word, r->value, obj);
+        int rc = blocking(lock);
+        if (rc == 0) {
+            if (shared)
+                atomic_fetch_add_explicit(&o->word, 1, memory_order_release);
+            else
+                atomic_store_explicit(&o->word, r->value + 1, memory_order_release);
+        }
+        return rc;
+    }
+    int rc = acquire(lock);
+    if (rc == 0)
+        pal_locked(obj, site, _FTMB_REC_LOCK, shared);
+    else if (is_try)
+        emit(_ftmb_me(), _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+    return rc;
+}
+
+#define FTMB_LOCK_FAMILY(fam, type)                                                                          \
+    static int fam##_lock_(void *l) { return fam##_lock((type *)l); }                                     \
+    static int fam##_trylock_(void *l) { return fam##_trylock((type *)l); }                               \
+    int ftmb_##fam##_lock(void *lock, ftmb_obj_t obj, ftmb_site_t site)                                   \
+    {                                                                                                        \
+        return locked_acquire(fam##_lock_, fam##_lock_, lock, obj, site, 0, 0);                              \
+    }                                                                                                        \
+    int ftmb_##fam##_trylock(void *lock, ftmb_obj_t obj, ftmb_site_t site)                                \
+    {                                                                                                        \
+        return locked_acquire(fam##_trylock_, fam##_lock_, lock, obj, site, 1, 0);                           \
+    }                                                                                                        \
+    int ftmb_##fam##_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)                                 \
+    {                                                                                                        \
+        (void)obj;                                                                                           \
+        (void)site;                                                                                          \
+        return fam##_unlock((type *)lock);                                                                   \
+    }
+
+FTMB_LOCK_FAMILY(pthread_mutex, pthread_mutex_t)
+FTMB_LOCK_FAMILY(pthread_spin, pthread_spinlock_t)
+
+static int rw_rd(void *l) { return pthread_rwlock_rdlock((pthread_rwlock_t *)l); }
+static int rw_wr(void *l) { return pthread_rwlock_wrlock((pthread_rwlock_t *)l); }
+static int rw_tryrd(void *l) { return pthread_rwlock_tryrdlock((pthread_rwlock_t *)l); }
+static int rw_trywr(void *l) { return pthread_rwlock_trywrlock((pthread_rwlock_t *)l); }
+
+int ftmb_pthread_rwlock_rdlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+{
+    return locked_acquire(rw_rd, rw_rd, lock, obj, site, 0, 1);
+}
+int ftmb_pthread_rwlock_wrlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+{
+    return locked_acquire(rw_wr, rw_wr, lock, obj, site, 0, 0);
+}
+int ftmb_pthread_rwlock_tryrdlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+{
+    return locked_acquire(rw_tryrd, rw_rd, lock, obj, site, 1, 1);
+}
+int ftmb_pthread_rwlock_trywrlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+{
+    return locked_acquire(rw_trywr, rw_wr, lock, obj, site, 1, 0);
+}
+int ftmb_pthread_rwlock_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+{
+    (void)obj;
+    (void)site;
+    return pthread_rwlock_unlock((pthread_rwlock_t *)lock);
+}
+
+/* rte_spinlock_t is { volatile int locked; }: the same word DPDK's inline functions use. */
+static int rte_sl_trylock(void *sl)
+{
+    int expected = 0;
+    /* Acquire pairs with the release in ftmb_rte_spinlock_unlock (or DPDK's own unlock). */
+    return atomic_compare_exchange_strong_explicit((_Atomic int *)sl, &expected, 1, memory_order_acquire,
+                                                   memory_order_relaxed)
+               ? 0
+               : EBUSY;
+}
+static int rte_sl_lock(void *sl)
+{
+    while (rte_sl_trylock(sl) != 0)
+        while (atomic_load_explicit((_Atomic int *)sl, memory_order_relaxed)) /* relaxed: only a hint */
+            _ftmb_cpu_relax();
+    return 0;
+}
+
+void ftmb_rte_spinlock_lock(void *sl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    locked_acquire(rte_sl_lock, rte_sl_lock, sl, obj, site, 0, 0);
+}
+int ftmb_rte_spinlock_trylock(void *sl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    /* rte_spinlock_trylock returns 1 on success */
+    return locked_acquire(rte_sl_trylock, rte_sl_lock, sl, obj, site, 1, 0) == 0;
+}
+void ftmb_rte_spinlock_unlock(void *sl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    (void)obj;
+    (void)site;
+    atomic_store_explicit((_Atomic int *)sl, 0, memory_order_release); /* pairs with rte_sl_trylock */
+}
+
+/* ---- atomics: performed inside the object's sequence lock, so log order = real order ---------- */
+
+#define ORDERED_OP(obj, site, expr)                                                                          \
+    do {                                                                                                     \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                        \
+            return expr;                                                                                     \
+        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
+        __typeof__(expr) r_ = expr;                                                                          \
+        ordered_leave(o_);                                                                                   \
+        return r_;                                                                                           \
+    } while (0)
+
+#define ORDERED_VOID(obj, site, stmt)                                                                        \
+    do {                                                                                                     \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH) {                                                      \
+            stmt;                                                                                            \
+            return;                                                                                          \
+        }                                                                                                    \
+        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
+        stmt;                                                                                                \
+        ordered_leave(o_);                                                                                   \
+    } while (0)
+
+#define FTMB_ATOMIC_RMW(N, T, OP)                                                                            \
+    T ftmb_atomic_fetch_##OP##_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_fetch_##OP((volatile T *)ptr, val, memorder));                       \
+    }                                                                                                        \
+    T ftmb_atomic_##OP##_fetch_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_##OP##_fetch((volatile T *)ptr, val, memorder));                     \
+    }
+
+#define FTMB_ATOMIC_SIZE(N, T)                                                                               \
+    T ftmb_atomic_load_##N(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site)          \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_load_n((const volatile T *)ptr, memorder));                          \
+    }                                                                                                        \
+    void ftmb_atomic_store_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_store_n((volatile T *)ptr, val, memorder));                        \
+    }                                                                                                        \
+    T ftmb_atomic_exchange_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_exchange_n((volatile T *)ptr, val, memorder));                       \
+    }                                                                                                        \
+    _Bool ftmb_atomic_compare_exchange_##N(volatile void *ptr, void *expected, T desired, _Bool weak,        \
+                                           int success_memorder, int failure_memorder, ftmb_obj_t obj,       \
+                                           ftmb_site_t site)                                                 \
+    {                                                                                                        \
+        /* A weak CAS may fail spuriously, which replay could not reproduce: always strong. */               \
+        (void)weak;                                                                                          \
+        ORDERED_OP(obj, site,                                                                                \
+                   (_Bool)__atomic_compare_exchange_n((volatile T *)ptr, (T *)expected, desired, 0,          \
+                                                      success_memorder, failure_memorder));                  \
+    }                                                                                                        \
+    FTMB_ATOMIC_RMW(N, T, add)                                                                               \
+    FTMB_ATOMIC_RMW(N, T, sub)                                                                               \
+    FTMB_ATOMIC_RMW(N, T, and)                                                                               \
+    FTMB_ATOMIC_RMW(N, T, or)                                                                                \
+    FTMB_ATOMIC_RMW(N, T, xor)
+
+FTMB_ATOMIC_SIZE(1, ftmb_u8)
+FTMB_ATOMIC_SIZE(2, ftmb_u16)
+FTMB_ATOMIC_SIZE(4, ftmb_u32)
+FTMB_ATOMIC_SIZE(8, ftmb_u64)
+
+/* rte_atomicN_t is { volatile intN_t cnt; }; DPDK's inline functions are sequentially consistent. */
+#define SC __ATOMIC_SEQ_CST
+#define FTMB_RTE_ATOMIC(B)                                                                                   \
+    typedef int##B##_t i##B;                                                                                 \
+    void ftmb_rte_atomic##B##_add(void *v, i##B inc, ftmb_obj_t obj, ftmb_site_t site)                        \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_fetch_add((volatile i##B *)v, inc, SC));                           \
+    }                                                                                                        \
+    void ftmb_rte_atomic##B##_sub(void *v, i##B dec, ftmb_obj_t obj, ftmb_site_t site)                        \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_fetch_sub((volatile i##B *)v, dec, SC));                           \
+    }                                                                                                        \
+    void ftmb_rte_atomic##B##_inc(void *v, ftmb_obj_t obj, ftmb_site_t site)                                 \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_fetch_add((volatile i##B *)v, 1, SC));                             \
+    }                                                                                                        \
+    void ftmb_rte_atomic##B##_dec(void *v, ftmb_obj_t obj, ftmb_site_t site)                                 \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_fetch_sub((volatile i##B *)v, 1, SC));                             \
+    }                                                                                                        \
+    i##B ftmb_rte_atomic##B##_add_return(void *v, i##B inc, ftmb_obj_t obj, ftmb_site_t site)                 \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_add_fetch((volatile i##B *)v, inc, SC));                             \
+    }                                                                                                        \
+    i##B ftmb_rte_atomic##B##_sub_return(void *v, i##B dec, ftmb_obj_t obj, ftmb_site_t site)                 \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_sub_fetch((volatile i##B *)v, dec, SC));                             \
+    }                                                                                                        \
+    int ftmb_rte_atomic##B##_inc_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, (int)(__atomic_add_fetch((volatile i##B *)v, 1, SC) == 0));                   \
+    }                                                                                                        \
+    int ftmb_rte_atomic##B##_dec_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, (int)(__atomic_sub_fetch((volatile i##B *)v, 1, SC) == 0));                   \
+    }                                                                                                        \
+    int ftmb_rte_atomic##B##_test_and_set(void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
+    {                                                                                                        \
+        i##B zero = 0;                                                                                       \
+        ORDERED_OP(obj, site, (int)__atomic_compare_exchange_n((volatile i##B *)v, &zero, 1, 0, SC, SC));    \
+    }                                                                                                        \
+    i##B ftmb_rte_atomic##B##_read(const void *v, ftmb_obj_t obj, ftmb_site_t site)                          \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, __atomic_load_n((const volatile i##B *)v, SC));                               \
+    }                                                                                                        \
+    void ftmb_rte_atomic##B##_set(void *v, i##B new_value, ftmb_obj_t obj, ftmb_site_t site)                  \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_store_n((volatile i##B *)v, new_value, SC));                       \
+    }                                                                                                        \
+    void ftmb_rte_atomic##B##_clear(void *v, ftmb_obj_t obj, ftmb_site_t site)                               \
+    {                                                                                                        \
+        ORDERED_VOID(obj, site, __atomic_store_n((volatile i##B *)v, 0, SC));                               \
+    }                                                                                                        \
+    int ftmb_rte_atomic##B##_cmpset(volatile void *dst, uint##B##_t exp, uint##B##_t src, ftmb_obj_t obj,    \
+                                    ftmb_site_t site)                                                        \
+    {                                                                                                        \
+        ORDERED_OP(obj, site, (int)__atomic_compare_exchange_n((volatile uint##B##_t *)dst, &exp, src, 0, SC, \
+                                                               SC));                                         \
+    }
+
+FTMB_RTE_ATOMIC(16)
+FTMB_RTE_ATOMIC(32)
+FTMB_RTE_ATOMIC(64)
+
+/* ---- nondeterministic values ---------------------------------------------------------------- */
+
+/* Log (record) or fetch (replay) one value; in passthrough the caller's value is returned. */
+static uint64_t nd_value(unsigned source, uint64_t (*real)(void))
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return real();
+    struct _ftmb_thread *t = _ftmb_me();
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY)
+        return replay_take(t, _FTMB_REC_ND, source, 0)->value;
+    uint64_t v = real();
+    emit(t, _ftmb_rec_head(_FTMB_REC_ND, source, 0), v);
+    return v;
+}
+
+static uint64_t real_clock(void) { return _ftmb_now_ns(CLOCK_REALTIME); }
+
+/* The calling thread's time in ns since the epoch, under the time model described at the top. */
+static uint64_t now_ns(void)
+{
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH) {
+        struct _ftmb_thread *t = _ftmb_me();
+        if (t->vtime_ns)
+            return t->vtime_ns;
+    }
+    return nd_value(_FTMB_ND_CLOCK, real_clock);
+}
+
+long ftmb_time(long *tloc)
+{
+    long s = (long)(now_ns() / 1000000000ull);
+    if (tloc)
+        *tloc = s;
+    return s;
+}
+
+int ftmb_clock_gettime(int clockid, struct timespec *tp)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return clock_gettime(clockid, tp);
+    uint64_t ns = now_ns();
+    tp->tv_sec = (time_t)(ns / 1000000000ull);
+    tp->tv_nsec = (long)(ns % 1000000000ull);
+    return 0;
+}
+
+int ftmb_gettimeofday(struct timeval *tv, void *tz)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return gettimeofday(tv, tz);
+    uint64_t ns = now_ns();
+    if (tv) {
+        tv->tv_sec = (time_t)(ns / 1000000000ull);
+        tv->tv_usec = (suseconds_t)((ns % 1000000000ull) / 1000);
+    }
+    return 0;
+}
+
+static uint64_t session_tsc_hz(void)
+{
+    if (!_ftmb_rt.tsc_hz)
+        _ftmb_rt.tsc_hz = _ftmb_calibrate_tsc_hz(); /* benign race: every caller computes a rate */
+    return _ftmb_rt.tsc_hz;
+}
+
+ftmb_u64 ftmb_rte_rdtsc(void)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH) {
+#if defined(__x86_64__) || defined(__i386__)
+        return __builtin_ia32_rdtsc();
+#else
+        return _ftmb_now_ns(CLOCK_MONOTONIC);
+#endif
+    }
+    return (uint64_t)((unsigned __int128)now_ns() * session_tsc_hz() / 1000000000u);
+}
+
+ftmb_u64 ftmb_rte_get_tsc_hz(void) { return session_tsc_hz(); }
+
+static uint64_t real_rand(void) { return (uint64_t)(uint32_t)rand(); }
+static uint64_t real_random(void) { return (uint64_t)random(); }
+
+int ftmb_rand(void) { return (int)nd_value(_FTMB_ND_RAND, real_rand); }
+long ftmb_random(void) { return (long)nd_value(_FTMB_ND_RANDOM, real_random); }
+
+/* Shared by ftmb_rte_rand in the DPDK adapter. */
+uint64_t _ftmb_nd_logged(unsigned source, uint64_t (*real)(void)) { return nd_value(source, real); }
+
+static _Thread_local struct {
+    void *buf;
+    size_t len;
+    unsigned flags;
+    long ret;
+} gr;
+
+static uint64_t real_getrandom(void)
+{
+    gr.ret = (long)getrandom(gr.buf, gr.len, gr.flags);
+    return (uint64_t)gr.ret;
+}
+
+long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return (long)getrandom(buf, buflen, flags);
+    struct _ftmb_thread *t = _ftmb_me();
+    gr.buf = buf;
+    gr.len = buflen;
+    gr.flags = flags;
+    long ret = (long)nd_value(_FTMB_ND_GETRANDOM, real_getrandom);
+    if (ret <= 0)
+        return ret;
+    /* The bytes follow the return value, 8 per record. */
+    for (long off = 0; off < ret; off += 8) {
+        size_t n = (size_t)(ret - off) < 8 ? (size_t)(ret - off) : 8;
+        uint64_t v = 0;
+        if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+            v = replay_take(t, _FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0)->value;
+            memcpy((char *)buf + off, &v, n);
+        } else {
+            memcpy(&v, (char *)buf + off, n);
+            emit(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0), v);
+        }
+    }
+    return ret;
+}
+
+/* Receives advance virtual time (io.c) and log their composition. */
+void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq)
+{
+    emit(_ftmb_me(), _ftmb_rec_head(_FTMB_REC_RX, queue, entries), first_seq);
+}
+
+/* Replay: the next receive of `queue`, or 0 entries when the log's next record is not one. */
+uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    const struct _ftmb_record *r = replay_peek(t);
+    if (!r || _ftmb_rec_kind(r->head) != _FTMB_REC_RX || _ftmb_rec_obj(r->head) != queue)
+        return 0;
+    t->rpos++;
+    *first_seq = r->value;
+    return _ftmb_rec_site(r->head);
+}
+
+/* ---- init and exit ---------------------------------------------------------------------------- */
+
+static long env_long(const char *name, long dflt, long min, long max)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return dflt;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 0);
+    if (errno || *end || v < min || v > max) {
+        fprintf(stderr, "ftmb: %s=%s: expected an integer from %ld to %ld\n", name, s, min, max);
+        return -1;
+    }
+    return v;
+}
+
+static int load_replay_log(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct _ftmb_log_file_hdr h;
+    if (fread(&h, sizeof h, 1, f) != 1 || h.magic != _FTMB_LOG_MAGIC || h.nthreads > FTMB_MAX_THREADS) {
+        fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: not an ftmb log file (written by ftmb-output-logger --log)\n",
+                path);
+        fclose(f);
+        return -1;
+    }
+    if (h.abi_version != FTMB_ABI_VERSION) {
+        fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: written by ABI %u, this runtime is ABI %d\n", path,
+                h.abi_version, FTMB_ABI_VERSION);
+        fclose(f);
+        return -1;
+    }
+    for (uint32_t t = 0; t < h.nthreads; t++) {
+        if (h.count[t] > (1ull << 40)) {
+            fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: thread %u claims %llu records\n", path, t,
+                    (unsigned long long)h.count[t]);
+            fclose(f);
+            return -1;
+        }
+        _ftmb_rt.replay_log[t] = malloc((h.count[t] + 1) * sizeof(struct _ftmb_record));
+        if (!_ftmb_rt.replay_log[t] ||
+            fread(_ftmb_rt.replay_log[t], sizeof(struct _ftmb_record), h.count[t], f) != h.count[t]) {
+            fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: truncated in the records of thread %u\n", path, t);
+            fclose(f);
+            return -1;
+        }
+        _ftmb_rt.replay_len[t] = h.count[t];
+    }
+    fclose(f);
+    return 0;
+}
+
+static int attach_session(const char *session, int timeout_ms, int mode)
+{
+    if (!_ftmb_valid_session_name(session)) {
+        fprintf(stderr, "ftmb: FTMB_SESSION=%s: a session name is 1 to 64 of [A-Za-z0-9._-]\n", session);
+        return -1;
+    }
+    snprintf(_ftmb_rt.session, sizeof _ftmb_rt.session, "%s", session);
+    _ftmb_rt.out = _ftmb_region_attach(session, "out", _FTMB_OUT_MAGIC, timeout_ms, &_ftmb_rt.out_size);
+    if (!_ftmb_rt.out) {
+        fprintf(stderr, "ftmb: FTMB_SESSION=%s: no output logger (/dev/shm/ftmb-%s.out) within %d ms; start "
+                        "ftmb-output-logger --session %s first\n",
+                session, session, timeout_ms, session);
+        return -1;
+    }
+    _ftmb_rt.in = _ftmb_region_attach(session, "in", _FTMB_IN_MAGIC, timeout_ms, &_ftmb_rt.in_size);
+    if (!_ftmb_rt.in) {
+        fprintf(stderr, "ftmb: FTMB_SESSION=%s: no input logger (/dev/shm/ftmb-%s.in) within %d ms; start "
+                        "ftmb-input-logger --session %s first\n",
+                session, session, timeout_ms, session);
+        return -1;
+    }
+    _ftmb_rt.tsc_hz = mode == FTMB_MODE_PASSTHROUGH ? 0 : _ftmb_rt.in->tsc_hz;
+    for (uint32_t q = 0; q < _ftmb_rt.in->nqueues; q++)
+        _ftmb_ring_attach(&_ftmb_rt.inq[q].ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
+    struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};
+    for (int i = 0; i < 2; i++) {
+        atomic_store_explicit(&hs[i]->master_pid, (int32_t)getpid(), memory_order_relaxed);
+        atomic_store_explicit(&hs[i]->master_mode, (uint32_t)mode, memory_order_relaxed);
+        /* Release: pairs with the loggers' acquire load of master_state. */
+        atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_ATTACHED, memory_order_release);
+    }
+    return 0;
+}
+
+int ftmb_init(void)
+{
+    if (_ftmb_rt.initialized)
+        return 0;
+    const char *m = getenv("FTMB_MODE");
+    int mode = FTMB_MODE_PASSTHROUGH;
+    if (m && *m) {
+        for (mode = 0; mode < 3 && strcmp(m, mode_names[mode]) != 0; mode++)
+            ;
+        if (mode == 3) {
+            fprintf(stderr, "ftmb: FTMB_MODE=%s: expected passthrough, record or replay\n", m);
+            return -1;
+        }
+    }
+    long peer_ms = env_long("FTMB_PEER_TIMEOUT_MS", 500, 1, 3600000);
+    long attach_ms = env_long("FTMB_ATTACH_TIMEOUT_MS", 5000, 0, 3600000);
+    long warn_ms = env_long("FTMB_REPLAY_WARN_MS", 10000, 1, 3600000);
+    if (peer_ms < 0 || attach_ms < 0 || warn_ms < 0)
+        return -1;
+    _ftmb_rt.peer_timeout_ns = (uint64_t)peer_ms * 1000000ull;
+    _ftmb_rt.replay_wait_warn_ns = (uint64_t)warn_ms * 1000000ull;
+    if (_ftmb_arena_init() != 0)
+        return -1;
+    _ftmb_rt.objs = _ftmb_arena_runtime_part();
+    const char *session = getenv("FTMB_SESSION");
+    if (mode == FTMB_MODE_RECORD && !(session && *session)) {
+        fprintf(stderr, "ftmb: FTMB_MODE=record needs FTMB_SESSION naming a running output logger's session\n");
+        return -1;
+    }
+    if (mode == FTMB_MODE_REPLAY) {
+        const char *log = getenv("FTMB_REPLAY_LOG");
+        if (!log || !*log) {
+            fprintf(stderr, "ftmb: FTMB_MODE=replay needs FTMB_REPLAY_LOG naming a log file\n");
+            return -1;
+        }
+        if (load_replay_log(log) != 0)
+            return -1;
+    }
+    if (session && *session && attach_session(session, (int)attach_ms, mode) != 0)
+        return -1;
+    _ftmb_rt.initialized = 1;
+    _ftmb_mode_now = mode;
+    if (!_ftmb_self)
+        _ftmb_self_slow();
+    else
+        _ftmb_adopt_thread_index(_ftmb_self->index); /* attach rings made before the session */
+    atexit(ftmb_exit);
+    return 0;
+}
+
+void ftmb_exit(void)
+{
+    if (!_ftmb_rt.initialized || atomic_exchange(&_ftmb_rt.exited, 1))
+        return;
+    struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
+                                      _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
+    for (int i = 0; i < 2; i++)
+        if (hs[i])
+            /* Release: everything this process published before is visible to a logger that acquires
+             * master_state == DONE (the threads have stopped producing; the program joined them). */
+            atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_DONE, memory_order_release);
+}

@@ -1,0 +1,238 @@
+/* Session regions: creation by the loggers, attachment by the master, liveness of their owners. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftmb_internal.h"
+
+#define _FTMB_CAT2(a, b) a##b
+#define _FTMB_CAT(a, b) _FTMB_CAT2(a, b)
+/* The version symbol every object including ftmb.h references; defined here because every
+ * runtime library (libftmb, libftmb_ol) contains this file. */
+const int _FTMB_CAT(ftmb_abi_version_, FTMB_ABI_VERSION) = FTMB_ABI_VERSION;
+
+uint64_t _ftmb_now_ns(int clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int _ftmb_valid_session_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static void shm_name(char *buf, size_t n, const char *session, const char *suffix)
+{
+    snprintf(buf, n, "/ftmb-%s.%s", session, suffix);
+}
+
+void *_ftmb_region_create(const char *session, const char *suffix, size_t size)
+{
+    char name[128];
+    shm_name(name, sizeof name, session, suffix);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        /* A region left by a dead owner is reused; one whose owner still runs is not. */
+        size_t old_size;
+        void *old = _ftmb_region_attach(session, suffix, 0, 0, &old_size);
+        if (old) {
+            const struct _ftmb_region_hdr *h = old;
+            int32_t pid = atomic_load_explicit(&h->owner_pid, memory_order_relaxed);
+            int alive = pid > 0 && pid != getpid() && kill(pid, 0) == 0;
+            munmap(old, old_size);
+            if (alive) {
+                fprintf(stderr, "ftmb: /dev/shm%s is in use by pid %d; pick another session name\n", name,
+                        (int)pid);
+                return NULL;
+            }
+        }
+        shm_unlink(name);
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    }
+    if (fd < 0) {
+        fprintf(stderr, "ftmb: cannot create /dev/shm%s: %s\n", name, strerror(errno));
+        return NULL;
+    }
+    if (ftruncate(fd, (off_t)size) != 0) {
+        fprintf(stderr, "ftmb: cannot size /dev/shm%s to %zu bytes: %s\n", name, size, strerror(errno));
+        close(fd);
+        shm_unlink(name);
+        return NULL;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "ftmb: cannot map /dev/shm%s: %s\n", name, strerror(errno));
+        shm_unlink(name);
+        return NULL;
+    }
+    return p;
+}
+
+/* Map an existing region; magic != 0 also waits (up to timeout_ms) until its owner marked it ready. */
+void *_ftmb_region_attach(const char *session, const char *suffix, uint64_t magic, int timeout_ms,
+                          size_t *size_out)
+{
+    char name[128];
+    shm_name(name, sizeof name, session, suffix);
+    uint64_t deadline = _ftmb_now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
+    for (;;) {
+        int fd = shm_open(name, O_RDWR, 0);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct _ftmb_region_hdr)) {
+            void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            close(fd);
+            if (p == MAP_FAILED)
+                return NULL;
+            struct _ftmb_region_hdr *h = p;
+            /* Acquire pairs with the owner's release store of ready: the layout is complete. */
+            if (magic == 0 || (atomic_load_explicit(&h->ready, memory_order_acquire) && h->magic == magic)) {
+                if (magic && (h->abi_version != FTMB_ABI_VERSION || h->layout_version != _FTMB_LAYOUT_VERSION)) {
+                    fprintf(stderr, "ftmb: /dev/shm%s was made by a logger of ABI %u layout %u, this runtime is "
+                                    "ABI %u layout %u\n",
+                            name, h->abi_version, h->layout_version, FTMB_ABI_VERSION, _FTMB_LAYOUT_VERSION);
+                    munmap(p, (size_t)st.st_size);
+                    return NULL;
+                }
+                *size_out = (size_t)st.st_size;
+                return p;
+            }
+            munmap(p, (size_t)st.st_size);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+        if (_ftmb_now_ns(CLOCK_MONOTONIC) >= deadline)
+            return NULL;
+        usleep(1000);
+    }
+}
+
+void _ftmb_region_unlink(const char *session, const char *suffix)
+{
+    char name[128];
+    shm_name(name, sizeof name, session, suffix);
+    shm_unlink(name);
+}
+
+/* A process that exists and is not a zombie (a killed child its parent has not reaped yet). */
+int _ftmb_pid_alive(int32_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+        return 0;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')');
+    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}
+
+/* A peer is alive while its process exists and its heartbeat is younger than timeout_ns. */
+int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
+{
+    if (!_ftmb_pid_alive(atomic_load_explicit(&hdr->owner_pid, memory_order_relaxed)))
+        return 0;
+    /* Relaxed: the heartbeat is a clock value, not a guard for other data. */
+    uint64_t beat = atomic_load_explicit(&hdr->heartbeat_ns, memory_order_relaxed);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    return now < beat || now - beat < timeout_ns;
+}
+
+static void hdr_init(struct _ftmb_region_hdr *h, uint64_t magic, size_t size)
+{
+    h->magic = magic;
+    h->abi_version = FTMB_ABI_VERSION;
+    h->layout_version = _FTMB_LAYOUT_VERSION;
+    h->size = size;
+    atomic_init(&h->owner_pid, (int32_t)getpid());
+    atomic_init(&h->heartbeat_ns, _ftmb_now_ns(CLOCK_MONOTONIC));
+    atomic_init(&h->master_pid, 0);
+    atomic_init(&h->master_state, _FTMB_MASTER_NONE);
+    atomic_init(&h->master_mode, 0);
+    atomic_init(&h->ready, 0);
+}
+
+size_t _ftmb_in_region_size(uint32_t nqueues, uint32_t capacity)
+{
+    return sizeof(struct _ftmb_in_region) + (size_t)nqueues * capacity * _FTMB_IN_SLOT_SIZE;
+}
+
+void _ftmb_in_region_init(struct _ftmb_in_region *r, size_t size, uint32_t nqueues, uint32_t capacity,
+                          uint64_t tsc_hz, uint64_t tick_ns)
+{
+    hdr_init(&r->hdr, _FTMB_IN_MAGIC, size);
+    r->nqueues = nqueues;
+    r->capacity = capacity;
+    r->tsc_hz = tsc_hz;
+    r->tick_ns = tick_ns;
+    uint64_t off = sizeof *r;
+    for (uint32_t q = 0; q < nqueues; q++) {
+        struct _ftmb_in_queue *iq = &r->queue[q];
+        _ftmb_ring_ctl_init(&iq->ring, off, capacity, (uint32_t)_FTMB_IN_SLOT_SIZE);
+        off += (uint64_t)capacity * _FTMB_IN_SLOT_SIZE;
+        atomic_init(&iq->rewind_req, 0);
+        atomic_init(&iq->rewind_pos, 0);
+        atomic_init(&iq->rewind_ack, 0);
+        atomic_init(&iq->retain_from, 0);
+    }
+}
+
+size_t _ftmb_out_region_size(uint32_t max_threads, uint32_t rec_capacity, uint32_t out_capacity)
+{
+    return sizeof(struct _ftmb_out_region) +
+           (size_t)max_threads * ((size_t)rec_capacity * sizeof(struct _ftmb_record) +
+                                  (size_t)out_capacity * _FTMB_OUT_SLOT_SIZE);
+}
+
+void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max_threads,
+                           uint32_t rec_capacity, uint32_t out_capacity)
+{
+    hdr_init(&r->hdr, _FTMB_OUT_MAGIC, size);
+    r->max_threads = max_threads;
+    r->rec_capacity = rec_capacity;
+    r->out_capacity = out_capacity;
+    atomic_init(&r->nthreads, 0);
+    uint64_t off = sizeof *r;
+    for (uint32_t t = 0; t < max_threads; t++) {
+        _ftmb_ring_ctl_init(&r->thread[t].rec, off, rec_capacity, sizeof(struct _ftmb_record));
+        off += (uint64_t)rec_capacity * sizeof(struct _ftmb_record);
+        _ftmb_ring_ctl_init(&r->thread[t].out, off, out_capacity, (uint32_t)_FTMB_OUT_SLOT_SIZE);
+        off += (uint64_t)out_capacity * _FTMB_OUT_SLOT_SIZE;
+    }
+}
+
+/* Cycles per second of the TSC, measured against CLOCK_MONOTONIC over 20 ms. */
+uint64_t _ftmb_calibrate_tsc_hz(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    uint64_t t0 = _ftmb_now_ns(CLOCK_MONOTONIC), c0 = __builtin_ia32_rdtsc();
+    struct timespec d = {0, 20000000};
+    nanosleep(&d, NULL);
+    uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC), c1 = __builtin_ia32_rdtsc();
+    return (uint64_t)((double)(c1 - c0) * 1e9 / (double)(t1 - t0));
+#else
+    return 1000000000ull; /* no TSC: virtual cycles are nanoseconds */
+#endif
+}
