@@ -118,6 +118,13 @@ class Loop:
 
 
 @dataclass(frozen=True)
+class Exit:
+    """The path ends here: `return`, or `break`/`continue`/`goto` out of the enclosing loop."""
+
+    kind: str  # "return" | "break" | "continue" | "goto"
+
+
+@dataclass(frozen=True)
 class LocalState:
     """A local of a function that lives across iterations of its loop (checkpoint-invisible)."""
 
@@ -134,7 +141,7 @@ class FunctionFacts:
     line: int
     type: str  # canonical function type, for matching indirect calls
     params: tuple[str, ...]
-    events: tuple  # AccessFact | CallFact | Branch | Loop
+    events: tuple  # AccessFact | CallFact | Branch | Loop | Exit
     returns: tuple[Ref, ...]
     address_taken: tuple[str, ...]  # USRs of functions this body uses as values
     fn_types: tuple[tuple[str, str], ...]  # (usr, canonical type) of those functions

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..facts import AccessFact, Branch, CallFact, Loop
+from ..facts import AccessFact, Branch, CallFact, Exit, Loop
 from .program import Program
 
 State = tuple[frozenset, frozenset]  # (held, released since entry)
@@ -65,9 +65,9 @@ class Locksets:
             members = cond.nodes[scc]["members"]
             for _ in range(2 if len(members) > 1 or any(g.has_edge(m, m) for m in members) else 1):
                 for usr in members:
-                    self.summary[usr] = self._walk(usr, self.p.functions[usr].events, EMPTY, record=False)
-        for usr, f in self.p.functions.items():
-            self._walk(usr, f.events, EMPTY, record=True)
+                    self.summary[usr] = self._function(usr, record=False)
+        for usr in self.p.functions:
+            self._function(usr, record=True)
         self._entries()
 
     def _entries(self) -> None:
@@ -98,16 +98,37 @@ class Locksets:
         return resolved((self.entry.get(usr, frozenset()) - released) | held)
 
     # ---- the walk --------------------------------------------------------------------------
-    def _walk(self, usr: str, events: tuple, state: State, record: bool) -> State:
+    def _function(self, usr: str, record: bool) -> State:
+        """Walk a whole function; its summary is the join of the states at every return."""
+        self._returns: list[State] = []
+        self._jumps: list[list[State]] = [[]]
+        end = self._walk(usr, self.p.functions[usr].events, EMPTY, record)
+        ends = self._returns + ([end] if end is not None else [])
+        return _join(ends) if ends else EMPTY
+
+    def _walk(self, usr: str, events: tuple, state: State, record: bool) -> State | None:
+        """The state after `events`, or None when every path through them has left (Exit)."""
         for e in events:
+            if isinstance(e, Exit):
+                if e.kind == "return":
+                    self._returns.append(state)
+                else:
+                    self._jumps[-1].append(state)
+                return None
             if isinstance(e, Branch):
                 outs = [self._walk(usr, alt, state, record) for alt in e.alternatives]
-                state = _join(outs)
+                live = [o for o in outs if o is not None]
+                if not live:
+                    return None
+                state = _join(live)
             elif isinstance(e, Loop):
+                self._jumps.append([])
                 once = self._walk(usr, e.body, state, record=False)
-                start = _join([state, once])
+                start = _join([state] + ([once] if once is not None else []) + self._jumps[-1])
+                self._jumps[-1] = []
                 again = self._walk(usr, e.body, start, record)
-                state = _join([state, again])
+                exits = self._jumps.pop()
+                state = _join([state] + ([again] if again is not None else []) + exits)
             elif isinstance(e, AccessFact):
                 if record:
                     self.at[(usr, e.id)] = state

@@ -18,7 +18,7 @@ def walk_events(events: tuple):
                 yield from walk_events(alt)
         elif isinstance(e, Loop):
             yield from walk_events(e.body)
-        else:
+        elif isinstance(e, (AccessFact, CallFact)):
             yield e
 
 

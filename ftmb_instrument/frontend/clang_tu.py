@@ -22,6 +22,7 @@ from ..facts import (
     ArgFact,
     Branch,
     CallFact,
+    Exit,
     FunctionFacts,
     GlobalDecl,
     LocalState,
@@ -699,11 +700,14 @@ class _FunctionWalker:
             for x in kids:
                 self.expr(x, out)
                 self.returns |= self.value_refs(x)
+            out.append(Exit("return"))
+        elif k in (CK.BREAK_STMT, CK.CONTINUE_STMT, CK.GOTO_STMT):
+            out.append(Exit({CK.BREAK_STMT: "break", CK.CONTINUE_STMT: "continue"}.get(k, "goto")))
         elif k == CK.DECL_STMT:
             for d in kids:
                 if d.kind == CK.VAR_DECL:
                     self.local_decl(d, out, depth)
-        elif k in (CK.GOTO_STMT, CK.BREAK_STMT, CK.CONTINUE_STMT, CK.NULL_STMT, CK.ASM_STMT):
+        elif k in (CK.NULL_STMT, CK.ASM_STMT):
             return
         elif k.is_expression() or k == CK.UNEXPOSED_STMT:
             self.expr(c, out, discarded=True)
