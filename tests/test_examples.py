@@ -91,14 +91,16 @@ def test_nat_small_pool_runs_out_and_stays_correct(built, trace, tmp_path):
     assert ports == set(range(2000, 2008))
 
 
-def test_nat_expires_bindings_and_reuses_ports(built, trace, tmp_path):
-    # A 1 ms idle timeout expires bindings while the trace is still being read; one worker
-    # keeps the order exact, so reuse of a port while its old binding is live would show.
+def test_nat_bindings_expire_and_return_their_ports(built, trace, tmp_path):
+    # With a 1 ms idle timeout every binding expires (at the latest while the worker waits for
+    # more input before exiting) and its port goes back to the pool. Whether a port is also
+    # reused while the trace is still being read depends on how fast the core reads it, so
+    # the checker runs with rebinding allowed and the test asserts only what must happen.
     ins, outs, stats, _ = run_example(built, "nat", trace, 1, tmp_path, "--port-min", "3000",
                                       "--port-max", "3031", "--timeout-ms", "1",
                                       "--closing-timeout-ms", "1")
     assert_clean(inv.check_nat(ins, outs, port_min=3000, port_max=3031, rebinding_allowed=True))
-    assert int(stats["expired"]) > 0
+    assert int(stats["expired"]) == int(stats["bindings"]) >= 32
 
 
 def test_nat_translates_replies_back(built, tmp_path):
