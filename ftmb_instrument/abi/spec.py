@@ -120,15 +120,15 @@ def _lock_entries():
     ]
     for fam, ops in families:
         for op in ops:
-            out.append(_e(f"ftmb_{fam}_{op}", "int", [("void *", "lock")], "lock",
+            out.append(_e(f"ftmb_{fam}_{op}", "int", [("volatile void *", "lock")], "lock",
                           f"{fam}_{op} on lock, ordered as object obj.",
                           wraps=(f"{fam}_{op}",), ids=OBJ_SITE))
-    out.append(_e("ftmb_rte_spinlock_lock", "void", [("void *", "sl")], "lock",
+    out.append(_e("ftmb_rte_spinlock_lock", "void", [("volatile void *", "sl")], "lock",
                   "rte_spinlock_lock, ordered as object obj.", wraps=("rte_spinlock_lock",), ids=OBJ_SITE))
-    out.append(_e("ftmb_rte_spinlock_trylock", "int", [("void *", "sl")], "lock",
+    out.append(_e("ftmb_rte_spinlock_trylock", "int", [("volatile void *", "sl")], "lock",
                   "rte_spinlock_trylock, ordered as object obj.", wraps=("rte_spinlock_trylock",),
                   ids=OBJ_SITE))
-    out.append(_e("ftmb_rte_spinlock_unlock", "void", [("void *", "sl")], "lock",
+    out.append(_e("ftmb_rte_spinlock_unlock", "void", [("volatile void *", "sl")], "lock",
                   "rte_spinlock_unlock.", wraps=("rte_spinlock_unlock",), ids=OBJ_SITE))
     return out
 
@@ -172,13 +172,13 @@ def _atomic_entries():
                           wraps=gcc(f"{op}_fetch") + (f"__sync_{op}_and_fetch",), ids=OBJ_SITE))
     for bits in (16, 32, 64):
         i, u, t = f"ftmb_i{bits}", f"ftmb_u{bits}", f"rte_atomic{bits}"
-        v = ("void *", "v")
+        v = ("volatile void *", "v")
         table = [
             ("add", "void", [v, (i, "inc")]), ("sub", "void", [v, (i, "dec")]),
             ("inc", "void", [v]), ("dec", "void", [v]),
             ("add_return", i, [v, (i, "inc")]), ("sub_return", i, [v, (i, "dec")]),
             ("inc_and_test", "int", [v]), ("dec_and_test", "int", [v]),
-            ("test_and_set", "int", [v]), ("read", i, [("const void *", "v")]),
+            ("test_and_set", "int", [v]), ("read", i, [("const volatile void *", "v")]),
             ("set", "void", [v, (i, "new_value")]), ("clear", "void", [v]),
             ("cmpset", "int", [("volatile void *", "dst"), (u, "exp"), (u, "src")]),
         ]

@@ -54,10 +54,9 @@ static void take_time(struct _ftmb_thread *t, uint64_t ns)
 /* Replay: wait until the input logger has re-served `count` entries of the queue. */
 static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 {
-    while (_ftmb_ring_ready(&q->ring) < count) {
+    while (_ftmb_ring_refresh(&q->ring) < count) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
-        q->ring.cache = q->ring.local; /* make _ftmb_ring_ready look at the shared head again */
         _ftmb_check_peers();
         _ftmb_cpu_relax();
     }
@@ -80,7 +79,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
             return 0;
         wait_entries(q, avail, queue);
     } else {
-        avail = _ftmb_ring_ready(&q->ring);
+        avail = _ftmb_ring_refresh(&q->ring);
         if (avail == 0) {
             if ((++q->empty_polls & 4095) == 0)
                 _ftmb_check_peers();

@@ -90,8 +90,7 @@ uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max)
     struct ol_thread *th = &ol->th[t];
     uint64_t done = 0;
     for (;;) {
-        th->rec.cache = th->rec.local; /* look at the producer's head every time */
-        uint64_t ready = _ftmb_ring_ready(&th->rec);
+        uint64_t ready = _ftmb_ring_refresh(&th->rec);
         if (ready == 0 || done == max)
             break;
         if (ready > max - done)
@@ -139,8 +138,7 @@ uint64_t _ftmb_ol_release(struct _ftmb_ol *ol, uint32_t t)
         return 0;
     struct ol_thread *th = &ol->th[t];
     uint64_t released = 0;
-    th->out.cache = th->out.local;
-    uint64_t ready = _ftmb_ring_ready(&th->out);
+    uint64_t ready = _ftmb_ring_refresh(&th->out);
     uint64_t i = 0;
     for (; i < ready; i++) {
         const struct _ftmb_out_slot *s = _ftmb_ring_peek(&th->out, i);
@@ -182,8 +180,7 @@ uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol)
     uint64_t n = 0;
     for (uint32_t t = 0; t < ol->nattached; t++) {
         struct ol_thread *th = &ol->th[t];
-        th->out.cache = th->out.local;
-        n += _ftmb_ring_ready(&th->out);
+        n += _ftmb_ring_refresh(&th->out);
     }
     return n;
 }

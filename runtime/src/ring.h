@@ -105,6 +105,13 @@ static inline uint64_t _ftmb_ring_ready(struct _ftmb_ring *r)
     return r->cache - r->local;
 }
 
+/* Consumer: how many slots are ready, always reading the producer's head. */
+static inline uint64_t _ftmb_ring_refresh(struct _ftmb_ring *r)
+{
+    r->cache = atomic_load_explicit(&r->ctl->head, memory_order_acquire); /* C1, pairs with P1 */
+    return r->cache - r->local;
+}
+
 /* Consumer: the i-th ready slot (i < _ftmb_ring_ready()). */
 static inline void *_ftmb_ring_peek(const struct _ftmb_ring *r, uint64_t i)
 {

@@ -77,16 +77,14 @@ uint32_t _ftmb_claim_thread_index(void)
 void _ftmb_adopt_thread_index(uint32_t idx)
 {
     struct _ftmb_thread *t = &_ftmb_threads[idx];
-    if (t->index != idx || (!t->has_rings && _ftmb_rt.out)) {
-        t->index = idx;
-        if (_ftmb_rt.out) {
-            _ftmb_ring_attach(&t->rec, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].rec, 1);
-            _ftmb_ring_attach(&t->out, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].out, 1);
-            t->has_rings = 1;
-        }
-        t->rlog = _ftmb_rt.replay_log[idx];
-        t->rlen = _ftmb_rt.replay_len[idx];
+    t->index = idx;
+    if (_ftmb_rt.out && !t->has_rings) {
+        _ftmb_ring_attach(&t->rec, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].rec, 1);
+        _ftmb_ring_attach(&t->out, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].out, 1);
+        t->has_rings = 1;
     }
+    t->rlog = _ftmb_rt.replay_log[idx];
+    t->rlen = _ftmb_rt.replay_len[idx];
     _ftmb_self = t;
 }
 
@@ -355,14 +353,14 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
     }
 }
 
-typedef int (*lock_fn)(void *);
+typedef int (*lock_fn)(volatile void *);
 
 /*
  * One acquisition through a wrapper. In replay, a thread first waits for its logged turn on the
  * object and only then takes the program's lock (waiting inside the lock would deadlock); a
  * try-acquire that succeeded in the log blocks, one that failed fails without trying.
  */
-static int locked_acquire(lock_fn acquire, lock_fn blocking, void *lock, ftmb_obj_t obj, ftmb_site_t site,
+static int locked_acquire(lock_fn acquire, lock_fn blocking, volatile void *lock, ftmb_obj_t obj, ftmb_site_t site,
                           int is_try, int shared)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
@@ -397,17 +395,17 @@ static int locked_acquire(lock_fn acquire, lock_fn blocking, void *lock, ftmb_ob
 }
 
 #define FTMB_LOCK_FAMILY(fam, type)                                                                          \
-    static int fam##_lock_(void *l) { return fam##_lock((type *)l); }                                     \
-    static int fam##_trylock_(void *l) { return fam##_trylock((type *)l); }                               \
-    int ftmb_##fam##_lock(void *lock, ftmb_obj_t obj, ftmb_site_t site)                                   \
+    static int fam##_lock_(volatile void *l) { return fam##_lock((type *)l); }                            \
+    static int fam##_trylock_(volatile void *l) { return fam##_trylock((type *)l); }                      \
+    int ftmb_##fam##_lock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)                          \
     {                                                                                                        \
         return locked_acquire(fam##_lock_, fam##_lock_, lock, obj, site, 0, 0);                              \
     }                                                                                                        \
-    int ftmb_##fam##_trylock(void *lock, ftmb_obj_t obj, ftmb_site_t site)                                \
+    int ftmb_##fam##_trylock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)                       \
     {                                                                                                        \
         return locked_acquire(fam##_trylock_, fam##_lock_, lock, obj, site, 1, 0);                           \
     }                                                                                                        \
-    int ftmb_##fam##_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)                                 \
+    int ftmb_##fam##_unlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)                        \
     {                                                                                                        \
         (void)obj;                                                                                           \
         (void)site;                                                                                          \
@@ -417,28 +415,28 @@ static int locked_acquire(lock_fn acquire, lock_fn blocking, void *lock, ftmb_ob
 FTMB_LOCK_FAMILY(pthread_mutex, pthread_mutex_t)
 FTMB_LOCK_FAMILY(pthread_spin, pthread_spinlock_t)
 
-static int rw_rd(void *l) { return pthread_rwlock_rdlock((pthread_rwlock_t *)l); }
-static int rw_wr(void *l) { return pthread_rwlock_wrlock((pthread_rwlock_t *)l); }
-static int rw_tryrd(void *l) { return pthread_rwlock_tryrdlock((pthread_rwlock_t *)l); }
-static int rw_trywr(void *l) { return pthread_rwlock_trywrlock((pthread_rwlock_t *)l); }
+static int rw_rd(volatile void *l) { return pthread_rwlock_rdlock((pthread_rwlock_t *)l); }
+static int rw_wr(volatile void *l) { return pthread_rwlock_wrlock((pthread_rwlock_t *)l); }
+static int rw_tryrd(volatile void *l) { return pthread_rwlock_tryrdlock((pthread_rwlock_t *)l); }
+static int rw_trywr(volatile void *l) { return pthread_rwlock_trywrlock((pthread_rwlock_t *)l); }
 
-int ftmb_pthread_rwlock_rdlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+int ftmb_pthread_rwlock_rdlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)
 {
     return locked_acquire(rw_rd, rw_rd, lock, obj, site, 0, 1);
 }
-int ftmb_pthread_rwlock_wrlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+int ftmb_pthread_rwlock_wrlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)
 {
     return locked_acquire(rw_wr, rw_wr, lock, obj, site, 0, 0);
 }
-int ftmb_pthread_rwlock_tryrdlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+int ftmb_pthread_rwlock_tryrdlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)
 {
     return locked_acquire(rw_tryrd, rw_rd, lock, obj, site, 1, 1);
 }
-int ftmb_pthread_rwlock_trywrlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+int ftmb_pthread_rwlock_trywrlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)
 {
     return locked_acquire(rw_trywr, rw_wr, lock, obj, site, 1, 0);
 }
-int ftmb_pthread_rwlock_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
+int ftmb_pthread_rwlock_unlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site)
 {
     (void)obj;
     (void)site;
@@ -446,37 +444,37 @@ int ftmb_pthread_rwlock_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site)
 }
 
 /* rte_spinlock_t is { volatile int locked; }: the same word DPDK's inline functions use. */
-static int rte_sl_trylock(void *sl)
+static int rte_sl_trylock(volatile void *sl)
 {
     int expected = 0;
     /* Acquire pairs with the release in ftmb_rte_spinlock_unlock (or DPDK's own unlock). */
-    return atomic_compare_exchange_strong_explicit((_Atomic int *)sl, &expected, 1, memory_order_acquire,
+    return atomic_compare_exchange_strong_explicit((volatile _Atomic int *)sl, &expected, 1, memory_order_acquire,
                                                    memory_order_relaxed)
                ? 0
                : EBUSY;
 }
-static int rte_sl_lock(void *sl)
+static int rte_sl_lock(volatile void *sl)
 {
     while (rte_sl_trylock(sl) != 0)
-        while (atomic_load_explicit((_Atomic int *)sl, memory_order_relaxed)) /* relaxed: only a hint */
+        while (atomic_load_explicit((volatile _Atomic int *)sl, memory_order_relaxed)) /* relaxed: only a hint */
             _ftmb_cpu_relax();
     return 0;
 }
 
-void ftmb_rte_spinlock_lock(void *sl, ftmb_obj_t obj, ftmb_site_t site)
+void ftmb_rte_spinlock_lock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site)
 {
     locked_acquire(rte_sl_lock, rte_sl_lock, sl, obj, site, 0, 0);
 }
-int ftmb_rte_spinlock_trylock(void *sl, ftmb_obj_t obj, ftmb_site_t site)
+int ftmb_rte_spinlock_trylock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site)
 {
     /* rte_spinlock_trylock returns 1 on success */
     return locked_acquire(rte_sl_trylock, rte_sl_lock, sl, obj, site, 1, 0) == 0;
 }
-void ftmb_rte_spinlock_unlock(void *sl, ftmb_obj_t obj, ftmb_site_t site)
+void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site)
 {
     (void)obj;
     (void)site;
-    atomic_store_explicit((_Atomic int *)sl, 0, memory_order_release); /* pairs with rte_sl_trylock */
+    atomic_store_explicit((volatile _Atomic int *)sl, 0, memory_order_release); /* pairs with rte_sl_trylock */
 }
 
 /* ---- atomics: performed inside the object's sequence lock, so log order = real order ---------- */
@@ -550,52 +548,52 @@ FTMB_ATOMIC_SIZE(8, ftmb_u64)
 #define SC __ATOMIC_SEQ_CST
 #define FTMB_RTE_ATOMIC(B)                                                                                   \
     typedef int##B##_t i##B;                                                                                 \
-    void ftmb_rte_atomic##B##_add(void *v, i##B inc, ftmb_obj_t obj, ftmb_site_t site)                        \
+    void ftmb_rte_atomic##B##_add(volatile void *v, i##B inc, ftmb_obj_t obj, ftmb_site_t site)                        \
     {                                                                                                        \
         ORDERED_VOID(obj, site, __atomic_fetch_add((volatile i##B *)v, inc, SC));                           \
     }                                                                                                        \
-    void ftmb_rte_atomic##B##_sub(void *v, i##B dec, ftmb_obj_t obj, ftmb_site_t site)                        \
+    void ftmb_rte_atomic##B##_sub(volatile void *v, i##B dec, ftmb_obj_t obj, ftmb_site_t site)                        \
     {                                                                                                        \
         ORDERED_VOID(obj, site, __atomic_fetch_sub((volatile i##B *)v, dec, SC));                           \
     }                                                                                                        \
-    void ftmb_rte_atomic##B##_inc(void *v, ftmb_obj_t obj, ftmb_site_t site)                                 \
+    void ftmb_rte_atomic##B##_inc(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                                 \
     {                                                                                                        \
         ORDERED_VOID(obj, site, __atomic_fetch_add((volatile i##B *)v, 1, SC));                             \
     }                                                                                                        \
-    void ftmb_rte_atomic##B##_dec(void *v, ftmb_obj_t obj, ftmb_site_t site)                                 \
+    void ftmb_rte_atomic##B##_dec(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                                 \
     {                                                                                                        \
         ORDERED_VOID(obj, site, __atomic_fetch_sub((volatile i##B *)v, 1, SC));                             \
     }                                                                                                        \
-    i##B ftmb_rte_atomic##B##_add_return(void *v, i##B inc, ftmb_obj_t obj, ftmb_site_t site)                 \
+    i##B ftmb_rte_atomic##B##_add_return(volatile void *v, i##B inc, ftmb_obj_t obj, ftmb_site_t site)                 \
     {                                                                                                        \
         ORDERED_OP(obj, site, __atomic_add_fetch((volatile i##B *)v, inc, SC));                             \
     }                                                                                                        \
-    i##B ftmb_rte_atomic##B##_sub_return(void *v, i##B dec, ftmb_obj_t obj, ftmb_site_t site)                 \
+    i##B ftmb_rte_atomic##B##_sub_return(volatile void *v, i##B dec, ftmb_obj_t obj, ftmb_site_t site)                 \
     {                                                                                                        \
         ORDERED_OP(obj, site, __atomic_sub_fetch((volatile i##B *)v, dec, SC));                             \
     }                                                                                                        \
-    int ftmb_rte_atomic##B##_inc_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
+    int ftmb_rte_atomic##B##_inc_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
     {                                                                                                        \
         ORDERED_OP(obj, site, (int)(__atomic_add_fetch((volatile i##B *)v, 1, SC) == 0));                   \
     }                                                                                                        \
-    int ftmb_rte_atomic##B##_dec_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
+    int ftmb_rte_atomic##B##_dec_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
     {                                                                                                        \
         ORDERED_OP(obj, site, (int)(__atomic_sub_fetch((volatile i##B *)v, 1, SC) == 0));                   \
     }                                                                                                        \
-    int ftmb_rte_atomic##B##_test_and_set(void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
+    int ftmb_rte_atomic##B##_test_and_set(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                         \
     {                                                                                                        \
         i##B zero = 0;                                                                                       \
         ORDERED_OP(obj, site, (int)__atomic_compare_exchange_n((volatile i##B *)v, &zero, 1, 0, SC, SC));    \
     }                                                                                                        \
-    i##B ftmb_rte_atomic##B##_read(const void *v, ftmb_obj_t obj, ftmb_site_t site)                          \
+    i##B ftmb_rte_atomic##B##_read(const volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                          \
     {                                                                                                        \
         ORDERED_OP(obj, site, __atomic_load_n((const volatile i##B *)v, SC));                               \
     }                                                                                                        \
-    void ftmb_rte_atomic##B##_set(void *v, i##B new_value, ftmb_obj_t obj, ftmb_site_t site)                  \
+    void ftmb_rte_atomic##B##_set(volatile void *v, i##B new_value, ftmb_obj_t obj, ftmb_site_t site)                  \
     {                                                                                                        \
         ORDERED_VOID(obj, site, __atomic_store_n((volatile i##B *)v, new_value, SC));                       \
     }                                                                                                        \
-    void ftmb_rte_atomic##B##_clear(void *v, ftmb_obj_t obj, ftmb_site_t site)                               \
+    void ftmb_rte_atomic##B##_clear(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)                               \
     {                                                                                                        \
         ORDERED_VOID(obj, site, __atomic_store_n((volatile i##B *)v, 0, SC));                               \
     }                                                                                                        \

@@ -68,33 +68,33 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- lock: lock acquire / try-acquire / release; the order is recorded inside the lock --- */
 /* pthread_mutex_lock on lock, ordered as object obj. Replaces pthread_mutex_lock. */
-int ftmb_pthread_mutex_lock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_mutex_lock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_mutex_trylock on lock, ordered as object obj. Replaces pthread_mutex_trylock. */
-int ftmb_pthread_mutex_trylock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_mutex_trylock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_mutex_unlock on lock, ordered as object obj. Replaces pthread_mutex_unlock. */
-int ftmb_pthread_mutex_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_mutex_unlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_spin_lock on lock, ordered as object obj. Replaces pthread_spin_lock. */
-int ftmb_pthread_spin_lock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_spin_lock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_spin_trylock on lock, ordered as object obj. Replaces pthread_spin_trylock. */
-int ftmb_pthread_spin_trylock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_spin_trylock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_spin_unlock on lock, ordered as object obj. Replaces pthread_spin_unlock. */
-int ftmb_pthread_spin_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_spin_unlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_rwlock_rdlock on lock, ordered as object obj. Replaces pthread_rwlock_rdlock. */
-int ftmb_pthread_rwlock_rdlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_rwlock_rdlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_rwlock_wrlock on lock, ordered as object obj. Replaces pthread_rwlock_wrlock. */
-int ftmb_pthread_rwlock_wrlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_rwlock_wrlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_rwlock_tryrdlock on lock, ordered as object obj. Replaces pthread_rwlock_tryrdlock. */
-int ftmb_pthread_rwlock_tryrdlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_rwlock_tryrdlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_rwlock_trywrlock on lock, ordered as object obj. Replaces pthread_rwlock_trywrlock. */
-int ftmb_pthread_rwlock_trywrlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_rwlock_trywrlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_rwlock_unlock on lock, ordered as object obj. Replaces pthread_rwlock_unlock. */
-int ftmb_pthread_rwlock_unlock(void *lock, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_pthread_rwlock_unlock(volatile void *lock, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_spinlock_lock, ordered as object obj. Replaces rte_spinlock_lock. */
-void ftmb_rte_spinlock_lock(void *sl, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_spinlock_lock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_spinlock_trylock, ordered as object obj. Replaces rte_spinlock_trylock. */
-int ftmb_rte_spinlock_trylock(void *sl, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_spinlock_trylock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_spinlock_unlock. Replaces rte_spinlock_unlock. */
-void ftmb_rte_spinlock_unlock(void *sl, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- atomic: an atomic operation, performed and ordered in one step --- */
 /* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_n_1, atomic_load_explicit. */
@@ -210,81 +210,81 @@ ftmb_u64 ftmb_atomic_fetch_xor_8(volatile void *ptr, ftmb_u64 val, int memorder,
 /* __atomic_xor_fetch on 8 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_8, __sync_xor_and_fetch. */
 ftmb_u64 ftmb_atomic_xor_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_add. Replaces rte_atomic16_add. */
-void ftmb_rte_atomic16_add(void *v, ftmb_i16 inc, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic16_add(volatile void *v, ftmb_i16 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_sub. Replaces rte_atomic16_sub. */
-void ftmb_rte_atomic16_sub(void *v, ftmb_i16 dec, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic16_sub(volatile void *v, ftmb_i16 dec, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_inc. Replaces rte_atomic16_inc. */
-void ftmb_rte_atomic16_inc(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic16_inc(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_dec. Replaces rte_atomic16_dec. */
-void ftmb_rte_atomic16_dec(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic16_dec(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_add_return. Replaces rte_atomic16_add_return. */
-ftmb_i16 ftmb_rte_atomic16_add_return(void *v, ftmb_i16 inc, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i16 ftmb_rte_atomic16_add_return(volatile void *v, ftmb_i16 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_sub_return. Replaces rte_atomic16_sub_return. */
-ftmb_i16 ftmb_rte_atomic16_sub_return(void *v, ftmb_i16 dec, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i16 ftmb_rte_atomic16_sub_return(volatile void *v, ftmb_i16 dec, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_inc_and_test. Replaces rte_atomic16_inc_and_test. */
-int ftmb_rte_atomic16_inc_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic16_inc_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_dec_and_test. Replaces rte_atomic16_dec_and_test. */
-int ftmb_rte_atomic16_dec_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic16_dec_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_test_and_set. Replaces rte_atomic16_test_and_set. */
-int ftmb_rte_atomic16_test_and_set(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic16_test_and_set(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_read. Replaces rte_atomic16_read. */
-ftmb_i16 ftmb_rte_atomic16_read(const void *v, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i16 ftmb_rte_atomic16_read(const volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_set. Replaces rte_atomic16_set. */
-void ftmb_rte_atomic16_set(void *v, ftmb_i16 new_value, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic16_set(volatile void *v, ftmb_i16 new_value, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_clear. Replaces rte_atomic16_clear. */
-void ftmb_rte_atomic16_clear(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic16_clear(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_cmpset. Replaces rte_atomic16_cmpset. */
 int ftmb_rte_atomic16_cmpset(volatile void *dst, ftmb_u16 exp, ftmb_u16 src, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_add. Replaces rte_atomic32_add. */
-void ftmb_rte_atomic32_add(void *v, ftmb_i32 inc, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic32_add(volatile void *v, ftmb_i32 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_sub. Replaces rte_atomic32_sub. */
-void ftmb_rte_atomic32_sub(void *v, ftmb_i32 dec, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic32_sub(volatile void *v, ftmb_i32 dec, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_inc. Replaces rte_atomic32_inc. */
-void ftmb_rte_atomic32_inc(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic32_inc(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_dec. Replaces rte_atomic32_dec. */
-void ftmb_rte_atomic32_dec(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic32_dec(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_add_return. Replaces rte_atomic32_add_return. */
-ftmb_i32 ftmb_rte_atomic32_add_return(void *v, ftmb_i32 inc, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i32 ftmb_rte_atomic32_add_return(volatile void *v, ftmb_i32 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_sub_return. Replaces rte_atomic32_sub_return. */
-ftmb_i32 ftmb_rte_atomic32_sub_return(void *v, ftmb_i32 dec, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i32 ftmb_rte_atomic32_sub_return(volatile void *v, ftmb_i32 dec, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_inc_and_test. Replaces rte_atomic32_inc_and_test. */
-int ftmb_rte_atomic32_inc_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic32_inc_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_dec_and_test. Replaces rte_atomic32_dec_and_test. */
-int ftmb_rte_atomic32_dec_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic32_dec_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_test_and_set. Replaces rte_atomic32_test_and_set. */
-int ftmb_rte_atomic32_test_and_set(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic32_test_and_set(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_read. Replaces rte_atomic32_read. */
-ftmb_i32 ftmb_rte_atomic32_read(const void *v, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i32 ftmb_rte_atomic32_read(const volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_set. Replaces rte_atomic32_set. */
-void ftmb_rte_atomic32_set(void *v, ftmb_i32 new_value, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic32_set(volatile void *v, ftmb_i32 new_value, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_clear. Replaces rte_atomic32_clear. */
-void ftmb_rte_atomic32_clear(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic32_clear(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic32_cmpset. Replaces rte_atomic32_cmpset. */
 int ftmb_rte_atomic32_cmpset(volatile void *dst, ftmb_u32 exp, ftmb_u32 src, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_add. Replaces rte_atomic64_add. */
-void ftmb_rte_atomic64_add(void *v, ftmb_i64 inc, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic64_add(volatile void *v, ftmb_i64 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_sub. Replaces rte_atomic64_sub. */
-void ftmb_rte_atomic64_sub(void *v, ftmb_i64 dec, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic64_sub(volatile void *v, ftmb_i64 dec, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_inc. Replaces rte_atomic64_inc. */
-void ftmb_rte_atomic64_inc(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic64_inc(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_dec. Replaces rte_atomic64_dec. */
-void ftmb_rte_atomic64_dec(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic64_dec(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_add_return. Replaces rte_atomic64_add_return. */
-ftmb_i64 ftmb_rte_atomic64_add_return(void *v, ftmb_i64 inc, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i64 ftmb_rte_atomic64_add_return(volatile void *v, ftmb_i64 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_sub_return. Replaces rte_atomic64_sub_return. */
-ftmb_i64 ftmb_rte_atomic64_sub_return(void *v, ftmb_i64 dec, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i64 ftmb_rte_atomic64_sub_return(volatile void *v, ftmb_i64 dec, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_inc_and_test. Replaces rte_atomic64_inc_and_test. */
-int ftmb_rte_atomic64_inc_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic64_inc_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_dec_and_test. Replaces rte_atomic64_dec_and_test. */
-int ftmb_rte_atomic64_dec_and_test(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic64_dec_and_test(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_test_and_set. Replaces rte_atomic64_test_and_set. */
-int ftmb_rte_atomic64_test_and_set(void *v, ftmb_obj_t obj, ftmb_site_t site);
+int ftmb_rte_atomic64_test_and_set(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_read. Replaces rte_atomic64_read. */
-ftmb_i64 ftmb_rte_atomic64_read(const void *v, ftmb_obj_t obj, ftmb_site_t site);
+ftmb_i64 ftmb_rte_atomic64_read(const volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_set. Replaces rte_atomic64_set. */
-void ftmb_rte_atomic64_set(void *v, ftmb_i64 new_value, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic64_set(volatile void *v, ftmb_i64 new_value, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_clear. Replaces rte_atomic64_clear. */
-void ftmb_rte_atomic64_clear(void *v, ftmb_obj_t obj, ftmb_site_t site);
+void ftmb_rte_atomic64_clear(volatile void *v, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic64_cmpset. Replaces rte_atomic64_cmpset. */
 int ftmb_rte_atomic64_cmpset(volatile void *dst, ftmb_u64 exp, ftmb_u64 src, ftmb_obj_t obj, ftmb_site_t site);
 

@@ -1,0 +1,608 @@
+/*
+ * The record path, replay and modes, through the public ABI, with an in-process session whose
+ * output logger runs on its own thread.
+ */
+#include "check.h"
+#include "rt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#define NT 4
+#define ITERS 2000
+
+enum { OBJ_LOCKED = 1, OBJ_RACY = 2, OBJ_ATOMIC = 3, OBJ_SPIN = 4 };
+
+static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_spinlock_t spin;
+static uint64_t locked_counter, racy_counter, atomic_counter, spin_counter;
+
+/* What each thread observed; replay must observe exactly the same. */
+struct obs {
+    uint64_t locked[ITERS], racy[ITERS], atom[ITERS], rnd[ITERS / 16 + 1];
+    long start_time;
+    uint64_t trylock_fails;
+};
+static struct obs obs[NT + 1];
+
+struct payload {
+    uint32_t thread, iter;
+    uint64_t locked_seen;
+};
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    uint32_t me = ftmb_thread_index();
+    struct obs *o = &obs[me];
+    o->start_time = ftmb_time(NULL);
+    for (uint32_t i = 0; i < ITERS; i++) {
+        ftmb_pthread_mutex_lock(&mtx, OBJ_LOCKED, 10);
+        o->locked[i] = locked_counter++;
+        ftmb_pthread_mutex_unlock(&mtx, OBJ_LOCKED, 11);
+
+        ftmb_ordered_begin(OBJ_RACY, 20);
+        o->racy[i] = racy_counter++;
+        ftmb_ordered_end(OBJ_RACY);
+
+        o->atom[i] = ftmb_atomic_fetch_add_8(&atomic_counter, 1, __ATOMIC_SEQ_CST, OBJ_ATOMIC, 30);
+
+        if (i % 16 == 0)
+            o->rnd[i / 16] = (uint64_t)ftmb_rand();
+
+        while (ftmb_pthread_spin_trylock(&spin, OBJ_SPIN, 40) != 0)
+            o->trylock_fails++;
+        spin_counter++;
+        ftmb_pthread_spin_unlock(&spin, OBJ_SPIN, 41);
+
+        struct ftmb_pkt *p = ftmb_pkt_alloc();
+        struct payload pl = {me, i, o->locked[i]};
+        memcpy(ftmb_pkt_data(p), &pl, sizeof pl);
+        ftmb_pkt_set_len(p, sizeof pl);
+        ftmb_pkt_tx_burst(0, &p, 1);
+    }
+    return NULL;
+}
+
+static int run_workload(void)
+{
+    pthread_spin_init(&spin, 0);
+    pthread_t th[NT];
+    for (int i = 0; i < NT; i++)
+        CHECK(ftmb_pthread_create(&th[i], NULL, worker, NULL) == 0);
+    for (int i = 0; i < NT; i++)
+        pthread_join(th[i], NULL);
+    CHECK(locked_counter == NT * ITERS && racy_counter == NT * ITERS && atomic_counter == NT * ITERS);
+    CHECK(spin_counter == NT * ITERS);
+    return 0;
+}
+
+/* ---- record ------------------------------------------------------------------------------------ */
+
+struct released {
+    uint32_t thread;
+    uint64_t out_seq;
+    uint64_t vec[FTMB_MAX_THREADS];
+    uint16_t nvec;
+    struct payload pl;
+};
+static struct released rel[NT * ITERS + 16];
+static _Atomic uint64_t nrel;
+static _Atomic int sink_errors;
+static struct test_session S;
+
+static void sink(void *ctx, const struct _ftmb_out_slot *s)
+{
+    (void)ctx;
+    /* The release rule itself, checked at the moment of release. */
+    for (uint32_t i = 0; i < s->nvec; i++)
+        if (s->vec[i] > _ftmb_ol_received(S.ol, i))
+            atomic_fetch_add(&sink_errors, 1);
+    uint64_t k = atomic_fetch_add(&nrel, 1);
+    if (k >= sizeof rel / sizeof rel[0])
+        return;
+    rel[k].thread = s->thread;
+    rel[k].out_seq = s->out_seq;
+    rel[k].nvec = s->nvec;
+    memcpy(rel[k].vec, s->vec, sizeof rel[k].vec);
+    memcpy(&rel[k].pl, s->data, sizeof rel[k].pl);
+}
+
+/* Where (thread, stream index) the record of object obj with sequence s is; -1 if missing. */
+struct where {
+    int32_t thread;
+    uint64_t index;
+};
+
+static int index_object(uint32_t obj, unsigned kind, struct where *w, uint64_t n)
+{
+    for (uint64_t s = 0; s < n; s++)
+        w[s].thread = -1;
+    for (uint32_t t = 0; t <= NT; t++) {
+        uint64_t cnt;
+        const struct _ftmb_record *log = _ftmb_ol_log(S.ol, t, &cnt);
+        for (uint64_t i = 0; i < cnt; i++) {
+            if (_ftmb_rec_obj(log[i].head) != obj || _ftmb_rec_kind(log[i].head) != kind)
+                continue;
+            uint64_t s = log[i].value;
+            CHECKF(s < n, "object %u sequence %llu out of range", obj, (unsigned long long)s);
+            CHECKF(w[s].thread == -1, "object %u sequence %llu logged twice", obj, (unsigned long long)s);
+            w[s].thread = (int32_t)t;
+            w[s].index = i;
+        }
+    }
+    for (uint64_t s = 0; s < n; s++)
+        CHECKF(w[s].thread != -1, "object %u sequence %llu missing", obj, (unsigned long long)s);
+    return 0;
+}
+
+/* The k-th record of kind/obj in thread t's stream must carry the value thread t observed. */
+static int stream_matches(uint32_t t, uint32_t obj, unsigned kind, const uint64_t *seen)
+{
+    uint64_t cnt, k = 0;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, t, &cnt);
+    for (uint64_t i = 0; i < cnt; i++)
+        if (_ftmb_rec_obj(log[i].head) == obj && _ftmb_rec_kind(log[i].head) == kind) {
+            CHECKF(k < ITERS && log[i].value == seen[k],
+                   "thread %u object %u access %llu: logged %llu, observed %llu", t, obj, (unsigned long long)k,
+                   (unsigned long long)log[i].value, (unsigned long long)(k < ITERS ? seen[k] : 0));
+            k++;
+        }
+    CHECK(k == ITERS);
+    return 0;
+}
+
+static struct where wl[NT * ITERS];
+
+static int record_run(const char *log_path, const char *obs_path)
+{
+    CHECK(session_open(&S, NT + 1, 1024, 64, (struct _ftmb_ol_sink){sink, NULL}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    CHECK(ftmb_mode() == FTMB_MODE_RECORD);
+    CHECK(ftmb_thread_index() == 0);
+    session_start_logger(&S);
+    if (run_workload())
+        return 1;
+    ftmb_exit();
+    session_join_logger(&S);
+    CHECK(atomic_load(&sink_errors) == 0);
+    CHECK(_ftmb_ol_corrupt(S.ol) == 0);
+    if (log_path)
+        CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    if (obs_path) {
+        FILE *f = fopen(obs_path, "wb");
+        CHECK(f && fwrite(obs, sizeof obs, 1, f) == 1 && fclose(f) == 0);
+    }
+    session_close(&S);
+    return 0;
+}
+
+static int record_orders_and_release(void)
+{
+    if (record_run(NULL, NULL))
+        return 1;
+    /* Every packet released exactly once, in per-thread order. */
+    CHECKF(atomic_load(&nrel) == NT * ITERS, "released %llu", (unsigned long long)atomic_load(&nrel));
+    uint64_t last[FTMB_MAX_THREADS] = {0};
+    for (uint64_t k = 0; k < NT * ITERS; k++) {
+        CHECK(rel[k].out_seq == last[rel[k].thread] + 1);
+        last[rel[k].thread] = rel[k].out_seq;
+        CHECK(rel[k].pl.thread == rel[k].thread && rel[k].pl.iter == rel[k].out_seq - 1);
+    }
+    /* Each object's sequences are 0..N-1, once each, and the log order is the real order. */
+    for (uint32_t obj = OBJ_LOCKED; obj <= OBJ_ATOMIC; obj++)
+        if (index_object(obj, obj == OBJ_LOCKED ? _FTMB_REC_LOCK : _FTMB_REC_ORDERED, wl, NT * ITERS))
+            return 1;
+    for (uint32_t t = 1; t <= NT; t++) {
+        if (stream_matches(t, OBJ_LOCKED, _FTMB_REC_LOCK, obs[t].locked) ||
+            stream_matches(t, OBJ_RACY, _FTMB_REC_ORDERED, obs[t].racy) ||
+            stream_matches(t, OBJ_ATOMIC, _FTMB_REC_ORDERED, obs[t].atom))
+            return 1;
+    }
+    /* A packet sent after seeing counter value c covers every lock record with sequence <= c. */
+    if (index_object(OBJ_LOCKED, _FTMB_REC_LOCK, wl, NT * ITERS))
+        return 1;
+    static uint64_t need[NT * ITERS][NT + 1];
+    uint64_t cur[NT + 1] = {0};
+    for (uint64_t s = 0; s < NT * ITERS; s++) {
+        if (wl[s].index + 1 > cur[wl[s].thread])
+            cur[wl[s].thread] = wl[s].index + 1;
+        memcpy(need[s], cur, sizeof cur);
+    }
+    for (uint64_t k = 0; k < NT * ITERS; k++)
+        for (uint32_t t = 0; t <= NT; t++) {
+            uint64_t have = t < rel[k].nvec ? rel[k].vec[t] : 0;
+            CHECKF(have >= need[rel[k].pl.locked_seen][t],
+                   "packet %u/%u saw counter %llu but its vector covers %llu records of thread %u, not %llu",
+                   rel[k].thread, rel[k].pl.iter, (unsigned long long)rel[k].pl.locked_seen,
+                   (unsigned long long)have, t, (unsigned long long)need[rel[k].pl.locked_seen][t]);
+        }
+    return 0;
+}
+
+/* ---- replay ------------------------------------------------------------------------------------- */
+
+static char log_path[128], obs_path[128];
+
+static int record_for_replay(void) { return record_run(log_path, obs_path); }
+
+static int replay_run(void)
+{
+    static struct obs want[NT + 1];
+    FILE *f = fopen(obs_path, "rb");
+    CHECK(f && fread(want, sizeof want, 1, f) == 1);
+    fclose(f);
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    CHECK(ftmb_mode() == FTMB_MODE_REPLAY);
+    if (run_workload())
+        return 1;
+    for (uint32_t t = 1; t <= NT; t++) {
+        CHECKF(memcmp(&obs[t], &want[t], sizeof obs[t]) == 0, "thread %u observed something else on replay", t);
+        CHECK(obs[t].start_time == want[t].start_time);
+    }
+    return 0;
+}
+
+static int replay_reproduces(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-log-%d", (int)getpid());
+    snprintf(obs_path, sizeof obs_path, "/tmp/ftmb-test-obs-%d", (int)getpid());
+    int rc = run_forked(record_for_replay, NULL, NULL);
+    CHECK(rc == 0);
+    rc = run_forked(replay_run, NULL, NULL);
+    unlink(obs_path);
+    unlink(log_path);
+    CHECK(rc == 0);
+    return 0;
+}
+
+/* A replay whose program takes another object than the log says stops loudly. */
+static int diverge_record(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_pthread_mutex_lock(&mtx, 7, 1);
+    ftmb_pthread_mutex_unlock(&mtx, 7, 2);
+    ftmb_ordered_begin(8, 3);
+    ftmb_ordered_end(8);
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 2);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int diverge_replay(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_ordered_begin(8, 3); /* the log starts with the lock on object 7 */
+    return 0;                 /* not reached */
+}
+
+static int replay_detects_divergence(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-dlog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-derr-%d", (int)getpid());
+    CHECK(run_forked(diverge_record, NULL, NULL) == 0);
+    int st;
+    run_forked(diverge_replay, err, &st);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "replay diverged: thread 0 record 0 is a lock on object 7"));
+    /* A corrupt record in the log is reported, never replayed. */
+    int fd = open(log_path, O_RDWR);
+    CHECK(fd >= 0);
+    uint8_t b;
+    off_t at = (off_t)sizeof(struct _ftmb_log_file_hdr) + 8; /* the value of record 0 */
+    CHECK(pread(fd, &b, 1, at) == 1);
+    b ^= 0x10;
+    CHECK(pwrite(fd, &b, 1, at) == 1);
+    close(fd);
+    run_forked(diverge_replay, err, &st);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "record 0 fails its checksum"));
+    unlink(err);
+    unlink(log_path);
+    return 0;
+}
+
+/* ---- modes and set-up errors ---------------------------------------------------------------------- */
+
+static int passthrough_mode(void)
+{
+    unsetenv("FTMB_SESSION");
+    unsetenv("FTMB_MODE");
+    CHECK(ftmb_init() == 0);
+    CHECK(ftmb_mode() == FTMB_MODE_PASSTHROUGH);
+    if (run_workload())
+        return 1;
+    uint32_t x = 5;
+    CHECK(ftmb_atomic_fetch_sub_4(&x, 2, __ATOMIC_RELAXED, 9, 0) == 5 && x == 3);
+    uint32_t e = 3;
+    CHECK(ftmb_atomic_compare_exchange_4(&x, &e, 7, 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST, 9, 0) && x == 7);
+    CHECK(!ftmb_atomic_compare_exchange_4(&x, &e, 8, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST, 9, 0) && e == 7);
+    struct { volatile int32_t cnt; } a = {0};
+    ftmb_rte_atomic32_add(&a, 5, 9, 0);
+    CHECK(ftmb_rte_atomic32_sub_return(&a, 5, 9, 0) == 0);
+    CHECK(ftmb_rte_atomic32_test_and_set(&a, 9, 0) == 1 && ftmb_rte_atomic32_read(&a, 9, 0) == 1);
+    struct { volatile int locked; } sl = {0};
+    CHECK(ftmb_rte_spinlock_trylock((void *)&sl, 9, 0) == 1 && ftmb_rte_spinlock_trylock((void *)&sl, 9, 0) == 0);
+    ftmb_rte_spinlock_unlock((void *)&sl, 9, 0);
+    CHECK(sl.locked == 0);
+    struct ftmb_pkt *p = NULL;
+    CHECK(ftmb_pkt_rx_burst(0, &p, 1) == 0 && ftmb_input_done(0) == 1);
+    return 0;
+}
+
+static int bad_mode(void)
+{
+    setenv("FTMB_MODE", "fast", 1);
+    return ftmb_init() == -1 ? 0 : 1;
+}
+
+static int record_without_session(void)
+{
+    setenv("FTMB_MODE", "record", 1);
+    unsetenv("FTMB_SESSION");
+    return ftmb_init() == -1 ? 0 : 1;
+}
+
+static int session_missing(void)
+{
+    setenv("FTMB_MODE", "record", 1);
+    setenv("FTMB_SESSION", "no-such-session", 1);
+    setenv("FTMB_ATTACH_TIMEOUT_MS", "0", 1);
+    return ftmb_init() == -1 ? 0 : 1;
+}
+
+static int setup_errors(void)
+{
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-err-%d", (int)getpid());
+    CHECK(run_forked(bad_mode, err, NULL) == 0);
+    CHECK(file_contains(err, "FTMB_MODE=fast: expected passthrough, record or replay"));
+    CHECK(run_forked(record_without_session, err, NULL) == 0);
+    CHECK(file_contains(err, "FTMB_MODE=record needs FTMB_SESSION"));
+    CHECK(run_forked(session_missing, err, NULL) == 0);
+    CHECK(file_contains(err, "no output logger (/dev/shm/ftmb-no-such-session.out)"));
+    unlink(err);
+    return 0;
+}
+
+/* ---- the arena --------------------------------------------------------------------------------------- */
+
+static void *arena_worker(void *arg)
+{
+    uintptr_t *out = arg;
+    void *p[64];
+    for (int i = 0; i < 64; i++)
+        p[i] = ftmb_state_alloc((size_t)(i * 37 + 1));
+    for (int i = 0; i < 64; i += 2)
+        ftmb_state_free(p[i]);
+    for (int i = 0; i < 64; i++)
+        out[i] = (uintptr_t)ftmb_state_alloc((size_t)(i * 11 + 3));
+    return NULL;
+}
+
+static int arena_deterministic(void)
+{
+    unsetenv("FTMB_MODE");
+    CHECK(ftmb_init() == 0);
+    CHECK(ftmb_state_contains((void *)0x6f0000000000ull + 4096 * 1024 + 1));
+    /* The same calls give the same addresses whatever the interleaving of threads. */
+    static uintptr_t a[2][64];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        ftmb_pthread_create(&t[i], NULL, arena_worker, a[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 64; i++)
+        CHECK(ftmb_state_contains((void *)a[0][i]) && a[0][i] % 16 == 0);
+    void *big = ftmb_state_calloc(1, 3 << 20);
+    CHECK(big && ftmb_state_contains(big) && ((char *)big)[(3 << 20) - 1] == 0);
+    void *al = ftmb_state_aligned_alloc(4096, 100);
+    CHECK(al && (uintptr_t)al % 4096 == 0);
+    ftmb_state_free(al);
+    char *r = ftmb_state_alloc(10);
+    memcpy(r, "0123456789", 10);
+    r = ftmb_state_realloc(r, 5000);
+    CHECK(r && memcmp(r, "0123456789", 10) == 0);
+    return 0;
+}
+
+static int arena_same_addresses_run_to_run_child(void)
+{
+    unsetenv("FTMB_MODE");
+    if (ftmb_init() != 0)
+        return 1;
+    pthread_t t[2];
+    static uintptr_t a[2][64];
+    for (int i = 0; i < 2; i++)
+        ftmb_pthread_create(&t[i], NULL, arena_worker, a[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    FILE *f = fopen(obs_path, "ab");
+    fwrite(a, sizeof a, 1, f);
+    fclose(f);
+    return 0;
+}
+
+static int arena_same_addresses_run_to_run(void)
+{
+    snprintf(obs_path, sizeof obs_path, "/tmp/ftmb-test-arena-%d", (int)getpid());
+    unlink(obs_path);
+    CHECK(run_forked(arena_same_addresses_run_to_run_child, NULL, NULL) == 0);
+    CHECK(run_forked(arena_same_addresses_run_to_run_child, NULL, NULL) == 0);
+    static uintptr_t two[2][2][64];
+    FILE *f = fopen(obs_path, "rb");
+    CHECK(f && fread(two, sizeof two, 1, f) == 1);
+    fclose(f);
+    unlink(obs_path);
+    CHECK(memcmp(two[0], two[1], sizeof two[0]) == 0);
+    return 0;
+}
+
+/* ---- receive: burst composition, virtual time, EOF ------------------------------------------------- */
+
+static void put_entry(struct _ftmb_ring *r, uint64_t seq, uint16_t kind, uint64_t time_ns, uint32_t tag)
+{
+    struct _ftmb_in_entry *e = _ftmb_ring_reserve(r);
+    e->seq = seq;
+    e->kind = kind;
+    e->time_ns = time_ns;
+    e->queue = 0;
+    e->len = kind == _FTMB_IN_PKT ? 4 : 0;
+    memcpy(e->data, &tag, 4);
+    _ftmb_ring_publish(r, 1);
+}
+
+static int receive_path(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    struct _ftmb_ring il;
+    _ftmb_ring_attach(&il, S.in, &S.in->queue[0].ring, 1);
+    struct ftmb_pkt *p[8];
+    struct timespec ts;
+    long before = ftmb_time(NULL); /* no input yet: a real, logged clock read */
+    CHECK(ftmb_pkt_rx_burst(0, p, 8) == 0); /* empty poll: nothing logged */
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 1);
+    put_entry(&il, 0, _FTMB_IN_PKT, 5000000000ull, 100);
+    put_entry(&il, 1, _FTMB_IN_TICK, 6000000000ull, 0);
+    put_entry(&il, 2, _FTMB_IN_PKT, 7000000000ull, 101);
+    put_entry(&il, 3, _FTMB_IN_PKT, 8000000000ull, 102);
+    CHECK(ftmb_pkt_rx_burst(0, p, 2) == 2); /* pkt, tick, pkt: three entries */
+    uint32_t tag;
+    memcpy(&tag, ftmb_pkt_data(p[1]), 4);
+    CHECK(tag == 101 && ftmb_pkt_len(p[1]) == 4);
+    CHECK(ftmb_clock_gettime(1, &ts) == 0 && ts.tv_sec == 7 && ts.tv_nsec == 0); /* virtual time */
+    CHECK(ftmb_rte_rdtsc() == 7000000000ull); /* the session's tsc_hz is 1 GHz here */
+    ftmb_pkt_free(p[0]);
+    ftmb_pkt_free(p[1]);
+    put_entry(&il, 4, _FTMB_IN_EOF, 9000000000ull, 0);
+    CHECK(!ftmb_input_done(0));
+    CHECK(ftmb_pkt_rx_burst(0, p, 8) == 1);
+    CHECK(ftmb_input_done(0));
+    CHECK(ftmb_time(NULL) == 9);
+    ftmb_pkt_free(p[0]);
+    _ftmb_ol_poll(S.ol);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    CHECKF(n == 3, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ND && (long)(log[0].value / 1000000000ull) == before);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_RX && _ftmb_rec_site(log[1].head) == 3 && log[1].value == 0);
+    CHECK(_ftmb_rec_kind(log[2].head) == _FTMB_REC_RX && _ftmb_rec_site(log[2].head) == 2 && log[2].value == 3);
+    session_close(&S);
+    return 0;
+}
+
+/* ---- faults: a corrupt record, a dead output logger, a dead input logger ----------------------------- */
+
+static int corrupt_record_held(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_held_access(5, 1);
+    ftmb_held_access(5, 2);
+    ftmb_held_access(5, 3);
+    struct _ftmb_record *ring = (struct _ftmb_record *)((uint8_t *)S.out + S.out->thread[0].rec.buf_offset);
+    ring[1].value ^= 4; /* damaged in transit */
+    struct ftmb_pkt *p = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(p, 60);
+    ftmb_pkt_tx_burst(0, &p, 1);
+    fprintf(stderr, "(the checksum message below is expected)\n");
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_corrupt(S.ol) == 1);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 1);
+    CHECK(_ftmb_ol_pending(S.ol) == 1); /* the packet depends on all three: held */
+    session_close(&S);
+    return 0;
+}
+
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    return pid;
+}
+
+static int output_logger_dies(void)
+{
+    CHECK(session_open(&S, 2, 64, 4, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    setenv("FTMB_PEER_TIMEOUT_MS", "100", 1);
+    CHECK(ftmb_init() == 0);
+    atomic_store(&S.out->hdr.owner_pid, dead_pid());
+    double t0 = mono_s();
+    for (int i = 0; i < 1000; i++) /* far more than the 64-record ring holds */
+        ftmb_held_access(5, 1);
+    for (int i = 0; i < 20; i++) {
+        struct ftmb_pkt *p = ftmb_pkt_alloc();
+        ftmb_pkt_set_len(p, 60);
+        ftmb_pkt_tx_burst(0, &p, 1);
+    }
+    CHECK(mono_s() - t0 < 5.0);
+    CHECK(atomic_load(&_ftmb_rt.out_dead) == 1);
+    session_close(&S);
+    return 0;
+}
+
+static int input_logger_dies(void)
+{
+    CHECK(session_open(&S, 2, 64, 4, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    setenv("FTMB_PEER_TIMEOUT_MS", "100", 1);
+    CHECK(ftmb_init() == 0);
+    atomic_store(&S.in->hdr.owner_pid, dead_pid());
+    double t0 = mono_s();
+    struct ftmb_pkt *p[4];
+    while (!ftmb_input_done(0)) {
+        CHECK(ftmb_pkt_rx_burst(0, p, 4) == 0);
+        CHECK(mono_s() - t0 < 5.0);
+    }
+    session_close(&S);
+    return 0;
+}
+
+static int logger_death_noticed(void)
+{
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-dead-%d", (int)getpid());
+    CHECK(run_forked(output_logger_dies, err, NULL) == 0);
+    CHECK(file_contains(err, "the output logger of session"));
+    CHECK(file_contains(err, "is gone (no heartbeat for 100 ms)"));
+    CHECK(run_forked(input_logger_dies, err, NULL) == 0);
+    CHECK(file_contains(err, "the input logger of session"));
+    unlink(err);
+    return 0;
+}
+
+int main(void)
+{
+    srandom((unsigned)getpid());
+    run_case("record_orders_and_release", record_orders_and_release);
+    run_case("replay_reproduces", replay_reproduces);
+    run_case("replay_detects_divergence", replay_detects_divergence);
+    run_case("passthrough_mode", passthrough_mode);
+    run_case("setup_errors", setup_errors);
+    run_case("arena_deterministic", arena_deterministic);
+    run_case("arena_same_addresses_run_to_run", arena_same_addresses_run_to_run);
+    run_case("receive_path", receive_path);
+    run_case("corrupt_record_held", corrupt_record_held);
+    run_case("logger_death_noticed", logger_death_noticed);
+    return finish();
+}
