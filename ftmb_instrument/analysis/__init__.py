@@ -222,7 +222,6 @@ def _sites(p: Program, cls: Classifier, kind: str) -> list[Site]:
 
 def _warnings(p: Program, cls: Classifier) -> list[Finding]:
     out: list[Finding] = []
-    roots = {r.usr for r in p.roots}
     for key, info in _all_objects(p, cls):
         desc = _describe(p, key)
         if desc is None:
@@ -243,8 +242,10 @@ def _warnings(p: Program, cls: Classifier) -> list[Finding]:
         out.append(Finding("race", first.loc,
                            f"{name} ({decl}) is written concurrently and {protection}: "
                            f"{first.mode} in {first.fn.name} holds no lock and is not atomic", vid))
-    for usr in roots:
-        fn = p.functions[usr]
+    for r in p.roots:
+        if r.how == "main":
+            continue  # main's locals live through the whole run; its worker role is checked as a root
+        fn = p.functions[r.usr]
         for st in fn.loop_state:
             out.append(Finding("invisible_state", st.loc,
                                f"local '{st.name}' of thread root {fn.name} is {st.reason}: a checkpoint of "

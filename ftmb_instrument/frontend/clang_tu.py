@@ -48,7 +48,7 @@ LOCK_TYPE = re.compile(
     r"\b(pthread_(mutex|spinlock|rwlock|barrier|cond)_t|rte_(spinlock|rwlock|mcslock|ticketlock)(_recursive)?_t|"
     r"sem_t|atomic_flag)\b"
 )
-SUPPRESS_KINDS = ("race", "access", "variable", "nondeterminism", "packet_io")
+SUPPRESS_KINDS = ("race", "access", "variable")
 MARKER = re.compile(r"ftmb(?:\s*[:：]|[-_ ]+ignore)", re.IGNORECASE)
 VALID_MARKER = re.compile(r"ftmb:\s*ignore\((\w+)\)\s*(.*?)\s*(?:\*/|$)")
 IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
@@ -1003,7 +1003,7 @@ class _FunctionWalker:
             if h < len(args):
                 refs = self.value_refs(args[h])
                 if refs:
-                    self.emit_access(c, refs, role.get("mode"), False, False, set(), out)
+                    self.emit_access(c, refs, role.get("mode"), False, False, self.selection_taint(args[h]), out)
         param_types: list = []
         if direct and callee.type.kind == TK.FUNCTIONPROTO:
             param_types = list(callee.type.argument_types())
