@@ -243,7 +243,7 @@ def _overlap(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> bo
 
 
 def check_firewall(inputs: PathsArg, outputs: PathsArg, *, max_conns: int = 5,
-                   hold_ns: int = 5_000_000) -> list[Violation]:
+                   hold_ns: int = 20_000_000) -> list[Violation]:
     """Invariants of examples/firewall.
 
     - `firewall.unchanged`: forwarded packets are not modified.

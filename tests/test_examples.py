@@ -243,3 +243,19 @@ def test_missing_input_file_is_named(built, tmp_path):
     assert proc.returncode != 0
     assert str(missing) in proc.stderr
     assert "nat: found 0 ports" in proc.stderr
+
+
+def test_two_ports_forward_from_port_0_to_port_1(built, vip_trace, tmp_path):
+    inp, empty = tmp_path / "in.pcap", tmp_path / "empty.pcap"
+    traffic.split_by_flow(vip_trace, [inp])
+    pcap.write_pcap(empty, [])
+    out0, out1 = tmp_path / "out0.pcap", tmp_path / "out1.pcap"
+    cmd = ["timeout", "-s", "KILL", "60", str(built / "lb"), "--no-huge", "-m", "512",
+           "--no-pci", "--no-shconf", f"--file-prefix=ftmbex{os.getpid()}_{next(_run_ids)}",
+           "--log-level=lib.eal:error", "--lcores", "(0-1)@(0,1)",
+           "--vdev", f"net_pcap0,rx_pcap={inp},tx_pcap={out0}",
+           "--vdev", f"net_pcap1,rx_pcap={empty},tx_pcap={out1}", "--", "--idle-exit-ms", "300"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert count([out0]) == 0 and count([out1]) == 6000
+    assert_clean(inv.check_lb(inp, out1))
