@@ -54,11 +54,11 @@ static void take_time(struct _ftmb_thread *t, uint64_t ns)
 /* Replay: wait until the input logger has re-served `count` entries of the queue. */
 static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 {
-    while (_ftmb_ring_refresh(&q->ring) < count) {
+    for (unsigned spins = 0; _ftmb_ring_refresh(&q->ring) < count; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
         _ftmb_check_peers();
-        _ftmb_cpu_relax();
+        _ftmb_backoff(spins);
     }
 }
 
@@ -163,14 +163,14 @@ int _ftmb_tx_begin(uint16_t queue)
 
 __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _ftmb_thread *t)
 {
-    for (;;) {
+    for (unsigned spins = 0;; spins++) {
         struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
         if (s)
             return s;
         if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
             return NULL;
         _ftmb_check_peers();
-        _ftmb_cpu_relax();
+        _ftmb_backoff(spins);
     }
 }
 
@@ -286,11 +286,11 @@ int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
     /* Release: rewind_pos is visible before the request; pairs with the logger's acquire. */
     atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
     /* Acquire pairs with the logger's release of rewind_ack: its emptied ring is visible. */
-    while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
+    for (unsigned spins = 0; atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             return -1;
         _ftmb_check_peers();
-        _ftmb_cpu_relax();
+        _ftmb_backoff(spins);
     }
     q->ring.cache = q->ring.local;
     q->eof = 0;

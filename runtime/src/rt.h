@@ -68,6 +68,7 @@ __attribute__((noreturn, format(printf, 1, 2))) void _ftmb_fatal(const char *fmt
 /* Slow paths, rate-limited: look at both loggers and report one that died. */
 void _ftmb_check_peers(void);
 void _ftmb_cpu_relax(void);
+void _ftmb_backoff(unsigned spins);
 
 /* Arena (arena.c). */
 int _ftmb_arena_init(void);

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,15 @@ void _ftmb_cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+/* Waiting for a peer: spin briefly, then yield the CPU (more threads than cores must progress). */
+void _ftmb_backoff(unsigned spins)
+{
+    if (spins < 64)
+        _ftmb_cpu_relax();
+    else
+        sched_yield();
 }
 
 /* ---- thread indexes ------------------------------------------------------------------------ */
@@ -164,7 +174,7 @@ void _ftmb_check_peers(void)
 
 __attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftmb_thread *t)
 {
-    for (;;) {
+    for (unsigned spins = 0;; spins++) {
         void *slot = _ftmb_ring_reserve(&t->rec);
         if (slot)
             return slot;
@@ -174,7 +184,7 @@ __attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftm
             continue;
         }
         _ftmb_check_peers();
-        _ftmb_cpu_relax();
+        _ftmb_backoff(spins);
     }
 }
 
@@ -247,7 +257,7 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
     uint64_t spins = 0, start = 0;
     /* Acquire pairs with the release store that moves the word to our turn (E1, or the lock path). */
     while (atomic_load_explicit(word, memory_order_acquire) != want) {
-        _ftmb_cpu_relax();
+        _ftmb_backoff((unsigned)spins);
         if ((++spins & 0xffff) == 0) {
             uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
             if (!start)

@@ -55,7 +55,9 @@ static inline int run_forked(int (*fn)(void), const char *errlog, int *status_ou
         if (errlog && !freopen(errlog, "w", stderr))
             _exit(99);
         setvbuf(stderr, NULL, _IONBF, 0);
-        _exit(fn() ? 1 : 0);
+        int r = fn();
+        fflush(NULL);
+        _exit(r ? 1 : 0);
     }
     int st;
     waitpid(pid, &st, 0);

@@ -1,0 +1,182 @@
+/*
+ * libftmb_dpdk: the DPDK side of the ABI (mbuf receive and transmit, tx buffers, EAL launches,
+ * rte_rand). Compiled only where DPDK is installed and linked only into DPDK programs; the core
+ * runtime knows nothing of mbufs.
+ *
+ * Inside a session (FTMB_SESSION set) receive and transmit go to the loggers, not to the port:
+ *   - each (port, rx queue) set up through ftmb_eth_rx_queue_setup gets the next session input
+ *     queue, in set-up order (deterministic: set-up runs before the workers); its mempool is where
+ *     received packets are copied into mbufs;
+ *   - a transmit copies each mbuf (all segments) into the thread's output ring and frees it.
+ * Without a session every call goes to the real rte_eth_* function (passthrough on real ports).
+ */
+#define _GNU_SOURCE
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_random.h>
+
+#include "rt.h"
+
+uint64_t _ftmb_nd_logged(unsigned source, uint64_t (*real)(void));
+
+struct rxq_map {
+    uint16_t port, queue;
+    struct rte_mempool *pool;
+};
+
+static struct rxq_map rxq[FTMB_MAX_QUEUES];
+static unsigned nrxq;
+static int in_time_offset = -1; /* mbuf dynamic field holding the input arrival time */
+
+static int session_queue(uint16_t port, uint16_t queue)
+{
+    for (unsigned i = 0; i < nrxq; i++)
+        if (rxq[i].port == port && rxq[i].queue == queue)
+            return (int)i;
+    return -1;
+}
+
+int ftmb_eth_rx_queue_setup(ftmb_u16 port_id, ftmb_u16 rx_queue_id, ftmb_u16 nb_rx_desc, unsigned socket_id,
+                            const struct rte_eth_rxconf *rx_conf, struct rte_mempool *mb_pool)
+{
+    if (session_queue(port_id, rx_queue_id) < 0) {
+        if (nrxq == FTMB_MAX_QUEUES) {
+            fprintf(stderr, "ftmb: more than %d receive queues set up\n", FTMB_MAX_QUEUES);
+            return -ENOSPC;
+        }
+        rxq[nrxq++] = (struct rxq_map){port_id, rx_queue_id, mb_pool};
+    }
+    if (in_time_offset < 0) {
+        static const struct rte_mbuf_dynfield desc = {
+            .name = "ftmb_in_time", .size = sizeof(uint64_t), .align = __alignof__(uint64_t)};
+        in_time_offset = rte_mbuf_dynfield_register(&desc);
+    }
+    return rte_eth_rx_queue_setup(port_id, rx_queue_id, nb_rx_desc, socket_id, rx_conf, mb_pool);
+}
+
+ftmb_u16 ftmb_rx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **rx_pkts, const ftmb_u16 nb_pkts)
+{
+    if (!_ftmb_rt.in)
+        return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts);
+    int sq = session_queue(port_id, queue_id);
+    if (sq < 0)
+        _ftmb_fatal("rx on port %u queue %u, which was not set up through ftmb_eth_rx_queue_setup", port_id,
+                    queue_id);
+    struct _ftmb_rx_view views[64];
+    uint16_t want = nb_pkts < 64 ? nb_pkts : 64;
+    /* Allocate first: running out of mbufs must look like an empty poll, not lose entries. */
+    if (want == 0 || rte_pktmbuf_alloc_bulk(rxq[sq].pool, rx_pkts, want) != 0)
+        return 0;
+    int n = _ftmb_rx_begin((uint16_t)sq, views, want);
+    if (n < 0)
+        n = 0;
+    for (int i = 0; i < n; i++) {
+        struct rte_mbuf *m = rx_pkts[i];
+        uint32_t len = views[i].len;
+        if (len > rte_pktmbuf_tailroom(m))
+            len = rte_pktmbuf_tailroom(m);
+        memcpy(rte_pktmbuf_mtod(m, void *), views[i].data, len);
+        m->data_len = (uint16_t)len;
+        m->pkt_len = len;
+        m->port = port_id;
+        if (in_time_offset >= 0)
+            *RTE_MBUF_DYNFIELD(m, in_time_offset, uint64_t *) = views[i].time_ns;
+    }
+    _ftmb_rx_finish((uint16_t)sq);
+    for (int i = n; i < want; i++)
+        rte_pktmbuf_free(rx_pkts[i]);
+    return (ftmb_u16)n;
+}
+
+ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx_pkts, const ftmb_u16 nb_pkts)
+{
+    if (!_ftmb_rt.out)
+        return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts);
+    if (_ftmb_tx_begin((uint16_t)(port_id << 8 | queue_id))) {
+        uint8_t flat[FTMB_PKT_MAX];
+        for (uint16_t i = 0; i < nb_pkts; i++) {
+            struct rte_mbuf *m = tx_pkts[i];
+            uint32_t len = m->pkt_len < FTMB_PKT_MAX ? m->pkt_len : FTMB_PKT_MAX;
+            const void *data = rte_pktmbuf_read(m, 0, len, flat);
+            uint64_t t = in_time_offset >= 0 ? *RTE_MBUF_DYNFIELD(m, in_time_offset, uint64_t *) : 0;
+            _ftmb_tx_put((uint16_t)(port_id << 8 | queue_id), data, len, t);
+        }
+        _ftmb_tx_end();
+    }
+    for (uint16_t i = 0; i < nb_pkts; i++)
+        rte_pktmbuf_free(tx_pkts[i]);
+    return nb_pkts;
+}
+
+ftmb_u16 ftmb_tx_buffer_flush(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_eth_dev_tx_buffer *buffer)
+{
+    uint16_t to_send = buffer->length;
+    if (to_send == 0)
+        return 0;
+    uint16_t sent = ftmb_tx_burst(port_id, queue_id, buffer->pkts, to_send);
+    buffer->length = 0;
+    if (sent != to_send)
+        buffer->error_callback(&buffer->pkts[sent], (uint16_t)(to_send - sent), buffer->error_userdata);
+    return sent;
+}
+
+ftmb_u16 ftmb_tx_buffer(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_eth_dev_tx_buffer *buffer,
+                        struct rte_mbuf *tx_pkt)
+{
+    buffer->pkts[buffer->length++] = tx_pkt;
+    if (buffer->length < buffer->size)
+        return 0;
+    return ftmb_tx_buffer_flush(port_id, queue_id, buffer);
+}
+
+struct launch_ctx {
+    int (*f)(void *);
+    void *arg;
+    uint32_t index;
+};
+
+static int launch_trampoline(void *p)
+{
+    struct launch_ctx c = *(struct launch_ctx *)p;
+    free(p);
+    _ftmb_adopt_thread_index(c.index);
+    return c.f(c.arg);
+}
+
+int ftmb_rte_eal_remote_launch(int (*f)(void *), void *arg, unsigned worker_id)
+{
+    _ftmb_me(); /* the launcher holds its index before its workers do */
+    struct launch_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    *c = (struct launch_ctx){f, arg, _ftmb_claim_thread_index()};
+    int rc = rte_eal_remote_launch(launch_trampoline, c, worker_id);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+int ftmb_rte_eal_mp_remote_launch(int (*f)(void *), void *arg, int call_main)
+{
+    unsigned lc;
+    RTE_LCORE_FOREACH_WORKER(lc)
+        if (rte_eal_get_lcore_state(lc) != WAIT)
+            return -EBUSY;
+    RTE_LCORE_FOREACH_WORKER(lc) {
+        int rc = ftmb_rte_eal_remote_launch(f, arg, lc);
+        if (rc != 0)
+            return rc;
+    }
+    if (call_main == CALL_MAIN)
+        f(arg);
+    return 0;
+}
+
+static uint64_t real_rte_rand(void) { return rte_rand(); }
+
+ftmb_u64 ftmb_rte_rand(void) { return _ftmb_nd_logged(_FTMB_ND_RTE_RAND, real_rte_rand); }
