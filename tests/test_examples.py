@@ -20,7 +20,6 @@ from ftmb_instrument import pcap, traffic
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-BUILD = EXAMPLES / "build"
 VIP = "198.51.100.10"
 _run_ids = itertools.count()
 
@@ -31,12 +30,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def built():
-    proc = subprocess.run(["make", "-C", str(EXAMPLES), "-j2"], capture_output=True, text=True,
-                          timeout=600)
+def built(tmp_path_factory):
+    """A fresh build (so that the no-warnings check always sees the compiler run)."""
+    build = tmp_path_factory.mktemp("examples-build")
+    proc = subprocess.run(["make", "-C", str(EXAMPLES), f"BUILD={build}", "-j2"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "warning" not in proc.stderr, proc.stderr
-    return BUILD
+    assert sorted(p.name for p in build.iterdir()) == ["firewall", "ids", "lb", "nat"]
+    return build
 
 
 @pytest.fixture(scope="module")

@@ -279,9 +279,8 @@ filter_packet(struct rte_mbuf *m, struct conn_table *t, struct lcore_stats *st, 
 		return false;
 	}
 	pos = rte_hash_add_key(t->hash, &key);
-	if (pos < 0) {
+	if (pos < 0) { /* table full: give the slot back */
 		release_connection();
-		st->rejected++;
 		return false;
 	}
 	t->conns[pos].key = key;

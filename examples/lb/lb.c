@@ -289,16 +289,15 @@ balance_packet(struct rte_mbuf *m, struct flow_table *t, struct lcore_stats *st,
 	    eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
 		return false;
 	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	st->passed++;
 	if (ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP)
-		return true;
+		goto pass;
 	if ((rte_be_to_cpu_16(ip->fragment_offset) &
 	     (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0)
-		return ip->dst_addr != config.vip;
+		goto pass_unless_to_vip;
 	l4 = (uint8_t *)ip + rte_ipv4_hdr_len(ip);
 	if (l4 + (ip->next_proto_id == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) :
 		  sizeof(struct rte_udp_hdr)) > rte_pktmbuf_mtod(m, uint8_t *) + m->data_len)
-		return ip->dst_addr != config.vip;
+		goto pass_unless_to_vip;
 	ports = (uint16_t *)l4;
 	if (ip->next_proto_id == IPPROTO_TCP)
 		tcp_flags = ((struct rte_tcp_hdr *)l4)->tcp_flags;
@@ -313,11 +312,10 @@ balance_packet(struct rte_mbuf *m, struct flow_table *t, struct lcore_stats *st,
 		pos = rte_hash_lookup(t->hash, &key);
 		if (pos >= 0 && (tcp_flags & (RTE_TCP_FIN_FLAG | RTE_TCP_RST_FLAG)))
 			flow_closing(&t->flows[pos]);
-		return true;
+		goto pass;
 	}
 	if (ip->dst_addr != config.vip)
-		return true;
-	st->passed--;
+		goto pass;
 
 	key.client_ip = ip->src_addr;
 	key.client_port = ports[0];
@@ -348,6 +346,14 @@ balance_packet(struct rte_mbuf *m, struct flow_table *t, struct lcore_stats *st,
 	rewrite_endpoint(ip, l4, false, b->ip, ports[1]);
 	rte_ether_addr_copy(&b->mac, &eth->dst_addr);
 	st->to_backend++;
+	return true;
+
+pass_unless_to_vip:
+	/* A fragment or truncated header cannot be matched to a flow: never send it to the VIP. */
+	if (ip->dst_addr == config.vip)
+		return false;
+pass:
+	st->passed++;
 	return true;
 }
 
