@@ -48,7 +48,7 @@ def _root(
 
 
 def _register_commands() -> None:
-    # Importing a command module registers its command on `app`.
+    """Importing a command module registers its command on `app`."""
     from . import analyze, diff  # noqa: F401
 
 
