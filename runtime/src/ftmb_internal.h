@@ -189,6 +189,8 @@ void *_ftmb_region_create(const char *session, const char *suffix, size_t size);
 void *_ftmb_region_attach(const char *session, const char *suffix, uint64_t magic, int timeout_ms,
                           size_t *size_out);
 void _ftmb_region_unlink(const char *session, const char *suffix);
+void _ftmb_region_set_ready(void *region);
+void _ftmb_region_heartbeat(void *region);
 uint64_t _ftmb_now_ns(int clock);
 int _ftmb_pid_alive(int32_t pid);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);

@@ -236,3 +236,19 @@ uint64_t _ftmb_calibrate_tsc_hz(void)
     return 1000000000ull; /* no TSC: virtual cycles are nanoseconds */
 #endif
 }
+
+/* The owner's last step of creation: the layout is complete. */
+void _ftmb_region_set_ready(void *region)
+{
+    struct _ftmb_region_hdr *h = region;
+    /* Release: pairs with the attacher's acquire load of ready in _ftmb_region_attach. */
+    atomic_store_explicit(&h->ready, 1, memory_order_release);
+}
+
+/* The owner's sign of life, once per loop. */
+void _ftmb_region_heartbeat(void *region)
+{
+    struct _ftmb_region_hdr *h = region;
+    /* Relaxed: a clock value, read by _ftmb_peer_alive, guarding nothing else. */
+    atomic_store_explicit(&h->heartbeat_ns, _ftmb_now_ns(CLOCK_MONOTONIC), memory_order_relaxed);
+}

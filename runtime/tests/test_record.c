@@ -65,6 +65,8 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* In passthrough the ordered region orders nothing (as in the original program): racy_counter
+ * may lose updates there, so it is exact only when logging. */
 static int run_workload(void)
 {
     pthread_spin_init(&spin, 0);
@@ -73,7 +75,8 @@ static int run_workload(void)
         CHECK(ftmb_pthread_create(&th[i], NULL, worker, NULL) == 0);
     for (int i = 0; i < NT; i++)
         pthread_join(th[i], NULL);
-    CHECK(locked_counter == NT * ITERS && racy_counter == NT * ITERS && atomic_counter == NT * ITERS);
+    CHECK(locked_counter == NT * ITERS && atomic_counter == NT * ITERS);
+    CHECK(ftmb_mode() == FTMB_MODE_PASSTHROUGH || racy_counter == NT * ITERS);
     CHECK(spin_counter == NT * ITERS);
     return 0;
 }

@@ -285,8 +285,7 @@ int main(int argc, char **argv)
                          tick_us * 1000);
     for (uint32_t q = 0; q < nqueues; q++)
         _ftmb_ring_attach(&qs[q].ring, region, &region->queue[q].ring, 1);
-    /* Release: the layout is complete before an attacher sees ready (it acquires). */
-    atomic_store_explicit(&region->hdr.ready, 1, memory_order_release);
+    _ftmb_region_set_ready(region);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
@@ -296,7 +295,7 @@ int main(int argc, char **argv)
     const uint64_t tick_ns = tick_us * 1000;
     for (;;) {
         uint64_t mono = _ftmb_now_ns(CLOCK_MONOTONIC);
-        atomic_store_explicit(&region->hdr.heartbeat_ns, mono, memory_order_relaxed);
+        _ftmb_region_heartbeat(region);
         if (stop_signal) {
             rc = 4;
             break;

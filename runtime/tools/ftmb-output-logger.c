@@ -126,8 +126,7 @@ int main(int argc, char **argv)
     if (!region)
         return 1;
     _ftmb_out_region_init(region, size, (uint32_t)threads, (uint32_t)rec_cap, (uint32_t)out_cap);
-    /* Release: the layout is complete before an attacher sees ready (it acquires). */
-    atomic_store_explicit(&region->hdr.ready, 1, memory_order_release);
+    _ftmb_region_set_ready(region);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
@@ -141,7 +140,7 @@ int main(int argc, char **argv)
     uint64_t last_master_check = 0;
     for (;;) {
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
-        atomic_store_explicit(&region->hdr.heartbeat_ns, now, memory_order_relaxed);
+        _ftmb_region_heartbeat(region);
         /* Acquire pairs with the master's release in ftmb_exit: what it published is visible. */
         uint32_t state = atomic_load_explicit(&region->hdr.master_state, memory_order_acquire);
         uint64_t work = _ftmb_ol_poll(ol);

@@ -1,0 +1,102 @@
+"""The runtime ABI: generated files match the single source of truth, the header stands alone,
+every entry point is implemented, and a mismatched ABI version fails at link time."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ftmb_instrument.abi import generate, spec
+from ftmb_instrument.abi.emit_table import TABLE
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = ROOT / "runtime"
+BUILD = RUNTIME / "build"
+HEADER = RUNTIME / "include" / "ftmb" / "ftmb.h"
+
+
+@pytest.fixture(scope="module")
+def libs():
+    subprocess.run(["make", "-s", "-C", str(RUNTIME), "-j2", "all"], check=True, capture_output=True, timeout=600)
+    return BUILD
+
+
+def test_checked_in_files_match_the_generator():
+    for rel, render in generate.OUTPUTS.items():
+        assert (ROOT / rel).read_text() == render(), f"{rel} is stale: run `python -m ftmb_instrument.abi`"
+
+
+def test_generator_check_mode_reports_drift(tmp_path):
+    for rel, render in generate.OUTPUTS.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(render())
+    cmd = ["python", "-m", "ftmb_instrument.abi", "--check", "--root", str(tmp_path)]
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    (tmp_path / generate.HEADER_PATH).write_text(render_header_edited())
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "runtime/include/ftmb/ftmb.h: differs" in proc.stderr
+
+
+def render_header_edited():
+    return generate.render_header().replace("int ftmb_init(void);", "int ftmb_init(int);")
+
+
+def test_table_agrees_with_spec():
+    assert TABLE["abi_version"] == spec.ABI_VERSION
+    assert set(TABLE["entries"]) == {e.name for e in spec.ENTRIES}
+    assert TABLE["wraps"]["pthread_mutex_lock"] == ["ftmb_pthread_mutex_lock"]
+    assert TABLE["wraps"]["rte_eth_rx_burst"] == ["ftmb_rx_burst"]
+    assert TABLE["wraps"]["__atomic_fetch_add"] == [f"ftmb_atomic_fetch_add_{n}" for n in (1, 2, 4, 8)]
+    for name, entry in TABLE["entries"].items():
+        assert name.startswith("ftmb_")
+        if entry["kind"] in ("lock", "atomic"):
+            assert entry["trailing_ids"] == ["obj", "site"], name
+        if entry["kind"] == "nondet":
+            assert entry["trailing_ids"] == [], name
+
+
+def test_header_stands_alone(tmp_path):
+    text = HEADER.read_text()
+    assert "#include" not in text
+    src = tmp_path / "only_header.c"
+    src.write_text('#include "ftmb/ftmb.h"\nint main(void) { return ftmb_mode(); }\n')
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", str(src),
+                    "-I", str(RUNTIME / "include"), "-o", str(tmp_path / "o.o")], check=True)
+
+
+def defined_symbols(*archives):
+    out = subprocess.run(["nm", "--defined-only", *map(str, archives)], capture_output=True, text=True,
+                         check=True).stdout
+    return set(re.findall(r" [TDRB] (\w+)$", out, re.M))
+
+
+def test_every_entry_point_is_implemented(libs):
+    core = defined_symbols(libs / "libftmb.a")
+    dpdk = defined_symbols(libs / "libftmb_dpdk.a") if (libs / "libftmb_dpdk.a").exists() else None
+    for e in spec.ENTRIES:
+        if e.library == "core":
+            assert e.name in core, f"{e.name} is in the ABI table but not in libftmb.a"
+        elif dpdk is not None:
+            assert e.name in dpdk, f"{e.name} is in the ABI table but not in libftmb_dpdk.a"
+    assert f"ftmb_abi_version_{spec.ABI_VERSION}" in core
+
+
+def test_mismatched_abi_version_fails_at_link_time(libs, tmp_path, monkeypatch):
+    prog = '#include "ftmb/ftmb.h"\nint main(void) { return ftmb_init(); }\n'
+    (tmp_path / "p.c").write_text(prog)
+
+    def link(include_dir):
+        return subprocess.run(["gcc", "-std=c11", str(tmp_path / "p.c"), "-I", str(include_dir),
+                               str(libs / "libftmb.a"), "-pthread", "-o", str(tmp_path / "p")],
+                              capture_output=True, text=True)
+
+    assert link(RUNTIME / "include").returncode == 0
+    monkeypatch.setattr(spec, "ABI_VERSION", spec.ABI_VERSION + 1)
+    other = tmp_path / "inc" / "ftmb"
+    other.mkdir(parents=True)
+    (other / "ftmb.h").write_text(generate.render_header())
+    proc = link(tmp_path / "inc")
+    assert proc.returncode != 0
+    assert f"undefined reference to `ftmb_abi_version_{spec.ABI_VERSION}'" in proc.stderr

@@ -1,0 +1,37 @@
+"""The runtime's C unit and stress tests (runtime/tests/*.c), built and run through `make -C runtime test`.
+
+Each C test binary prints one "PASS name" / "FAIL name" line per case; this test fails if the
+build fails, any case fails, or an expected case did not run.
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
+
+EXPECTED_CASES = [
+    # test_ring
+    "ring_layout", "ring_fill_drain_wrap", "record_checksum", "ring_threads_stress", "ring_process_stress",
+    "region_attach_errors",
+    # test_record
+    "record_orders_and_release", "replay_reproduces", "replay_detects_divergence", "passthrough_mode",
+    "setup_errors", "arena_deterministic", "arena_same_addresses_run_to_run", "receive_path",
+    "corrupt_record_held", "logger_death_noticed",
+    # test_release
+    "release_rule_under_concurrency",
+]
+
+
+def test_runtime_c_tests_pass():
+    env = dict(os.environ, STRESS_SECONDS=os.environ.get("STRESS_SECONDS", "1"))
+    proc = subprocess.run(["make", "-s", "-C", str(RUNTIME), "-j2", "test"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report
+    lines = proc.stdout.splitlines()
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert not failed, report
+    passed = {line.split()[1] for line in lines if line.startswith("PASS")}
+    missing = [case for case in EXPECTED_CASES if case not in passed]
+    assert not missing, f"cases that did not run: {missing}\n{report}"
