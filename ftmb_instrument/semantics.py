@@ -59,13 +59,17 @@ class Semantics:
     exact: dict[str, list[Role]] = field(default_factory=dict)
     patterns: list[tuple[str, Role]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    cache: dict[str, list[Role]] = field(default_factory=dict)  # lookup results by name
 
     def lookup(self, name: str) -> list[Role]:
         """All roles of the function `name`, exact matches first."""
-        roles = list(self.exact.get(name, ()))
-        for pattern, role in self.patterns:
-            if fnmatch.fnmatchcase(name, pattern):
-                roles.append(role)
+        roles = self.cache.get(name)
+        if roles is None:
+            roles = list(self.exact.get(name, ()))
+            for pattern, role in self.patterns:
+                if fnmatch.fnmatchcase(name, pattern):
+                    roles.append(role)
+            self.cache[name] = roles
         return roles
 
     def role(self, name: str, kind: str) -> Role | None:
@@ -93,6 +97,7 @@ class Semantics:
             for i, entry in enumerate(entries):
                 self._add_entry(path, kind, i, entry)
         self.files.append(str(path))
+        self.cache.clear()
 
     def _add_entry(self, path: Path, kind: str, i: int, entry: Any) -> None:
         where = f"{path}: [[{kind}]] #{i + 1}"

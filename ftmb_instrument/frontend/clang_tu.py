@@ -161,10 +161,18 @@ class _TuWalker:
         self.seen_files: set[str] = set()
         self.texts: dict[str, bytes] = {}
         self.suppress_lines: dict[tuple[str, int], Suppression] = {}
+        self.realpaths: dict[str, str] = {}
 
     # ---- files -----------------------------------------------------------------------------
+    def realpath(self, name: str) -> str:
+        """os.path.realpath, once per file name: the walk asks for it at every cursor."""
+        path = self.realpaths.get(name)
+        if path is None:
+            path = self.realpaths[name] = os.path.realpath(name)
+        return path
+
     def in_project(self, path: str) -> bool:
-        return bool(path) and _under(os.path.realpath(path), self.job.project_root)
+        return bool(path) and _under(self.realpath(path), self.job.project_root)
 
     def text(self, path: str) -> bytes:
         if path not in self.texts:
@@ -205,13 +213,13 @@ class _TuWalker:
     def loc(self, c: ci.Cursor) -> tuple[str, int, int, int]:
         loc = c.location
         f = loc.file
-        return (os.path.realpath(f.name) if f else ""), loc.line, loc.column, loc.offset
+        return (self.realpath(f.name) if f else ""), loc.line, loc.column, loc.offset
 
     def macro_name(self, c: ci.Cursor) -> str:
         """Name of the macro whose expansion produced `c`, or ""."""
         path, line, col, off = self.loc(c)
         spath, soff = spelling_location(c.location)
-        if not path or (os.path.realpath(spath) == path and soff == off):
+        if not path or (self.realpath(spath) == path and soff == off):
             return ""
         m = IDENT.match(self.text(path), off)
         return m.group().decode() if m else ""
@@ -226,15 +234,18 @@ class _TuWalker:
     # ---- declarations ----------------------------------------------------------------------
     def run(self) -> TuFacts:
         for c in self.tu.cursor.get_children():
+            kind = c.kind
+            if kind != CK.VAR_DECL and not (kind == CK.FUNCTION_DECL and c.is_definition()):
+                continue  # most top-level cursors are library prototypes and types: skip them cheaply
             path = self.loc(c)[0]
             if not self.in_project(path):
                 continue
             self.note_file(path)
-            if c.kind == CK.VAR_DECL:
+            if kind == CK.VAR_DECL:
                 usr = self.global_decl(c)
                 if usr:
                     self.global_initializer(c, usr)
-            elif c.kind == CK.FUNCTION_DECL and c.is_definition():
+            else:
                 self.facts.functions.append(_FunctionWalker(self, c).run())
         return self.facts
 
