@@ -89,14 +89,15 @@ def build_report(results: list[TuResult], sem: Semantics, opts: Options) -> Repo
     cls.compute_taint()
     cls.collect()
     units = tuple(r.unit for r in results)
+    objects = _objects(program, cls)
     return Report(
         tool_version=__version__,
         translation_units=units,
         threads=tuple(_threads(program)),
-        variables=tuple(_variables(program, cls)),
+        variables=tuple(_variables(objects)),
         nondeterminism=tuple(_sites(program, cls, "nondeterminism")),
         packet_io=tuple(_sites(program, cls, "packet_io")),
-        warnings=tuple(_warnings(program, cls)),
+        warnings=tuple(_warnings(program, objects)),
         coverage=Coverage(
             sum(u.status == "ok" for u in units), sum(u.status != "ok" for u in units), len(program.functions)),
     )
@@ -110,25 +111,47 @@ def _threads(p: Program) -> list[Thread]:
     return out
 
 
-def _variables(p: Program, cls: Classifier) -> list[Variable]:
-    out: list[Variable] = []
+@dataclass(frozen=True)
+class _Object:
+    """One object of the program, described and classified once."""
+
+    info: ObjectInfo
+    name: str
+    decl: str  # "path:line"
+    scope: str
+    type: str
+    id: str
+    cls: str
+    protection: str | None
+    locks: tuple[str, ...]
+    commutative: bool
+    suppression: str  # "race" | "variable" | "" (an inline suppression on the declaration)
+    reason: str
+
+
+def _objects(p: Program, cls: Classifier) -> list[_Object]:
+    out = []
     for key, info in _all_objects(p, cls):
         desc = _describe(p, key)
         if desc is None:
             continue
-        name, decl, scope, typ, function, file, tls, id_name = desc
+        name, file, line, scope, typ, function, tls, id_name = desc
         c, protection, locks, commutative = cls.classify(info, tls, _is_lock(p, key))
         if key[0] != "global" and c == "thread_private":
             continue  # heap and stack objects are reported only when they become shared
-        decl_line = int(decl.rsplit(":", 1)[1])
-        sup = p.suppressions.get((decl.rsplit(":", 1)[0], decl_line))
-        out.append(Variable(
-            id=variable_id(file, function, id_name, scope), name=name, decl=decl, scope=scope, cls=c,
-            protection=protection, locks=locks, commutative=commutative,
-            accesses=tuple(_accesses(info)), type=typ,
-            suppressed=sup.reason if sup and sup.what in ("variable", "race") else "",
-        ))
+        sup = p.suppressions.get((file, line))
+        what = sup.what if sup and sup.what in ("race", "variable") else ""
+        out.append(_Object(info, name, f"{file}:{line}", scope, typ, variable_id(file, function, id_name, scope),
+                           c, protection, locks, commutative, what, sup.reason if what else ""))
+    return out
+
+
+def _variables(objects: list[_Object]) -> list[Variable]:
     order = {"shared_rw": 0, "shared_ro": 1, "per_core": 2, "thread_private": 3}
+    out = [Variable(
+        id=o.id, name=o.name, decl=o.decl, scope=o.scope, cls=o.cls, protection=o.protection, locks=o.locks,
+        commutative=o.commutative, accesses=tuple(_accesses(o.info)), type=o.type, suppressed=o.reason,
+    ) for o in objects]
     out.sort(key=lambda v: (order[v.cls], _loc_key(v.decl + ":0"), v.name))
     return out
 
@@ -145,32 +168,27 @@ def _all_objects(p: Program, cls: Classifier):
 
 
 def _describe(p: Program, key):
-    """(name, decl, scope, type, function, file, tls, identity name) of an object, or None."""
+    """(name, file, line, scope, type, function, tls, identity name) of an object, or None."""
     kind, k = key
-    if kind == "global":
+    if kind in ("global", "pointee"):
         g = p.globals.get(k)
         if g is None:
             return None
         file = _rel(p, g.file)
-        return g.name, f"{file}:{g.line}", g.scope, g.type, g.function, file, g.tls, g.name
+        if kind == "pointee":  # what a global pointer points to, when nothing stored into it is known
+            return f"*{g.name}", file, g.line, "heap", g.type, "", False, f"*{g.name}"
+        return g.name, file, g.line, g.scope, g.type, g.function, g.tls, g.name
     if kind == "alloc":
         a = p.allocs.get(k)
         if a is None:
             return None
-        name = a.assigned_to or f"{a.call}()"
-        return (name, f"{a.file}:{a.line}", "heap", f"{a.call}() result", a.function, a.file, False,
+        return (a.assigned_to or f"{a.call}()", a.file, a.line, "heap", f"{a.call}() result", a.function, False,
                 f"{a.call}->{a.assigned_to}")
     if kind == "stack":
         s = p.stacks.get(k)
         if s is None:
             return None
-        return s.name, f"{s.file}:{s.line}", "stack", "", s.function, s.file, False, s.name
-    if kind == "pointee":
-        g = p.globals.get(k)
-        if g is None:
-            return None
-        file = _rel(p, g.file)
-        return f"*{g.name}", f"{file}:{g.line}", "heap", g.type, "", file, False, f"*{g.name}"
+        return s.name, s.file, s.line, "stack", "", s.function, False, s.name
     return None
 
 
@@ -220,28 +238,19 @@ def _sites(p: Program, cls: Classifier, kind: str) -> list[Site]:
     return sorted(out, key=lambda s: _loc_key(s.loc))
 
 
-def _warnings(p: Program, cls: Classifier) -> list[Finding]:
+def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
     out: list[Finding] = []
-    for key, info in _all_objects(p, cls):
-        desc = _describe(p, key)
-        if desc is None:
+    for o in objects:
+        if o.cls != "shared_rw" or o.protection not in ("unprotected", "mixed") or o.suppression:
             continue
-        name, decl, scope, _, function, file, tls, id_name = desc
-        c, protection, _, _ = cls.classify(info, tls, _is_lock(p, key))
-        if c != "shared_rw" or protection not in ("unprotected", "mixed"):
-            continue
-        sup = p.suppressions.get((decl.rsplit(":", 1)[0], int(decl.rsplit(":", 1)[1])))
-        if sup and sup.what in ("race", "variable"):
-            continue
-        bad = [a for a in info.accesses if not a.atomic and not a.locks and any(cc for (_, cc) in a.contexts)
+        bad = [a for a in o.info.accesses if not a.atomic and not a.locks and any(c for (_, c) in a.contexts)
                and not a.suppressed]
         if not bad:
             continue
         first = min(bad, key=lambda a: _loc_key(a.loc))
-        vid = variable_id(file, function, id_name, scope)
         out.append(Finding("race", first.loc,
-                           f"{name} ({decl}) is written concurrently and {protection}: "
-                           f"{first.mode} in {first.fn.name} holds no lock and is not atomic", vid))
+                           f"{o.name} ({o.decl}) is written concurrently and {o.protection}: "
+                           f"{first.mode} in {first.fn.name} holds no lock and is not atomic", o.id))
     for r in p.roots:
         if r.how == "main":
             continue  # main's locals live through the whole run; its worker role is checked as a root
