@@ -689,9 +689,8 @@ class _FunctionWalker:
                     kids = kids[1:]
             ext = c.extent
             self.loop_spans.append((ext.start.offset, ext.end.offset))
-            body: list = []
-            ordered = kids if k != CK.DO_STMT else kids
-            for x in ordered:
+            body: list = []  # condition, increment and body (a do-while's body runs first; close enough)
+            for x in kids:
                 self.stmt(x, body, depth + 1)
             self.loop_spans.pop()
             out.append(Loop(tuple(body)))
@@ -748,15 +747,13 @@ class _FunctionWalker:
                     name = call.referenced.spelling
                     if self.tw.sem.role(name, "opaque_create"):
                         self.loop_written[key] = f"holds library state created by {name}() before the loop"
-        elif self.loop_spans and key in self.top_locals:
-            pass
         if init and key in self.escaping:  # `struct arg a = { .ctx = &ctx };` stores into a stack object
             dest = self.stack_ref(d, True)
             for ref in self.value_refs(init[-1]):
                 self.tw.facts.flows.append((dest, ref))
         if init:
             self.expr(init[-1], out)
-            if d.type.spelling == "struct sigaction" or "sigaction" in d.type.spelling:
+            if "sigaction" in d.type.spelling:
                 for c in _function_values(init[-1]):
                     self.note_function_value(c, handler=True)
 
