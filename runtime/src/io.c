@@ -239,9 +239,9 @@ ftmb_u16 ftmb_pkt_rx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 n
     struct _ftmb_rx_view views[64];
     uint16_t want = nb_pkts < 64 ? nb_pkts : 64;
     int n = _ftmb_rx_begin(queue_id, views, want);
-    if (n <= 0)
+    if (n < 0)
         return 0;
-    int got = 0;
+    int got = 0; /* n may be 0 with entries consumed (ticks, EOF): finish releases them too */
     for (; got < n; got++) {
         struct ftmb_pkt *p = ftmb_pkt_alloc();
         if (!p)

@@ -485,7 +485,7 @@ static int receive_path(void)
     put_entry(&il, 1, _FTMB_IN_TICK, 6000000000ull, 0);
     put_entry(&il, 2, _FTMB_IN_PKT, 7000000000ull, 101);
     put_entry(&il, 3, _FTMB_IN_PKT, 8000000000ull, 102);
-    CHECK(ftmb_pkt_rx_burst(0, p, 2) == 2); /* pkt, tick, pkt: three entries */
+    CHECK(ftmb_pkt_rx_burst(0, p, 2) == 2); /* pkt, tick, pkt: three entries; one packet stays */
     uint32_t tag;
     memcpy(&tag, ftmb_pkt_data(p[1]), 4);
     CHECK(tag == 101 && ftmb_pkt_len(p[1]) == 4);
@@ -493,19 +493,25 @@ static int receive_path(void)
     CHECK(ftmb_rte_rdtsc() == 7000000000ull); /* the session's tsc_hz is 1 GHz here */
     ftmb_pkt_free(p[0]);
     ftmb_pkt_free(p[1]);
-    put_entry(&il, 4, _FTMB_IN_EOF, 9000000000ull, 0);
-    CHECK(!ftmb_input_done(0));
     CHECK(ftmb_pkt_rx_burst(0, p, 8) == 1);
+    ftmb_pkt_free(p[0]);
+    put_entry(&il, 4, _FTMB_IN_TICK, 8500000000ull, 0);
+    CHECK(ftmb_pkt_rx_burst(0, p, 8) == 0); /* a tick alone: no packet, but consumed and logged */
+    CHECK(ftmb_time(NULL) == 8);
+    put_entry(&il, 5, _FTMB_IN_EOF, 9000000000ull, 0);
+    CHECK(!ftmb_input_done(0));
+    CHECK(ftmb_pkt_rx_burst(0, p, 8) == 0);
     CHECK(ftmb_input_done(0));
     CHECK(ftmb_time(NULL) == 9);
-    ftmb_pkt_free(p[0]);
     _ftmb_ol_poll(S.ol);
     uint64_t n;
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
-    CHECKF(n == 3, "%llu records", (unsigned long long)n);
+    CHECKF(n == 5, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[3].head) == _FTMB_REC_RX && _ftmb_rec_site(log[3].head) == 1 && log[3].value == 4);
+    CHECK(_ftmb_rec_kind(log[4].head) == _FTMB_REC_RX && _ftmb_rec_site(log[4].head) == 1 && log[4].value == 5);
     CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ND && (long)(log[0].value / 1000000000ull) == before);
     CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_RX && _ftmb_rec_site(log[1].head) == 3 && log[1].value == 0);
-    CHECK(_ftmb_rec_kind(log[2].head) == _FTMB_REC_RX && _ftmb_rec_site(log[2].head) == 2 && log[2].value == 3);
+    CHECK(_ftmb_rec_kind(log[2].head) == _FTMB_REC_RX && _ftmb_rec_site(log[2].head) == 1 && log[2].value == 3);
     session_close(&S);
     return 0;
 }
