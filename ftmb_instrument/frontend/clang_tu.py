@@ -1011,7 +1011,8 @@ class _FunctionWalker:
             if h < len(args):
                 refs = self.value_refs(args[h])
                 if refs:
-                    self.emit_access(c, refs, role.get("mode"), False, False, self.selection_taint(args[h]), out)
+                    self.emit_access(c, refs, role.get("mode"), role.get("thread_safe"), False,
+                                     self.selection_taint(args[h]), out)
         param_types: list = []
         if direct and callee.type.kind == TK.FUNCTIONPROTO:
             param_types = list(callee.type.argument_types())
