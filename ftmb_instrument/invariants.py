@@ -8,9 +8,10 @@ A single path stands for a single queue. Input packets must carry the generator'
 
 What the pcaps cannot show is the order in which different cores touched shared state: inside one
 queue the order is exact (a core handles its packets in order); across queues only transmit
-timestamps are known, and a core may hold a processed packet a while before sending it. Each
-checker says how it treats cross-queue order; where it must use timestamps it errs in the
-middlebox's favour, so a violation is a real one (given the stated holding allowance).
+timestamps are known, and a core sends a packet some time after deciding on it. The examples'
+worker loop (receive at most 32 packets, decide, send, receive again) bounds that time from
+below by earlier packets' transmit times (`_Run.decided_after`), so cross-queue judgements use
+only what surely happened: a violation is a real one.
 
 Checked for every example: each output packet comes from an input packet of the same queue
 (`trace`), at most once (`duplicate`), in input order (`order`).
@@ -131,6 +132,28 @@ class _Run:
                 queue.append(OutPacket(q, i, pkt, parsed, src))
             self.outputs.append(queue)
         self.forwarded_tags = set(seen)
+        # Per queue: input indices of the forwarded packets (ascending) and the running maximum
+        # of their transmit times, for `decided_after`.
+        self._sent: list[tuple[list[int], list[int]]] = []
+        for queue in self.outputs:
+            indices, max_ts = [], []
+            for out in queue:
+                if out.source is not None and (not indices or out.source.index > indices[-1]):
+                    indices.append(out.source.index)
+                    max_ts.append(max(out.packet.ts_ns, max_ts[-1]) if max_ts else
+                                  out.packet.ts_ns)
+            self._sent.append((indices, max_ts))
+
+    def decided_after(self, queue: int, input_index: int, burst: int) -> int | None:
+        """A time before which input packet `input_index` of `queue` was surely not decided on.
+
+        A worker receives at most `burst` packets, decides on them, sends them, and only then
+        receives again: any packet received `burst` or more packets earlier was sent (and
+        timestamped) before this one was received. None when no such packet was sent.
+        """
+        indices, max_ts = self._sent[queue]
+        n = bisect.bisect_right(indices, input_index - burst)
+        return max_ts[n - 1] if n else None
 
     def add(self, invariant: str, message: str, queue: int | None = None,
             index: int | None = None) -> None:
@@ -164,7 +187,7 @@ def _parse_prefix(text: str) -> tuple[int, int]:
 
 def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.113.1",
               internal_net: str = "10.0.0.0/8", port_min: int = 1024, port_max: int = 65535,
-              rebinding_allowed: bool = False) -> list[Violation]:
+              rebinding_allowed: bool = False, burst: int | None = 32) -> list[Violation]:
     """Invariants of examples/nat.
 
     - `nat.rewrite`: an outbound packet leaves with source `external_ip` and a port from the
@@ -174,8 +197,10 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
     - `nat.mapping`: all outbound packets of a flow use the same external port (unless
       `rebinding_allowed`: a binding may expire and the flow get a new port).
     - `nat.port-unique`: no external port is bound to two flows at once. Within a queue the
-      packet order decides; across queues, transmit timestamps do (a port is only reused after
-      its binding expired, which takes the idle timeout, far longer than a core holds a packet).
+      packet order decides. Across queues a flow surely held its port from the transmit time of
+      its first packet with it until the time its last one was surely not yet decided on
+      (see `check_firewall` for the `burst` argument; None skips the cross-queue check), and
+      two flows' surely-held times must not overlap.
     """
     ext = ip_int(external_ip)
     net, mask = _parse_prefix(internal_net)
@@ -196,7 +221,8 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
                     (src.proto, src.ip_dst, src.dport, len(out.source.packet.data)):
                 run.add("nat.rewrite", f"outbound {flow_str(src.five_tuple)} changed beyond its "
                         "source", out.queue, out.index)
-            uses[src.five_tuple][p.sport].append((out.queue, out.index, out.packet.ts_ns))
+            uses[src.five_tuple][p.sport].append((out.queue, out.index, out.packet.ts_ns,
+                                                  out.source.index))
         elif src.has_ports and src.ip_dst == ext:
             inbound.append(out)
         else:
@@ -215,7 +241,7 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
         for i in range(len(holders)):
             for j in range(i + 1, len(holders)):
                 (fa, wa), (fb, wb) = holders[i], holders[j]
-                if _overlap(wa, wb):
+                if _overlap(run, wa, wb, burst):
                     run.add("nat.port-unique", f"external port {port} held by "
                             f"{flow_str(fa)} and {flow_str(fb)} at once", wb[0][0], wb[0][1])
     for out in inbound:
@@ -228,22 +254,27 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
     return run.violations
 
 
-def _overlap(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> bool:
-    """Do two uses of one port, each a list of (queue, index, ts), overlap in time?"""
+def _overlap(run: _Run, a: list[tuple[int, int, int, int]], b: list[tuple[int, int, int, int]],
+             burst: int | None) -> bool:
+    """Did two flows surely hold one port at the same time? Each use is a list of
+    (queue, output index, transmit time, input index) of the packets sent with the port."""
     if a[0][0] == b[0][0]:  # same queue: packet order is exact
-        a_lo, a_hi = min(x[1] for x in a), max(x[1] for x in a)
-        b_lo, b_hi = min(x[1] for x in b), max(x[1] for x in b)
-    else:
-        a_lo, a_hi = min(x[2] for x in a), max(x[2] for x in a)
-        b_lo, b_hi = min(x[2] for x in b), max(x[2] for x in b)
-    return a_lo <= b_hi and b_lo <= a_hi
+        a_lo, a_hi = a[0][1], a[-1][1]
+        b_lo, b_hi = b[0][1], b[-1][1]
+        return a_lo <= b_hi and b_lo <= a_hi
+    if burst is None:
+        return False
+    a_hi = run.decided_after(a[-1][0], a[-1][3], burst)
+    b_hi = run.decided_after(b[-1][0], b[-1][3], burst)
+    return (a_hi is not None and b_hi is not None and a[0][2] < a_hi and b[0][2] < b_hi
+            and a[0][2] < b_hi and b[0][2] < a_hi)
 
 
 # --- firewall --------------------------------------------------------------------------------
 
 
 def check_firewall(inputs: PathsArg, outputs: PathsArg, *, max_conns: int = 5,
-                   hold_ns: int = 20_000_000) -> list[Violation]:
+                   burst: int | None = 32) -> list[Violation]:
     """Invariants of examples/firewall.
 
     - `firewall.unchanged`: forwarded packets are not modified.
@@ -253,18 +284,24 @@ def check_firewall(inputs: PathsArg, outputs: PathsArg, *, max_conns: int = 5,
     - `firewall.limit`: never more than `max_conns` connections live at once. A connection counts
       from its first forwarded packet up to the RST or second FIN that closed it, or else up to
       its last forwarded packet (idle timeouts are invisible in the output, so the firewall may
-      have held it longer). Within a queue the packet order decides. Across queues only
-      transmit timestamps exist and a core may hold a processed packet before sending it, so
-      there each connection counts from its first packet's timestamp to `hold_ns` before its
-      last one's: a run is flagged only if no core held a packet longer than `hold_ns` could
-      explain the overlap.
+      have held it longer). Within a queue the packet order decides.
+
+      Across queues only transmit timestamps exist, and a core sends a packet some time after
+      deciding on it. What bounds that time is the worker loop: receive at most `burst`
+      packets, decide, send them, receive again. So a packet was decided no later than its own
+      transmit time and no earlier than the transmit time of any packet of its queue that was
+      received `burst` or more packets before it. A connection is surely live from its first
+      packet's transmit time to that lower bound for its last packet; more than `max_conns`
+      surely-live connections at one instant is a violation. `burst=None` skips the cross-queue
+      check (for outputs whose timestamps are not the middlebox's own send times, e.g. after an
+      output logger released them).
     """
     run = _Run(inputs, outputs)
     for out in run.traced():
         if out.packet.data != out.source.packet.data:
             run.add("firewall.unchanged", "forwarded packet was modified", out.queue, out.index)
-    chains = []
-    intervals: list[tuple[int, int]] = []
+    surely_live: list[tuple[int, int]] = []
+    per_queue_ok = True
     for q, queue in enumerate(run.outputs):
         open_sessions: dict[tuple, dict] = {}
         sessions: list[dict] = []
@@ -283,11 +320,11 @@ def check_firewall(inputs: PathsArg, outputs: PathsArg, *, max_conns: int = 5,
                     run.add("firewall.admission", f"{flow_str(p.five_tuple)} forwarded {what}",
                             q, out.index)
                     continue
-                s = open_sessions[key] = {"first": out.index, "closed": False, "fins": set(),
-                                          "first_ts": out.packet.ts_ns}
+                s = open_sessions[key] = {"first": out.index, "first_ts": out.packet.ts_ns,
+                                          "closed": False, "fins": set()}
                 sessions.append(s)
             s["last"] = out.index
-            s["last_ts"] = out.packet.ts_ns
+            s["last_input"] = out.source.index
             if p.flag(TCP_RST):
                 s["closed"] = True
             elif p.flag(TCP_FIN):
@@ -297,20 +334,24 @@ def check_firewall(inputs: PathsArg, outputs: PathsArg, *, max_conns: int = 5,
         # reading, closes just after its last one.
         steps = sorted([(s["first"], 0, +1) for s in sessions] +
                        [(s["last"], 1, -1) for s in sessions])
-        chain = [d for _, _, d in steps]
-        chains.append(chain)
-        alone = _max_prefix(chain)
+        alone = _max_prefix([d for _, _, d in steps])
         if alone > max_conns:
+            per_queue_ok = False
             run.add("firewall.limit", f"{alone} connections live at once on this queue alone "
                     f"(limit {max_conns})", q)
-        intervals.extend((x["first_ts"], x["last_ts"] - hold_ns) for x in sessions)
-    if len(chains) > 1 and all(_max_prefix(c) <= max_conns for c in chains):
-        steps = sorted([(lo, +1) for lo, hi in intervals if lo <= hi] +
-                       [(hi, -1) for lo, hi in intervals if lo <= hi])
-        peak = _max_prefix([d for _, d in steps])
+        if burst is not None:
+            for s in sessions:
+                end = run.decided_after(q, s["last_input"], burst)
+                if end is not None and end > s["first_ts"]:
+                    surely_live.append((s["first_ts"], end))
+    if len(run.outputs) > 1 and per_queue_ok and burst is not None:
+        # Ends before starts at equal times: the reading most favourable to the firewall.
+        steps2 = sorted([(lo, +1) for lo, _ in surely_live] + [(hi, -1) for _, hi in surely_live])
+        peak = _max_prefix([d for _, d in steps2])
         if peak > max_conns:
-            run.add("firewall.limit", f"{peak} connections live at once across queues by "
-                    f"transmit time (limit {max_conns}; allowing {hold_ns} ns of holding)")
+            run.add("firewall.limit", f"{peak} connections surely live at once across queues "
+                    f"(limit {max_conns}; by transmit times and receive bursts of at most "
+                    f"{burst})")
     return run.violations
 
 

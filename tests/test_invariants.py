@@ -89,13 +89,18 @@ def test_nat_flags_a_port_held_by_two_flows_at_once(tmp_path, nat_input):
     assert "external port 1024" in str(found[0])
 
 
-def test_nat_flags_a_port_shared_across_queues_by_transmit_time(tmp_path):
-    a, b = tcp(0, client(1), 1000, SERVER, 80), tcp(1, client(2), 2000, SERVER, 80)
-    a2 = tcp(2, client(1), 1000, SERVER, 80)
-    ins = [write(tmp_path / "i0.pcap", [a, a2]), write(tmp_path / "i1.pcap", [b])]
-    outs = [write(tmp_path / "o0.pcap", [nat_out(a, 1024), nat_out(a2, 1024)], ts_step=1000),
-            write(tmp_path / "o1.pcap", [nat_out(b, 1024)], t0=T0 + 500)]
-    assert names(inv.check_nat(ins, outs)) == ["nat.port-unique"]
+def test_nat_flags_a_port_surely_shared_across_queues(tmp_path):
+    a = [tcp(k, client(1), 1000, SERVER, 80) for k in (0, 2, 4)]
+    b = [tcp(k, client(2), 2000, SERVER, 80) for k in (1, 3, 5)]
+    ins = [write(tmp_path / "i0.pcap", a), write(tmp_path / "i1.pcap", b)]
+    ms = 10**6
+    outs = [write(tmp_path / "o0.pcap", [nat_out(f, 1024) for f in a], ts_step=100 * ms),
+            write(tmp_path / "o1.pcap", [nat_out(f, 1024) for f in b], ts_step=100 * ms,
+                  t0=T0 + 10 * ms)]
+    # One packet per receive burst: both flows surely held port 1024 from 10 ms to 100 ms.
+    assert names(inv.check_nat(ins, outs, burst=1)) == ["nat.port-unique"]
+    # Three per burst: each core may have decided on all of its packets at once.
+    assert inv.check_nat(ins, outs, burst=3) == []
 
 
 def test_nat_flags_a_changed_mapping_and_bad_checksums(tmp_path, nat_input):
@@ -151,15 +156,20 @@ def test_firewall_flags_more_live_connections_than_the_limit(tmp_path):
 
 
 def test_firewall_flags_the_limit_broken_across_queues(tmp_path):
-    q0 = [syn(0, 1), tcp(2, client(1), 1001, SERVER, 80)]
-    q1 = [syn(1, 2), tcp(3, client(2), 1002, SERVER, 80)]
+    q0 = [syn(0, 1)] + [tcp(2 + k, client(1), 1001, SERVER, 80) for k in (0, 2)]
+    q1 = [syn(1, 2)] + [tcp(3 + k, client(2), 1002, SERVER, 80) for k in (0, 2)]
     ins = [write(tmp_path / "i0.pcap", q0), write(tmp_path / "i1.pcap", q1)]
     ms = 10**6
     outs = [write(tmp_path / "o0.pcap", q0, ts_step=100 * ms),
             write(tmp_path / "o1.pcap", q1, ts_step=100 * ms, t0=T0 + 10 * ms)]
-    assert names(inv.check_firewall(ins, outs, max_conns=1, hold_ns=ms)) == ["firewall.limit"]
-    # Had a core held packets for longer than the overlap, the run could still be correct.
-    assert inv.check_firewall(ins, outs, max_conns=1, hold_ns=200 * ms) == []
+    # Receiving one packet at a time, each core decided on its third packet after sending its
+    # second: both connections were live from 10 ms to 100 ms.
+    found = inv.check_firewall(ins, outs, max_conns=1, burst=1)
+    assert names(found) == ["firewall.limit"]
+    assert "2 connections surely live at once across queues" in str(found[0])
+    # With bursts of three, a core may have decided on all its packets before sending any.
+    assert inv.check_firewall(ins, outs, max_conns=1, burst=3) == []
+    assert inv.check_firewall(ins, outs, max_conns=1, burst=None) == []
 
 
 def test_firewall_flags_packets_of_rejected_or_closed_connections(tmp_path):
