@@ -105,6 +105,20 @@ def test_nat_bindings_expire_and_return_their_ports(built, trace, tmp_path):
     assert int(stats["expired"]) == int(stats["bindings"]) >= 32
 
 
+def test_nat_with_short_timeouts_on_three_workers_stays_correct(built, tmp_path):
+    # Bindings expire and ports move between cores while traffic flows (on this machine a
+    # 20000-packet trace takes long enough); how often depends on speed, so only the
+    # invariants and the bookkeeping are asserted.
+    trace_path = tmp_path / "long.pcap"
+    traffic.generate(trace_path, seed=21, flows=300, packets=20000, duration_s=1.0)
+    ins, outs, stats, _ = run_example(built, "nat", trace_path, 3, tmp_path / "run",
+                                      "--port-min", "5000", "--port-max", "5063",
+                                      "--timeout-ms", "2", "--closing-timeout-ms", "1")
+    assert_clean(inv.check_nat(ins, outs, port_min=5000, port_max=5063, rebinding_allowed=True))
+    assert int(stats["expired"]) == int(stats["bindings"]) >= 64
+    assert int(stats["pool_exhausted"]) > 0
+
+
 def test_nat_translates_replies_back(built, tmp_path):
     mac = bytes.fromhex("020000000001")
     server = pcap.ip_int("198.51.100.20")
