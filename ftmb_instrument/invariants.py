@@ -131,14 +131,14 @@ class _Run:
                     last_input_index = max(last_input_index, src.index)
                 queue.append(OutPacket(q, i, pkt, parsed, src))
             self.outputs.append(queue)
-        self.forwarded_tags = set(seen)
         # Per queue: input indices of the forwarded packets (ascending) and the running maximum
         # of their transmit times, for `decided_after`.
         self._sent: list[tuple[list[int], list[int]]] = []
         for queue in self.outputs:
             indices, max_ts = [], []
             for out in queue:
-                if out.source is not None and (not indices or out.source.index > indices[-1]):
+                if out.source is not None and out.source.queue == out.queue and \
+                        (not indices or out.source.index > indices[-1]):
                     indices.append(out.source.index)
                     max_ts.append(max(out.packet.ts_ns, max_ts[-1]) if max_ts else
                                   out.packet.ts_ns)
@@ -206,8 +206,8 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
     net, mask = _parse_prefix(internal_net)
     run = _Run(inputs, outputs)
     run.check_checksums("nat")
-    # per flow: ext port -> list of (queue, index, ts)
-    uses: dict[tuple, dict[int, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    # per flow: external port -> (queue, output index, transmit time, input index) of each use
+    uses: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     inbound: list[OutPacket] = []
     for out in run.traced():
         src, p = out.source.parsed, out.parsed
@@ -229,7 +229,7 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
             run.add("nat.rewrite", f"forwarded {flow_str(src.five_tuple)}, which is neither "
                     "outbound nor addressed to the external IP", out.queue, out.index)
 
-    bindings: dict[int, list[tuple[tuple, list[tuple[int, int, int]]]]] = defaultdict(list)
+    bindings: dict[int, list[tuple[tuple, list]]] = defaultdict(list)
     for flow, ports in uses.items():
         if len(ports) > 1 and not rebinding_allowed:
             first = min(min(v) for v in ports.values())
