@@ -370,7 +370,7 @@ typedef int (*lock_fn)(volatile void *);
  * object and only then takes the program's lock (waiting inside the lock would deadlock); a
  * try-acquire that succeeded in the log blocks, one that failed fails without trying.
  */
-static int locked_acquire(lock_fn acquire, lock_fn blocking, volatile void *lock, ftmb_obj_t obj, ftmb_site_t site,
+static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire, lock_fn blocking, volatile void *lock, ftmb_obj_t obj, ftmb_site_t site,
                           int is_try, int shared)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
@@ -489,6 +489,118 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
 
 /* ---- atomics: performed inside the object's sequence lock, so log order = real order ---------- */
 
+/*
+ * In passthrough an atomic is the builtin itself. When logging, it runs inside the object's
+ * sequence lock (A1 ... E1): the lock makes the order of operations on the object the order of
+ * their sequence numbers, and it also makes the operation atomic, so inside it the operation is a
+ * plain load and store (one read-modify-write instruction per operation, the lock's, instead of
+ * two). This relies on every write to an object logged as atomic going through the runtime, which
+ * instrumentation guarantees (an uninstrumented concurrent writer would break replay anyway).
+ * Memory order: A1 is a sequentially consistent RMW (a full barrier), so the operation is ordered
+ * after everything before it; the store inside is a release store when the caller asked for
+ * release or stronger, and E1 releases the lock after it; the next atomic on any logged object
+ * starts with its own A1, which keeps sequentially consistent operations in one total order.
+ */
+static inline int store_order(int memorder)
+{
+    return (memorder == __ATOMIC_RELEASE || memorder == __ATOMIC_ACQ_REL || memorder == __ATOMIC_SEQ_CST)
+               ? __ATOMIC_RELEASE
+               : __ATOMIC_RELAXED;
+}
+
+#define LOGGED(obj, site, passthrough_expr, logged_stmts)                                                   \
+    do {                                                                                                     \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                        \
+            return passthrough_expr;                                                                         \
+        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
+        logged_stmts;                                                                                        \
+    } while (0)
+
+#define FTMB_ATOMIC_RMW(N, T, OP, EXPR)                                                                      \
+    T ftmb_atomic_fetch_##OP##_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        LOGGED(obj, site, __atomic_fetch_##OP(p, val, memorder), {                                           \
+            T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* relaxed: the sequence lock excludes writers */ \
+            __atomic_store_n(p, (T)(EXPR), store_order(memorder));                                           \
+            ordered_leave(o_);                                                                               \
+            return old;                                                                                      \
+        });                                                                                                  \
+    }                                                                                                        \
+    T ftmb_atomic_##OP##_fetch_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        LOGGED(obj, site, __atomic_##OP##_fetch(p, val, memorder), {                                         \
+            T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* relaxed: the sequence lock excludes writers */ \
+            T new_ = (T)(EXPR);                                                                              \
+            __atomic_store_n(p, new_, store_order(memorder));                                                \
+            ordered_leave(o_);                                                                               \
+            return new_;                                                                                     \
+        });                                                                                                  \
+    }
+
+#define FTMB_ATOMIC_SIZE(N, T)                                                                               \
+    T ftmb_atomic_load_##N(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site)          \
+    {                                                                                                        \
+        const volatile T *p = ptr;                                                                           \
+        LOGGED(obj, site, __atomic_load_n(p, memorder), {                                                    \
+            T v = __atomic_load_n(p, __ATOMIC_RELAXED); /* ordered by A1 */                                   \
+            ordered_leave(o_);                                                                               \
+            return v;                                                                                        \
+        });                                                                                                  \
+    }                                                                                                        \
+    void ftmb_atomic_store_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH) {                                                      \
+            __atomic_store_n(p, val, memorder);                                                              \
+            return;                                                                                          \
+        }                                                                                                    \
+        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
+        __atomic_store_n(p, val, store_order(memorder));                                                     \
+        ordered_leave(o_);                                                                                   \
+    }                                                                                                        \
+    T ftmb_atomic_exchange_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        LOGGED(obj, site, __atomic_exchange_n(p, val, memorder), {                                           \
+            T old = __atomic_load_n(p, __ATOMIC_RELAXED);                                                    \
+            __atomic_store_n(p, val, store_order(memorder));                                                 \
+            ordered_leave(o_);                                                                               \
+            return old;                                                                                      \
+        });                                                                                                  \
+    }                                                                                                        \
+    _Bool ftmb_atomic_compare_exchange_##N(volatile void *ptr, void *expected, T desired, _Bool weak,        \
+                                           int success_memorder, int failure_memorder, ftmb_obj_t obj,       \
+                                           ftmb_site_t site)                                                 \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        T *exp = expected;                                                                                   \
+        /* Logged, a weak CAS never fails spuriously: replay could not reproduce that. */                    \
+        LOGGED(obj, site, __atomic_compare_exchange_n(p, exp, desired, weak, success_memorder, failure_memorder), { \
+            T cur = __atomic_load_n(p, __ATOMIC_RELAXED);                                                    \
+            _Bool ok = cur == *exp;                                                                          \
+            if (ok)                                                                                          \
+                __atomic_store_n(p, desired, store_order(success_memorder));                                 \
+            else                                                                                             \
+                *exp = cur;                                                                                  \
+            ordered_leave(o_);                                                                               \
+            return ok;                                                                                       \
+        });                                                                                                  \
+    }                                                                                                        \
+    FTMB_ATOMIC_RMW(N, T, add, old + val)                                                                    \
+    FTMB_ATOMIC_RMW(N, T, sub, old - val)                                                                    \
+    FTMB_ATOMIC_RMW(N, T, and, old & val)                                                                    \
+    FTMB_ATOMIC_RMW(N, T, or, old | val)                                                                     \
+    FTMB_ATOMIC_RMW(N, T, xor, old ^ val)
+
+FTMB_ATOMIC_SIZE(1, ftmb_u8)
+FTMB_ATOMIC_SIZE(2, ftmb_u16)
+FTMB_ATOMIC_SIZE(4, ftmb_u32)
+FTMB_ATOMIC_SIZE(8, ftmb_u64)
+
+/* The rte_atomic wrappers keep the builtin inside the lock: they are rarer and DPDK's own
+ * functions are full barriers, which the builtin keeps. */
 #define ORDERED_OP(obj, site, expr)                                                                          \
     do {                                                                                                     \
         if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                        \
@@ -509,50 +621,6 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
         stmt;                                                                                                \
         ordered_leave(o_);                                                                                   \
     } while (0)
-
-#define FTMB_ATOMIC_RMW(N, T, OP)                                                                            \
-    T ftmb_atomic_fetch_##OP##_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
-    {                                                                                                        \
-        ORDERED_OP(obj, site, __atomic_fetch_##OP((volatile T *)ptr, val, memorder));                       \
-    }                                                                                                        \
-    T ftmb_atomic_##OP##_fetch_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
-    {                                                                                                        \
-        ORDERED_OP(obj, site, __atomic_##OP##_fetch((volatile T *)ptr, val, memorder));                     \
-    }
-
-#define FTMB_ATOMIC_SIZE(N, T)                                                                               \
-    T ftmb_atomic_load_##N(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site)          \
-    {                                                                                                        \
-        ORDERED_OP(obj, site, __atomic_load_n((const volatile T *)ptr, memorder));                          \
-    }                                                                                                        \
-    void ftmb_atomic_store_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
-    {                                                                                                        \
-        ORDERED_VOID(obj, site, __atomic_store_n((volatile T *)ptr, val, memorder));                        \
-    }                                                                                                        \
-    T ftmb_atomic_exchange_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
-    {                                                                                                        \
-        ORDERED_OP(obj, site, __atomic_exchange_n((volatile T *)ptr, val, memorder));                       \
-    }                                                                                                        \
-    _Bool ftmb_atomic_compare_exchange_##N(volatile void *ptr, void *expected, T desired, _Bool weak,        \
-                                           int success_memorder, int failure_memorder, ftmb_obj_t obj,       \
-                                           ftmb_site_t site)                                                 \
-    {                                                                                                        \
-        /* A weak CAS may fail spuriously, which replay could not reproduce: always strong. */               \
-        (void)weak;                                                                                          \
-        ORDERED_OP(obj, site,                                                                                \
-                   (_Bool)__atomic_compare_exchange_n((volatile T *)ptr, (T *)expected, desired, 0,          \
-                                                      success_memorder, failure_memorder));                  \
-    }                                                                                                        \
-    FTMB_ATOMIC_RMW(N, T, add)                                                                               \
-    FTMB_ATOMIC_RMW(N, T, sub)                                                                               \
-    FTMB_ATOMIC_RMW(N, T, and)                                                                               \
-    FTMB_ATOMIC_RMW(N, T, or)                                                                                \
-    FTMB_ATOMIC_RMW(N, T, xor)
-
-FTMB_ATOMIC_SIZE(1, ftmb_u8)
-FTMB_ATOMIC_SIZE(2, ftmb_u16)
-FTMB_ATOMIC_SIZE(4, ftmb_u32)
-FTMB_ATOMIC_SIZE(8, ftmb_u64)
 
 /* rte_atomicN_t is { volatile intN_t cnt; }; DPDK's inline functions are sequentially consistent. */
 #define SC __ATOMIC_SEQ_CST
