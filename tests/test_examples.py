@@ -275,3 +275,13 @@ def test_two_ports_forward_from_port_0_to_port_1(built, vip_trace, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert count([out0]) == 0 and count([out1]) == 6000
     assert_clean(inv.check_lb(inp, out1))
+
+
+def test_fewer_queues_than_workers_is_explained(built, trace, tmp_path):
+    cmd = ["timeout", "-s", "KILL", "60", str(built / "firewall"), "--no-huge", "-m", "256",
+           "--no-pci", "--no-shconf", f"--file-prefix=ftmbex{os.getpid()}_{next(_run_ids)}",
+           "--log-level=lib.eal:error", "--lcores", "(0-2)@(0,1)", "--vdev",
+           f"net_pcap0,rx_pcap={trace},tx_pcap={tmp_path / 'o.pcap'}", "--"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 1
+    assert "firewall: port 0 has 1 rx / 1 tx queues but 2 workers need one each" in proc.stderr

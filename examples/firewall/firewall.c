@@ -383,9 +383,9 @@ port_init(uint16_t port)
 	if (ret != 0)
 		return ret;
 	if (dev_info.max_rx_queues < nb_queues || dev_info.max_tx_queues < nb_queues) {
-		fprintf(stderr, "firewall: port %u has %u rx / %u tx queues but %u workers need one each "
-			"(give the vdev one rx_pcap= and tx_pcap= per worker)\n", port,
-			dev_info.max_rx_queues, dev_info.max_tx_queues, nb_queues);
+		fprintf(stderr, "firewall: port %u has %u rx / %u tx queues but %u workers "
+			"need one each (give the vdev one rx_pcap= and tx_pcap= per worker)\n",
+			port, dev_info.max_rx_queues, dev_info.max_tx_queues, nb_queues);
 		return -EINVAL;
 	}
 	ret = rte_eth_dev_configure(port, nb_queues, nb_queues, &port_conf);
@@ -426,8 +426,8 @@ parse_u64(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_
 	errno = 0;
 	v = strtoull(text, &end, 10);
 	if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "firewall: %s: '%s' is not a number between %" PRIu64 " and %" PRIu64 "\n",
-			opt, text, min, max);
+		fprintf(stderr, "firewall: %s: '%s' is not a number between %" PRIu64 " and %"
+			PRIu64 "\n", opt, text, min, max);
 		return -1;
 	}
 	*out = v;
@@ -460,7 +460,8 @@ parse_args(int argc, char **argv)
 				return -1;
 			break;
 		case OPT_IDLE:
-			if (parse_u64("--idle-exit-ms", optarg, 0, 86400000, &config.idle_exit_ms) < 0)
+			if (parse_u64("--idle-exit-ms", optarg, 0, 86400000,
+				      &config.idle_exit_ms) < 0)
 				return -1;
 			break;
 		default:
@@ -487,8 +488,8 @@ main(int argc, char **argv)
 
 	ret = rte_eal_init(argc, argv);
 	if (ret < 0) {
-		fprintf(stderr, "firewall: EAL initialization failed: %s (check the EAL options and "
-			"the vdev files)\n", rte_strerror(rte_errno));
+		fprintf(stderr, "firewall: EAL initialization failed: %s (check the EAL options "
+			"and the vdev files)\n", rte_strerror(rte_errno));
 		return 1;
 	}
 	argc -= ret;
