@@ -29,3 +29,7 @@ class SuppressionError(FtmbError):
 
 class ReportError(FtmbError):
     """A report file is unreadable or does not follow the expected schema."""
+
+
+class RewriteError(FtmbError):
+    """A site cannot be rewritten safely, edits conflict, or a plan is stale or malformed."""
