@@ -346,6 +346,46 @@ static int passthrough_mode(void)
     return 0;
 }
 
+/* Logged atomics give the builtins' results, for every size and operation. */
+#define CHECK_ATOMICS(N, T)                                                                                  \
+    do {                                                                                                     \
+        T x = (T)0x5a, shadow = (T)0x5a, e, es;                                                              \
+        for (unsigned k = 1; k < 40; k++) {                                                                  \
+            T v = (T)(k * 0x3b + 7);                                                                          \
+            CHECK(ftmb_atomic_fetch_add_##N(&x, v, 5, 20 + N, 0) == __atomic_fetch_add(&shadow, v, 5));      \
+            CHECK(ftmb_atomic_fetch_sub_##N(&x, (T)k, 3, 20 + N, 0) == __atomic_fetch_sub(&shadow, (T)k, 3)); \
+            CHECK(ftmb_atomic_fetch_and_##N(&x, (T)~k, 0, 20 + N, 0) == __atomic_fetch_and(&shadow, (T)~k, 0)); \
+            CHECK(ftmb_atomic_fetch_or_##N(&x, (T)(k << 2), 4, 20 + N, 0) ==                                  \
+                  __atomic_fetch_or(&shadow, (T)(k << 2), 4));                                               \
+            CHECK(ftmb_atomic_fetch_xor_##N(&x, v, 5, 20 + N, 0) == __atomic_fetch_xor(&shadow, v, 5));      \
+            CHECK(ftmb_atomic_add_fetch_##N(&x, v, 5, 20 + N, 0) == __atomic_add_fetch(&shadow, v, 5));      \
+            CHECK(ftmb_atomic_xor_fetch_##N(&x, (T)k, 5, 20 + N, 0) == __atomic_xor_fetch(&shadow, (T)k, 5)); \
+            CHECK(ftmb_atomic_exchange_##N(&x, v, 5, 20 + N, 0) == __atomic_exchange_n(&shadow, v, 5));      \
+            e = es = (T)(k & 1 ? v : v + 1);                                                                 \
+            CHECK(ftmb_atomic_compare_exchange_##N(&x, &e, (T)k, 1, 5, 5, 20 + N, 0) ==                      \
+                  __atomic_compare_exchange_n(&shadow, &es, (T)k, 0, 5, 5));                                 \
+            CHECK(e == es);                                                                                  \
+            ftmb_atomic_store_##N(&x, (T)(x + 1), 3, 20 + N, 0);                                             \
+            __atomic_store_n(&shadow, (T)(shadow + 1), 3);                                                   \
+            CHECK(ftmb_atomic_load_##N(&x, 2, 20 + N, 0) == shadow);                                         \
+        }                                                                                                    \
+    } while (0)
+
+static int atomics_logged_semantics(void)
+{
+    CHECK(session_open(&S, 2, 65536, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    CHECK_ATOMICS(1, uint8_t);
+    CHECK_ATOMICS(2, uint16_t);
+    CHECK_ATOMICS(4, uint32_t);
+    CHECK_ATOMICS(8, uint64_t);
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 4 * 39 * 11);
+    session_close(&S);
+    return 0;
+}
+
 static int bad_mode(void)
 {
     setenv("FTMB_MODE", "fast", 1);
@@ -607,6 +647,7 @@ int main(void)
     run_case("replay_reproduces", replay_reproduces);
     run_case("replay_detects_divergence", replay_detects_divergence);
     run_case("passthrough_mode", passthrough_mode);
+    run_case("atomics_logged_semantics", atomics_logged_semantics);
     run_case("setup_errors", setup_errors);
     run_case("arena_deterministic", arena_deterministic);
     run_case("arena_same_addresses_run_to_run", arena_same_addresses_run_to_run);
