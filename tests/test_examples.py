@@ -9,6 +9,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -285,3 +286,26 @@ def test_fewer_queues_than_workers_is_explained(built, trace, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 1
     assert "firewall: port 0 has 1 rx / 1 tx queues but 2 workers need one each" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_workers_and_flushes_output(built, trace, tmp_path, sig):
+    out = tmp_path / "o.pcap"
+    # stdbuf: line-buffered stdout, so the worker's start line arrives while it runs.
+    cmd = ["timeout", "-s", "KILL", "60", "stdbuf", "-oL", str(built / "ids"), "--no-huge",
+           "-m", "256", "--no-pci", "--no-shconf",
+           f"--file-prefix=ftmbex{os.getpid()}_{next(_run_ids)}", "--log-level=lib.eal:error",
+           "--lcores", "(0-1)@(0,1)", "--vdev", f"net_pcap0,rx_pcap={trace},tx_pcap={out}",
+           "--", "--sample-rate", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Without --idle-exit-ms the worker polls until signalled; its start line comes after
+        # the handlers are installed. `timeout` passes the signal on to the example.
+        assert proc.stdout.readline().startswith("ids: lcore 1 polls queue 0")
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert re.search(r"ids: rx=\d+ tx=\d+", stdout)
+    assert len(pcap.read_pcap(out)) <= 6000
