@@ -68,7 +68,28 @@ def _setup_lib() -> None:
         ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
     ]
     lib.clang_getSpellingLocation.restype = None
+    _unguard_cursor_methods()
     _lib_ready = True
+
+
+def _unguard_cursor_methods() -> None:
+    """Drop the bindings' per-call null-cursor check and enum lookup from `Cursor`.
+
+    libclang-ng wraps every Cursor method and property in `cursor_null_guard`, which compares the
+    cursor with the null cursor through a libclang call, and builds `kind` through `Enum.__call__`:
+    together more than half of the walk's time on DPDK code. The cursors the walk sees come from the
+    AST, and the bindings already map null results to None, so the check never fires here.
+    """
+    kinds = {k.value: k for k in CK}
+    for name, attr in list(vars(ci.Cursor).items()):
+        fget = attr.fget if isinstance(attr, property) else attr
+        closure = getattr(fget, "__closure__", None)
+        if getattr(fget, "__name__", "") != "inner" or not closure or not callable(closure[0].cell_contents):
+            continue
+        plain = closure[0].cell_contents
+        setattr(ci.Cursor, name, property(plain) if isinstance(attr, property) else plain)
+    by_id = ci.Cursor.kind.fget
+    ci.Cursor.kind = property(lambda c: kinds.get(c._kind_id) or by_id(c))
 
 
 def unary_kind(c: ci.Cursor) -> int:
@@ -102,6 +123,14 @@ def parse_translation_unit(job: TuJob, sem: Semantics) -> TuResult:
     """Parse `job.file`; return its status and, when it parsed cleanly, its facts."""
     index = ci.Index.create()
     _setup_lib()
+    _child_cache.clear()
+    try:
+        return _parse_and_walk(index, job, sem)
+    finally:
+        _child_cache.clear()
+
+
+def _parse_and_walk(index: ci.Index, job: TuJob, sem: Semantics) -> TuResult:
     display = _Display(job.display_root)
     try:
         tu = index.parse(job.file, args=list(job.args))
@@ -251,11 +280,11 @@ class _TuWalker:
 
     def global_initializer(self, d: ci.Cursor, usr: str) -> None:
         """`static T *p = &x;`, `fn_t table[] = { f, g };`: values stored before any code runs."""
-        init = [x for x in d.get_children() if x.kind.is_expression()]
+        init = [x for x in _children(d) if x.kind.is_expression()]
         if not init:
             return
         dest = Ref("global", usr)
-        for c in init[-1].walk_preorder():
+        for c in _preorder(init[-1]):
             if c.kind == CK.DECL_REF_EXPR and c.referenced is not None:
                 r = c.referenced
                 if r.kind == CK.FUNCTION_DECL:
@@ -305,8 +334,30 @@ def _is_global_var(d: ci.Cursor | None) -> bool:
     return parent is None or parent.kind == CK.TRANSLATION_UNIT or d.storage_class == ci.StorageClass.STATIC
 
 
+# Children of every cursor visited in the current translation unit, keyed by the cursor's fields: the
+# walk asks for the same subtrees many times (locals, statements, then each expression's values,
+# taint and lock names), and each `get_children()` is a libclang visit with a new ctypes callback.
+# Cleared with each translation unit: the keys hold AST addresses.
+_child_cache: dict[tuple, list[ci.Cursor]] = {}
+
+
 def _children(c: ci.Cursor) -> list[ci.Cursor]:
-    return list(c.get_children())
+    """The children of `c` (a shared list: do not modify it)."""
+    d = c.data
+    key = (c._kind_id, c.xdata, d[0], d[1], d[2])
+    kids = _child_cache.get(key)
+    if kids is None:
+        kids = _child_cache[key] = list(c.get_children())
+    return kids
+
+
+def _preorder(c: ci.Cursor):
+    """`c` and its descendants, depth first (Cursor.walk_preorder through the children cache)."""
+    stack = [c]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(reversed(_children(x)))
 
 
 def _strip(c: ci.Cursor) -> ci.Cursor:
@@ -314,7 +365,7 @@ def _strip(c: ci.Cursor) -> ci.Cursor:
     while True:
         k = c.kind
         if k in (CK.PAREN_EXPR, CK.CSTYLE_CAST_EXPR) or (k == CK.UNEXPOSED_EXPR):
-            kids = [x for x in c.get_children() if x.kind != CK.TYPE_REF]
+            kids = [x for x in _children(c) if x.kind != CK.TYPE_REF]
             if len(kids) != 1 or (k == CK.UNEXPOSED_EXPR and not kids[0].kind.is_expression()):
                 return c
             c = kids[0]
@@ -391,7 +442,7 @@ class _FunctionWalker:
     # ---- pass 1: what local pointers may point to, what locals are derived from ----------
     def collect_locals(self, body: ci.Cursor) -> None:
         assigns: list[tuple[str, ci.Cursor]] = []
-        for c in body.walk_preorder():
+        for c in _preorder(body):
             if c.kind == CK.UNARY_OPERATOR and unary_kind(c) == UO_ADDR_OF:
                 root = _children(c)[0]
                 while True:
@@ -405,7 +456,7 @@ class _FunctionWalker:
                 if d is not None and d.kind == CK.VAR_DECL and not _is_global_var(d):
                     self.escaping.add(self.local_key(d))
             if c.kind == CK.VAR_DECL and not _is_global_var(c):
-                init = [x for x in c.get_children() if x.kind.is_expression()]
+                init = [x for x in _children(c) if x.kind.is_expression()]
                 if init:
                     assigns.append((self.local_key(c), init[-1]))
             elif c.kind == CK.BINARY_OPERATOR and c.binary_operator == BO.Assign:
@@ -642,7 +693,7 @@ class _FunctionWalker:
 
     # ---- pass 2: events --------------------------------------------------------------------
     def run(self) -> FunctionFacts:
-        body = next((c for c in self.fn.get_children() if c.kind == CK.COMPOUND_STMT), None)
+        body = next((c for c in _children(self.fn) if c.kind == CK.COMPOUND_STMT), None)
         events: list = []
         if body is not None:
             self.collect_locals(body)
@@ -726,7 +777,7 @@ class _FunctionWalker:
                 self.stmt(x, out, depth)
 
     def note_for_counter(self, init: ci.Cursor) -> None:
-        for c in init.walk_preorder():
+        for c in _preorder(init):
             if c.kind == CK.VAR_DECL:
                 self.for_counters.add(self.local_key(c))
             elif c.kind == CK.DECL_REF_EXPR and c.referenced is not None and c.referenced.kind == CK.VAR_DECL:
@@ -736,7 +787,7 @@ class _FunctionWalker:
         if _is_global_var(d):  # a static local: a global with a function scope, initialized at load
             self.tw.global_decl(d, self.name)
             return
-        init = [x for x in d.get_children() if x.kind.is_expression()]
+        init = [x for x in _children(d) if x.kind.is_expression()]
         key = self.local_key(d)
         if depth == 0:
             loc, _, _ = self.loc_str(d)
