@@ -1,0 +1,507 @@
+"""Exact source extents for the rewriter: statements, their parts, calls and macro invocations.
+
+The analysis names accesses and calls by location ("path:line:col", the expansion location). The
+rewriter needs more: the statement that contains a location, the byte ranges of its condition,
+initializers or returned value, and for a call its callee token, parentheses and arguments. This
+pass parses a translation unit once more (with the preprocessing record, to see macro
+invocations) and returns these extents, per project file, as plain data.
+
+All offsets are byte offsets into the file as it is on disk, end exclusive. A statement or call
+that a macro expansion produced is described by the extent of the invocation in the file, never
+by a position inside the macro's definition: `from_macro` marks it, and the rewriter then only
+ever edits around the whole invocation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from clang import cindex as ci
+
+from .clang_tu import _setup_lib, _strip, _under, spelling_location
+
+CK = ci.CursorKind
+TK = ci.TypeKind
+
+IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+_QUALS = re.compile(r"\b(const|volatile|restrict|_Atomic)\b")
+_ATOMIC_WRAP = re.compile(r"^_Atomic\((.*)\)$")
+
+CONTROL = {
+    CK.IF_STMT: "if", CK.WHILE_STMT: "while", CK.DO_STMT: "do", CK.FOR_STMT: "for",
+    CK.SWITCH_STMT: "switch",
+}
+SIMPLE_OTHER = {CK.BREAK_STMT, CK.CONTINUE_STMT, CK.GOTO_STMT, CK.NULL_STMT, CK.ASM_STMT, CK.INDIRECT_GOTO_STMT}
+JUMPS = {CK.RETURN_STMT, CK.BREAK_STMT, CK.CONTINUE_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT}
+
+
+@dataclass(frozen=True)
+class Part:
+    """An expression inside a statement that can be wrapped on its own."""
+
+    role: str  # "cond" | "init" | "inc" | "value" (returned value, variable initializer)
+    start: int
+    end: int
+    shape: str  # "value" | "bitfield" (no __auto_type) | "void" | "initlist" (cannot be wrapped)
+
+
+@dataclass(frozen=True)
+class Stmt:
+    kind: str  # "expr" | "decl" | "return" | "if" | "while" | "do" | "for" | "switch" | "compound" | "label" | "other"
+    start: int
+    end: int  # past the terminating ';' for expr/decl/return/other statements
+    parent: str  # kind of the enclosing statement ("" for a function body)
+    parts: tuple[Part, ...]
+    function: str
+    from_macro: str  # name of the macro whose expansion produced this statement, "" if written in the file
+    has_jump: bool  # contains return/break/continue/goto or a label (matters when wrapped whole)
+    calls: tuple[str, ...]  # direct callees inside the statement (outside nested statements)
+
+
+@dataclass(frozen=True)
+class Call:
+    callee: str  # the called function (for a macro invocation: the function the expansion calls)
+    loc: int  # expansion offset of the call (what the analysis reports)
+    start: int  # where the written call begins (callee name, or macro name for `macro`)
+    name_end: int
+    lparen: int
+    rparen: int  # offset of the closing parenthesis
+    args: tuple[tuple[int, int], ...]  # written arguments, stripped of surrounding blanks
+    macro: str  # the written name is this macro (stdatomic-style wrappers); "" for a plain call
+    spliceable: bool  # name, parentheses and arguments are all written in this file
+    pointee_size: int  # sizeof(*first argument) when it is a pointer, else 0
+    pointee_type: str  # unqualified canonical spelling of that pointee
+    pointee_is_pointer: bool
+    function: str
+    stmt_start: int  # the enclosing statement (for inserting after it)
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    body_start: int  # offset just past the opening brace
+    body_end: int
+    returns: str  # canonical result type spelling
+
+
+@dataclass
+class FileSites:
+    path: str  # real path
+    stmts: list[Stmt] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    functions: list[Function] = field(default_factory=list)
+    macros: list[tuple[str, int, int]] = field(default_factory=list)  # (name, start, end) invocations
+
+
+@dataclass
+class TuSites:
+    file: str
+    ok: bool
+    error: str = ""
+    files: dict[str, FileSites] = field(default_factory=dict)
+
+
+# ---- text helpers (pure; also used by the rewriter's tests) -------------------------------------
+
+def skip_blank(text: bytes, i: int) -> int:
+    """Skip whitespace and comments from i."""
+    n = len(text)
+    while i < n:
+        c = text[i:i + 1]
+        if c in (b" ", b"\t", b"\n", b"\r", b"\f", b"\v"):
+            i += 1
+        elif text.startswith(b"/*", i):
+            j = text.find(b"*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif text.startswith(b"//", i):
+            j = text.find(b"\n", i)
+            i = n if j < 0 else j
+        elif text.startswith(b"\\\n", i):
+            i += 2
+        else:
+            break
+    return i
+
+
+def match_paren(text: bytes, open_at: int) -> int:
+    """Offset of the parenthesis closing the one at open_at, or -1."""
+    depth = 0
+    i, n = open_at, len(text)
+    while i < n:
+        c = text[i]
+        if c in b"([{":
+            depth += 1
+        elif c in b")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+        elif c in b"\"'":
+            i = _skip_literal(text, i)
+            continue
+        elif text.startswith(b"/*", i) or text.startswith(b"//", i):
+            i = skip_blank(text, i)
+            continue
+        i += 1
+    return -1
+
+
+def _skip_literal(text: bytes, i: int) -> int:
+    q = text[i]
+    i += 1
+    while i < len(text) and text[i] != q:
+        i += 2 if text[i] == 0x5C else 1
+    return i + 1
+
+
+def split_args(text: bytes, lparen: int, rparen: int) -> tuple[tuple[int, int], ...]:
+    """Ranges of the top-level comma-separated arguments between the parentheses."""
+    out = []
+    depth = 0
+    i = lparen + 1
+    start = i
+    while i < rparen:
+        c = text[i]
+        if c in b"([{":
+            depth += 1
+        elif c in b")]}":
+            depth -= 1
+        elif c in b"\"'":
+            i = _skip_literal(text, i)
+            continue
+        elif (text.startswith(b"/*", i) or text.startswith(b"//", i)):
+            i = skip_blank(text, i)
+            continue
+        elif c == 0x2C and depth == 0:
+            out.append(_trim(text, start, i))
+            start = i + 1
+        i += 1
+    if rparen > lparen + 1 and text[lparen + 1:rparen].strip():
+        out.append(_trim(text, start, rparen))
+    return tuple(out)
+
+
+def _trim(text: bytes, s: int, e: int) -> tuple[int, int]:
+    s = skip_blank(text, s)
+    while e > s and text[e - 1:e] in (b" ", b"\t", b"\n", b"\r"):
+        e -= 1
+    return s, e
+
+
+def directive_ranges(text: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of preprocessor directive lines (with continuations)."""
+    out = []
+    for m in re.finditer(rb"(?m)^[ \t]*#", text):
+        s = m.start()
+        e = s
+        while True:
+            nl = text.find(b"\n", e)
+            if nl < 0:
+                e = len(text)
+                break
+            if nl > 0 and text[nl - 1:nl] == b"\\":
+                e = nl + 1
+                continue
+            e = nl
+            break
+        out.append((s, e))
+    return out
+
+
+def unqualified(spelling: str) -> str:
+    s = spelling.strip()
+    m = _ATOMIC_WRAP.match(s)
+    if m:
+        s = m.group(1)
+    return " ".join(_QUALS.sub(" ", s).split())
+
+
+# ---- the pass ----------------------------------------------------------------------------------
+
+def scan_sites(file: str, args: tuple[str, ...], project_root: str) -> TuSites:
+    """Parse `file` with `args`; extents for every function defined in a file under project_root."""
+    _setup_lib()
+    index = ci.Index.create()
+    try:
+        tu = index.parse(file, args=list(args), options=ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD)
+    except ci.TranslationUnitLoadError:
+        return TuSites(file, False, f"{file}:1:1: libclang could not parse this file")
+    for d in tu.diagnostics:
+        if d.severity >= ci.Diagnostic.Error:
+            f = d.location.file
+            return TuSites(file, False, f"{f.name if f else file}:{d.location.line}:{d.location.column}: {d.spelling}")
+    scanner = _Scanner(tu, os.path.realpath(project_root))
+    scanner.run()
+    return TuSites(file, True, "", scanner.files)
+
+
+class _Scanner:
+    def __init__(self, tu: ci.TranslationUnit, root: str):
+        self.tu = tu
+        self.root = root
+        self.files: dict[str, FileSites] = {}
+        self.texts: dict[str, bytes] = {}
+        self.directives: dict[str, list[tuple[int, int]]] = {}
+        self.real: dict[str, str] = {}
+
+    def realpath(self, name: str) -> str:
+        r = self.real.get(name)
+        if r is None:
+            r = self.real[name] = os.path.realpath(name)
+        return r
+
+    def text(self, path: str) -> bytes:
+        if path not in self.texts:
+            with open(path, "rb") as fh:
+                self.texts[path] = fh.read()
+            self.directives[path] = directive_ranges(self.texts[path])
+        return self.texts[path]
+
+    def fs(self, path: str) -> FileSites:
+        if path not in self.files:
+            self.files[path] = FileSites(path)
+            self.text(path)
+        return self.files[path]
+
+    def run(self) -> None:
+        for c in self.tu.cursor.get_children():
+            f = c.location.file
+            if f is None:
+                continue
+            path = self.realpath(f.name)
+            if c.kind == CK.MACRO_INSTANTIATION:
+                if _under(path, self.root):
+                    ext = c.extent
+                    self.fs(path).macros.append((c.spelling, ext.start.offset, ext.end.offset))
+                continue
+            if c.kind != CK.FUNCTION_DECL or not c.is_definition() or not _under(path, self.root):
+                continue
+            body = next((k for k in c.get_children() if k.kind == CK.COMPOUND_STMT), None)
+            if body is None:
+                continue
+            fs = self.fs(path)
+            fs.functions.append(Function(c.spelling, body.extent.start.offset + 1, body.extent.end.offset - 1,
+                                         c.result_type.get_canonical().spelling))
+            self.stmt(fs, body, "", c.spelling)
+
+    # -- statements --
+    def macro_of(self, fs: FileSites, c: ci.Cursor) -> str:
+        """Name of the macro whose definition `c` is spelled in, "" if spelled in the file itself."""
+        off = c.extent.start.offset
+        spath, soff = spelling_location(c.extent.start)
+        if spath and self.realpath(spath) == fs.path and soff == off:
+            return ""
+        if spath and self.realpath(spath) == fs.path and self.in_invocation_arg(fs, soff):
+            return ""
+        m = IDENT.match(self.text(fs.path), off)
+        return m.group().decode() if m else "?"
+
+    def in_invocation_arg(self, fs: FileSites, off: int) -> bool:
+        if any(s <= off < e for s, e in self.directives[fs.path]):
+            return False
+        return True
+
+    def stmt(self, fs: FileSites, c: ci.Cursor, parent: str, fn: str) -> None:
+        k = c.kind
+        text = self.text(fs.path)
+        start, end = c.extent.start.offset, c.extent.end.offset
+        if c.extent.start.file is None or self.realpath(c.extent.start.file.name) != fs.path:
+            return
+        from_macro = self.macro_of(fs, c)
+        kids = list(c.get_children())
+        if k == CK.COMPOUND_STMT:
+            fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, False, ()))
+            for x in kids:
+                self.stmt(fs, x, "compound", fn)
+            return
+        if k in (CK.LABEL_STMT, CK.CASE_STMT, CK.DEFAULT_STMT):
+            fs.stmts.append(Stmt("label", start, end, parent, (), fn, from_macro, True, ()))
+            for x in kids:
+                if x.kind.is_statement() or x.kind.is_expression():
+                    if k == CK.CASE_STMT and x is kids[0]:
+                        continue
+                    self.stmt(fs, x, "label", fn)
+            return
+        if k in CONTROL:
+            kind = CONTROL[k]
+            parts = self.control_parts(fs, c, kind, kids)
+            fs.stmts.append(Stmt(kind, start, end, parent, parts, fn, from_macro, True, ()))
+            in_parts = lambda x: any(p.start <= x.extent.start.offset < p.end for p in parts)  # noqa: E731
+            for x in kids:
+                if x.kind == CK.DECL_STMT or not in_parts(x):
+                    self.stmt(fs, x, kind, fn)
+                else:
+                    self.calls_in(fs, x, fn, start)
+            return
+        # simple statements: expression, declaration, return, jumps
+        if k == CK.DECL_STMT:
+            kind = "decl"
+            parts = []
+            for v in kids:
+                if v.kind != CK.VAR_DECL:
+                    continue
+                init = self.initializer(fs, v)
+                if init is not None:
+                    parts.append(self.part("init", init))
+        elif k == CK.RETURN_STMT:
+            kind = "return"
+            parts = [self.part("value", kids[0])] if kids else []
+        elif k in SIMPLE_OTHER:
+            kind, parts = "other", []
+        elif k.is_expression():
+            kind, parts = "expr", []
+        else:
+            kind, parts = "other", []
+        if kind != "decl" or text[end - 1:end] != b";":
+            j = skip_blank(text, end)
+            if text[j:j + 1] == b";" and kind != "decl":
+                end = j + 1
+            elif kind == "decl":
+                j = skip_blank(text, end)
+                if text[j:j + 1] == b";":
+                    end = j + 1
+        has_jump = k in JUMPS or any(self.has_jump(x) for x in kids)
+        calls = self.calls_in(fs, c, fn, start)
+        fs.stmts.append(Stmt(kind, start, end, parent, tuple(parts), fn, from_macro, has_jump, calls))
+
+    def initializer(self, fs: FileSites, v: ci.Cursor) -> ci.Cursor | None:
+        """The initializer of variable `v` (not an array bound: only what follows its `=`)."""
+        init = [x for x in v.get_children() if x.kind.is_expression()]
+        if not init:
+            return None
+        text = self.text(fs.path)
+        name_at = v.location.offset
+        between = text[name_at:init[-1].extent.start.offset]
+        return init[-1] if b"=" in between else None
+
+    def part(self, role: str, e: ci.Cursor) -> Part:
+        s = _strip(e)
+        shape = "value"
+        if e.type.kind == TK.VOID:
+            shape = "void"
+        elif s.kind == CK.INIT_LIST_EXPR or e.kind == CK.INIT_LIST_EXPR:
+            shape = "initlist"
+        elif s.kind == CK.MEMBER_REF_EXPR and s.referenced is not None and s.referenced.kind == CK.FIELD_DECL \
+                and s.referenced.is_bitfield():
+            shape = "bitfield"
+        return Part(role, e.extent.start.offset, e.extent.end.offset, shape)
+
+    def control_parts(self, fs: FileSites, c: ci.Cursor, kind: str, kids: list) -> tuple[Part, ...]:
+        text = self.text(fs.path)
+        if kind == "do":
+            cond = kids[-1] if kids else None
+            return (self.part("cond", cond),) if cond is not None and cond.kind.is_expression() else ()
+        if kind in ("if", "while", "switch"):
+            cond = next((x for x in kids if x.kind.is_expression()), None)
+            return (self.part("cond", cond),) if cond is not None else ()
+        # for: the header is split textually, children are matched to its three slots
+        start = c.extent.start.offset
+        lp = text.find(b"(", start)
+        rp = match_paren(text, lp) if lp >= 0 else -1
+        if lp < 0 or rp < 0:
+            return ()
+        semis = []
+        depth = 0
+        i = lp + 1
+        while i < rp:
+            ch = text[i]
+            if ch in b"([{":
+                depth += 1
+            elif ch in b")]}":
+                depth -= 1
+            elif ch == 0x3B and depth == 0:
+                semis.append(i)
+            i += 1
+        if len(semis) != 2:
+            return ()
+        slots = (("init", lp + 1, semis[0]), ("cond", semis[0] + 1, semis[1]), ("inc", semis[1] + 1, rp))
+        parts = []
+        for role, s, e in slots:
+            for x in kids:
+                xs = x.extent.start.offset
+                if s <= xs < e:
+                    if x.kind == CK.DECL_STMT:
+                        for v in x.get_children():
+                            init = self.initializer(fs, v) if v.kind == CK.VAR_DECL else None
+                            if init is not None:
+                                parts.append(self.part("init", init))
+                    elif x.kind.is_expression():
+                        p = self.part(role, x)
+                        parts.append(Part(role, p.start, p.end, "void" if role != "cond" else p.shape))
+                    break
+        return tuple(parts)
+
+    def has_jump(self, c: ci.Cursor) -> bool:
+        if c.kind in JUMPS:
+            return True
+        return any(self.has_jump(x) for x in c.get_children())
+
+    # -- calls --
+    def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int) -> tuple[str, ...]:
+        """Record the calls inside expression `e` (statement expressions are walked as statements)."""
+        names: list[str] = []
+        stack = [e]
+        while stack:
+            c = stack.pop()
+            if c.kind == CK.StmtExpr:
+                for x in c.get_children():
+                    self.stmt(fs, x, "compound", fn)
+                continue
+            if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
+                self.stmt(fs, c, "", fn)
+                continue
+            if c.kind == CK.CALL_EXPR:
+                call = self.call(fs, c, fn, stmt_start)
+                if call is not None:
+                    fs.calls.append(call)
+                    names.append(call.callee)
+            stack.extend(reversed(list(c.get_children())))
+        return tuple(names)
+
+    def call(self, fs: FileSites, c: ci.Cursor, fn: str, stmt_start: int) -> Call | None:
+        ref = c.referenced
+        if ref is None or ref.kind != CK.FUNCTION_DECL:
+            return None
+        name = ref.spelling
+        text = self.text(fs.path)
+        loc = c.location.offset
+        kids = list(c.get_children())
+        callee = _strip(kids[0]) if kids else c
+        spath, soff = spelling_location(callee.location)
+        macro = ""
+        spliceable = False
+        at = -1
+        if spath and self.realpath(spath) == fs.path and text.startswith(name.encode(), soff) \
+                and not any(s <= soff < e for s, e in self.directives[fs.path]):
+            at, spliceable = soff, True
+        else:
+            eoff = callee.location.offset
+            m = IDENT.match(text, eoff)
+            if m and m.group().decode() != name:
+                macro = m.group().decode()
+                at, spliceable = eoff, True
+        lp = rp = -1
+        args: tuple[tuple[int, int], ...] = ()
+        name_end = at
+        if at >= 0:
+            m = IDENT.match(text, at)
+            name_end = m.end() if m else at
+            lp = skip_blank(text, name_end)
+            if text[lp:lp + 1] == b"(":
+                rp = match_paren(text, lp)
+            if rp < 0:
+                spliceable = False
+            else:
+                args = split_args(text, lp, rp)
+        size, ptype, is_ptr = 0, "", False
+        cargs = list(c.get_arguments())
+        if cargs and cargs[0] is not None:
+            t = cargs[0].type.get_canonical()
+            if t.kind in (TK.POINTER,):
+                p = t.get_pointee()
+                size = max(p.get_size(), 0)
+                ptype = unqualified(p.get_canonical().spelling)
+                inner = p.get_canonical()
+                is_ptr = inner.kind == TK.POINTER or ptype.endswith("*")
+        return Call(name, loc, at, name_end, lp, rp, args, macro, spliceable, size, ptype, is_ptr, fn, stmt_start)

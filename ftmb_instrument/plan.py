@@ -1,0 +1,720 @@
+"""The instrumentation plan: which source site gets which runtime ABI call, and why.
+
+A plan is built from an analysis `Report` plus the exact extents of the source (frontend/sites.py)
+and is plain data (`ftmb-plan/1`, written as `ftmb_plan.json`), so that `ftmb-cc` can apply a plan
+made once for the whole program. It holds:
+
+- `objects`: every shared object that gets an id (obj), with its strategy: `ordered` (regions
+  around its unsynchronized accesses), `lock` (a lock: its acquisitions are recorded by the ftmb_
+  lock wrappers), `atomic` (every access is an atomic call replaced by an ftmb_ atomic wrapper);
+- `sites`: every place that is edited: the file, the byte range, the ABI entry, obj and site ids,
+  the reason, and the edits themselves (byte offsets into the original file);
+- `skipped`: everything left uninstrumented with its reason (shared_ro, per_core, thread_private,
+  protected by a lock, before threads start, suppressed, ...);
+- `problems`: sites that cannot be instrumented safely, with file:line; any problem that the user
+  did not suppress (inline `/* ftmb: ignore(access) reason */`) makes `instrument` fail;
+- `reductions`: optional, not provably safe savings the user asked for by flag;
+- `files`: the SHA-256 of every file the plan edits, so a stale plan is refused.
+
+Sound by default: every concurrent access to a shared_rw object is covered by the acquisition
+record of the lock that protects it, by an atomic wrapper, or by an ordered region.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .abi.emit_table import TABLE
+from .errors import RewriteError
+from .model import Report, Variable
+
+SCHEMA = "ftmb-plan/1"
+MARKER = f"/* FTMB-INSTRUMENTED by ftmb-instrument {__version__}; edit the original source, not this file */"
+MARKER_PREFIX = "/* FTMB-INSTRUMENTED"
+INCLUDE = "#include <ftmb/ftmb.h>"
+
+# Edit order at one offset: what closes a region comes before what opens the next one.
+CLOSE, PLAIN, OPEN = 0, 1, 2
+
+_SUPPRESS = re.compile(r"ftmb:\s*ignore\((\w+)\)\s*(.*?)\s*(?:\*/|$)")
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: int
+    end: int  # == start for an insertion
+    text: str
+    order: int = PLAIN
+
+    def to_json(self) -> list:
+        return [self.start, self.end, self.text, self.order]
+
+    @staticmethod
+    def from_json(d: list) -> Edit:
+        return Edit(int(d[0]), int(d[1]), str(d[2]), int(d[3]))
+
+
+@dataclass(frozen=True)
+class PlanSite:
+    id: int
+    kind: str  # ordered | lock | atomic | nondet | packet_io | spawn | alloc | free | init | include
+    file: str  # relative to the plan's root when under it
+    line: int
+    start: int
+    end: int
+    entry: str  # the ABI entry point called ("" for the include)
+    objs: tuple[int, ...]
+    reason: str
+    edits: tuple[Edit, ...]
+    how: str = ""  # "statement" | "expression" | "invocation" | "call" | ...: how it is spliced
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "file": self.file, "line": self.line, "start": self.start,
+                "end": self.end, "entry": self.entry, "objs": list(self.objs), "reason": self.reason,
+                "how": self.how, "edits": [e.to_json() for e in self.edits]}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> PlanSite:
+        return PlanSite(d["id"], d["kind"], d["file"], d["line"], d["start"], d["end"], d["entry"],
+                        tuple(d["objs"]), d["reason"], tuple(Edit.from_json(e) for e in d["edits"]), d.get("how", ""))
+
+
+@dataclass(frozen=True)
+class PlanObject:
+    obj: int
+    variable: str  # report variable id ("" for a lock known only by its expression)
+    name: str
+    decl: str
+    strategy: str  # ordered | lock | atomic
+
+    def to_json(self) -> dict[str, Any]:
+        return {"obj": self.obj, "variable": self.variable, "name": self.name, "decl": self.decl,
+                "strategy": self.strategy}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> PlanObject:
+        return PlanObject(d["obj"], d["variable"], d["name"], d["decl"], d["strategy"])
+
+
+@dataclass(frozen=True)
+class Skipped:
+    what: str  # variable name, or "name @ loc" for one access
+    where: str  # decl or access loc
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "where": self.where, "reason": self.reason}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Skipped:
+        return Skipped(d["what"], d["where"], d["reason"])
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "path:line"
+    message: str
+    suppressed: str = ""  # the user's reason when suppressed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"where": self.where, "message": self.message, "suppressed": self.suppressed}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Problem:
+        return Problem(d["where"], d["message"], d.get("suppressed", ""))
+
+
+@dataclass(frozen=True)
+class Plan:
+    tool_version: str
+    root: str
+    files: tuple[tuple[str, str], ...]  # (path, sha256 of the original)
+    objects: tuple[PlanObject, ...]
+    sites: tuple[PlanSite, ...]
+    skipped: tuple[Skipped, ...]
+    problems: tuple[Problem, ...]
+    reductions: tuple[str, ...] = ()
+    failed_units: tuple[str, ...] = ()
+    schema: str = field(default=SCHEMA)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.suppressed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": self.schema, "tool_version": self.tool_version, "root": self.root,
+                "files": [{"path": p, "sha256": h} for p, h in self.files],
+                "objects": [o.to_json() for o in self.objects], "sites": [s.to_json() for s in self.sites],
+                "skipped": [s.to_json() for s in self.skipped], "problems": [p.to_json() for p in self.problems],
+                "reductions": list(self.reductions), "failed_units": list(self.failed_units)}
+
+    @staticmethod
+    def from_json(d: Any, source: str = "<plan>") -> Plan:
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            found = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise RewriteError(f"{source}: not an {SCHEMA} plan (schema: {found!r})")
+        try:
+            return Plan(d["tool_version"], d["root"], tuple((f["path"], f["sha256"]) for f in d["files"]),
+                        tuple(PlanObject.from_json(o) for o in d["objects"]),
+                        tuple(PlanSite.from_json(s) for s in d["sites"]),
+                        tuple(Skipped.from_json(s) for s in d["skipped"]),
+                        tuple(Problem.from_json(p) for p in d["problems"]),
+                        tuple(d.get("reductions", ())), tuple(d.get("failed_units", ())))
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise RewriteError(f"{source}: malformed {SCHEMA} plan: missing or wrong field {exc}") from None
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1) + "\n"
+
+    def abspath(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(self.root, path)
+
+
+def load_plan(path: str) -> Plan:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise RewriteError(f"{path}: cannot read plan: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise RewriteError(f"{path}: not JSON: {exc}") from None
+    return Plan.from_json(data, path)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    # Reductions (not provably safe; each one used is listed in plan.reductions):
+    unordered_commutative: bool = False  # do not order objects only ever updated by +=/-=/++/--
+
+
+def is_instrumented(data: bytes) -> bool:
+    return data.lstrip().startswith(MARKER_PREFIX.encode())
+
+
+# ---- building a plan ----------------------------------------------------------------------------
+
+# C11 <stdatomic.h> generic functions (macros) mapped onto the explicit entries: (base, how).
+C11_IMPLICIT = {
+    "atomic_load": ("atomic_load_explicit", ", __ATOMIC_SEQ_CST"),
+    "atomic_store": ("atomic_store_explicit", ", __ATOMIC_SEQ_CST"),
+    "atomic_exchange": ("atomic_exchange_explicit", ", __ATOMIC_SEQ_CST"),
+    **{f"atomic_fetch_{op}": (f"atomic_fetch_{op}_explicit", ", __ATOMIC_SEQ_CST")
+       for op in ("add", "sub", "and", "or", "xor")},
+    "atomic_compare_exchange_strong": ("atomic_compare_exchange_strong_explicit",
+                                       ", 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST"),
+    "atomic_compare_exchange_weak": ("atomic_compare_exchange_weak_explicit",
+                                     ", 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST"),
+}
+FREE_LIKE = {"free": ("ftmb_state_free", "free"), "rte_free": ("ftmb_rte_free", "rte_free")}
+ALLOC_KIND = "alloc"
+
+
+class _File:
+    """A source file as the planner sees it: text, line starts, sites from the frontend."""
+
+    def __init__(self, path: str, sites):
+        self.path = path
+        with open(path, "rb") as fh:
+            self.data = fh.read()
+        self.sites = sites
+        self.line_starts = [0] + [m.end() for m in re.finditer(rb"\n", self.data)]
+        self.calls_by_loc: dict[int, list] = {}
+        for c in sites.calls:
+            self.calls_by_loc.setdefault(c.loc, []).append(c)
+            if c.start >= 0 and c.start != c.loc:
+                self.calls_by_loc.setdefault(c.start, []).append(c)
+        self.stmts = sorted(sites.stmts, key=lambda s: (s.start, -s.end))
+
+    def offset(self, line: int, col: int) -> int:
+        return self.line_starts[line - 1] + col - 1
+
+    def line_of(self, off: int) -> int:
+        lo, hi = 0, len(self.line_starts) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.line_starts[mid] <= off:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo + 1
+
+    def line_text(self, line: int) -> str:
+        s = self.line_starts[line - 1]
+        e = self.line_starts[line] if line < len(self.line_starts) else len(self.data)
+        return self.data[s:e].decode("utf-8", "replace")
+
+    def suppression(self, line: int) -> str:
+        for ln in (line, line - 1):
+            if ln >= 1:
+                m = _SUPPRESS.search(self.line_text(ln))
+                if m and m.group(1) in ("access", "race", "variable") and m.group(2):
+                    return m.group(2)
+        return ""
+
+    def text(self, s: int, e: int) -> str:
+        return self.data[s:e].decode("utf-8", "replace")
+
+    def containing(self, off: int):
+        """Statements containing `off`, outermost first."""
+        return [s for s in self.stmts if s.start <= off < s.end]
+
+
+class Planner:
+    def __init__(self, report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()):
+        self.report = report
+        self.root = os.path.realpath(root)
+        self.sem = sem
+        self.options = options
+        self.files: dict[str, _File] = {p: _File(p, fs) for p, fs in sites.items() if fs.stmts or fs.calls}
+        self.objects: list[PlanObject] = []
+        self.obj_of_var: dict[str, int] = {}
+        self.obj_of_lock_text: dict[str, int] = {}
+        self.sites: list[PlanSite] = []
+        self.skipped: list[Skipped] = []
+        self.problems: list[Problem] = []
+        self.reductions: list[str] = []
+        self.next_site = 1
+        self.handled_calls: set[tuple[str, int]] = set()
+        self.regions: dict[tuple[str, int, int, str], dict] = {}
+
+    # -- paths and locations --
+    def resolve(self, loc: str) -> tuple[_File | None, int, int]:
+        """(file, line, offset) of a report loc "path:line[:col]"."""
+        parts = loc.rsplit(":", 2)
+        if len(parts) == 3 and parts[2].isdigit() and parts[1].isdigit():
+            path, line, col = parts[0], int(parts[1]), int(parts[2])
+        else:
+            path, line = loc.rsplit(":", 1)
+            line, col = int(line), 0
+        real = os.path.realpath(os.path.join(self.root, path))
+        f = self.files.get(real)
+        if f is None:
+            return None, line, -1
+        return f, line, f.offset(line, col) if col else f.line_starts[line - 1]
+
+    def rel(self, path: str) -> str:
+        return os.path.relpath(path, self.root) if path.startswith(self.root + "/") else path
+
+    def where(self, f: _File, off: int) -> str:
+        return f"{self.rel(f.path)}:{f.line_of(off)}"
+
+    def site_id(self) -> int:
+        i = self.next_site
+        self.next_site += 1
+        return i
+
+    def problem(self, f: _File | None, off_or_line: int, message: str, is_line: bool = False, suppressed: str = ""):
+        if f is None:
+            self.problems.append(Problem("?", message, suppressed))
+            return
+        line = off_or_line if is_line else f.line_of(off_or_line)
+        sup = suppressed or f.suppression(line)
+        self.problems.append(Problem(f"{self.rel(f.path)}:{line}", message, sup))
+
+    def add_site(self, kind, f: _File, start, end, entry, objs, reason, edits, how) -> None:
+        self.sites.append(PlanSite(self.site_id(), kind, self.rel(f.path), f.line_of(start), start, end, entry,
+                                   tuple(objs), reason, tuple(edits), how))
+
+    def new_obj(self, variable: str, name: str, decl: str, strategy: str) -> int:
+        obj = len(self.objects)
+        self.objects.append(PlanObject(obj, variable, name, decl, strategy))
+        return obj
+
+    # -- the passes --
+    def build(self) -> Plan:
+        failed = [u.file for u in self.report.translation_units if u.status != "ok"]
+        for u in failed:
+            self.problems.append(Problem(u, "translation unit failed to parse; it is not rewritten"))
+        variables = sorted(self.report.variables, key=lambda v: v.id)
+        lock_vars = {v.id for v in variables if self.is_lock_var(v)}
+        for v in variables:
+            if v.id in lock_vars:
+                self.obj_of_var[v.id] = self.new_obj(v.id, v.name, v.decl, "lock")
+        for v in variables:
+            if v.id not in lock_vars:
+                self.variable(v)
+        self.lock_and_library_calls(variables, lock_vars)
+        self.emit_regions()
+        self.init_hook()
+        self.includes()
+        edited = sorted({s.file for s in self.sites})
+        hashes = tuple((p, sha256(self.files[os.path.realpath(os.path.join(self.root, p))].data)) for p in edited)
+        return Plan(__version__, self.root, hashes, tuple(self.objects), tuple(self.sites), tuple(self.skipped),
+                    tuple(self.problems), tuple(self.reductions), tuple(failed))
+
+    def is_lock_var(self, v: Variable) -> bool:
+        if v.cls != "shared_rw" or not v.accesses:
+            return False
+        lock_calls = 0
+        for a in v.accesses:
+            f, _, off = self.resolve(a.loc)
+            calls = f.calls_by_loc.get(off, []) if f else []
+            if any(self.sem.role(c.callee, "lock") for c in calls):
+                lock_calls += 1
+            elif a.concurrent:
+                return False
+        return lock_calls > 0
+
+    def variable(self, v: Variable) -> None:
+        if v.scope == "heap":
+            self.heap_alloc(v)
+        if v.cls != "shared_rw":
+            self.skipped.append(Skipped(v.name, v.decl, v.cls))
+            return
+        if v.suppressed:
+            self.skipped.append(Skipped(v.name, v.decl, f"suppressed: {v.suppressed}"))
+            return
+        concurrent = []
+        for a in v.accesses:
+            if a.suppressed:
+                self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc, f"suppressed: {a.suppressed}"))
+            elif not a.concurrent:
+                self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc,
+                                            "runs while no other thread runs (before spawn or after join)"))
+            else:
+                concurrent.append(a)
+        if not concurrent:
+            return
+        if v.protection == "lock":
+            for a in concurrent:
+                self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc,
+                                            f"ordered by the acquisition record of lock {', '.join(a.locks_held)}"))
+            return
+        if self.options.unordered_commutative and v.commutative:
+            self.reductions.append(f"unordered_commutative: {v.name} ({v.decl}) is only updated commutatively "
+                                   f"and is not ordered")
+            self.skipped.append(Skipped(v.name, v.decl, "reduction unordered_commutative"))
+            return
+        if v.protection == "atomic":
+            converted = [self.atomic_call(a) for a in concurrent]
+            if all(c is not None for c in converted):
+                obj = self.new_obj(v.id, v.name, v.decl, "atomic")
+                for a, c in zip(concurrent, converted):
+                    self.atomic_site(v, a, c, obj)
+                return
+        obj = self.new_obj(v.id, v.name, v.decl, "ordered")
+        for a in concurrent:
+            self.ordered_access(v, a, obj)
+
+    # -- ordered regions --
+    def ordered_access(self, v: Variable, a, obj: int) -> None:
+        f, line, off = self.resolve(a.loc)
+        if f is None:
+            self.problems.append(Problem(a.loc, f"access to {v.name} is in a file outside the project; cannot order it"))
+            return
+        chain = f.containing(off)
+        chain = [s for s in chain if s.kind != "compound" or s.from_macro]
+        if not chain:
+            self.problem(f, off, f"access to {v.name} is not inside a function statement; cannot order it")
+            return
+        target = chain[-1]
+        # a statement a macro produced is wrapped whole, at its invocation
+        macro_stmt = next((s for s in chain if s.from_macro), None)
+        if macro_stmt is not None:
+            outer = [s for s in chain if s.start <= macro_stmt.start and s.end >= macro_stmt.end and not s.from_macro]
+            target = macro_stmt
+            enclosing = outer[-1] if outer else None
+            if enclosing is not None and enclosing.kind in ("expr", "decl", "return", "other"):
+                target = enclosing
+            if target.from_macro and target.has_jump:
+                self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion jumps "
+                                     f"(return/break/continue/goto): cannot wrap it in an ordered region")
+                return
+            self.region(f, target.start, target.end, "statement", obj, v, a,
+                        f"macro {target.from_macro or a.macro}: whole invocation statement")
+            return
+        while target.kind == "label":
+            self.problem(f, off, f"access to {v.name} in a case/label expression; cannot order it")
+            return
+        if target.kind in ("expr", "other"):
+            self.region(f, target.start, target.end, "statement", obj, v, a, "statement")
+            return
+        part = next((p for p in target.parts if p.start <= off < p.end), None)
+        if target.kind == "decl" and (part is None or target.parent in ("compound", "")):
+            if target.parent in ("compound", ""):
+                self.region(f, target.start, target.end, "declaration", obj, v, a, "declaration")
+                return
+        if part is None:
+            self.problem(f, off, f"access to {v.name} in a {target.kind} statement outside any wrappable "
+                                 f"expression; cannot order it")
+            return
+        if part.shape == "initlist":
+            self.problem(f, off, f"access to {v.name} in an initializer list of a {target.parent} header; "
+                                 f"cannot order it")
+            return
+        if target.kind == "return" and part.shape == "void":
+            self.region(f, target.start, target.end, "statement", obj, v, a, "void return")
+            return
+        self.region(f, part.start, part.end, "expr:" + part.shape + ":" + part.role, obj, v, a,
+                    f"{target.kind} {part.role}")
+
+    def region(self, f: _File, start: int, end: int, how: str, obj: int, v: Variable, a, reason: str) -> None:
+        key = (f.path, start, end, how)
+        r = self.regions.setdefault(key, {"objs": {}, "file": f, "reasons": set()})
+        r["objs"].setdefault(obj, v.name)
+        r["reasons"].add(reason)
+
+    def emit_regions(self) -> None:
+        for (path, start, end, how), r in sorted(self.regions.items(), key=lambda kv: kv[0][:3]):
+            f = r["file"]
+            objs = sorted(r["objs"])
+            sid = self.site_id()
+            begins = " ".join(f"ftmb_ordered_begin({o}, {sid});" for o in objs)
+            ends = " ".join(f"ftmb_ordered_end({o});" for o in reversed(objs))
+            names = ", ".join(r["objs"][o] for o in objs)
+            if how == "statement":
+                edits = (Edit(start, start, "{ " + begins + " ", OPEN), Edit(end, end, " " + ends + " }", CLOSE))
+            elif how == "declaration":
+                edits = (Edit(start, start, begins + " ", OPEN), Edit(end, end, " " + ends, CLOSE))
+            else:
+                _, shape, role = how.split(":")
+                if shape == "void":
+                    edits = (Edit(start, start, f"__extension__ ({{ {begins} ", OPEN),
+                             Edit(end, end, f"; {ends} }})", CLOSE))
+                else:
+                    val = f"+(" if shape == "bitfield" else "("
+                    edits = (Edit(start, start, f"__extension__ ({{ {begins} __auto_type _ftmb_v{sid} = {val}", OPEN),
+                             Edit(end, end, f"); {ends} _ftmb_v{sid}; }})", CLOSE))
+            calls = self.project_calls_in(f, start, end)
+            reason = f"unsynchronized shared access to {names}: {'; '.join(sorted(r['reasons']))}"
+            if calls:
+                reason += f" (the region also encloses calls to {', '.join(sorted(calls))})"
+            self.sites.append(PlanSite(sid, "ordered", self.rel(path), f.line_of(start), start, end,
+                                       "ftmb_ordered_begin", tuple(objs), reason, edits,
+                                       how.split(":")[0] if ":" in how else how))
+
+    def project_calls_in(self, f: _File, start: int, end: int) -> set[str]:
+        defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
+        return {c.callee for c in f.sites.calls if start <= c.loc < end and c.callee in defined}
+
+    # -- atomics --
+    def atomic_call(self, a):
+        """(call, entry, extra) when the atomic access `a` is a call with an ftmb_ atomic wrapper."""
+        f, _, off = self.resolve(a.loc)
+        if f is None:
+            return None
+        for c in f.calls_by_loc.get(off, []):
+            got = self.atomic_entry(c)
+            if got is not None:
+                return (f, c) + got
+        return None
+
+    def atomic_entry(self, c):
+        name = c.macro or c.callee
+        extra = ""
+        if name in C11_IMPLICIT:
+            name, extra = C11_IMPLICIT[name]
+        if not c.spliceable:
+            return None
+        cands = TABLE["wraps"].get(name) or TABLE["wraps"].get(re.sub(r"_[1248]$", "", name))
+        if not cands:
+            return None
+        if len(cands) == 1:
+            entry = cands[0]
+        else:
+            entry = next((e for e in cands if e.endswith(f"_{c.pointee_size}")), None)
+            if entry is None:
+                return None
+        if TABLE["entries"][entry]["kind"] != "atomic":
+            return None
+        return entry, name, extra
+
+    def atomic_site(self, v: Variable, a, got, obj: int) -> None:
+        f, c, entry, name, extra = got
+        if (f.path, c.start) in self.handled_calls:
+            return
+        self.handled_calls.add((f.path, c.start))
+        sid = self.site_id()
+        edits = [Edit(c.start, c.name_end, entry)]
+        ids = f", {obj}, {sid}"
+        ret = TABLE["entries"][entry]["ret"]
+        if name == "__sync_bool_compare_and_swap" and len(c.args) == 3:
+            p = f.text(*c.args[0])
+            edits.append(Edit(c.args[1][0], c.args[1][0], f"(void *)&(__typeof__(*({p}))){{ ", PLAIN))
+            edits.append(Edit(c.args[1][1], c.args[1][1], " }", PLAIN))
+            edits.append(Edit(c.rparen, c.rparen, ", 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST" + ids, PLAIN))
+        elif name.startswith("__sync_"):
+            edits.append(Edit(c.rparen, c.rparen, ", __ATOMIC_SEQ_CST" + ids, PLAIN))
+        elif name in ("atomic_compare_exchange_strong_explicit", "atomic_compare_exchange_weak_explicit") \
+                and not extra and len(c.args) == 5:
+            weak = "1" if "weak" in name else "0"
+            edits.append(Edit(c.args[2][1], c.args[2][1], f", {weak}", PLAIN))
+            edits.append(Edit(c.rparen, c.rparen, ids, PLAIN))
+        else:
+            edits.append(Edit(c.rparen, c.rparen, extra + ids, PLAIN))
+        if c.pointee_is_pointer:
+            vi = 2 if "compare_exchange" in entry else 1
+            if "store" in entry or "exchange" in entry:
+                if vi < len(c.args):
+                    s, e = c.args[vi]
+                    edits.append(Edit(s, s, f"(ftmb_u{8 * c.pointee_size})(__UINTPTR_TYPE__)(", PLAIN))
+                    edits.append(Edit(e, e, ")", PLAIN))
+        if ret not in ("void", "_Bool", "int") and entry.startswith("ftmb_atomic_") and c.pointee_type:
+            edits[0] = Edit(c.start, c.name_end, f"({c.pointee_type}){entry}")
+        self.add_site("atomic", f, c.start, c.rparen + 1, entry, (obj,),
+                      f"atomic access to {v.name} ({name})", edits, "invocation" if c.macro else "call")
+
+    # -- allocations --
+    def heap_alloc(self, v: Variable) -> None:
+        f, line, _ = self.resolve(v.decl)
+        if f is None:
+            return
+        lo, hi = f.line_starts[line - 1], (f.line_starts[line] if line < len(f.line_starts) else len(f.data))
+        for c in f.sites.calls:
+            if not (lo <= c.loc < hi) or (f.path, c.start) in self.handled_calls:
+                continue
+            entries = TABLE["wraps"].get(c.callee)
+            if not entries or TABLE["entries"][entries[0]]["kind"] != ALLOC_KIND or c.callee in ("free", "rte_free", "realloc"):
+                continue
+            if not c.spliceable or c.macro:
+                self.problem(f, c.loc, f"allocation {c.callee}() of {v.name} is inside a macro expansion; "
+                                       f"cannot move it to the state arena")
+                continue
+            entry = entries[0]
+            self.handled_calls.add((f.path, c.start))
+            edits = [Edit(c.start, c.name_end, entry)]
+            n = len(TABLE["entries"][entry]["params"])
+            if len(c.args) > n:  # rte_malloc_socket(type, size, align, socket): the socket goes
+                edits.append(Edit(c.args[n - 1][1], c.args[-1][1], ""))
+            self.add_site("alloc", f, c.start, c.rparen + 1, entry, (),
+                          f"{v.name} is {v.cls} program state: allocated from the checkpointable arena", edits, "call")
+
+    # -- locks and library calls --
+    def lock_and_library_calls(self, variables, lock_vars) -> None:
+        lock_obj_at: dict[tuple[str, int], int] = {}
+        for v in variables:
+            if v.id in lock_vars:
+                for a in v.accesses:
+                    f, _, off = self.resolve(a.loc)
+                    if f is not None:
+                        lock_obj_at[(f.path, off)] = self.obj_of_var[v.id]
+        for path in sorted(self.files):
+            f = self.files[path]
+            for c in sorted(f.sites.calls, key=lambda c: c.start):
+                if (f.path, c.start) in self.handled_calls:
+                    continue
+                self.library_call(f, c, lock_obj_at)
+
+    def library_call(self, f: _File, c, lock_obj_at) -> None:
+        name = c.callee
+        lock_role = self.sem.role(name, "lock")
+        entries = TABLE["wraps"].get(name)
+        if lock_role is not None:
+            if not entries:
+                self.problem(f, c.loc, f"{name}() has no ftmb_ lock wrapper: the order of its acquisitions "
+                                       f"would not be recorded")
+                return
+            if not c.spliceable or c.macro:
+                self.problem(f, c.loc, f"{name}() is called inside macro {c.macro or '?'}'s expansion; "
+                                       f"cannot replace it by its ftmb_ wrapper")
+                return
+            obj = lock_obj_at.get((f.path, c.loc))
+            if obj is None:
+                key = " ".join(f.text(*c.args[0]).split()) if c.args else name
+                obj = self.obj_of_lock_text.get(key)
+                if obj is None:
+                    obj = self.obj_of_lock_text[key] = self.new_obj("", key, self.where(f, c.loc), "lock")
+            sid = self.site_id()
+            self.handled_calls.add((f.path, c.start))
+            self.sites.append(PlanSite(sid, "lock", self.rel(f.path), f.line_of(c.start), c.start, c.rparen + 1,
+                                       entries[0], (obj,), f"{name}: record the acquisition order",
+                                       (Edit(c.start, c.name_end, entries[0]), Edit(c.rparen, c.rparen, f", {obj}, {sid}")),
+                                       "call"))
+            return
+        if name == "rte_eal_init":
+            if not c.spliceable or c.macro:
+                self.problem(f, c.loc, "rte_eal_init() inside a macro expansion: cannot add the ftmb_init hook")
+                return
+            self.handled_calls.add((f.path, c.start))
+            sid = self.site_id()
+            self.add_site("init", f, c.start, c.rparen + 1, "ftmb_init", (),
+                          "DPDK program: the runtime starts right after the EAL, only when it succeeded",
+                          (Edit(c.start, c.start, f"__extension__ ({{ int _ftmb_r{sid} = ", OPEN),
+                           Edit(c.rparen + 1, c.rparen + 1,
+                                f"; if (_ftmb_r{sid} >= 0 && ftmb_init() != 0) _ftmb_r{sid} = -1; _ftmb_r{sid}; }})",
+                                CLOSE)), "call")
+            self.saw_eal_init = True
+            return
+        if name in FREE_LIKE or name == "realloc":
+            if not c.spliceable or c.macro:
+                return  # frees inside macros of the program free what they allocated; see reason below
+            self.handled_calls.add((f.path, c.start))
+            sid = self.site_id()
+            if name == "realloc":
+                if len(c.args) != 2:
+                    return
+                p, n = f.text(*c.args[0]), f.text(*c.args[1])
+                text = (f"__extension__ ({{ void *_ftmb_p{sid} = ({p}); ftmb_state_contains(_ftmb_p{sid}) ? "
+                        f"ftmb_state_realloc(_ftmb_p{sid}, ({n})) : realloc(_ftmb_p{sid}, ({n})); }})")
+                if self.has_nested_call(f, c):
+                    self.problem(f, c.loc, "realloc() whose arguments contain calls the rewriter edits")
+                    return
+                self.add_site("free", f, c.start, c.rparen + 1, "ftmb_state_realloc", (),
+                              "memory may come from the state arena: arena pointers are reallocated there",
+                              (Edit(c.start, c.rparen + 1, text),), "call")
+                return
+            entry, orig = FREE_LIKE[name]
+            if len(c.args) != 1:
+                return
+            self.add_site("free", f, c.start, c.rparen + 1, entry, (),
+                          "memory may come from the state arena: arena pointers are freed there",
+                          (Edit(c.start, c.args[0][0], f"__extension__ ({{ void *_ftmb_p{sid} = ("),
+                           Edit(c.args[0][1], c.rparen + 1,
+                                f"); if (ftmb_state_contains(_ftmb_p{sid})) {entry}(_ftmb_p{sid}); "
+                                f"else {orig}(_ftmb_p{sid}); }})")), "call")
+            return
+        if not entries:
+            return
+        entry = entries[0]
+        kind = TABLE["entries"][entry]["kind"]
+        if kind not in ("nondet", "packet_io", "spawn"):
+            return
+        if not c.spliceable or c.macro:
+            self.problem(f, c.loc, f"{name}() is called inside macro {c.macro or '?'}'s expansion; cannot replace "
+                                   f"it by {entry}")
+            return
+        self.handled_calls.add((f.path, c.start))
+        why = {"nondet": "nondeterministic value: logged in record mode, replayed in replay mode",
+               "packet_io": "packet I/O goes through the runtime (input and output loggers)",
+               "spawn": "threads get deterministic indexes"}[kind]
+        self.add_site(kind, f, c.start, c.rparen + 1, entry, (), f"{name}: {why}",
+                      (Edit(c.start, c.name_end, entry),), "call")
+
+    def has_nested_call(self, f: _File, c) -> bool:
+        return any(o is not c and c.lparen < o.start < c.rparen and o.callee in TABLE["wraps"] for o in f.sites.calls)
+
+    # -- init and includes --
+    def init_hook(self) -> None:
+        if any(s.kind == "init" for s in self.sites):
+            return
+        for path in sorted(self.files):
+            f = self.files[path]
+            for fn in f.sites.functions:
+                if fn.name != "main":
+                    continue
+                fail = "return 1;" if fn.returns == "int" else "__builtin_abort();"
+                self.add_site("init", f, fn.body_start, fn.body_start, "ftmb_init", (),
+                              "pthread program: the runtime starts first thing in main",
+                              (Edit(fn.body_start, fn.body_start, f" if (ftmb_init() != 0) {fail}", OPEN),), "insert")
+                return
+
+    def includes(self) -> None:
+        for path in sorted({s.file for s in self.sites}):
+            f = self.files[os.path.realpath(os.path.join(self.root, path))]
+            self.add_site("include", f, 0, 0, "", (), "the runtime ABI header and the marker",
+                          (Edit(0, 0, f"{MARKER}\n{INCLUDE}\n#line 1\n", -1),), "insert")
+
+
+def build_plan(report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()) -> Plan:
+    """The plan for `report`; `sites` maps real paths to frontend FileSites."""
+    return Planner(report, sites, root, sem, options).build()
