@@ -241,3 +241,32 @@ def test_master_notices_a_killed_logger(pipeline, victim):
     if victim == "input":
         assert elapsed < 10, "the master should stop once its input logger is gone"
     p.kill_all()
+
+
+# ---- the DPDK adapter ---------------------------------------------------------------------------------
+
+DPDK_FWD = BUILD / "ftmb-test-dpdk-fwd"
+EAL = ["--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--vdev", "net_null0", "-l", "0-1",
+       "--log-level", "error"]
+
+
+@pytest.mark.parametrize("mode", ["record", "passthrough"])
+def test_dpdk_forwarder_through_the_adapter(pipeline, mode):
+    if not DPDK_FWD.exists():
+        pytest.skip("DPDK is not installed (libdpdk-dev): the adapter was not built")
+    packets = traffic(flows=16, per_flow=100)
+    p = pipeline(2, packets)
+    env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=p.session)
+    master = subprocess.Popen(["timeout", "60", DPDK_FWD, *EAL], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    mrc, mout, olrc, olerr, ilrc, ilerr = p.finish(master)
+    assert mrc == 0, mout
+    assert (olrc, ilrc) == (0, 0), olerr + ilerr
+    assert f"forwarded {len(packets)} packets" in mout
+    out = read_pcap(p.out)
+    assert sorted(out) == sorted(packets)
+    per_flow = defaultdict(list)
+    for pkt in out:
+        flow, seq = flow_and_seq(pkt)
+        per_flow[flow].append(seq)
+    assert all(seqs == sorted(seqs) for seqs in per_flow.values())
