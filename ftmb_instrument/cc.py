@@ -1,0 +1,216 @@
+"""`ftmb-cc`: a drop-in C compiler that instruments every C source on the fly.
+
+Usable as `make CC=ftmb-cc`, `cmake -DCMAKE_C_COMPILER=ftmb-cc`, or as a launcher
+(`ftmb-cc gcc ...`, `-DCMAKE_C_COMPILER_LAUNCHER=ftmb-cc`). The real compiler is the launcher's
+first argument, else $FTMB_REAL_CC, else gcc.
+
+For each C source on the command line: analyze and instrument it (the whole-program view is the C
+sources of this one command line: a `cc a.c b.c -o prog` sees both; a separate `cc -c a.c` sees
+only a.c), write the instrumented copy to a temporary directory and compile that instead, with
+the user's flags plus the runtime's include directory (and `-iquote` the original directory, so
+`#include "x.h"` still finds the original neighbours). With `FTMB_PLAN=ftmb_plan.json` (made by
+`ftmb-instrument instrument -p BUILD --plan ftmb_plan.json` for the whole program) the plan is
+applied instead of analyzing, which is what multi-file programs compiled one file at a time need.
+When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked, then
+libftmb); they are built from runtime/ on first use (`make -C runtime`).
+
+Anything else (assembling, preprocessing only, `-E`, `-M`, `--version`, C++ files) is passed to
+the real compiler unchanged. An instrumentation error is printed as one line and the compile
+fails: ftmb-cc never silently compiles an uninstrumented source.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import FtmbError, RewriteError
+
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
+C_EXT = (".c",)
+VALUE_FLAGS = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-MF", "-MT",
+               "-MQ", "-x", "-L", "-l", "-Xlinker", "-u", "-T", "-std", "--param", "-arch", "-target"}
+NO_COMPILE = {"-E", "-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
+
+
+def runtime_paths() -> dict[str, Path]:
+    b = RUNTIME_DIR / "build"
+    return {"include": RUNTIME_DIR / "include", "core": b / "libftmb.a", "dpdk": b / "libftmb_dpdk.a"}
+
+
+def ensure_runtime(dpdk: bool = False) -> dict[str, Path]:
+    """The runtime's paths, building runtime/ first when a library is missing or out of date."""
+    p = runtime_paths()
+    want = [p["core"]] + ([p["dpdk"]] if dpdk else [])
+    srcs = [*RUNTIME_DIR.glob("src/*"), *RUNTIME_DIR.glob("include/ftmb/*")]
+    newest = max((s.stat().st_mtime for s in srcs), default=0)
+    if all(w.exists() and w.stat().st_mtime >= newest for w in want):
+        return p
+    if not (RUNTIME_DIR / "Makefile").exists():
+        raise FtmbError(f"{RUNTIME_DIR}: the runtime sources are missing; reinstall ftmb-instrument")
+    targets = ["build/libftmb.a"] + (["build/libftmb_dpdk.a"] if dpdk else [])
+    res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), *targets], capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise FtmbError(f"{RUNTIME_DIR}: building the runtime failed (make -C {RUNTIME_DIR}): {tail[0]}")
+    missing = [str(w) for w in want if not w.exists()]
+    if missing:
+        raise FtmbError(f"{missing[0]}: not built by make -C {RUNTIME_DIR} (is libdpdk-dev installed?)")
+    return p
+
+
+def _is_compiler(word: str) -> bool:
+    base = os.path.basename(word)
+    return not base.startswith("-") and ("cc" in base or "clang" in base or "gcc" in base) and not base.endswith(".c")
+
+
+def split_launcher(argv: list[str]) -> tuple[str, list[str]]:
+    """(real compiler, its arguments) for `ftmb-cc [REAL_CC] ARGS...`."""
+    if argv and _is_compiler(argv[0]) and shutil.which(argv[0]):
+        return argv[0], argv[1:]
+    return os.environ.get("FTMB_REAL_CC") or "gcc", argv
+
+
+def sources_of(args: list[str]) -> list[int]:
+    """Indexes of the C source arguments."""
+    out = []
+    i = 0
+    lang_c = True
+    while i < len(args):
+        a = args[i]
+        if a == "-x" and i + 1 < len(args):
+            lang_c = args[i + 1] == "c"
+            i += 2
+            continue
+        if a in VALUE_FLAGS:
+            i += 2
+            continue
+        if not a.startswith("-") and a.endswith(C_EXT) and lang_c and os.path.isfile(a):
+            out.append(i)
+        i += 1
+    return out
+
+
+def is_link(args: list[str]) -> bool:
+    return not any(a in ("-c", "-S", "-E") for a in args)
+
+
+def links_dpdk(args: list[str]) -> bool:
+    return any(a.startswith("-lrte_") or "librte_" in a or a == "-ldpdk" for a in args)
+
+
+def clang_args_for(args: list[str], src_indexes: list[int]) -> list[str]:
+    """The flags of the command that matter to libclang (defines, includes, standard)."""
+    out = []
+    i = 0
+    skip = set(src_indexes)
+    while i < len(args):
+        a = args[i]
+        if i in skip:
+            i += 1
+            continue
+        if a in ("-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter") and i + 1 < len(args):
+            out += [a, args[i + 1]]
+            i += 2
+            continue
+        if a in VALUE_FLAGS:
+            i += 2
+            continue
+        if a.startswith(("-I", "-D", "-U", "-std=", "-isystem", "-f", "-m", "-pthread", "-include")) \
+                and not a.startswith(("-fdiagnostics", "-fdump")):
+            out.append(a)
+        i += 1
+    return out
+
+
+def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -> dict[str, Path]:
+    """Instrument `paths` together; {original path: instrumented copy}. Raises FtmbError."""
+    from .frontend import from_files
+    from .plan import is_instrumented, load_plan
+    from .rewrite import apply_plan
+    from .rewrite.pipeline import make_plan
+    from .semantics import load_semantics
+
+    todo = []
+    out: dict[str, Path] = {}
+    for p in paths:
+        with open(p, "rb") as fh:
+            if is_instrumented(fh.read(256)):
+                out[p] = Path(p)  # already instrumented: compiled as it is
+            else:
+                todo.append(p)
+    if not todo:
+        return out
+    plan_path = os.environ.get("FTMB_PLAN")
+    if plan_path:
+        plan = load_plan(plan_path)
+    else:
+        commands = from_files([Path(p) for p in todo], clang_args)
+        root = os.environ.get("FTMB_PROJECT_ROOT") or os.path.commonpath(
+            [os.path.dirname(os.path.realpath(p)) for p in todo])
+        _, plan = make_plan(commands, load_semantics(), root, jobs=1)
+    errors = plan.errors
+    if errors:
+        for e in errors:
+            print(f"{e.where}: error: {e.message}", file=sys.stderr)
+        raise RewriteError(f"{len(errors)} site(s) cannot be instrumented safely (suppress one with "
+                           f"/* ftmb: ignore(access) <reason> */ on its line)")
+    want = {os.path.realpath(p) for p in todo}
+    edited = {os.path.realpath(r.path): r for r in apply_plan(plan, want)}
+    for i, p in enumerate(todo):
+        real = os.path.realpath(p)
+        dst = workdir / f"{i}" / os.path.basename(p)
+        dst.parent.mkdir(parents=True)
+        r = edited.get(real)
+        text = r.text if r is not None else Path(p).read_bytes()
+        # diagnostics and __FILE__ name the original, as an uninstrumented build would
+        quoted = p.replace("\\", "\\\\").replace('"', '\\"')
+        dst.write_bytes(text.replace(b"\n#line 1\n", f'\n#line 1 "{quoted}"\n'.encode(), 1))
+        out[p] = dst
+    return out
+
+
+def build_command(real_cc: str, args: list[str], copies: dict[str, Path], rt: dict[str, Path] | None,
+                  srcs: list[int]) -> list[str]:
+    new = list(args)
+    extra = ["-I", str(runtime_paths()["include"])]
+    for i in srcs:
+        orig = args[i]
+        copy = copies.get(orig)
+        if copy is not None and copy != Path(orig):
+            new[i] = str(copy)
+            extra += ["-iquote", os.path.dirname(os.path.abspath(orig))]
+    tail = []
+    if rt is not None:
+        if links_dpdk(args):
+            tail.append(str(rt["dpdk"]))
+        tail += [str(rt["core"]), "-pthread"]
+        # the runtime libraries must come before the DPDK/system libraries they use
+        first_lib = next((j for j, a in enumerate(new) if a.startswith("-l") or a.startswith("-Wl,")), len(new))
+        new = new[:first_lib] + tail + new[first_lib:]
+    return [real_cc, *extra, *new]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    real_cc, args = split_launcher(argv)
+    if not args or any(a in NO_COMPILE for a in args):
+        return subprocess.call([real_cc, *args])
+    srcs = sources_of(args)
+    link = is_link(args)
+    with tempfile.TemporaryDirectory(prefix="ftmb-cc.") as tmp:
+        try:
+            copies = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp)) if srcs else {}
+            rt = ensure_runtime(links_dpdk(args)) if link else None
+        except FtmbError as exc:
+            print(f"ftmb-cc: error: {exc}", file=sys.stderr)
+            return 1
+        return subprocess.call(build_command(real_cc, args, copies, rt, srcs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
