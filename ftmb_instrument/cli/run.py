@@ -1,0 +1,108 @@
+"""`ftmb-instrument run`: an instrumented network function between the input and output loggers."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import run as runlib
+from . import app
+
+HELP = """Run an instrumented network function (the master) in a session: the input logger serves
+IN.pcap, the program's receive and transmit calls go through the loggers, the output logger
+writes the released packets to OUT.pcap. Give the program and its arguments after `--`; a DPDK
+program still needs its EAL options (e.g. --no-huge --no-pci --no-shconf --vdev net_null0
+--lcores '(0-2)@(0,1)'): each receive queue it sets up becomes a session queue.
+
+The command starts every process itself (loggers first, then the program with FTMB_MODE and
+FTMB_SESSION), waits until the program has taken all its input (every queue's EOF), sends it
+--stop-signal (a program in a session sees virtual time, which stops with the input, so idle
+timers never fire), waits for the loggers to finish, and prints a summary: packets in and out,
+records logged, packets held and for how long (release time minus arrival, p50/p99). With
+--mode passthrough the same processes run with logging off. A failure of any process is one
+line naming it and its exit status; nothing is left running and the session's shared memory is
+removed, whatever happens.
+
+Exit codes: 0 every process finished cleanly; 1 bad input, or a process failed (named on
+stderr); 2 usage error; 130 interrupted.
+"""
+
+
+class Mode(str, Enum):
+    record = "record"
+    passthrough = "passthrough"
+
+
+class StopSignal(str, Enum):
+    INT = "INT"
+    TERM = "TERM"
+
+
+@app.command("run", help=HELP, context_settings={"allow_extra_args": True})
+def run_command(
+    ctx: typer.Context,
+    input_pcap: Annotated[Path, typer.Option("--in", "-i", help="Input packets (pcap).", show_default=False)],
+    output_pcap: Annotated[Path, typer.Option("--out", "-o", help="Released packets (pcap).", show_default=False)],
+    mode: Annotated[Mode, typer.Option(help="record: log everything; passthrough: same topology, no logging.")]
+    = Mode.record,
+    queues: Annotated[int, typer.Option(help="Session input queues (the program's receive queues).")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Master threads the output logger makes rings "
+                                                   "for (default queues + 2).")] = None,
+    timeout: Annotated[float, typer.Option(help="Give up (and kill everything) after this many seconds.")] = 60.0,
+    grace: Annotated[float, typer.Option(help="Seconds a process gets to exit after a stop signal "
+                                         "before SIGKILL.")] = 3.0,
+    stop_signal: Annotated[StopSignal, typer.Option(help="Signal that stops the program once its "
+                                                    "input is drained.")] = StopSignal.INT,
+    tick_us: Annotated[Optional[int], typer.Option(help="Input logger: tick idle queues this often.")] = None,
+    rate: Annotated[Optional[int], typer.Option(help="Input logger: serve at most this many packets/s.")] = None,
+    log: Annotated[Optional[Path], typer.Option(help="Output logger: write the records here "
+                                                "(FTMB_REPLAY_LOG for replay).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
+) -> None:
+    nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
+    sig = signal.SIGINT if stop_signal is StopSignal.INT else signal.SIGTERM
+    result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
+                        timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
+                        log_file=log)
+    if as_json:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        render(result, Console(highlight=False))
+    if not result.ok:
+        raise runlib.RunError(result.failure)
+
+
+def render(result: runlib.RunResult, console: Console) -> None:
+    procs = Table(title=f"session {result.session} ({result.mode}, {result.queues} queue"
+                  f"{'s' if result.queues != 1 else ''}, {result.elapsed_s:.2f} s)", title_justify="left")
+    for col in ("process", "pid", "status", "stopped by"):
+        procs.add_column(col)
+    for p in result.processes:
+        style = "red" if p.failed() else None
+        procs.add_row(p.name, str(p.pid), p.status, p.stopped_by or "-", style=style)
+    console.print(procs)
+    counts = Table(show_header=False, box=None, padding=(0, 2))
+    counts.add_column(justify="left")
+    counts.add_column(justify="right")
+    per_pkt = f" ({result.records / result.input_packets:.1f} per input packet)" if result.input_packets else ""
+    rows = [
+        ("packets in", f"{result.input_packets}"),
+        ("packets out (released)", f"{result.output_packets}"),
+        ("records logged", f"{result.records}{per_pkt}"),
+        ("packets held at the end", f"{result.held}"),
+        ("hold time p50 / p99", "-" if result.hold_p50_us is None
+         else f"{result.hold_p50_us:.1f} µs / {result.hold_p99_us:.1f} µs"),
+        ("corrupt records / duplicate outputs", f"{result.corrupt} / {result.duplicates}"),
+        ("input drained", "yes" if result.drained else "no"),
+    ]
+    for k, v in rows:
+        counts.add_row(k, v)
+    console.print(counts)

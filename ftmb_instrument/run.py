@@ -1,0 +1,434 @@
+"""Run an instrumented network function between the two loggers: the `run` command's library.
+
+One run is a session of three processes, started in the order the runtime needs:
+
+1. the output logger (`ftmb-output-logger --session S --out OUT --stats`) and the input logger
+   (`ftmb-input-logger --session S --in IN --queues Q`), each in its own process group; the run
+   waits until both shared-memory regions (`/dev/shm/ftmb-S.{out,in}`) exist;
+2. the network function (the master), with `FTMB_MODE` and `FTMB_SESSION=S` in its environment,
+   in its own process group;
+3. the drain: the input is drained when every queue's last served entry is its EOF mark and the
+   master has taken everything served (read from the input region). Inside a session a master's
+   time is virtual and stops at the EOF entry, so an idle-exit timer in the program never fires:
+   once the input is drained (and the master has not exited by itself within `settle_s`, as a
+   program that watches `ftmb_input_done` does) the run sends the master `--stop-signal` (SIGINT), which a DPDK
+   program handles by finishing its loop iteration (so the last burst is transmitted) and exiting.
+   A master that exits by itself before that is fine too.
+4. the loggers exit by themselves once the master has called `ftmb_exit` (at exit) and every
+   output is handled; one that does not within the grace period gets SIGTERM, then SIGKILL.
+
+Whatever happens (a failure, a timeout, an exception, Ctrl-C), a `finally` kills every process
+group the run started that is still alive, reaps it, and removes the session's regions. The result
+is data (`RunResult`): each process's exit status, packet counts, records logged, and the output
+logger's hold times (release time minus the input's arrival time, p50/p99).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import FtmbError, InputError
+
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
+MODES = ("record", "passthrough")
+
+# Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 1); the run
+# reads it only to learn whether the input is drained.
+_IN_MAGIC = 0x4E492D424D5446
+_LAYOUT_VERSION = 1
+_HDR = struct.Struct("<QIIQIiQiII")          # magic .. master_mode
+_IN_GEOMETRY = struct.Struct("<II")          # nqueues, capacity (after the 56-byte header)
+_QUEUE_BASE, _QUEUE_SIZE = 128, 320          # queue[] is cache-aligned; one queue is 5 lines
+_RING_HEAD, _RING_TAIL, _RING_BUF = 0, 64, 128
+_ENTRY_KIND_OFFSET, _IN_EOF = 20, 3
+
+_STATS = re.compile(r"released (\d+) held (\d+) records (\d+) corrupt (\d+) duplicates (\d+) "
+                    r"latency_us p50 ([\d.]+) p99 ([\d.]+)")
+
+
+class RunError(FtmbError):
+    """A process of the run failed or the run could not finish; the message names which and why."""
+
+
+@dataclass
+class ProcessStatus:
+    """One process of the run and how it ended."""
+
+    name: str
+    argv: list[str]
+    pid: int = 0
+    returncode: int | None = None   # negative: killed by that signal (subprocess convention)
+    stopped_by: str | None = None   # the signal the run sent to end it, if any
+    stderr_tail: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.returncode is None:
+            return "not started" if not self.pid else "running"
+        if self.returncode < 0:
+            return f"killed by {signal.Signals(-self.returncode).name}"
+        return f"exit {self.returncode}"
+
+    def failed(self) -> bool:
+        return self.returncode is not None and self.returncode != 0
+
+
+@dataclass
+class RunResult:
+    """What a run did: per-process exit statuses and the session's counts."""
+
+    mode: str
+    session: str
+    queues: int
+    input_packets: int = 0
+    output_packets: int = 0
+    released: int = 0
+    held: int = 0                  # output packets never released (records missing or corrupt)
+    records: int = 0               # records the output logger stored
+    corrupt: int = 0
+    duplicates: int = 0
+    hold_p50_us: float | None = None   # release time - arrival time of the input it answers
+    hold_p99_us: float | None = None
+    elapsed_s: float = 0.0
+    drain_s: float | None = None   # from the master's start until it had taken all its input
+    drained: bool = False          # the master took every input entry, EOF marks included
+    stopped_nf: bool = False       # the run sent the master its stop signal after the drain
+    processes: list[ProcessStatus] = field(default_factory=list)
+    nf_stdout: str = ""
+    nf_stderr: str = ""
+    failure: str | None = None     # one line: which process failed and how
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def logger_queue(frame: bytes, queues: int) -> int:
+    """The input queue `ftmb-input-logger` puts `frame` on (its symmetric flow hash, ported)."""
+
+    def mix(h: int, v: int) -> int:
+        h = ((h ^ v) * 0x01000193) & 0xFFFFFFFF
+        return h ^ (h >> 15)
+
+    n = len(frame)
+    if n < 14:
+        return 0
+    le32 = lambda b, o: int.from_bytes(b[o:o + 4], "little")  # noqa: E731 (memcpy on x86)
+    et = frame[12] << 8 | frame[13]
+    l3, rest = 14, n - 14
+    if et == 0x8100 and n >= 18:
+        et, l3, rest = frame[16] << 8 | frame[17], l3 + 4, rest - 4
+    a = b = proto = sport = dport = 0
+    l4 = l4len = None
+    if et == 0x0800 and rest >= 20:
+        ihl = (frame[l3] & 15) * 4
+        a, b, proto = le32(frame, l3 + 12), le32(frame, l3 + 16), frame[l3 + 9]
+        if ihl >= 20 and rest >= ihl and not (frame[l3 + 6] & 0x1F) and not frame[l3 + 7]:
+            l4, l4len = l3 + ihl, rest - ihl
+    elif et == 0x86DD and rest >= 40:
+        for i in range(0, 16, 4):
+            a = mix(a, le32(frame, l3 + 8 + i))
+            b = mix(b, le32(frame, l3 + 24 + i))
+        proto, l4, l4len = frame[l3 + 6], l3 + 40, rest - 40
+    else:
+        a = le32(frame, 0) ^ (frame[4] << 8 | frame[5])
+        b = le32(frame, 6) ^ (frame[10] << 8 | frame[11])
+    if l4 is not None and proto in (6, 17, 132) and l4len >= 4:
+        sport, dport = frame[l4] << 8 | frame[l4 + 1], frame[l4 + 2] << 8 | frame[l4 + 3]
+    e1, e2 = a << 16 | sport, b << 16 | dport
+    if e1 > e2:
+        e1, e2 = e2, e1
+    h = 0x811C9DC5
+    for v in (e1 & 0xFFFFFFFF, e1 >> 32, e2 & 0xFFFFFFFF, e2 >> 32, proto):
+        h = mix(h, v)
+    return h % queues
+
+
+def input_drained(session: str) -> bool:
+    """True once every input queue of `session` served its EOF entry and the master took it."""
+    path = Path(f"/dev/shm/ftmb-{session}.in")
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+            magic, _abi, layout, _size, ready, *_ = _HDR.unpack_from(m, 0)
+            if magic != _IN_MAGIC or layout != _LAYOUT_VERSION or not ready:
+                return False
+            nqueues, _cap = _IN_GEOMETRY.unpack_from(m, _HDR.size)
+            for q in range(nqueues):
+                base = _QUEUE_BASE + q * _QUEUE_SIZE
+                head, = struct.unpack_from("<Q", m, base + _RING_HEAD)
+                tail, = struct.unpack_from("<Q", m, base + _RING_TAIL)
+                buf, cap, slot = struct.unpack_from("<QII", m, base + _RING_BUF)
+                if head == 0 or tail != head:
+                    return False
+                kind, = struct.unpack_from("<H", m, buf + ((head - 1) & (cap - 1)) * slot + _ENTRY_KIND_OFFSET)
+                if kind != _IN_EOF:
+                    return False
+            return True
+    except (OSError, ValueError, struct.error):
+        return False
+
+
+def _check_pcap(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the input: {exc.strerror}") from None
+    if magic not in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):
+        raise InputError(f"{path}: not a pcap file")
+
+
+def _resolve_program(arg: str) -> str:
+    found = shutil.which(arg) if os.sep not in arg else (arg if os.access(arg, os.X_OK) and os.path.isfile(arg)
+                                                          else None)
+    if not found:
+        raise InputError(f"{arg}: the network function is not an executable file (or not on PATH)")
+    return found
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class _Child:
+    def __init__(self, status: ProcessStatus, proc: subprocess.Popen, err_path: Path):
+        self.status, self.proc, self.err_path = status, proc, err_path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Signal the child's whole process group (it leads one): helpers it started go too."""
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, first: int, grace_s: float) -> None:
+        """`first`, then SIGKILL after `grace_s` if it is still alive; always reaped."""
+        if not self.alive():
+            return
+        self.status.stopped_by = signal.Signals(first).name
+        self.signal(first)
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.status.stopped_by = "SIGKILL"
+            self.signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path, *, mode: str = "record",
+        queues: int = 1, threads: int | None = None, timeout_s: float = 60.0, grace_s: float = 3.0,
+        attach_timeout_s: float = 10.0, settle_s: float = 0.3, stop_signal: int = signal.SIGINT, tick_us: int | None = None,
+        rate: int | None = None, log_file: str | Path | None = None, env: Mapping[str, str] | None = None,
+        runtime_dir: str | Path | None = None, workdir: str | Path | None = None) -> RunResult:
+    """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
+
+    Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
+    before anything starts. Failures of the processes are reported in the result (`failure`).
+    """
+    if mode not in MODES:
+        raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
+    if not nf_argv:
+        raise InputError("no network function: give its command line after --")
+    if not 1 <= queues <= 32:
+        raise InputError(f"--queues {queues}: expected 1 to 32")
+    rdir = Path(runtime_dir) if runtime_dir else RUNTIME_DIR
+    il_bin, ol_bin = rdir / "build" / "ftmb-input-logger", rdir / "build" / "ftmb-output-logger"
+    for b in (il_bin, ol_bin):
+        if not os.access(b, os.X_OK):
+            raise InputError(f"{b}: the logger is not built (run: make -C {rdir})")
+    program = _resolve_program(nf_argv[0])
+    input_pcap, output_pcap = Path(input_pcap), Path(output_pcap)
+    _check_pcap(input_pcap)
+    if not output_pcap.parent.is_dir():
+        raise InputError(f"{output_pcap}: its directory does not exist")
+    threads = threads or min(32, queues + 2)
+
+    session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+    result = RunResult(mode=mode, session=session, queues=queues)
+    result.input_packets = _count_packets(input_pcap)
+    tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
+    children: list[_Child] = []
+    start = time.monotonic()
+    deadline = start + timeout_s
+
+    def spawn(name: str, argv: list[str], child_env: Mapping[str, str] | None = None,
+              capture_stdout: bool = False) -> _Child:
+        st = ProcessStatus(name=name, argv=[str(a) for a in argv])
+        err_path = tmp / f"{name}.err"
+        out = open(tmp / f"{name}.out", "wb") if capture_stdout else subprocess.DEVNULL
+        try:
+            with open(err_path, "wb") as err:
+                proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        env=dict(child_env) if child_env is not None else None,
+                                        start_new_session=True)
+        except OSError as exc:
+            raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
+        finally:
+            if capture_stdout:
+                out.close()
+        st.pid = proc.pid
+        result.processes.append(st)
+        child = _Child(st, proc, err_path)
+        children.append(child)
+        return child
+
+    def fail(child: _Child, why: str) -> None:
+        if result.failure is None:
+            result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
+
+    try:
+        ol_argv = [ol_bin, "--session", session, "--out", output_pcap, "--threads", str(threads), "--stats"]
+        if log_file:
+            ol_argv += ["--log", str(log_file)]
+        il_argv = [il_bin, "--session", session, "--in", input_pcap, "--queues", str(queues)]
+        if tick_us:
+            il_argv += ["--tick-us", str(tick_us)]
+        if rate:
+            il_argv += ["--rate", str(rate)]
+        ol = spawn("output-logger", ol_argv)
+        il = spawn("input-logger", il_argv)
+        loggers = [ol, il]
+
+        # 1. both regions exist (a logger that exits first failed on its arguments or input)
+        regions = [Path(f"/dev/shm/ftmb-{session}.out"), Path(f"/dev/shm/ftmb-{session}.in")]
+        attach_deadline = min(deadline, time.monotonic() + attach_timeout_s)
+        while not all(r.exists() for r in regions):
+            dead = [c for c in loggers if not c.alive()]
+            if dead:
+                c = dead[0]
+                fail(c, f"exited before the session was ready ({_status(c)}): {_first_line(c.err_path)}")
+                return result
+            if time.monotonic() > attach_deadline:
+                fail(ol if not regions[0].exists() else il, f"did not create its region within {attach_timeout_s:g} s")
+                return result
+            time.sleep(0.005)
+
+        # 2. the master
+        nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
+        nf = spawn(Path(program).name, [program, *nf_argv[1:]], nf_env, capture_stdout=True)
+        nf_start = time.monotonic()
+
+        # 3. the drain
+        while True:
+            if not nf.alive():
+                break
+            for c in loggers:  # exit 0 is a logger that saw the master's ftmb_exit: fine
+                if not c.alive() and c.proc.returncode != 0:
+                    fail(c, f"exited while the network function was running ({_status(c)}): "
+                            f"{_first_line(c.err_path)}")
+            if result.failure:
+                break
+            if input_drained(session):
+                result.drained = True
+                result.drain_s = time.monotonic() - nf_start
+                try:  # a program that watches ftmb_input_done exits by itself
+                    nf.proc.wait(timeout=settle_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                result.stopped_nf = True
+                nf.stop(stop_signal, grace_s)
+                if nf.status.stopped_by == "SIGKILL":
+                    fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
+                             "after its input was drained")
+                break
+            if time.monotonic() > deadline:
+                fail(nf, f"was still running after {timeout_s:g} s (input not drained)")
+                break
+            time.sleep(0.01)
+
+        if not result.failure:
+            nf.proc.wait()
+            nf.status.returncode = nf.proc.returncode
+            if nf.proc.returncode != 0:
+                fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
+            result.drained = result.drained or input_drained(session)
+        # 4. the loggers finish by themselves once the master is gone
+        logger_deadline = time.monotonic() + grace_s
+        for c in loggers:
+            try:
+                c.proc.wait(timeout=max(0.0, logger_deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.stop(signal.SIGTERM, grace_s)
+                fail(c, f"did not exit within {grace_s:g} s of the network function ({_status(c)})")
+        for c in loggers:
+            if c.proc.returncode != 0 and not c.status.stopped_by:
+                fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
+    finally:
+        for c in reversed(children):
+            c.stop(signal.SIGKILL, grace_s)
+        for c in children:
+            c.status.returncode = c.proc.returncode
+            c.status.stderr_tail = _tail(c.err_path)
+        for suffix in ("in", "out"):
+            Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
+        _collect(result, children, tmp, output_pcap)
+        result.elapsed_s = time.monotonic() - start
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _status(c: _Child) -> str:
+    rc = c.proc.poll()
+    if rc is None:
+        return "still running"
+    return f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit {rc}"
+
+
+def _first_line(path: Path) -> str:
+    """The most telling line of a process's stderr: the first that is not DPDK's chatter."""
+    lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
+    for ln in lines:
+        if not ln.startswith(("EAL:", "TELEMETRY:")):
+            return ln
+    return lines[0] if lines else "(nothing on stderr)"
+
+
+def _count_packets(path: Path) -> int:
+    from .pcap import iter_pcap
+    try:
+        return sum(1 for _ in iter_pcap(path))
+    except FtmbError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: Path) -> None:
+    for c in children:
+        if c.status.name == "output-logger":
+            m = _STATS.search(c.status.stderr_tail)
+            if m:
+                (result.released, result.held, result.records, result.corrupt,
+                 result.duplicates) = (int(x) for x in m.groups()[:5])
+                if result.released:
+                    result.hold_p50_us, result.hold_p99_us = float(m.group(6)), float(m.group(7))
+        elif c.status.name not in ("input-logger",):
+            try:
+                result.nf_stdout = (tmp / f"{c.status.name}.out").read_text(errors="replace")
+                result.nf_stderr = c.err_path.read_text(errors="replace")
+            except OSError:
+                pass
+    try:
+        result.output_packets = _count_packets(output_pcap) if output_pcap.exists() else 0
+    except InputError:
+        result.output_packets = 0
+
+
+__all__ = ["MODES", "ProcessStatus", "RunError", "RunResult", "input_drained", "logger_queue", "run"]
