@@ -48,9 +48,9 @@ MODES = ("record", "passthrough")
 # reads it only to learn whether the input is drained.
 _IN_MAGIC = 0x4E492D424D5446
 _LAYOUT_VERSION = 1
-_HDR = struct.Struct("<QIIQIiQiII")          # magic .. master_mode
-_IN_GEOMETRY = struct.Struct("<II")          # nqueues, capacity (after the 56-byte header)
-_QUEUE_BASE, _QUEUE_SIZE = 128, 320          # queue[] is cache-aligned; one queue is 5 lines
+_HDR = struct.Struct("<QIIQIiQiIII")         # magic .. master_mode, pad: 56 bytes
+_IN_GEOMETRY = struct.Struct("<II")          # nqueues, capacity (after the header)
+_QUEUE_BASE, _QUEUE_SIZE = 128, 320         # queue[] is cache-aligned; one queue is 5 lines
 _RING_HEAD, _RING_TAIL, _RING_BUF = 0, 64, 128
 _ENTRY_KIND_OFFSET, _IN_EOF = 20, 3
 
@@ -156,15 +156,26 @@ def logger_queue(frame: bytes, queues: int) -> int:
     return h % queues
 
 
-def input_drained(session: str) -> bool:
-    """True once every input queue of `session` served its EOF entry and the master took it."""
-    path = Path(f"/dev/shm/ftmb-{session}.in")
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+class InputRegion:
+    """A read-only view of a session's input region, kept mapped after its logger unlinks it."""
+
+    def __init__(self, session: str):
+        with open(f"/dev/shm/ftmb-{session}.in", "rb") as f:
+            self._m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+
+    def close(self) -> None:
+        self._m.close()
+
+    def drained(self) -> bool:
+        """True once every queue served its EOF entry and the master took everything served."""
+        m = self._m
+        try:
             magic, _abi, layout, _size, ready, *_ = _HDR.unpack_from(m, 0)
             if magic != _IN_MAGIC or layout != _LAYOUT_VERSION or not ready:
                 return False
             nqueues, _cap = _IN_GEOMETRY.unpack_from(m, _HDR.size)
+            if not 1 <= nqueues <= 32:
+                return False
             for q in range(nqueues):
                 base = _QUEUE_BASE + q * _QUEUE_SIZE
                 head, = struct.unpack_from("<Q", m, base + _RING_HEAD)
@@ -176,8 +187,20 @@ def input_drained(session: str) -> bool:
                 if kind != _IN_EOF:
                     return False
             return True
-    except (OSError, ValueError, struct.error):
+        except (ValueError, struct.error):
+            return False
+
+
+def input_drained(session: str) -> bool:
+    """True once every input queue of `session` served its EOF entry and the master took it."""
+    try:
+        region = InputRegion(session)
+    except (OSError, ValueError):
         return False
+    try:
+        return region.drained()
+    finally:
+        region.close()
 
 
 def _check_pcap(path: Path) -> None:
@@ -266,6 +289,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     result.input_packets = _count_packets(input_pcap)
     tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
     children: list[_Child] = []
+    in_region: InputRegion | None = None
     start = time.monotonic()
     deadline = start + timeout_s
 
@@ -320,6 +344,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 fail(ol if not regions[0].exists() else il, f"did not create its region within {attach_timeout_s:g} s")
                 return result
             time.sleep(0.005)
+        in_region = InputRegion(session)
 
         # 2. the master
         nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
@@ -331,12 +356,12 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if not nf.alive():
                 break
             for c in loggers:  # exit 0 is a logger that saw the master's ftmb_exit: fine
-                if not c.alive() and c.proc.returncode != 0:
+                if not c.alive() and c.proc.returncode != 0 and nf.alive():  # (else the master's fault)
                     fail(c, f"exited while the network function was running ({_status(c)}): "
                             f"{_first_line(c.err_path)}")
             if result.failure:
                 break
-            if input_drained(session):
+            if in_region.drained():
                 result.drained = True
                 result.drain_s = time.monotonic() - nf_start
                 try:  # a program that watches ftmb_input_done exits by itself
@@ -360,9 +385,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             nf.status.returncode = nf.proc.returncode
             if nf.proc.returncode != 0:
                 fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
-            result.drained = result.drained or input_drained(session)
+            result.drained = result.drained or in_region.drained()
         # 4. the loggers finish by themselves once the master is gone
-        logger_deadline = time.monotonic() + grace_s
+        # (a master that failed may never have attached: the loggers would wait for it forever)
+        logger_deadline = time.monotonic() + (grace_s if result.failure is None else min(grace_s, 0.5))
         for c in loggers:
             try:
                 c.proc.wait(timeout=max(0.0, logger_deadline - time.monotonic()))
@@ -378,6 +404,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for c in children:
             c.status.returncode = c.proc.returncode
             c.status.stderr_tail = _tail(c.err_path)
+        if in_region is not None:
+            in_region.close()
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
         _collect(result, children, tmp, output_pcap)
@@ -431,4 +459,4 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
         result.output_packets = 0
 
 
-__all__ = ["MODES", "ProcessStatus", "RunError", "RunResult", "input_drained", "logger_queue", "run"]
+__all__ = ["MODES", "ProcessStatus", "RunError", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]

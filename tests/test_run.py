@@ -1,0 +1,243 @@
+"""`ftmb-instrument run` with real processes: the runtime's test forwarders as masters, real pcaps,
+real signals. Every test also checks that nothing the run started is left (no process whose
+command line or environment names one of its sessions, no shared-memory region)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ftmb_instrument import pcap, run as runlib, traffic
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "runtime" / "build"
+FWD = BUILD / "ftmb-test-fwd"
+DPDK_FWD = BUILD / "ftmb-test-dpdk-fwd"
+CLI = [sys.executable, "-m", "ftmb_instrument"]
+EAL = ["--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--vdev", "net_null0", "--log-level", "error"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True, capture_output=True,
+                   timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trace") / "trace.pcap"
+    traffic.generate(path, seed=3, flows=60, packets=3000, duration_s=0.3)
+    return path
+
+
+def leftovers(pid: int) -> list[str]:
+    """Processes and regions of the sessions a run in process `pid` started (named run-PID-...)."""
+    marker = f"run-{pid}-".encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) in (os.getpid(), pid):
+            continue
+        for what in ("cmdline", "environ"):
+            try:
+                if marker in (d / what).read_bytes():
+                    found.append(f"pid {d.name}: {(d / 'cmdline').read_bytes()[:80]!r}")
+                    break
+            except OSError:
+                pass
+    found += [str(p) for p in Path("/dev/shm").glob(f"ftmb-run-{pid}-*")]
+    return found
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """Direct children of `pid` by executable name."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out[os.path.basename((d / "cmdline").read_bytes().split(b"\0")[0].decode())] = int(d.name)
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cli(*args, timeout=90):
+    """Run the command; the result also carries the command's pid (its sessions are named by it)."""
+    p = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    out, err = p.communicate(timeout=timeout)
+    done = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    done.pid = p.pid
+    assert leftovers(p.pid) == []
+    return done
+
+
+def one_line_error(proc, *needles):
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert str(n) in lines[0], lines[0]
+
+
+def per_flow(packets) -> dict:
+    flows = defaultdict(list)
+    for p in packets:
+        flows[pcap.canonical(pcap.parse(p.data).five_tuple)].append(p.data)
+    return flows
+
+
+@pytest.mark.parametrize("mode", ["record", "passthrough"])
+def test_forwarder_every_packet_in_flow_order(trace, tmp_path, mode):
+    out = tmp_path / "out.pcap"
+    res = runlib.run([str(FWD), "3"], trace, out, mode=mode, queues=3, timeout_s=60)
+    assert res.ok, res.failure
+    assert [p.status for p in res.processes] == ["exit 0"] * 3
+    assert res.drained and res.input_packets == res.output_packets == res.released == 3000
+    assert res.held == 0
+    assert (res.records > 3000) if mode == "record" else (res.records == 0)
+    assert per_flow(pcap.read_pcap(out)) == per_flow(pcap.read_pcap(trace))  # same bytes, same order per flow
+    assert leftovers(os.getpid()) == []
+
+
+@pytest.mark.skipif(not DPDK_FWD.exists(), reason="DPDK is not installed: no DPDK forwarder")
+def test_dpdk_forwarder_through_the_cli(trace, tmp_path):
+    out = tmp_path / "out.pcap"
+    proc = cli("run", "--in", trace, "--out", out, "--queues", "2", "--", DPDK_FWD, *EAL, "--lcores", "(0-1)@(0,1)")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "records logged" in proc.stdout and "packets out (released)" in proc.stdout
+    assert "3000" in proc.stdout
+    assert sorted(p.data for p in pcap.read_pcap(out)) == sorted(p.data for p in pcap.read_pcap(trace))
+
+
+def test_json_result(trace, tmp_path):
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--mode", "passthrough", "--json", "--",
+               FWD, "1")
+    assert proc.returncode == 0, proc.stderr
+    import json
+    data = json.loads(proc.stdout)
+    assert data["mode"] == "passthrough" and data["output_packets"] == 3000 and data["failure"] is None
+    assert {p["name"] for p in data["processes"]} == {"output-logger", "input-logger", "ftmb-test-fwd"}
+
+
+# ---- bad input and failures: one line, exit 1, nothing left running -----------------------------
+
+
+def script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_missing_program(trace, tmp_path):
+    one_line_error(cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", tmp_path / "nope"), "nope",
+                   "not an executable")
+    assert not (tmp_path / "o.pcap").exists()
+
+
+def test_no_program(trace, tmp_path):
+    one_line_error(cli("run", "--in", trace, "--out", tmp_path / "o.pcap"), "no network function")
+
+
+def test_missing_input(tmp_path):
+    one_line_error(cli("run", "--in", tmp_path / "none.pcap", "--out", tmp_path / "o.pcap", "--", FWD, "1"),
+                   "none.pcap")
+
+
+def test_input_not_a_pcap(tmp_path):
+    f = tmp_path / "notes.pcap"
+    f.write_text("hello, not a capture\n" * 4)
+    one_line_error(cli("run", "--in", f, "--out", tmp_path / "o.pcap", "--", FWD, "1"), "notes.pcap",
+                   "not a pcap")
+
+
+def test_program_that_fails_at_start(trace, tmp_path):
+    prog = script(tmp_path, "broken-nf", "echo 'broken-nf: cannot open port 0' >&2; exit 7")
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
+    one_line_error(proc, "broken-nf", "exit 7", "cannot open port 0")
+
+
+def test_program_that_crashes(trace, tmp_path):
+    prog = script(tmp_path, "crashing-nf", "kill -SEGV $$")
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
+    one_line_error(proc, "crashing-nf", "killed by SIGSEGV")
+
+
+def test_input_logger_refuses_the_input(tmp_path):
+    big = tmp_path / "big.pcap"
+    pcap.write_pcap(big, [pcap.Packet(0, bytes(3000))])
+    proc = cli("run", "--in", big, "--out", tmp_path / "o.pcap", "--", FWD, "1")
+    one_line_error(proc, "input-logger", "exit 1", "3000 bytes")
+
+
+def test_output_logger_cannot_write(trace, tmp_path):
+    (tmp_path / "o.pcap").mkdir()
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", FWD, "1")
+    one_line_error(proc, "output-logger", "exit 1", "o.pcap")
+
+
+def test_program_that_never_drains_times_out(trace, tmp_path):
+    prog = script(tmp_path, "idle-nf", "exec sleep 60")
+    start = time.monotonic()
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--timeout", "1", "--grace", "1", "--", prog)
+    one_line_error(proc, "idle-nf", "still running after 1 s")
+    assert time.monotonic() - start < 30
+
+
+def start_paced_run(trace, tmp_path, rate=2000):
+    proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(tmp_path / "o.pcap"), "--queues", "2",
+                             "--rate", str(rate), "--", str(FWD), "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # 3000 packets at 2000/s: a run of 1.5 s
+        kids = children_of(proc.pid)
+        if "ftmb-test-fwd" in kids:
+            time.sleep(0.3)
+            return proc, kids
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("the run did not start its processes")
+
+
+@pytest.mark.parametrize("victim", ["ftmb-output-logger", "ftmb-input-logger", "ftmb-test-fwd"])
+def test_a_process_killed_mid_run_is_named(trace, tmp_path, victim):
+    proc, kids = start_paced_run(trace, tmp_path)
+    os.kill(kids[victim], signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    name = {"ftmb-output-logger": "output-logger", "ftmb-input-logger": "input-logger"}.get(victim, victim)
+    assert proc.returncode == 1, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "killed by SIGKILL" in lines[0], err
+    assert leftovers(proc.pid) == []
+
+
+def test_ctrl_c_stops_everything(trace, tmp_path):
+    proc, _ = start_paced_run(trace, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert leftovers(proc.pid) == []
+
+
+# ---- the input logger's queue hash, ported --------------------------------------------------------
+
+
+def test_logger_queue_is_symmetric_and_spreads(trace):
+    frames = [p.data for p in pcap.read_pcap(trace)]
+    for q in (2, 3):
+        by_flow = defaultdict(set)
+        for f in frames:
+            by_flow[pcap.canonical(pcap.parse(f).five_tuple)].add(runlib.logger_queue(f, q))
+        assert all(len(s) == 1 for s in by_flow.values())  # both directions, one queue
+        assert set().union(*by_flow.values()) == set(range(q))
