@@ -263,10 +263,9 @@ struct _ftmb_rx_view {
 /* Receive up to n packets of queue q into views valid until _ftmb_rx_finish; -1 if no session. */
 int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n);
 void _ftmb_rx_finish(uint16_t queue);
-/* Transmit: 1 if a session output ring exists (then use _ftmb_tx_put/_ftmb_tx_end), else 0. */
+/* Transmit: 1 if a session output ring exists (then _ftmb_tx_put each packet), else 0. */
 int _ftmb_tx_begin(uint16_t queue);
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns);
-void _ftmb_tx_end(void);
 /* Replay support: serve a queue again from an entry sequence; let the logger forget before one. */
 int _ftmb_input_rewind(uint16_t queue, uint64_t pos);
 void _ftmb_input_retain_from(uint16_t queue, uint64_t seq);

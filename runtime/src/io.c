@@ -195,8 +195,6 @@ void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_ti
     _ftmb_ring_publish(&t->out, 1);
 }
 
-void _ftmb_tx_end(void) {}
-
 /* ---- opaque packets ------------------------------------------------------------------------------ */
 
 #define PKT_CHUNK 256
@@ -260,7 +258,6 @@ ftmb_u16 ftmb_pkt_tx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 n
     if (_ftmb_tx_begin(queue_id)) {
         for (uint16_t i = 0; i < nb_pkts; i++)
             _ftmb_tx_put(queue_id, pkts[i]->data, pkts[i]->len, pkts[i]->in_time_ns);
-        _ftmb_tx_end();
     }
     for (uint16_t i = 0; i < nb_pkts; i++)
         ftmb_pkt_free(pkts[i]);
