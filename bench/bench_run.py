@@ -19,7 +19,8 @@ Each measurement is repeated (--reps) and reported as min / median / max; the ra
 medians of the same invocation. Writes its section of bench/RESULTS.md between its markers
 (other sections are left alone) unless --no-write.
 
-    .venv/bin/python bench/bench_run.py [--reps 3] [--packets 40000] [--rate 10000] [--no-write]
+    .venv/bin/python bench/bench_run.py [--reps 3] [--packets 40000] [--latency-packets 20000]
+        [--rate 10000] [--examples nat,firewall,lb,ids] [--workers 1,2] [--no-write]
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--packets", type=int, default=40000, help="packets of the throughput trace")
-    ap.add_argument("--latency-packets", type=int, default=5000)
+    ap.add_argument("--latency-packets", type=int, default=20000)
     ap.add_argument("--rate", type=int, default=10000, help="input pacing of the latency runs (packets/s)")
     ap.add_argument("--examples", default=",".join(EXAMPLES))
     ap.add_argument("--workers", default="1,2")

@@ -221,9 +221,10 @@ def test_a_process_killed_mid_run_is_named(trace, tmp_path, victim):
     assert leftovers(proc.pid) == []
 
 
-def test_ctrl_c_stops_everything(trace, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_everything(trace, tmp_path, sig):
     proc, _ = start_paced_run(trace, tmp_path)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err

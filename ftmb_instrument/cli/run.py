@@ -69,15 +69,26 @@ def run_command(
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
     sig = signal.SIGINT if stop_signal is StopSignal.INT else signal.SIGTERM
-    result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
-                        timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
-                        log_file=log)
+    # SIGTERM and SIGHUP end the command like Ctrl-C: through run()'s cleanup, which stops and
+    # reaps every process it started (Python's default would exit without it).
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
+                            timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
+                            log_file=log)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if as_json:
         print(json.dumps(asdict(result), indent=2))
     else:
         render(result, Console(highlight=False))
     if not result.ok:
         raise runlib.RunError(result.failure)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def render(result: runlib.RunResult, console: Console) -> None:
@@ -106,3 +117,6 @@ def render(result: runlib.RunResult, console: Console) -> None:
     for k, v in rows:
         counts.add_row(k, v)
     console.print(counts)
+    last = [ln for ln in result.nf_stdout.splitlines() if ln.strip()][-1:]
+    if last:
+        console.print(f"program's last line: {last[0]}", markup=False, style="dim")
