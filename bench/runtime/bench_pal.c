@@ -228,7 +228,11 @@ static int run_bench(const struct bench *b)
         setenv("FTMB_SESSION", session, 1);
         setenv("FTMB_MODE", b->mode, 1);
         setenv("FTMB_PEER_TIMEOUT_MS", "3600000", 1);
-        if (ftmb_init() != 0)
+        int rc = ftmb_init();
+        /* mapped by everyone who needs them: the names can go now, whatever happens next */
+        _ftmb_region_unlink(session, "in");
+        _ftmb_region_unlink(session, "out");
+        if (rc != 0)
             return 1;
         for (int i = 1; i < b->threads_registered; i++)
             _ftmb_claim_thread_index();
@@ -243,10 +247,6 @@ static int run_bench(const struct bench *b)
     qsort(per_op, (size_t)r, sizeof per_op[0], cmp_double);
     printf("%-28s %8.2f %8.2f %8.2f\n", b->name, per_op[0], per_op[r / 2], per_op[r - 1]);
     fflush(stdout);
-    if (b->mode) {
-        _ftmb_region_unlink(session, "in");
-        _ftmb_region_unlink(session, "out");
-    }
     return 0;
 }
 
