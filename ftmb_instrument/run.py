@@ -203,6 +203,16 @@ def input_drained(session: str) -> bool:
         region.close()
 
 
+def _region_ready(path: Path) -> bool:
+    """The region exists, has its size, and its owner marked it ready (the header's `ready`)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HDR.size)
+    except OSError:
+        return False
+    return len(head) == _HDR.size and _HDR.unpack(head)[4] == 1
+
+
 def _check_pcap(path: Path) -> None:
     try:
         with open(path, "rb") as f:
@@ -258,13 +268,16 @@ class _Child:
 
 def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path, *, mode: str = "record",
         queues: int = 1, threads: int | None = None, timeout_s: float = 60.0, grace_s: float = 3.0,
-        attach_timeout_s: float = 10.0, settle_s: float = 0.3, stop_signal: int = signal.SIGINT, tick_us: int | None = None,
-        rate: int | None = None, log_file: str | Path | None = None, env: Mapping[str, str] | None = None,
-        runtime_dir: str | Path | None = None, workdir: str | Path | None = None) -> RunResult:
+        attach_timeout_s: float = 10.0, settle_s: float = 0.3, stop_signal: int = signal.SIGINT,
+        tick_us: int | None = None, rate: int | None = None, log_file: str | Path | None = None,
+        env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
+        workdir: str | Path | None = None) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
     before anything starts. Failures of the processes are reported in the result (`failure`).
+    The output logger writes to a temporary name next to `output_pcap`, renamed to it only when
+    every process finished cleanly: a failed run leaves no partial output.
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
@@ -282,6 +295,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     _check_pcap(input_pcap)
     if not output_pcap.parent.is_dir():
         raise InputError(f"{output_pcap}: its directory does not exist")
+    if output_pcap.is_dir():
+        raise InputError(f"{output_pcap}: is a directory; give a file name for the output")
+    partial = output_pcap.with_name(f".{output_pcap.name}.{os.getpid()}.partial")
     threads = threads or min(32, queues + 2)
 
     session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
@@ -319,7 +335,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
 
     try:
-        ol_argv = [ol_bin, "--session", session, "--out", output_pcap, "--threads", str(threads), "--stats"]
+        ol_argv = [ol_bin, "--session", session, "--out", partial, "--threads", str(threads), "--stats"]
         if log_file:
             ol_argv += ["--log", str(log_file)]
         il_argv = [il_bin, "--session", session, "--in", input_pcap, "--queues", str(queues)]
@@ -331,17 +347,18 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         il = spawn("input-logger", il_argv)
         loggers = [ol, il]
 
-        # 1. both regions exist (a logger that exits first failed on its arguments or input)
+        # 1. both regions are ready (a logger that exits first failed on its arguments or input)
         regions = [Path(f"/dev/shm/ftmb-{session}.out"), Path(f"/dev/shm/ftmb-{session}.in")]
         attach_deadline = min(deadline, time.monotonic() + attach_timeout_s)
-        while not all(r.exists() for r in regions):
+        while not all(_region_ready(r) for r in regions):
             dead = [c for c in loggers if not c.alive()]
             if dead:
                 c = dead[0]
                 fail(c, f"exited before the session was ready ({_status(c)}): {_first_line(c.err_path)}")
                 return result
             if time.monotonic() > attach_deadline:
-                fail(ol if not regions[0].exists() else il, f"did not create its region within {attach_timeout_s:g} s")
+                late = ol if not _region_ready(regions[0]) else il
+                fail(late, f"did not create its region within {attach_timeout_s:g} s")
                 return result
             time.sleep(0.005)
         in_region = InputRegion(session)
@@ -408,7 +425,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             in_region.close()
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
-        _collect(result, children, tmp, output_pcap)
+        _collect(result, children, tmp, partial)
+        if result.failure is None and partial.exists():
+            os.replace(partial, output_pcap)
+        else:
+            partial.unlink(missing_ok=True)
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
     return result

@@ -165,6 +165,7 @@ def test_program_that_fails_at_start(trace, tmp_path):
     prog = script(tmp_path, "broken-nf", "echo 'broken-nf: cannot open port 0' >&2; exit 7")
     proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
     one_line_error(proc, "broken-nf", "exit 7", "cannot open port 0")
+    assert [p.name for p in tmp_path.iterdir()] == ["broken-nf"]  # no output, not even a partial one
 
 
 def test_program_that_crashes(trace, tmp_path):
@@ -180,10 +181,15 @@ def test_input_logger_refuses_the_input(tmp_path):
     one_line_error(proc, "input-logger", "exit 1", "3000 bytes")
 
 
-def test_output_logger_cannot_write(trace, tmp_path):
+def test_output_logger_refuses_its_arguments(trace, tmp_path):
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--threads", "33", "--", FWD, "1")
+    one_line_error(proc, "output-logger", "exit 1", "--threads 33")
+    assert list(tmp_path.iterdir()) == []  # no partial output
+
+
+def test_output_is_a_directory(trace, tmp_path):
     (tmp_path / "o.pcap").mkdir()
-    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", FWD, "1")
-    one_line_error(proc, "output-logger", "exit 1", "o.pcap")
+    one_line_error(cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", FWD, "1"), "is a directory")
 
 
 def test_program_that_never_drains_times_out(trace, tmp_path):
@@ -194,19 +200,19 @@ def test_program_that_never_drains_times_out(trace, tmp_path):
     assert time.monotonic() - start < 30
 
 
-def start_paced_run(trace, tmp_path, rate=2000):
+def start_paced_run(trace, tmp_path, rate=1000):
     proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(tmp_path / "o.pcap"), "--queues", "2",
                              "--rate", str(rate), "--", str(FWD), "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # 3000 packets at 2000/s: a run of 1.5 s
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # 3000 packets at 1000/s: a 3 s run
         kids = children_of(proc.pid)
         if "ftmb-test-fwd" in kids:
             time.sleep(0.3)
             return proc, kids
         time.sleep(0.02)
-    proc.kill()
-    pytest.fail("the run did not start its processes")
+    out, err = proc.communicate(timeout=60) if proc.poll() is not None else proc.kill() or ("", "")
+    pytest.fail(f"the run did not start its processes: {err}")
 
 
 @pytest.mark.parametrize("victim", ["ftmb-output-logger", "ftmb-input-logger", "ftmb-test-fwd"])
