@@ -82,3 +82,27 @@ def test_preorder_matches_the_bindings_walk(tmp_path):
         _child_cache.clear()
     theirs = [(c.kind, c.spelling, c.extent.start.offset) for c in two.walk_preorder()]
     assert ours == theirs
+
+
+# DPDK's pipeline/cli.c passes message macros (`#define MSG_ARG_INVALID "..."`, hundreds of lines
+# above) to snprintf ~1000 times: libclang tokenizes each such argument from the #define to the use,
+# and the walk took minutes for one file, recording that span as the argument's text.
+MACRO_ARGS = (
+    '#define MSG_ARG_INVALID "Invalid value for argument \\"%s\\".\\n"\n'
+    + "".join(f"static const int filler{i} = {i} + {i} * 2;\n" for i in range(400))
+    + "int snprintf(char *, unsigned long, const char *, ...);\n"
+    + "void cmd(char *out, unsigned long n) {\n"
+    + "".join(f'    snprintf(out, n, MSG_ARG_INVALID, "arg{i}");\n' for i in range(200))
+    + "}\n"
+)
+
+
+def test_macro_arguments_do_not_span_back_to_the_define(tmp_path):
+    (tmp_path / "cli.c").write_text(MACRO_ARGS)
+    root = str(tmp_path)
+    r = parse_translation_unit(TuJob(str(tmp_path / "cli.c"), (), root, root), load_semantics([]))
+    [fn] = r.facts.functions
+    calls = [e for e in fn.events if getattr(e, "callee", "") == "snprintf"]
+    assert len(calls) == 200
+    assert {c.args[2].text for c in calls} <= {"", "MSG_ARG_INVALID"}
+    assert calls[0].args[3].text == '"arg0"'

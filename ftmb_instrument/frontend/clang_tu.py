@@ -9,6 +9,7 @@ analyzed; everything else is known through the library models only.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -402,6 +403,23 @@ def _pointer_mode(param_type: ci.Type | None) -> str:
 
 def _norm(text: str) -> str:
     return re.sub(r"\s+", "", text)
+
+
+# An expression's text is wanted for short things (a thread argument, a lock); longer is not one of them.
+MAX_TEXT_TOKENS = 64
+
+
+def _token_text(c: ci.Cursor) -> str:
+    """The tokens of `c` without whitespace, or "" when there are more than MAX_TEXT_TOKENS.
+
+    For an expression that is a whole macro expansion (`snprintf(out, n, MSG_ARG_INVALID, ...)`)
+    libclang tokenizes from the macro's #define to the use: hundreds of tokens per argument in DPDK's
+    pipeline CLI, and a text that is not the argument's anyway.
+    """
+    toks = list(itertools.islice(c.get_tokens(), MAX_TEXT_TOKENS + 1))
+    if len(toks) > MAX_TEXT_TOKENS:
+        return ""
+    return _norm(" ".join(t.spelling for t in toks))
 
 
 class _FunctionWalker:
@@ -983,7 +1001,7 @@ class _FunctionWalker:
         for c in _function_values(a):
             funcs.append(c.referenced.get_usr())
             self.note_function_value(c)
-        text = _norm(" ".join(t.spelling for t in a.get_tokens()))
+        text = _token_text(a)
         ptr_type = ""
         canon = s.type.get_canonical()
         if canon.kind == TK.POINTER and canon.get_pointee().kind in (TK.FUNCTIONPROTO, TK.FUNCTIONNOPROTO):
@@ -1026,7 +1044,7 @@ class _FunctionWalker:
             if inner.startswith("local:") or not inner:
                 return fallback
             return f"{inner.split('|')[0]}{'->' if arrow else '.'}{s.spelling}|{fallback}"
-        return _norm(" ".join(t.spelling for t in s.get_tokens())) or "?"
+        return _token_text(s) or "?"
 
     def call(self, c: ci.Cursor, out: list, discarded: bool) -> None:
         callee = c.referenced
