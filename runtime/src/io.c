@@ -77,6 +77,11 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         avail = _ftmb_replay_rx(queue, &first_seq);
         if (avail == 0)
             return 0;
+        if (!q->replay_synced) { /* the log says where this queue's input resumes: start there */
+            if (_ftmb_input_rewind(queue, first_seq) != 0)
+                _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
+            q->replay_synced = 1;
+        }
         wait_entries(q, avail, queue);
     } else {
         avail = _ftmb_ring_refresh(&q->ring);

@@ -38,6 +38,7 @@ struct _ftmb_inq {
     int eof;             /* the EOF entry was received */
     uint64_t pending;    /* entries handed out by _ftmb_rx_begin, consumed by _ftmb_rx_finish */
     uint64_t empty_polls;
+    int replay_synced;   /* replay: the logger was asked to serve from the first logged entry */
 };
 
 struct _ftmb_runtime {

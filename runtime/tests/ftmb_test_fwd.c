@@ -5,7 +5,9 @@
  * atomically, a per-queue "last seen" table in an ordered region, and the virtual clock.
  *
  * usage: ftmb-test-fwd QUEUES    (mode and session come from FTMB_MODE / FTMB_SESSION)
- * Prints "forwarded N packets" on stdout at the end. Exit: 0 done, 1 bad arguments or set-up.
+ * Prints "forwarded N packets" on stdout at the end, and per worker a digest of every shared value
+ * it observed (counter values, atomic results, times): a replay must print the same digests.
+ * Exit: 0 done, 1 bad arguments or set-up.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -24,10 +26,17 @@ static struct {
     long time;
     unsigned queue;
 } last_seen;
+static unsigned long long digest[FTMB_MAX_THREADS];
+
+static unsigned long long mix(unsigned long long h, unsigned long long v)
+{
+    return (h ^ v) * 0x100000001b3ull;
+}
 
 static void *worker(void *arg)
 {
     unsigned queue = (unsigned)(unsigned long)arg;
+    unsigned long long h = 0xcbf29ce484222325ull;
     struct ftmb_pkt *pkts[32];
     for (;;) {
         ftmb_u16 n = ftmb_pkt_rx_burst((ftmb_u16)queue, pkts, 32);
@@ -39,16 +48,18 @@ static void *worker(void *arg)
         }
         for (ftmb_u16 i = 0; i < n; i++) {
             ftmb_pthread_mutex_lock(&packets_lock, OBJ_PACKETS, 1);
-            packets++;
+            h = mix(h, packets++);
             ftmb_pthread_mutex_unlock(&packets_lock, OBJ_PACKETS, 2);
-            ftmb_atomic_fetch_add_8(&bytes, ftmb_pkt_len(pkts[i]), __ATOMIC_RELAXED, OBJ_BYTES, 3);
+            h = mix(h, ftmb_atomic_fetch_add_8(&bytes, ftmb_pkt_len(pkts[i]), __ATOMIC_RELAXED, OBJ_BYTES, 3));
             ftmb_ordered_begin(OBJ_LAST_SEEN, 4);
+            h = mix(h, (unsigned long long)last_seen.time << 8 | last_seen.queue);
             last_seen.time = ftmb_time(NULL);
             last_seen.queue = queue;
             ftmb_ordered_end(OBJ_LAST_SEEN);
         }
         ftmb_pkt_tx_burst((ftmb_u16)queue, pkts, n);
     }
+    digest[queue] = h;
     return NULL;
 }
 
@@ -72,5 +83,7 @@ int main(int argc, char **argv)
         pthread_join(th[q], NULL);
     ftmb_exit();
     printf("forwarded %llu packets (%llu bytes)\n", packets, bytes);
+    for (long q = 0; q < queues; q++)
+        printf("digest %ld %016llx\n", q, digest[q]);
     return 0;
 }

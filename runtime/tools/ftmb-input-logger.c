@@ -133,6 +133,8 @@ static void usage(FILE *f)
           "  --tick-us N      an idle queue gets a clock tick this often (default 100)\n"
           "  --rate PPS       serve at most PPS packets per second in total (default 0: as fast as taken)\n"
           "  --capacity N     entries per queue ring, a power of two (default 1024)\n"
+          "  --until-signal   keep the retained input after the master finishes or dies, for a\n"
+          "                   replaying master; stop on SIGINT/SIGTERM with exit 0\n"
           "exit: 0 the master finished, 1 bad arguments or input file, 3 the master died, 4 signal\n",
           f);
 }
@@ -229,11 +231,12 @@ int main(int argc, char **argv)
 {
     const char *session = NULL, *in_path = NULL;
     uint64_t nqueues = 1, tick_us = 100, rate = 0, capacity = 1024;
+    int until_signal = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"in", required_argument, 0, 'i'},
         {"queues", required_argument, 0, 'q'}, {"tick-us", required_argument, 0, 't'},
         {"rate", required_argument, 0, 'r'}, {"capacity", required_argument, 0, 'c'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"until-signal", no_argument, 0, 'U'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -243,6 +246,7 @@ int main(int argc, char **argv)
         case 't': if (_ftmb_parse_u64(me, "--tick-us", optarg, 1, 60000000, &tick_us)) return 1; break;
         case 'r': if (_ftmb_parse_u64(me, "--rate", optarg, 0, 1000000000, &rate)) return 1; break;
         case 'c': if (_ftmb_parse_pow2(me, "--capacity", optarg, 2, 1u << 20, &capacity)) return 1; break;
+        case 'U': until_signal = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -291,33 +295,37 @@ int main(int argc, char **argv)
 
     int rc = 0;
     uint64_t start_ns = 0, served_pkts = 0, last_master_check = 0;
+    int32_t reported_pid = 0;
     unsigned idle = 0;
     const uint64_t tick_ns = tick_us * 1000;
     for (;;) {
         uint64_t mono = _ftmb_now_ns(CLOCK_MONOTONIC);
         _ftmb_region_heartbeat(region);
         if (stop_signal) {
-            rc = 4;
+            rc = until_signal ? 0 : 4;
             break;
         }
         /* Acquire pairs with the master's release stores of master_state. */
         uint32_t state = atomic_load_explicit(&region->hdr.master_state, memory_order_acquire);
-        if (state == _FTMB_MASTER_DONE)
+        if (state == _FTMB_MASTER_DONE && !until_signal)
             break;
-        if (state == _FTMB_MASTER_NONE) {
+        int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
+        if (state == _FTMB_MASTER_ATTACHED && mono - last_master_check > 10000000ull) {
+            last_master_check = mono;
+            if (pid != reported_pid && !_ftmb_pid_alive(pid)) {
+                fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
+                        session);
+                reported_pid = pid;
+                if (!until_signal) {
+                    rc = 3;
+                    break;
+                }
+            }
+        }
+        if (state != _FTMB_MASTER_ATTACHED || pid == reported_pid) { /* no master to serve (yet) */
             struct timespec d = {0, 100000};
             nanosleep(&d, NULL);
             continue;
-        }
-        if (mono - last_master_check > 10000000ull) {
-            last_master_check = mono;
-            int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
-            if (!_ftmb_pid_alive(pid)) {
-                fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
-                        session);
-                rc = 3;
-                break;
-            }
         }
         if (!start_ns)
             start_ns = mono;

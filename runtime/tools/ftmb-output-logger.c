@@ -54,6 +54,19 @@ static void release_packet(void *p, const struct _ftmb_out_slot *s)
     }
 }
 
+/* Write the log next to its final name, then rename: a reader never sees half a log. */
+static int write_log(const struct _ftmb_ol *ol, const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (_ftmb_ol_write_log(ol, tmp) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "ftmb-output-logger: %s: cannot write the log: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -72,6 +85,9 @@ static void usage(FILE *f)
           "  --out-capacity N    output packets per thread ring, a power of two (default 1024)\n"
           "  --linktype N        pcap link type of --out (default 1, Ethernet)\n"
           "  --stats             print released/held counts and release latency (p50/p99) on stderr\n"
+          "  --until-signal      keep running after the master finishes or dies (a replaying master\n"
+          "                      may attach next; --log is written each time a master finishes); stop\n"
+          "                      on SIGINT/SIGTERM with exit 0\n"
           "exit: 0 all released, 1 bad arguments, 2 packets held forever, 3 master died, 4 signal\n",
           f);
 }
@@ -80,12 +96,13 @@ int main(int argc, char **argv)
 {
     const char *session = NULL, *out_path = NULL, *log_path = NULL;
     uint64_t threads = 8, rec_cap = 65536, out_cap = 1024, linktype = 1;
-    int stats = 0;
+    int stats = 0, until_signal = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"out", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 't'}, {"log", required_argument, 0, 'l'},
         {"rec-capacity", required_argument, 0, 'r'}, {"out-capacity", required_argument, 0, 'c'},
         {"linktype", required_argument, 0, 'k'}, {"stats", no_argument, 0, 'S'},
+        {"until-signal", no_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *me = "ftmb-output-logger";
     int c;
@@ -99,6 +116,7 @@ int main(int argc, char **argv)
         case 'c': if (_ftmb_parse_pow2(me, "--out-capacity", optarg, 2, 1u << 16, &out_cap)) return 1; break;
         case 'k': if (_ftmb_parse_u64(me, "--linktype", optarg, 0, 65535, &linktype)) return 1; break;
         case 'S': stats = 1; break;
+        case 'U': until_signal = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -135,7 +153,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", me);
         return 1;
     }
-    int rc = 0;
+    int rc = 0, done_handled = 0;
+    int32_t reported_pid = 0;
     unsigned idle = 0;
     uint64_t last_master_check = 0;
     for (;;) {
@@ -145,22 +164,33 @@ int main(int argc, char **argv)
         uint32_t state = atomic_load_explicit(&region->hdr.master_state, memory_order_acquire);
         uint64_t work = _ftmb_ol_poll(ol);
         if (stop_signal) {
-            rc = 4;
+            rc = until_signal ? 0 : 4;
             break;
         }
         if (state == _FTMB_MASTER_DONE && work == 0) {
             _ftmb_ol_poll(ol); /* one more pass after the last one found nothing */
-            break;
+            if (!until_signal)
+                break;
+            if (!done_handled) { /* keep serving: a replaying master may attach next */
+                done_handled = 1;
+                if (log_path && write_log(ol, log_path) != 0)
+                    rc = 1;
+            }
         }
+        if (state == _FTMB_MASTER_ATTACHED)
+            done_handled = 0;
         if (state == _FTMB_MASTER_ATTACHED && now - last_master_check > 10000000ull) {
             last_master_check = now;
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
-            if (!_ftmb_pid_alive(pid)) {
+            if (pid != reported_pid && !_ftmb_pid_alive(pid)) {
                 _ftmb_ol_poll(ol);
                 fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
                         session);
-                rc = 3;
-                break;
+                reported_pid = pid;
+                if (!until_signal) {
+                    rc = 3;
+                    break;
+                }
             }
         }
         if (work) {
@@ -183,10 +213,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s: write failed\n", me, out_path);
         rc = rc ? rc : 1;
     }
-    if (log_path && _ftmb_ol_write_log(ol, log_path) != 0) {
-        fprintf(stderr, "%s: %s: cannot write the log: %s\n", me, log_path, strerror(errno));
+    if (log_path && write_log(ol, log_path) != 0)
         rc = rc ? rc : 1;
-    }
     if (stats) {
         uint64_t recs = 0;
         for (uint32_t t = 0; t < FTMB_MAX_THREADS && t < threads; t++)
