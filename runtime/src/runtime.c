@@ -61,6 +61,17 @@ void _ftmb_backoff(unsigned spins)
 
 /* ---- thread indexes ------------------------------------------------------------------------ */
 
+/* Tell the output logger that thread indexes below n exist. */
+static void publish_nthreads(struct _ftmb_out_region *out, uint32_t n)
+{
+    /* N1: release, pairs with the output logger's acquire load of nthreads and makes the count
+     * visible before any record of the new thread (claimed in the spawner, before it runs). */
+    uint32_t cur = atomic_load_explicit(&out->nthreads, memory_order_relaxed);
+    while (cur < n && !atomic_compare_exchange_weak_explicit(&out->nthreads, &cur, n, memory_order_release,
+                                                             memory_order_relaxed))
+        ;
+}
+
 uint32_t _ftmb_claim_thread_index(void)
 {
     /* Relaxed: indexes are handed out by spawn calls, whose order the program determines. */
@@ -73,13 +84,7 @@ uint32_t _ftmb_claim_thread_index(void)
             _ftmb_fatal("thread index %u but the output logger of session %s has rings for %u threads; start "
                         "it with --threads %u or more",
                         idx, _ftmb_rt.session, out->max_threads, idx + 1);
-        /* N1: release, pairs with the output logger's acquire load of nthreads and makes the count
-         * visible before any record of the new thread (claimed here, in the spawner). */
-        uint32_t n = atomic_load_explicit(&out->nthreads, memory_order_relaxed);
-        while (n < idx + 1 &&
-               !atomic_compare_exchange_weak_explicit(&out->nthreads, &n, idx + 1, memory_order_release,
-                                                      memory_order_relaxed))
-            ;
+        publish_nthreads(out, idx + 1);
     }
     return idx;
 }
@@ -936,7 +941,7 @@ int ftmb_init(void)
             return -1;
         }
     }
-    long peer_ms = env_long("FTMB_PEER_TIMEOUT_MS", 500, 1, 3600000);
+    long peer_ms = env_long("FTMB_PEER_TIMEOUT_MS", 1000, 1, 3600000);
     long attach_ms = env_long("FTMB_ATTACH_TIMEOUT_MS", 5000, 0, 3600000);
     long warn_ms = env_long("FTMB_REPLAY_WARN_MS", 10000, 1, 3600000);
     if (peer_ms < 0 || attach_ms < 0 || warn_ms < 0)
@@ -962,6 +967,15 @@ int ftmb_init(void)
     }
     if (session && *session && attach_session(session, (int)attach_ms, mode) != 0)
         return -1;
+    uint32_t claimed = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
+    if (_ftmb_rt.out && claimed) { /* indexes claimed before the session existed (early allocations) */
+        if (claimed > _ftmb_rt.out->max_threads) {
+            fprintf(stderr, "ftmb: %u threads exist but the output logger of session %s has rings for %u\n",
+                    claimed, _ftmb_rt.session, _ftmb_rt.out->max_threads);
+            return -1;
+        }
+        publish_nthreads(_ftmb_rt.out, claimed);
+    }
     _ftmb_rt.initialized = 1;
     _ftmb_mode_now = mode;
     if (!_ftmb_self)

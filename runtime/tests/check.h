@@ -122,6 +122,9 @@ static inline int session_open(struct test_session *s, uint32_t threads, uint32_
     atomic_store(&s->out->hdr.ready, 1);
     s->ol = _ftmb_ol_new(s->out, sink, stderr);
     setenv("FTMB_SESSION", s->name, 1);
+    /* The logger here is a thread of a test process on a machine that may be busy: do not declare
+     * it dead because it was descheduled (tests of dead loggers set a short timeout themselves). */
+    setenv("FTMB_PEER_TIMEOUT_MS", "600000", 1);
     return 0;
 }
 

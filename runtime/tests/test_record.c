@@ -559,6 +559,26 @@ static int receive_path(void)
 
 /* ---- faults: a corrupt record, a dead output logger, a dead input logger ----------------------------- */
 
+/* Memory allocated before ftmb_init gives the main thread its index early; its records still count. */
+static int early_thread_index(void)
+{
+    void *early = ftmb_state_alloc(64); /* claims thread index 0 before any session exists */
+    CHECK(early && ftmb_state_contains(early));
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    CHECK(ftmb_thread_index() == 0);
+    ftmb_held_access(5, 1);
+    struct ftmb_pkt *p = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(p, 60);
+    ftmb_pkt_tx_burst(0, &p, 1);
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 1);
+    CHECK(_ftmb_ol_pending(S.ol) == 0);
+    session_close(&S);
+    return 0;
+}
+
 static int corrupt_record_held(void)
 {
     CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
@@ -764,6 +784,7 @@ int main(void)
     run_case("arena_deterministic", arena_deterministic);
     run_case("arena_same_addresses_run_to_run", arena_same_addresses_run_to_run);
     run_case("receive_path", receive_path);
+    run_case("early_thread_index", early_thread_index);
     run_case("corrupt_record_held", corrupt_record_held);
     run_case("duplicate_outputs_dropped", duplicate_outputs_dropped);
     run_case("logger_death_noticed", logger_death_noticed);
