@@ -55,7 +55,10 @@ struct _ftmb_runtime {
     struct _ftmb_obj *objs;
     struct _ftmb_record *replay_log[FTMB_MAX_THREADS];
     uint64_t replay_len[FTMB_MAX_THREADS];
-    _Atomic int in_dead, out_dead, exited;
+    /* Set once by _ftmb_check_peers; every access is relaxed: the flags guard no other data, and
+     * a thread that reads a stale 0 only notices the dead logger one poll later. */
+    _Atomic int in_dead, out_dead;
+    _Atomic int exited; /* ftmb_exit ran (its exchange is seq_cst; it runs at most once) */
     _Atomic uint64_t last_peer_check_ns;
     struct _ftmb_inq inq[FTMB_MAX_QUEUES];
 };

@@ -359,7 +359,8 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
         struct _ftmb_thread *t = _ftmb_me();
         struct _ftmb_obj *o = obj_of(obj, site);
         uint64_t s = replay_take(t, _FTMB_REC_HELD, obj, site)->value;
-        /* The caller already holds the lock, so its turn has come unless the log is inconsistent. */
+        /* The caller already holds the lock, so its turn has come unless the log is inconsistent.
+         * Relaxed (here and below): the held lock orders the accesses to this word. */
         if (atomic_load_explicit(&o->word, memory_order_relaxed) != s)
             _ftmb_fatal("replay diverged: thread %u holds the lock of object %u at site %u at sequence %llu, the "
                         "log says %llu",
@@ -394,6 +395,7 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
         replay_wait_word(t, &o->word, r->value, obj);
         int rc = blocking(lock);
         if (rc == 0) {
+            /* Release: pairs with the acquire in replay_wait_word of the thread whose turn is next. */
             if (shared)
                 atomic_fetch_add_explicit(&o->word, 1, memory_order_release);
             else
@@ -919,6 +921,7 @@ static int attach_session(const char *session, int timeout_ms, int mode)
         _ftmb_ring_attach(&_ftmb_rt.inq[q].ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
     struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};
     for (int i = 0; i < 2; i++) {
+        /* Relaxed: published by the release store of master_state below. */
         atomic_store_explicit(&hs[i]->master_pid, (int32_t)getpid(), memory_order_relaxed);
         atomic_store_explicit(&hs[i]->master_mode, (uint32_t)mode, memory_order_relaxed);
         /* Release: pairs with the loggers' acquire load of master_state. */
@@ -967,6 +970,7 @@ int ftmb_init(void)
     }
     if (session && *session && attach_session(session, (int)attach_ms, mode) != 0)
         return -1;
+    /* Relaxed: only this thread has claimed indexes so far (init runs before any spawn). */
     uint32_t claimed = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
     if (_ftmb_rt.out && claimed) { /* indexes claimed before the session existed (early allocations) */
         if (claimed > _ftmb_rt.out->max_threads) {

@@ -55,6 +55,7 @@ void *_ftmb_region_create(const char *session, const char *suffix, size_t size)
         void *old = _ftmb_region_attach(session, suffix, 0, 0, &old_size);
         if (old) {
             const struct _ftmb_region_hdr *h = old;
+            /* Relaxed: a pid written once at creation, read only to ask the kernel about it. */
             int32_t pid = atomic_load_explicit(&h->owner_pid, memory_order_relaxed);
             int alive = pid > 0 && pid != getpid() && kill(pid, 0) == 0;
             munmap(old, old_size);
@@ -152,6 +153,7 @@ int _ftmb_pid_alive(int32_t pid)
 /* A peer is alive while its process exists and its heartbeat is younger than timeout_ns. */
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
 {
+    /* Relaxed: the owner's pid is written once, before ready (which the caller acquired). */
     if (!_ftmb_pid_alive(atomic_load_explicit(&hdr->owner_pid, memory_order_relaxed)))
         return 0;
     /* Relaxed: the heartbeat is a clock value, not a guard for other data. */

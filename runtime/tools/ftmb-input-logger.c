@@ -309,6 +309,7 @@ int main(int argc, char **argv)
         uint32_t state = atomic_load_explicit(&region->hdr.master_state, memory_order_acquire);
         if (state == _FTMB_MASTER_DONE && !until_signal)
             break;
+        /* Relaxed: master_pid is published with master_state, which we acquired above. */
         int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
         if (state == _FTMB_MASTER_ATTACHED && mono - last_master_check > 10000000ull) {
             last_master_check = mono;
@@ -337,6 +338,7 @@ int main(int argc, char **argv)
             /* Acquire pairs with the master's release store of rewind_req (after rewind_pos). */
             uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_acquire);
             if (req != q->rewind_seen) {
+                /* Relaxed: ordered by the acquire of rewind_req above. */
                 uint64_t pos = atomic_load_explicit(&iq->rewind_pos, memory_order_relaxed);
                 if (pos < q->base || pos > q->base + q->len) {
                     fprintf(stderr, "%s: queue %u: cannot serve again from entry %llu: retained are %llu..%llu\n",
@@ -354,6 +356,7 @@ int main(int argc, char **argv)
                 /* Release: the emptied ring is visible before the ack; pairs with the master's acquire. */
                 atomic_store_explicit(&iq->rewind_ack, req, memory_order_release);
             }
+            /* Relaxed: a hint (see _ftmb_input_retain_from); trimming late only keeps more. */
             trim(q, atomic_load_explicit(&iq->retain_from, memory_order_relaxed));
             for (;;) {
                 struct _ftmb_in_entry *e = _ftmb_ring_reserve(&q->ring);

@@ -181,6 +181,7 @@ int main(int argc, char **argv)
             done_handled = 0;
         if (state == _FTMB_MASTER_ATTACHED && now - last_master_check > 10000000ull) {
             last_master_check = now;
+            /* Relaxed: master_pid is published with master_state, which we acquired above. */
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
             if (pid != reported_pid && !_ftmb_pid_alive(pid)) {
                 _ftmb_ol_poll(ol);
