@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -103,20 +104,29 @@ def direct(binary: Path, trace_path: Path, workers: int, work: Path, args: list[
     return span_rate(outs, sum(len(pcap.read_pcap(i)) for i in ins))
 
 
+FAILURES: list[str] = []
+
+
 def session(binary: Path, trace_path: Path, workers: int, work: Path, args: list[str], mode: str,
-            rate: int | None = None) -> runlib.RunResult:
+            runtime: Path, rate: int | None = None) -> runlib.RunResult | None:
+    """One run under `run`; a failed one is noted (FAILURES) and left out of the figures."""
     out = work / f"released-{mode}.pcap"
     argv = [str(binary), *EAL, f"--file-prefix=ftmbbs{os.getpid()}_{next(_ids)}",
             "--lcores", f"(0-{workers})@(0,1)", "--vdev", "net_null0", "--", *args]
-    res = runlib.run(argv, trace_path, out, mode=mode, queues=workers, timeout_s=300, rate=rate)
+    res = runlib.run(argv, trace_path, out, mode=mode, queues=workers, timeout_s=120, rate=rate,
+                     runtime_dir=runtime)
     if not res.ok:
-        sys.exit(f"bench_run: {mode} run of {binary.name} failed: {res.failure}")
+        FAILURES.append(f"{binary.name}, {workers} worker(s), {mode}{' paced' if rate else ''}: {res.failure}")
+        print(f"bench_run: {FAILURES[-1]}", file=sys.stderr, flush=True)
+        return None
     res.rate = span_rate([out], res.input_packets)  # type: ignore[attr-defined]
     return res
 
 
 def mmm(values: list[float], fmt: str = "{:.0f}") -> str:
     vs = sorted(values)
+    if not vs:
+        return "failed"
     return " / ".join(fmt.format(v) for v in (vs[0], statistics.median(vs), vs[-1]))
 
 
@@ -136,6 +146,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ftmb-bench-run-") as tmpdir:
         tmp = Path(tmpdir)
         plain, instr = tmp / "plain", tmp / "instr"
+        # A snapshot of the loggers, taken with the instrumented build: the runtime may be rebuilt
+        # (by someone else) while the benchmark runs, and both sides of a session must match.
+        runtime = tmp / "runtime"
+        (runtime / "build").mkdir(parents=True)
+        for tool in ("ftmb-input-logger", "ftmb-output-logger"):
+            shutil.copy2(ROOT / "runtime" / "build" / tool, runtime / "build" / tool)
         build(plain, None)
         build(instr, str(ROOT / ".venv" / "bin" / "ftmb-cc"))
         traces = {}
@@ -159,19 +175,23 @@ def main() -> int:
                     thr["plain"].append(direct(plain / name, traces[vip], workers, work, args))
                     thr["instr"].append(direct(instr / name, traces[vip], workers, work, args))
                     for mode in ("passthrough", "record"):
-                        res = session(instr / name, traces[vip], workers, work, args, mode)
-                        thr[mode].append(res.rate)
-                        if mode == "record":
-                            recs.append(res.records / res.input_packets)
-                        lat = session(instr / name, traces[(vip, "lat")], workers, work, args, mode, rate=opts.rate)
-                        p50[mode].append(lat.hold_p50_us)
-                        p99[mode].append(lat.hold_p99_us)
-                med = {k: statistics.median(v) for k, v in thr.items()}
+                        res = session(instr / name, traces[vip], workers, work, args, mode, runtime)
+                        if res:
+                            thr[mode].append(res.rate)
+                            if mode == "record":
+                                recs.append(res.records / res.input_packets)
+                        lat = session(instr / name, traces[(vip, "lat")], workers, work, args, mode, runtime,
+                                      rate=opts.rate)
+                        if lat:
+                            p50[mode].append(lat.hold_p50_us)
+                            p99[mode].append(lat.hold_p99_us)
+                med = {k: statistics.median(v) if v else float("nan") for k, v in thr.items()}
                 rows.append((name, workers, *(mmm(thr[k]) for k in thr), f"{med['instr'] / med['plain']:.2f}",
                              f"{med['passthrough'] / med['plain']:.2f}", f"{med['record'] / med['passthrough']:.2f}",
-                             f"{statistics.median(recs):.1f}"))
-                added50 = statistics.median(p50["record"]) - statistics.median(p50["passthrough"])
-                added99 = statistics.median(p99["record"]) - statistics.median(p99["passthrough"])
+                             f"{statistics.median(recs):.1f}" if recs else "failed"))
+                m50 = {k: statistics.median(v) if v else float("nan") for k, v in p50.items()}
+                m99 = {k: statistics.median(v) if v else float("nan") for k, v in p99.items()}
+                added50, added99 = m50["record"] - m50["passthrough"], m99["record"] - m99["passthrough"]
                 lat_rows.append((name, workers, mmm(p50["passthrough"], "{:.1f}"), mmm(p50["record"], "{:.1f}"),
                                  f"{added50:+.1f}", mmm(p99["passthrough"], "{:.1f}"), mmm(p99["record"], "{:.1f}"),
                                  f"{added99:+.1f}"))
@@ -214,6 +234,7 @@ def render(opts, info, rows, lat_rows) -> str:
         "| example | workers | p50 passthrough | p50 record | added p50 | p99 passthrough | p99 record | added p99 |",
         "|---|---|---|---|---|---|---|---|",
         *["| " + " | ".join(str(c) for c in r) + " |" for r in lat_rows], "",
+        *(["Failed runs (left out of the figures):", "", *[f"- {f}" for f in FAILURES], ""] if FAILURES else []),
     ]
     return "\n".join(out) + "\n"
 
