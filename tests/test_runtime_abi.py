@@ -49,12 +49,33 @@ def test_table_agrees_with_spec():
     assert TABLE["wraps"]["pthread_mutex_lock"] == ["ftmb_pthread_mutex_lock"]
     assert TABLE["wraps"]["rte_eth_rx_burst"] == ["ftmb_rx_burst"]
     assert TABLE["wraps"]["__atomic_fetch_add"] == [f"ftmb_atomic_fetch_add_{n}" for n in (1, 2, 4, 8)]
+    assert TABLE["wraps"]["__atomic_load_4"] == ["ftmb_atomic_load_4"]
+    assert TABLE["entries"]["ftmb_atomic_fetch_add_4"]["args"]["atomic_fetch_add"] == "$0, $1, 5"
     for name, entry in TABLE["entries"].items():
         assert name.startswith("ftmb_")
         if entry["kind"] in ("lock", "atomic"):
             assert entry["trailing_ids"] == ["obj", "site"], name
         if entry["kind"] == "nondet":
             assert entry["trailing_ids"] == [], name
+
+
+def test_argument_templates_fit_their_entries(tmp_path):
+    # each template gives exactly the entry's arguments (before the ids), and the rewritten calls compile
+    calls = []
+    for name, entry in TABLE["entries"].items():
+        for call, template in entry["args"].items():
+            assert call in entry["wraps"]
+            items = [a.strip() for a in template.split(",")]
+            assert len(items) == len(entry["params"]), (name, call, template)
+            if entry["kind"] == "atomic" and name.endswith("_4"):
+                argv = {"$0": "&x", "$1": "&e" if "compare" in name else "1", "$2": "7", "$3": "5", "$4": "5"}
+                ids = ", 1, 2" if entry["trailing_ids"] else ""
+                calls.append(f"    (void){name}({', '.join(argv.get(a, a) for a in items)}{ids});")
+    assert calls
+    src = tmp_path / "calls.c"
+    src.write_text('#include "ftmb/ftmb.h"\nvoid f(void) {\n    ftmb_u32 x = 0, e = 0;\n' + "\n".join(calls) + "\n}\n")
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "-c", str(src), "-I", str(RUNTIME / "include"),
+                    "-o", str(tmp_path / "calls.o")], check=True)
 
 
 def test_header_stands_alone(tmp_path):

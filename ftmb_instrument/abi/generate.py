@@ -88,6 +88,7 @@ def emit_table() -> dict:
             "params": [list(p) for p in e.params],
             "trailing_ids": list(e.trailing_ids),
             "wraps": list(e.wraps),
+            "args": dict(e.args),
             "library": e.library,
         }
         for w in e.wraps:
@@ -100,8 +101,10 @@ def render_table() -> str:
     return (
         f'"""{_BANNER}\n\n'
         "TABLE['entries'][name]: kind, ret, params ([type, name]; the ids in trailing_ids follow them),\n"
-        "wraps (the calls it replaces) and library (core or dpdk). TABLE['wraps'][call]: the entry points\n"
-        "that may replace call (atomics: one per operand size, named by the _1/_2/_4/_8 suffix).\n"
+        "wraps (the calls it replaces), args (for a wrapped call whose arguments differ: the entry's\n"
+        "arguments, $0 $1 ... being the call's; otherwise they pass through in order) and library (core\n"
+        "or dpdk). TABLE['wraps'][call]: the entry points that may replace call (atomics: one per operand\n"
+        "size, named by the _1/_2/_4/_8 suffix).\n"
         '"""\n\n'
         f"TABLE = {body}\n"
     )

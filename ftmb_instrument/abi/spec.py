@@ -12,6 +12,10 @@ Each entry point is an `Entry`:
 - `kind`: what the rewriter is replacing (see KINDS);
 - `wraps`: the calls the rewriter replaces by this entry point. The arguments keep their order, and
   entries of kinds `lock`, `atomic` and `ordered` take the compile-time ids in TRAILING_IDS last;
+- `args`: for wrapped calls whose arguments differ from the entry's, a template of the entry's
+  arguments: `$0`, `$1`... are the original call's arguments, anything else is a literal (e.g. C11
+  `atomic_fetch_add(obj, v)` becomes `ftmb_atomic_fetch_add_4($0, $1, 5, obj, site)`: 5 is
+  __ATOMIC_SEQ_CST); the trailing ids still follow;
 - `library`: `core` (libftmb, usable by any pthread program) or `dpdk` (libftmb_dpdk, the mbuf and
   EAL adapter linked only into DPDK programs);
 - `doc`: one line for the header and the table.
@@ -72,6 +76,7 @@ class Entry:
     wraps: tuple[str, ...] = ()
     library: str = "core"
     trailing_ids: tuple[str, ...] = field(default=())
+    args: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def all_params(self) -> tuple[tuple[str, str], ...]:
@@ -79,8 +84,13 @@ class Entry:
         return self.params + ids
 
 
-def _e(name, ret, params, kind, doc, wraps=(), library="core", ids=()):
-    return Entry(name, ret, tuple(params), kind, doc, tuple(wraps), library, tuple(ids))
+def _e(name, ret, params, kind, doc, wraps=(), library="core", ids=(), args=None):
+    args = tuple(sorted((args or {}).items()))
+    wraps = tuple(wraps) + tuple(call for call, _ in args if call not in wraps)
+    return Entry(name, ret, tuple(params), kind, doc, wraps, library, tuple(ids), args)
+
+
+SEQ_CST = "5"  # __ATOMIC_SEQ_CST, the order of C11 calls without _explicit and of __sync builtins
 
 
 OBJ_SITE = ("obj", "site")
@@ -140,36 +150,40 @@ def _atomic_entries():
     out = []
     for n in (1, 2, 4, 8):
         u = f"ftmb_u{8 * n}"
-        gcc = lambda op: (f"__atomic_{op}", f"__atomic_{op}_{n}")  # noqa: E731
+        # the generic builtin and its sized library form (__atomic_load_n -> __atomic_load_4)
+        gcc = lambda op: (f"__atomic_{op}", f"__atomic_{op.removesuffix('_n')}_{n}")  # noqa: E731
         out.append(_e(f"ftmb_atomic_load_{n}", u, [("const volatile void *", "ptr"), ("int", "memorder")],
                       "atomic", f"__atomic_load_n on {n} bytes.", wraps=gcc("load_n") + ("atomic_load_explicit",),
-                      ids=OBJ_SITE))
+                      ids=OBJ_SITE, args={"atomic_load": f"$0, {SEQ_CST}"}))
         out.append(_e(f"ftmb_atomic_store_{n}", "void",
                       [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                       f"__atomic_store_n on {n} bytes.", wraps=gcc("store_n") + ("atomic_store_explicit",),
-                      ids=OBJ_SITE))
+                      ids=OBJ_SITE, args={"atomic_store": f"$0, $1, {SEQ_CST}"}))
         out.append(_e(f"ftmb_atomic_exchange_{n}", u,
                       [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                       f"__atomic_exchange_n on {n} bytes.",
-                      wraps=gcc("exchange_n") + ("atomic_exchange_explicit",), ids=OBJ_SITE))
+                      wraps=gcc("exchange_n") + ("atomic_exchange_explicit",), ids=OBJ_SITE,
+                      args={"atomic_exchange": f"$0, $1, {SEQ_CST}"}))
         out.append(_e(f"ftmb_atomic_compare_exchange_{n}", "_Bool",
                       [("volatile void *", "ptr"), ("void *", "expected"), (u, "desired"), ("_Bool", "weak"),
                        ("int", "success_memorder"), ("int", "failure_memorder")], "atomic",
-                      f"__atomic_compare_exchange_n on {n} bytes.",
-                      wraps=gcc("compare_exchange_n") + ("atomic_compare_exchange_strong_explicit",
-                                                         "atomic_compare_exchange_weak_explicit",
-                                                         "__sync_bool_compare_and_swap"),
-                      ids=OBJ_SITE))
+                      f"__atomic_compare_exchange_n on {n} bytes (a weak one never fails spuriously when logged).",
+                      wraps=gcc("compare_exchange_n"), ids=OBJ_SITE,
+                      args={"atomic_compare_exchange_strong_explicit": "$0, $1, $2, 0, $3, $4",
+                            "atomic_compare_exchange_weak_explicit": "$0, $1, $2, 1, $3, $4",
+                            "atomic_compare_exchange_strong": f"$0, $1, $2, 0, {SEQ_CST}, {SEQ_CST}",
+                            "atomic_compare_exchange_weak": f"$0, $1, $2, 1, {SEQ_CST}, {SEQ_CST}"}))
         for op in ATOMIC_RMW:
+            c11 = {f"atomic_fetch_{op}": f"$0, $1, {SEQ_CST}", f"__sync_fetch_and_{op}": f"$0, $1, {SEQ_CST}"}
             out.append(_e(f"ftmb_atomic_fetch_{op}_{n}", u,
                           [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                           f"__atomic_fetch_{op} on {n} bytes.",
-                          wraps=gcc(f"fetch_{op}") + (f"atomic_fetch_{op}_explicit", f"__sync_fetch_and_{op}"),
-                          ids=OBJ_SITE))
+                          wraps=gcc(f"fetch_{op}") + (f"atomic_fetch_{op}_explicit",), ids=OBJ_SITE, args=c11))
             out.append(_e(f"ftmb_atomic_{op}_fetch_{n}", u,
                           [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                           f"__atomic_{op}_fetch on {n} bytes.",
-                          wraps=gcc(f"{op}_fetch") + (f"__sync_{op}_and_fetch",), ids=OBJ_SITE))
+                          wraps=gcc(f"{op}_fetch"), ids=OBJ_SITE,
+                          args={f"__sync_{op}_and_fetch": f"$0, $1, {SEQ_CST}"}))
     for bits in (16, 32, 64):
         i, u, t = f"ftmb_i{bits}", f"ftmb_u{bits}", f"rte_atomic{bits}"
         v = ("volatile void *", "v")

@@ -97,115 +97,115 @@ int ftmb_rte_spinlock_trylock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
 void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- atomic: an atomic operation, performed and ordered in one step --- */
-/* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_n_1, atomic_load_explicit. */
+/* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_1, atomic_load_explicit, atomic_load. */
 ftmb_u8 ftmb_atomic_load_1(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 1 bytes. Replaces __atomic_store_n, __atomic_store_n_1, atomic_store_explicit. */
+/* __atomic_store_n on 1 bytes. Replaces __atomic_store_n, __atomic_store_1, atomic_store_explicit, atomic_store. */
 void ftmb_atomic_store_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 1 bytes. Replaces __atomic_exchange_n, __atomic_exchange_n_1, atomic_exchange_explicit. */
+/* __atomic_exchange_n on 1 bytes. Replaces __atomic_exchange_n, __atomic_exchange_1, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u8 ftmb_atomic_exchange_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 1 bytes. Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_n_1, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak_explicit, __sync_bool_compare_and_swap. */
+/* __atomic_compare_exchange_n on 1 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_1, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_1(volatile void *ptr, void *expected, ftmb_u8 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 1 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_1, atomic_fetch_add_explicit, __sync_fetch_and_add. */
+/* __atomic_fetch_add on 1 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_1, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u8 ftmb_atomic_fetch_add_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_add_fetch on 1 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_1, __sync_add_and_fetch. */
 ftmb_u8 ftmb_atomic_add_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 1 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_1, atomic_fetch_sub_explicit, __sync_fetch_and_sub. */
+/* __atomic_fetch_sub on 1 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_1, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
 ftmb_u8 ftmb_atomic_fetch_sub_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_sub_fetch on 1 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_1, __sync_sub_and_fetch. */
 ftmb_u8 ftmb_atomic_sub_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 1 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_1, atomic_fetch_and_explicit, __sync_fetch_and_and. */
+/* __atomic_fetch_and on 1 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_1, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
 ftmb_u8 ftmb_atomic_fetch_and_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_and_fetch on 1 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_1, __sync_and_and_fetch. */
 ftmb_u8 ftmb_atomic_and_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 1 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_1, atomic_fetch_or_explicit, __sync_fetch_and_or. */
+/* __atomic_fetch_or on 1 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_1, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
 ftmb_u8 ftmb_atomic_fetch_or_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_or_fetch on 1 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_1, __sync_or_and_fetch. */
 ftmb_u8 ftmb_atomic_or_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 1 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_1, atomic_fetch_xor_explicit, __sync_fetch_and_xor. */
+/* __atomic_fetch_xor on 1 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_1, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
 ftmb_u8 ftmb_atomic_fetch_xor_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_xor_fetch on 1 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_1, __sync_xor_and_fetch. */
 ftmb_u8 ftmb_atomic_xor_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_load_n on 2 bytes. Replaces __atomic_load_n, __atomic_load_n_2, atomic_load_explicit. */
+/* __atomic_load_n on 2 bytes. Replaces __atomic_load_n, __atomic_load_2, atomic_load_explicit, atomic_load. */
 ftmb_u16 ftmb_atomic_load_2(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 2 bytes. Replaces __atomic_store_n, __atomic_store_n_2, atomic_store_explicit. */
+/* __atomic_store_n on 2 bytes. Replaces __atomic_store_n, __atomic_store_2, atomic_store_explicit, atomic_store. */
 void ftmb_atomic_store_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 2 bytes. Replaces __atomic_exchange_n, __atomic_exchange_n_2, atomic_exchange_explicit. */
+/* __atomic_exchange_n on 2 bytes. Replaces __atomic_exchange_n, __atomic_exchange_2, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u16 ftmb_atomic_exchange_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 2 bytes. Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_n_2, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak_explicit, __sync_bool_compare_and_swap. */
+/* __atomic_compare_exchange_n on 2 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_2, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_2(volatile void *ptr, void *expected, ftmb_u16 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 2 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_2, atomic_fetch_add_explicit, __sync_fetch_and_add. */
+/* __atomic_fetch_add on 2 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_2, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u16 ftmb_atomic_fetch_add_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_add_fetch on 2 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_2, __sync_add_and_fetch. */
 ftmb_u16 ftmb_atomic_add_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 2 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_2, atomic_fetch_sub_explicit, __sync_fetch_and_sub. */
+/* __atomic_fetch_sub on 2 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_2, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
 ftmb_u16 ftmb_atomic_fetch_sub_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_sub_fetch on 2 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_2, __sync_sub_and_fetch. */
 ftmb_u16 ftmb_atomic_sub_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 2 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_2, atomic_fetch_and_explicit, __sync_fetch_and_and. */
+/* __atomic_fetch_and on 2 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_2, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
 ftmb_u16 ftmb_atomic_fetch_and_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_and_fetch on 2 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_2, __sync_and_and_fetch. */
 ftmb_u16 ftmb_atomic_and_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 2 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_2, atomic_fetch_or_explicit, __sync_fetch_and_or. */
+/* __atomic_fetch_or on 2 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_2, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
 ftmb_u16 ftmb_atomic_fetch_or_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_or_fetch on 2 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_2, __sync_or_and_fetch. */
 ftmb_u16 ftmb_atomic_or_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 2 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_2, atomic_fetch_xor_explicit, __sync_fetch_and_xor. */
+/* __atomic_fetch_xor on 2 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_2, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
 ftmb_u16 ftmb_atomic_fetch_xor_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_xor_fetch on 2 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_2, __sync_xor_and_fetch. */
 ftmb_u16 ftmb_atomic_xor_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_load_n on 4 bytes. Replaces __atomic_load_n, __atomic_load_n_4, atomic_load_explicit. */
+/* __atomic_load_n on 4 bytes. Replaces __atomic_load_n, __atomic_load_4, atomic_load_explicit, atomic_load. */
 ftmb_u32 ftmb_atomic_load_4(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 4 bytes. Replaces __atomic_store_n, __atomic_store_n_4, atomic_store_explicit. */
+/* __atomic_store_n on 4 bytes. Replaces __atomic_store_n, __atomic_store_4, atomic_store_explicit, atomic_store. */
 void ftmb_atomic_store_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 4 bytes. Replaces __atomic_exchange_n, __atomic_exchange_n_4, atomic_exchange_explicit. */
+/* __atomic_exchange_n on 4 bytes. Replaces __atomic_exchange_n, __atomic_exchange_4, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u32 ftmb_atomic_exchange_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 4 bytes. Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_n_4, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak_explicit, __sync_bool_compare_and_swap. */
+/* __atomic_compare_exchange_n on 4 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_4, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_4(volatile void *ptr, void *expected, ftmb_u32 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 4 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_4, atomic_fetch_add_explicit, __sync_fetch_and_add. */
+/* __atomic_fetch_add on 4 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_4, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u32 ftmb_atomic_fetch_add_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_add_fetch on 4 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_4, __sync_add_and_fetch. */
 ftmb_u32 ftmb_atomic_add_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 4 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_4, atomic_fetch_sub_explicit, __sync_fetch_and_sub. */
+/* __atomic_fetch_sub on 4 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_4, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
 ftmb_u32 ftmb_atomic_fetch_sub_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_sub_fetch on 4 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_4, __sync_sub_and_fetch. */
 ftmb_u32 ftmb_atomic_sub_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 4 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_4, atomic_fetch_and_explicit, __sync_fetch_and_and. */
+/* __atomic_fetch_and on 4 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_4, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
 ftmb_u32 ftmb_atomic_fetch_and_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_and_fetch on 4 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_4, __sync_and_and_fetch. */
 ftmb_u32 ftmb_atomic_and_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 4 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_4, atomic_fetch_or_explicit, __sync_fetch_and_or. */
+/* __atomic_fetch_or on 4 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_4, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
 ftmb_u32 ftmb_atomic_fetch_or_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_or_fetch on 4 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_4, __sync_or_and_fetch. */
 ftmb_u32 ftmb_atomic_or_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 4 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_4, atomic_fetch_xor_explicit, __sync_fetch_and_xor. */
+/* __atomic_fetch_xor on 4 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_4, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
 ftmb_u32 ftmb_atomic_fetch_xor_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_xor_fetch on 4 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_4, __sync_xor_and_fetch. */
 ftmb_u32 ftmb_atomic_xor_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_load_n on 8 bytes. Replaces __atomic_load_n, __atomic_load_n_8, atomic_load_explicit. */
+/* __atomic_load_n on 8 bytes. Replaces __atomic_load_n, __atomic_load_8, atomic_load_explicit, atomic_load. */
 ftmb_u64 ftmb_atomic_load_8(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 8 bytes. Replaces __atomic_store_n, __atomic_store_n_8, atomic_store_explicit. */
+/* __atomic_store_n on 8 bytes. Replaces __atomic_store_n, __atomic_store_8, atomic_store_explicit, atomic_store. */
 void ftmb_atomic_store_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 8 bytes. Replaces __atomic_exchange_n, __atomic_exchange_n_8, atomic_exchange_explicit. */
+/* __atomic_exchange_n on 8 bytes. Replaces __atomic_exchange_n, __atomic_exchange_8, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u64 ftmb_atomic_exchange_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 8 bytes. Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_n_8, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak_explicit, __sync_bool_compare_and_swap. */
+/* __atomic_compare_exchange_n on 8 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_8, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_8(volatile void *ptr, void *expected, ftmb_u64 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 8 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_8, atomic_fetch_add_explicit, __sync_fetch_and_add. */
+/* __atomic_fetch_add on 8 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_8, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u64 ftmb_atomic_fetch_add_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_add_fetch on 8 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_8, __sync_add_and_fetch. */
 ftmb_u64 ftmb_atomic_add_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 8 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_8, atomic_fetch_sub_explicit, __sync_fetch_and_sub. */
+/* __atomic_fetch_sub on 8 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_8, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
 ftmb_u64 ftmb_atomic_fetch_sub_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_sub_fetch on 8 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_8, __sync_sub_and_fetch. */
 ftmb_u64 ftmb_atomic_sub_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 8 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_8, atomic_fetch_and_explicit, __sync_fetch_and_and. */
+/* __atomic_fetch_and on 8 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_8, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
 ftmb_u64 ftmb_atomic_fetch_and_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_and_fetch on 8 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_8, __sync_and_and_fetch. */
 ftmb_u64 ftmb_atomic_and_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 8 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_8, atomic_fetch_or_explicit, __sync_fetch_and_or. */
+/* __atomic_fetch_or on 8 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_8, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
 ftmb_u64 ftmb_atomic_fetch_or_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_or_fetch on 8 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_8, __sync_or_and_fetch. */
 ftmb_u64 ftmb_atomic_or_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 8 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_8, atomic_fetch_xor_explicit, __sync_fetch_and_xor. */
+/* __atomic_fetch_xor on 8 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_8, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
 ftmb_u64 ftmb_atomic_fetch_xor_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_xor_fetch on 8 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_8, __sync_xor_and_fetch. */
 ftmb_u64 ftmb_atomic_xor_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
