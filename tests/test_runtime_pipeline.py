@@ -77,7 +77,9 @@ class Pipeline:
         self.queues = queues
 
     def run_master(self, mode: str, env_extra=None, **kw):
-        env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=self.session, **(env_extra or {}))
+        # a generous heartbeat timeout: a busy test machine must not make a live logger look dead
+        env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=self.session, FTMB_PEER_TIMEOUT_MS="10000",
+                   **(env_extra or {}))
         return subprocess.Popen([FWD, str(self.queues)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, **kw)
 
@@ -256,7 +258,7 @@ def test_dpdk_forwarder_through_the_adapter(pipeline, mode):
         pytest.skip("DPDK is not installed (libdpdk-dev): the adapter was not built")
     packets = traffic(flows=16, per_flow=100)
     p = pipeline(2, packets)
-    env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=p.session)
+    env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=p.session, FTMB_PEER_TIMEOUT_MS="10000")
     master = subprocess.Popen(["timeout", "60", DPDK_FWD, *EAL], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     mrc, mout, olrc, olerr, ilrc, ilerr = p.finish(master)
