@@ -78,8 +78,8 @@ class Pipeline:
 
     def run_master(self, mode: str, env_extra=None, **kw):
         # a generous heartbeat timeout: a busy test machine must not make a live logger look dead
-        env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=self.session, FTMB_PEER_TIMEOUT_MS="10000",
-                   **(env_extra or {}))
+        env = dict(os.environ, FTMB_MODE=mode, FTMB_SESSION=self.session, FTMB_PEER_TIMEOUT_MS="10000")
+        env.update(env_extra or {})
         return subprocess.Popen([FWD, str(self.queues)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, **kw)
 
