@@ -130,7 +130,7 @@ def enumerate_examples(root: Path = EXAMPLES_DIR) -> tuple[list[Example], list[t
     return examples, skipped
 
 
-def _gcc(example: Example, source: Path) -> str | None:
+def gcc_error(example: Example, source: Path) -> str | None:
     """gcc's first error line for `source`, or None when it compiles."""
     cmd = ["gcc", *example.flags, "-c", str(source), "-o", os.devnull]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=example.directory)
@@ -145,7 +145,7 @@ def compile_check(examples: list[Example], jobs: int = 2) -> CompileResult:
     """Compile every translation unit uninstrumented with gcc."""
     units = [(e, s) for e in examples for s in e.sources]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        errors = list(pool.map(lambda u: _gcc(*u), units))
+        errors = list(pool.map(lambda u: gcc_error(*u), units))
     result = CompileResult()
     for (e, s), err in zip(units, errors):
         if err is None:
