@@ -12,7 +12,8 @@ the user's flags plus the runtime's include directory (and `-iquote` the origina
 `ftmb-instrument instrument -p BUILD --plan ftmb_plan.json` for the whole program) the plan is
 applied instead of analyzing, which is what multi-file programs compiled one file at a time need.
 When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked, then
-libftmb); they are built from runtime/ on first use (`make -C runtime`).
+libftmb); they are built from runtime/ on first use (`make -C runtime`, into runtime/build or
+$FTMB_RUNTIME_BUILD).
 
 Anything else (assembling, preprocessing only, `-E`, `-M`, `--version`, C++ files) is passed to
 the real compiler unchanged. An instrumentation error is printed as one line and the compile
@@ -37,8 +38,14 @@ VALUE_FLAGS = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iqu
 NO_COMPILE = {"-E", "-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
 
 
+def runtime_build_dir() -> Path:
+    """Where the runtime libraries are built: $FTMB_RUNTIME_BUILD, else runtime/build."""
+    env = os.environ.get("FTMB_RUNTIME_BUILD")
+    return Path(env).resolve() if env else RUNTIME_DIR / "build"
+
+
 def runtime_paths() -> dict[str, Path]:
-    b = RUNTIME_DIR / "build"
+    b = runtime_build_dir()
     return {"include": RUNTIME_DIR / "include", "core": b / "libftmb.a", "dpdk": b / "libftmb_dpdk.a"}
 
 
@@ -52,8 +59,9 @@ def ensure_runtime(dpdk: bool = False) -> dict[str, Path]:
         return p
     if not (RUNTIME_DIR / "Makefile").exists():
         raise FtmbError(f"{RUNTIME_DIR}: the runtime sources are missing; reinstall ftmb-instrument")
-    targets = ["build/libftmb.a"] + (["build/libftmb_dpdk.a"] if dpdk else [])
-    res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), *targets], capture_output=True, text=True)
+    b = runtime_build_dir()
+    targets = [str(w) for w in want]
+    res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), f"B={b}", *targets], capture_output=True, text=True)
     if res.returncode != 0:
         tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise FtmbError(f"{RUNTIME_DIR}: building the runtime failed (make -C {RUNTIME_DIR}): {tail[0]}")

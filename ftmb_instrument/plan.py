@@ -418,21 +418,31 @@ class Planner:
             self.problem(f, off, f"access to {v.name} is not inside a function statement; cannot order it")
             return
         target = chain[-1]
-        # a statement a macro produced is wrapped whole, at its invocation
-        macro_stmt = next((s for s in chain if s.from_macro), None)
-        if macro_stmt is not None:
-            outer = [s for s in chain if s.start <= macro_stmt.start and s.end >= macro_stmt.end and not s.from_macro]
-            target = macro_stmt
-            enclosing = outer[-1] if outer else None
-            if enclosing is not None and enclosing.kind in ("expr", "decl", "return", "other"):
-                target = enclosing
-            if target.from_macro and target.has_jump:
-                self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion jumps "
-                                     f"(return/break/continue/goto): cannot wrap it in an ordered region")
+        if target.from_macro:
+            # a statement a macro produced: edit around the nearest statement written in the file
+            # when the expansion sits inside one (a statement expression in an expression),
+            # else around the whole invocation
+            written = [s for s in chain if not s.from_macro]
+            anc = written[-1] if written else None
+            if anc is not None and (anc.kind in ("expr", "decl", "return", "other")
+                                    or any(p.start <= off < p.end for p in anc.parts)):
+                target = anc
+            else:
+                i = len(chain) - 1
+                while i > 0 and chain[i - 1].from_macro and chain[i - 1].start == target.start:
+                    i -= 1
+                target = chain[i]
+                if target.has_jump:
+                    self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion jumps "
+                                         f"(return/break/continue/goto): cannot wrap it in an ordered region")
+                    return
+                if target.parent not in ("compound", "", "label", "if", "while", "do", "for", "switch"):
+                    self.problem(f, off, f"access to {v.name} in macro {target.from_macro}: no statement to wrap")
+                    return
+                how = "declaration" if target.kind == "decl" and target.parent in ("compound", "") else "statement"
+                self.region(f, target.start, target.end, how, obj, v, a,
+                            f"macro {target.from_macro}: whole invocation statement")
                 return
-            self.region(f, target.start, target.end, "statement", obj, v, a,
-                        f"macro {target.from_macro or a.macro}: whole invocation statement")
-            return
         while target.kind == "label":
             self.problem(f, off, f"access to {v.name} in a case/label expression; cannot order it")
             return

@@ -1,8 +1,13 @@
 """Round trip over the corpus: every program, instrumented, compiles with the original flags and no
 new warnings, and linked against the runtime in passthrough mode prints what the original prints.
 
-Some programs print interleaving-dependent numbers: the original runs twice; when the two runs
-differ, only what they agree on is compared (see the end of test_corpus_round_trip)."""
+Some programs print interleaving-dependent numbers. Original and instrumented run side by side
+(up to RUNS rounds) until an instrumented output equals an original one, or until the original
+shows that its own output varies; then only the shape of the output (digits masked) is compared.
+A program whose original output never varies must be matched exactly.
+
+The runtime is built once for this module from runtime/ into a private directory, so that a
+concurrent rebuild of runtime/build cannot race with the links here."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ PROGRAMS = corpus_programs()
 # DPDK reader-writer locks have no ftmb_ wrapper in ABI 1: the planner must report exactly these
 # call sites (and nothing else) for these programs. The rest of the program is still rewritten
 # and must round trip.
+RUNS = 5
 UNWRAPPED_LOCK = re.compile(r"rte_rwlock_\w+\(\) has no ftmb_ lock wrapper")
 WARNING = re.compile(r"^[^:\s]+:(\d+):\d+: warning: (.*)$", re.M)
 
@@ -48,9 +54,22 @@ def _warnings(stderr: str) -> list[tuple[str, str]]:
     return sorted((m.group(1), m.group(2)) for m in WARNING.finditer(stderr))
 
 
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    old = os.environ.get("FTMB_RUNTIME_BUILD")
+    os.environ["FTMB_RUNTIME_BUILD"] = str(tmp_path_factory.mktemp("runtime-build"))
+    try:
+        yield ensure_runtime(dpdk=True)
+    finally:
+        if old is None:
+            del os.environ["FTMB_RUNTIME_BUILD"]
+        else:
+            os.environ["FTMB_RUNTIME_BUILD"] = old
+
+
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.name for p in PROGRAMS])
-def test_corpus_round_trip(program: CorpusProgram, tmp_path: Path) -> None:
-    rt = ensure_runtime(program.style == "dpdk")
+def test_corpus_round_trip(program: CorpusProgram, tmp_path: Path, runtime) -> None:
+    rt = runtime
     inst, errors = _instrument(program, tmp_path)
     assert all(UNWRAPPED_LOCK.search(e) for e in errors), errors
     if "rte_rwlock" not in program.path.read_text():
@@ -70,24 +89,27 @@ def test_corpus_round_trip(program: CorpusProgram, tmp_path: Path) -> None:
     # #line keeps the original line numbers, so the warnings must be the same ones
     assert _warnings(b1.stderr) == _warnings(b0.stderr), b1.stderr
 
-    first = subprocess.run(run_command(program, orig_bin), capture_output=True, text=True)
-    second = subprocess.run(run_command(program, orig_bin), capture_output=True, text=True)
-    got = subprocess.run(run_command(inst, inst_bin), capture_output=True, text=True,
-                         env={**os.environ, "FTMB_MODE": "passthrough"})
-    assert first.returncode == 0 and second.returncode == 0, first.stderr
-    assert got.returncode == 0, got.stderr[-2000:]
-    a, b, c = first.stdout.splitlines(), second.stdout.splitlines(), got.stdout.splitlines()
-    if a == b:
-        assert c == a
-    else:
-        # interleaving-dependent output: every line must have a shape (digits masked) the original
-        # printed, the summary line must be there, and where the line counts agree, the lines the
-        # two original runs agree on must be the same
-        assert {_shape(x) for x in c} <= {_shape(x) for x in a + b}, (a, b, c)
-        assert c and _shape(c[-1]) == _shape(a[-1])
-        if len(a) == len(b) == len(c):
-            stable = [i for i in range(len(a)) if a[i] == b[i]]
-            assert [c[i] for i in stable] == [a[i] for i in stable]
+    seen: set[tuple[str, ...]] = set()
+    got: set[tuple[str, ...]] = set()
+    for _ in range(RUNS):
+        run = subprocess.run(run_command(program, orig_bin), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        seen.add(tuple(run.stdout.splitlines()))
+        inst_run = subprocess.run(run_command(inst, inst_bin), capture_output=True, text=True,
+                                  env={**os.environ, "FTMB_MODE": "passthrough"})
+        assert inst_run.returncode == 0, inst_run.stderr[-2000:]
+        got.add(tuple(inst_run.stdout.splitlines()))
+        if got & seen or len(seen) > 1:
+            break
+    if got & seen:
+        return
+    # the original's own output varies: compare the shape of the output only
+    assert len(seen) > 1, f"the original always printed {sorted(seen)}, instrumented: {sorted(got)}"
+    shapes = {_shape(x) for run in seen for x in run}
+    last = {_shape(run[-1]) for run in seen if run}
+    for c in got:
+        assert {_shape(x) for x in c} <= shapes, (seen, c)
+        assert c and _shape(c[-1]) in last
 
 
 def _shape(line: str) -> str:
