@@ -197,8 +197,10 @@ __attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftm
 static inline void emit(struct _ftmb_thread *t, uint64_t head, uint64_t value)
 {
     struct _ftmb_ring *r = &t->rec;
-    struct _ftmb_record *slot = _ftmb_ring_reserve(r);
-    if (__builtin_expect(slot == NULL, 0))
+    struct _ftmb_record *slot;
+    if (__builtin_expect(r->local - r->cache <= r->mask, 1)) /* room, by the cached tail (P0 as below) */
+        slot = (struct _ftmb_record *)r->buf + (r->local & r->mask); /* records: fixed 16-byte slots */
+    else
         slot = rec_wait_space(t);
     slot->head = head | _ftmb_rec_check(head, value, r->local);
     slot->value = value;
@@ -280,7 +282,7 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
 
 /* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
 
-static inline struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
+static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct _ftmb_obj *o = obj_of(obj, site);
     struct _ftmb_thread *t = _ftmb_me();
