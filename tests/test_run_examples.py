@@ -256,3 +256,14 @@ def test_passthrough_through_the_loggers_equals_record(builds, request, tmp_path
     res, pas = under_run(instr, name, trace_path, 1, tmp_path / "pass", [], mode="passthrough")
     assert res.records == 0
     assert frames(rec) == frames(pas)
+
+
+def test_the_comparison_notices_a_different_output(builds, trace, tmp_path):
+    # The same NAT with another port pool under run: every outbound packet differs in its port.
+    plain, instr = builds
+    ins, outs = direct(plain, "nat", trace, 1, tmp_path / "direct", [])
+    _, released = under_run(instr, "nat", trace, 1, tmp_path / "run", ["--port-min", "2000"])
+    tags = Tags(ins)
+    with pytest.raises(AssertionError, match="flows differ"):
+        assert_same(tags.group(frames(outs)), tags.group(frames(released)))
+    assert_same(tags.group(frames(outs), sport_masked), tags.group(frames(released), sport_masked))
