@@ -298,9 +298,9 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftm
     }
     /* Relaxed first look: the CAS below decides. */
     uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
-    for (;;) {
-        if (w & 1) {
-            _ftmb_cpu_relax();
+    for (unsigned spins = 0;;) {
+        if (w & 1) { /* held: spin, then yield (the holder may have been preempted) */
+            _ftmb_backoff(spins++);
             w = atomic_load_explicit(&o->word, memory_order_relaxed);
             continue;
         }
