@@ -32,6 +32,7 @@ from typing import Any
 from . import __version__
 from .abi.emit_table import TABLE
 from .errors import RewriteError
+from .frontend.sites import skip_blank
 from .model import Report, Variable
 
 SCHEMA = "ftmb-plan/1"
@@ -440,7 +441,11 @@ class Planner:
                     self.problem(f, off, f"access to {v.name} in macro {target.from_macro}: no statement to wrap")
                     return
                 how = "declaration" if target.kind == "decl" and target.parent in ("compound", "") else "statement"
-                self.region(f, target.start, target.end, how, obj, v, a,
+                end = target.end
+                j = skip_blank(f.data, end)
+                if f.data[j:j + 1] == b";":  # the `;` after the invocation belongs to the statement
+                    end = j + 1
+                self.region(f, target.start, end, how, obj, v, a,
                             f"macro {target.from_macro}: whole invocation statement")
                 return
         while target.kind == "label":

@@ -34,7 +34,6 @@ CONTROL = {
     CK.SWITCH_STMT: "switch",
 }
 SIMPLE_OTHER = {CK.BREAK_STMT, CK.CONTINUE_STMT, CK.GOTO_STMT, CK.NULL_STMT, CK.ASM_STMT, CK.INDIRECT_GOTO_STMT}
-JUMPS = {CK.RETURN_STMT, CK.BREAK_STMT, CK.CONTINUE_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT}
 
 
 @dataclass(frozen=True)
@@ -326,7 +325,7 @@ class _Scanner:
         if k in CONTROL:
             kind = CONTROL[k]
             parts = self.control_parts(fs, c, kind, kids)
-            fs.stmts.append(Stmt(kind, start, end, parent, parts, fn, from_macro, True, ()))
+            fs.stmts.append(Stmt(kind, start, end, parent, parts, fn, from_macro, self.has_jump(c), ()))
             in_parts = lambda x: any(p.start <= x.extent.start.offset < p.end for p in parts)  # noqa: E731
             for x in kids:
                 if x.kind == CK.DECL_STMT or not in_parts(x):
@@ -361,7 +360,7 @@ class _Scanner:
                 j = skip_blank(text, end)
                 if text[j:j + 1] == b";":
                     end = j + 1
-        has_jump = k in JUMPS or any(self.has_jump(x) for x in kids)
+        has_jump = self.has_jump(c)
         calls = self.calls_in(fs, c, fn, start)
         fs.stmts.append(Stmt(kind, start, end, parent, tuple(parts), fn, from_macro, has_jump, calls))
 
@@ -432,10 +431,20 @@ class _Scanner:
                     break
         return tuple(parts)
 
-    def has_jump(self, c: ci.Cursor) -> bool:
-        if c.kind in JUMPS:
+    def has_jump(self, c: ci.Cursor, in_loop: bool = False, in_switch: bool = False) -> bool:
+        """Whether control can leave `c` other than at its end, or enter it at a label."""
+        k = c.kind
+        if k in (CK.RETURN_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT):
             return True
-        return any(self.has_jump(x) for x in c.get_children())
+        if k == CK.BREAK_STMT:
+            return not (in_loop or in_switch)
+        if k == CK.CONTINUE_STMT:
+            return not in_loop
+        if k in (CK.CASE_STMT, CK.DEFAULT_STMT) and not in_switch:
+            return True
+        loop = in_loop or k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT)
+        switch = in_switch or k == CK.SWITCH_STMT
+        return any(self.has_jump(x, loop, switch) for x in c.get_children())
 
     # -- calls --
     def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int) -> tuple[str, ...]:
@@ -451,7 +460,7 @@ class _Scanner:
             if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
                 self.stmt(fs, c, "", fn)
                 continue
-            if c.kind == CK.CALL_EXPR:
+            if c.kind == CK.CALL_EXPR or (c.kind == CK.UNEXPOSED_EXPR and self.builtin_name(fs, c)):
                 call = self.call(fs, c, fn, stmt_start)
                 if call is not None:
                     fs.calls.append(call)
@@ -459,15 +468,34 @@ class _Scanner:
             stack.extend(reversed(list(c.get_children())))
         return tuple(names)
 
+    def builtin_name(self, fs: FileSites, c: ci.Cursor) -> str:
+        """For an atomic builtin (`__atomic_*`, `__c11_atomic_*`: not a CallExpr in libclang), its name."""
+        spath, soff = spelling_location(c.extent.start)
+        if not spath:
+            return ""
+        try:
+            text = self.text(self.realpath(spath))
+        except OSError:
+            return ""
+        m = IDENT.match(text, soff)
+        name = m.group().decode() if m else ""
+        return name if name.startswith(("__atomic_", "__c11_atomic_")) and text[skip_blank(text, m.end()):][:1] == b"(" else ""
+
     def call(self, fs: FileSites, c: ci.Cursor, fn: str, stmt_start: int) -> Call | None:
-        ref = c.referenced
-        if ref is None or ref.kind != CK.FUNCTION_DECL:
-            return None
-        name = ref.spelling
         text = self.text(fs.path)
         loc = c.location.offset
         kids = list(c.get_children())
-        callee = _strip(kids[0]) if kids else c
+        if c.kind == CK.UNEXPOSED_EXPR:
+            name = self.builtin_name(fs, c)
+            callee = c
+            cargs = kids
+        else:
+            ref = c.referenced
+            if ref is None or ref.kind != CK.FUNCTION_DECL:
+                return None
+            name = ref.spelling
+            callee = _strip(kids[0]) if kids else c
+            cargs = list(c.get_arguments())
         spath, soff = spelling_location(callee.location)
         macro = ""
         spliceable = False
@@ -495,7 +523,6 @@ class _Scanner:
             else:
                 args = split_args(text, lp, rp)
         size, ptype, is_ptr = 0, "", False
-        cargs = list(c.get_arguments())
         if cargs and cargs[0] is not None:
             t = cargs[0].type.get_canonical()
             if t.kind in (TK.POINTER,):
