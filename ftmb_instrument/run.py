@@ -171,7 +171,10 @@ class InputRegion:
         m = self._m
         try:
             magic, _abi, layout, _size, ready, *_ = _HDR.unpack_from(m, 0)
-            if magic != _IN_MAGIC or layout != _LAYOUT_VERSION or not ready:
+            if magic == _IN_MAGIC and layout != _LAYOUT_VERSION:
+                raise RunError(f"the input logger's region has layout version {layout}; this ftmb-instrument "
+                               f"reads version {_LAYOUT_VERSION} (rebuild the runtime from the same tree)")
+            if magic != _IN_MAGIC or not ready:
                 return False
             nqueues, _cap = _IN_GEOMETRY.unpack_from(m, _HDR.size)
             if not 1 <= nqueues <= 32:
