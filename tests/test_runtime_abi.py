@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftmb_instrument.abi import generate, spec
+from ftmb_instrument.abi import AbiCallError, generate, replacement_call, spec
 from ftmb_instrument.abi.emit_table import TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +121,24 @@ def test_mismatched_abi_version_fails_at_link_time(libs, tmp_path, monkeypatch):
     proc = link(tmp_path / "inc")
     assert proc.returncode != 0
     assert f"undefined reference to `ftmb_abi_version_{spec.ABI_VERSION}'" in proc.stderr
+
+
+def test_replacement_calls_are_rendered_from_the_table():
+    assert replacement_call("pthread_mutex_lock", ["&m"], obj=3, site=17) == "ftmb_pthread_mutex_lock(&m, 3, 17)"
+    assert replacement_call("rte_eth_rx_burst", ["port", "q", "pkts", "32"]) == \
+        "ftmb_rx_burst(port, q, pkts, 32)"
+    assert replacement_call("time", ["NULL"]) == "ftmb_time(NULL)"
+    assert replacement_call("atomic_fetch_add", ["&n", "1"], size=4, obj=5, site=2) == \
+        "ftmb_atomic_fetch_add_4(&n, 1, 5, 5, 2)"
+    assert replacement_call("__atomic_compare_exchange_n", ["p", "&e", "d", "0", "5", "5"], size=8, obj=1,
+                            site=0) == "ftmb_atomic_compare_exchange_8(p, &e, d, 0, 5, 5, 1, 0)"
+    assert replacement_call("atomic_compare_exchange_weak_explicit", ["p", "&e", "d", "2", "0"], size=2, obj=1,
+                            site=9) == "ftmb_atomic_compare_exchange_2(p, &e, d, 1, 2, 0, 1, 9)"
+    with pytest.raises(AbiCallError, match="no replacement"):
+        replacement_call("memcpy", ["a", "b", "n"])
+    with pytest.raises(AbiCallError, match="operand size"):
+        replacement_call("__atomic_fetch_add", ["p", "1", "5"], obj=1, site=1)
+    with pytest.raises(AbiCallError, match="compile-time obj id"):
+        replacement_call("pthread_spin_lock", ["&s"])
+    with pytest.raises(AbiCallError, match="1 arguments, ftmb_tx_burst takes 4"):
+        replacement_call("rte_eth_tx_burst", ["p"])
