@@ -13,15 +13,17 @@
 #define NT 4
 #define ITERS 2000
 
-enum { OBJ_LOCKED = 1, OBJ_RACY = 2, OBJ_ATOMIC = 3, OBJ_SPIN = 4 };
+enum { OBJ_LOCKED = 1, OBJ_RACY = 2, OBJ_ATOMIC = 3, OBJ_SPIN = 4, OBJ_RW = 5, OBJ_RTE_SPIN = 6 };
 
 static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
 static pthread_spinlock_t spin;
-static uint64_t locked_counter, racy_counter, atomic_counter, spin_counter;
+static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+static struct { volatile int locked; } rte_spin;
+static uint64_t locked_counter, racy_counter, atomic_counter, spin_counter, rw_value, rte_counter;
 
 /* What each thread observed; replay must observe exactly the same. */
 struct obs {
-    uint64_t locked[ITERS], racy[ITERS], atom[ITERS], rnd[ITERS / 16 + 1];
+    uint64_t locked[ITERS], racy[ITERS], atom[ITERS], rnd[ITERS / 16 + 1], rw[ITERS], rte[ITERS];
     long start_time;
     uint64_t trylock_fails;
 };
@@ -57,6 +59,19 @@ static void *worker(void *arg)
         spin_counter++;
         ftmb_pthread_spin_unlock(&spin, OBJ_SPIN, 41);
 
+        if (i % 8 == 0) { /* a writer now and then, readers in between */
+            ftmb_pthread_rwlock_wrlock(&rw, OBJ_RW, 50);
+            o->rw[i] = ++rw_value;
+        } else {
+            ftmb_pthread_rwlock_rdlock(&rw, OBJ_RW, 51);
+            o->rw[i] = rw_value;
+        }
+        ftmb_pthread_rwlock_unlock(&rw, OBJ_RW, 52);
+
+        ftmb_rte_spinlock_lock(&rte_spin, OBJ_RTE_SPIN, 60);
+        o->rte[i] = rte_counter++;
+        ftmb_rte_spinlock_unlock(&rte_spin, OBJ_RTE_SPIN, 61);
+
         struct ftmb_pkt *p = ftmb_pkt_alloc();
         struct payload pl = {me, i, o->locked[i]};
         memcpy(ftmb_pkt_data(p), &pl, sizeof pl);
@@ -78,7 +93,7 @@ static int run_workload(void)
         pthread_join(th[i], NULL);
     CHECK(locked_counter == NT * ITERS && atomic_counter == NT * ITERS);
     CHECK(ftmb_mode() == FTMB_MODE_PASSTHROUGH || racy_counter == NT * ITERS);
-    CHECK(spin_counter == NT * ITERS);
+    CHECK(spin_counter == NT * ITERS && rte_counter == NT * ITERS && rw_value == NT * (ITERS / 8));
     return 0;
 }
 
@@ -200,7 +215,8 @@ static int record_orders_and_release(void)
         if (index_object(obj, obj == OBJ_LOCKED ? _FTMB_REC_LOCK : _FTMB_REC_ORDERED, wl, NT * ITERS))
             return 1;
     for (uint32_t t = 1; t <= NT; t++) {
-        if (stream_matches(t, OBJ_LOCKED, _FTMB_REC_LOCK, obs[t].locked) ||
+        if (stream_matches(t, OBJ_RTE_SPIN, _FTMB_REC_LOCK, obs[t].rte) ||
+            stream_matches(t, OBJ_LOCKED, _FTMB_REC_LOCK, obs[t].locked) ||
             stream_matches(t, OBJ_RACY, _FTMB_REC_ORDERED, obs[t].racy) ||
             stream_matches(t, OBJ_ATOMIC, _FTMB_REC_ORDERED, obs[t].atom))
             return 1;
