@@ -1,0 +1,268 @@
+"""The rewriter on C snippets: each edit kind is spliced where it should be, the result compiles
+without warnings (-Wall -Wextra -Werror), and in passthrough mode behaves like the original; sites
+that cannot be instrumented safely are reported with file:line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ftmb_instrument.cc import ensure_runtime
+from ftmb_instrument.errors import RewriteError
+from ftmb_instrument.frontend import from_files
+from ftmb_instrument.plan import MARKER_PREFIX, Plan
+from ftmb_instrument.rewrite import apply_plan
+from ftmb_instrument.rewrite.pipeline import make_plan
+from ftmb_instrument.semantics import load_semantics
+
+FLAGS = ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread"]
+
+FEATURES = r"""#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define NT 3
+#define BUMP(x) do { (x)++; } while (0)
+#define MAX(a, b) ({ __typeof__(a) _a = (a); __typeof__(b) _b = (b); _a > _b ? _a : _b; })
+
+struct flags {
+	unsigned on : 1;
+	unsigned level : 7;
+};
+
+static long hits;
+static long limit = 1000000;
+static int mode;
+static struct flags fl;
+static unsigned long total;
+static unsigned long sync_total;
+static atomic_ulong c11_total;
+static int cas_word;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static long locked_sum;
+static long *shared_buf;
+static long seen_max;
+
+static long next_hit(void)
+{
+	return hits++;
+}
+
+static void *worker(void *arg)
+{
+	long id = (long)arg;
+	for (int i = 0; i < 1000; i++) {
+		if (hits < limit)
+			next_hit();
+		while (mode > 5)
+			mode--;
+		for (long j = hits; j < 0; j++)
+			;
+		long snapshot = hits;
+		(void)snapshot;
+		switch (mode) {
+		case 0:
+			mode = 0;
+			break;
+		default:
+			break;
+		}
+		if (fl.on)
+			fl.level = 3;
+		BUMP(hits);
+		seen_max = MAX(seen_max, (long)i);
+		__atomic_fetch_add(&total, 1, __ATOMIC_RELAXED);
+		__sync_fetch_and_add(&sync_total, 2);
+		atomic_fetch_add(&c11_total, 1);
+		int expected = cas_word;
+		__sync_bool_compare_and_swap(&cas_word, expected, expected + 1);
+		pthread_mutex_lock(&mu);
+		locked_sum += id;
+		shared_buf[i % 8] += 1;
+		pthread_mutex_unlock(&mu);
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	pthread_t t[NT];
+	time_t now = time(NULL);
+	shared_buf = calloc(8, sizeof *shared_buf);
+	long *scratch = malloc(4 * sizeof *scratch);
+	scratch = realloc(scratch, 16 * sizeof *scratch);
+	fl.on = 1;
+	for (long i = 0; i < NT; i++)
+		pthread_create(&t[i], NULL, worker, (void *)i);
+	for (int i = 0; i < NT; i++)
+		pthread_join(t[i], NULL);
+	long sum = 0;
+	for (int i = 0; i < 8; i++)
+		sum += shared_buf[i];
+	printf("total=%lu sync=%lu c11=%lu locked=%ld buf=%ld level=%u max=%ld now>0=%d\n", total, sync_total,
+	       (unsigned long)atomic_load(&c11_total), locked_sum, sum, fl.level, seen_max, now > 0);
+	free(scratch);
+	free(shared_buf);
+	return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    old = os.environ.get("FTMB_RUNTIME_BUILD")
+    os.environ["FTMB_RUNTIME_BUILD"] = str(tmp_path_factory.mktemp("runtime-build"))
+    try:
+        yield ensure_runtime()
+    finally:
+        if old is None:
+            del os.environ["FTMB_RUNTIME_BUILD"]
+        else:
+            os.environ["FTMB_RUNTIME_BUILD"] = old
+
+
+def plan_for(tmp: Path, source: str, name: str = "prog.c") -> tuple[Path, Plan]:
+    path = tmp / name
+    path.write_text(source)
+    _, plan = make_plan(from_files([path], ["-std=gnu11"]), load_semantics(), str(tmp), jobs=1)
+    return path, plan
+
+
+def build_and_run(rt, source: Path, out: Path, env_mode: bool) -> str:
+    cmd = ["gcc", *FLAGS, "-I", str(rt["include"]), str(source), str(rt["core"]), "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    env = {**os.environ, "FTMB_MODE": "passthrough"} if env_mode else None
+    run = subprocess.run(["timeout", "30", str(out)], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime):
+    path, plan = plan_for(tmp_path, FEATURES)
+    assert plan.errors == []
+    kinds = {s.kind for s in plan.sites}
+    assert kinds == {"ordered", "atomic", "lock", "nondet", "spawn", "alloc", "free", "init", "include"}
+    [rw] = apply_plan(plan)
+    text = rw.text.decode()
+    assert text.startswith(MARKER_PREFIX) and "#include <ftmb/ftmb.h>\n#line 1\n" in text
+    lines = text.splitlines()[3:]
+    orig = FEATURES.splitlines()
+    assert len(lines) == len(orig)  # no edit adds a line: diagnostics keep their line numbers
+
+    def line_of(needle: str) -> str:
+        return lines[next(i for i, ln in enumerate(orig) if needle in ln)]
+
+    # conditions and initializers are wrapped as expressions, statements as blocks
+    assert "if (__extension__ ({ ftmb_ordered_begin(" in line_of("if (hits < limit)")
+    assert "while (__extension__ ({ ftmb_ordered_begin(" in line_of("while (mode > 5)")
+    assert "switch (__extension__ ({" in line_of("switch (mode)")
+    assert "for (long j = __extension__ ({" in line_of("for (long j = hits")
+    assert "return __extension__ ({" in line_of("return hits++")
+    assert line_of("long snapshot = hits").strip().startswith("ftmb_ordered_begin(")
+    assert "+(fl.on)" in line_of("if (fl.on)")  # a bit-field is read by value, never by address
+    # a macro's expansion is never edited: its whole invocation statement is wrapped, `;` included
+    assert line_of("BUMP(hits);").strip().startswith("{ ftmb_ordered_begin(")
+    assert "BUMP(hits); ftmb_ordered_end(" in line_of("BUMP(hits);")
+    assert line_of("BUMP(hits);").strip().endswith("); }")
+    # atomics become wrappers with the operand size; C11 generic macros get the explicit order
+    assert "ftmb_atomic_fetch_add_8(&total, 1, __ATOMIC_RELAXED, " in line_of("__atomic_fetch_add(&total")
+    assert "ftmb_atomic_fetch_add_8(&sync_total, 2, __ATOMIC_SEQ_CST, " in line_of("__sync_fetch_and_add")
+    assert "ftmb_atomic_fetch_add_8(&c11_total, 1, __ATOMIC_SEQ_CST, " in line_of("atomic_fetch_add(&c11")
+    assert "ftmb_pthread_mutex_lock(&mu, " in line_of("pthread_mutex_lock(&mu)")
+    assert "ftmb_time(NULL)" in line_of("time(NULL)")
+    assert "ftmb_state_calloc(8" in line_of("shared_buf = calloc")
+    assert "malloc(4" in line_of("scratch = malloc")  # thread-private memory stays where it was
+    assert "ftmb_state_contains" in line_of("realloc(scratch")
+    assert "ftmb_pthread_create(&t[i]" in line_of("pthread_create")
+    assert "if (ftmb_init() != 0) return 1;" in line_of("int main(void)") + lines[orig.index("int main(void)") + 1]
+    # every shared_rw object has one strategy; the lock protects locked_sum and shared_buf
+    strategies = {o.name: o.strategy for o in plan.objects}
+    assert strategies["mu"] == "lock" and strategies["total"] == "atomic" and strategies["hits"] == "ordered"
+    assert strategies["cas_word"] == "ordered"  # read plainly too: its CAS is ordered, not wrapped
+    assert "locked_sum" not in strategies
+    assert any(s.what == "locked_sum" or s.what.startswith("locked_sum @") for s in plan.skipped)
+
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    want = build_and_run(runtime, path, tmp_path / "orig", False)
+    assert build_and_run(runtime, inst, tmp_path / "inst", True) == want
+
+
+def test_edits_are_deduplicated_across_translation_units(tmp_path):
+    (tmp_path / "shared.h").write_text(
+        "static inline void bump(long *c) { (*c)++; }\nextern long counter;\n")
+    (tmp_path / "a.c").write_text(
+        '#include <pthread.h>\n#include "shared.h"\nlong counter;\n'
+        "static void *w(void *a) { (void)a; counter++; bump(&counter); return 0; }\n"
+        "void start(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+        "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); }\n")
+    (tmp_path / "b.c").write_text('#include "shared.h"\nvoid start(void);\n'
+                                  "int main(void) { start(); bump(&counter); return (int)counter; }\n")
+    _, plan = make_plan(from_files([tmp_path / "a.c", tmp_path / "b.c"], ["-std=gnu11"]), load_semantics(),
+                        str(tmp_path), jobs=1)
+    assert plan.errors == []
+    out = {Path(r.path).name: r.text.decode() for r in apply_plan(plan)}
+    assert out["a.c"].count("ftmb_ordered_begin(") == 1
+    assert out["shared.h"].count("ftmb_ordered_begin(") == 1  # edited once although two units include it
+    assert "ftmb_init()" in out["b.c"]
+
+
+def test_macro_that_jumps_is_reported_with_its_line(tmp_path):
+    src = ("#include <pthread.h>\nstatic int n;\n#define TAKE(x) if ((x)++ > 5) return 0\n"
+           "static void *w(void *a) { (void)a; for (;;) { TAKE(n); } }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+           "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert [p.where for p in plan.errors] == ["prog.c:4"]
+    assert "macro TAKE" in plan.errors[0].message and "jumps" in plan.errors[0].message
+
+
+def test_suppressed_site_is_listed_not_an_error(tmp_path):
+    src = ("#include <pthread.h>\nstatic int n;\n#define TAKE(x) if ((x)++ > 5) return 0\n"
+           "static void *w(void *a) { (void)a; for (;;) { TAKE(n); /* ftmb: ignore(access) test only */ } }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+           "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    assert any("suppressed: test only" in s.reason for s in plan.skipped) or \
+        any(p.suppressed == "test only" for p in plan.problems)
+
+
+def test_lock_call_inside_a_macro_is_reported(tmp_path):
+    src = ("#include <pthread.h>\nstatic pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;\nstatic int n;\n"
+           "#define LOCKED(s) do { pthread_mutex_lock(&m); s; pthread_mutex_unlock(&m); } while (0)\n"
+           "static void *w(void *a) { (void)a; LOCKED(n++); return 0; }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+           "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return n; }\n")
+    _, plan = plan_for(tmp_path, src)
+    wheres = sorted({p.where for p in plan.errors})
+    assert wheres == ["prog.c:5"]
+    assert all("macro LOCKED" in p.message for p in plan.errors)
+
+
+def test_instrumented_source_is_refused(tmp_path, runtime):
+    path, plan = plan_for(tmp_path, FEATURES)
+    [rw] = apply_plan(plan)
+    path.write_bytes(rw.text)
+    with pytest.raises(RewriteError, match="already instrumented"):
+        plan_for(tmp_path, rw.text.decode())
+
+
+def test_plan_for_a_changed_file_is_refused(tmp_path):
+    path, plan = plan_for(tmp_path, FEATURES)
+    path.write_text(FEATURES.replace("limit = 1000000", "limit = 100000"))
+    with pytest.raises(RewriteError, match="changed since the plan was made"):
+        apply_plan(plan)
+
+
+def test_translation_unit_that_fails_to_parse_is_not_rewritten(tmp_path):
+    _, plan = plan_for(tmp_path, FEATURES + "\nint broken(void) { return undeclared_thing; }\n")
+    assert plan.failed_units == ("prog.c",)
+    assert plan.errors and "failed to parse" in plan.errors[0].message
+    assert apply_plan(plan) == []
