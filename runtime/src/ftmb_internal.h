@@ -89,7 +89,7 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 
 #define _FTMB_IN_MAGIC 0x4e492d424d5446ull  /* "FTMB-IN" */
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
-#define _FTMB_LAYOUT_VERSION 1
+#define _FTMB_LAYOUT_VERSION 2
 
 enum _ftmb_master_state {
     _FTMB_MASTER_NONE = 0,     /* no master attached yet */
@@ -178,6 +178,8 @@ struct _ftmb_out_region {
     uint32_t rec_capacity;
     uint32_t out_capacity;
     uint32_t _pad;
+    uint64_t tsc_hz;           /* the master's virtual cycle rate, copied into the log for replay;
+                                * written before master_state (release) */
     _Atomic uint32_t nthreads; /* thread indexes the master handed out; published (release)
                                 * before the thread's first record, pairs with the logger's
                                 * acquire load */
@@ -229,11 +231,12 @@ int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path);
 
 /* ---- the log file the output logger writes and replay reads --------------------------------- */
 
-#define _FTMB_LOG_MAGIC 0x31474f4c424d5446ull /* "FTMBLOG1" */
+#define _FTMB_LOG_MAGIC 0x32474f4c424d5446ull /* "FTMBLOG2" */
 struct _ftmb_log_file_hdr {
     uint64_t magic;
     uint32_t abi_version;
     uint32_t nthreads;
+    uint64_t tsc_hz;                  /* the recording master's virtual cycle rate */
     uint64_t count[FTMB_MAX_THREADS]; /* then count[0] records of thread 0, count[1] of thread 1 ... */
 };
 

@@ -201,6 +201,7 @@ int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path)
     h.magic = _FTMB_LOG_MAGIC;
     h.abi_version = FTMB_ABI_VERSION;
     h.nthreads = ol->nattached;
+    h.tsc_hz = ol->region->tsc_hz;
     for (uint32_t t = 0; t < ol->nattached; t++)
         h.count[t] = ol->th[t].received;
     int ok = fwrite(&h, sizeof h, 1, f) == 1;

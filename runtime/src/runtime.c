@@ -753,10 +753,18 @@ int ftmb_gettimeofday(struct timeval *tv, void *tz)
     return 0;
 }
 
-static uint64_t session_tsc_hz(void)
+static pthread_once_t calibrate_once = PTHREAD_ONCE_INIT;
+static void calibrate(void)
 {
     if (!_ftmb_rt.tsc_hz)
-        _ftmb_rt.tsc_hz = _ftmb_calibrate_tsc_hz(); /* benign race: every caller computes a rate */
+        _ftmb_rt.tsc_hz = _ftmb_calibrate_tsc_hz();
+}
+
+/* The session's rate (set by ftmb_init from the input logger or the replay log, before any worker
+ * exists), else measured once; pthread_once orders the write before every reader. */
+static uint64_t session_tsc_hz(void)
+{
+    pthread_once(&calibrate_once, calibrate);
     return _ftmb_rt.tsc_hz;
 }
 
@@ -877,6 +885,7 @@ static int load_replay_log(const char *path)
         fclose(f);
         return -1;
     }
+    _ftmb_rt.tsc_hz = h.tsc_hz;
     for (uint32_t t = 0; t < h.nthreads; t++) {
         if (h.count[t] > (1ull << 40)) {
             fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: thread %u claims %llu records\n", path, t,
@@ -918,7 +927,13 @@ static int attach_session(const char *session, int timeout_ms, int mode)
                 session, session, timeout_ms, session);
         return -1;
     }
-    _ftmb_rt.tsc_hz = mode == FTMB_MODE_PASSTHROUGH ? 0 : _ftmb_rt.in->tsc_hz;
+    if (mode == FTMB_MODE_RECORD)
+        _ftmb_rt.tsc_hz = _ftmb_rt.in->tsc_hz;
+    else if (mode == FTMB_MODE_REPLAY && !_ftmb_rt.tsc_hz) /* the log's rate wins (load_replay_log) */
+        _ftmb_rt.tsc_hz = _ftmb_rt.in->tsc_hz;
+    /* Published by the release store of master_state below; the output logger puts it in the log. */
+    if (mode == FTMB_MODE_RECORD)
+        _ftmb_rt.out->tsc_hz = _ftmb_rt.tsc_hz;
     for (uint32_t q = 0; q < _ftmb_rt.in->nqueues; q++)
         _ftmb_ring_attach(&_ftmb_rt.inq[q].ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
     struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};

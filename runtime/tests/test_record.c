@@ -26,6 +26,9 @@ struct obs {
     uint64_t locked[ITERS], racy[ITERS], atom[ITERS], rnd[ITERS / 16 + 1], rw[ITERS], rte[ITERS];
     long start_time;
     uint64_t trylock_fails;
+    uint8_t random_bytes[13];
+    long random_ret;
+    uint64_t rte_tsc;
 };
 static struct obs obs[NT + 1];
 
@@ -40,6 +43,8 @@ static void *worker(void *arg)
     uint32_t me = ftmb_thread_index();
     struct obs *o = &obs[me];
     o->start_time = ftmb_time(NULL);
+    o->random_ret = ftmb_getrandom(o->random_bytes, sizeof o->random_bytes, 0);
+    o->rte_tsc = ftmb_rte_rdtsc();
     for (uint32_t i = 0; i < ITERS; i++) {
         ftmb_pthread_mutex_lock(&mtx, OBJ_LOCKED, 10);
         o->locked[i] = locked_counter++;
@@ -263,7 +268,7 @@ static int replay_run(void)
         return 1;
     for (uint32_t t = 1; t <= NT; t++) {
         CHECKF(memcmp(&obs[t], &want[t], sizeof obs[t]) == 0, "thread %u observed something else on replay", t);
-        CHECK(obs[t].start_time == want[t].start_time);
+        CHECK(obs[t].start_time == want[t].start_time && obs[t].random_ret == 13);
     }
     return 0;
 }
