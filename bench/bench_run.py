@@ -236,6 +236,15 @@ def render(opts, info, rows, lat_rows) -> str:
         "|---|---|---|---|---|---|---|---|",
         *["| " + " | ".join(str(c) for c in r) + " |" for r in lat_rows], "",
         *(["Failed runs (left out of the figures):", "", *[f"- {f}" for f in FAILURES], ""] if FAILURES else []),
+        f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.", "",
+        "How to read these: every session run puts at least four busy processes (input logger, the "
+        "example's main lcore and workers, output logger) on the machine's CPUs; on a shared 2-CPU "
+        "machine the spread between repetitions (min to max) is as large as the differences between "
+        "modes, so only a ratio well outside that spread means something. Hold times are measured by "
+        "the output logger from the input's arrival at the input logger, so they include the time the "
+        "packet waited in the input ring and the example's start-up: the input logger starts serving "
+        "when the master attaches (in `ftmb_init`, before EAL and port set-up), and the packets served "
+        "meanwhile wait for the workers; that start-up backlog is what the p99 shows.", "",
     ]
     return "\n".join(out) + "\n"
 
