@@ -68,9 +68,11 @@ def test_argument_templates_fit_their_entries(tmp_path):
             items = [a.strip() for a in template.split(",")]
             assert len(items) == len(entry["params"]), (name, call, template)
             if entry["kind"] == "atomic" and name.endswith("_4"):
-                argv = {"$0": "&x", "$1": "&e" if "compare" in name else "1", "$2": "7", "$3": "5", "$4": "5"}
+                by_pointer = "compare" in name and not call.startswith("__sync")
+                argv = {"$0": "&x", "$1": "&e" if by_pointer else "1", "$2": "7", "$3": "5", "$4": "5"}
                 ids = ", 1, 2" if entry["trailing_ids"] else ""
-                calls.append(f"    (void){name}({', '.join(argv.get(a, a) for a in items)}{ids});")
+                rendered = [re.sub(r"\$(\d)", lambda m: argv[m.group(0)], a) for a in items]
+                calls.append(f"    (void){name}({', '.join(rendered)}{ids});")
     assert calls
     src = tmp_path / "calls.c"
     src.write_text('#include "ftmb/ftmb.h"\nvoid f(void) {\n    ftmb_u32 x = 0, e = 0;\n' + "\n".join(calls) + "\n}\n")
@@ -134,6 +136,8 @@ def test_replacement_calls_are_rendered_from_the_table():
                             site=0) == "ftmb_atomic_compare_exchange_8(p, &e, d, 0, 5, 5, 1, 0)"
     assert replacement_call("atomic_compare_exchange_weak_explicit", ["p", "&e", "d", "2", "0"], size=2, obj=1,
                             site=9) == "ftmb_atomic_compare_exchange_2(p, &e, d, 1, 2, 0, 1, 9)"
+    assert replacement_call("__sync_bool_compare_and_swap", ["&w", "old", "new"], size=4, obj=2, site=3) == \
+        "ftmb_atomic_compare_exchange_4(&w, (void *)&(__typeof__(*(&w))){ old }, new, 0, 5, 5, 2, 3)"
     with pytest.raises(AbiCallError, match="no replacement"):
         replacement_call("memcpy", ["a", "b", "n"])
     with pytest.raises(AbiCallError, match="operand size"):

@@ -47,7 +47,7 @@ def replacement_call(call: str, args: list[str], *, size: int | None = None, obj
             if i >= len(args):
                 raise AbiCallError(f"{call}: needs at least {i + 1} arguments, got {len(args)}")
             return args[i]
-        out = [re.sub(r"^\$(\d+)$", arg, item.strip()) for item in template.split(",")]
+        out = [re.sub(r"\$(\d+)", arg, item.strip()) for item in template.split(",")]
     for ident in entry["trailing_ids"]:
         value = {"obj": obj, "site": site}[ident]
         if value is None:

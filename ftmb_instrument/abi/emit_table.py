@@ -96,7 +96,10 @@ TABLE = {'abi_version': 1,
                                          'wraps': ['__atomic_and_fetch',
                                                    '__atomic_and_fetch_8',
                                                    '__sync_and_and_fetch']},
-             'ftmb_atomic_compare_exchange_1': {'args': {'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
+             'ftmb_atomic_compare_exchange_1': {'args': {'__sync_bool_compare_and_swap': '$0, (void '
+                                                                                         '*)&(__typeof__(*($0))){ '
+                                                                                         '$1 }, $2, 0, 5, 5',
+                                                         'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
                                                                                            '5, 5',
                                                          'atomic_compare_exchange_strong_explicit': '$0, $1, '
                                                                                                     '$2, 0, '
@@ -118,11 +121,15 @@ TABLE = {'abi_version': 1,
                                                 'trailing_ids': ['obj', 'site'],
                                                 'wraps': ['__atomic_compare_exchange_n',
                                                           '__atomic_compare_exchange_1',
+                                                          '__sync_bool_compare_and_swap',
                                                           'atomic_compare_exchange_strong',
                                                           'atomic_compare_exchange_strong_explicit',
                                                           'atomic_compare_exchange_weak',
                                                           'atomic_compare_exchange_weak_explicit']},
-             'ftmb_atomic_compare_exchange_2': {'args': {'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
+             'ftmb_atomic_compare_exchange_2': {'args': {'__sync_bool_compare_and_swap': '$0, (void '
+                                                                                         '*)&(__typeof__(*($0))){ '
+                                                                                         '$1 }, $2, 0, 5, 5',
+                                                         'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
                                                                                            '5, 5',
                                                          'atomic_compare_exchange_strong_explicit': '$0, $1, '
                                                                                                     '$2, 0, '
@@ -144,11 +151,15 @@ TABLE = {'abi_version': 1,
                                                 'trailing_ids': ['obj', 'site'],
                                                 'wraps': ['__atomic_compare_exchange_n',
                                                           '__atomic_compare_exchange_2',
+                                                          '__sync_bool_compare_and_swap',
                                                           'atomic_compare_exchange_strong',
                                                           'atomic_compare_exchange_strong_explicit',
                                                           'atomic_compare_exchange_weak',
                                                           'atomic_compare_exchange_weak_explicit']},
-             'ftmb_atomic_compare_exchange_4': {'args': {'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
+             'ftmb_atomic_compare_exchange_4': {'args': {'__sync_bool_compare_and_swap': '$0, (void '
+                                                                                         '*)&(__typeof__(*($0))){ '
+                                                                                         '$1 }, $2, 0, 5, 5',
+                                                         'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
                                                                                            '5, 5',
                                                          'atomic_compare_exchange_strong_explicit': '$0, $1, '
                                                                                                     '$2, 0, '
@@ -170,11 +181,15 @@ TABLE = {'abi_version': 1,
                                                 'trailing_ids': ['obj', 'site'],
                                                 'wraps': ['__atomic_compare_exchange_n',
                                                           '__atomic_compare_exchange_4',
+                                                          '__sync_bool_compare_and_swap',
                                                           'atomic_compare_exchange_strong',
                                                           'atomic_compare_exchange_strong_explicit',
                                                           'atomic_compare_exchange_weak',
                                                           'atomic_compare_exchange_weak_explicit']},
-             'ftmb_atomic_compare_exchange_8': {'args': {'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
+             'ftmb_atomic_compare_exchange_8': {'args': {'__sync_bool_compare_and_swap': '$0, (void '
+                                                                                         '*)&(__typeof__(*($0))){ '
+                                                                                         '$1 }, $2, 0, 5, 5',
+                                                         'atomic_compare_exchange_strong': '$0, $1, $2, 0, '
                                                                                            '5, 5',
                                                          'atomic_compare_exchange_strong_explicit': '$0, $1, '
                                                                                                     '$2, 0, '
@@ -196,6 +211,7 @@ TABLE = {'abi_version': 1,
                                                 'trailing_ids': ['obj', 'site'],
                                                 'wraps': ['__atomic_compare_exchange_n',
                                                           '__atomic_compare_exchange_8',
+                                                          '__sync_bool_compare_and_swap',
                                                           'atomic_compare_exchange_strong',
                                                           'atomic_compare_exchange_strong_explicit',
                                                           'atomic_compare_exchange_weak',
@@ -1569,6 +1585,10 @@ TABLE = {'abi_version': 1,
                                     'ftmb_atomic_and_fetch_2',
                                     'ftmb_atomic_and_fetch_4',
                                     'ftmb_atomic_and_fetch_8'],
+           '__sync_bool_compare_and_swap': ['ftmb_atomic_compare_exchange_1',
+                                            'ftmb_atomic_compare_exchange_2',
+                                            'ftmb_atomic_compare_exchange_4',
+                                            'ftmb_atomic_compare_exchange_8'],
            '__sync_fetch_and_add': ['ftmb_atomic_fetch_add_1',
                                     'ftmb_atomic_fetch_add_2',
                                     'ftmb_atomic_fetch_add_4',

@@ -172,7 +172,11 @@ def _atomic_entries():
                       args={"atomic_compare_exchange_strong_explicit": "$0, $1, $2, 0, $3, $4",
                             "atomic_compare_exchange_weak_explicit": "$0, $1, $2, 1, $3, $4",
                             "atomic_compare_exchange_strong": f"$0, $1, $2, 0, {SEQ_CST}, {SEQ_CST}",
-                            "atomic_compare_exchange_weak": f"$0, $1, $2, 1, {SEQ_CST}, {SEQ_CST}"}))
+                            "atomic_compare_exchange_weak": f"$0, $1, $2, 1, {SEQ_CST}, {SEQ_CST}",
+                            # oldval is passed by value: a compound literal holds it (typeof does not
+                            # evaluate $0 a second time)
+                            "__sync_bool_compare_and_swap":
+                                f"$0, (void *)&(__typeof__(*($0))){{ $1 }}, $2, 0, {SEQ_CST}, {SEQ_CST}"}))
         for op in ATOMIC_RMW:
             c11 = {f"atomic_fetch_{op}": f"$0, $1, {SEQ_CST}", f"__sync_fetch_and_{op}": f"$0, $1, {SEQ_CST}"}
             out.append(_e(f"ftmb_atomic_fetch_{op}_{n}", u,

@@ -103,7 +103,7 @@ ftmb_u8 ftmb_atomic_load_1(const volatile void *ptr, int memorder, ftmb_obj_t ob
 void ftmb_atomic_store_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_exchange_n on 1 bytes. Replaces __atomic_exchange_n, __atomic_exchange_1, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u8 ftmb_atomic_exchange_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 1 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_1, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
+/* __atomic_compare_exchange_n on 1 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_1, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_1(volatile void *ptr, void *expected, ftmb_u8 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_fetch_add on 1 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_1, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u8 ftmb_atomic_fetch_add_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
@@ -131,7 +131,7 @@ ftmb_u16 ftmb_atomic_load_2(const volatile void *ptr, int memorder, ftmb_obj_t o
 void ftmb_atomic_store_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_exchange_n on 2 bytes. Replaces __atomic_exchange_n, __atomic_exchange_2, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u16 ftmb_atomic_exchange_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 2 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_2, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
+/* __atomic_compare_exchange_n on 2 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_2, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_2(volatile void *ptr, void *expected, ftmb_u16 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_fetch_add on 2 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_2, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u16 ftmb_atomic_fetch_add_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
@@ -159,7 +159,7 @@ ftmb_u32 ftmb_atomic_load_4(const volatile void *ptr, int memorder, ftmb_obj_t o
 void ftmb_atomic_store_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_exchange_n on 4 bytes. Replaces __atomic_exchange_n, __atomic_exchange_4, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u32 ftmb_atomic_exchange_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 4 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_4, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
+/* __atomic_compare_exchange_n on 4 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_4, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_4(volatile void *ptr, void *expected, ftmb_u32 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_fetch_add on 4 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_4, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u32 ftmb_atomic_fetch_add_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
@@ -187,7 +187,7 @@ ftmb_u64 ftmb_atomic_load_8(const volatile void *ptr, int memorder, ftmb_obj_t o
 void ftmb_atomic_store_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_exchange_n on 8 bytes. Replaces __atomic_exchange_n, __atomic_exchange_8, atomic_exchange_explicit, atomic_exchange. */
 ftmb_u64 ftmb_atomic_exchange_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 8 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_8, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
+/* __atomic_compare_exchange_n on 8 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_8, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
 _Bool ftmb_atomic_compare_exchange_8(volatile void *ptr, void *expected, ftmb_u64 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 /* __atomic_fetch_add on 8 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_8, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
 ftmb_u64 ftmb_atomic_fetch_add_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
