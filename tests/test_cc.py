@@ -1,0 +1,138 @@
+"""`ftmb-cc` as a real compiler: single files, separate compile and link, several sources in one
+command, a precomputed whole-program plan (FTMB_PLAN), launcher mode, pass-through of what is
+not a compile, and a failing instrumentation that produces no object."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FTMB_CC = ROOT / ".venv" / "bin" / "ftmb-cc"
+FTMB = ROOT / ".venv" / "bin" / "ftmb-instrument"
+
+pytestmark = pytest.mark.skipif(not FTMB_CC.exists(), reason="the ftmb-cc console script is not installed")
+
+# Two units: the counter lives in a.c, the workers that race on it in b.c.
+A_C = """#include <stdio.h>
+long counter;
+void run_workers(int n);
+int main(void)
+{
+	run_workers(3);
+	printf("counter=%ld\\n", counter);
+	return 0;
+}
+"""
+B_C = """#include <pthread.h>
+extern long counter;
+static void *work(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 10000; i++)
+		counter++;
+	return NULL;
+}
+void run_workers(int n)
+{
+	pthread_t t[8];
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, work, NULL);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+}
+"""
+CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]
+
+
+@pytest.fixture
+def env(tmp_path_factory):
+    return {**os.environ, "FTMB_RUNTIME_BUILD": str(tmp_path_factory.getbasetemp() / "cc-runtime"),
+            "FTMB_MODE": "passthrough"}
+
+
+@pytest.fixture
+def src(tmp_path):
+    (tmp_path / "a.c").write_text(A_C)
+    (tmp_path / "b.c").write_text(B_C)
+    return tmp_path
+
+
+def cc(args, cwd, env, *, launcher=()):
+    return subprocess.run([str(FTMB_CC), *launcher, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def symbols(binary: Path) -> str:
+    return subprocess.run(["nm", str(binary)], capture_output=True, text=True, check=True).stdout
+
+
+def test_whole_program_in_one_command(src, env):
+    res = cc([*CFLAGS, "a.c", "b.c", "-o", "prog"], src, env)
+    assert res.returncode == 0, res.stderr
+    syms = symbols(src / "prog")
+    assert " T ftmb_ordered_begin" in syms and " T ftmb_init" in syms and " T ftmb_pthread_create" in syms
+    run = subprocess.run([str(src / "prog")], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("counter=")
+    # the originals are untouched
+    assert (src / "b.c").read_text() == B_C
+
+
+def test_as_launcher_with_separate_compile_and_link(src, env):
+    for f in ("a.c", "b.c"):
+        res = cc([*CFLAGS, "-c", f, "-o", f[0] + ".o"], src, env, launcher=("gcc",))
+        assert res.returncode == 0, res.stderr
+    res = cc(["a.o", "b.o", "-pthread", "-o", "prog"], src, env, launcher=("gcc",))
+    assert res.returncode == 0, res.stderr
+    assert " T ftmb_init" in symbols(src / "prog")  # the runtime is linked in
+
+
+def test_precomputed_plan_gives_each_unit_the_whole_program_view(src, env):
+    db = [{"directory": str(src), "file": f, "arguments": ["gcc", *CFLAGS, "-c", f]} for f in ("a.c", "b.c")]
+    (src / "compile_commands.json").write_text(json.dumps(db))
+    made = subprocess.run([str(FTMB), "instrument", "-p", str(src), "--plan", str(src / "ftmb_plan.json")],
+                          env=env, capture_output=True, text=True, cwd=src)
+    assert made.returncode == 0, made.stderr
+    plan = json.loads((src / "ftmb_plan.json").read_text())
+    # the race on counter is only visible with both units: b.c gets an ordered region
+    assert any(s["kind"] == "ordered" and s["file"] == "b.c" for s in plan["sites"])
+    env = {**env, "FTMB_PLAN": str(src / "ftmb_plan.json")}
+    for f in ("a.c", "b.c"):
+        res = cc([*CFLAGS, "-c", f], src, env)
+        assert res.returncode == 0, res.stderr
+    assert "ftmb_ordered_begin" in symbols(src / "b.o")
+    assert "ftmb_init" in symbols(src / "a.o")
+    res = cc(["a.o", "b.o", "-pthread", "-o", "prog"], src, env)
+    assert res.returncode == 0, res.stderr
+    run = subprocess.run([str(src / "prog")], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith("counter=")
+
+
+def test_preprocessing_only_is_passed_through(src, env):
+    res = cc(["-E", "a.c"], src, env)
+    assert res.returncode == 0
+    assert "ftmb" not in res.stdout and "counter" in res.stdout
+
+
+def test_a_site_that_cannot_be_instrumented_fails_the_compile(src, env):
+    (src / "bad.c").write_text(
+        "#include <pthread.h>\nstatic int n;\n#define TAKE(x) if ((x)++ > 5) return 0\n"
+        "static void *w(void *a) { (void)a; for (;;) { TAKE(n); } }\n"
+        "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0);\n"
+        "  for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    res = cc([*CFLAGS, "-c", "bad.c", "-o", "bad.o"], src, env)
+    assert res.returncode == 1
+    assert "bad.c:4: error: access to n in macro TAKE" in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("ftmb-cc: error: ")
+    assert not (src / "bad.o").exists()
+
+
+def test_diagnostics_name_the_original_file(src, env):
+    (src / "warn.c").write_text("int main(void)\n{\n\tint unused;\n\treturn 0;\n}\n")
+    res = cc(["-Wall", "-c", "warn.c"], src, env)
+    assert res.returncode == 0
+    assert "warn.c:3:" in res.stderr and "unused" in res.stderr
