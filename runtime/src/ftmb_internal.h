@@ -89,7 +89,13 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 
 #define _FTMB_IN_MAGIC 0x4e492d424d5446ull  /* "FTMB-IN" */
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
-#define _FTMB_LAYOUT_VERSION 2
+/* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 1). */
+#define _FTMB_IN_LAYOUT_VERSION 1
+#define _FTMB_OUT_LAYOUT_VERSION 2
+static inline uint32_t _ftmb_layout_version(uint64_t magic)
+{
+    return magic == _FTMB_IN_MAGIC ? _FTMB_IN_LAYOUT_VERSION : _FTMB_OUT_LAYOUT_VERSION;
+}
 
 enum _ftmb_master_state {
     _FTMB_MASTER_NONE = 0,     /* no master attached yet */

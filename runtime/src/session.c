@@ -106,10 +106,10 @@ void *_ftmb_region_attach(const char *session, const char *suffix, uint64_t magi
             struct _ftmb_region_hdr *h = p;
             /* Acquire pairs with the owner's release store of ready: the layout is complete. */
             if (magic == 0 || (atomic_load_explicit(&h->ready, memory_order_acquire) && h->magic == magic)) {
-                if (magic && (h->abi_version != FTMB_ABI_VERSION || h->layout_version != _FTMB_LAYOUT_VERSION)) {
+                if (magic && (h->abi_version != FTMB_ABI_VERSION || h->layout_version != _ftmb_layout_version(magic))) {
                     fprintf(stderr, "ftmb: /dev/shm%s was made by a logger of ABI %u layout %u, this runtime is "
                                     "ABI %u layout %u\n",
-                            name, h->abi_version, h->layout_version, FTMB_ABI_VERSION, _FTMB_LAYOUT_VERSION);
+                            name, h->abi_version, h->layout_version, FTMB_ABI_VERSION, _ftmb_layout_version(magic));
                     munmap(p, (size_t)st.st_size);
                     return NULL;
                 }
@@ -166,7 +166,7 @@ static void hdr_init(struct _ftmb_region_hdr *h, uint64_t magic, size_t size)
 {
     h->magic = magic;
     h->abi_version = FTMB_ABI_VERSION;
-    h->layout_version = _FTMB_LAYOUT_VERSION;
+    h->layout_version = _ftmb_layout_version(magic);
     h->size = size;
     atomic_init(&h->owner_pid, (int32_t)getpid());
     atomic_init(&h->heartbeat_ns, _ftmb_now_ns(CLOCK_MONOTONIC));
