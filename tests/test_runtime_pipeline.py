@@ -60,6 +60,11 @@ def flow_and_seq(packet: bytes) -> tuple[int, int]:
     return struct.unpack_from("!II", packet, 42)
 
 
+def unstamped(packet: bytes) -> bytes:
+    """ftmb-test-fwd writes its queue into the last byte (zero in the generated traffic)."""
+    return packet[:-1] + b"\0"
+
+
 def traffic(flows: int, per_flow: int) -> list[bytes]:
     return [udp_packet(i % flows, i // flows) for i in range(flows * per_flow)]
 
@@ -123,7 +128,7 @@ def test_every_packet_out_exactly_once_in_flow_order(pipeline, mode):
     assert ilrc == 0, ilerr
     assert f"forwarded {len(packets)} packets" in mout
     out = read_pcap(p.out)
-    assert sorted(out) == sorted(packets)  # every packet, exactly once
+    assert sorted(map(unstamped, out)) == sorted(packets)  # every packet, exactly once
     per_flow = defaultdict(list)
     for pkt in out:
         flow, seq = flow_and_seq(pkt)
@@ -138,13 +143,17 @@ def test_every_packet_out_exactly_once_in_flow_order(pipeline, mode):
 
 
 def test_flows_spread_over_queues_and_stay_on_one(pipeline):
-    # Per-flow order above already needs one queue per flow; here: several queues are used at all.
     packets = traffic(flows=64, per_flow=5)
     p = pipeline(4, packets, il_args=["--capacity", "4"])
     mrc, mout, olrc, olerr, *_ = p.finish(p.run_master("record"))
     assert mrc == 0 and olrc == 0, mout + olerr
     out = read_pcap(p.out)
-    assert sorted(out) == sorted(packets)
+    assert sorted(map(unstamped, out)) == sorted(packets)
+    queues_of_flow = defaultdict(set)
+    for pkt in out:
+        queues_of_flow[flow_and_seq(pkt)[0]].add(pkt[-1])
+    assert all(len(qs) == 1 for qs in queues_of_flow.values()), "a flow was split over queues"
+    assert len(set().union(*queues_of_flow.values())) == 4, "64 flows should use all 4 queues"
 
 
 def test_empty_pcap_finishes(pipeline):
@@ -226,12 +235,31 @@ def test_master_bad_mode_and_missing_session():
 # ---- faults -----------------------------------------------------------------------------------------
 
 
+def wait_attached(session: str, timeout: float = 30.0) -> None:
+    """Until the master has attached to both regions (master_state, offset 44 of each header, is set)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for suffix in ("in", "out"):
+            try:
+                with open(f"/dev/shm/ftmb-{session}.{suffix}", "rb") as f:
+                    head = f.read(56)
+                states.append(len(head) == 56 and struct.unpack_from("<I", head, 44)[0] != 0)
+            except OSError:
+                states.append(False)
+        if all(states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the master did not attach to session {session}")
+
+
 @pytest.mark.parametrize("victim", ["output", "input"])
 def test_master_notices_a_killed_logger(pipeline, victim):
     # 20000 packets at 10000 packets/s: the kill lands in the middle of the run.
     p = pipeline(2, traffic(flows=8, per_flow=2500), il_args=["--rate", "10000"])
     master = p.run_master("record", env_extra={"FTMB_PEER_TIMEOUT_MS": "200"})
-    time.sleep(0.5)
+    wait_attached(p.session)
+    time.sleep(0.3)
     proc = p.ol if victim == "output" else p.il
     proc.send_signal(signal.SIGKILL)
     start = time.monotonic()
@@ -308,6 +336,6 @@ def test_replay_follows_the_log_and_duplicates_are_dropped(tmp_path):
         assert (p.ol.returncode, p.il.returncode) == (0, 0), ol_err
         assert f"released {len(packets)} held 0" in ol_err
         assert f"duplicates {len(packets)}" in ol_err
-        assert sorted(read_pcap(p.out)) == sorted(packets)
+        assert sorted(map(unstamped, read_pcap(p.out))) == sorted(packets)
     finally:
         p.kill_all()

@@ -56,6 +56,9 @@ static void *worker(void *arg)
             last_seen.time = ftmb_time(NULL);
             last_seen.queue = queue;
             ftmb_ordered_end(OBJ_LAST_SEEN);
+            ftmb_u32 len = ftmb_pkt_len(pkts[i]);
+            if (len)
+                ((unsigned char *)ftmb_pkt_data(pkts[i]))[len - 1] = (unsigned char)queue;
         }
         ftmb_pkt_tx_burst((ftmb_u16)queue, pkts, n);
     }
