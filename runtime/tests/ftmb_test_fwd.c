@@ -27,6 +27,7 @@ static struct {
     unsigned queue;
 } last_seen;
 static unsigned long long digest[FTMB_MAX_THREADS];
+static int stamp_queue;
 
 static unsigned long long mix(unsigned long long h, unsigned long long v)
 {
@@ -57,7 +58,7 @@ static void *worker(void *arg)
             last_seen.queue = queue;
             ftmb_ordered_end(OBJ_LAST_SEEN);
             ftmb_u32 len = ftmb_pkt_len(pkts[i]);
-            if (len)
+            if (stamp_queue && len)
                 ((unsigned char *)ftmb_pkt_data(pkts[i]))[len - 1] = (unsigned char)queue;
         }
         ftmb_pkt_tx_burst((ftmb_u16)queue, pkts, n);
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
     }
     if (ftmb_init() != 0)
         return 1;
+    const char *stamp = getenv("FTMB_TEST_FWD_STAMP");
+    stamp_queue = stamp && strcmp(stamp, "1") == 0;
     pthread_t th[FTMB_MAX_THREADS];
     for (long q = 0; q < queues; q++)
         if (ftmb_pthread_create(&th[q], NULL, worker, (void *)q) != 0) {
