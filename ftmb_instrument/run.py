@@ -166,6 +166,28 @@ class InputRegion:
     def close(self) -> None:
         self._m.close()
 
+    def queues(self) -> list[tuple[int, int, bool]]:
+        """Per queue: entries served, entries the master took, whether the last served is the EOF."""
+        m = self._m
+        nqueues, _cap = _IN_GEOMETRY.unpack_from(m, _HDR.size)
+        out = []
+        for q in range(min(nqueues, 32)):
+            base = _QUEUE_BASE + q * _QUEUE_SIZE
+            head, = struct.unpack_from("<Q", m, base + _RING_HEAD)
+            tail, = struct.unpack_from("<Q", m, base + _RING_TAIL)
+            buf, cap, slot = struct.unpack_from("<QII", m, base + _RING_BUF)
+            kind = struct.unpack_from("<H", m, buf + ((head - 1) & (cap - 1)) * slot + _ENTRY_KIND_OFFSET)[0] \
+                if head else 0
+            out.append((head, tail, kind == _IN_EOF))
+        return out
+
+    def describe(self) -> str:
+        try:
+            return ", ".join(f"queue {q}: took {t} of {h} served{' (EOF served)' if eof else ''}"
+                             for q, (h, t, eof) in enumerate(self.queues()))
+        except (ValueError, struct.error):
+            return "unreadable"
+
     def drained(self) -> bool:
         """True once every queue served its EOF entry and the master took everything served."""
         m = self._m
@@ -396,7 +418,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                              "after its input was drained")
                 break
             if time.monotonic() > deadline:
-                fail(nf, f"was still running after {timeout_s:g} s (input not drained)")
+                fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()})")
                 break
             time.sleep(0.01)
 
