@@ -479,10 +479,48 @@ class Planner:
         r["objs"].setdefault(obj, v.name)
         r["reasons"].add(reason)
 
+    def function_at(self, f: _File, off: int) -> str:
+        for fn in f.sites.functions:
+            if fn.body_start <= off <= fn.body_end:
+                return fn.name
+        return ""
+
+    def objects_taken_by_functions(self) -> dict[str, set[int]]:
+        """For each project function, the objects it (or anything it calls) orders with a region."""
+        direct: dict[str, set[int]] = {}
+        calls: dict[str, set[str]] = {}
+        for (path, start, _, _), r in self.regions.items():
+            direct.setdefault(self.function_at(r["file"], start), set()).update(r["objs"])
+        defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
+        for f in self.files.values():
+            for c in f.sites.calls:
+                if c.callee in defined:
+                    calls.setdefault(c.function, set()).add(c.callee)
+        closure: dict[str, set[int]] = {}
+        for fn in defined:
+            seen, todo, objs = {fn}, [fn], set()
+            while todo:
+                g = todo.pop()
+                objs |= direct.get(g, set())
+                for h in calls.get(g, ()):
+                    if h not in seen:
+                        seen.add(h)
+                        todo.append(h)
+            closure[fn] = objs
+        return closure
+
     def emit_regions(self) -> None:
+        taken = self.objects_taken_by_functions()
         for (path, start, end, how), r in sorted(self.regions.items(), key=lambda kv: kv[0][:3]):
             f = r["file"]
             objs = sorted(r["objs"])
+            inner = self.project_calls_in(f, start, end)
+            again = sorted({(g, r["objs"][o]) for g in inner for o in taken.get(g, set()) if o in r["objs"]})
+            if again:
+                g, name = again[0]
+                self.problem(f, start, f"the ordered region for {name} encloses a call to {g}(), which orders "
+                                       f"{name} itself: it would wait for itself in record and replay; move the "
+                                       f"call out of the statement")
             sid = self.site_id()
             begins = " ".join(f"ftmb_ordered_begin({o}, {sid});" for o in objs)
             ends = " ".join(f"ftmb_ordered_end({o});" for o in reversed(objs))

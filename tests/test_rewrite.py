@@ -266,3 +266,14 @@ def test_translation_unit_that_fails_to_parse_is_not_rewritten(tmp_path):
     assert plan.failed_units == ("prog.c",)
     assert plan.errors and "failed to parse" in plan.errors[0].message
     assert apply_plan(plan) == []
+
+
+def test_region_that_would_wait_for_itself_is_reported(tmp_path):
+    src = ("#include <pthread.h>\nstatic long hits;\nstatic long next_hit(void) { return hits++; }\n"
+           "static void *w(void *a) { (void)a; long x = 0; for (int i = 0; i < 100; i++) x += next_hit() + hits;\n"
+           "  return (void *)x; }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0);\n"
+           "  for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert [p.where for p in plan.errors] == ["prog.c:4"]
+    assert "encloses a call to next_hit(), which orders hits itself" in plan.errors[0].message
