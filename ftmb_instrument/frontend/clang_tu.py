@@ -192,6 +192,7 @@ class _TuWalker:
         self.texts: dict[str, bytes] = {}
         self.suppress_lines: dict[tuple[str, int], Suppression] = {}
         self.realpaths: dict[str, str] = {}
+        self.file_paths: dict[int, str] = {}  # libclang file handle -> real path
 
     # ---- files -----------------------------------------------------------------------------
     def realpath(self, name: str) -> str:
@@ -241,9 +242,19 @@ class _TuWalker:
         return sup.reason if sup else ""
 
     def loc(self, c: ci.Cursor) -> tuple[str, int, int, int]:
-        loc = c.location
-        f = loc.file
-        return (self.realpath(f.name) if f else ""), loc.line, loc.column, loc.offset
+        """(real path, line, column, offset) where `c` is expanded. The file's name is looked up once per
+        file, by libclang's file handle: DPDK headers put ~5000 inline function definitions in front
+        of the walk, each checked for its file."""
+        f, line, col, off = ci.c_object_p(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+        ci.conf.lib.clang_getInstantiationLocation(
+            c.location, ctypes.byref(f), ctypes.byref(line), ctypes.byref(col), ctypes.byref(off))
+        if not f:
+            return "", line.value, col.value, off.value
+        handle = ctypes.addressof(f.contents)
+        path = self.file_paths.get(handle)
+        if path is None:
+            path = self.file_paths[handle] = self.realpath(ci.File(f).name)
+        return path, line.value, col.value, off.value
 
     def macro_name(self, c: ci.Cursor) -> str:
         """Name of the macro whose expansion produced `c`, or ""."""
