@@ -1,8 +1,10 @@
 """`ftmb-cc`: a drop-in C compiler that instruments every C source on the fly.
 
 Usable as `make CC=ftmb-cc`, `cmake -DCMAKE_C_COMPILER=ftmb-cc`, or as a launcher
-(`ftmb-cc gcc ...`, `-DCMAKE_C_COMPILER_LAUNCHER=ftmb-cc`). The real compiler is the launcher's
-first argument, else $FTMB_REAL_CC, else gcc.
+(`ftmb-cc gcc ...`; with CMake set both `-DCMAKE_C_COMPILER_LAUNCHER=ftmb-cc` and
+`-DCMAKE_C_LINKER_LAUNCHER=ftmb-cc`, since CMake uses the compiler launcher for compiles only and
+the link must add the runtime). The real compiler is the launcher's first argument, else
+$FTMB_REAL_CC, else gcc.
 
 For each C source on the command line: analyze and instrument it (the whole-program view is the C
 sources of this one command line: a `cc a.c b.c -o prog` sees both; a separate `cc -c a.c` sees

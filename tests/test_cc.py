@@ -136,3 +136,20 @@ def test_diagnostics_name_the_original_file(src, env):
     res = cc(["-Wall", "-c", "warn.c"], src, env)
     assert res.returncode == 0
     assert "warn.c:3:" in res.stderr and "unused" in res.stderr
+
+
+@pytest.mark.skipif(subprocess.run(["which", "cmake"], capture_output=True).returncode != 0, reason="no cmake")
+@pytest.mark.parametrize("how", ["compiler", "launcher"])
+def test_cmake_project(src, env, tmp_path, how):
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(demo C)\nfind_package(Threads REQUIRED)\n"
+        "add_executable(demo a.c b.c)\ntarget_link_libraries(demo Threads::Threads)\n")
+    opts = ([f"-DCMAKE_C_COMPILER={FTMB_CC}"] if how == "compiler" else
+            [f"-DCMAKE_C_COMPILER_LAUNCHER={FTMB_CC}", f"-DCMAKE_C_LINKER_LAUNCHER={FTMB_CC}"])
+    build = tmp_path / "build"
+    conf = subprocess.run(["cmake", "-S", str(src), "-B", str(build), *opts], env=env, capture_output=True, text=True)
+    assert conf.returncode == 0, conf.stdout + conf.stderr
+    res = subprocess.run(["cmake", "--build", str(build)], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    syms = symbols(build / "demo")
+    assert " T ftmb_init" in syms and "ftmb_ordered_begin" in syms
