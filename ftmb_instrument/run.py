@@ -295,6 +295,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         queues: int = 1, threads: int | None = None, timeout_s: float = 60.0, grace_s: float = 3.0,
         attach_timeout_s: float = 10.0, settle_s: float = 0.3, stop_signal: int = signal.SIGINT,
         tick_us: int | None = None, rate: int | None = None, log_file: str | Path | None = None,
+        peer_timeout_ms: int = 10000,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
         workdir: str | Path | None = None) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
@@ -390,6 +391,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
         # 2. the master
         nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
+        # The master declares a logger gone when its heartbeat is older than this; on a loaded
+        # machine a descheduled logger misses the runtime's default (and the master then drops its
+        # input or output for good). Here the run itself watches the loggers (it is their parent),
+        # so a generous timeout loses nothing: a logger that dies is reported and everything stops.
+        nf_env.setdefault("FTMB_PEER_TIMEOUT_MS", str(peer_timeout_ms))
         nf = spawn(Path(program).name, [program, *nf_argv[1:]], nf_env, capture_stdout=True)
         nf_start = time.monotonic()
 
@@ -418,7 +424,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                              "after its input was drained")
                 break
             if time.monotonic() > deadline:
-                fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()})")
+                fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
+                         f"its stderr: {_first_line(nf.err_path)})")
                 break
             time.sleep(0.01)
 
