@@ -248,3 +248,14 @@ def test_logger_queue_is_symmetric_and_spreads(trace):
             by_flow[pcap.canonical(pcap.parse(f).five_tuple)].add(runlib.logger_queue(f, q))
         assert all(len(s) == 1 for s in by_flow.values())  # both directions, one queue
         assert set().union(*by_flow.values()) == set(range(q))
+
+
+def test_program_environment(trace, tmp_path):
+    # A program that never attaches: it ends by itself, the loggers (still waiting for a master)
+    # are stopped and that is reported; what matters here is what the program saw.
+    prog = script(tmp_path, "env-nf", 'echo "mode=$FTMB_MODE session=$FTMB_SESSION peer=$FTMB_PEER_TIMEOUT_MS"')
+    res = runlib.run([str(prog)], trace, tmp_path / "o.pcap", mode="passthrough", grace_s=0.5)
+    assert f"mode=passthrough session={res.session} peer=10000" in res.nf_stdout
+    assert not res.ok and "logger" in res.failure and "did not exit" in res.failure
+    assert not (tmp_path / "o.pcap").exists()
+    assert leftovers(os.getpid()) == []
