@@ -32,7 +32,7 @@ from typing import Any
 from . import __version__
 from .abi.emit_table import TABLE
 from .errors import RewriteError
-from .frontend.sites import skip_blank
+from .frontend.sites import FileSites, skip_blank
 from .model import Report, Variable
 
 SCHEMA = "ftmb-plan/1"
@@ -235,6 +235,7 @@ class _File:
             if c.start >= 0 and c.start != c.loc:
                 self.calls_by_loc.setdefault(c.start, []).append(c)
         self.stmts = sorted(sites.stmts, key=lambda s: (s.start, -s.end))
+        self.address_only = set(sites.address_only)
 
     def offset(self, line: int, col: int) -> int:
         return self.line_starts[line - 1] + col - 1
@@ -302,6 +303,24 @@ class Planner:
         if f is None:
             return None, line, -1
         return f, line, f.offset(line, col) if col else f.line_starts[line - 1]
+
+    def file(self, path: str) -> _File:
+        f = self.files.get(path)
+        if f is None:
+            f = self.files[path] = _File(path, FileSites(path))
+        return f
+
+    def rename_in_definition(self, f: _File, c, entry: str, kind: str, why: str) -> bool:
+        """Rename the callee inside the project macro that calls it; False if it is not in one."""
+        if c.defined_at is None:
+            return False
+        dpath, doff = c.defined_at
+        d = self.file(dpath)
+        self.handled_calls.add((f.path, c.start))
+        self.add_site(kind, d, doff, doff + len(c.callee), entry, (), f"{c.callee}: {why} (in the definition of "
+                      f"macro {c.macro or '?'}, used at {self.where(f, c.loc)})",
+                      (Edit(doff, doff + len(c.callee), entry),), "definition")
+        return True
 
     def rel(self, path: str) -> str:
         return os.path.relpath(path, self.root) if path.startswith(self.root + "/") else path
@@ -413,6 +432,11 @@ class Planner:
         if f is None:
             self.problems.append(Problem(a.loc, f"access to {v.name} is in a file outside the project; cannot order it"))
             return
+        if off in f.address_only:
+            self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc, "address computation (&x, &a[i], &s.f): no "
+                                        "memory is accessed here; what is done through the address is ordered "
+                                        "where it happens"))
+            return
         chain = f.containing(off)
         chain = [s for s in chain if s.kind != "compound" or s.from_macro]
         if not chain:
@@ -451,6 +475,8 @@ class Planner:
         while target.kind == "label":
             self.problem(f, off, f"access to {v.name} in a case/label expression; cannot order it")
             return
+        if self.project_calls_in(f, target.start, target.end) and self.narrow_to_argument(f, off, target, obj, v, a):
+            return
         if target.kind in ("expr", "other"):
             self.region(f, target.start, target.end, "statement", obj, v, a, "statement")
             return
@@ -472,6 +498,35 @@ class Planner:
             return
         self.region(f, part.start, part.end, "expr:" + part.shape + ":" + part.role, obj, v, a,
                     f"{target.kind} {part.role}")
+
+    def narrow_to_argument(self, f: _File, off: int, target, obj: int, v: Variable, a) -> bool:
+        """Order only the call argument that reads the object when the statement also calls project code.
+
+        Arguments are evaluated before the call, so ordering the argument's value alone is the
+        same access; the region then holds no call that could order something else inside it.
+        Only reads qualify (a written argument would need its address kept)."""
+        if a.mode != "read":
+            return False
+        reads = [(s, e, shape) for loc, s, e, shape in f.sites.reads
+                 if loc == off and target.start <= s and e <= target.end and shape in ("value", "bitfield")
+                 and not self.project_calls_in(f, s, e)]
+        if reads:
+            s, e, shape = max(reads, key=lambda r: r[1] - r[0])
+            self.region(f, s, e, f"expr:{shape}:read", obj, v, a, "the value read (the statement calls project code)")
+            return True
+        best = None
+        for c in f.sites.calls:
+            if not (target.start <= c.loc < target.end) or not c.arg_shapes:
+                continue
+            for (s, e), shape in zip(c.args, c.arg_shapes):
+                if s <= off < e and shape in ("value", "bitfield") and not self.project_calls_in(f, s, e):
+                    if best is None or e - s < best[1] - best[0]:
+                        best = (s, e, shape)
+        if best is None:
+            return False
+        s, e, shape = best
+        self.region(f, s, e, f"expr:{shape}:argument", obj, v, a, "call argument (the statement calls project code)")
+        return True
 
     def region(self, f: _File, start: int, end: int, how: str, obj: int, v: Variable, a, reason: str) -> None:
         key = (f.path, start, end, how)
@@ -700,7 +755,13 @@ class Planner:
             return
         if name in FREE_LIKE or name == "realloc":
             if not c.spliceable or c.macro:
-                return  # frees inside macros of the program free what they allocated; see reason below
+                if name == "free" and self.rename_in_definition(
+                        f, c, "ftmb_state_free", "free", "memory may come from the state arena (ftmb_state_free "
+                        "passes other pointers to free())"):
+                    return
+                self.problem(f, c.loc, f"{name}() inside macro {c.macro or '?'}'s expansion: cannot route arena "
+                                       f"pointers to the arena")
+                return
             self.handled_calls.add((f.path, c.start))
             sid = self.site_id()
             if name == "realloc":
@@ -732,14 +793,17 @@ class Planner:
         kind = TABLE["entries"][entry]["kind"]
         if kind not in ("nondet", "packet_io", "spawn"):
             return
-        if not c.spliceable or c.macro:
-            self.problem(f, c.loc, f"{name}() is called inside macro {c.macro or '?'}'s expansion; cannot replace "
-                                   f"it by {entry}")
-            return
-        self.handled_calls.add((f.path, c.start))
         why = {"nondet": "nondeterministic value: logged in record mode, replayed in replay mode",
                "packet_io": "packet I/O goes through the runtime (input and output loggers)",
                "spawn": "threads get deterministic indexes"}[kind]
+        if not c.spliceable or c.macro:
+            if self.rename_in_definition(f, c, entry, kind, why):
+                return
+            where = "a macro defined outside the project" if c.macro else "a macro expansion"
+            self.problem(f, c.loc, f"{name}() is called inside {where} ({c.macro or '?'}); cannot replace "
+                                   f"it by {entry}")
+            return
+        self.handled_calls.add((f.path, c.start))
         self.add_site(kind, f, c.start, c.rparen + 1, entry, (), f"{name}: {why}",
                       (Edit(c.start, c.name_end, entry),), "call")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from clang import cindex as ci
 
-from .clang_tu import _setup_lib, _strip, _under, spelling_location
+from .clang_tu import UO_ADDR_OF, _setup_lib, _strip, _under, spelling_location, unary_kind
 
 CK = ci.CursorKind
 TK = ci.TypeKind
@@ -75,6 +75,8 @@ class Call:
     pointee_is_pointer: bool
     function: str
     stmt_start: int  # the enclosing statement (for inserting after it)
+    defined_at: tuple[str, int] | None = None  # (file, offset) of the callee name inside a #define of a project file
+    arg_shapes: tuple[str, ...] = ()  # Part.shape of each written argument ("" when unknown)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class FileSites:
     calls: list[Call] = field(default_factory=list)
     functions: list[Function] = field(default_factory=list)
     macros: list[tuple[str, int, int]] = field(default_factory=list)  # (name, start, end) invocations
+    # locations of the nodes of an `&x`, `&a[i]`, `&s.f` operand: an address computation, no memory access
+    address_only: list[int] = field(default_factory=list)
+    # (location, start, end, shape) of lvalue expressions whose value is read (lvalue-to-rvalue
+    # conversions); location is the cursor location the analysis reports (a member's name for s->f)
+    reads: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -460,6 +467,10 @@ class _Scanner:
             if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
                 self.stmt(fs, c, "", fn)
                 continue
+            if c.kind == CK.UNARY_OPERATOR and unary_kind(c) == UO_ADDR_OF:
+                self.note_address_only(fs, c)
+            elif c.kind == CK.UNEXPOSED_EXPR:
+                self.note_read(fs, c)
             if c.kind == CK.CALL_EXPR or (c.kind == CK.UNEXPOSED_EXPR and self.builtin_name(fs, c)):
                 call = self.call(fs, c, fn, stmt_start)
                 if call is not None:
@@ -467,6 +478,58 @@ class _Scanner:
                     names.append(call.callee)
             stack.extend(reversed(list(c.get_children())))
         return tuple(names)
+
+    def note_read(self, fs: FileSites, c: ci.Cursor) -> None:
+        kids = list(c.get_children())
+        if len(kids) != 1:
+            return
+        x = kids[0]
+        if x.kind not in (CK.DECL_REF_EXPR, CK.MEMBER_REF_EXPR, CK.ARRAY_SUBSCRIPT_EXPR, CK.UNARY_OPERATOR,
+                          CK.PAREN_EXPR):
+            return
+        if x.kind == CK.UNARY_OPERATOR and unary_kind(x) != 6:  # only *p is an lvalue
+            return
+        t = x.type.get_canonical()
+        if t.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY, TK.VARIABLEARRAY, TK.FUNCTIONPROTO,
+                      TK.FUNCTIONNOPROTO, TK.RECORD) or t.spelling == c.type.get_canonical().spelling and \
+                c.type.get_canonical().kind == TK.POINTER and t.kind != TK.POINTER:
+            return
+        if x.extent.start.file is None or self.realpath(x.extent.start.file.name) != fs.path or self.macro_of(fs, x):
+            return
+        s, e = x.extent.start.offset, x.extent.end.offset
+        spath, soff = spelling_location(x.extent.end)
+        if not (spath and self.realpath(spath) == fs.path and soff == e):
+            return  # ends inside a macro expansion
+        fs.reads.append((x.location.offset, s, e, self.part("value", x).shape))
+
+    def note_address_only(self, fs: FileSites, c: ci.Cursor) -> None:
+        """`&` over array elements and struct members of a named object reads no memory itself."""
+        kids = list(c.get_children())
+        if len(kids) != 1:
+            return
+        e = _strip(kids[0])
+        start = e.extent.start.offset
+        locs = []
+        while True:
+            locs.append(e.location.offset)
+            if e.kind == CK.DECL_REF_EXPR:
+                break
+            if e.kind == CK.ARRAY_SUBSCRIPT_EXPR:
+                base = _strip(list(e.get_children())[0])
+                if base.type.get_canonical().kind not in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+                    return  # p[i] reads the pointer p
+                e = base
+                continue
+            if e.kind == CK.MEMBER_REF_EXPR:
+                inner = [x for x in e.get_children() if x.kind.is_expression()]
+                if not inner or inner[0].type.get_canonical().kind == TK.POINTER:
+                    return  # s->f reads the pointer s
+                e = _strip(inner[0])
+                continue
+            return
+        if e.extent.start.offset == start and c.extent.start.file is not None \
+                and self.realpath(c.extent.start.file.name) == fs.path and not self.macro_of(fs, c):
+            fs.address_only.extend(locs)
 
     def builtin_name(self, fs: FileSites, c: ci.Cursor) -> str:
         """For an atomic builtin (`__atomic_*`, `__c11_atomic_*`: not a CallExpr in libclang), its name."""
@@ -500,10 +563,16 @@ class _Scanner:
         macro = ""
         spliceable = False
         at = -1
+        defined_at = None
         if spath and self.realpath(spath) == fs.path and text.startswith(name.encode(), soff) \
                 and not any(s <= soff < e for s, e in self.directives[fs.path]):
             at, spliceable = soff, True
         else:
+            if spath and _under(self.realpath(spath), self.root):
+                dpath = self.realpath(spath)
+                dtext = self.text(dpath)
+                if dtext.startswith(name.encode(), soff) and any(s <= soff < e for s, e in self.directives[dpath]):
+                    defined_at = (dpath, soff)
             eoff = callee.location.offset
             m = IDENT.match(text, eoff)
             if m and m.group().decode() != name:
@@ -531,4 +600,9 @@ class _Scanner:
                 ptype = unqualified(p.get_canonical().spelling)
                 inner = p.get_canonical()
                 is_ptr = inner.kind == TK.POINTER or ptype.endswith("*")
-        return Call(name, loc, at, name_end, lp, rp, args, macro, spliceable, size, ptype, is_ptr, fn, stmt_start)
+        shapes: tuple[str, ...] = ()
+        if spliceable and not macro and len(cargs) == len(args) and all(x is not None for x in cargs):
+            shapes = tuple(self.part("value", x).shape if (x.extent.start.offset, x.extent.end.offset) == a else ""
+                           for x, a in zip(cargs, args))
+        return Call(name, loc, at, name_end, lp, rp, args, macro, spliceable, size, ptype, is_ptr, fn, stmt_start,
+                    defined_at, shapes)

@@ -23,7 +23,7 @@ def merge_sites(results: list[TuSites]) -> dict[str, FileSites]:
     for r in results:
         for path, fs in r.files.items():
             m = out.setdefault(path, FileSites(path))
-            for name in ("stmts", "calls", "functions", "macros"):
+            for name in ("stmts", "calls", "functions", "macros", "address_only", "reads"):
                 have = set(getattr(m, name))
                 getattr(m, name).extend(x for x in getattr(fs, name) if x not in have)
     return out
