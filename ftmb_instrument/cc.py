@@ -8,9 +8,11 @@ $FTMB_REAL_CC, else gcc.
 
 For each C source on the command line: analyze and instrument it (the whole-program view is the C
 sources of this one command line: a `cc a.c b.c -o prog` sees both; a separate `cc -c a.c` sees
-only a.c), write the instrumented copy to a temporary directory and compile that instead, with
-the user's flags plus the runtime's include directory (and `-iquote` the original directory, so
-`#include "x.h"` still finds the original neighbours). With `FTMB_PLAN=ftmb_plan.json` (made by
+only a.c), write the instrumented copy (and every project header the plan edits) to a temporary overlay that
+mirrors the absolute paths, and compile that instead, with the user's flags plus the runtime's
+include directory; a rewritten header is found before the original (it sits next to the copy, or
+in the overlay's copy of the `-I` directory), everything else through `-iquote` of the original
+directories. With `FTMB_PLAN=ftmb_plan.json` (made by
 `ftmb-instrument instrument -p BUILD --plan ftmb_plan.json` for the whole program) the plan is
 applied instead of analyzing, which is what multi-file programs compiled one file at a time need.
 When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked, then
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FtmbError, RewriteError
@@ -137,20 +140,42 @@ def clang_args_for(args: list[str], src_indexes: list[int]) -> list[str]:
     return out
 
 
-def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -> dict[str, Path]:
-    """Instrument `paths` together; {original path: instrumented copy}. Raises FtmbError."""
+@dataclass
+class Instrumented:
+    copies: dict[str, Path]  # original source argument -> the file to compile
+    overlay: Path  # rewritten files sit at overlay/<their absolute path>
+    quote_dirs: list[str]  # original directories of the rewritten files (for #include "...")
+
+
+def _overlay_path(overlay: Path, path: str) -> Path:
+    return overlay / os.path.realpath(path).lstrip("/")
+
+
+def _named(text: bytes, path: str) -> bytes:
+    """Let diagnostics and __FILE__ name the original, as an uninstrumented build would."""
+    quoted = path.replace("\\", "\\\\").replace('"', '\\"')
+    return text.replace(b"\n#line 1\n", f'\n#line 1 "{quoted}"\n'.encode(), 1)
+
+
+def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -> Instrumented:
+    """Instrument `paths` together into an overlay under workdir. Raises FtmbError.
+
+    The sources and every project header the plan edits are written to overlay/<absolute path>,
+    so a source's `#include "x.h"` finds the rewritten x.h next to it first, and the original
+    directories stay on the quote include path for everything that was not rewritten."""
     from .frontend import from_files
     from .plan import is_instrumented, load_plan
     from .rewrite import apply_plan
     from .rewrite.pipeline import make_plan
     from .semantics import load_semantics
 
+    overlay = workdir / "overlay"
+    out = Instrumented({}, overlay, [])
     todo = []
-    out: dict[str, Path] = {}
     for p in paths:
         with open(p, "rb") as fh:
             if is_instrumented(fh.read(256)):
-                out[p] = Path(p)  # already instrumented: compiled as it is
+                out.copies[p] = Path(p)  # already instrumented: compiled as it is
             else:
                 todo.append(p)
     if not todo:
@@ -170,35 +195,52 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -
         raise RewriteError(f"{len(errors)} site(s) cannot be instrumented safely (suppress one with "
                            f"/* ftmb: ignore(access) <reason> */ on its line)")
     want = {os.path.realpath(p) for p in todo}
-    edited = {os.path.realpath(r.path): r for r in apply_plan(plan, want)}
-    for i, p in enumerate(todo):
-        real = os.path.realpath(p)
-        dst = workdir / f"{i}" / os.path.basename(p)
-        dst.parent.mkdir(parents=True)
-        r = edited.get(real)
-        text = r.text if r is not None else Path(p).read_bytes()
-        # diagnostics and __FILE__ name the original, as an uninstrumented build would
-        quoted = p.replace("\\", "\\\\").replace('"', '\\"')
-        dst.write_bytes(text.replace(b"\n#line 1\n", f'\n#line 1 "{quoted}"\n'.encode(), 1))
-        out[p] = dst
+    for r in apply_plan(plan):
+        if r.path.endswith(".c") and os.path.realpath(r.path) not in want:
+            continue  # another unit of the program: compiled by its own command
+        dst = _overlay_path(overlay, r.path)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(_named(r.text, r.path))
+        out.quote_dirs.append(os.path.dirname(os.path.realpath(r.path)))
+    for p in todo:
+        dst = _overlay_path(overlay, p)
+        if not dst.exists():  # nothing to change in it: compiled from the overlay all the same
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(Path(p).read_bytes())
+        out.copies[p] = dst
+        out.quote_dirs.append(os.path.dirname(os.path.realpath(p)))
     return out
 
 
-def build_command(real_cc: str, args: list[str], copies: dict[str, Path], rt: dict[str, Path] | None,
+def build_command(real_cc: str, args: list[str], inst: Instrumented | None, rt: dict[str, Path] | None,
                   srcs: list[int]) -> list[str]:
-    new = list(args)
+    new = []
+    shadows = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        d = a[2:] if a.startswith("-I") and len(a) > 2 else (args[i + 1] if a == "-I" and i + 1 < len(args) else None)
+        if inst is not None and d is not None:
+            shadow = _overlay_path(inst.overlay, d)
+            if shadow.is_dir():  # rewritten headers of this include directory come first
+                new += ["-I", str(shadow)]
+                shadows.append(str(shadow))
+        copy = inst.copies.get(a) if inst is not None and i in srcs else None
+        new.append(str(copy) if copy is not None else a)
+        i += 1
     extra = ["-I", str(runtime_paths()["include"])]
-    for i in srcs:
-        orig = args[i]
-        copy = copies.get(orig)
-        if copy is not None and copy != Path(orig):
-            new[i] = str(copy)
-            extra += ["-iquote", os.path.dirname(os.path.abspath(orig))]
-    tail = []
+    if inst is not None:
+        # quote includes: the rewritten headers first (quote dirs are searched before -I dirs)
+        for q in dict.fromkeys(inst.quote_dirs):
+            shadow = _overlay_path(inst.overlay, q)
+            if shadow.is_dir():
+                shadows.append(str(shadow))
+        for q in dict.fromkeys(shadows):
+            extra += ["-iquote", q]
+        for q in dict.fromkeys(inst.quote_dirs):
+            extra += ["-iquote", q]
     if rt is not None:
-        if links_dpdk(args):
-            tail.append(str(rt["dpdk"]))
-        tail += [str(rt["core"]), "-pthread"]
+        tail = ([str(rt["dpdk"])] if links_dpdk(args) else []) + [str(rt["core"]), "-pthread"]
         # the runtime libraries must come before the DPDK/system libraries they use
         first_lib = next((j for j, a in enumerate(new) if a.startswith("-l") or a.startswith("-Wl,")), len(new))
         new = new[:first_lib] + tail + new[first_lib:]
@@ -214,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     link = is_link(args)
     with tempfile.TemporaryDirectory(prefix="ftmb-cc.") as tmp:
         try:
-            copies = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp)) if srcs else {}
+            inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp)) if srcs else None
             rt = ensure_runtime(links_dpdk(args)) if link else None
         except FtmbError as exc:
             print(f"ftmb-cc: error: {exc}", file=sys.stderr)
             return 1
-        return subprocess.call(build_command(real_cc, args, copies, rt, srcs))
+        return subprocess.call(build_command(real_cc, args, inst, rt, srcs))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -153,3 +154,17 @@ def test_cmake_project(src, env, tmp_path, how):
     assert res.returncode == 0, res.stdout + res.stderr
     syms = symbols(build / "demo")
     assert " T ftmb_init" in syms and "ftmb_ordered_begin" in syms
+
+
+def test_rewritten_project_headers_are_compiled_not_the_originals(src, env):
+    inc = src / "include"
+    inc.mkdir()
+    (inc / "count.h").write_text("extern long counter;\nstatic inline void bump(void) { counter++; }\n")
+    (src / "b.c").write_text(B_C.replace("extern long counter;", '#include "count.h"')
+                             .replace("counter++;", "bump();"))
+    res = cc([*CFLAGS, "-Iinclude", "a.c", "b.c", "-o", "prog"], src, env)
+    assert res.returncode == 0, res.stderr
+    # the race is inside the header's inline function: its rewritten copy was compiled
+    disasm = subprocess.run(["objdump", "-d", str(src / "prog")], capture_output=True, text=True).stdout
+    assert re.search(r"call\s+[0-9a-f]+ <ftmb_ordered_begin>", disasm)
+    assert (inc / "count.h").read_text().startswith("extern long counter;")
