@@ -26,6 +26,7 @@ fails: ftmb-cc never silently compiles an uninstrumented source.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -55,25 +56,38 @@ def runtime_paths() -> dict[str, Path]:
 
 
 def ensure_runtime(dpdk: bool = False) -> dict[str, Path]:
-    """The runtime's paths, building runtime/ first when a library is missing or out of date."""
+    """The runtime's paths, building runtime/ first when a library is missing or out of date.
+
+    Parallel builds (`make -j CC=ftmb-cc`) start several ftmb-cc at once: the first one builds
+    the runtime under a lock on the build directory, the others wait for it."""
     p = runtime_paths()
     want = [p["core"]] + ([p["dpdk"]] if dpdk else [])
-    srcs = [*RUNTIME_DIR.glob("src/*"), *RUNTIME_DIR.glob("include/ftmb/*")]
-    newest = max((s.stat().st_mtime for s in srcs), default=0)
-    if all(w.exists() and w.stat().st_mtime >= newest for w in want):
+    if _up_to_date(want):
         return p
     if not (RUNTIME_DIR / "Makefile").exists():
         raise FtmbError(f"{RUNTIME_DIR}: the runtime sources are missing; reinstall ftmb-instrument")
     b = runtime_build_dir()
-    targets = [str(w) for w in want]
-    res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), f"B={b}", *targets], capture_output=True, text=True)
+    b.mkdir(parents=True, exist_ok=True)
+    with open(b / ".ftmb-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _up_to_date(want):
+            return p
+        res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), f"B={b}", *map(str, want)],
+                             capture_output=True, text=True)
     if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise FtmbError(f"{RUNTIME_DIR}: building the runtime failed (make -C {RUNTIME_DIR}): {tail[0]}")
+        lines = (res.stderr or res.stdout).strip().splitlines()
+        first = next((ln for ln in lines if "error" in ln), lines[-1] if lines else "(no output)")
+        raise FtmbError(f"{RUNTIME_DIR}: building the runtime failed (make -C {RUNTIME_DIR} B={b}): {first}")
     missing = [str(w) for w in want if not w.exists()]
     if missing:
         raise FtmbError(f"{missing[0]}: not built by make -C {RUNTIME_DIR} (is libdpdk-dev installed?)")
     return p
+
+
+def _up_to_date(want: list[Path]) -> bool:
+    srcs = [*RUNTIME_DIR.glob("src/*"), *RUNTIME_DIR.glob("include/ftmb/*")]
+    newest = max((s.stat().st_mtime for s in srcs), default=0)
+    return all(w.exists() and w.stat().st_mtime >= newest for w in want)
 
 
 def _is_compiler(word: str) -> bool:
