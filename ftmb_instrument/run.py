@@ -166,6 +166,10 @@ class InputRegion:
     def close(self) -> None:
         self._m.close()
 
+    def attached(self) -> bool:
+        """A master has attached (its `ftmb_init` found the session)."""
+        return _HDR.unpack_from(self._m, 0)[8] != 0
+
     def queues(self) -> list[tuple[int, int, bool]]:
         """Per queue: entries served, entries the master took, whether the last served is the EOF."""
         m = self._m
@@ -387,7 +391,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 fail(late, f"did not create its region within {attach_timeout_s:g} s")
                 return result
             time.sleep(0.005)
-        in_region = InputRegion(session)
+        try:
+            in_region = InputRegion(session)
+        except (OSError, ValueError) as exc:
+            fail(il, f"region vanished as the session started ({_status(il)}): {exc}")
+            return result
 
         # 2. the master
         nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
@@ -398,6 +406,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         nf_env.setdefault("FTMB_PEER_TIMEOUT_MS", str(peer_timeout_ms))
         nf = spawn(Path(program).name, [program, *nf_argv[1:]], nf_env, capture_stdout=True)
         nf_start = time.monotonic()
+        attached = False
 
         # 3. the drain
         while True:
@@ -423,6 +432,12 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
                              "after its input was drained")
                 break
+            if not attached and time.monotonic() - nf_start > attach_timeout_s:
+                attached = in_region.attached()
+                if not attached:
+                    fail(nf, f"did not attach to session {session} within {attach_timeout_s:g} s (is it "
+                             "instrumented: built with ftmb-cc, calling ftmb_init?)")
+                    break
             if time.monotonic() > deadline:
                 fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
                          f"its stderr: {_first_line(nf.err_path)})")

@@ -192,12 +192,21 @@ def test_output_is_a_directory(trace, tmp_path):
     one_line_error(cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", FWD, "1"), "is a directory")
 
 
-def test_program_that_never_drains_times_out(trace, tmp_path):
-    prog = script(tmp_path, "idle-nf", "exec sleep 60")
+def test_program_that_never_attaches(trace, tmp_path):
+    prog = script(tmp_path, "plain-nf", "exec sleep 60")  # e.g. a build without ftmb-cc
     start = time.monotonic()
-    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--timeout", "1", "--grace", "1", "--", prog)
-    one_line_error(proc, "idle-nf", "still running after 1 s")
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--attach-timeout", "1", "--grace", "1", "--",
+               prog)
+    one_line_error(proc, "plain-nf", "did not attach to session", "instrumented")
     assert time.monotonic() - start < 30
+
+
+def test_program_that_never_drains_times_out(trace, tmp_path):
+    # Attached (the forwarder, reading one queue of the two the input logger serves), then stuck.
+    prog = script(tmp_path, "stuck-nf", f"{FWD} 1; exec sleep 60")
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--queues", "2", "--timeout", "3", "--grace",
+               "1", "--", prog)
+    one_line_error(proc, "stuck-nf", "still running after 3 s", "queue 1: took 0 of")
 
 
 def start_paced_run(trace, tmp_path, rate=1000):

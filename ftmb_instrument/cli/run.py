@@ -65,6 +65,8 @@ def run_command(
     rate: Annotated[Optional[int], typer.Option(help="Input logger: serve at most this many packets/s.")] = None,
     log: Annotated[Optional[Path], typer.Option(help="Output logger: write the records here "
                                                 "(FTMB_REPLAY_LOG for replay).")] = None,
+    attach_timeout: Annotated[float, typer.Option(help="Seconds the loggers and then the program get to "
+                                                  "join the session.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
@@ -75,7 +77,7 @@ def run_command(
     try:
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
-                            log_file=log)
+                            log_file=log, attach_timeout_s=attach_timeout)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
