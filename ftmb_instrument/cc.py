@@ -72,8 +72,12 @@ def ensure_runtime(dpdk: bool = False) -> dict[str, Path]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _up_to_date(want):
             return p
-        res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), f"B={b}", *map(str, want)],
-                             capture_output=True, text=True)
+        # a plain compiler and no inherited MAKEFLAGS: under `make CC=ftmb-cc` the runtime itself
+        # must not be compiled by ftmb-cc
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CC")}
+        cc = os.environ.get("FTMB_REAL_CC") or "gcc"
+        res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), f"B={b}", f"CC={cc}", *map(str, want)],
+                             capture_output=True, text=True, env=env)
     if res.returncode != 0:
         lines = (res.stderr or res.stdout).strip().splitlines()
         first = next((ln for ln in lines if "error" in ln), lines[-1] if lines else "(no output)")
