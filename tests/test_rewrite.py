@@ -281,3 +281,18 @@ def test_region_that_would_wait_for_itself_is_narrowed_or_reported(tmp_path):
     # an update cannot be narrowed: the region would enclose next_hit(), which orders hits itself
     assert [p.where for p in plan.errors] == ["prog.c:5"]
     assert "encloses a call to next_hit(), which orders hits itself" in plan.errors[0].message
+
+
+def test_commutative_reduction_only_behind_its_flag_and_listed(tmp_path):
+    from ftmb_instrument.plan import PlanOptions
+
+    src = ("#include <pthread.h>\nstatic unsigned long pkts;\n"
+           "static void *w(void *a) { (void)a; for (int i = 0; i < 100; i++) pkts += 2; return 0; }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0);\n"
+           "  for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return (int)pkts; }\n")
+    path, plan = plan_for(tmp_path, src)
+    assert [s.kind for s in plan.sites if s.kind == "ordered"] == ["ordered"] and plan.reductions == ()
+    _, reduced = make_plan(from_files([path], ["-std=gnu11"]), load_semantics(), str(tmp_path),
+                           PlanOptions(unordered_commutative=True), jobs=1)
+    assert not [s for s in reduced.sites if s.kind == "ordered"]
+    assert len(reduced.reductions) == 1 and reduced.reductions[0].startswith("unordered_commutative: pkts")
