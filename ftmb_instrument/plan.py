@@ -676,10 +676,17 @@ class Planner:
     def heap_alloc(self, v: Variable) -> None:
         f, line, _ = self.resolve(v.decl)
         if f is None:
+            self.skipped.append(Skipped(v.name, v.decl, "allocated outside the project: not moved to the arena"))
             return
         lo, hi = f.line_starts[line - 1], (f.line_starts[line] if line < len(f.line_starts) else len(f.data))
+        moved = 0
+        callees = []
         for c in f.sites.calls:
-            if not (lo <= c.loc < hi) or (f.path, c.start) in self.handled_calls:
+            if not (lo <= c.loc < hi):
+                continue
+            callees.append(c.callee)
+            if (f.path, c.start) in self.handled_calls:
+                moved += 1
                 continue
             entries = TABLE["wraps"].get(c.callee)
             if not entries or TABLE["entries"][entries[0]]["kind"] != ALLOC_KIND or c.callee in ("free", "rte_free", "realloc"):
@@ -696,6 +703,12 @@ class Planner:
                 edits.append(Edit(c.args[n - 1][1], c.args[-1][1], ""))
             self.add_site("alloc", f, c.start, c.rparen + 1, entry, (),
                           f"{v.name} is {v.cls} program state: allocated from the checkpointable arena", edits, "call")
+            moved += 1
+        if not moved:
+            what = ", ".join(sorted(set(callees))) or "no call on its line"
+            self.skipped.append(Skipped(v.name, v.decl, f"heap object created by {what}: no ftmb_ arena entry "
+                                                        f"replaces it, so it stays where it is (a checkpoint of the "
+                                                        f"arena does not see it)"))
 
     # -- locks and library calls --
     def lock_and_library_calls(self, variables, lock_vars) -> None:
