@@ -472,12 +472,16 @@ class Planner:
                 self.region(f, target.start, end, how, obj, v, a,
                             f"macro {target.from_macro}: whole invocation statement")
                 return
-        while target.kind == "label":
+        if target.kind == "label":
             self.problem(f, off, f"access to {v.name} in a case/label expression; cannot order it")
             return
         if self.project_calls_in(f, target.start, target.end) and self.narrow_to_argument(f, off, target, obj, v, a):
             return
         if target.kind in ("expr", "other"):
+            if target.has_jump:  # control would leave the region before its end
+                self.problem(f, off, f"access to {v.name} in a statement that jumps out of itself "
+                                     f"(return/break/continue/goto): cannot wrap it in an ordered region")
+                return
             self.region(f, target.start, target.end, "statement", obj, v, a, "statement")
             return
         part = next((p for p in target.parts if p.start <= off < p.end), None)
@@ -492,9 +496,6 @@ class Planner:
         if part.shape == "initlist":
             self.problem(f, off, f"access to {v.name} in an initializer list of a {target.parent} header; "
                                  f"cannot order it")
-            return
-        if target.kind == "return" and part.shape == "void":
-            self.region(f, target.start, target.end, "statement", obj, v, a, "void return")
             return
         self.region(f, part.start, part.end, "expr:" + part.shape + ":" + part.role, obj, v, a,
                     f"{target.kind} {part.role}")
