@@ -146,3 +146,66 @@ def test_replacement_calls_are_rendered_from_the_table():
         replacement_call("pthread_spin_lock", ["&s"])
     with pytest.raises(AbiCallError, match="1 arguments, ftmb_tx_burst takes 4"):
         replacement_call("rte_eth_tx_burst", ["p"])
+
+
+SAME_SHAPE = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+#include "ftmb/ftmb.h"
+/* nondeterministic and allocation wrappers have exactly the originals' types */
+time_t (*p_time)(time_t *) = ftmb_time;
+int (*p_clock_gettime)(clockid_t, struct timespec *) = ftmb_clock_gettime;
+int (*p_rand)(void) = ftmb_rand;
+long (*p_random)(void) = ftmb_random;
+ssize_t (*p_getrandom)(void *, size_t, unsigned) = ftmb_getrandom;
+void *(*p_malloc)(size_t) = ftmb_state_alloc;
+void *(*p_calloc)(size_t, size_t) = ftmb_state_calloc;
+void *(*p_realloc)(void *, size_t) = ftmb_state_realloc;
+void (*p_free)(void *) = ftmb_state_free;
+/* lock wrappers take the original arguments first and return the original type */
+int lock_it(pthread_mutex_t *m, pthread_spinlock_t *s, pthread_rwlock_t *rw)
+{
+    return ftmb_pthread_mutex_lock(m, 1, 2) + ftmb_pthread_spin_lock(s, 3, 4) + ftmb_pthread_rwlock_rdlock(rw, 5, 6);
+}
+int spawn(pthread_t *t, void *(*f)(void *)) { return ftmb_pthread_create(t, NULL, f, NULL); }
+"""
+
+SAME_SHAPE_DPDK = r"""
+#define _GNU_SOURCE
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_random.h>
+#include "ftmb/ftmb.h"
+uint16_t (*p_rx)(uint16_t, uint16_t, struct rte_mbuf **, const uint16_t) = ftmb_rx_burst;
+uint16_t (*p_tx)(uint16_t, uint16_t, struct rte_mbuf **, uint16_t) = ftmb_tx_burst;
+uint16_t (*p_flush)(uint16_t, uint16_t, struct rte_eth_dev_tx_buffer *) = ftmb_tx_buffer_flush;
+int (*p_setup)(uint16_t, uint16_t, uint16_t, unsigned int, const struct rte_eth_rxconf *,
+               struct rte_mempool *) = ftmb_eth_rx_queue_setup;
+int (*p_launch)(lcore_function_t *, void *, unsigned) = ftmb_rte_eal_remote_launch;
+uint64_t (*p_rte_rand)(void) = ftmb_rte_rand;
+uint64_t (*p_rdtsc)(void) = ftmb_rte_rdtsc;
+int spin(rte_spinlock_t *sl, rte_atomic32_t *a)
+{
+    ftmb_rte_spinlock_lock(sl, 1, 2);
+    ftmb_rte_spinlock_unlock(sl, 1, 3);
+    return ftmb_rte_atomic32_add_return(a, 1, 4, 5);
+}
+"""
+
+
+def test_wrappers_have_the_shape_of_the_originals(tmp_path):
+    src = tmp_path / "shape.c"
+    src.write_text(SAME_SHAPE)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-c", str(src), "-I", str(RUNTIME / "include"),
+                    "-o", str(tmp_path / "shape.o")], check=True)
+    cflags = subprocess.run(["pkg-config", "--cflags", "libdpdk"], capture_output=True, text=True)
+    if cflags.returncode != 0:
+        pytest.skip("DPDK is not installed")
+    src = tmp_path / "shape_dpdk.c"
+    src.write_text(SAME_SHAPE_DPDK)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "-c", str(src), "-I", str(RUNTIME / "include"),
+                    *cflags.stdout.split(), "-o", str(tmp_path / "shape_dpdk.o")], check=True)
