@@ -140,6 +140,11 @@ def _lock_entries():
                   ids=OBJ_SITE))
     out.append(_e("ftmb_rte_spinlock_unlock", "void", [("volatile void *", "sl")], "lock",
                   "rte_spinlock_unlock.", wraps=("rte_spinlock_unlock",), ids=OBJ_SITE))
+    for op, ret in (("read_lock", "void"), ("read_trylock", "int"), ("read_unlock", "void"),
+                    ("write_lock", "void"), ("write_trylock", "int"), ("write_unlock", "void")):
+        out.append(_e(f"ftmb_rte_rwlock_{op}", ret, [("volatile void *", "rwl")], "lock",
+                      f"rte_rwlock_{op}, ordered as object obj.", wraps=(f"rte_rwlock_{op}",), library="dpdk",
+                      ids=OBJ_SITE))
     return out
 
 

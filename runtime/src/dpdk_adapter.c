@@ -19,6 +19,7 @@
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
 #include <rte_random.h>
+#include <rte_rwlock.h>
 
 #include "rt.h"
 
@@ -174,6 +175,41 @@ int ftmb_rte_eal_mp_remote_launch(int (*f)(void *), void *arg, int call_main)
     if (call_main == CALL_MAIN)
         f(arg);
     return 0;
+}
+
+/* rte_rwlock: DPDK's own inline functions, ordered like the core's lock wrappers. */
+static int rw_read(volatile void *l) { rte_rwlock_read_lock((rte_rwlock_t *)l); return 0; }
+static int rw_write(volatile void *l) { rte_rwlock_write_lock((rte_rwlock_t *)l); return 0; }
+static int rw_try_read(volatile void *l) { return rte_rwlock_read_trylock((rte_rwlock_t *)l) == 0 ? 0 : EBUSY; }
+static int rw_try_write(volatile void *l) { return rte_rwlock_write_trylock((rte_rwlock_t *)l) == 0 ? 0 : EBUSY; }
+
+void ftmb_rte_rwlock_read_lock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    _ftmb_locked_acquire(rw_read, rw_read, rwl, obj, site, 0, 1);
+}
+int ftmb_rte_rwlock_read_trylock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    return _ftmb_locked_acquire(rw_try_read, rw_read, rwl, obj, site, 1, 1) == 0 ? 0 : -EBUSY;
+}
+void ftmb_rte_rwlock_read_unlock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    (void)obj;
+    (void)site;
+    rte_rwlock_read_unlock((rte_rwlock_t *)rwl);
+}
+void ftmb_rte_rwlock_write_lock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    _ftmb_locked_acquire(rw_write, rw_write, rwl, obj, site, 0, 0);
+}
+int ftmb_rte_rwlock_write_trylock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    return _ftmb_locked_acquire(rw_try_write, rw_write, rwl, obj, site, 1, 0) == 0 ? 0 : -EBUSY;
+}
+void ftmb_rte_rwlock_write_unlock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site)
+{
+    (void)obj;
+    (void)site;
+    rte_rwlock_write_unlock((rte_rwlock_t *)rwl);
 }
 
 static uint64_t real_rte_rand(void) { return rte_rand(); }

@@ -74,6 +74,11 @@ void _ftmb_check_peers(void);
 void _ftmb_cpu_relax(void);
 void _ftmb_backoff(unsigned spins);
 
+/* A lock acquisition through a wrapper: acquire (or try) the lock and record the order inside it;
+ * in replay wait for the logged turn first. Returns acquire's result (0 = taken). */
+int _ftmb_locked_acquire(int (*acquire)(volatile void *), int (*blocking)(volatile void *), volatile void *lock,
+                         ftmb_obj_t obj, ftmb_site_t site, int is_try, int shared);
+
 /* Arena (arena.c). */
 int _ftmb_arena_init(void);
 void *_ftmb_arena_runtime_part(void);

@@ -378,8 +378,9 @@ typedef int (*lock_fn)(volatile void *);
  * object and only then takes the program's lock (waiting inside the lock would deadlock); a
  * try-acquire that succeeded in the log blocks, one that failed fails without trying.
  */
-static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire, lock_fn blocking, volatile void *lock, ftmb_obj_t obj, ftmb_site_t site,
-                          int is_try, int shared)
+static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire, lock_fn blocking,
+                                                                volatile void *lock, ftmb_obj_t obj,
+                                                                ftmb_site_t site, int is_try, int shared)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return acquire(lock);
@@ -411,6 +412,13 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
     else if (is_try)
         emit(_ftmb_me(), _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
     return rc;
+}
+
+/* For lock families outside the core (the DPDK adapter's rte_rwlock). */
+int _ftmb_locked_acquire(lock_fn acquire, lock_fn blocking, volatile void *lock, ftmb_obj_t obj, ftmb_site_t site,
+                         int is_try, int shared)
+{
+    return locked_acquire(acquire, blocking, lock, obj, site, is_try, shared);
 }
 
 #define FTMB_LOCK_FAMILY(fam, type)                                                                          \

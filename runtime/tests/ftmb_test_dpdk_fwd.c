@@ -19,13 +19,17 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_rwlock.h>
 
 #include "ftmb/ftmb.h"
 
 #define BURST 32
 #define OBJ_FORWARDED 1
+#define OBJ_BURSTS 2
 
 static unsigned long long forwarded;
+static rte_rwlock_t bursts_lock = RTE_RWLOCK_INITIALIZER;
+static unsigned long long bursts; /* written under the write lock, read under the read lock */
 static struct rte_eth_dev_tx_buffer *tx_buffers[RTE_MAX_LCORE];
 
 static int worker(void *arg)
@@ -51,6 +55,13 @@ static int worker(void *arg)
             continue;
         }
         ftmb_atomic_fetch_add_8(&forwarded, n, __ATOMIC_RELAXED, OBJ_FORWARDED, 1);
+        ftmb_rte_rwlock_read_lock(&bursts_lock, OBJ_BURSTS, 2);
+        unsigned long long seen = bursts;
+        ftmb_rte_rwlock_read_unlock(&bursts_lock, OBJ_BURSTS, 3);
+        if (seen % 4 == 0 || ftmb_rte_rwlock_write_trylock(&bursts_lock, OBJ_BURSTS, 4) != 0)
+            ftmb_rte_rwlock_write_lock(&bursts_lock, OBJ_BURSTS, 5);
+        bursts++;
+        ftmb_rte_rwlock_write_unlock(&bursts_lock, OBJ_BURSTS, 6);
         for (uint16_t i = 0; i < n; i++)
             ftmb_tx_buffer(0, queue, buf, pkts[i]);
     }

@@ -95,6 +95,18 @@ void ftmb_rte_spinlock_lock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site)
 int ftmb_rte_spinlock_trylock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_spinlock_unlock. Replaces rte_spinlock_unlock. */
 void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t site);
+/* rte_rwlock_read_lock, ordered as object obj. Replaces rte_rwlock_read_lock. [libftmb_dpdk] */
+void ftmb_rte_rwlock_read_lock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
+/* rte_rwlock_read_trylock, ordered as object obj. Replaces rte_rwlock_read_trylock. [libftmb_dpdk] */
+int ftmb_rte_rwlock_read_trylock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
+/* rte_rwlock_read_unlock, ordered as object obj. Replaces rte_rwlock_read_unlock. [libftmb_dpdk] */
+void ftmb_rte_rwlock_read_unlock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
+/* rte_rwlock_write_lock, ordered as object obj. Replaces rte_rwlock_write_lock. [libftmb_dpdk] */
+void ftmb_rte_rwlock_write_lock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
+/* rte_rwlock_write_trylock, ordered as object obj. Replaces rte_rwlock_write_trylock. [libftmb_dpdk] */
+int ftmb_rte_rwlock_write_trylock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
+/* rte_rwlock_write_unlock, ordered as object obj. Replaces rte_rwlock_write_unlock. [libftmb_dpdk] */
+void ftmb_rte_rwlock_write_unlock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- atomic: an atomic operation, performed and ordered in one step --- */
 /* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_1, atomic_load_explicit, atomic_load. */
