@@ -7,6 +7,7 @@
 #define FTMB_CHECK_H
 
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -63,6 +64,18 @@ static inline int run_forked(int (*fn)(void), const char *errlog, int *status_ou
     waitpid(pid, &st, 0);
     if (status_out)
         *status_out = st;
+    /* a failed case returns before session_close: remove the regions it made (named after its pid) */
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "ftmb-test-%d-", (int)pid);
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            char path[512];
+            snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+            unlink(path);
+        }
+    if (d)
+        closedir(d);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
