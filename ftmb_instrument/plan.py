@@ -40,8 +40,20 @@ MARKER = f"/* FTMB-INSTRUMENTED by ftmb-instrument {__version__}; edit the origi
 MARKER_PREFIX = "/* FTMB-INSTRUMENTED"
 INCLUDE = "#include <ftmb/ftmb.h>"
 
-# Edit order at one offset: what closes a region comes before what opens the next one.
+# Edit order at one offset (ascending): what closes a region comes before plain edits, which come
+# before what opens the next region. Nested wraps that share an offset must nest: `opening(n)` puts
+# the longer (outer) wrap first, `closing(n)` the shorter (inner) one first.
 CLOSE, PLAIN, OPEN = 0, 1, 2
+_NEST = 10 ** 9
+FIRST = -2 * _NEST  # the marker and include line, before anything at offset 0
+
+
+def opening(length: int) -> int:
+    return _NEST - min(length, _NEST - 3)
+
+
+def closing(length: int) -> int:
+    return -_NEST + min(length, _NEST - 1)
 
 _SUPPRESS = re.compile(r"ftmb:\s*ignore\((\w+)\)\s*(.*?)\s*(?:\*/|$)")
 
@@ -475,7 +487,10 @@ class Planner:
         if target.kind == "label":
             self.problem(f, off, f"access to {v.name} in a case/label expression; cannot order it")
             return
-        if self.project_calls_in(f, target.start, target.end) and self.narrow_to_argument(f, off, target, obj, v, a):
+        part = next((p for p in target.parts if p.start <= off < p.end), None)
+        whole = target.kind in ("expr", "other") or (target.kind == "decl" and target.parent in ("compound", ""))
+        natural = (target.start, target.end) if whole or part is None else (part.start, part.end)
+        if self.project_calls_in(f, *natural) and self.narrow_to_argument(f, off, natural, obj, v, a):
             return
         if target.kind in ("expr", "other"):
             if target.has_jump:  # control would leave the region before its end
@@ -500,7 +515,7 @@ class Planner:
         self.region(f, part.start, part.end, "expr:" + part.shape + ":" + part.role, obj, v, a,
                     f"{target.kind} {part.role}")
 
-    def narrow_to_argument(self, f: _File, off: int, target, obj: int, v: Variable, a) -> bool:
+    def narrow_to_argument(self, f: _File, off: int, natural: tuple[int, int], obj: int, v: Variable, a) -> bool:
         """Order only the call argument that reads the object when the statement also calls project code.
 
         Arguments are evaluated before the call, so ordering the argument's value alone is the
@@ -509,7 +524,7 @@ class Planner:
         if a.mode != "read":
             return False
         reads = [(s, e, shape) for loc, s, e, shape in f.sites.reads
-                 if loc == off and target.start <= s and e <= target.end and shape in ("value", "bitfield")
+                 if loc == off and natural[0] <= s and e <= natural[1] and shape in ("value", "bitfield")
                  and not self.project_calls_in(f, s, e)]
         if reads:
             s, e, shape = max(reads, key=lambda r: r[1] - r[0])
@@ -517,7 +532,7 @@ class Planner:
             return True
         best = None
         for c in f.sites.calls:
-            if not (target.start <= c.loc < target.end) or not c.arg_shapes:
+            if not (natural[0] <= c.loc < natural[1]) or not c.arg_shapes:
                 continue
             for (s, e), shape in zip(c.args, c.arg_shapes):
                 if s <= off < e and shape in ("value", "bitfield") and not self.project_calls_in(f, s, e):
@@ -530,8 +545,10 @@ class Planner:
         return True
 
     def region(self, f: _File, start: int, end: int, how: str, obj: int, v: Variable, a, reason: str) -> None:
-        key = (f.path, start, end, how)
-        r = self.regions.setdefault(key, {"objs": {}, "file": f, "reasons": set()})
+        key = (f.path, start, end)
+        r = self.regions.setdefault(key, {"objs": {}, "file": f, "reasons": set(), "how": how})
+        if how in ("statement", "declaration"):
+            r["how"] = how
         r["objs"].setdefault(obj, v.name)
         r["reasons"].add(reason)
 
@@ -545,7 +562,7 @@ class Planner:
         """For each project function, the objects it (or anything it calls) orders with a region."""
         direct: dict[str, set[int]] = {}
         calls: dict[str, set[str]] = {}
-        for (path, start, _, _), r in self.regions.items():
+        for (path, start, _), r in self.regions.items():
             direct.setdefault(self.function_at(r["file"], start), set()).update(r["objs"])
         defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
         for f in self.files.values():
@@ -565,10 +582,30 @@ class Planner:
             closure[fn] = objs
         return closure
 
+    def drop_nested(self) -> None:
+        """A region inside another region of the same object is covered by it (and nesting the
+        same object would wait for itself): the inner one gives that object up."""
+        by_file: dict[str, list] = {}
+        for key in self.regions:
+            by_file.setdefault(key[0], []).append(key)
+        for keys in by_file.values():
+            keys.sort(key=lambda k: (k[1], -k[2]))
+            for i, outer in enumerate(keys):
+                for inner in keys[i + 1:]:
+                    if inner[1] >= outer[2]:
+                        break
+                    if inner[2] <= outer[2]:
+                        for o in set(self.regions[outer]["objs"]) & set(self.regions[inner]["objs"]):
+                            del self.regions[inner]["objs"][o]
+        for key in [k for k, r in self.regions.items() if not r["objs"]]:
+            del self.regions[key]
+
     def emit_regions(self) -> None:
+        self.drop_nested()
         taken = self.objects_taken_by_functions()
-        for (path, start, end, how), r in sorted(self.regions.items(), key=lambda kv: kv[0][:3]):
+        for (path, start, end), r in sorted(self.regions.items(), key=lambda kv: kv[0]):
             f = r["file"]
+            how = r["how"]
             objs = sorted(r["objs"])
             inner = self.project_calls_in(f, start, end)
             again = sorted({(g, r["objs"][o]) for g in inner for o in taken.get(g, set()) if o in r["objs"]})
@@ -581,19 +618,20 @@ class Planner:
             begins = " ".join(f"ftmb_ordered_begin({o}, {sid});" for o in objs)
             ends = " ".join(f"ftmb_ordered_end({o});" for o in reversed(objs))
             names = ", ".join(r["objs"][o] for o in objs)
+            op, cl = opening(end - start), closing(end - start)
             if how == "statement":
-                edits = (Edit(start, start, "{ " + begins + " ", OPEN), Edit(end, end, " " + ends + " }", CLOSE))
+                edits = (Edit(start, start, "{ " + begins + " ", op), Edit(end, end, " " + ends + " }", cl))
             elif how == "declaration":
-                edits = (Edit(start, start, begins + " ", OPEN), Edit(end, end, " " + ends, CLOSE))
+                edits = (Edit(start, start, begins + " ", op), Edit(end, end, " " + ends, cl))
             else:
                 _, shape, role = how.split(":")
                 if shape == "void":
-                    edits = (Edit(start, start, f"__extension__ ({{ {begins} ", OPEN),
-                             Edit(end, end, f"; {ends} }})", CLOSE))
+                    edits = (Edit(start, start, f"__extension__ ({{ {begins} ", op),
+                             Edit(end, end, f"; {ends} }})", cl))
                 else:
                     val = f"+(" if shape == "bitfield" else "("
-                    edits = (Edit(start, start, f"__extension__ ({{ {begins} __auto_type _ftmb_v{sid} = {val}", OPEN),
-                             Edit(end, end, f"); {ends} _ftmb_v{sid}; }})", CLOSE))
+                    edits = (Edit(start, start, f"__extension__ ({{ {begins} __auto_type _ftmb_v{sid} = {val}", op),
+                             Edit(end, end, f"); {ends} _ftmb_v{sid}; }})", cl))
             calls = self.project_calls_in(f, start, end)
             reason = f"unsynchronized shared access to {names}: {'; '.join(sorted(r['reasons']))}"
             if calls:
@@ -761,10 +799,10 @@ class Planner:
             sid = self.site_id()
             self.add_site("init", f, c.start, c.rparen + 1, "ftmb_init", (),
                           "DPDK program: the runtime starts right after the EAL, only when it succeeded",
-                          (Edit(c.start, c.start, f"__extension__ ({{ int _ftmb_r{sid} = ", OPEN),
+                          (Edit(c.start, c.start, f"__extension__ ({{ int _ftmb_r{sid} = ", opening(c.rparen + 1 - c.start)),
                            Edit(c.rparen + 1, c.rparen + 1,
                                 f"; if (_ftmb_r{sid} >= 0 && ftmb_init() != 0) _ftmb_r{sid} = -1; _ftmb_r{sid}; }})",
-                                CLOSE)), "call")
+                                closing(c.rparen + 1 - c.start))), "call")
             self.saw_eal_init = True
             return
         if name in FREE_LIKE or name == "realloc":
@@ -843,7 +881,7 @@ class Planner:
         for path in sorted({s.file for s in self.sites}):
             f = self.files[os.path.realpath(os.path.join(self.root, path))]
             self.add_site("include", f, 0, 0, "", (), "the runtime ABI header and the marker",
-                          (Edit(0, 0, f"{MARKER}\n{INCLUDE}\n#line 1\n", -1),), "insert")
+                          (Edit(0, 0, f"{MARKER}\n{INCLUDE}\n#line 1\n", FIRST),), "insert")
 
 
 def build_plan(report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()) -> Plan:
