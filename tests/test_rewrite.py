@@ -296,3 +296,40 @@ def test_commutative_reduction_only_behind_its_flag_and_listed(tmp_path):
                            PlanOptions(unordered_commutative=True), jobs=1)
     assert not [s for s in reduced.sites if s.kind == "ordered"]
     assert len(reduced.reductions) == 1 and reduced.reductions[0].startswith("unordered_commutative: pkts")
+
+
+def test_conditions_next_to_project_calls_compile_and_run(tmp_path, runtime):
+    src = """#include <pthread.h>
+#include <stdio.h>
+static int done;
+static long seen;
+static long work(void) { return ++seen; }
+static void *w(void *a)
+{
+	(void)a;
+	while (!done) {
+		if (seen > 50 && work() > 0)
+			done = 1;
+		else
+			work();
+	}
+	return NULL;
+}
+int main(void)
+{
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, w, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	printf("done=%d\\n", done);
+	return 0;
+}
+"""
+    path, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    assert "while (__extension__ ({ ftmb_ordered_begin(" in rw.text.decode()
+    assert build_and_run(runtime, inst, tmp_path / "inst", True) == "done=1\n"
