@@ -42,7 +42,7 @@ from typing import Mapping, Sequence
 from .errors import FtmbError, InputError
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
-MODES = ("record", "passthrough")
+MODES = ("record", "passthrough", "replay")
 
 # Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 1); the run
 # reads it only to learn whether the input is drained.
@@ -109,10 +109,32 @@ class RunResult:
     nf_stdout: str = ""
     nf_stderr: str = ""
     failure: str | None = None     # one line: which process failed and how
+    failover: "Failover | None" = None  # set when the run killed the master (or it died) and a backup took over
 
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+@dataclass
+class Failover:
+    """A master failure and the backup's takeover, times in ms from the SIGKILL (or the death seen)."""
+
+    killed_at_s: float               # seconds after the master started
+    injected: bool                   # the run sent the SIGKILL (else the master died by itself)
+    backup_pid: int = 0
+    log_ready_ms: float | None = None   # the output logger stored every record and wrote the log
+    live_ms: float | None = None        # the backup finished replaying and records live (recovery time)
+    replayed_records: int = 0
+
+    @property
+    def recovered(self) -> bool:
+        return self.live_ms is not None
+
+
+_LIVE = re.compile(r"ftmb: failover: replayed (\d+) records; live \(recording\) from thread \d+ at (\d+) ns")
+
+
 
 
 def logger_queue(frame: bytes, queues: int) -> int:
@@ -165,6 +187,11 @@ class InputRegion:
 
     def close(self) -> None:
         self._m.close()
+
+    def master(self) -> tuple[int, int, int]:
+        """The attached master's pid, state (0 none, 1 attached, 2 done) and mode (1 record, 2 replay)."""
+        hdr = _HDR.unpack_from(self._m, 0)
+        return hdr[7], hdr[8], hdr[9]
 
     def attached(self) -> bool:
         """A master has attached (its `ftmb_init` found the session)."""
@@ -301,14 +328,33 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         tick_us: int | None = None, rate: int | None = None, log_file: str | Path | None = None,
         peer_timeout_ms: int = 10000,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
-        workdir: str | Path | None = None) -> RunResult:
+        workdir: str | Path | None = None, kill_master_at: float | None = None,
+        failover: bool = False, replay_log: str | Path | None = None,
+        release_rule: bool = True) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
     before anything starts. Failures of the processes are reported in the result (`failure`).
     The output logger writes to a temporary name next to `output_pcap`, renamed to it only when
     every process finished cleanly: a failed run leaves no partial output.
+
+    Failover (`failover=True`, implied by `kill_master_at`): the loggers keep the session after
+    the master dies (`--until-signal`), the master runs with address-space randomization off
+    (`setarch -R`), the run SIGKILLs it `kill_master_at` seconds after it started (if given) and,
+    once the output logger has stored every record the master published and written its log,
+    starts a backup: the same command line with FTMB_MODE=replay, FTMB_REPLAY_LOG and
+    FTMB_REPLAY_HANDOVER=1. It replays the log, goes live, and runs to the end of the input; the
+    output logger drops the outputs it regenerates that were already released. `result.failover`
+    says when each step happened. `mode="replay"` with `replay_log` re-executes a log (the oracle).
+    `release_rule=False` is the mutation check only: the output logger releases every packet at
+    once (FTMB_OL_NO_RELEASE_RULE=1), which the oracle must catch.
     """
+    if kill_master_at is not None:
+        failover = True
+    if failover and mode != "record":
+        raise InputError("failover needs --mode record")
+    if mode == "replay" and not replay_log:
+        raise InputError("--mode replay needs a log (the output logger's --log of a recorded run)")
     if mode not in MODES:
         raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
     if not nf_argv:
@@ -366,14 +412,21 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
     try:
         ol_argv = [ol_bin, "--session", session, "--out", partial, "--threads", str(threads), "--stats"]
+        if failover and not log_file:
+            log_file = tmp / "ftmb.log"
         if log_file:
+            Path(log_file).unlink(missing_ok=True)
             ol_argv += ["--log", str(log_file)]
         il_argv = [il_bin, "--session", session, "--in", input_pcap, "--queues", str(queues)]
+        if failover:
+            ol_argv.append("--until-signal")
+            il_argv.append("--until-signal")
         if tick_us:
             il_argv += ["--tick-us", str(tick_us)]
         if rate:
             il_argv += ["--rate", str(rate)]
-        ol = spawn("output-logger", ol_argv)
+        ol_env = None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1")
+        ol = spawn("output-logger", ol_argv, ol_env)
         il = spawn("input-logger", il_argv)
         loggers = [ol, il]
 
@@ -404,12 +457,56 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         # input or output for good). Here the run itself watches the loggers (it is their parent),
         # so a generous timeout loses nothing: a logger that dies is reported and everything stops.
         nf_env.setdefault("FTMB_PEER_TIMEOUT_MS", str(peer_timeout_ms))
-        nf = spawn(Path(program).name, [program, *nf_argv[1:]], nf_env, capture_stdout=True)
+        if mode == "replay":
+            nf_env["FTMB_REPLAY_LOG"] = str(replay_log)
+        nf_cmd = [program, *nf_argv[1:]]
+        if failover and shutil.which("setarch"):
+            nf_cmd = ["setarch", os.uname().machine, "-R", *nf_cmd]
+        nf = spawn(Path(program).name, nf_cmd, nf_env, capture_stdout=True)
         nf_start = time.monotonic()
         attached = False
+        backup: _Child | None = None
+        kill_wall_ns = 0
+
+        def take_over(injected: bool) -> _Child | None:
+            """The master is dead: wait for the output logger's log, start the backup."""
+            nonlocal kill_wall_ns
+            result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected)
+            t0 = time.monotonic()
+            while not Path(log_file).exists():
+                if not ol.alive():
+                    fail(ol, f"exited before writing the log for the backup ({_status(ol)})")
+                    return None
+                if time.monotonic() - t0 > 10:
+                    fail(ol, "did not write the log for the backup within 10 s of the master's death")
+                    return None
+                time.sleep(0.0005)
+            result.failover.log_ready_ms = (time.monotonic() - t0) * 1e3
+            b_env = dict(nf_env, FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log_file), FTMB_REPLAY_HANDOVER="1")
+            b = spawn("backup", nf_cmd, b_env, capture_stdout=True)
+            result.failover.backup_pid = b.proc.pid
+            return b
 
         # 3. the drain
         while True:
+            if failover and backup is None and not result.failure:
+                due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
+                if due or not nf.alive():
+                    injected = nf.alive()
+                    if injected:
+                        kill_wall_ns = time.time_ns()
+                        nf.status.stopped_by = "SIGKILL"
+                        nf.signal(signal.SIGKILL)
+                        nf.proc.wait()
+                    elif nf.proc.returncode == 0 or in_region.drained():
+                        break   # it finished by itself before the failure was due
+                    else:
+                        kill_wall_ns = time.time_ns()
+                    backup = take_over(injected)
+                    if backup is None:
+                        break
+                    nf = backup
+                    continue
             if not nf.alive():
                 break
             for c in loggers:  # exit 0 is a logger that saw the master's ftmb_exit: fine
@@ -418,7 +515,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                             f"{_first_line(c.err_path)}")
             if result.failure:
                 break
-            if in_region.drained():
+            handed_over = backup is None or in_region.master()[::2] == (backup.proc.pid, 1)
+            if handed_over and in_region.drained():
                 result.drained = True
                 result.drain_s = time.monotonic() - nf_start
                 try:  # a program that watches ftmb_input_done exits by itself
@@ -432,7 +530,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
                              "after its input was drained")
                 break
-            if not attached and time.monotonic() - nf_start > attach_timeout_s:
+            if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
                 attached = in_region.attached()
                 if not attached:
                     fail(nf, f"did not attach to session {session} within {attach_timeout_s:g} s (is it "
@@ -450,6 +548,17 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if nf.proc.returncode != 0:
                 fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
             result.drained = result.drained or in_region.drained()
+        if failover and result.failure is None:
+            # the loggers stay for another master (--until-signal): once the output logger has
+            # handled the last master's exit (it rewrites the log then), stop them; both exit 0
+            before = Path(log_file).stat().st_mtime_ns if Path(log_file).exists() else 0
+            wait_until = time.monotonic() + grace_s
+            while time.monotonic() < wait_until and ol.alive():
+                if Path(log_file).exists() and Path(log_file).stat().st_mtime_ns != before:
+                    break
+                time.sleep(0.005)
+            for c in loggers:
+                c.stop(signal.SIGTERM, grace_s)
         # 4. the loggers finish by themselves once the master is gone
         # (a master that failed may never have attached: the loggers would wait for it forever)
         logger_deadline = time.monotonic() + (grace_s if result.failure is None else min(grace_s, 0.5))
@@ -460,7 +569,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 c.stop(signal.SIGTERM, grace_s)
                 fail(c, f"did not exit within {grace_s:g} s of the network function ({_status(c)})")
         for c in loggers:
-            if c.proc.returncode != 0 and not c.status.stopped_by:
+            if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
                 fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
     finally:
         for c in reversed(children):
@@ -473,6 +582,12 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
         _collect(result, children, tmp, partial)
+        if result.failover is not None:
+            b = next((c for c in children if c.status.name == "backup"), None)
+            m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
+            if m:
+                result.failover.replayed_records = int(m.group(1))
+                result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
         if result.failure is None and partial.exists():
             os.replace(partial, output_pcap)
         else:

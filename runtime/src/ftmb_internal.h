@@ -227,6 +227,8 @@ uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max);
 uint64_t _ftmb_ol_release(struct _ftmb_ol *ol, uint32_t t);
 /* One pass over every thread: drain all records, release what is covered. */
 uint64_t _ftmb_ol_poll(struct _ftmb_ol *ol);
+/* The master died: store every record it published (with the mutation check on: drop them). */
+void _ftmb_ol_master_died(struct _ftmb_ol *ol);
 uint64_t _ftmb_ol_received(const struct _ftmb_ol *ol, uint32_t t);
 uint64_t _ftmb_ol_released_seq(const struct _ftmb_ol *ol, uint32_t t);
 uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol);      /* output packets not yet released */

@@ -72,7 +72,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     if (q->eof || atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
         return 0;
     uint64_t avail, first_seq = 0;
-    int replay = _ftmb_mode_now == FTMB_MODE_REPLAY;
+    int replay = _ftmb_replaying(t);
     if (replay) {
         avail = _ftmb_replay_rx(queue, &first_seq);
         if (avail == 0)
@@ -119,7 +119,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     if (i == 0)
         return 0;
     q->pending = i;
-    if (_ftmb_mode_now == FTMB_MODE_RECORD)
+    if (!replay && _ftmb_mode_now == FTMB_MODE_RECORD) /* a failover backup is live once not replaying */
         _ftmb_emit_rx(queue, (uint32_t)i, first_seq);
     return npk;
 }

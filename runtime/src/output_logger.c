@@ -32,6 +32,11 @@ struct _ftmb_ol {
     FILE *diag;
     uint32_t nattached;
     uint64_t corrupt, duplicates;
+    /* Mutation check only (FTMB_OL_NO_RELEASE_RULE=1): release every packet at once, store
+     * records late (every 64th poll), and lose the records still in flight when the master
+     * dies. The verification oracle must then report violations. */
+    int no_release_rule;
+    uint64_t polls;
     struct ol_thread th[FTMB_MAX_THREADS];
 };
 
@@ -42,6 +47,8 @@ struct _ftmb_ol *_ftmb_ol_new(struct _ftmb_out_region *region, struct _ftmb_ol_s
         return NULL;
     ol->region = region;
     ol->sink = sink;
+    const char *mut = getenv("FTMB_OL_NO_RELEASE_RULE");
+    ol->no_release_rule = mut && *mut == '1';
     ol->diag = diag;
     return ol;
 }
@@ -125,6 +132,8 @@ uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max)
 
 static int covered(const struct _ftmb_ol *ol, const struct _ftmb_out_slot *s)
 {
+    if (ol->no_release_rule)
+        return 1;
     for (uint32_t i = 0; i < s->nvec; i++)
         if (s->vec[i] > (i < ol->nattached ? ol->th[i].received : 0))
             return 0;
@@ -162,11 +171,29 @@ uint64_t _ftmb_ol_poll(struct _ftmb_ol *ol)
 {
     attach_new_threads(ol);
     uint64_t work = 0;
-    for (uint32_t t = 0; t < ol->nattached; t++)
-        work += _ftmb_ol_drain_records(ol, t, UINT64_MAX);
+    if (!ol->no_release_rule || (++ol->polls & 63) == 0)
+        for (uint32_t t = 0; t < ol->nattached; t++)
+            work += _ftmb_ol_drain_records(ol, t, UINT64_MAX);
     for (uint32_t t = 0; t < ol->nattached; t++)
         work += _ftmb_ol_release(ol, t);
     return work;
+}
+
+void _ftmb_ol_master_died(struct _ftmb_ol *ol)
+{
+    attach_new_threads(ol);
+    if (!ol->no_release_rule) { /* store everything the master published */
+        for (uint32_t t = 0; t < ol->nattached; t++)
+            _ftmb_ol_drain_records(ol, t, UINT64_MAX);
+        return;
+    }
+    /* Mutation: records not stored yet were "in flight" and are lost. The producer is dead, so
+     * the consumer may move its head back to what was stored: a backup continues from there. */
+    for (uint32_t t = 0; t < ol->nattached; t++) {
+        struct ol_thread *th = &ol->th[t];
+        atomic_store_explicit(&th->rec.ctl->head, th->rec.local, memory_order_release);
+        th->rec.cache = th->rec.local;
+    }
 }
 
 uint64_t _ftmb_ol_received(const struct _ftmb_ol *ol, uint32_t t) { return ol->th[t].received; }

@@ -26,6 +26,7 @@ struct _ftmb_thread {
     int has_rings;
     const struct _ftmb_record *rlog; /* replay: this thread's recorded stream */
     uint64_t rlen, rpos;
+    int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
@@ -55,6 +56,13 @@ struct _ftmb_runtime {
     struct _ftmb_obj *objs;
     struct _ftmb_record *replay_log[FTMB_MAX_THREADS];
     uint64_t replay_len[FTMB_MAX_THREADS];
+    /* Failover (FTMB_REPLAY_HANDOVER=1): replay, then go live when every thread's log has ended.
+     * replay_left counts threads whose log still has records; each decrements it (release) after
+     * its last record; the handover (mode := record) happens once it reads 0 (acquire). */
+    int handover;
+    _Atomic uint32_t replay_left;
+    _Atomic int handed_over;
+    uint64_t replay_records;
     /* Set once by _ftmb_check_peers; every access is relaxed: the flags guard no other data, and
      * a thread that reads a stale 0 only notices the dead logger one poll later. */
     _Atomic int in_dead, out_dead;
@@ -78,6 +86,10 @@ void _ftmb_backoff(unsigned spins);
  * in replay wait for the logged turn first. Returns acquire's result (0 = taken). */
 int _ftmb_locked_acquire(int (*acquire)(volatile void *), int (*blocking)(volatile void *), volatile void *lock,
                          ftmb_obj_t obj, ftmb_site_t site, int is_try, int shared);
+
+/* Replay: 1 while thread t follows its log; with failover, once its log has ended it waits for
+ * the handover (every thread's log ended) and gets 0: record from then on. */
+int _ftmb_replaying(struct _ftmb_thread *t);
 
 /* Arena (arena.c). */
 int _ftmb_arena_init(void);

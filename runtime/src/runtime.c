@@ -221,6 +221,60 @@ static inline struct _ftmb_obj *obj_of(ftmb_obj_t obj, ftmb_site_t site)
 
 /* ---- the replay path ------------------------------------------------------------------------- */
 
+/*
+ * Failover: the backup replays the log the output logger stored, then goes live. A thread's log
+ * is a prefix of its stream, and the union of the prefixes is closed under "happened before on an
+ * object" (a record is published before the object is released, and the output logger drained
+ * every ring after the master died). So every logged access can be replayed without any access
+ * the old master did not log, and no thread may go live while another still replays: a live
+ * access could take a sequence number the log gives to a replaying thread. Each thread counts
+ * itself out of replay_left when the operation of its last record has completed; a thread whose
+ * log has ended waits at its next logged operation until replay_left is 0, and the first one
+ * there switches the process to record mode. A thread waiting there holds no lock a replaying
+ * thread needs: that thread's logged acquisition would come after a release of ours, and our
+ * records up to that release would be in the log.
+ */
+static void replay_op_done(struct _ftmb_thread *t)
+{
+    if (t->rpos == t->rlen && t->rlen && !t->replay_finished) {
+        t->replay_finished = 1;
+        /* Release: this thread's replayed writes (sequence words, program state) happen before the
+         * handover; pairs with the acquire load in wait_handover. */
+        atomic_fetch_sub_explicit(&_ftmb_rt.replay_left, 1, memory_order_release);
+    }
+}
+
+static void wait_handover(struct _ftmb_thread *t)
+{
+    for (unsigned spins = 0; atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0; spins++) {
+        if (_ftmb_mode_now != FTMB_MODE_REPLAY)
+            return;
+        _ftmb_backoff(spins);
+    }
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&_ftmb_rt.handed_over, &expected, 1)) {
+        uint64_t now = _ftmb_now_ns(CLOCK_REALTIME);
+        __atomic_store_n(&_ftmb_mode_now, FTMB_MODE_RECORD, __ATOMIC_RELEASE);
+        struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
+                                          _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
+        for (int i = 0; i < 2; i++)
+            if (hs[i]) /* Relaxed: a status for the orchestrator, guards nothing. */
+                atomic_store_explicit(&hs[i]->master_mode, FTMB_MODE_RECORD, memory_order_relaxed);
+        fprintf(stderr, "ftmb: failover: replayed %llu records; live (recording) from thread %u at %llu ns\n",
+                (unsigned long long)_ftmb_rt.replay_records, t->index, (unsigned long long)now);
+    }
+}
+
+int _ftmb_replaying(struct _ftmb_thread *t)
+{
+    if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY)
+        return 0;
+    if (t->rpos < t->rlen || !_ftmb_rt.handover)
+        return 1;
+    wait_handover(t);
+    return 0;
+}
+
 static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
 {
     if (t->rpos >= t->rlen)
@@ -286,7 +340,7 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftm
 {
     struct _ftmb_obj *o = obj_of(obj, site);
     struct _ftmb_thread *t = _ftmb_me();
-    if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+    if (_ftmb_replaying(t)) {
         uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
         replay_wait_word(t, &o->word, want, obj);
         /* A1 as below; only this thread may take the word at `want`. */
@@ -320,6 +374,8 @@ static inline void ordered_leave(struct _ftmb_obj *o)
      * R1 in program order, so the record count covering this access is published before the
      * object is released: whoever touches the object next reads a count that covers it. */
     atomic_store_explicit(&o->word, w + 1, memory_order_release);
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY)
+        replay_op_done(_ftmb_me());
 }
 
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
@@ -355,10 +411,12 @@ static inline void pal_locked(ftmb_obj_t obj, ftmb_site_t site, unsigned kind, i
 
 void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
 {
-    if (_ftmb_mode_now == FTMB_MODE_RECORD)
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    struct _ftmb_thread *t = _ftmb_me();
+    if (!_ftmb_replaying(t))
         pal_locked(obj, site, _FTMB_REC_HELD, 0);
-    else if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
-        struct _ftmb_thread *t = _ftmb_me();
+    else {
         struct _ftmb_obj *o = obj_of(obj, site);
         uint64_t s = replay_take(t, _FTMB_REC_HELD, obj, site)->value;
         /* The caller already holds the lock, so its turn has come unless the log is inconsistent.
@@ -368,6 +426,7 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
                         "log says %llu",
                         t->index, obj, site, (unsigned long long)atomic_load(&o->word), (unsigned long long)s);
         atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
+        replay_op_done(t);
     }
 }
 
@@ -384,8 +443,8 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return acquire(lock);
-    if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
-        struct _ftmb_thread *t = _ftmb_me();
+    struct _ftmb_thread *t = _ftmb_me();
+    if (_ftmb_replaying(t)) {
         struct _ftmb_obj *o = obj_of(obj, site);
         const struct _ftmb_record *r = replay_take(t, _FTMB_REC_LOCK, obj, site);
         if (_ftmb_rec_kind(r->head) == _FTMB_REC_TRYLOCK_FAIL) {
@@ -393,6 +452,7 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
                 _ftmb_fatal("replay diverged: thread %u record %llu is a failed try-lock on object %u but site %u "
                             "blocks",
                             t->index, (unsigned long long)(t->rpos - 1), obj, site);
+            replay_op_done(t);
             return (int)r->value;
         }
         replay_wait_word(t, &o->word, r->value, obj);
@@ -404,6 +464,7 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
             else
                 atomic_store_explicit(&o->word, r->value + 1, memory_order_release);
         }
+        replay_op_done(t);
         return rc;
     }
     int rc = acquire(lock);
@@ -711,8 +772,11 @@ static uint64_t nd_value(unsigned source, uint64_t (*real)(void))
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return real();
     struct _ftmb_thread *t = _ftmb_me();
-    if (_ftmb_mode_now == FTMB_MODE_REPLAY)
-        return replay_take(t, _FTMB_REC_ND, source, 0)->value;
+    if (_ftmb_replaying(t)) {
+        uint64_t v = replay_take(t, _FTMB_REC_ND, source, 0)->value;
+        replay_op_done(t);
+        return v;
+    }
     uint64_t v = real();
     emit(t, _ftmb_rec_head(_FTMB_REC_ND, source, 0), v);
     return v;
@@ -827,8 +891,9 @@ long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags)
     for (long off = 0; off < ret; off += 8) {
         size_t n = (size_t)(ret - off) < 8 ? (size_t)(ret - off) : 8;
         uint64_t v = 0;
-        if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+        if (_ftmb_replaying(t)) {
             v = replay_take(t, _FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0)->value;
+            replay_op_done(t);
             memcpy((char *)buf + off, &v, n);
         } else {
             memcpy(&v, (char *)buf + off, n);
@@ -852,6 +917,7 @@ uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq)
     if (!r || _ftmb_rec_kind(r->head) != _FTMB_REC_RX || _ftmb_rec_obj(r->head) != queue)
         return 0;
     t->rpos++;
+    replay_op_done(t);
     *first_seq = r->value;
     return _ftmb_rec_site(r->head);
 }
@@ -909,6 +975,10 @@ static int load_replay_log(const char *path)
             return -1;
         }
         _ftmb_rt.replay_len[t] = h.count[t];
+        _ftmb_rt.replay_records += h.count[t];
+        if (h.count[t])
+            /* Relaxed: written before any thread exists (ftmb_init). */
+            atomic_fetch_add_explicit(&_ftmb_rt.replay_left, 1, memory_order_relaxed);
     }
     fclose(f);
     return 0;
@@ -992,6 +1062,10 @@ int ftmb_init(void)
         }
         if (load_replay_log(log) != 0)
             return -1;
+        long handover = env_long("FTMB_REPLAY_HANDOVER", 0, 0, 1);
+        if (handover < 0)
+            return -1;
+        _ftmb_rt.handover = (int)handover;
     }
     if (session && *session && attach_session(session, (int)attach_ms, mode) != 0)
         return -1;

@@ -86,7 +86,8 @@ static void usage(FILE *f)
           "  --linktype N        pcap link type of --out (default 1, Ethernet)\n"
           "  --stats             print released/held counts and release latency (p50/p99) on stderr\n"
           "  --until-signal      keep running after the master finishes or dies (a replaying master\n"
-          "                      may attach next; --log is written each time a master finishes); stop\n"
+          "                      may attach next; --log is written each time a master finishes or dies,\n"
+          "                      after every record it published is stored: a failover backup replays it); stop\n"
           "                      on SIGINT/SIGTERM with exit 0\n"
           "exit: 0 all released, 1 bad arguments, 2 packets held forever, 3 master died, 4 signal\n",
           f);
@@ -184,7 +185,9 @@ int main(int argc, char **argv)
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
             if (pid != reported_pid && !_ftmb_pid_alive(pid)) {
-                _ftmb_ol_poll(ol);
+                /* Everything the master published is in its rings: store all of it, so the log
+                 * is a prefix of every thread's stream closed under the order on each object. */
+                _ftmb_ol_master_died(ol);
                 fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
                         session);
                 reported_pid = pid;
@@ -192,6 +195,9 @@ int main(int argc, char **argv)
                     rc = 3;
                     break;
                 }
+                /* A backup replays this log (FTMB_REPLAY_LOG) and takes over the session. */
+                if (log_path && write_log(ol, log_path) != 0)
+                    rc = 1;
             }
         }
         if (work) {

@@ -1,0 +1,150 @@
+"""The verification oracle of a failover run: did the released output survive the master's death?
+
+Each check is a list of `Violation`s (empty = holds):
+
+1. `oracle.replay` (one worker only, for now) — the released stream equals, byte for byte, what an
+   uninterrupted run of the same program on the same input releases (with one worker the output
+   is a function of the input). The oracle the issue asks for, a re-execution that follows the
+   combined logs, needs the session's own input entries (the input logger numbers ticks as it
+   serves them, so a fresh input logger serves different entries): not built yet.
+2. `oracle.exactly-once` — every tagged packet the uninterrupted run forwards is released exactly
+   once: none lost, none duplicated, none extra. (This assumes the forwarding decision of each
+   packet does not depend on the interleaving of cores: true for the examples with their default
+   options; not for the firewall at its connection limit with several workers.)
+3. the example's own invariants (`invariants.check_*`) on the released output, split per queue.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import invariants as inv
+from . import pcap
+from . import run as runlib
+
+CHECKERS: dict[str, Callable] = {
+    "nat": lambda i, o, args: inv.check_nat(i, o, burst=None),
+    "firewall": lambda i, o, args: inv.check_firewall(i, o, max_conns=_opt(args, "--max-conns", 5), burst=None),
+    "lb": lambda i, o, args: inv.check_lb(i, o),
+    "ids": lambda i, o, args: inv.check_ids(i, o),
+}
+
+
+def _opt(args: Sequence[str], name: str, default: int) -> int:
+    args = list(args)
+    return int(args[args.index(name) + 1]) if name in args else default
+
+
+@dataclass
+class Verdict:
+    replay: list[inv.Violation] = field(default_factory=list)
+    exactly_once: list[inv.Violation] = field(default_factory=list)
+    invariants: list[inv.Violation] = field(default_factory=list)
+    replay_failure: str | None = None
+    released: int = 0
+
+    @property
+    def violations(self) -> list[inv.Violation]:
+        return self.replay + self.exactly_once + self.invariants
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and self.replay_failure is None
+
+
+def _tag(frame: bytes) -> int | None:
+    report = inv.parse_ids_report(frame)
+    try:
+        return pcap.packet_tag(report.snap if report else frame)
+    except Exception:  # noqa: BLE001 (a frame the parser cannot read has no tag)
+        return None
+
+
+def split_input(trace: Path, queues: int, workdir: Path) -> tuple[list[Path], dict[int, int]]:
+    """The input as the input logger splits it: per-queue pcaps, and each tag's queue."""
+    buckets: list[list[pcap.Packet]] = [[] for _ in range(queues)]
+    queue_of: dict[int, int] = {}
+    for p in pcap.read_pcap(trace):
+        q = runlib.logger_queue(p.data, queues)
+        buckets[q].append(p)
+        t = pcap.packet_tag(p.data)
+        if t is not None:
+            queue_of[t] = q
+    paths = [workdir / f"in{q}.pcap" for q in range(queues)]
+    for path, b in zip(paths, buckets):
+        pcap.write_pcap(path, b)
+    return paths, queue_of
+
+
+def per_queue(frames: Sequence[pcap.Packet], queue_of: dict[int, int], queues: int) -> list[list[pcap.Packet]]:
+    out: list[list[pcap.Packet]] = [[] for _ in range(queues)]
+    for p in frames:
+        out[queue_of.get(_tag(p.data), 0)].append(p)
+    return out
+
+
+def compare(released: Path, reference: Path, queue_of: dict[int, int], queues: int) -> list[inv.Violation]:
+    """Oracle 1: per queue, the released frames equal the reference frames, byte for byte."""
+    got = per_queue(pcap.read_pcap(released), queue_of, queues)
+    want = per_queue(pcap.read_pcap(reference), queue_of, queues)
+    out = []
+    for q in range(queues):
+        g, w = [p.data for p in got[q]], [p.data for p in want[q]]
+        if g != w:
+            k = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), min(len(g), len(w)))
+            out.append(inv.Violation("oracle.replay", f"released {len(g)} packets, the execution that follows the "
+                                     f"logs sends {len(w)}; first difference at packet {k}", queue=q, index=k))
+    return out
+
+
+def exactly_once(released: Path, reference: Path) -> list[inv.Violation]:
+    """Oracle 2: each forwarded tagged packet released once; nothing missing, nothing extra."""
+    def tags(path):
+        return Counter(t for p in pcap.read_pcap(path) if not inv.parse_ids_report(p.data)
+                       for t in [pcap.packet_tag(p.data)] if t is not None)
+    got, want = tags(released), tags(reference)
+    out = []
+    dup = [t for t, n in got.items() if n > want.get(t, 0)]
+    lost = [t for t, n in want.items() if got.get(t, 0) < n]
+    if dup:
+        out.append(inv.Violation("oracle.exactly-once", f"{len(dup)} packets released more often than forwarded "
+                                 f"(or never forwarded), e.g. tag {dup[0]:#x}"))
+    if lost:
+        out.append(inv.Violation("oracle.exactly-once", f"{len(lost)} forwarded packets never released, "
+                                 f"e.g. tag {lost[0]:#x}"))
+    return out
+
+
+def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
+           queues: int, example: str | None = None, example_args: Sequence[str] = (),
+           timeout_s: float = 120.0, workdir: str | Path | None = None) -> Verdict:
+    """Run the three checks on a failover run's released output (see the module doc)."""
+    trace, released = Path(trace), Path(released)
+    v = Verdict(released=sum(1 for _ in pcap.iter_pcap(released)))
+    with tempfile.TemporaryDirectory(prefix="ftmb-verify-", dir=workdir) as d:
+        d = Path(d)
+        ins, queue_of = split_input(trace, queues, d)
+        reference = d / "replay.pcap"
+        res = runlib.run(nf_argv, trace, reference, mode="record", queues=queues, timeout_s=timeout_s)
+        if not res.ok:
+            v.replay_failure = f"the uninterrupted reference run failed: {res.failure}"
+            v.replay.append(inv.Violation("oracle.replay", v.replay_failure))
+        else:
+            if queues == 1:
+                v.replay = compare(released, reference, queue_of, queues)
+            v.exactly_once = exactly_once(released, reference)
+        if example in CHECKERS:
+            outs = per_queue(pcap.read_pcap(released), queue_of, queues)
+            paths = []
+            for q, frames in enumerate(outs):
+                paths.append(d / f"released{q}.pcap")
+                pcap.write_pcap(paths[-1], frames)
+            v.invariants = CHECKERS[example](ins, paths, list(example_args))
+    return v
+
+
+__all__ = ["CHECKERS", "Verdict", "verify", "compare", "exactly_once", "split_input"]
