@@ -68,8 +68,25 @@ def run_command(
     attach_timeout: Annotated[float, typer.Option(help="Seconds the loggers and then the program get to "
                                                   "join the session.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
+    kill_master_at: Annotated[Optional[str], typer.Option(
+        help="Failover: SIGKILL the master this many seconds after it started (or 'random': uniform in "
+             "[0.3, 1.0) s with --seed), then a backup replays the log and takes over.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed).")] = None,
+    failover: Annotated[bool, typer.Option(help="Keep a backup ready: if the master dies, it takes over "
+                                           "(implied by --kill-master-at).")] = False,
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
+    kill_at = None
+    if kill_master_at == "random":
+        import random
+        seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
+        kill_at = random.Random(seed).uniform(0.3, 1.0)
+        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", flush=True)
+    elif kill_master_at is not None:
+        try:
+            kill_at = float(kill_master_at)
+        except ValueError:
+            raise typer.BadParameter(f"{kill_master_at}: seconds or 'random'", param_hint="--kill-master-at")
     sig = signal.SIGINT if stop_signal is StopSignal.INT else signal.SIGTERM
     # SIGTERM and SIGHUP end the command like Ctrl-C: through run()'s cleanup, which stops and
     # reaps every process it started (Python's default would exit without it).
@@ -77,7 +94,8 @@ def run_command(
     try:
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
-                            log_file=log, attach_timeout_s=attach_timeout)
+                            log_file=log, attach_timeout_s=attach_timeout, kill_master_at=kill_at,
+                            failover=failover)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -116,6 +134,14 @@ def render(result: runlib.RunResult, console: Console) -> None:
         ("corrupt records / duplicate outputs", f"{result.corrupt} / {result.duplicates}"),
         ("input drained", "yes" if result.drained else "no"),
     ]
+    fo = result.failover
+    if fo is not None:
+        rows += [
+            ("master failure", f"{'SIGKILL by the run' if fo.injected else 'died'} at {fo.killed_at_s:.3f} s"),
+            ("log stored and written", "-" if fo.log_ready_ms is None else f"{fo.log_ready_ms:.1f} ms after"),
+            ("backup live (recovery time)", "not recovered" if fo.live_ms is None
+             else f"{fo.live_ms:.1f} ms after the failure ({fo.replayed_records} records replayed)"),
+        ]
     for k, v in rows:
         counts.add_row(k, v)
     console.print(counts)
