@@ -1,0 +1,47 @@
+"""`ftmb-instrument verify`: the oracle of a failover run's released output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .. import verify as verifylib
+from ..errors import FtmbError
+from . import app
+
+HELP = """Check the packets a failover run released (OUT of `run --kill-master-at`) against an
+uninterrupted run of the same instrumented program on the same input (run here, in record mode):
+every packet the program forwards is released exactly once (no loss, no duplicate); with one
+queue the released stream is byte for byte the uninterrupted one; and with --example the
+example's invariants hold on the released output (nat, firewall, lb, ids). Give the program and
+its arguments after `--`, as for `run`.
+
+Exit codes: 0 no violation; 1 violations (listed) or a failed reference run; 2 usage error.
+"""
+
+
+@app.command("verify", help=HELP, context_settings={"allow_extra_args": True})
+def verify_command(
+    ctx: typer.Context,
+    input_pcap: Annotated[Path, typer.Option("--in", "-i", help="The run's input (pcap).", show_default=False)],
+    released: Annotated[Path, typer.Option("--released", "-r", help="The run's released output (pcap).",
+                                           show_default=False)],
+    queues: Annotated[int, typer.Option(help="Session input queues of the run.")] = 1,
+    example: Annotated[Optional[str], typer.Option(help="Check this example's invariants: nat, firewall, "
+                                                   "lb or ids.")] = None,
+) -> None:
+    nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
+    if example is not None and example not in verifylib.CHECKERS:
+        raise typer.BadParameter(f"{example}: expected one of {', '.join(verifylib.CHECKERS)}",
+                                 param_hint="--example")
+    argv_opts = nf_argv[nf_argv.index("--") + 1:] if "--" in nf_argv else []
+    v = verifylib.verify(nf_argv, input_pcap, released, queues=queues, example=example, example_args=argv_opts)
+    console = Console(highlight=False)
+    console.print(f"released {v.released} packets; violations: {len(v.violations)}")
+    for x in v.violations[:50]:
+        console.print(f"  {x}", markup=False)
+    if not v.ok:
+        raise FtmbError(v.replay_failure or f"{len(v.violations)} violations")
