@@ -751,13 +751,22 @@ class Planner:
 
     # -- locks and library calls --
     def lock_and_library_calls(self, variables, lock_vars) -> None:
-        lock_obj_at: dict[tuple[str, int], int] = {}
+        """Lock calls get the id of the lock variable they name. A lock the analysis cannot pin to
+        one variable (reached through a pointer, one of several) shares one id with every lock of
+        its type: two ids for one lock would leave its critical sections unordered in replay."""
+        candidates: dict[tuple[str, int], set[int]] = {}
         for v in variables:
             if v.id in lock_vars:
                 for a in v.accesses:
                     f, _, off = self.resolve(a.loc)
                     if f is not None:
-                        lock_obj_at[(f.path, off)] = self.obj_of_var[v.id]
+                        candidates.setdefault((f.path, off), set()).add(self.obj_of_var[v.id])
+        lock_obj_at = {k: next(iter(objs)) for k, objs in candidates.items() if len(objs) == 1}
+        self.pooled_lock_types = set()
+        for f in self.files.values():
+            for c in f.sites.calls:
+                if self.sem.role(c.callee, "lock") is not None and (f.path, c.loc) not in lock_obj_at:
+                    self.pooled_lock_types.add(c.pointee_type or c.callee)
         for path in sorted(self.files):
             f = self.files[path]
             for c in sorted(f.sites.calls, key=lambda c: c.start):
@@ -778,9 +787,10 @@ class Planner:
                 self.problem(f, c.loc, f"{name}() is called inside macro {c.macro or '?'}'s expansion; "
                                        f"cannot replace it by its ftmb_ wrapper")
                 return
-            obj = lock_obj_at.get((f.path, c.loc))
+            lock_type = c.pointee_type or name
+            obj = None if lock_type in self.pooled_lock_types else lock_obj_at.get((f.path, c.loc))
             if obj is None:
-                key = " ".join(f.text(*c.args[0]).split()) if c.args else name
+                key = f"every {lock_type} lock"
                 obj = self.obj_of_lock_text.get(key)
                 if obj is None:
                     obj = self.obj_of_lock_text[key] = self.new_obj("", key, self.where(f, c.loc), "lock")
