@@ -124,6 +124,7 @@ class Failover:
     injected: bool                   # the run sent the SIGKILL (else the master died by itself)
     backup_pid: int = 0
     log_ready_ms: float | None = None   # the output logger stored every record and wrote the log
+    detected_ms: float | None = None    # the standby saw the master's death
     live_ms: float | None = None        # the backup finished replaying and records live (recovery time)
     replayed_records: int = 0
 
@@ -132,6 +133,7 @@ class Failover:
         return self.live_ms is not None
 
 
+_TAKEOVER = re.compile(r"ftmb: standby: the master \(pid \d+\) died; taking over at (\d+) ns")
 _LIVE = re.compile(r"ftmb: failover: replayed (\d+) records; live \(recording\) from thread \d+ at (\d+) ns")
 
 
@@ -330,7 +332,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
         workdir: str | Path | None = None, kill_master_at: float | None = None,
         failover: bool = False, replay_log: str | Path | None = None,
-        release_rule: bool = True) -> RunResult:
+        release_rule: bool = True, warm_standby: bool = True) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
@@ -343,7 +345,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     (`setarch -R`), the run SIGKILLs it `kill_master_at` seconds after it started (if given) and,
     once the output logger has stored every record the master published and written its log,
     starts a backup: the same command line with FTMB_MODE=replay, FTMB_REPLAY_LOG and
-    FTMB_REPLAY_HANDOVER=1. It replays the log, goes live, and runs to the end of the input; the
+    FTMB_REPLAY_HANDOVER=1 (`warm_standby=False`), or, by default, wakes the backup it started
+    next to the master with FTMB_MODE=standby, which has run the same initialization and waits at
+    its first spawn wrapper for the master's death and the log. It replays the log, goes live, and runs to the end of the input; the
     output logger drops the outputs it regenerates that were already released. `result.failover`
     says when each step happened. `mode="replay"` with `replay_log` re-executes a log (the oracle).
     `release_rule=False` is the mutation check only: the output logger releases every packet at
@@ -468,8 +472,14 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         backup: _Child | None = None
         kill_wall_ns = 0
 
+        standby: _Child | None = None
+        if failover and warm_standby:
+            # the backup runs the same initialization now and waits at its first spawn wrapper
+            standby = spawn("backup", nf_cmd, dict(nf_env, FTMB_MODE="standby", FTMB_REPLAY_LOG=str(log_file)),
+                            capture_stdout=True)
+
         def take_over(injected: bool) -> _Child | None:
-            """The master is dead: wait for the output logger's log, start the backup."""
+            """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
             nonlocal kill_wall_ns
             result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected)
             t0 = time.monotonic()
@@ -482,6 +492,13 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     return None
                 time.sleep(0.0005)
             result.failover.log_ready_ms = (time.monotonic() - t0) * 1e3
+            if standby is not None:
+                if not standby.alive():
+                    fail(standby, f"the standby backup was gone when the master died ({_status(standby)}): "
+                                  f"{_first_line(standby.err_path)}")
+                    return None
+                result.failover.backup_pid = standby.proc.pid
+                return standby
             b_env = dict(nf_env, FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log_file), FTMB_REPLAY_HANDOVER="1")
             b = spawn("backup", nf_cmd, b_env, capture_stdout=True)
             result.failover.backup_pid = b.proc.pid
@@ -499,6 +516,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                         nf.signal(signal.SIGKILL)
                         nf.proc.wait()
                     elif nf.proc.returncode == 0 or in_region.drained():
+                        if standby is not None:  # it sees the master finish and exits
+                            try:
+                                standby.proc.wait(timeout=grace_s)
+                            except subprocess.TimeoutExpired:
+                                standby.stop(signal.SIGTERM, grace_s)
                         break   # it finished by itself before the failure was due
                     else:
                         kill_wall_ns = time.time_ns()
@@ -551,10 +573,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if failover and result.failure is None:
             # the loggers stay for another master (--until-signal): once the output logger has
             # handled the last master's exit (it rewrites the log then), stop them; both exit 0
-            before = Path(log_file).stat().st_mtime_ns if Path(log_file).exists() else 0
             wait_until = time.monotonic() + grace_s
             while time.monotonic() < wait_until and ol.alive():
-                if Path(log_file).exists() and Path(log_file).stat().st_mtime_ns != before:
+                if f"(pid {nf.proc.pid}) finished; every output handled" in _tail(ol.err_path, 50):
                     break
                 time.sleep(0.005)
             for c in loggers:
@@ -585,6 +606,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if result.failover is not None:
             b = next((c for c in children if c.status.name == "backup"), None)
             m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
+            t = _TAKEOVER.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
+            if t:
+                result.failover.detected_ms = (int(t.group(1)) - kill_wall_ns) / 1e6
             if m:
                 result.failover.replayed_records = int(m.group(1))
                 result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
@@ -630,7 +654,7 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                  result.duplicates) = (int(x) for x in m.groups()[:5])
                 if result.released:
                     result.hold_p50_us, result.hold_p99_us = float(m.group(6)), float(m.group(7))
-        elif c.status.name not in ("input-logger",):
+        elif c.status.name not in ("input-logger",) and (c.status.name != "backup" or result.failover):
             try:
                 result.nf_stdout = (tmp / f"{c.status.name}.out").read_text(errors="replace")
                 result.nf_stderr = c.err_path.read_text(errors="replace")

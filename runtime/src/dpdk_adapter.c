@@ -150,6 +150,8 @@ static int launch_trampoline(void *p)
 
 int ftmb_rte_eal_remote_launch(int (*f)(void *), void *arg, unsigned worker_id)
 {
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     _ftmb_me(); /* the launcher holds its index before its workers do */
     struct launch_ctx *c = malloc(sizeof *c);
     if (!c)

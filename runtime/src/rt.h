@@ -60,6 +60,12 @@ struct _ftmb_runtime {
      * replay_left counts threads whose log still has records; each decrements it (release) after
      * its last record; the handover (mode := record) happens once it reads 0 (acquire). */
     int handover;
+    /* Warm standby (FTMB_MODE=standby): the backup runs the program's initialization in record
+     * mode, its records going to a private ring, and waits at the first spawn wrapper for the
+     * master's death; then it takes the session over (see _ftmb_standby_takeover). */
+    int standby;
+    struct _ftmb_in_region *watch_in; /* the input region, only read, to see the master die */
+    size_t watch_in_size;
     _Atomic uint32_t replay_left;
     _Atomic int handed_over;
     uint64_t replay_records;
@@ -90,6 +96,9 @@ int _ftmb_locked_acquire(int (*acquire)(volatile void *), int (*blocking)(volati
 /* Replay: 1 while thread t follows its log; with failover, once its log has ended it waits for
  * the handover (every thread's log ended) and gets 0: record from then on. */
 int _ftmb_replaying(struct _ftmb_thread *t);
+
+/* Warm standby: wait for the master's death and the output logger's log, then replay it. */
+void _ftmb_standby_takeover(void);
 
 /* Arena (arena.c). */
 int _ftmb_arena_init(void);

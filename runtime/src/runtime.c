@@ -134,6 +134,8 @@ static void *spawn_trampoline(void *p)
 
 int ftmb_pthread_create(void *thread, const void *attr, void *(*start_routine)(void *), void *arg)
 {
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     _ftmb_me(); /* the spawner holds an index before its children do */
     struct spawn_ctx *c = malloc(sizeof *c);
     if (!c)
@@ -183,6 +185,9 @@ __attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftm
         void *slot = _ftmb_ring_reserve(&t->rec);
         if (slot)
             return slot;
+        if (_ftmb_rt.standby)
+            _ftmb_fatal("standby: more than %llu records before the workers launched",
+                        (unsigned long long)(t->rec.mask + 1));
         if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed)) {
             /* No consumer any more: recycle the ring so the master keeps running. */
             t->rec.cache = t->rec.local;
@@ -1025,17 +1030,125 @@ static int attach_session(const char *session, int timeout_ms, int mode)
     return 0;
 }
 
+/* ---- warm standby ---------------------------------------------------------------------------- */
+
+#define STANDBY_RECORDS 65536u
+static struct {
+    struct _ftmb_ring_ctl ctl;
+    struct _ftmb_record rec[STANDBY_RECORDS];
+} *standby_ring;
+
+/* Records of the initialization go to a private ring: the log has them too (thread 0's prefix). */
+static int standby_init(const char *session, int attach_ms)
+{
+    if (!session || !*session) {
+        fprintf(stderr, "ftmb: FTMB_MODE=standby needs FTMB_SESSION and FTMB_REPLAY_LOG\n");
+        return -1;
+    }
+    const char *log = getenv("FTMB_REPLAY_LOG");
+    if (!log || !*log) {
+        fprintf(stderr, "ftmb: FTMB_MODE=standby needs FTMB_REPLAY_LOG: where the output logger writes its log "
+                        "when the master dies\n");
+        return -1;
+    }
+    if (!_ftmb_valid_session_name(session)) {
+        fprintf(stderr, "ftmb: FTMB_SESSION=%s: a session name is 1 to 64 of [A-Za-z0-9._-]\n", session);
+        return -1;
+    }
+    snprintf(_ftmb_rt.session, sizeof _ftmb_rt.session, "%s", session);
+    _ftmb_rt.watch_in = _ftmb_region_attach(session, "in", _FTMB_IN_MAGIC, attach_ms, &_ftmb_rt.watch_in_size);
+    if (!_ftmb_rt.watch_in) {
+        fprintf(stderr, "ftmb: standby: no input logger for session %s within %d ms\n", session, attach_ms);
+        return -1;
+    }
+    _ftmb_rt.tsc_hz = _ftmb_rt.watch_in->tsc_hz; /* the master's rate: initialization may keep it */
+    standby_ring = aligned_alloc(_FTMB_CACHE_LINE, sizeof *standby_ring);
+    if (!standby_ring)
+        return -1;
+    memset(standby_ring, 0, sizeof *standby_ring);
+    standby_ring->ctl.capacity = STANDBY_RECORDS;
+    standby_ring->ctl.slot_size = sizeof(struct _ftmb_record);
+    standby_ring->ctl.buf_offset = offsetof(__typeof__(*standby_ring), rec);
+    _ftmb_rt.standby = 1;
+    return 0;
+}
+
+static int attach_session(const char *session, int timeout_ms, int mode);
+static int load_replay_log(const char *path);
+
+void _ftmb_standby_takeover(void)
+{
+    if (!_ftmb_rt.standby)
+        return;
+    struct _ftmb_in_region *in = _ftmb_rt.watch_in;
+    int32_t pid = 0;
+    struct timespec nap = {0, 100000};
+    for (;;) { /* the master dies (attached, pid gone) or finishes (done: nothing to take over) */
+        /* Acquire pairs with the master's release of master_state; pid is published with it. */
+        uint32_t state = atomic_load_explicit(&in->hdr.master_state, memory_order_acquire);
+        pid = atomic_load_explicit(&in->hdr.master_pid, memory_order_relaxed);
+        if (state == _FTMB_MASTER_DONE) {
+            fprintf(stderr, "ftmb: standby: the master (pid %d) finished; nothing to take over\n", (int)pid);
+            exit(0);
+        }
+        if (state == _FTMB_MASTER_ATTACHED && pid > 0 && pid != getpid() && !_ftmb_pid_alive(pid))
+            break;
+        nanosleep(&nap, NULL);
+    }
+    uint64_t died = _ftmb_now_ns(CLOCK_REALTIME);
+    const char *log = getenv("FTMB_REPLAY_LOG");
+    struct timespec short_nap = {0, 20000};
+    while (access(log, R_OK) != 0) /* the output logger writes it once it stored every record */
+        nanosleep(&short_nap, NULL);
+    if (load_replay_log(log) != 0)
+        _ftmb_fatal("standby: cannot take over");
+    _ftmb_rt.handover = 1;
+    /* The initialization's records must be thread 0's first records in the log. */
+    struct _ftmb_thread *t = _ftmb_me();
+    uint64_t n = t->rec.local;
+    if (t->index != 0 || n > _ftmb_rt.replay_len[0])
+        _ftmb_fatal("standby: thread %u made %llu records before the workers launched; the master's log has %llu",
+                    t->index, (unsigned long long)n, (unsigned long long)_ftmb_rt.replay_len[0]);
+    for (uint64_t i = 0; i < n; i++) {
+        const struct _ftmb_record *a = &standby_ring->rec[i], *b = &_ftmb_rt.replay_log[0][i];
+        if (a->head != b->head || a->value != b->value)
+            _ftmb_fatal("standby diverged during initialization: record %llu is %s (object %u, value %llu) here but "
+                        "%s (object %u, value %llu) in the master's log; nondeterminism before the workers launch "
+                        "needs a cold backup",
+                        (unsigned long long)i, kind_name(_ftmb_rec_kind(a->head)), _ftmb_rec_obj(a->head),
+                        (unsigned long long)a->value, kind_name(_ftmb_rec_kind(b->head)), _ftmb_rec_obj(b->head),
+                        (unsigned long long)b->value);
+    }
+    long attach_ms = env_long("FTMB_ATTACH_TIMEOUT_MS", 5000, 0, 3600000);
+    char session[sizeof _ftmb_rt.session];
+    memcpy(session, _ftmb_rt.session, sizeof session); /* attach_session writes _ftmb_rt.session */
+    if (attach_session(session, (int)attach_ms, FTMB_MODE_REPLAY) != 0)
+        _ftmb_fatal("standby: cannot attach to session %s", session);
+    uint32_t claimed = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
+    publish_nthreads(_ftmb_rt.out, claimed);
+    t->has_rings = 0;
+    _ftmb_adopt_thread_index(t->index); /* its rings in the session; its log */
+    t->rpos = n;
+    _ftmb_rt.standby = 0;
+    __atomic_store_n(&_ftmb_mode_now, FTMB_MODE_REPLAY, __ATOMIC_RELEASE);
+    replay_op_done(t); /* counts thread 0 out if the initialization was its whole log */
+    fprintf(stderr, "ftmb: standby: the master (pid %d) died; taking over at %llu ns with %llu records to replay\n",
+            (int)pid, (unsigned long long)died, (unsigned long long)_ftmb_rt.replay_records);
+}
+
 int ftmb_init(void)
 {
     if (_ftmb_rt.initialized)
         return 0;
     const char *m = getenv("FTMB_MODE");
-    int mode = FTMB_MODE_PASSTHROUGH;
-    if (m && *m) {
+    int mode = FTMB_MODE_PASSTHROUGH, standby = m && strcmp(m, "standby") == 0;
+    if (standby)
+        mode = FTMB_MODE_RECORD; /* into a private ring until the takeover */
+    else if (m && *m) {
         for (mode = 0; mode < 3 && strcmp(m, mode_names[mode]) != 0; mode++)
             ;
         if (mode == 3) {
-            fprintf(stderr, "ftmb: FTMB_MODE=%s: expected passthrough, record or replay\n", m);
+            fprintf(stderr, "ftmb: FTMB_MODE=%s: expected passthrough, record, replay or standby\n", m);
             return -1;
         }
     }
@@ -1050,7 +1163,11 @@ int ftmb_init(void)
         return -1;
     _ftmb_rt.objs = _ftmb_arena_runtime_part();
     const char *session = getenv("FTMB_SESSION");
-    if (mode == FTMB_MODE_RECORD && !(session && *session)) {
+    if (standby) {
+        if (standby_init(session, (int)attach_ms) != 0)
+            return -1;
+        session = NULL; /* attached at the takeover */
+    } else if (mode == FTMB_MODE_RECORD && !(session && *session)) {
         fprintf(stderr, "ftmb: FTMB_MODE=record needs FTMB_SESSION naming a running output logger's session\n");
         return -1;
     }
@@ -1085,6 +1202,8 @@ int ftmb_init(void)
         _ftmb_self_slow();
     else
         _ftmb_adopt_thread_index(_ftmb_self->index); /* attach rings made before the session */
+    if (standby)
+        _ftmb_ring_attach(&_ftmb_self->rec, standby_ring, &standby_ring->ctl, 1);
     atexit(ftmb_exit);
     return 0;
 }

@@ -176,11 +176,13 @@ int main(int argc, char **argv)
                 done_handled = 1;
                 if (log_path && write_log(ol, log_path) != 0)
                     rc = 1;
+                fprintf(stderr, "%s: the master (pid %d) finished; every output handled\n", me,
+                        (int)atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed));
             }
         }
         if (state == _FTMB_MASTER_ATTACHED)
             done_handled = 0;
-        if (state == _FTMB_MASTER_ATTACHED && now - last_master_check > 10000000ull) {
+        if (state == _FTMB_MASTER_ATTACHED && now - last_master_check > 1000000ull) { /* 1 ms: a failover backup waits for the log */
             last_master_check = now;
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
