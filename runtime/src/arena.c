@@ -95,6 +95,21 @@ int _ftmb_arena_init(void)
 
 void *_ftmb_arena_runtime_part(void) { return arena_base; }
 
+unsigned _ftmb_arena_used(struct _ftmb_span *out, unsigned max)
+{
+    if (!arena_base || max == 0)
+        return 0;
+    unsigned n = 0;
+    out[n++] = (struct _ftmb_span){(uint64_t)(uintptr_t)arena_base, RUNTIME_PART};
+    uint64_t per = ((arena_size - RUNTIME_PART) / FTMB_MAX_THREADS) & ~4095ull;
+    for (int t = 0; t < FTMB_MAX_THREADS && n < max; t++) {
+        uint8_t *start = arena_base + RUNTIME_PART + (uint64_t)t * per;
+        if (heaps[t].bump > start)
+            out[n++] = (struct _ftmb_span){(uint64_t)(uintptr_t)start, (uint64_t)(heaps[t].bump - start)};
+    }
+    return n;
+}
+
 int ftmb_state_contains(const void *p)
 {
     return arena_base && (const uint8_t *)p >= arena_base && (const uint8_t *)p < arena_base + arena_size;

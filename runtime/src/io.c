@@ -67,6 +67,13 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     if (!_ftmb_rt.in)
         return -1;
     struct _ftmb_thread *t = _ftmb_me();
+    /* A packet boundary: a checkpoint parks the thread here. Relaxed: a hint, re-read with
+     * acquire in the park; a thread that sees it one poll late parks one poll late. */
+    if (__builtin_expect(atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed) != t->ckpt_seen, 0) &&
+        t->ckpt_receiver)
+        _ftmb_ckpt_park(t);
+    if (__builtin_expect(!t->ckpt_receiver, 0) && _ftmb_mode_now == FTMB_MODE_RECORD)
+        _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
     q->pending = 0;
     if (q->eof || atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))

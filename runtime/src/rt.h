@@ -27,6 +27,8 @@ struct _ftmb_thread {
     const struct _ftmb_record *rlog; /* replay: this thread's recorded stream */
     uint64_t rlen, rpos;
     int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
+    int ckpt_receiver;               /* checkpoints quiesce this thread (it receives input) */
+    uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
@@ -100,7 +102,28 @@ int _ftmb_replaying(struct _ftmb_thread *t);
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);
 
+/* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread sees it at its
+ * next receive, counts itself into parked and waits for resume >= req. */
+struct _ftmb_ckpt_state {
+    alignas(_FTMB_CACHE_LINE) _Atomic uint64_t req;
+    alignas(_FTMB_CACHE_LINE) _Atomic uint64_t resume;
+    _Atomic uint32_t parked;
+    _Atomic uint32_t receivers;
+};
+extern struct _ftmb_ckpt_state _ftmb_ckpt;
+void _ftmb_ckpt_park(struct _ftmb_thread *t);
+void _ftmb_ckpt_register(struct _ftmb_thread *t);
+int _ftmb_ckpt_start(void);
+void _ftmb_ckpt_stop(void);
+
+/* A range of memory a snapshot holds. */
+struct _ftmb_span {
+    uint64_t addr, len;
+};
+
 /* Arena (arena.c). */
+/* The arena's used parts (object words, then each thread heap up to its bump); returns how many. */
+unsigned _ftmb_arena_used(struct _ftmb_span *out, unsigned max);
 int _ftmb_arena_init(void);
 void *_ftmb_arena_runtime_part(void);
 

@@ -1205,6 +1205,8 @@ int ftmb_init(void)
     if (standby)
         _ftmb_ring_attach(&_ftmb_self->rec, standby_ring, &standby_ring->ctl, 1);
     atexit(ftmb_exit);
+    if (!standby && _ftmb_ckpt_start() != 0)
+        return -1;
     return 0;
 }
 
@@ -1212,6 +1214,7 @@ void ftmb_exit(void)
 {
     if (!_ftmb_rt.initialized || atomic_exchange(&_ftmb_rt.exited, 1))
         return;
+    _ftmb_ckpt_stop();
     struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
                                       _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
     for (int i = 0; i < 2; i++)
