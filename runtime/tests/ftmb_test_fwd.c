@@ -28,6 +28,8 @@ static struct {
 } last_seen;
 static unsigned long long digest[FTMB_MAX_THREADS];
 static int stamp_queue;
+static unsigned char *state; /* FTMB_TEST_FWD_STATE_MIB: per-thread-written state in the arena */
+static size_t state_len;
 
 static unsigned long long mix(unsigned long long h, unsigned long long v)
 {
@@ -52,6 +54,8 @@ static void *worker(void *arg)
             h = mix(h, packets++);
             ftmb_pthread_mutex_unlock(&packets_lock, OBJ_PACKETS, 2);
             h = mix(h, ftmb_atomic_fetch_add_8(&bytes, ftmb_pkt_len(pkts[i]), __ATOMIC_RELAXED, OBJ_BYTES, 3));
+            if (state) /* one page written per packet, the queue's own bytes: copy-on-write after a fork */
+                state[((h >> 7) % (state_len >> 12)) * 4096 + (size_t)queue] ^= 1;
             ftmb_ordered_begin(OBJ_LAST_SEEN, 4);
             h = mix(h, (unsigned long long)last_seen.time << 8 | last_seen.queue);
             last_seen.time = ftmb_time(NULL);
@@ -77,6 +81,17 @@ int main(int argc, char **argv)
     }
     if (ftmb_init() != 0)
         return 1;
+    const char *state_mib = getenv("FTMB_TEST_FWD_STATE_MIB"); /* checkpoint benchmarks: state size */
+    if (state_mib && *state_mib) {
+        state_len = (size_t)strtoull(state_mib, NULL, 10) << 20;
+        state = state_len ? ftmb_state_alloc(state_len) : NULL;
+        if (state_len && !state) {
+            fprintf(stderr, "ftmb-test-fwd: cannot allocate %s MiB of state\n", state_mib);
+            return 1;
+        }
+        if (state)
+            memset(state, 1, state_len);
+    }
     const char *stamp = getenv("FTMB_TEST_FWD_STAMP");
     stamp_queue = stamp && strcmp(stamp, "1") == 0;
     pthread_t th[FTMB_MAX_THREADS];
