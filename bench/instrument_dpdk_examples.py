@@ -12,6 +12,13 @@ An application counts as built instrumented when its plan has no unsuppressed pr
 unit compiles and the program links. One line per application says what happened:
 
     .venv/bin/python bench/instrument_dpdk_examples.py [--jobs 2] [--only NAME ...] [--keep DIR]
+
+Last full run (2026-11-26, Debian 12, DPDK 22.11, 2 jobs, ~13 minutes): 48 applications build
+uninstrumented, 48 build instrumented (45 of them link; bond, ethtool and l2fwd-crypto do not link
+even uninstrumented and are compile-checked only). 45 are instrumented with no site left out;
+ip_pipeline, multi_process/client_server_mp/mp_server and server_node_efd/server build with their
+reported problems left uninstrumented: accesses inside TAILQ_FOREACH headers whose loop body jumps,
+and printf() reading a buffer that get_printable_mac_addr() (which orders it too) returns.
 """
 
 from __future__ import annotations
