@@ -292,7 +292,7 @@ class Planner:
         self.files: dict[str, _File] = {p: _File(p, fs) for p, fs in sites.items() if fs.stmts or fs.calls}
         self.objects: list[PlanObject] = []
         self.obj_of_var: dict[str, int] = {}
-        self.obj_of_lock_text: dict[str, int] = {}
+        self.pooled_lock_objs: dict[str, int] = {}
         self.sites: list[PlanSite] = []
         self.skipped: list[Skipped] = []
         self.problems: list[Problem] = []
@@ -791,9 +791,9 @@ class Planner:
             obj = None if lock_type in self.pooled_lock_types else lock_obj_at.get((f.path, c.loc))
             if obj is None:
                 key = f"every {lock_type} lock"
-                obj = self.obj_of_lock_text.get(key)
+                obj = self.pooled_lock_objs.get(key)
                 if obj is None:
-                    obj = self.obj_of_lock_text[key] = self.new_obj("", key, self.where(f, c.loc), "lock")
+                    obj = self.pooled_lock_objs[key] = self.new_obj("", key, self.where(f, c.loc), "lock")
             sid = self.site_id()
             self.handled_calls.add((f.path, c.start))
             self.sites.append(PlanSite(sid, "lock", self.rel(f.path), f.line_of(c.start), c.start, c.rparen + 1,
@@ -813,7 +813,6 @@ class Planner:
                            Edit(c.rparen + 1, c.rparen + 1,
                                 f"; if (_ftmb_r{sid} >= 0 && ftmb_init() != 0) _ftmb_r{sid} = -1; _ftmb_r{sid}; }})",
                                 closing(c.rparen + 1 - c.start))), "call")
-            self.saw_eal_init = True
             return
         if name in FREE_LIKE or name == "realloc":
             if not c.spliceable or c.macro:
