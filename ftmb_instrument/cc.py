@@ -201,6 +201,11 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -
     plan_path = os.environ.get("FTMB_PLAN")
     if plan_path:
         plan = load_plan(plan_path)
+        known = {os.path.realpath(plan.abspath(u)) for u in plan.units}
+        unknown = [p for p in todo if os.path.realpath(p) not in known]
+        if unknown:
+            raise RewriteError(f"{unknown[0]}: not one of the translation units of the plan {plan_path}; "
+                               f"make the plan again (ftmb-instrument instrument -p BUILD --plan {plan_path})")
     else:
         commands = from_files([Path(p) for p in todo], clang_args)
         root = os.environ.get("FTMB_PROJECT_ROOT") or os.path.commonpath(

@@ -14,7 +14,8 @@ made once for the whole program. It holds:
 - `problems`: sites that cannot be instrumented safely, with file:line; any problem that the user
   did not suppress (inline `/* ftmb: ignore(access) reason */`) makes `instrument` fail;
 - `reductions`: optional, not provably safe savings the user asked for by flag;
-- `files`: the SHA-256 of every file the plan edits, so a stale plan is refused.
+- `files`: the SHA-256 of every file the plan edits, so a stale plan is refused;
+- `units`: the translation units it was made from (a unit it does not know is refused by ftmb-cc).
 
 Sound by default: every concurrent access to a shared_rw object is covered by the acquisition
 record of the lock that protects it, by an atomic wrapper, or by an ordered region.
@@ -154,6 +155,7 @@ class Plan:
     problems: tuple[Problem, ...]
     reductions: tuple[str, ...] = ()
     failed_units: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()  # every translation unit the plan was made from
     schema: str = field(default=SCHEMA)
 
     @property
@@ -165,7 +167,8 @@ class Plan:
                 "files": [{"path": p, "sha256": h} for p, h in self.files],
                 "objects": [o.to_json() for o in self.objects], "sites": [s.to_json() for s in self.sites],
                 "skipped": [s.to_json() for s in self.skipped], "problems": [p.to_json() for p in self.problems],
-                "reductions": list(self.reductions), "failed_units": list(self.failed_units)}
+                "reductions": list(self.reductions), "failed_units": list(self.failed_units),
+                "units": list(self.units)}
 
     @staticmethod
     def from_json(d: Any, source: str = "<plan>") -> Plan:
@@ -178,7 +181,7 @@ class Plan:
                         tuple(PlanSite.from_json(s) for s in d["sites"]),
                         tuple(Skipped.from_json(s) for s in d["skipped"]),
                         tuple(Problem.from_json(p) for p in d["problems"]),
-                        tuple(d.get("reductions", ())), tuple(d.get("failed_units", ())))
+                        tuple(d.get("reductions", ())), tuple(d.get("failed_units", ())), tuple(d.get("units", ())))
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise RewriteError(f"{source}: malformed {SCHEMA} plan: missing or wrong field {exc}") from None
 
@@ -382,7 +385,8 @@ class Planner:
         edited = sorted({s.file for s in self.sites})
         hashes = tuple((p, sha256(self.files[os.path.realpath(os.path.join(self.root, p))].data)) for p in edited)
         return Plan(__version__, self.root, hashes, tuple(self.objects), tuple(self.sites), tuple(self.skipped),
-                    tuple(self.problems), tuple(self.reductions), tuple(failed))
+                    tuple(self.problems), tuple(self.reductions), tuple(failed),
+                    tuple(u.file for u in self.report.translation_units))
 
     def is_lock_var(self, v: Variable) -> bool:
         if v.cls != "shared_rw" or not v.accesses:

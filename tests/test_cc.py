@@ -168,3 +168,15 @@ def test_rewritten_project_headers_are_compiled_not_the_originals(src, env):
     disasm = subprocess.run(["objdump", "-d", str(src / "prog")], capture_output=True, text=True).stdout
     assert re.search(r"call\s+[0-9a-f]+ <ftmb_ordered_begin>", disasm)
     assert (inc / "count.h").read_text().startswith("extern long counter;")
+
+
+def test_a_unit_the_plan_does_not_know_is_refused(src, env):
+    db = [{"directory": str(src), "file": "a.c", "arguments": ["gcc", *CFLAGS, "-c", "a.c"]}]
+    (src / "compile_commands.json").write_text(json.dumps(db))
+    made = subprocess.run([str(FTMB), "instrument", "-p", str(src), "--plan", str(src / "plan.json")],
+                          env=env, capture_output=True, text=True, cwd=src)
+    assert made.returncode == 0, made.stderr
+    res = cc([*CFLAGS, "-c", "b.c"], src, {**env, "FTMB_PLAN": str(src / "plan.json")})
+    assert res.returncode == 1
+    assert "b.c: not one of the translation units of the plan" in res.stderr
+    assert not (src / "b.o").exists()
