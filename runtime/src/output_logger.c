@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ftmb_internal.h"
 
@@ -33,7 +34,7 @@ struct _ftmb_ol {
     uint32_t nattached;
     uint64_t corrupt, duplicates;
     /* Mutation check only (FTMB_OL_NO_RELEASE_RULE=1): release every packet at once, store
-     * records late (every 64th poll), and lose the records still in flight when the master
+     * records late (every 50 ms), and lose the records still in flight when the master
      * dies. The verification oracle must then report violations. */
     int no_release_rule;
     uint64_t polls;
@@ -171,7 +172,14 @@ uint64_t _ftmb_ol_poll(struct _ftmb_ol *ol)
 {
     attach_new_threads(ol);
     uint64_t work = 0;
-    if (!ol->no_release_rule || (++ol->polls & 63) == 0)
+    int ship = 1;
+    if (ol->no_release_rule) { /* the mutation: records shipped every 50 ms only */
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        ship = now - ol->polls >= 50000000ull;
+        if (ship)
+            ol->polls = now;
+    }
+    if (ship)
         for (uint32_t t = 0; t < ol->nattached; t++)
             work += _ftmb_ol_drain_records(ol, t, UINT64_MAX);
     for (uint32_t t = 0; t < ol->nattached; t++)

@@ -328,6 +328,13 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
             uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
             if (!start)
                 start = now;
+            else if (now - start > _ftmb_rt.replay_wait_warn_ns && _ftmb_rt.handover)
+                /* a failover backup must not hang: a log that is not closed under the order on an
+                 * object (records lost) can never be replayed */
+                _ftmb_fatal("replay stalled: thread %u waited %llu ms for object %u to reach word %llu (it is at "
+                            "%llu); the log misses a record of another thread on this object",
+                            t->index, (unsigned long long)((now - start) / 1000000), obj, (unsigned long long)want,
+                            (unsigned long long)atomic_load(word));
             else if (now - start > _ftmb_rt.replay_wait_warn_ns) {
                 fprintf(stderr, "ftmb: replay: thread %u has waited %llu ms for object %u to reach word %llu "
                                 "(now %llu)\n",
