@@ -1,0 +1,44 @@
+"""The oracle's comparisons on hand-made outputs: each check must be able to fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftmb_instrument import pcap, traffic, verify
+
+
+def _trace(tmp_path: Path) -> list[pcap.Packet]:
+    path = tmp_path / "trace.pcap"
+    traffic.generate(path, seed=3, flows=20, packets=300, duration_s=0.1)
+    return pcap.read_pcap(path)
+
+
+def test_exactly_once_holds_for_the_same_stream(tmp_path):
+    pkts = _trace(tmp_path)
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    pcap.write_pcap(a, pkts)
+    pcap.write_pcap(b, pkts)
+    assert verify.exactly_once(a, b) == []
+
+
+def test_exactly_once_reports_a_duplicate_and_a_loss(tmp_path):
+    pkts = _trace(tmp_path)
+    ref, dup, lost = tmp_path / "ref.pcap", tmp_path / "dup.pcap", tmp_path / "lost.pcap"
+    pcap.write_pcap(ref, pkts)
+    pcap.write_pcap(dup, pkts + pkts[5:6])
+    pcap.write_pcap(lost, pkts[:-1])
+    assert [v.invariant for v in verify.exactly_once(dup, ref)] == ["oracle.exactly-once"]
+    assert "never released" in verify.exactly_once(lost, ref)[0].message
+
+
+def test_compare_finds_a_changed_byte_in_its_queue(tmp_path):
+    pkts = _trace(tmp_path)
+    _, queue_of = verify.split_input(tmp_path / "trace.pcap", 2, tmp_path)
+    ref, got = tmp_path / "ref.pcap", tmp_path / "got.pcap"
+    pcap.write_pcap(ref, pkts)
+    changed = bytearray(pkts[10].data)
+    changed[-1] ^= 0xFF  # payload byte: the tag (TCP option or UDP payload start) survives
+    pcap.write_pcap(got, pkts[:10] + [pcap.Packet(pkts[10].ts_ns, bytes(changed))] + pkts[11:])
+    assert verify.compare(ref, ref, queue_of, 2) == []
+    bad = verify.compare(got, ref, queue_of, 2)
+    assert len(bad) == 1 and bad[0].invariant == "oracle.replay"
