@@ -131,7 +131,8 @@ def main() -> int:
     for mib in (1, 64, 512):
         for _ in range(1):
             res = runlib.run([str(fwd), "2"], trace, work / "fwd.pcap", queues=2, rate=5000, timeout_s=120,
-                             env=dict(os.environ, FTMB_CHECKPOINT_MS="50", FTMB_TEST_FWD_STATE_MIB=str(mib)))
+                             env=dict(os.environ, FTMB_CHECKPOINT_MS="50", FTMB_TEST_FWD_STATE_MIB=str(mib),
+                                      FTMB_ARENA_SIZE=str(64 << 30)))  # a thread heap holds 512 MiB
             m = CKPT.search(res.nf_stderr)
             print(mib, res.ok, m and m.group(0), flush=True)
             if m:

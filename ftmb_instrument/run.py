@@ -17,6 +17,10 @@ One run is a session of three processes, started in the order the runtime needs:
 4. the loggers exit by themselves once the master has called `ftmb_exit` (at exit) and every
    output is handled; one that does not within the grace period gets SIGTERM, then SIGKILL.
 
+Failover (`kill_master_at`, `failover`): see `run()`; the loggers then keep the session after the
+master's death (`--until-signal`), a warm standby backup waits next to the master, and the run
+stops the loggers itself once the last master's outputs are handled.
+
 Whatever happens (a failure, a timeout, an exception, Ctrl-C), a `finally` kills every process
 group the run started that is still alive, reaps it, and removes the session's regions. The result
 is data (`RunResult`): each process's exit status, packet counts, records logged, and the output

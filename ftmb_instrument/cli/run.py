@@ -31,6 +31,14 @@ records logged, packets held and for how long (release time minus arrival, p50/p
 line naming it and its exit status; nothing is left running and the session's shared memory is
 removed, whatever happens.
 
+Failover: with --kill-master-at SECONDS (or random --seed N) or --failover, a warm standby
+backup (the same command line, FTMB_MODE=standby, address-space randomization off for both) runs
+the program's initialization next to the master and waits; the run SIGKILLs the master at that
+instant, the output logger stores every record the master published and writes the log, the
+backup replays it and goes live, and the run goes on to the end of the input. The summary says
+when the master died, when the log was stored and when the backup was live (the recovery time).
+Check the released output with `ftmb-instrument verify`.
+
 Exit codes: 0 every process finished cleanly; 1 bad input, or a process failed (named on
 stderr); 2 usage error; 130 interrupted.
 """
