@@ -114,6 +114,7 @@ class RunResult:
     nf_stderr: str = ""
     failure: str | None = None     # one line: which process failed and how
     failover: "Failover | None" = None  # set when the run killed the master (or it died) and a backup took over
+    fault_tolerance_lost: str | None = None  # the standby backup died while the master ran (it forwards on)
 
     @property
     def ok(self) -> bool:
@@ -510,6 +511,12 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
         # 3. the drain
         while True:
+            if (standby is not None and backup is None and result.fault_tolerance_lost is None
+                    and not standby.alive() and standby.proc.returncode != 0 and nf.alive()):
+                # (exit 0: it saw the master call ftmb_exit, the normal end)
+                result.fault_tolerance_lost = (f"the standby backup (pid {standby.proc.pid}) died "
+                                               f"({_status(standby)}): {_first_line(standby.err_path)}; "
+                                               "the master goes on without fault tolerance")
             if failover and backup is None and not result.failure:
                 due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
                 if due or not nf.alive():
@@ -530,6 +537,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                         kill_wall_ns = time.time_ns()
                     backup = take_over(injected)
                     if backup is None:
+                        if result.fault_tolerance_lost:
+                            result.failure = f"the master died without a backup: {result.fault_tolerance_lost}"
                         break
                     nf = backup
                     continue

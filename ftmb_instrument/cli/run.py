@@ -142,6 +142,8 @@ def render(result: runlib.RunResult, console: Console) -> None:
         ("corrupt records / duplicate outputs", f"{result.corrupt} / {result.duplicates}"),
         ("input drained", "yes" if result.drained else "no"),
     ]
+    if result.fault_tolerance_lost:
+        rows.append(("fault tolerance", f"LOST: {result.fault_tolerance_lost}"))
     fo = result.failover
     if fo is not None:
         rows += [
