@@ -96,7 +96,10 @@ ftmb_u16 ftmb_rx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **rx
 
 ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx_pkts, const ftmb_u16 nb_pkts)
 {
-    if (!_ftmb_rt.out)
+    /* Without a session, or once the output logger is gone (reported once; no fault tolerance
+     * from then on), packets leave through the port itself: the middlebox keeps forwarding.
+     * Relaxed: out_dead guards no data (see rt.h). */
+    if (!_ftmb_rt.out || atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
         return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts);
     if (_ftmb_tx_begin((uint16_t)(port_id << 8 | queue_id))) {
         uint8_t flat[FTMB_PKT_MAX];

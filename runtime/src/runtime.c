@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,8 +170,20 @@ void _ftmb_check_peers(void)
         return;
     atomic_store_explicit(&_ftmb_rt.last_peer_check_ns, now, memory_order_relaxed);
     if (_ftmb_rt.in && !atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed) &&
-        !_ftmb_peer_alive(&_ftmb_rt.in->hdr, _ftmb_rt.peer_timeout_ns))
-        report_dead(&_ftmb_rt.in_dead, "input", &_ftmb_rt.in->hdr, "input ends here");
+        !_ftmb_peer_alive(&_ftmb_rt.in->hdr, _ftmb_rt.peer_timeout_ns)) {
+        /* No input can arrive any more. A program with a SIGINT handler gets its own clean stop
+         * path (DPDK programs finish their loop and exit) instead of idling forever; others see
+         * ftmb_input_done() == 1. FTMB_ON_INPUT_LOSS=idle keeps the old behaviour. */
+        struct sigaction sa;
+        const char *on_loss = getenv("FTMB_ON_INPUT_LOSS");
+        int stop = !(on_loss && strcmp(on_loss, "idle") == 0) && sigaction(SIGINT, NULL, &sa) == 0 &&
+                   !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
+        report_dead(&_ftmb_rt.in_dead, "input", &_ftmb_rt.in->hdr,
+                    stop ? "input ends here; stopping the program through its SIGINT handler"
+                         : "input ends here");
+        if (stop)
+            kill(getpid(), SIGINT);
+    }
     if (_ftmb_rt.out && !atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed) &&
         !_ftmb_peer_alive(&_ftmb_rt.out->hdr, _ftmb_rt.peer_timeout_ns))
         report_dead(&_ftmb_rt.out_dead, "output", &_ftmb_rt.out->hdr,
