@@ -488,6 +488,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             nonlocal kill_wall_ns
             result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected)
             t0 = time.monotonic()
+            if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
+                _write_empty_log(Path(log_file), in_region)
             while not Path(log_file).exists():
                 if not ol.alive():
                     fail(ol, f"exited before writing the log for the backup ({_status(ol)})")
@@ -632,6 +634,15 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _write_empty_log(path: Path, region: InputRegion) -> None:
+    """A log with no records (runtime/src/ftmb_internal.h, struct _ftmb_log_file_hdr)."""
+    hdr = _HDR.unpack_from(region._m, 0)
+    tsc_hz, = struct.unpack_from("<Q", region._m, _HDR.size + _IN_GEOMETRY.size)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(struct.pack("<QIIQ32Q", 0x32474F4C424D5446, hdr[1], 0, tsc_hz, *([0] * 32)))
+    os.replace(tmp, path)
 
 
 def _status(c: _Child) -> str:

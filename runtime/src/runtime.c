@@ -1113,6 +1113,10 @@ void _ftmb_standby_takeover(void)
         }
         if (state == _FTMB_MASTER_ATTACHED && pid > 0 && pid != getpid() && !_ftmb_pid_alive(pid))
             break;
+        /* A master that died before it attached leaves no record: the orchestrator, which saw it
+         * die, writes an empty log, and that is the signal. */
+        if (state == _FTMB_MASTER_NONE && access(getenv("FTMB_REPLAY_LOG"), R_OK) == 0)
+            break;
         nanosleep(&nap, NULL);
     }
     uint64_t died = _ftmb_now_ns(CLOCK_REALTIME);
