@@ -20,8 +20,11 @@ class PointsTo:
         self.p = program
         self._memo: dict[Ref, dict[ObjKey, bool]] = {}
         self._active: set[Ref] = set()
-        self._stored: dict[ObjKey, list[Ref]] | None = None
+        self._stored: dict[ObjKey, set[Ref]] | None = None
         self._stored_fns: dict[ObjKey, set[str]] | None = None
+        self._contents: dict[ObjKey, dict[ObjKey, bool]] = {}
+        self._active_objs: set[ObjKey] = set()
+        self._fn_memo: dict[Ref, set[str]] = {}
 
     def resolve(self, ref: Ref) -> dict[ObjKey, bool]:
         """Objects `ref` may denote, each with whether it was selected per thread."""
@@ -35,10 +38,7 @@ class PointsTo:
             out[(ref.kind, ref.key)] = False
         elif ref.kind == "load" and ref.inner is not None:
             for obj, per_thread in self.resolve(ref.inner).items():
-                stored = self.stored().get(obj, [])
-                found: dict[ObjKey, bool] = {}
-                for src in stored:
-                    _merge(found, self.resolve(src))
+                found = self.contents(obj)
                 if not found:
                     g = self.p.globals.get(obj[1]) if obj[0] == "global" else None
                     found = {("pointee", obj[1]): False} if g is not None and g.is_pointer else {obj: per_thread}
@@ -60,14 +60,29 @@ class PointsTo:
         self._memo[ref] = out
         return out
 
-    def stored(self) -> dict[ObjKey, list[Ref]]:
+    def stored(self) -> dict[ObjKey, set[Ref]]:
         """Object -> pointer values stored into it anywhere."""
         if self._stored is None:
             self._stored = {}
             for dest, src in self.p.flows:
                 for obj in self.resolve(dest):
-                    self._stored.setdefault(obj, []).append(src)
+                    self._stored.setdefault(obj, set()).add(src)
         return self._stored
+
+    def contents(self, obj: ObjKey) -> dict[ObjKey, bool]:
+        """What the pointers stored in `obj` may point to, computed once per object (large
+        programs load through the same tables from thousands of places)."""
+        if obj in self._contents:
+            return self._contents[obj]
+        if obj in self._active_objs:
+            return {}
+        self._active_objs.add(obj)
+        found: dict[ObjKey, bool] = {}
+        for src in self.stored().get(obj, ()):
+            _merge(found, self.resolve(src))
+        self._active_objs.discard(obj)
+        self._contents[obj] = found
+        return found
 
     def functions(self, ref: Ref) -> set[str]:
         """Functions a function-pointer value may hold (what was stored where it was loaded from)."""
@@ -76,15 +91,17 @@ class PointsTo:
             for dest, fn in self.p.fn_flows:
                 for obj in self.resolve(dest):
                     self._stored_fns.setdefault(obj, set()).add(fn)
-        if ref.kind != "load" or ref.inner is None or ref in self._active:
+        if ref.kind != "load" or ref.inner is None:
             return set()
-        self._active.add(ref)
+        if ref in self._fn_memo:
+            return self._fn_memo[ref]
+        self._fn_memo[ref] = set()  # a cycle through copies contributes nothing new
         out: set[str] = set()
         for obj in self.resolve(ref.inner):
             out |= self._stored_fns.get(obj, set())
-            for src in self.stored().get(obj, []):  # copied from another function-pointer slot
+            for src in self.stored().get(obj, ()):  # copied from another function-pointer slot
                 out |= self.functions(src)
-        self._active.discard(ref)
+        self._fn_memo[ref] = out
         return out
 
     def escaped_stack_objects(self) -> set[str]:
