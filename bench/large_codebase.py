@@ -25,12 +25,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = "haproxy"
-SOURCES = "deb-src http://deb.debian.org/debian bookworm main\n"
+APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
+               *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
 MAKE_ARGS = ["make", "-n", "V=1", "TARGET=linux-glibc"]
 
 
 class FetchError(RuntimeError):
     """The source package could not be obtained."""
+
+
+def source_entry() -> str:
+    """A deb-src line for bookworm's main pool, on the mirror this machine's apt already uses."""
+    for path in APT_SOURCES:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.suffix == ".sources":  # deb822 stanzas
+            for stanza in text.split("\n\n"):
+                fields = dict(line.split(":", 1) for line in stanza.splitlines()
+                              if ":" in line and not line.startswith("#"))
+                suites = fields.get("Suites", "").split()
+                if "deb" in fields.get("Types", "").split() and "bookworm" in suites:
+                    return f"deb-src {fields['URIs'].split()[0]} bookworm main\n"
+        else:
+            for line in text.splitlines():
+                words = line.split()
+                if len(words) >= 3 and words[0] == "deb" and words[2] == "bookworm":
+                    return f"deb-src {words[1]} bookworm main\n"
+    raise FetchError("no 'deb ... bookworm' entry in the apt sources to derive a deb-src entry from")
 
 
 def _apt_options(work: Path) -> list[str]:
@@ -56,7 +79,7 @@ def fetch_source(work: Path, package: str = PACKAGE) -> Path:
         return existing[-1]
     for d in ("lists/partial", "cache/archives/partial"):
         (work / d).mkdir(parents=True, exist_ok=True)
-    (work / "sources.list").write_text(SOURCES)
+    (work / "sources.list").write_text(source_entry())
     opts = _apt_options(work)
     _run(["apt-get", *opts, "update"], work, "apt-get update with a bookworm deb-src entry")
     showsrc = _run(["apt-cache", *opts, "showsrc", package], work, f"apt-cache showsrc {package}")

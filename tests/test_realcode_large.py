@@ -28,7 +28,7 @@ def test_haproxy_subset_completes_without_a_crash(tmp_path):
         src = large_codebase.fetch_source(tmp_path)
         entries = large_codebase.subset(large_codebase.compile_commands(src), LIMIT)
     except large_codebase.FetchError as exc:
-        pytest.fail(f"cannot obtain HAProxy's sources from Debian (needs deb.debian.org, apt-get, dpkg-dev "
+        pytest.fail(f"cannot obtain HAProxy's sources from Debian (needs Debian's package mirror, apt-get, dpkg-dev "
                     f"and make): {exc}")
     assert len(entries) == LIMIT
     out = tmp_path / "out"
