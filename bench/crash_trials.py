@@ -64,8 +64,10 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
         ref = runlib.run(ref_argv, trace, reference, queues=workers, timeout_s=120)
         if not ref.ok:
             return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
-    return res, verify.verify(ref_argv, trace, out, queues=workers, example=example,
-                              example_args=ARGS[example], workdir=workdir, reference=reference)
+    v = verify.verify(ref_argv, trace, out, queues=workers, example=example,
+                      example_args=ARGS[example], workdir=workdir, reference=reference)
+    v.add_replay_check(res.replay_check)
+    return res, v
 
 
 def main() -> int:

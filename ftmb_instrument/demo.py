@@ -71,6 +71,7 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     say("4/5 the backup replayed the log and took over; verifying against an uninterrupted run ...")
     ref_argv = [a + "r" if a.startswith("--file-prefix") else a for a in argv]
     v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir)
+    v.add_replay_check(res.replay_check)
     say("5/5 done")
     return DemoResult(workers=workers, packets=packets, run=res, verdict=v)
 

@@ -115,10 +115,27 @@ class RunResult:
     failure: str | None = None     # one line: which process failed and how
     failover: "Failover | None" = None  # set when the run killed the master (or it died) and a backup took over
     fault_tolerance_lost: str | None = None  # the standby backup died while the master ran (it forwards on)
+    replay_check: "ReplayCheck | None" = None  # oracle 1 after a failover (verify_replay)
 
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+@dataclass
+class ReplayCheck:
+    """Oracle 1: a re-execution from the initial state following the complete log regenerated each
+    released packet (compared: as a duplicate, per thread and output sequence) with the same bytes
+    (a 64-bit FNV-1a digest of each released packet is kept; mismatches counts differences)."""
+
+    released: int
+    compared: int
+    mismatches: int
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.mismatches == 0 and self.compared == self.released
 
 
 @dataclass
@@ -337,7 +354,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
         workdir: str | Path | None = None, kill_master_at: float | None = None,
         failover: bool = False, replay_log: str | Path | None = None,
-        release_rule: bool = True, warm_standby: bool = True) -> RunResult:
+        release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
@@ -588,11 +605,23 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if failover and result.failure is None:
             # the loggers stay for another master (--until-signal): once the output logger has
             # handled the last master's exit (it rewrites the log then), stop them; both exit 0
-            wait_until = time.monotonic() + grace_s
-            while time.monotonic() < wait_until and ol.alive():
-                if f"(pid {nf.proc.pid}) finished; every output handled" in _tail(ol.err_path, 50):
-                    break
-                time.sleep(0.005)
+            done = _ol_finished(ol, nf.proc.pid, time.monotonic() + grace_s)
+            if verify_replay and result.failover is not None and done is not None:
+                # Oracle 1: an uninterrupted re-execution that follows the complete log, from the
+                # initial state, on the same session (the input logger kept every entry); each of
+                # its outputs is a duplicate, which the output logger compares with the released one.
+                v = spawn("verifier", nf_cmd, dict(nf_env, FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log_file),
+                                                   FTMB_REPLAY_STOP_AT_END="1"), capture_stdout=True)
+                try:
+                    v.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    v.stop(signal.SIGKILL, grace_s)
+                after = _ol_finished(ol, v.proc.pid, time.monotonic() + grace_s)
+                result.replay_check = ReplayCheck(
+                    released=done[0], compared=(after[1] - done[1]) if after else 0,
+                    mismatches=(after[2] - done[2]) if after else 0,
+                    failure=None if after and v.proc.returncode == 0 else
+                    f"the verification replay did not finish ({_status(v)}): {_first_line(v.err_path)}")
             for c in loggers:
                 c.stop(signal.SIGTERM, grace_s)
         # 4. the loggers finish by themselves once the master is gone
@@ -634,6 +663,21 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+
+
+def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:
+    """The output logger's released/duplicates/mismatches when it handled master `pid`'s exit."""
+    pat = re.compile(re.escape(f"(pid {pid}) finished; every output handled; released ")
+                     + r"(\d+) duplicates (\d+) mismatches (\d+)")
+    while True:
+        m = pat.search(_tail(ol.err_path, 200))
+        if m:
+            return int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if time.monotonic() > until or not ol.alive():
+            return None
+        time.sleep(0.005)
 
 
 def _write_empty_log(path: Path, region: InputRegion) -> None:
@@ -678,7 +722,7 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                  result.duplicates) = (int(x) for x in m.groups()[:5])
                 if result.released:
                     result.hold_p50_us, result.hold_p99_us = float(m.group(6)), float(m.group(7))
-        elif c.status.name not in ("input-logger",) and (c.status.name != "backup" or result.failover):
+        elif c.status.name not in ("input-logger", "verifier") and (c.status.name != "backup" or result.failover):
             try:
                 result.nf_stdout = (tmp / f"{c.status.name}.out").read_text(errors="replace")
                 result.nf_stderr = c.err_path.read_text(errors="replace")

@@ -2,11 +2,14 @@
 
 Each check is a list of `Violation`s (empty = holds):
 
-1. `oracle.replay` (one worker only, for now) — the released stream equals, byte for byte, what an
-   uninterrupted run of the same program on the same input releases (with one worker the output
-   is a function of the input). The oracle the issue asks for, a re-execution that follows the
-   combined logs, needs the session's own input entries (the input logger numbers ticks as it
-   serves them, so a fresh input logger serves different entries): not built yet.
+1. `oracle.replay` — the released stream is what one uninterrupted execution that follows the
+   combined logs produces. `run` does this after a failover (`RunResult.replay_check`, added here
+   with `add_replay_check`): a fresh process re-executes the program from its initial state in
+   replay mode on the complete log, on the same session (the input logger kept every entry it
+   served: a fresh input logger would number its ticks differently), and the output logger
+   compares each regenerated packet, per thread and output sequence, with the released one (a
+   64-bit digest of its bytes). Also, with one worker, the released stream must equal an
+   uninterrupted run's byte for byte, per queue (the output is then a function of the input).
 2. `oracle.exactly-once` — every tagged packet the uninterrupted run forwards is released exactly
    once: none lost, none duplicated, none extra. (This assumes the forwarding decision of each
    packet does not depend on the interleaving of cores: true for the examples with their default
@@ -46,6 +49,20 @@ class Verdict:
     invariants: list[inv.Violation] = field(default_factory=list)
     replay_failure: str | None = None
     released: int = 0
+
+    def add_replay_check(self, check: "runlib.ReplayCheck | None") -> None:
+        """Oracle 1 as `run` does it after a failover (a re-execution following the complete log on
+        the same session; the output logger compares each regenerated packet with the released one)."""
+        if check is None:
+            return
+        if check.failure:
+            self.replay.append(inv.Violation("oracle.replay", check.failure))
+        elif check.mismatches:
+            self.replay.append(inv.Violation("oracle.replay", f"{check.mismatches} released packets differ from "
+                                             "the execution that follows the logs"))
+        elif check.compared != check.released:
+            self.replay.append(inv.Violation("oracle.replay", f"the execution that follows the logs sent "
+                                             f"{check.compared} of the {check.released} released packets"))
 
     @property
     def violations(self) -> list[inv.Violation]:

@@ -46,7 +46,12 @@ def demo_command(
                           "backup live "
                           + (f"{fo.live_ms:.1f} ms after the failure ({fo.replayed_records} records replayed)"
                              if fo.live_ms is not None else "NEVER"))
-        console.print("verification: " + ("PASS (exactly-once release, NAT invariants)" if v.ok else
+        rc = res.replay_check
+        if rc is not None:
+            console.print(f"re-execution following the complete log: regenerated {rc.compared} of {rc.released} "
+                          f"released packets, {rc.mismatches} differing")
+        console.print("verification: " + ("PASS (same bytes as the execution that follows the logs, "
+                                          "exactly-once release, NAT invariants)" if v.ok else
                                           "FAIL\n  " + "\n  ".join(str(x) for x in v.violations[:20])))
         if not r.ok:
             raise FtmbError("the demo did not recover and verify cleanly")

@@ -234,6 +234,8 @@ uint64_t _ftmb_ol_released_seq(const struct _ftmb_ol *ol, uint32_t t);
 uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol);      /* output packets not yet released */
 uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol); /* corrupt records seen */
 uint64_t _ftmb_ol_duplicates(const struct _ftmb_ol *ol);
+/* Duplicates whose bytes differ from the released packet of the same thread and output sequence. */
+uint64_t _ftmb_ol_mismatches(const struct _ftmb_ol *ol);
 const struct _ftmb_record *_ftmb_ol_log(const struct _ftmb_ol *ol, uint32_t t, uint64_t *n);
 int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path);
 

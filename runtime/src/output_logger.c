@@ -24,6 +24,8 @@ struct ol_thread {
     uint64_t received;     /* valid records stored: the count the release rule compares with */
     uint64_t cap;
     uint64_t released_seq; /* highest output sequence released: later duplicates are dropped */
+    uint64_t *digest;      /* digest[s - 1]: hash of the bytes of released output s (0: unknown) */
+    uint64_t digest_cap;
     int corrupt;           /* a record failed its check: nothing after it counts */
 };
 
@@ -33,6 +35,9 @@ struct _ftmb_ol {
     FILE *diag;
     uint32_t nattached;
     uint64_t corrupt, duplicates;
+    /* Duplicates whose bytes differ from the packet released with the same thread and output
+     * sequence: a regenerated output that contradicts a released one (the oracle's check). */
+    uint64_t mismatches;
     /* Mutation check only (FTMB_OL_NO_RELEASE_RULE=1): release every packet at once, store
      * records late (every 50 ms), and lose the records still in flight when the master
      * dies. The verification oracle must then report violations. */
@@ -58,8 +63,10 @@ void _ftmb_ol_free(struct _ftmb_ol *ol)
 {
     if (!ol)
         return;
-    for (uint32_t t = 0; t < FTMB_MAX_THREADS; t++)
+    for (uint32_t t = 0; t < FTMB_MAX_THREADS; t++) {
         free(ol->th[t].log);
+        free(ol->th[t].digest);
+    }
     free(ol);
 }
 
@@ -131,6 +138,31 @@ uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max)
     return done;
 }
 
+/* FNV-1a over the length and bytes, never 0 (0 means unknown). */
+static uint64_t digest_of(const struct _ftmb_out_slot *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ s->len;
+    for (uint32_t i = 0; i < s->len; i++)
+        h = (h ^ s->data[i]) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
+static void remember(struct ol_thread *th, const struct _ftmb_out_slot *s)
+{
+    if (s->out_seq > th->digest_cap) {
+        uint64_t cap = th->digest_cap ? th->digest_cap : 4096;
+        while (cap < s->out_seq)
+            cap *= 2;
+        uint64_t *d = realloc(th->digest, cap * sizeof *d);
+        if (!d)
+            return; /* not remembered: its duplicates are not compared */
+        memset(d + th->digest_cap, 0, (cap - th->digest_cap) * sizeof *d);
+        th->digest = d;
+        th->digest_cap = cap;
+    }
+    th->digest[s->out_seq - 1] = digest_of(s);
+}
+
 static int covered(const struct _ftmb_ol *ol, const struct _ftmb_out_slot *s)
 {
     if (ol->no_release_rule)
@@ -156,9 +188,18 @@ uint64_t _ftmb_ol_release(struct _ftmb_ol *ol, uint32_t t)
             break;
         if (s->out_seq <= th->released_seq) {
             ol->duplicates++;
+            uint64_t want = s->out_seq - 1 < th->digest_cap ? th->digest[s->out_seq - 1] : 0;
+            if (want && want != digest_of(s)) {
+                if (ol->diag && ol->mismatches < 10)
+                    fprintf(ol->diag,
+                            "ftmb-output-logger: thread %u output %llu regenerated differs from the one released\n",
+                            t, (unsigned long long)s->out_seq);
+                ol->mismatches++;
+            }
             continue;
         }
         th->released_seq = s->out_seq;
+        remember(th, s);
         if (ol->sink.release)
             ol->sink.release(ol->sink.ctx, s);
         released++;
@@ -208,6 +249,7 @@ uint64_t _ftmb_ol_received(const struct _ftmb_ol *ol, uint32_t t) { return ol->t
 uint64_t _ftmb_ol_released_seq(const struct _ftmb_ol *ol, uint32_t t) { return ol->th[t].released_seq; }
 uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol) { return ol->corrupt; }
 uint64_t _ftmb_ol_duplicates(const struct _ftmb_ol *ol) { return ol->duplicates; }
+uint64_t _ftmb_ol_mismatches(const struct _ftmb_ol *ol) { return ol->mismatches; }
 
 uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol)
 {

@@ -283,11 +283,56 @@ static void wait_handover(struct _ftmb_thread *t)
     }
 }
 
+/* The verification replay: a thread past its log has sent everything its log accounts for. Once
+ * every log is replayed, the first thread here gives the others a moment to get past theirs too,
+ * marks the session done (ftmb_exit) and exits; the rest wait for that. */
+static int replay_blocked(void)
+{
+    uint32_t n = atomic_load_explicit(&_ftmb_rt.replay_receivers, memory_order_relaxed);
+    return n && atomic_load_explicit(&_ftmb_rt.replay_stuck, memory_order_relaxed) +
+                        atomic_load_explicit(&_ftmb_rt.replay_at_end, memory_order_relaxed) >= n;
+}
+
+/* The verification replay counts the threads that receive (see rt.h). */
+void _ftmb_replay_receiver(struct _ftmb_thread *t)
+{
+    if (!t->replay_receiver && _ftmb_rt.stop_at_end) {
+        t->replay_receiver = 1;
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_receivers, 1, memory_order_relaxed);
+    }
+}
+
+__attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int stalled)
+{
+    struct timespec ms = {0, 1000000}, grace = {0, 100000000};
+    if (!stalled) /* Relaxed: counters of a heuristic (see rt.h); the exit path below orders nothing. */
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_at_end, 1, memory_order_relaxed);
+    /* Acquire pairs with the release in replay_op_done. */
+    while (!stalled && atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0 &&
+           !replay_blocked())
+        nanosleep(&ms, NULL);
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&_ftmb_rt.stopping, &expected, 1)) {
+        nanosleep(&grace, NULL);
+        fprintf(stderr, "ftmb: replay: every log replayed (%llu records; thread %u past its log first); exiting\n",
+                (unsigned long long)_ftmb_rt.replay_records, t->index);
+        fflush(NULL);
+        ftmb_exit();
+        _exit(0);
+    }
+    for (;;)
+        nanosleep(&grace, NULL);
+}
+
 int _ftmb_replaying(struct _ftmb_thread *t)
 {
     if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY)
         return 0;
-    if (t->rpos < t->rlen || !_ftmb_rt.handover)
+    if (t->rpos < t->rlen)
+        return 1;
+    if (_ftmb_rt.stop_at_end)
+        stop_at_end(t, 0);
+    if (!_ftmb_rt.handover)
         return 1;
     wait_handover(t);
     return 0;
@@ -330,18 +375,35 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
     return r;
 }
 
+__attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int stalled);
+static int replay_blocked(void);
+
 /* Wait until `word` (read with acquire) equals `want`; warn once if that takes very long. */
 static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uint64_t want, uint32_t obj)
 {
     uint64_t spins = 0, start = 0;
+    int stuck = 0;
     /* Acquire pairs with the release store that moves the word to our turn (E1, or the lock path). */
     while (atomic_load_explicit(word, memory_order_acquire) != want) {
         _ftmb_backoff((unsigned)spins);
-        if ((++spins & 0xffff) == 0) {
+        if ((++spins & 0xfff) == 0) {
             uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
             if (!start)
                 start = now;
-            else if (now - start > _ftmb_rt.replay_wait_warn_ns && _ftmb_rt.handover)
+            else if (_ftmb_rt.stop_at_end && !stuck && now - start > 200000000ull) {
+                stuck = 1; /* Relaxed: a heuristic's counter (rt.h) */
+                atomic_fetch_add_explicit(&_ftmb_rt.replay_stuck, 1, memory_order_relaxed);
+            } else if (stuck && replay_blocked()) {
+                /* The verification replay: an access the log orders after one nobody can replay
+                 * here (a signal handler's, such as the stop flag the master's SIGINT set): the
+                 * outputs before it are all sent, which is what the replay is for. */
+                fprintf(stderr, "ftmb: replay: thread %u waits for object %u at word %llu (now %llu), which no "
+                                "thread reaches here; treating it as the end\n",
+                        t->index, obj, (unsigned long long)want, (unsigned long long)atomic_load(word));
+                stop_at_end(t, 1);
+            } else if (_ftmb_rt.stop_at_end) {
+                /* keep waiting: another thread may still give us our turn */
+            } else if (now - start > _ftmb_rt.replay_wait_warn_ns && _ftmb_rt.handover)
                 /* a failover backup must not hang: a log that is not closed under the order on an
                  * object (records lost) can never be replayed */
                 _ftmb_fatal("replay stalled: thread %u waited %llu ms for object %u to reach word %llu (it is at "
@@ -357,6 +419,8 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
             }
         }
     }
+    if (stuck)
+        atomic_fetch_sub_explicit(&_ftmb_rt.replay_stuck, 1, memory_order_relaxed);
 }
 
 /* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
@@ -1207,6 +1271,10 @@ int ftmb_init(void)
         if (handover < 0)
             return -1;
         _ftmb_rt.handover = (int)handover;
+        long stop = env_long("FTMB_REPLAY_STOP_AT_END", 0, 0, 1);
+        if (stop < 0)
+            return -1;
+        _ftmb_rt.stop_at_end = (int)stop && !handover;
     }
     if (session && *session && attach_session(session, (int)attach_ms, mode) != 0)
         return -1;

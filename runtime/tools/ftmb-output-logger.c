@@ -176,8 +176,11 @@ int main(int argc, char **argv)
                 done_handled = 1;
                 if (log_path && write_log(ol, log_path) != 0)
                     rc = 1;
-                fprintf(stderr, "%s: the master (pid %d) finished; every output handled\n", me,
-                        (int)atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed));
+                fprintf(stderr, "%s: the master (pid %d) finished; every output handled; released %llu duplicates "
+                                "%llu mismatches %llu\n",
+                        me, (int)atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed),
+                        (unsigned long long)sink.released, (unsigned long long)_ftmb_ol_duplicates(ol),
+                        (unsigned long long)_ftmb_ol_mismatches(ol));
             }
         }
         if (state == _FTMB_MASTER_ATTACHED)
@@ -236,9 +239,10 @@ int main(int argc, char **argv)
         }
         fprintf(stderr,
                 "%s: released %llu held %llu records %llu corrupt %llu duplicates %llu latency_us p50 %.1f p99 "
-                "%.1f\n",
+                "%.1f mismatches %llu\n",
                 me, (unsigned long long)sink.released, (unsigned long long)held, (unsigned long long)recs,
-                (unsigned long long)_ftmb_ol_corrupt(ol), (unsigned long long)_ftmb_ol_duplicates(ol), p50, p99);
+                (unsigned long long)_ftmb_ol_corrupt(ol), (unsigned long long)_ftmb_ol_duplicates(ol), p50, p99,
+                (unsigned long long)_ftmb_ol_mismatches(ol));
     }
     _ftmb_ol_free(ol);
     free(sink.lat_ns);
