@@ -53,9 +53,9 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     argv = [str(build_dir / example), *EAL, f"--file-prefix=ftct{os.getpid()}_{random.getrandbits(32)}",
             "--lcores", f"(0-{workers})@(0,1)", "--vdev", "net_null0", "--", *ARGS[example]]
     out = workdir / f"released-{example}-{workers}.pcap"
-    env = dict(os.environ, FTMB_REPLAY_WARN_MS="3000")  # a stalled replay fails in 3 s, not 10
-    res = runlib.run(argv, trace, out, queues=workers, timeout_s=120, kill_master_at=kill_at, rate=rate,
-                     release_rule=not mutate, env=env)
+    env = dict(os.environ, FTMB_REPLAY_WARN_MS="10000")  # a stalled replay fails after 10 s
+    res = runlib.run(argv, trace, out, queues=workers, timeout_s=180, kill_master_at=kill_at, rate=rate,
+                     release_rule=not mutate, env=env, grace_s=10.0)
     if not res.ok:
         return res, verify.Verdict(replay_failure=res.failure)
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]
@@ -100,6 +100,11 @@ def main() -> int:
             no_crash += 1
         if fo and fo.live_ms is not None:
             live.append(fo.live_ms)
+        if v.replay_failure:  # the runtime's own words on what went wrong
+            for p in res.processes:
+                for ln in p.stderr_tail.splitlines():
+                    if ln.startswith("ftmb: ") and "standby: the master" not in ln:
+                        print(f"  {p.name}: {ln}")
         print(f"trial {i} {ex} workers={w} kill_at={kill_at:.3f}s "
               f"replayed={fo.replayed_records if fo else '-'} live_ms={fo.live_ms if fo else '-'} "
               f"released={v.released} violations={len(v.violations)} "

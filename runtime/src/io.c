@@ -81,7 +81,6 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     uint64_t avail, first_seq = 0;
     int replay = _ftmb_replaying(t);
     if (replay) {
-        _ftmb_replay_receiver(t);
         avail = _ftmb_replay_rx(queue, &first_seq);
         if (avail == 0)
             return 0;

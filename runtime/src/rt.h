@@ -27,7 +27,6 @@ struct _ftmb_thread {
     const struct _ftmb_record *rlog; /* replay: this thread's recorded stream */
     uint64_t rlen, rpos;
     int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
-    int replay_receiver;             /* verification replay: counted in replay_receivers */
     int ckpt_receiver;               /* checkpoints quiesce this thread (it receives input) */
     uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
@@ -67,9 +66,10 @@ struct _ftmb_runtime {
      * the threads have gone past their logs (their outputs sent), the process exits cleanly. */
     int stop_at_end;
     _Atomic int stopping;
-    /* Its end: every thread that receives is past its log or waits (over 200 ms) for a turn that
-     * no thread here can give (an access the master made in a signal handler, e.g. its stop flag). */
-    _Atomic uint32_t replay_receivers, replay_stuck, replay_at_end;
+    /* Its end: every log replayed, or no thread has consumed a record for 500 ms while one waits
+     * past its log or for a turn (an access the master made in a signal handler, e.g. its stop
+     * flag, which no thread here replays). replay_progress counts records consumed. */
+    _Atomic uint64_t replay_progress;
     /* Warm standby (FTMB_MODE=standby): the backup runs the program's initialization in record
      * mode, its records going to a private ring, and waits at the first spawn wrapper for the
      * master's death; then it takes the session over (see _ftmb_standby_takeover). */
@@ -106,7 +106,6 @@ int _ftmb_locked_acquire(int (*acquire)(volatile void *), int (*blocking)(volati
 /* Replay: 1 while thread t follows its log; with failover, once its log has ended it waits for
  * the handover (every thread's log ended) and gets 0: record from then on. */
 int _ftmb_replaying(struct _ftmb_thread *t);
-void _ftmb_replay_receiver(struct _ftmb_thread *t);
 
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);

@@ -286,27 +286,25 @@ static void wait_handover(struct _ftmb_thread *t)
 /* The verification replay: a thread past its log has sent everything its log accounts for. Once
  * every log is replayed, the first thread here gives the others a moment to get past theirs too,
  * marks the session done (ftmb_exit) and exits; the rest wait for that. */
+/* The verification replay's end when not every log can be replayed (see rt.h): no record
+ * consumed by any thread for 500 ms. */
 static int replay_blocked(void)
 {
-    uint32_t n = atomic_load_explicit(&_ftmb_rt.replay_receivers, memory_order_relaxed);
-    return n && atomic_load_explicit(&_ftmb_rt.replay_stuck, memory_order_relaxed) +
-                        atomic_load_explicit(&_ftmb_rt.replay_at_end, memory_order_relaxed) >= n;
-}
-
-/* The verification replay counts the threads that receive (see rt.h). */
-void _ftmb_replay_receiver(struct _ftmb_thread *t)
-{
-    if (!t->replay_receiver && _ftmb_rt.stop_at_end) {
-        t->replay_receiver = 1;
-        atomic_fetch_add_explicit(&_ftmb_rt.replay_receivers, 1, memory_order_relaxed);
+    static _Thread_local uint64_t seen, since;
+    /* Relaxed: a counter of a heuristic; nothing is read through it. */
+    uint64_t p = atomic_load_explicit(&_ftmb_rt.replay_progress, memory_order_relaxed);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    if (p != seen || !since) {
+        seen = p;
+        since = now;
+        return 0;
     }
+    return now - since > 500000000ull;
 }
 
 __attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int stalled)
 {
     struct timespec ms = {0, 1000000}, grace = {0, 100000000};
-    if (!stalled) /* Relaxed: counters of a heuristic (see rt.h); the exit path below orders nothing. */
-        atomic_fetch_add_explicit(&_ftmb_rt.replay_at_end, 1, memory_order_relaxed);
     /* Acquire pairs with the release in replay_op_done. */
     while (!stalled && atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0 &&
            !replay_blocked())
@@ -372,6 +370,8 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
                     _ftmb_rec_site(r->head), kind_name(kind), obj, site);
     t->rpos++;
+    if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
     return r;
 }
 
@@ -382,7 +382,6 @@ static int replay_blocked(void);
 static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uint64_t want, uint32_t obj)
 {
     uint64_t spins = 0, start = 0;
-    int stuck = 0;
     /* Acquire pairs with the release store that moves the word to our turn (E1, or the lock path). */
     while (atomic_load_explicit(word, memory_order_acquire) != want) {
         _ftmb_backoff((unsigned)spins);
@@ -390,10 +389,7 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
             uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
             if (!start)
                 start = now;
-            else if (_ftmb_rt.stop_at_end && !stuck && now - start > 200000000ull) {
-                stuck = 1; /* Relaxed: a heuristic's counter (rt.h) */
-                atomic_fetch_add_explicit(&_ftmb_rt.replay_stuck, 1, memory_order_relaxed);
-            } else if (stuck && replay_blocked()) {
+            else if (_ftmb_rt.stop_at_end && replay_blocked()) {
                 /* The verification replay: an access the log orders after one nobody can replay
                  * here (a signal handler's, such as the stop flag the master's SIGINT set): the
                  * outputs before it are all sent, which is what the replay is for. */
@@ -419,8 +415,6 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
             }
         }
     }
-    if (stuck)
-        atomic_fetch_sub_explicit(&_ftmb_rt.replay_stuck, 1, memory_order_relaxed);
 }
 
 /* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
@@ -1007,6 +1001,8 @@ uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq)
         return 0;
     t->rpos++;
     replay_op_done(t);
+    if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
     *first_seq = r->value;
     return _ftmb_rec_site(r->head);
 }
