@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEB_PACKAGES=(python3 python3-venv python3-dev gcc make pkg-config libdpdk-dev dpdk-doc libpcap-dev tcpdump dpkg-dev)
+DEB_PACKAGES=(python3 python3-venv python3-dev gcc make pkg-config libdpdk-dev dpdk-doc libpcap-dev tcpdump dpkg-dev graphviz)
 
 install_debian_packages() {
     local missing=()

@@ -3,17 +3,7 @@ verifies (real processes; one run of about a minute)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
-import pytest
-
 from ftmb_instrument.cli import main
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("pkg-config") is None or subprocess.run(
-        ["pkg-config", "--exists", "libdpdk"]).returncode != 0,
-    reason="libdpdk-dev is not installed")
 
 
 def test_demo_recovers_and_verifies(tmp_path, capsys):

@@ -8,7 +8,6 @@ queue), then check its invariants on the output pcaps and that it forwarded what
 import itertools
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections import defaultdict
@@ -24,10 +23,6 @@ EXAMPLES = ROOT / "examples"
 VIP = "198.51.100.10"
 _run_ids = itertools.count()
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pkg-config") is None or subprocess.run(
-        ["pkg-config", "--exists", "libdpdk"]).returncode != 0,
-    reason="libdpdk-dev is not installed")
 
 
 @pytest.fixture(scope="module")

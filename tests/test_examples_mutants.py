@@ -10,9 +10,6 @@ from test_examples import EXAMPLES, run_example
 from ftmb_instrument import invariants as inv
 from ftmb_instrument import traffic
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["pkg-config", "--exists", "libdpdk"]).returncode != 0,
-    reason="libdpdk-dev is not installed")
 
 MUTANTS = {
     # The limit check lets one connection too many in.

@@ -13,10 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["pkg-config", "--exists", "libdpdk"]).returncode != 0
-    or not Path("/usr/share/dpdk/examples/l2fwd/main.c").exists(),
-    reason="libdpdk-dev or dpdk-doc is not installed")
 
 
 @pytest.mark.parametrize("name", ["l2fwd", "skeleton"])
