@@ -201,6 +201,7 @@ void _ftmb_region_set_ready(void *region);
 void _ftmb_region_heartbeat(void *region);
 uint64_t _ftmb_now_ns(int clock);
 int _ftmb_pid_alive(int32_t pid);
+int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
 size_t _ftmb_in_region_size(uint32_t nqueues, uint32_t capacity);
 size_t _ftmb_out_region_size(uint32_t max_threads, uint32_t rec_capacity, uint32_t out_capacity);

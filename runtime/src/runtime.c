@@ -1171,7 +1171,7 @@ void _ftmb_standby_takeover(void)
             fprintf(stderr, "ftmb: standby: the master (pid %d) finished; nothing to take over\n", (int)pid);
             exit(0);
         }
-        if (state == _FTMB_MASTER_ATTACHED && pid > 0 && pid != getpid() && !_ftmb_pid_alive(pid))
+        if (state == _FTMB_MASTER_ATTACHED && pid != getpid() && _ftmb_master_died(&in->hdr, pid))
             break;
         /* A master that died before it attached leaves no record: the orchestrator, which saw it
          * die, writes an empty log, and that is the signal. */

@@ -151,6 +151,19 @@ int _ftmb_pid_alive(int32_t pid)
 }
 
 /* A peer is alive while its process exists and its heartbeat is younger than timeout_ns. */
+/* The master `pid` died without ftmb_exit: it is gone and, read after that, the session still names it
+ * attached. Reading the state again after the liveness check closes the race with a master that
+ * marks itself done (release, in ftmb_exit) and exits between a caller's first read and the check. */
+int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid)
+{
+    if (pid <= 0 || _ftmb_pid_alive(pid))
+        return 0;
+    /* Acquire pairs with the master's release store of master_state in ftmb_exit. */
+    uint32_t state = atomic_load_explicit(&hdr->master_state, memory_order_acquire);
+    /* Relaxed: master_pid is published with master_state, which we acquired above. */
+    return state == _FTMB_MASTER_ATTACHED && atomic_load_explicit(&hdr->master_pid, memory_order_relaxed) == pid;
+}
+
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
 {
     /* Relaxed: the owner's pid is written once, before ready (which the caller acquired). */

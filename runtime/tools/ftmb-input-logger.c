@@ -313,7 +313,7 @@ int main(int argc, char **argv)
         int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
         if (state == _FTMB_MASTER_ATTACHED && mono - last_master_check > 10000000ull) {
             last_master_check = mono;
-            if (pid != reported_pid && !_ftmb_pid_alive(pid)) {
+            if (pid != reported_pid && _ftmb_master_died(&region->hdr, pid)) {
                 fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
                         session);
                 reported_pid = pid;
