@@ -47,7 +47,8 @@ def trace_for(example: str, workdir: Path, seed: int) -> Path:
 
 
 def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: Path, *, rate: int = 10000,
-          seed: int = 5, mutate: bool = False) -> tuple[runlib.RunResult, verify.Verdict]:
+          seed: int = 5, mutate: bool = False,
+          checkpoint_ms: int | None = None) -> tuple[runlib.RunResult, verify.Verdict]:
     workdir.mkdir(parents=True, exist_ok=True)
     trace = trace_for(example, workdir, seed)
     argv = [str(build_dir / example), *EAL, f"--file-prefix=ftct{os.getpid()}_{random.getrandbits(32)}",
@@ -55,7 +56,7 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     out = workdir / f"released-{example}-{workers}.pcap"
     env = dict(os.environ, FTMB_REPLAY_WARN_MS="10000")  # a stalled replay fails after 10 s
     res = runlib.run(argv, trace, out, queues=workers, timeout_s=180, kill_master_at=kill_at, rate=rate,
-                     release_rule=not mutate, env=env, grace_s=10.0)
+                     release_rule=not mutate, env=env, grace_s=10.0, checkpoint_ms=checkpoint_ms)
     if not res.ok:
         return res, verify.Verdict(replay_failure=res.failure)
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]

@@ -29,6 +29,7 @@ logger's hold times (release time minus the input's arrival time, p50/p99).
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import re
@@ -48,11 +49,11 @@ from .errors import FtmbError, InputError
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 MODES = ("record", "passthrough", "replay")
 
-# Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 1); the run
-# reads it only to learn whether the input is drained.
+# Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 2); the run
+# reads it to learn whether the input is drained, who the master is and who holds its snapshot.
 _IN_MAGIC = 0x4E492D424D5446
-_LAYOUT_VERSION = 1
-_HDR = struct.Struct("<QIIQIiQiIII")         # magic .. master_mode, pad: 56 bytes
+_LAYOUT_VERSION = 2
+_HDR = struct.Struct("<QIIQIiQiIIi")         # magic .. master_mode, snapshot_pid: 56 bytes
 _IN_GEOMETRY = struct.Struct("<II")          # nqueues, capacity (after the header)
 _QUEUE_BASE, _QUEUE_SIZE = 128, 320         # queue[] is cache-aligned; one queue is 5 lines
 _RING_HEAD, _RING_TAIL, _RING_BUF = 0, 64, 128
@@ -146,7 +147,8 @@ class Failover:
     injected: bool                   # the run sent the SIGKILL (else the master died by itself)
     backup_pid: int = 0
     log_ready_ms: float | None = None   # the output logger stored every record and wrote the log
-    detected_ms: float | None = None    # the standby saw the master's death
+    detected_ms: float | None = None    # the backup saw the master's death
+    from_snapshot: bool = False         # the backup was the master's newest checkpoint (not a replay from the start)
     live_ms: float | None = None        # the backup finished replaying and records live (recovery time)
     replayed_records: int = 0
 
@@ -155,7 +157,7 @@ class Failover:
         return self.live_ms is not None
 
 
-_TAKEOVER = re.compile(r"ftmb: standby: the master \(pid \d+\) died; taking over at (\d+) ns")
+_TAKEOVER = re.compile(r"ftmb: (?:standby|snapshot): the master \(pid \d+\) died; taking over at (\d+) ns")
 _LIVE = re.compile(r"ftmb: failover: replayed (\d+) records; live \(recording\) from thread \d+ at (\d+) ns")
 
 
@@ -216,6 +218,10 @@ class InputRegion:
         """The attached master's pid, state (0 none, 1 attached, 2 done) and mode (1 record, 2 replay)."""
         hdr = _HDR.unpack_from(self._m, 0)
         return hdr[7], hdr[8], hdr[9]
+
+    def snapshot_pid(self) -> int:
+        """The process holding the master's newest checkpoint (it takes over if the master dies), or 0."""
+        return _HDR.unpack_from(self._m, 0)[10]
 
     def attached(self) -> bool:
         """A master has attached (its `ftmb_init` found the session)."""
@@ -318,8 +324,52 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+class _Adopted:
+    """The part of `subprocess.Popen` the run uses, for a process it did not start: the snapshot a
+    dead master forked, which the kernel re-parents to the run (a child subreaper, see `run`)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not ours after all (the run is not its subreaper): watch it
+                return None if _pid_alive(self.pid) else self._set(0)
+            if pid:
+                self._set(os.waitstatus_to_exitcode(status))
+        return self.returncode
+
+    def _set(self, code: int) -> int:
+        self.returncode = code
+        return code
+
+    def wait(self, timeout: float | None = None) -> int:
+        until = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if until is not None and time.monotonic() > until:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.002)
+        return self.returncode
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _set_subreaper(on: bool) -> None:
+    """Orphaned descendants (a dead master's snapshot) become the run's children, so it can wait for them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1 if on else 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
 class _Child:
-    def __init__(self, status: ProcessStatus, proc: subprocess.Popen, err_path: Path):
+    def __init__(self, status: ProcessStatus, proc: subprocess.Popen | _Adopted, err_path: Path):
         self.status, self.proc, self.err_path = status, proc, err_path
 
     def alive(self) -> bool:
@@ -354,7 +404,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
         workdir: str | Path | None = None, kill_master_at: float | None = None,
         failover: bool = False, replay_log: str | Path | None = None,
-        release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True) -> RunResult:
+        release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True,
+        checkpoint_ms: int | None = None) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
@@ -372,6 +423,13 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     its first spawn wrapper for the master's death and the log. It replays the log, goes live, and runs to the end of the input; the
     output logger drops the outputs it regenerates that were already released. `result.failover`
     says when each step happened. `mode="replay"` with `replay_log` re-executes a log (the oracle).
+
+    Checkpoints (`checkpoint_ms`, with failover): the master forks a snapshot of itself every
+    `checkpoint_ms` ms (runtime/src/checkpoint.c); when it dies the newest snapshot takes over and
+    replays only the log since that checkpoint, and the standby steps aside. The run makes itself a
+    child subreaper for the run's duration so that the snapshot becomes its child when the master
+    dies. The input logger forgets what precedes the newest checkpoint unless the verification
+    replay (which re-executes from the start) needs it.
     `release_rule=False` is the mutation check only: the output logger releases every packet at
     once (FTMB_OL_NO_RELEASE_RULE=1), which the oracle must catch.
     """
@@ -385,6 +443,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
     if not nf_argv:
         raise InputError("no network function: give its command line after --")
+    if checkpoint_ms is not None and not 1 <= checkpoint_ms <= 3600000:
+        raise InputError(f"--checkpoint-ms {checkpoint_ms}: expected 1 to 3600000")
+    if checkpoint_ms is not None and not failover:
+        raise InputError("--checkpoint-ms needs failover (--failover or --kill-master-at)")
     if not 1 <= queues <= 32:
         raise InputError(f"--queues {queues}: expected 1 to 32")
     rdir = Path(runtime_dir) if runtime_dir else RUNTIME_DIR
@@ -485,6 +547,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         nf_env.setdefault("FTMB_PEER_TIMEOUT_MS", str(peer_timeout_ms))
         if mode == "replay":
             nf_env["FTMB_REPLAY_LOG"] = str(replay_log)
+        if checkpoint_ms is not None:
+            _set_subreaper(True)
+            nf_env.update(FTMB_CHECKPOINT_MS=str(checkpoint_ms), FTMB_REPLAY_LOG=str(log_file),
+                          FTMB_CHECKPOINT_GC="0" if verify_replay else "1")
         nf_cmd = [program, *nf_argv[1:]]
         if failover and shutil.which("setarch"):
             nf_cmd = ["setarch", os.uname().machine, "-R", *nf_cmd]
@@ -505,6 +571,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             nonlocal kill_wall_ns
             result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected)
             t0 = time.monotonic()
+            snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
             if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
                 _write_empty_log(Path(log_file), in_region)
             while not Path(log_file).exists():
@@ -516,6 +583,14 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     return None
                 time.sleep(0.0005)
             result.failover.log_ready_ms = (time.monotonic() - t0) * 1e3
+            if snapshot > 0 and _pid_alive(snapshot):
+                st = ProcessStatus(name="backup", argv=nf.status.argv, pid=snapshot)
+                result.processes.append(st)
+                b = _Child(st, _Adopted(snapshot), nf.err_path)
+                children.append(b)
+                result.failover.backup_pid = snapshot
+                result.failover.from_snapshot = True
+                return b
             if standby is not None:
                 if not standby.alive():
                     fail(standby, f"the standby backup was gone when the master died ({_status(standby)}): "
@@ -647,8 +722,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
         _collect(result, children, tmp, partial)
+        if checkpoint_ms is not None:
+            _set_subreaper(False)
         if result.failover is not None:
-            b = next((c for c in children if c.status.name == "backup"), None)
+            b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
             m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
             t = _TAKEOVER.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
             if t:

@@ -1,34 +1,55 @@
 /*
- * Checkpoints (record mode, FTMB_CHECKPOINT_MS=N): every N ms the runtime's coordinator thread
- * quiesces every thread that receives input at a packet boundary (the top of its next receive:
- * the previous burst is processed and sent), fork()s, and resumes them; the child writes the
- * snapshot while the parent runs on (copy-on-write).
+ * Checkpoints and failover from a snapshot (record mode, FTMB_CHECKPOINT_MS=N).
  *
- * The snapshot holds the executable's writable data (.data and .bss, from __data_start to _end:
- * the program's globals and statics and the runtime's own state, which includes each thread's
- * input positions, record and output counts and virtual time), and the arena's used part (the
- * per-object sequence words and each thread's heap up to its bump pointer). It is written to
- * FTMB_CHECKPOINT_DIR (default /dev/shm) as ftmb-<session>.ckpt, by a temporary name and renamed;
- * removed at exit unless FTMB_CHECKPOINT_KEEP=1. At exit one line on stderr gives the count and
- * the pause (request to resume: quiescing plus fork) and the fork's share, p50 and max.
+ * Every N ms the runtime's coordinator thread quiesces the program: each thread that receives
+ * input parks at the top of its next receive (a packet boundary: the previous burst is processed
+ * and sent), every other program thread parks in a signal handler (FTMB_CAPTURE_SIGNAL), but never
+ * inside a runtime operation (`in_op`: it is signalled again a moment later). A parked thread saves
+ * its registers (getcontext). Then the coordinator forks with the raw clone system call (no atfork
+ * handlers: the snapshot must keep every lock exactly as the parked threads hold it) and resumes
+ * the threads; the pause is the time from the request to the resume.
  *
- * Not covered, and why restore is not built on it yet: DPDK's own memory (rte_hash, rte_ring,
- * rte_malloc'd objects the rewriter did not move into the arena, mbufs) is MAP_SHARED, so the
- * fork child sees it change under it. The failover backup therefore replays from the start (the
- * loggers keep everything), and checkpoints do not advance retain_from yet; they measure the
- * pause and produce the snapshot a restore would load.
+ * The child is the snapshot: the whole address space, copy-on-write: globals and statics, the heap,
+ * the state arena with the per-object sequence words, the runtime's per-thread positions (record
+ * count, output sequence, the next input entry of each queue, virtual time), each thread's stack
+ * and saved registers. DPDK's memory is MAP_SHARED by default and would change under it, so the
+ * DPDK adapter remaps it private before the workers launch. The master names the newest snapshot
+ * in both session regions (`snapshot_pid`, release), then kills the previous one and lets the input
+ * logger forget the entries before the snapshot's positions (`retain_from`; not with
+ * FTMB_CHECKPOINT_GC=0, which the verification replay needs: it re-executes from the start).
  *
- * Ground rules: the per-packet cost is one relaxed load of the request epoch in each receive; the
- * coordinator is the runtime's own thread and never touches program state.
+ * The snapshot waits (PR_SET_PDEATHSIG, and getppid) for the master to die. Then, if the regions
+ * name it, it takes over: it maps the output logger's log (FTMB_REPLAY_LOG), starts each thread's
+ * replay at its record count in the snapshot, re-attaches every thread to the session's rings where
+ * the dead master left them, asks the input logger to serve each queue again from the snapshot's
+ * position, publishes itself as the master, and restores the parked threads: one clone per thread
+ * with the thread's own TLS block (CLONE_SETTLS: its pthread, `_ftmb_self`, DPDK's lcore id) that
+ * setcontext()s onto the saved registers and stack. Each continues where it parked, replays its
+ * log (runtime.c: the order of every shared access, nondeterministic values, receive
+ * compositions), and the process goes live at the handover. Its coordinator goes on taking
+ * checkpoints. Until the threads run again the snapshot uses no libc lock (no malloc, no stdio):
+ * a parked thread may hold one.
+ *
+ * Limits: threads the runtime does not know (DPDK's interrupt and telemetry threads) are not
+ * restored; a program thread whose start routine returned is not either (an EAL worker back in
+ * its launch loop cannot be launched again in the backup); a thread parked in a sleep wakes early
+ * (EINTR) once. At exit one line on stderr gives the count and the pause (request to resume) and
+ * the fork's share, p50 and max, and the program state in the data segment and the arena.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -36,79 +57,272 @@
 extern char __data_start[] __attribute__((weak));
 extern char _end[] __attribute__((weak));
 
-#define CKPT_MAGIC 0x54504b43424d5446ull /* "FTMBCKPT" */
-#define PARK_TIMEOUT_NS 100000000ull     /* a receiver that does not park within this: skip the round */
+#define PARK_TIMEOUT_NS 100000000ull /* a thread that does not park within this: skip the round */
 #define MAX_SAMPLES 65536
+#define RESTORE_STACK 16384
+#define CAPTURE_SIGNAL (SIGRTMIN + 7)
+#define DEATH_SIGNAL (SIGRTMIN + 8)
 
 struct _ftmb_ckpt_state _ftmb_ckpt;
 
+/* One program thread's registers at its park. */
+struct capture {
+    ucontext_t uc;
+    _Atomic uint64_t parked; /* the epoch it parked for (release, after uc is saved) */
+    volatile int restored;   /* set by the snapshot before the thread runs again */
+};
+
 static struct {
     uint64_t interval_ns;
-    char path[512], tmp[520];
+    int gc;
+    char log[512];
+    long tid_off; /* where glibc keeps a thread's kernel tid in its pthread, or -1 */
     pthread_t thread;
     int running;
-    pid_t child;
-    uint64_t taken, skipped, bytes;
+    pid_t child; /* the newest snapshot */
+    uint64_t taken, skipped;
     uint64_t pause_ns[MAX_SAMPLES];
     uint64_t fork_ns[MAX_SAMPLES];
+    uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
+    struct capture cap[FTMB_MAX_THREADS];
 } ck;
 
-/* A receiving thread: park until the coordinator has forked (called from the receive path). */
-void _ftmb_ckpt_park(struct _ftmb_thread *t)
+static char restore_stack[FTMB_MAX_THREADS][RESTORE_STACK] __attribute__((aligned(64)));
+
+/* Until the threads run again only write(2): see the top. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
 {
-    /* Acquire pairs with the coordinator's release of req: nothing to read through it, but the
-     * park count below must be for this epoch. */
-    uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_acquire);
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0 && write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
+        (void)0;
+}
+
+static void park(struct _ftmb_thread *t, uint64_t e)
+{
+    struct capture *c = &ck.cap[t->index];
     t->ckpt_seen = e;
-    /* Release: this thread's writes so far happen before the fork (pairs with the coordinator's
-     * acquire load of parked). */
-    atomic_fetch_add_explicit(&_ftmb_ckpt.parked, 1, memory_order_release);
+    c->restored = 0;
+    getcontext(&c->uc); /* the snapshot resumes the thread here, with restored set */
+    if (!c->restored)
+        /* Release: the saved registers and this thread's writes happen before the fork (pairs
+         * with the coordinator's acquire). */
+        atomic_store_explicit(&c->parked, e, memory_order_release);
     /* Acquire pairs with the coordinator's release of resume. */
     for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) < e; spins++)
         _ftmb_backoff(spins);
 }
 
+/* A receiving thread at the top of a receive. */
+void _ftmb_ckpt_park(struct _ftmb_thread *t)
+{
+    /* Acquire pairs with the coordinator's release of req. */
+    uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_acquire);
+    /* Relaxed: only the coordinator writes resume; a round that ended already needs no park. */
+    if (atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_relaxed) < e)
+        park(t, e);
+    else
+        t->ckpt_seen = e;
+}
+
+/* Any other program thread, wherever it is, unless inside a runtime operation. */
+static void on_capture(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc;
+    int saved = errno;
+    struct _ftmb_thread *t = _ftmb_self;
+    /* Acquire pairs with the coordinator's release of req. */
+    uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_acquire);
+    if (t && !t->in_op && !t->ckpt_receiver && t->ckpt_seen != e &&
+        atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_relaxed) < e)
+        park(t, e);
+    errno = saved;
+}
+
 void _ftmb_ckpt_register(struct _ftmb_thread *t)
 {
+    /* Acquire pairs with the coordinator's release of resume: a round in progress parks us at the
+     * next receive. Set before the flag: the signal handler then leaves this thread alone. */
+    t->ckpt_seen = atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire);
     t->ckpt_receiver = 1;
-    /* Relaxed: the count is re-read by the coordinator each round; a thread registered late is
-     * counted from the next round (its seen epoch is the current one). */
-    t->ckpt_seen = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed);
-    atomic_fetch_add_explicit(&_ftmb_ckpt.receivers, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
 }
 
-static int write_all(int fd, const void *p, uint64_t n)
+void _ftmb_thread_finished(struct _ftmb_thread *t)
 {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (uint64_t)w;
+    if (t) /* Release: pairs with the coordinator's acquire. */
+        atomic_store_explicit(&t->os_alive, 0, memory_order_release);
+}
+
+/* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
+ * first: a thread parked in the handler may hold a program lock a receiver waits for. */
+static int capture_all(uint64_t e, uint64_t t0, int *receivers)
+{
+    struct timespec nap = {0, 10000};
+    for (unsigned round = 0;; round++) {
+        /* Relaxed: indexes are claimed by spawn wrappers; a thread claimed after this read has not
+         * run program code yet that this snapshot would miss (its spawner is parked). */
+        uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
+        unsigned waiting_rx = 0, waiting_other = 0, rx = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct _ftmb_thread *t = &_ftmb_threads[i];
+            /* Acquire pairs with the release in _ftmb_adopt_thread_index / _ftmb_thread_finished. */
+            if (!atomic_load_explicit(&t->os_alive, memory_order_acquire))
+                continue;
+            int is_rx = __atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED);
+            rx += is_rx;
+            /* Acquire pairs with the parked thread's release. */
+            if (atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) == e)
+                continue;
+            if (is_rx)
+                waiting_rx++;
+            else
+                waiting_other++;
+        }
+        *receivers = (int)rx;
+        if (!rx)
+            return 0; /* nothing receives yet (initialization): no checkpoint */
+        if (!waiting_rx && !waiting_other)
+            return 1;
+        if (!waiting_rx && (round & 7) == 0)
+            for (uint32_t i = 0; i < n; i++) {
+                struct _ftmb_thread *t = &_ftmb_threads[i];
+                if (atomic_load_explicit(&t->os_alive, memory_order_acquire) &&
+                    !__atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED) &&
+                    atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) != e)
+                    pthread_kill((pthread_t)t->pthread, CAPTURE_SIGNAL);
+            }
+        if (_ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
+            return 0;
+        nanosleep(&nap, NULL);
     }
-    return 0;
 }
 
-/* In the fork child: only async-signal-safe calls (open, write, rename, _exit). */
-static void write_snapshot(uint64_t epoch)
+/* ---- the snapshot process ------------------------------------------------------------------- */
+
+static int restore_entry(void *arg)
 {
-    struct _ftmb_span r[2 + FTMB_MAX_THREADS];
-    unsigned nr = 0;
-    if (__data_start && _end)
-        r[nr++] = (struct _ftmb_span){(uint64_t)(uintptr_t)__data_start, (uint64_t)(_end - __data_start)};
-    nr += _ftmb_arena_used(&r[nr], FTMB_MAX_THREADS + 1);
-    int fd = open(ck.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        _exit(1);
-    uint64_t hdr[4] = {CKPT_MAGIC, epoch, (uint64_t)FTMB_ABI_VERSION, nr};
-    int bad = write_all(fd, hdr, sizeof hdr) || write_all(fd, r, nr * sizeof r[0]);
-    for (unsigned i = 0; i < nr && !bad; i++)
-        bad = write_all(fd, (const void *)(uintptr_t)r[i].addr, r[i].len);
-    if (close(fd) != 0 || bad || rename(ck.tmp, ck.path) != 0)
-        _exit(1);
-    _exit(0);
+    setcontext(&((struct capture *)arg)->uc);
+    return 1;
 }
+
+/* The coordinator of the snapshot: this process's only thread until the others are restored. */
+static void fix_own_tid(void)
+{
+    if (ck.tid_off < 0)
+        return;
+    pid_t *tidp = (pid_t *)((char *)pthread_self() + ck.tid_off);
+    /* The kernel clears it when this thread exits, so pthread_join on it works here too. */
+    *tidp = (pid_t)syscall(SYS_set_tid_address, tidp);
+}
+
+__attribute__((noreturn)) static void snapshot_fail(const char *why)
+{
+    say("ftmb: snapshot: cannot take over: %s\n", why);
+    _exit(1);
+}
+
+/* The master died and the regions name this snapshot: become the master (see the top). */
+static void take_over(uint64_t e, pid_t master)
+{
+    uint64_t died = _ftmb_now_ns(CLOCK_REALTIME);
+    struct timespec nap = {0, 20000};
+    while (access(ck.log, R_OK) != 0) { /* the output logger writes it once it stored every record */
+        if (!_ftmb_peer_alive(&_ftmb_rt.out->hdr, _ftmb_rt.peer_timeout_ns))
+            snapshot_fail("the output logger died before it wrote the log");
+        nanosleep(&nap, NULL);
+    }
+    if (_ftmb_map_replay_log(ck.log) != 0)
+        snapshot_fail("the log cannot be read");
+    uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
+    uint32_t left = 0;
+    uint64_t records = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct _ftmb_thread *t = &_ftmb_threads[i];
+        t->rlog = _ftmb_rt.replay_log[i];
+        t->rlen = _ftmb_rt.replay_len[i];
+        t->rpos = t->rec.local; /* its record count at the snapshot */
+        if (t->rlen < t->rpos) {
+            say("ftmb: snapshot: thread %u had %llu records but the log has %llu\n", i,
+                (unsigned long long)t->rpos, (unsigned long long)t->rlen);
+            snapshot_fail("the log is shorter than the snapshot");
+        }
+        t->replay_finished = t->rpos == t->rlen;
+        left += !t->replay_finished;
+        records += t->rlen - t->rpos;
+        if (t->has_rings) { /* continue its streams where the dead master's rings end */
+            _ftmb_ring_attach(&t->rec, _ftmb_rt.out, &_ftmb_rt.out->thread[i].rec, 1);
+            _ftmb_ring_attach(&t->out, _ftmb_rt.out, &_ftmb_rt.out->thread[i].out, 1);
+        }
+    }
+    _ftmb_rt.replay_records = records;
+    atomic_store_explicit(&_ftmb_rt.replay_left, left, memory_order_relaxed);
+    _ftmb_publish_master(FTMB_MODE_REPLAY); /* the input logger serves (and rewinds for) the master it names */
+    for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++) {
+        struct _ftmb_inq *iq = &_ftmb_rt.inq[q];
+        /* Consume from where the dead master left the ring, ... */
+        _ftmb_ring_attach(&iq->ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
+        iq->pending = 0;
+        if (iq->owner) { /* ... and have it served again from the snapshot's position */
+            if (_ftmb_input_rewind(q, iq->next_seq) != 0)
+                snapshot_fail("the input logger died");
+            iq->replay_synced = 1;
+        }
+    }
+    _ftmb_rt.handover = 1;
+    atomic_store_explicit(&_ftmb_rt.handed_over, 0, memory_order_relaxed);
+    __atomic_store_n(&_ftmb_mode_now, FTMB_MODE_REPLAY, __ATOMIC_RELEASE);
+    ck.child = 0;
+    say("ftmb: snapshot: the master (pid %d) died; taking over at %llu ns from the snapshot of epoch %llu with "
+        "%llu records to replay\n",
+        (int)master, (unsigned long long)died, (unsigned long long)e, (unsigned long long)records);
+    int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS;
+    if (ck.tid_off >= 0) /* the thread's pthread gets its new tid, cleared at exit: joins work */
+        flags |= CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+    for (uint32_t i = 0; i < n; i++) {
+        struct _ftmb_thread *t = &_ftmb_threads[i];
+        if (atomic_load_explicit(&ck.cap[i].parked, memory_order_relaxed) != e)
+            continue;
+        ck.cap[i].restored = 1;
+        pid_t *ctid = ck.tid_off >= 0 ? (pid_t *)(t->pthread + (uintptr_t)ck.tid_off) : NULL;
+        if (clone(restore_entry, restore_stack[i] + RESTORE_STACK, flags, &ck.cap[i], NULL, (void *)t->pthread,
+                  ctid) < 0)
+            snapshot_fail("clone failed");
+    }
+    /* Release: the replay state above is visible to every restored thread (pairs with the park's
+     * acquire of resume). */
+    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+}
+
+/* The child of the fork for epoch e: wait for the master's death or for being replaced. */
+static void snapshot_main(uint64_t e, pid_t master)
+{
+    fix_own_tid();
+    setpgid(0, 0); /* a signal to the master's process group (its crash, its stop) is not for us */
+    sigset_t death;
+    sigemptyset(&death);
+    sigaddset(&death, DEATH_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &death, NULL);
+    prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL);
+    struct _ftmb_region_hdr *h = &_ftmb_rt.in->hdr;
+    struct timespec wait = {0, 20000000};
+    while (getppid() == master) {
+        /* Acquire pairs with ftmb_exit's release: a master that finished needs no backup. */
+        if (atomic_load_explicit(&h->master_state, memory_order_acquire) == _FTMB_MASTER_DONE)
+            _exit(0);
+        sigtimedwait(&death, NULL, &wait);
+    }
+    /* Acquire pairs with the master's release store of snapshot_pid: the newest snapshot takes over. */
+    if (atomic_load_explicit(&h->snapshot_pid, memory_order_acquire) != getpid() || !_ftmb_master_died(h, master))
+        _exit(0);
+    take_over(e, master);
+}
+
+/* ---- the coordinator ---------------------------------------------------------------------------- */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -116,58 +330,90 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void name_snapshot(pid_t pid)
+{
+    struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};
+    for (int i = 0; i < 2; i++)
+        /* Release: pairs with the acquire of the snapshot, the standby and the orchestrator. */
+        atomic_store_explicit(&hs[i]->snapshot_pid, (int32_t)pid, memory_order_release);
+}
+
+static void checkpoint(void)
+{
+    uint64_t t0 = _ftmb_now_ns(CLOCK_MONOTONIC);
+    /* Relaxed read: only this thread writes req. Release: pairs with the parks' acquire. */
+    uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed) + 1;
+    atomic_store_explicit(&_ftmb_ckpt.req, e, memory_order_release);
+    int receivers = 0;
+    int all = capture_all(e, t0, &receivers);
+    uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC);
+    pid_t pid = 0, master = getpid();
+    if (all) {
+        for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
+            ck.seq_at[q] = _ftmb_rt.inq[q].next_seq;
+        pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0); /* fork without atfork handlers */
+        if (pid == 0) {
+            snapshot_main(e, master);
+            return; /* this process is the master now: go on taking checkpoints */
+        }
+    }
+    /* Release: pairs with the parked threads' acquire; they run on from here. */
+    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+    uint64_t pause = _ftmb_now_ns(CLOCK_MONOTONIC) - t0;
+    if (pid <= 0) {
+        ck.skipped += receivers > 0;
+        return;
+    }
+    if (ck.taken < MAX_SAMPLES) {
+        ck.pause_ns[ck.taken] = pause;
+        ck.fork_ns[ck.taken] = pause - (t1 - t0);
+    }
+    ck.taken++;
+    name_snapshot(pid);
+    pid_t old = ck.child;
+    ck.child = pid;
+    if (old > 0) {
+        kill(old, SIGKILL);
+        waitpid(old, NULL, 0);
+    }
+    if (ck.gc)
+        for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
+            if (_ftmb_rt.inq[q].owner)
+                _ftmb_input_retain_from(q, ck.seq_at[q]);
+}
+
 static void *coordinator(void *arg)
 {
     (void)arg;
+    /* Signals for the process (the program's SIGINT stop) go to the program's threads, never here:
+     * in a process restored from a snapshot this thread is the only one the program did not make. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     struct timespec nap = {(time_t)(ck.interval_ns / 1000000000ull), (long)(ck.interval_ns % 1000000000ull)};
     for (;;) {
         nanosleep(&nap, NULL);
-        if (atomic_load_explicit(&_ftmb_rt.exited, memory_order_relaxed) ||
-            _ftmb_mode_now != FTMB_MODE_RECORD)
+        if (atomic_load_explicit(&_ftmb_rt.exited, memory_order_relaxed))
             break;
-        if (ck.child > 0) { /* the previous snapshot is still being written: skip this round */
-            if (waitpid(ck.child, NULL, WNOHANG) == 0) {
-                ck.skipped++;
-                continue;
-            }
-            ck.child = 0;
-        }
-        uint32_t need = atomic_load_explicit(&_ftmb_ckpt.receivers, memory_order_relaxed);
-        if (!need)
-            continue;
-        uint64_t t0 = _ftmb_now_ns(CLOCK_MONOTONIC);
-        atomic_store_explicit(&_ftmb_ckpt.parked, 0, memory_order_relaxed);
-        /* Relaxed read: only this thread writes req. Release: pairs with the park's acquire. */
-        uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed) + 1;
-        atomic_store_explicit(&_ftmb_ckpt.req, e, memory_order_release);
-        int all = 1;
-        for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.parked, memory_order_acquire) < need; spins++) {
-            _ftmb_backoff(spins);
-            if ((spins & 255) == 255 && _ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS) {
-                all = 0; /* a receiver is blocked elsewhere (or finished): no snapshot this round */
-                break;
-            }
-        }
-        uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC);
-        if (all) {
-            pid_t pid = fork();
-            if (pid == 0)
-                write_snapshot(e);
-            ck.child = pid > 0 ? pid : 0;
-        }
-        /* Release: pairs with the parked threads' acquire; they run on from here. */
-        atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
-        uint64_t pause = _ftmb_now_ns(CLOCK_MONOTONIC) - t0;
-        if (all && ck.child) {
-            if (ck.taken < MAX_SAMPLES) {
-                ck.pause_ns[ck.taken] = pause;
-                ck.fork_ns[ck.taken] = _ftmb_now_ns(CLOCK_MONOTONIC) - t1;
-            }
-            ck.taken++;
-        } else
-            ck.skipped++;
+        if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) == FTMB_MODE_RECORD)
+            checkpoint(); /* (a backup restored from a snapshot replays first) */
     }
     return NULL;
+}
+
+/* Where glibc keeps the kernel tid in a thread's pthread (the only int there equal to it). */
+static long find_tid_offset(void)
+{
+    pid_t me = (pid_t)syscall(SYS_gettid);
+    const char *p = (const char *)pthread_self();
+    long found = -1;
+    for (long off = 0; off < 2048; off += (long)sizeof(pid_t))
+        if (*(const pid_t *)(p + off) == me) {
+            if (found >= 0)
+                return -1;
+            found = off;
+        }
+    return found;
 }
 
 int _ftmb_ckpt_start(void)
@@ -181,12 +427,27 @@ int _ftmb_ckpt_start(void)
         fprintf(stderr, "ftmb: FTMB_CHECKPOINT_MS=%s: expected milliseconds from 1 to 3600000\n", ms);
         return -1;
     }
+    const char *gc = getenv("FTMB_CHECKPOINT_GC");
+    if (gc && *gc && strcmp(gc, "0") != 0 && strcmp(gc, "1") != 0) {
+        fprintf(stderr, "ftmb: FTMB_CHECKPOINT_GC=%s: expected 0 (keep every input entry) or 1\n", gc);
+        return -1;
+    }
+    const char *log = getenv("FTMB_REPLAY_LOG");
+    if (!log || !*log || strlen(log) >= sizeof ck.log) {
+        fprintf(stderr, "ftmb: FTMB_CHECKPOINT_MS needs FTMB_REPLAY_LOG: where the output logger writes its log "
+                        "when the master dies (ftmb-output-logger --log)\n");
+        return -1;
+    }
+    snprintf(ck.log, sizeof ck.log, "%s", log);
+    ck.gc = !(gc && strcmp(gc, "0") == 0);
     ck.interval_ns = (uint64_t)v * 1000000ull;
-    const char *dir = getenv("FTMB_CHECKPOINT_DIR");
-    snprintf(ck.path, sizeof ck.path, "%s/ftmb-%s.ckpt", dir && *dir ? dir : "/dev/shm",
-             _ftmb_rt.session[0] ? _ftmb_rt.session : "nosession");
-    snprintf(ck.tmp, sizeof ck.tmp, "%s.tmp", ck.path);
-    if (pthread_create(&ck.thread, NULL, coordinator, NULL) != 0) {
+    ck.tid_off = find_tid_offset();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_capture;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(CAPTURE_SIGNAL, &sa, NULL) != 0 || pthread_create(&ck.thread, NULL, coordinator, NULL) != 0) {
         fprintf(stderr, "ftmb: cannot start the checkpoint thread\n");
         return -1;
     }
@@ -194,15 +455,19 @@ int _ftmb_ckpt_start(void)
     return 0;
 }
 
-/* At exit: stop the coordinator, wait for the last snapshot, report the pauses. */
+/* At exit: stop the coordinator and the snapshot (a finished master needs none), report. */
 void _ftmb_ckpt_stop(void)
 {
     if (!ck.running)
         return;
     ck.running = 0;
     pthread_join(ck.thread, NULL);
-    if (ck.child > 0)
+    if (ck.child > 0) {
+        name_snapshot(0);
+        kill(ck.child, SIGKILL);
         waitpid(ck.child, NULL, 0);
+        ck.child = 0;
+    }
     uint64_t n = ck.taken < MAX_SAMPLES ? ck.taken : MAX_SAMPLES;
     double p50 = 0, max = 0, fork50 = 0, fmax = 0;
     if (n) {
@@ -220,9 +485,6 @@ void _ftmb_ckpt_stop(void)
         bytes += r[i].len;
     if (__data_start && _end)
         bytes += (uint64_t)(_end - __data_start);
-    const char *keep = getenv("FTMB_CHECKPOINT_KEEP");
-    if (!(keep && *keep == '1')) /* nothing restores from it yet (see the top): do not leave it */
-        unlink(ck.path);
     fprintf(stderr,
             "ftmb: checkpoints %llu skipped %llu pause_us p50 %.1f max %.1f fork_us p50 %.1f max %.1f "
             "state_bytes %llu\n",

@@ -18,8 +18,11 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
+#include <rte_memory.h>
 #include <rte_random.h>
 #include <rte_rwlock.h>
+
+#include <sys/mman.h>
 
 #include "rt.h"
 
@@ -148,11 +151,52 @@ static int launch_trampoline(void *p)
     struct launch_ctx c = *(struct launch_ctx *)p;
     free(p);
     _ftmb_adopt_thread_index(c.index);
-    return c.f(c.arg);
+    int ret = c.f(c.arg);
+    _ftmb_thread_finished(_ftmb_self);
+    return ret;
+}
+
+/*
+ * Checkpoints fork the master, and the child must keep DPDK's memory as it was (checkpoint.c).
+ * Without hugepages DPDK maps its memory MAP_SHARED from a memfd, so the child would see the master
+ * change it: remap each contiguous chunk MAP_PRIVATE over the same file range (the contents are the
+ * file's, so nothing moves) before the first worker runs.
+ */
+static int remap_chunk(const struct rte_memseg_list *msl, const struct rte_memseg *ms, size_t len, void *arg)
+{
+    int *failed = arg;
+    int fd = rte_memseg_get_fd_thread_unsafe(ms);
+    size_t off = 0, last_off = 0;
+    if (fd < 0 || rte_memseg_get_fd_offset_thread_unsafe(ms, &off) != 0)
+        return 0; /* anonymous private memory: a fork already copies it on write */
+    const struct rte_memseg *last = ms + (len / msl->page_sz) - 1;
+    if (rte_memseg_get_fd_thread_unsafe(last) != fd || rte_memseg_get_fd_offset_thread_unsafe(last, &last_off) != 0 ||
+        last_off != off + len - last->len) {
+        *failed = 1;
+        return -1;
+    }
+    if (mmap(ms->addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)off) != ms->addr) {
+        *failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static void dpdk_memory_private(void)
+{
+    static int done;
+    const char *ms = getenv("FTMB_CHECKPOINT_MS");
+    if (done || _ftmb_mode_now != FTMB_MODE_RECORD || !ms || !*ms)
+        return;
+    done = 1;
+    int failed = 0;
+    if (rte_memseg_contig_walk(remap_chunk, &failed) != 0 || failed)
+        _ftmb_fatal("checkpoints: cannot remap DPDK's memory private (hugepages without a private mapping?)");
 }
 
 int ftmb_rte_eal_remote_launch(int (*f)(void *), void *arg, unsigned worker_id)
 {
+    dpdk_memory_private();
     if (_ftmb_rt.standby)
         _ftmb_standby_takeover();
     _ftmb_me(); /* the launcher holds its index before its workers do */

@@ -89,9 +89,9 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 
 #define _FTMB_IN_MAGIC 0x4e492d424d5446ull  /* "FTMB-IN" */
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
-/* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 1). */
-#define _FTMB_IN_LAYOUT_VERSION 1
-#define _FTMB_OUT_LAYOUT_VERSION 2
+/* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 2). */
+#define _FTMB_IN_LAYOUT_VERSION 2
+#define _FTMB_OUT_LAYOUT_VERSION 3
 static inline uint32_t _ftmb_layout_version(uint64_t magic)
 {
     return magic == _FTMB_IN_MAGIC ? _FTMB_IN_LAYOUT_VERSION : _FTMB_OUT_LAYOUT_VERSION;
@@ -115,7 +115,8 @@ struct _ftmb_region_hdr {
     _Atomic int32_t master_pid;
     _Atomic uint32_t master_state;   /* enum _ftmb_master_state */
     _Atomic uint32_t master_mode;    /* enum ftmb_mode of the attached master */
-    uint32_t _pad;
+    _Atomic int32_t snapshot_pid;    /* the process holding the master's newest snapshot, which takes
+                                      * over if the master dies; 0: none (published with release) */
 };
 
 enum _ftmb_in_kind {

@@ -88,7 +88,11 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
             if (_ftmb_input_rewind(queue, first_seq) != 0)
                 _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
             q->replay_synced = 1;
-        }
+        } else if (first_seq != q->next_seq)
+            _ftmb_fatal("replay diverged: thread %u record %llu receives queue %u from entry %llu, but the "
+                        "queue is at entry %llu",
+                        t->index, (unsigned long long)(t->rpos - 1), queue, (unsigned long long)first_seq,
+                        (unsigned long long)q->next_seq);
         wait_entries(q, avail, queue);
     } else {
         avail = _ftmb_ring_refresh(&q->ring);
@@ -126,6 +130,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     if (i == 0)
         return 0;
     q->pending = i;
+    q->next_seq = first_seq + i;
     if (!replay && _ftmb_mode_now == FTMB_MODE_RECORD) /* a failover backup is live once not replaying */
         _ftmb_emit_rx(queue, (uint32_t)i, first_seq);
     return npk;
@@ -189,9 +194,12 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns)
 {
     struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
     struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
-    if (__builtin_expect(s == NULL, 0) && !(s = out_wait_space(t)))
+    if (__builtin_expect(s == NULL, 0) && !(s = out_wait_space(t))) {
+        _ftmb_op_leave(t);
         return; /* the output logger is gone: the packet is dropped (reported once) */
+    }
     if (len > FTMB_PKT_MAX)
         len = FTMB_PKT_MAX;
     s->out_seq = ++t->out_seq;
@@ -205,6 +213,7 @@ void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_ti
     /* P1 (inside): release, pairs with the output logger's C1; it also orders this thread's
      * earlier record publications (R1) before the packet. */
     _ftmb_ring_publish(&t->out, 1);
+    _ftmb_op_leave(t);
 }
 
 /* ---- opaque packets ------------------------------------------------------------------------------ */

@@ -27,8 +27,11 @@ struct _ftmb_thread {
     const struct _ftmb_record *rlog; /* replay: this thread's recorded stream */
     uint64_t rlen, rpos;
     int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
-    int ckpt_receiver;               /* checkpoints quiesce this thread (it receives input) */
+    int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input) */
     uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
+    int in_op;                       /* inside a runtime operation: a checkpoint signal does not park it */
+    _Atomic int os_alive;            /* its OS thread runs the program (adopted, start routine not returned) */
+    uintptr_t pthread;               /* pthread_self() of that thread: its TCB, restored by a failover */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
@@ -42,6 +45,7 @@ struct _ftmb_inq {
     uint64_t pending;    /* entries handed out by _ftmb_rx_begin, consumed by _ftmb_rx_finish */
     uint64_t empty_polls;
     int replay_synced;   /* replay: the logger was asked to serve from the first logged entry */
+    uint64_t next_seq;   /* sequence of the next entry to receive (after the last finished receive) */
 };
 
 struct _ftmb_runtime {
@@ -110,19 +114,36 @@ int _ftmb_replaying(struct _ftmb_thread *t);
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);
 
-/* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread sees it at its
- * next receive, counts itself into parked and waits for resume >= req. */
+/* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread parks at its next
+ * receive, every other program thread in a signal handler, until resume >= req. */
 struct _ftmb_ckpt_state {
     alignas(_FTMB_CACHE_LINE) _Atomic uint64_t req;
     alignas(_FTMB_CACHE_LINE) _Atomic uint64_t resume;
-    _Atomic uint32_t parked;
-    _Atomic uint32_t receivers;
 };
 extern struct _ftmb_ckpt_state _ftmb_ckpt;
 void _ftmb_ckpt_park(struct _ftmb_thread *t);
 void _ftmb_ckpt_register(struct _ftmb_thread *t);
 int _ftmb_ckpt_start(void);
 void _ftmb_ckpt_stop(void);
+/* A program thread's start routine returned: checkpoints no longer capture it. */
+void _ftmb_thread_finished(struct _ftmb_thread *t);
+
+/* A runtime operation that touches the session's rings or an object's sequence word: a checkpoint
+ * never captures a thread in the middle of one (a failover would resume it half done). */
+static inline void _ftmb_op_enter(struct _ftmb_thread *t)
+{
+    t->in_op++;
+    atomic_signal_fence(memory_order_seq_cst); /* the signal handler on this thread sees it */
+}
+static inline void _ftmb_op_leave(struct _ftmb_thread *t)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    t->in_op--;
+}
+
+/* Failover from a snapshot (checkpoint.c): load the log, re-attach every thread to the session. */
+int _ftmb_map_replay_log(const char *path);
+void _ftmb_publish_master(int mode);
 
 /* A range of memory a snapshot holds. */
 struct _ftmb_span {

@@ -14,12 +14,15 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,7 +104,10 @@ void _ftmb_adopt_thread_index(uint32_t idx)
     }
     t->rlog = _ftmb_rt.replay_log[idx];
     t->rlen = _ftmb_rt.replay_len[idx];
+    t->pthread = (uintptr_t)pthread_self();
     _ftmb_self = t;
+    /* Release: pairs with the checkpoint coordinator's acquire; the fields above are set. */
+    atomic_store_explicit(&t->os_alive, 1, memory_order_release);
 }
 
 struct _ftmb_thread *_ftmb_self_slow(void)
@@ -130,7 +136,9 @@ static void *spawn_trampoline(void *p)
     struct spawn_ctx c = *(struct spawn_ctx *)p;
     free(p);
     _ftmb_adopt_thread_index(c.index);
-    return c.start(c.arg);
+    void *ret = c.start(c.arg);
+    _ftmb_thread_finished(_ftmb_self);
+    return ret;
 }
 
 int ftmb_pthread_create(void *thread, const void *attr, void *(*start_routine)(void *), void *arg)
@@ -423,6 +431,7 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftm
 {
     struct _ftmb_obj *o = obj_of(obj, site);
     struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t); /* left in ordered_leave */
     if (_ftmb_replaying(t)) {
         uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
         replay_wait_word(t, &o->word, want, obj);
@@ -457,8 +466,10 @@ static inline void ordered_leave(struct _ftmb_obj *o)
      * R1 in program order, so the record count covering this access is published before the
      * object is released: whoever touches the object next reads a count that covers it. */
     atomic_store_explicit(&o->word, w + 1, memory_order_release);
+    struct _ftmb_thread *t = _ftmb_me();
     if (_ftmb_mode_now == FTMB_MODE_REPLAY)
-        replay_op_done(_ftmb_me());
+        replay_op_done(t);
+    _ftmb_op_leave(t);
 }
 
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
@@ -497,6 +508,7 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return;
     struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
     if (!_ftmb_replaying(t))
         pal_locked(obj, site, _FTMB_REC_HELD, 0);
     else {
@@ -511,6 +523,7 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
         atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
         replay_op_done(t);
     }
+    _ftmb_op_leave(t);
 }
 
 typedef int (*lock_fn)(volatile void *);
@@ -520,13 +533,11 @@ typedef int (*lock_fn)(volatile void *);
  * object and only then takes the program's lock (waiting inside the lock would deadlock); a
  * try-acquire that succeeded in the log blocks, one that failed fails without trying.
  */
-static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire, lock_fn blocking,
-                                                                volatile void *lock, ftmb_obj_t obj,
-                                                                ftmb_site_t site, int is_try, int shared)
+static inline __attribute__((always_inline)) int locked_acquire_op(struct _ftmb_thread *t, lock_fn acquire,
+                                                                   lock_fn blocking, volatile void *lock,
+                                                                   ftmb_obj_t obj, ftmb_site_t site, int is_try,
+                                                                   int shared)
 {
-    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
-        return acquire(lock);
-    struct _ftmb_thread *t = _ftmb_me();
     if (_ftmb_replaying(t)) {
         struct _ftmb_obj *o = obj_of(obj, site);
         const struct _ftmb_record *r = replay_take(t, _FTMB_REC_LOCK, obj, site);
@@ -554,7 +565,20 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
     if (rc == 0)
         pal_locked(obj, site, _FTMB_REC_LOCK, shared);
     else if (is_try)
-        emit(_ftmb_me(), _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+        emit(t, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+    return rc;
+}
+
+static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire, lock_fn blocking,
+                                                                volatile void *lock, ftmb_obj_t obj,
+                                                                ftmb_site_t site, int is_try, int shared)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return acquire(lock);
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    int rc = locked_acquire_op(t, acquire, blocking, lock, obj, site, is_try, shared);
+    _ftmb_op_leave(t);
     return rc;
 }
 
@@ -855,13 +879,16 @@ static uint64_t nd_value(unsigned source, uint64_t (*real)(void))
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return real();
     struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    uint64_t v;
     if (_ftmb_replaying(t)) {
-        uint64_t v = replay_take(t, _FTMB_REC_ND, source, 0)->value;
+        v = replay_take(t, _FTMB_REC_ND, source, 0)->value;
         replay_op_done(t);
-        return v;
+    } else {
+        v = real();
+        emit(t, _ftmb_rec_head(_FTMB_REC_ND, source, 0), v);
     }
-    uint64_t v = real();
-    emit(t, _ftmb_rec_head(_FTMB_REC_ND, source, 0), v);
+    _ftmb_op_leave(t);
     return v;
 }
 
@@ -1024,48 +1051,71 @@ static long env_long(const char *name, long dflt, long min, long max)
     return v;
 }
 
-static int load_replay_log(const char *path)
+/*
+ * Map the output logger's log (FTMB_REPLAY_LOG) read-only; each thread's records are a slice of
+ * the mapping. Only open, fstat, mmap and snprintf: a failover backup restored from a snapshot
+ * calls this before the program's threads run again, while one of them may hold a libc lock.
+ */
+int _ftmb_map_replay_log(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    struct _ftmb_log_file_hdr h;
-    if (fread(&h, sizeof h, 1, f) != 1 || h.magic != _FTMB_LOG_MAGIC || h.nthreads > FTMB_MAX_THREADS) {
-        fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: not an ftmb log file (written by ftmb-output-logger --log)\n",
-                path);
-        fclose(f);
-        return -1;
-    }
-    if (h.abi_version != FTMB_ABI_VERSION) {
-        fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: written by ABI %u, this runtime is ABI %d\n", path,
-                h.abi_version, FTMB_ABI_VERSION);
-        fclose(f);
-        return -1;
-    }
-    _ftmb_rt.tsc_hz = h.tsc_hz;
-    for (uint32_t t = 0; t < h.nthreads; t++) {
-        if (h.count[t] > (1ull << 40)) {
-            fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: thread %u claims %llu records\n", path, t,
-                    (unsigned long long)h.count[t]);
-            fclose(f);
-            return -1;
+    char why[160] = "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    const uint8_t *m = MAP_FAILED;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        snprintf(why, sizeof why, "%s", strerror(errno));
+    else if ((size_t)st.st_size < sizeof(struct _ftmb_log_file_hdr))
+        snprintf(why, sizeof why, "not an ftmb log file (written by ftmb-output-logger --log)");
+    else if ((m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+        snprintf(why, sizeof why, "%s", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    const struct _ftmb_log_file_hdr *h = (const void *)m;
+    if (!why[0] && (h->magic != _FTMB_LOG_MAGIC || h->nthreads > FTMB_MAX_THREADS))
+        snprintf(why, sizeof why, "not an ftmb log file (written by ftmb-output-logger --log)");
+    else if (!why[0] && h->abi_version != FTMB_ABI_VERSION)
+        snprintf(why, sizeof why, "written by ABI %u, this runtime is ABI %d", h->abi_version, FTMB_ABI_VERSION);
+    uint64_t off = sizeof *h;
+    for (uint32_t t = 0; !why[0] && t < h->nthreads; t++) {
+        uint64_t bytes = h->count[t] * sizeof(struct _ftmb_record);
+        if (h->count[t] > (1ull << 40) || off + bytes > (uint64_t)st.st_size) {
+            snprintf(why, sizeof why, "truncated in the records of thread %u (%llu claimed)", t,
+                     (unsigned long long)h->count[t]);
+            break;
         }
-        _ftmb_rt.replay_log[t] = malloc((h.count[t] + 1) * sizeof(struct _ftmb_record));
-        if (!_ftmb_rt.replay_log[t] ||
-            fread(_ftmb_rt.replay_log[t], sizeof(struct _ftmb_record), h.count[t], f) != h.count[t]) {
-            fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: truncated in the records of thread %u\n", path, t);
-            fclose(f);
-            return -1;
-        }
-        _ftmb_rt.replay_len[t] = h.count[t];
-        _ftmb_rt.replay_records += h.count[t];
-        if (h.count[t])
-            /* Relaxed: written before any thread exists (ftmb_init). */
+        _ftmb_rt.replay_log[t] = (struct _ftmb_record *)(m + off);
+        _ftmb_rt.replay_len[t] = h->count[t];
+        off += bytes;
+    }
+    if (why[0]) {
+        char line[512];
+        int n = snprintf(line, sizeof line, "ftmb: FTMB_REPLAY_LOG=%s: %s\n", path, why);
+        if (write(2, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
+            (void)0;
+        return -1;
+    }
+    _ftmb_rt.tsc_hz = h->tsc_hz;
+    return 0;
+}
+
+/* Count the records to replay and the threads that have some (before any replaying thread runs). */
+static void count_replay(void)
+{
+    _ftmb_rt.replay_records = 0;
+    atomic_store_explicit(&_ftmb_rt.replay_left, 0, memory_order_relaxed);
+    for (uint32_t t = 0; t < FTMB_MAX_THREADS; t++) {
+        _ftmb_rt.replay_records += _ftmb_rt.replay_len[t];
+        if (_ftmb_rt.replay_len[t])
+            /* Relaxed: written before any thread exists (ftmb_init, the standby's takeover). */
             atomic_fetch_add_explicit(&_ftmb_rt.replay_left, 1, memory_order_relaxed);
     }
-    fclose(f);
+}
+
+static int load_replay_log(const char *path)
+{
+    if (_ftmb_map_replay_log(path) != 0)
+        return -1;
+    count_replay();
     return 0;
 }
 
@@ -1099,6 +1149,13 @@ static int attach_session(const char *session, int timeout_ms, int mode)
         _ftmb_rt.out->tsc_hz = _ftmb_rt.tsc_hz;
     for (uint32_t q = 0; q < _ftmb_rt.in->nqueues; q++)
         _ftmb_ring_attach(&_ftmb_rt.inq[q].ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
+    _ftmb_publish_master(mode);
+    return 0;
+}
+
+/* This process is the session's master from now on, in `mode`. */
+void _ftmb_publish_master(int mode)
+{
     struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};
     for (int i = 0; i < 2; i++) {
         /* Relaxed: published by the release store of master_state below. */
@@ -1107,7 +1164,6 @@ static int attach_session(const char *session, int timeout_ms, int mode)
         /* Release: pairs with the loggers' acquire load of master_state. */
         atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_ATTACHED, memory_order_release);
     }
-    return 0;
 }
 
 /* ---- warm standby ---------------------------------------------------------------------------- */
@@ -1178,6 +1234,14 @@ void _ftmb_standby_takeover(void)
         if (state == _FTMB_MASTER_NONE && access(getenv("FTMB_REPLAY_LOG"), R_OK) == 0)
             break;
         nanosleep(&nap, NULL);
+    }
+    /* Acquire pairs with the master's release store of snapshot_pid (checkpoint.c). */
+    int32_t snap = atomic_load_explicit(&in->hdr.snapshot_pid, memory_order_acquire);
+    if (snap > 0 && _ftmb_pid_alive(snap)) {
+        fprintf(stderr, "ftmb: standby: the master (pid %d) died; the process holding its snapshot (pid %d) takes "
+                        "over\n",
+                (int)pid, (int)snap);
+        exit(0);
     }
     uint64_t died = _ftmb_now_ns(CLOCK_REALTIME);
     const char *log = getenv("FTMB_REPLAY_LOG");
@@ -1302,7 +1366,6 @@ void ftmb_exit(void)
 {
     if (!_ftmb_rt.initialized || atomic_exchange(&_ftmb_rt.exited, 1))
         return;
-    _ftmb_ckpt_stop();
     struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
                                       _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
     for (int i = 0; i < 2; i++)
@@ -1310,4 +1373,7 @@ void ftmb_exit(void)
             /* Release: everything this process published before is visible to a logger that acquires
              * master_state == DONE (the threads have stopped producing; the program joined them). */
             atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_DONE, memory_order_release);
+    /* After DONE: the coordinator is the thread-group leader of a process restored from a snapshot,
+     * and once it exits the process looks dead (a zombie leader) to whoever checks its pid. */
+    _ftmb_ckpt_stop();
 }
