@@ -84,6 +84,7 @@ static struct {
     uint64_t pause_ns[MAX_SAMPLES];
     uint64_t fork_ns[MAX_SAMPLES];
     uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
+    uint64_t rec_at[FTMB_MAX_THREADS]; /* each thread's record count at the newest snapshot */
     struct capture cap[FTMB_MAX_THREADS];
 } ck;
 
@@ -245,11 +246,12 @@ static void take_over(uint64_t e, pid_t master)
         struct _ftmb_thread *t = &_ftmb_threads[i];
         t->rlog = _ftmb_rt.replay_log[i];
         t->rlen = _ftmb_rt.replay_len[i];
+        t->rbase = _ftmb_rt.replay_base[i];
         t->rpos = t->rec.local; /* its record count at the snapshot */
-        if (t->rlen < t->rpos) {
-            say("ftmb: snapshot: thread %u had %llu records but the log has %llu\n", i,
-                (unsigned long long)t->rpos, (unsigned long long)t->rlen);
-            snapshot_fail("the log is shorter than the snapshot");
+        if (t->rlen < t->rpos || t->rpos < t->rbase) {
+            say("ftmb: snapshot: thread %u had %llu records but the log has records %llu to %llu\n", i,
+                (unsigned long long)t->rpos, (unsigned long long)t->rbase, (unsigned long long)t->rlen);
+            snapshot_fail("the log does not continue the snapshot");
         }
         t->replay_finished = t->rpos == t->rlen;
         left += !t->replay_finished;
@@ -351,6 +353,8 @@ static void checkpoint(void)
     if (all) {
         for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
             ck.seq_at[q] = _ftmb_rt.inq[q].next_seq;
+        for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++)
+            ck.rec_at[i] = _ftmb_threads[i].rec.local;
         pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0); /* fork without atfork handlers */
         if (pid == 0) {
             snapshot_main(e, master);
@@ -376,10 +380,14 @@ static void checkpoint(void)
         kill(old, SIGKILL);
         waitpid(old, NULL, 0);
     }
-    if (ck.gc)
-        for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
-            if (_ftmb_rt.inq[q].owner)
-                _ftmb_input_retain_from(q, ck.seq_at[q]);
+    if (!ck.gc)
+        return;
+    for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
+        if (_ftmb_rt.inq[q].owner)
+            _ftmb_input_retain_from(q, ck.seq_at[q]);
+    for (uint32_t i = 0; i < _ftmb_rt.out->max_threads && i < FTMB_MAX_THREADS; i++)
+        if (ck.rec_at[i]) /* Relaxed: a mark for the output logger's collection, guards nothing. */
+            atomic_store_explicit(&_ftmb_rt.out->thread[i].retain_from, ck.rec_at[i], memory_order_relaxed);
 }
 
 static void *coordinator(void *arg)

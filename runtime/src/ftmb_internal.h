@@ -177,6 +177,8 @@ struct _ftmb_out_thread {
     struct _ftmb_ring_ctl rec; /* records: the master thread produces, the output logger consumes;
                                 * rec.head is the thread's record count, read by every sender */
     struct _ftmb_ring_ctl out; /* output packets */
+    alignas(_FTMB_CACHE_LINE) _Atomic uint64_t retain_from; /* master: the newest snapshot's record
+                                * count; the output logger may forget the records before it */
 };
 
 struct _ftmb_out_region {
@@ -238,18 +240,22 @@ uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol); /* corrupt records seen */
 uint64_t _ftmb_ol_duplicates(const struct _ftmb_ol *ol);
 /* Duplicates whose bytes differ from the released packet of the same thread and output sequence. */
 uint64_t _ftmb_ol_mismatches(const struct _ftmb_ol *ol);
+/* The records of thread t it keeps: *n of them, the first being record _ftmb_ol_base(ol, t). */
 const struct _ftmb_record *_ftmb_ol_log(const struct _ftmb_ol *ol, uint32_t t, uint64_t *n);
+uint64_t _ftmb_ol_base(const struct _ftmb_ol *ol, uint32_t t);
 int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path);
 
 /* ---- the log file the output logger writes and replay reads --------------------------------- */
 
-#define _FTMB_LOG_MAGIC 0x32474f4c424d5446ull /* "FTMBLOG2" */
+#define _FTMB_LOG_MAGIC 0x33474f4c424d5446ull /* "FTMBLOG3" */
 struct _ftmb_log_file_hdr {
     uint64_t magic;
     uint32_t abi_version;
     uint32_t nthreads;
     uint64_t tsc_hz;                  /* the recording master's virtual cycle rate */
-    uint64_t count[FTMB_MAX_THREADS]; /* then count[0] records of thread 0, count[1] of thread 1 ... */
+    uint64_t count[FTMB_MAX_THREADS]; /* each thread's record count (the index after its last record) */
+    uint64_t base[FTMB_MAX_THREADS];  /* the index of its first record here (earlier ones were collected);
+                                       * then count[0] - base[0] records of thread 0, then thread 1 ... */
 };
 
 /* ---- runtime internals shared by the core and the DPDK adapter ---------------------------- */

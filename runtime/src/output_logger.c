@@ -14,14 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ftmb_internal.h"
 
 struct ol_thread {
     struct _ftmb_ring rec; /* consumer side */
     struct _ftmb_ring out; /* consumer side */
-    struct _ftmb_record *log;
+    struct _ftmb_record *log; /* records base .. received-1 */
     uint64_t received;     /* valid records stored: the count the release rule compares with */
+    uint64_t base;         /* the index of log[0]: records before it were garbage-collected */
     uint64_t cap;
     uint64_t released_seq; /* highest output sequence released: later duplicates are dropped */
     uint64_t *digest;      /* digest[s - 1]: hash of the bytes of released output s (0: unknown) */
@@ -83,9 +85,23 @@ static void attach_new_threads(struct _ftmb_ol *ol)
     }
 }
 
+/* Forget the records before the master's newest snapshot (its retain_from mark); in bulk, so the
+ * move is paid once per many records. */
+static void collect(struct ol_thread *th, const struct _ftmb_out_thread *shared)
+{
+    /* Relaxed: a mark only; no data is read through it. */
+    uint64_t keep = atomic_load_explicit(&shared->retain_from, memory_order_relaxed);
+    if (keep > th->received)
+        keep = th->received;
+    if (keep < th->base + 4096 || keep - th->base < (th->received - th->base) / 2)
+        return;
+    memmove(th->log, th->log + (keep - th->base), (th->received - keep) * sizeof *th->log);
+    th->base = keep;
+}
+
 static int store(struct ol_thread *th, const struct _ftmb_record *r)
 {
-    if (th->received == th->cap) {
+    if (th->received - th->base == th->cap) {
         uint64_t cap = th->cap ? th->cap * 2 : 4096;
         struct _ftmb_record *log = realloc(th->log, cap * sizeof *log);
         if (!log)
@@ -93,7 +109,7 @@ static int store(struct ol_thread *th, const struct _ftmb_record *r)
         th->log = log;
         th->cap = cap;
     }
-    th->log[th->received++] = *r;
+    th->log[th->received++ - th->base] = *r;
     return 0;
 }
 
@@ -135,6 +151,8 @@ uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max)
         _ftmb_ring_consume(&th->rec, ready);
         done += ready;
     }
+    if (done)
+        collect(th, &ol->region->thread[t]);
     return done;
 }
 
@@ -264,13 +282,19 @@ uint64_t _ftmb_ol_pending(struct _ftmb_ol *ol)
 
 const struct _ftmb_record *_ftmb_ol_log(const struct _ftmb_ol *ol, uint32_t t, uint64_t *n)
 {
-    *n = ol->th[t].received;
+    *n = ol->th[t].received - ol->th[t].base;
     return ol->th[t].log;
 }
 
+uint64_t _ftmb_ol_base(const struct _ftmb_ol *ol, uint32_t t) { return ol->th[t].base; }
+
+/* Written under a temporary name and renamed: a backup that sees the file sees all of it. */
 int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path)
 {
-    FILE *f = fopen(path, "wb");
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -1;
+    FILE *f = fopen(tmp, "wb");
     if (!f)
         return -1;
     struct _ftmb_log_file_hdr h;
@@ -279,10 +303,18 @@ int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path)
     h.abi_version = FTMB_ABI_VERSION;
     h.nthreads = ol->nattached;
     h.tsc_hz = ol->region->tsc_hz;
-    for (uint32_t t = 0; t < ol->nattached; t++)
+    for (uint32_t t = 0; t < ol->nattached; t++) {
         h.count[t] = ol->th[t].received;
+        h.base[t] = ol->th[t].base;
+    }
     int ok = fwrite(&h, sizeof h, 1, f) == 1;
-    for (uint32_t t = 0; ok && t < ol->nattached; t++)
-        ok = fwrite(ol->th[t].log, sizeof(struct _ftmb_record), h.count[t], f) == h.count[t];
-    return (fclose(f) == 0 && ok) ? 0 : -1;
+    for (uint32_t t = 0; ok && t < ol->nattached; t++) {
+        uint64_t n = h.count[t] - h.base[t];
+        ok = fwrite(ol->th[t].log, sizeof(struct _ftmb_record), n, f) == n;
+    }
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
 }

@@ -24,8 +24,8 @@ struct _ftmb_thread {
     uint64_t vtime_ns;  /* virtual time: latest input entry received; 0 before any input */
     uint32_t index;
     int has_rings;
-    const struct _ftmb_record *rlog; /* replay: this thread's recorded stream */
-    uint64_t rlen, rpos;
+    const struct _ftmb_record *rlog; /* replay: this thread's recorded stream from record rbase */
+    uint64_t rlen, rpos, rbase;      /* its end, the next record to replay, the first one kept */
     int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
     int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input) */
     uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
@@ -61,7 +61,8 @@ struct _ftmb_runtime {
     uint64_t replay_wait_warn_ns;
     struct _ftmb_obj *objs;
     struct _ftmb_record *replay_log[FTMB_MAX_THREADS];
-    uint64_t replay_len[FTMB_MAX_THREADS];
+    uint64_t replay_len[FTMB_MAX_THREADS];  /* each thread's record count */
+    uint64_t replay_base[FTMB_MAX_THREADS]; /* the first record the log keeps (after garbage collection) */
     /* Failover (FTMB_REPLAY_HANDOVER=1): replay, then go live when every thread's log has ended.
      * replay_left counts threads whose log still has records; each decrements it (release) after
      * its last record; the handover (mode := record) happens once it reads 0 (acquire). */

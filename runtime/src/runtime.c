@@ -104,6 +104,7 @@ void _ftmb_adopt_thread_index(uint32_t idx)
     }
     t->rlog = _ftmb_rt.replay_log[idx];
     t->rlen = _ftmb_rt.replay_len[idx];
+    t->rbase = _ftmb_rt.replay_base[idx];
     t->pthread = (uintptr_t)pthread_self();
     _ftmb_self = t;
     /* Release: pairs with the checkpoint coordinator's acquire; the fields above are set. */
@@ -348,7 +349,10 @@ static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
 {
     if (t->rpos >= t->rlen)
         return NULL;
-    const struct _ftmb_record *r = &t->rlog[t->rpos];
+    if (t->rpos < t->rbase)
+        _ftmb_fatal("replay: thread %u needs record %llu, but the log keeps its records from %llu on", t->index,
+                    (unsigned long long)t->rpos, (unsigned long long)t->rbase);
+    const struct _ftmb_record *r = &t->rlog[t->rpos - t->rbase];
     if (!_ftmb_rec_valid(r, t->rpos))
         _ftmb_fatal("replay: thread %u record %llu fails its checksum (head %#llx value %#llx); it is not "
                     "replayed",
@@ -1077,14 +1081,15 @@ int _ftmb_map_replay_log(const char *path)
         snprintf(why, sizeof why, "written by ABI %u, this runtime is ABI %d", h->abi_version, FTMB_ABI_VERSION);
     uint64_t off = sizeof *h;
     for (uint32_t t = 0; !why[0] && t < h->nthreads; t++) {
-        uint64_t bytes = h->count[t] * sizeof(struct _ftmb_record);
-        if (h->count[t] > (1ull << 40) || off + bytes > (uint64_t)st.st_size) {
+        uint64_t bytes = (h->count[t] - h->base[t]) * sizeof(struct _ftmb_record);
+        if (h->count[t] > (1ull << 40) || h->base[t] > h->count[t] || off + bytes > (uint64_t)st.st_size) {
             snprintf(why, sizeof why, "truncated in the records of thread %u (%llu claimed)", t,
                      (unsigned long long)h->count[t]);
             break;
         }
         _ftmb_rt.replay_log[t] = (struct _ftmb_record *)(m + off);
         _ftmb_rt.replay_len[t] = h->count[t];
+        _ftmb_rt.replay_base[t] = h->base[t];
         off += bytes;
     }
     if (why[0]) {
@@ -1098,25 +1103,30 @@ int _ftmb_map_replay_log(const char *path)
     return 0;
 }
 
-/* Count the records to replay and the threads that have some (before any replaying thread runs). */
-static void count_replay(void)
+/* A replay from the initial state: count the records and the threads that have some (before any
+ * replaying thread runs); -1 if the log lost its beginning to garbage collection. */
+static int count_replay(const char *path)
 {
     _ftmb_rt.replay_records = 0;
     atomic_store_explicit(&_ftmb_rt.replay_left, 0, memory_order_relaxed);
     for (uint32_t t = 0; t < FTMB_MAX_THREADS; t++) {
+        if (_ftmb_rt.replay_base[t]) {
+            fprintf(stderr, "ftmb: FTMB_REPLAY_LOG=%s: the records of thread %u before %llu were garbage-collected "
+                            "after a checkpoint; a replay from the start needs a master run with FTMB_CHECKPOINT_GC=0\n",
+                    path, t, (unsigned long long)_ftmb_rt.replay_base[t]);
+            return -1;
+        }
         _ftmb_rt.replay_records += _ftmb_rt.replay_len[t];
         if (_ftmb_rt.replay_len[t])
             /* Relaxed: written before any thread exists (ftmb_init, the standby's takeover). */
             atomic_fetch_add_explicit(&_ftmb_rt.replay_left, 1, memory_order_relaxed);
     }
+    return 0;
 }
 
 static int load_replay_log(const char *path)
 {
-    if (_ftmb_map_replay_log(path) != 0)
-        return -1;
-    count_replay();
-    return 0;
+    return _ftmb_map_replay_log(path) != 0 ? -1 : count_replay(path);
 }
 
 static int attach_session(const char *session, int timeout_ms, int mode)

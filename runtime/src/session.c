@@ -235,6 +235,7 @@ void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max
         _ftmb_ring_ctl_init(&r->thread[t].rec, off, rec_capacity, sizeof(struct _ftmb_record));
         off += (uint64_t)rec_capacity * sizeof(struct _ftmb_record);
         _ftmb_ring_ctl_init(&r->thread[t].out, off, out_capacity, (uint32_t)_FTMB_OUT_SLOT_SIZE);
+        atomic_init(&r->thread[t].retain_from, 0);
         off += (uint64_t)out_capacity * _FTMB_OUT_SLOT_SIZE;
     }
 }
