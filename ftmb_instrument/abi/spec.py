@@ -54,7 +54,8 @@ KINDS = {
     "ordered": "an access to a shared object that no lock or atomic protects",
     "lock": "lock acquire / try-acquire / release; the order is recorded inside the lock",
     "atomic": "an atomic operation, performed and ordered in one step",
-    "nondet": "a nondeterministic value (time, randomness); same signature as the original",
+    "nondet": "a nondeterministic value (time, randomness, an external input); same signature as the original "
+              "where it wraps a call",
     "packet_io": "packet receive and transmit",
     "spawn": "thread creation; every worker gets a deterministic thread index",
     "alloc": "program state allocated from the checkpointable arena",
@@ -227,6 +228,9 @@ def _nondet_entries():
         _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",), library="dpdk"),
         _e("ftmb_getrandom", "long", [("void *", "buf"), ("ftmb_size_t", "buflen"), ("unsigned", "flags")],
            "nondet", "getrandom(), logged 8 bytes per record.", wraps=("getrandom",)),
+        _e("ftmb_external_read", "const volatile void *", [("const volatile void *", "p"), ("ftmb_size_t", "size")],
+           "nondet", "Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is "
+           "(logged in record mode, from the log in replay; p itself in passthrough)."),
     ]
 
 

@@ -57,6 +57,7 @@ enum _ftmb_nd_source {
     _FTMB_ND_RANDOM = 3,
     _FTMB_ND_RTE_RAND = 4,
     _FTMB_ND_GETRANDOM = 5,
+    _FTMB_ND_EXTERNAL = 6, /* a read of a variable only signal handlers write (ftmb_external_read) */
 };
 
 #define _FTMB_OBJ_BITS 24

@@ -1017,6 +1017,45 @@ long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags)
     return ret;
 }
 
+/* A variable only signal handlers write is an input from outside: a read logs the value it saw,
+ * replay hands each thread its own logged values (no waiting on other threads; no signal comes in
+ * a replay, the logged values carry the handler's effect). The caller dereferences the returned
+ * pointer at once, so one slot per thread is enough (a handler interrupting between the call and
+ * the dereference reads its own variables uninstrumented: nothing replays a handler). */
+static _Thread_local _Alignas(8) unsigned char external_slot[8];
+static _Thread_local struct {
+    const volatile void *p;
+    ftmb_size_t size;
+} ext;
+
+static uint64_t real_external(void)
+{
+    switch (ext.size) {
+    case 1: return *(const volatile uint8_t *)ext.p;
+    case 2: return *(const volatile uint16_t *)ext.p;
+    case 4: return *(const volatile uint32_t *)ext.p;
+    default: return *(const volatile uint64_t *)ext.p;
+    }
+}
+
+const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return p;
+    if (size != 1 && size != 2 && size != 4 && size != 8)
+        _ftmb_fatal("ftmb_external_read of %zu bytes at %p: only 1, 2, 4 or 8 bytes are logged", (size_t)size,
+                    (const void *)p);
+    ext.p = p;
+    ext.size = size;
+    uint64_t v = nd_value(_FTMB_ND_EXTERNAL, real_external);
+    uint8_t v1 = (uint8_t)v;
+    uint16_t v2 = (uint16_t)v;
+    uint32_t v4 = (uint32_t)v;
+    const void *sized[9] = {[1] = &v1, [2] = &v2, [4] = &v4, [8] = &v};
+    memcpy(external_slot, sized[size], size);
+    return external_slot;
+}
+
 /* Receives advance virtual time (io.c) and log their composition. */
 void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq)
 {

@@ -340,6 +340,104 @@ static int replay_detects_divergence(void)
     return 0;
 }
 
+/* A variable only a signal handler writes: its reads log their values, replay takes them from the
+ * log (memory in the replaying process still holds the initial values: no signal comes there). */
+#define EXT_READS 100
+#define EXT_SIGNAL_AT 37
+static volatile _Bool ext_stop;
+static volatile uint16_t ext_u16;
+static volatile int32_t ext_i32;
+static volatile uint64_t ext_u64;
+
+static void ext_handler(int sig)
+{
+    (void)sig;
+    ext_stop = 1;
+    ext_u16 = 0xbeef;
+    ext_i32 = -123456789;
+    ext_u64 = 0xfedcba9876543210ull;
+}
+
+/* Reads the flag EXT_READS times (a SIGUSR1 in record mode at EXT_SIGNAL_AT), then the others once. */
+static int ext_workload(int raise_signal)
+{
+    for (int i = 0; i < EXT_READS; i++) {
+        if (raise_signal && i == EXT_SIGNAL_AT)
+            raise(SIGUSR1); /* delivered before raise returns: one thread */
+        _Bool seen = *(const volatile _Bool *)ftmb_external_read(&ext_stop, sizeof ext_stop);
+        CHECKF(seen == (i >= EXT_SIGNAL_AT), "read %d saw %d", i, (int)seen);
+    }
+    CHECK(*(const volatile uint16_t *)ftmb_external_read(&ext_u16, 2) == 0xbeef);
+    CHECK(*(const volatile int32_t *)ftmb_external_read(&ext_i32, 4) == -123456789);
+    CHECK(*(const volatile uint64_t *)ftmb_external_read(&ext_u64, 8) == 0xfedcba9876543210ull);
+    return 0;
+}
+
+static int ext_record(void)
+{
+    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    CHECK(signal(SIGUSR1, ext_handler) != SIG_ERR);
+    if (ext_workload(1))
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_received(S.ol, 0) == EXT_READS + 3);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int ext_replay(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    if (ext_workload(0))
+        return 1;
+    CHECK(!ext_stop && ext_u16 == 0 && ext_i32 == 0 && ext_u64 == 0); /* the values came from the log */
+    return 0;
+}
+
+/* Another kind of record where the log has an external read stops replay loudly. */
+static int ext_replay_diverged(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_ordered_begin(8, 3);
+    return 0; /* not reached */
+}
+
+static int ext_passthrough(void)
+{
+    unsetenv("FTMB_SESSION");
+    unsetenv("FTMB_MODE");
+    CHECK(ftmb_init() == 0);
+    CHECK(ftmb_external_read(&ext_i32, 4) == (const volatile void *)&ext_i32);
+    return 0;
+}
+
+static int external_reads_replay_from_the_log(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-xlog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-xerr-%d", (int)getpid());
+    CHECK(run_forked(ext_record, NULL, NULL) == 0);
+    int rc = run_forked(ext_replay, NULL, NULL);
+    int st;
+    run_forked(ext_replay_diverged, err, &st);
+    unlink(log_path);
+    CHECK(rc == 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "replay diverged: thread 0 record 0 is a nondet on object 6"));
+    unlink(err);
+    CHECK(run_forked(ext_passthrough, NULL, NULL) == 0);
+    return 0;
+}
+
 /* ---- modes and set-up errors ---------------------------------------------------------------------- */
 
 static int passthrough_mode(void)
@@ -799,6 +897,7 @@ int main(void)
     run_case("record_orders_and_release", record_orders_and_release);
     run_case("replay_reproduces", replay_reproduces);
     run_case("replay_detects_divergence", replay_detects_divergence);
+    run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
     run_case("setup_errors", setup_errors);

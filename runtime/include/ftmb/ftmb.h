@@ -300,7 +300,7 @@ void ftmb_rte_atomic64_clear(volatile void *v, ftmb_obj_t obj, ftmb_site_t site)
 /* rte_atomic64_cmpset. Replaces rte_atomic64_cmpset. */
 int ftmb_rte_atomic64_cmpset(volatile void *dst, ftmb_u64 exp, ftmb_u64 src, ftmb_obj_t obj, ftmb_site_t site);
 
-/* --- nondet: a nondeterministic value (time, randomness); same signature as the original --- */
+/* --- nondet: a nondeterministic value (time, randomness, an external input); same signature as the original where it wraps a call --- */
 /* time(): virtual time. Replaces time. */
 long ftmb_time(long *tloc);
 /* clock_gettime(): virtual time. Replaces clock_gettime. */
@@ -319,6 +319,8 @@ long ftmb_random(void);
 ftmb_u64 ftmb_rte_rand(void);
 /* getrandom(), logged 8 bytes per record. Replaces getrandom. */
 long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags);
+/* Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is (logged in record mode, from the log in replay; p itself in passthrough). */
+const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size);
 
 /* --- packet_io: packet receive and transmit --- */
 /* Receive up to nb_pkts opaque packets of input queue queue_id (non-DPDK programs). */
