@@ -1,6 +1,7 @@
 """Randomized crash trials: SIGKILL the master at a random instant, fail over, verify.
 
     .venv/bin/python bench/crash_trials.py --trials 200 --seed 1 [--examples nat,lb] [--workers 1,2]
+        [--checkpoint-ms 50]  # the backup is the master's newest checkpoint (0: the standby, from the start)
         [--mutate]    # release rule off + late, lossy log shipping: must report violations
 
 Each trial: one example (built with ftmb-cc into --build, once), 1..3 workers, a generated trace
@@ -79,6 +80,7 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2,3")
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-crash-trials/build"))
+    ap.add_argument("--checkpoint-ms", type=int, default=50)
     ap.add_argument("--mutate", action="store_true")
     a = ap.parse_args()
     print(f"seed {a.seed}", flush=True)
@@ -91,7 +93,8 @@ def main() -> int:
         ex = rng.choice(a.examples.split(","))
         w = rng.choice([int(x) for x in a.workers.split(",")])
         kill_at = rng.uniform(0.3, 0.7)   # EAL init takes ~0.2-0.3 s; the trace lasts 0.6 s at 5 kpps
-        res, v = trial(a.build, ex, w, kill_at, a.build.parent / "work", rate=a.rate, mutate=a.mutate)
+        res, v = trial(a.build, ex, w, kill_at, a.build.parent / "work", rate=a.rate, mutate=a.mutate,
+                       checkpoint_ms=a.checkpoint_ms or None)
         fo = res.failover
         if v.replay_failure:
             failed += 1
@@ -107,6 +110,7 @@ def main() -> int:
                     if ln.startswith("ftmb: ") and "standby: the master" not in ln:
                         print(f"  {p.name}: {ln}")
         print(f"trial {i} {ex} workers={w} kill_at={kill_at:.3f}s "
+              f"from={('checkpoint' if fo.from_snapshot else 'start') if fo else '-'} "
               f"replayed={fo.replayed_records if fo else '-'} live_ms={fo.live_ms if fo else '-'} "
               f"released={v.released} violations={len(v.violations)} "
               f"{'FAILED: ' + v.replay_failure if v.replay_failure else ''}"

@@ -47,6 +47,7 @@ def _ftmb_cc() -> str:
 
 
 def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 5000, kill_at: float = 0.8,
+         checkpoint_ms: int = 50,
          seed: int = 5, say: Callable[[str], None] = print) -> DemoResult:
     workdir.mkdir(parents=True, exist_ok=True)
     build = workdir / "build"
@@ -63,12 +64,15 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     argv = [str(build / "nat"), *EAL, f"--file-prefix=ftmbdemo{os.getpid()}", "--lcores", f"(0-{workers})@(0,1)",
             "--vdev", "net_null0", "--"]
     out = workdir / "released.pcap"
-    say(f"3/5 running the NAT ({workers} workers, {rate} packets/s) and SIGKILLing the master {kill_at:g} s "
-        "after its start ...")
-    res = runlib.run(argv, trace, out, queues=workers, rate=rate, kill_master_at=kill_at, timeout_s=120)
+    say(f"3/5 running the NAT ({workers} workers, {rate} packets/s, a checkpoint every {checkpoint_ms} ms) and "
+        f"SIGKILLing the master {kill_at:g} s after its start ...")
+    res = runlib.run(argv, trace, out, queues=workers, rate=rate, kill_master_at=kill_at, timeout_s=120,
+                     checkpoint_ms=checkpoint_ms)
     if not res.ok:
         raise DemoError(f"the run failed: {res.failure}")
-    say("4/5 the backup replayed the log and took over; verifying against an uninterrupted run ...")
+    fo = res.failover
+    say(f"4/5 the backup ({'the newest checkpoint' if fo and fo.from_snapshot else 'replaying from the start'}) "
+        "replayed the log and took over; verifying against an uninterrupted run ...")
     ref_argv = [a + "r" if a.startswith("--file-prefix") else a for a in argv]
     v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir)
     v.add_replay_check(res.replay_check)

@@ -83,7 +83,7 @@ class ProcessStatus:
         if self.returncode is None:
             return "not started" if not self.pid else "running"
         if self.returncode < 0:
-            return f"killed by {signal.Signals(-self.returncode).name}"
+            return f"killed by {_signal_name(-self.returncode)}"
         return f"exit {self.returncode}"
 
     def failed(self) -> bool:
@@ -770,7 +770,14 @@ def _status(c: _Child) -> str:
     rc = c.proc.poll()
     if rc is None:
         return "still running"
-    return f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit {rc}"
+    return f"killed by {_signal_name(-rc)}" if rc < 0 else f"exit {rc}"
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:  # real-time signals have no name in the enum
+        return f"SIGRTMIN+{sig - signal.SIGRTMIN}" if sig >= signal.SIGRTMIN else f"signal {sig}"
 
 
 def _first_line(path: Path) -> str:

@@ -39,3 +39,21 @@ def test_master_killed_mid_run_backup_takes_over(build_dir, tmp_path, example, w
     if res.failover is not None:  # the master may have finished before the kill on a slow machine
         assert res.failover.recovered, f"seed {seed}: the backup never went live"
         assert res.held == 0
+
+
+@pytest.mark.parametrize("example,workers", [("nat", 2), ("firewall", 1), ("lb", 2), ("ids", 3)])
+def test_newest_checkpoint_takes_over(build_dir, tmp_path, example, workers):
+    """With checkpoints every 20 ms the backup is the master's newest snapshot (a forked copy with
+    its threads parked at packet boundaries); it replays only the log since then."""
+    import crash_trials
+    seed = random.SystemRandom().randrange(1 << 20)
+    kill_at = random.Random(seed).uniform(0.45, 0.75)
+    print(f"seed {seed}: kill at {kill_at:.3f} s")
+    res, verdict = crash_trials.trial(build_dir, example, workers, kill_at, tmp_path, rate=5000, checkpoint_ms=20)
+    assert res.ok, f"seed {seed}: {res.failure}\n{res.nf_stderr[-2000:]}"
+    assert verdict.ok, f"seed {seed}: {res.failover}\n" + "\n".join(str(v) for v in verdict.violations[:10]) + \
+        "\n" + "\n".join(f"{p.name} {p.pid} {p.status}: {p.stderr_tail[-800:]}" for p in res.processes)
+    if res.failover is not None:
+        assert res.failover.from_snapshot, f"seed {seed}: no checkpoint before the kill: {res.failover}"
+        assert res.failover.recovered and res.held == 0
+        assert res.replay_check is not None and res.replay_check.mismatches == 0

@@ -268,3 +268,20 @@ def test_program_environment(trace, tmp_path):
     assert not res.ok and "logger" in res.failure and "did not exit" in res.failure
     assert not (tmp_path / "o.pcap").exists()
     assert leftovers(os.getpid()) == []
+
+
+def test_forwarder_fails_over_to_its_newest_checkpoint(trace, tmp_path):
+    """A pthread program (its main joins the workers): the master checkpoints every 10 ms, is
+    SIGKILLed mid-run, its newest snapshot restores the threads (joins included) and finishes."""
+    out = tmp_path / "out.pcap"
+    res = runlib.run([str(FWD), "3"], trace, out, queues=3, timeout_s=60, rate=6000, kill_master_at=0.25,
+                     checkpoint_ms=10)
+    assert res.ok, f"{res.failure}\n" + "\n".join(p.stderr_tail for p in res.processes)
+    fo = res.failover
+    assert fo is not None, "the master finished before the kill: the rate should keep it busy for 0.5 s"
+    assert fo.from_snapshot and fo.recovered, fo
+    backup = next(p for p in res.processes if p.pid == fo.backup_pid)
+    assert backup.returncode == 0 and "taking over at" in backup.stderr_tail
+    assert res.drained and res.released == 3000 and res.held == 0
+    assert per_flow(pcap.read_pcap(out)) == per_flow(pcap.read_pcap(trace))  # exactly once, in flow order
+    assert leftovers(os.getpid()) == []

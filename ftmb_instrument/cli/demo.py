@@ -15,8 +15,8 @@ from . import app
 
 HELP = """The whole idea in one command. Builds examples/nat with ftmb-cc (the rewriter's compiler
 wrapper), generates client/server traffic, runs the NAT between the input and output loggers,
-SIGKILLs the master in the middle of the traffic, lets the backup replay the stored log and take
-over, and verifies the released output against an uninterrupted run: every forwarded packet
+checkpoints the master every 50 ms (a forked snapshot), SIGKILLs it in the middle of the traffic,
+lets the newest checkpoint replay the log stored since it and take over, and verifies the released output against an uninterrupted run: every forwarded packet
 released exactly once, a flow keeps its NAT mapping, no port shared by two live flows.
 
 Exit codes: 0 recovered and verified; 1 a step failed or the verification found violations.
@@ -30,11 +30,13 @@ def demo_command(
     workers: Annotated[int, typer.Option(help="Worker lcores of the NAT.")] = 2,
     kill_at: Annotated[float, typer.Option(help="Seconds after the master's start to SIGKILL it.")] = 0.8,
     seed: Annotated[int, typer.Option(help="Traffic seed.")] = 5,
+    checkpoint_ms: Annotated[int, typer.Option(help="Checkpoint the master this often (ms).")] = 50,
 ) -> None:
     console = Console(highlight=False)
     with tempfile.TemporaryDirectory(prefix="ftmb-demo-") as tmp:
         d = workdir or Path(tmp)
-        r = demolib.demo(d, workers=workers, kill_at=kill_at, seed=seed, say=console.print)
+        r = demolib.demo(d, workers=workers, kill_at=kill_at, seed=seed, checkpoint_ms=checkpoint_ms,
+                         say=console.print)
         fo, res, v = r.run.failover, r.run, r.verdict
         console.print(f"\npackets in {res.input_packets}, released {res.released} "
                       f"(duplicates dropped by the output logger: {res.duplicates}), held {res.held}")
@@ -43,7 +45,8 @@ def demo_command(
                           "--kill-at)")
         else:
             console.print(f"master SIGKILLed at {fo.killed_at_s:.3f} s; log stored {fo.log_ready_ms:.1f} ms later; "
-                          "backup live "
+                          + ("the newest checkpoint" if fo.from_snapshot else "the standby (from the start)")
+                          + " live "
                           + (f"{fo.live_ms:.1f} ms after the failure ({fo.replayed_records} records replayed)"
                              if fo.live_ms is not None else "NEVER"))
         rc = res.replay_check

@@ -37,7 +37,9 @@ the program's initialization next to the master and waits; the run SIGKILLs the 
 instant, the output logger stores every record the master published and writes the log, the
 backup replays it and goes live, and the run goes on to the end of the input. The summary says
 when the master died, when the log was stored and when the backup was live (the recovery time).
-Check the released output with `ftmb-instrument verify`.
+With --checkpoint-ms N the master also forks a snapshot of itself every N ms; when it dies the
+newest snapshot takes over instead and replays only the log since that checkpoint (the standby
+steps aside). Check the released output with `ftmb-instrument verify`.
 
 Exit codes: 0 every process finished cleanly; 1 bad input, or a process failed (named on
 stderr); 2 usage error; 130 interrupted.
@@ -82,6 +84,8 @@ def run_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed).")] = None,
     failover: Annotated[bool, typer.Option(help="Keep a backup ready: if the master dies, it takes over "
                                            "(implied by --kill-master-at).")] = False,
+    checkpoint_ms: Annotated[Optional[int], typer.Option(
+        help="Failover: checkpoint the master this often (ms); the newest checkpoint takes over.")] = None,
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
     kill_at = None
@@ -103,7 +107,7 @@ def run_command(
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
                             log_file=log, attach_timeout_s=attach_timeout, kill_master_at=kill_at,
-                            failover=failover)
+                            failover=failover, checkpoint_ms=checkpoint_ms)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

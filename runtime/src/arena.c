@@ -78,6 +78,9 @@ static void arena_map(void)
         arena_status = -1;
         return;
     }
+    /* Transparent huge pages where the kernel offers them: a checkpoint's fork then copies one
+     * page-table entry per 2 MiB of state instead of 512 (the pause grows with the entries). */
+    madvise(p, size, MADV_HUGEPAGE);
     arena_base = p;
     arena_size = size;
     uint64_t per = ((size - RUNTIME_PART) / FTMB_MAX_THREADS) & ~4095ull;

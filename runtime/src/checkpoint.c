@@ -160,11 +160,13 @@ void _ftmb_thread_finished(struct _ftmb_thread *t)
 }
 
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
- * first: a thread parked in the handler may hold a program lock a receiver waits for. */
+ * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
+ * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
+ * operation let the signal pass). */
 static int capture_all(uint64_t e, uint64_t t0, int *receivers)
 {
-    struct timespec nap = {0, 10000};
-    for (unsigned round = 0;; round++) {
+    uint32_t signalled_at[FTMB_MAX_THREADS] = {0};
+    for (uint32_t poll = 1;; poll++) {
         /* Relaxed: indexes are claimed by spawn wrappers; a thread claimed after this read has not
          * run program code yet that this snapshot would miss (its spawner is parked). */
         uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
@@ -189,17 +191,20 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
             return 0; /* nothing receives yet (initialization): no checkpoint */
         if (!waiting_rx && !waiting_other)
             return 1;
-        if (!waiting_rx && (round & 7) == 0)
+        if (!waiting_rx)
             for (uint32_t i = 0; i < n; i++) {
                 struct _ftmb_thread *t = &_ftmb_threads[i];
                 if (atomic_load_explicit(&t->os_alive, memory_order_acquire) &&
                     !__atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED) &&
-                    atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) != e)
+                    atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) != e &&
+                    (!signalled_at[i] || poll - signalled_at[i] >= 64)) {
+                    signalled_at[i] = poll;
                     pthread_kill((pthread_t)t->pthread, CAPTURE_SIGNAL);
+                }
             }
-        if (_ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
+        if ((poll & 63) == 0 && _ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
             return 0;
-        nanosleep(&nap, NULL);
+        _ftmb_backoff(poll);
     }
 }
 
@@ -318,9 +323,21 @@ static void snapshot_main(uint64_t e, pid_t master)
             _exit(0);
         sigtimedwait(&death, NULL, &wait);
     }
+    /* The death signal is for this wait only: a pending one would kill the restored threads (an
+     * unblocked real-time signal terminates). */
+    prctl(PR_SET_PDEATHSIG, 0);
+    struct timespec none = {0, 0};
+    while (sigtimedwait(&death, NULL, &none) > 0)
+        ;
     /* Acquire pairs with the master's release store of snapshot_pid: the newest snapshot takes over. */
-    if (atomic_load_explicit(&h->snapshot_pid, memory_order_acquire) != getpid() || !_ftmb_master_died(h, master))
+    int32_t named = atomic_load_explicit(&h->snapshot_pid, memory_order_acquire);
+    if (named != getpid()) {
+        say("ftmb: snapshot: the master (pid %d) is gone; the newest snapshot is pid %d, not this one (%d)\n",
+            (int)master, (int)named, (int)getpid());
         _exit(0);
+    }
+    if (!_ftmb_master_died(h, master))
+        _exit(0); /* it finished (ftmb_exit): nothing to take over */
     take_over(e, master);
 }
 
