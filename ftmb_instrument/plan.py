@@ -6,7 +6,11 @@ made once for the whole program. It holds:
 
 - `objects`: every shared object that gets an id (obj), with its strategy: `ordered` (regions
   around its unsynchronized accesses), `lock` (a lock: its acquisitions are recorded by the ftmb_
-  lock wrappers), `atomic` (every access is an atomic call replaced by an ftmb_ atomic wrapper);
+  lock wrappers), `atomic` (every access is an atomic call replaced by an ftmb_ atomic wrapper),
+  `external` (a scalar only signal handlers write, such as a stop flag: an input from outside, whose
+  reads become `ftmb_external_read` and log the value per thread, so replay waits on no other
+  thread; nothing replays a signal, so the handlers' writes stay as they are; its obj id only names
+  it in the plan, the runtime never sees it);
 - `sites`: every place that is edited: the file, the byte range, the ABI entry, obj and site ids,
   the reason, and the edits themselves (byte offsets into the original file);
 - `skipped`: everything left uninstrumented with its reason (shared_ro, per_core, thread_private,
@@ -77,7 +81,7 @@ class Edit:
 @dataclass(frozen=True)
 class PlanSite:
     id: int
-    kind: str  # ordered | lock | atomic | nondet | packet_io | spawn | alloc | free | init | include
+    kind: str  # ordered | lock | atomic | external | nondet | packet_io | spawn | alloc | free | init | include
     file: str  # relative to the plan's root when under it
     line: int
     start: int
@@ -105,7 +109,7 @@ class PlanObject:
     variable: str  # report variable id ("" for a lock known only by its expression)
     name: str
     decl: str
-    strategy: str  # ordered | lock | atomic
+    strategy: str  # ordered | lock | atomic | external
 
     def to_json(self) -> dict[str, Any]:
         return {"obj": self.obj, "variable": self.variable, "name": self.name, "decl": self.decl,
@@ -233,6 +237,27 @@ C11_IMPLICIT = {
 }
 FREE_LIKE = {"free": ("ftmb_state_free", "free"), "rte_free": ("ftmb_rte_free", "rte_free")}
 ALLOC_KIND = "alloc"
+
+# Types (as the analysis spells a variable's type, qualifiers aside) whose value one load of 1, 2,
+# 4 or 8 bytes gives: what ftmb_external_read can log. Builtin integer types are recognized by
+# their words (EXTERNAL_TYPE_WORDS); these are the usual typedefs of such types.
+EXTERNAL_TYPEDEFS = frozenset({
+    "bool", "sig_atomic_t", "size_t", "ssize_t", "intptr_t", "uintptr_t", "pid_t",
+    *(f"{u}int{n}_t" for u in ("", "u") for n in (8, 16, 32, 64)),
+})
+EXTERNAL_TYPE_WORDS = frozenset({"_Bool", "char", "short", "int", "long", "signed", "unsigned", "float", "double"})
+QUALIFIERS = frozenset({"const", "volatile", "restrict"})
+EXTERNAL_WRITE = "written only by a signal handler: an external input; its reads log the value"
+
+
+def is_external_type(ctype: str) -> bool:
+    """Whether a variable of type `ctype` (the analysis's spelling) can be an external input."""
+    words = [w for w in ctype.replace("*", " * ").split() if w not in QUALIFIERS]
+    if len(words) == 1 and words[0] in EXTERNAL_TYPEDEFS:
+        return True
+    if len(words) == 2 and words[0] == "enum":
+        return True
+    return bool(words) and set(words) <= EXTERNAL_TYPE_WORDS and words[-2:] != ["long", "double"]
 
 
 class _File:
@@ -426,6 +451,8 @@ class Planner:
                 self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc,
                                             f"ordered by the acquisition record of lock {', '.join(a.locks_held)}"))
             return
+        if self.external_input(v, concurrent):
+            return
         if self.options.unordered_commutative and v.commutative:
             self.reductions.append(f"unordered_commutative: {v.name} ({v.decl}) is only updated commutatively "
                                    f"and is not ordered")
@@ -441,6 +468,66 @@ class Planner:
         obj = self.new_obj(v.id, v.name, v.decl, "ordered")
         for a in concurrent:
             self.ordered_access(v, a, obj)
+
+    # -- external inputs --
+    def external_input(self, v: Variable, concurrent) -> bool:
+        """Plan `v` as an external input if it is one; False leaves it to the other strategies.
+
+        The rule: a scalar (EXTERNAL_TYPEDEFS, EXTERNAL_TYPE_WORDS) that a signal handler writes,
+        and that nothing else writes while threads run, is an input from outside, like a received
+        packet: each read outside the handlers logs the value it saw, in its own thread's stream.
+        No write is instrumented (no signal comes in a replay; the logged values carry its effect)
+        and neither are the handlers' reads (no replay runs a handler). Every other read must be a
+        plain read of the variable's name written in the file (external_read_span); if one is not
+        (its address taken, inside a macro, updated in a worker), the whole variable stays ordered,
+        handler writes included: a read ordered against a write that no replay performs would see
+        the wrong value."""
+        if not is_external_type(v.type):
+            return False
+        handlers = {t.entry for t in self.report.threads if t.how == "signal"} - \
+                   {t.entry for t in self.report.threads if t.how != "signal"}
+
+        def in_handler(a) -> bool:
+            return bool(a.threads) and set(a.threads) <= handlers
+
+        writes = [a for a in v.accesses if a.mode != "read"]
+        if not any(in_handler(a) for a in writes) or any(a.concurrent and not in_handler(a) for a in writes):
+            return False
+        reads = []
+        for a in concurrent:
+            if in_handler(a):
+                continue
+            span = self.external_read_span(v, a)
+            if span is None:
+                return False
+            reads.append((a, span))
+        obj = self.new_obj(v.id, v.name, v.decl, "external")
+        for a in concurrent:
+            if in_handler(a):
+                why = EXTERNAL_WRITE if a.mode != "read" else "read by a signal handler, which no replay runs"
+                self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc, why))
+        writers = ", ".join(sorted({t for a in writes if in_handler(a) for t in a.threads}))
+        for a, (f, start, end) in reads:
+            x = f.text(start, end)
+            text = f"(*(__typeof__({x}) const volatile *)ftmb_external_read(&({x}), sizeof({x})))"
+            self.add_site("external", f, start, end, "ftmb_external_read", (obj,),
+                          f"{v.name} is written only by signal handler {writers}: an external input, the value "
+                          f"read is logged", (Edit(start, end, text),), "expression")
+        return True
+
+    def external_read_span(self, v: Variable, a) -> tuple[_File, int, int] | None:
+        """(file, start, end) of the name `v` that access `a` reads by value, or None when `a` is not
+        such a read (a write, `&x`, a macro's expansion, an access through a pointer)."""
+        f, _, off = self.resolve(a.loc)
+        if f is None or a.mode != "read" or a.macro or off in f.address_only:
+            return None
+        end = off + len(v.name)
+        if f.data[off:end] != v.name.encode() or re.match(rb"\w", f.data[end:end + 1]):
+            return None
+        for _, s, e, shape in f.sites.reads:
+            if s <= off < e and shape == "value" and f.text(s, e).strip("() \t\n") == v.name:
+                return f, off, end
+        return None
 
     # -- ordered regions --
     def ordered_access(self, v: Variable, a, obj: int) -> None:
