@@ -103,11 +103,11 @@ def main() -> int:
             no_crash += 1
         if fo and fo.live_ms is not None:
             live.append(fo.live_ms)
-        if v.replay_failure:  # the runtime's own words on what went wrong
+        if v.replay_failure or v.violations:  # the runtime's own words on what went wrong
             for p in res.processes:
                 for ln in p.stderr_tail.splitlines():
-                    if ln.startswith("ftmb: ") and "standby: the master" not in ln:
-                        print(f"  {p.name}: {ln}")
+                    if ln.startswith("ftmb") and "standby: the master" not in ln:
+                        print(f"  {p.name} {p.pid} {p.status}: {ln}")
         print(f"trial {i} {ex} workers={w} kill_at={kill_at:.3f}s "
               f"from={('checkpoint' if fo.from_snapshot else 'start') if fo else '-'} "
               f"replayed={fo.replayed_records if fo else '-'} live_ms={fo.live_ms if fo else '-'} "

@@ -329,14 +329,17 @@ class _Adopted:
     dead master forked, which the kernel re-parents to the run (a child subreaper, see `run`)."""
 
     def __init__(self, pid: int):
-        self.pid, self.returncode = pid, None
+        self.pid, self.returncode, self.unknown = pid, None, False
 
     def poll(self) -> int | None:
         if self.returncode is None:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:  # not ours after all (the run is not its subreaper): watch it
-                return None if _pid_alive(self.pid) else self._set(0)
+                if _pid_alive(self.pid):
+                    return None
+                self.unknown = True  # gone, status unknown: the run judges it by the drain
+                return self._set(0)
             if pid:
                 self._set(os.waitstatus_to_exitcode(status))
         return self.returncode
@@ -677,6 +680,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if nf.proc.returncode != 0:
                 fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
             result.drained = result.drained or in_region.drained()
+            if getattr(nf.proc, "unknown", False) and not result.drained:
+                fail(nf, f"vanished before its input was drained (not the run's child: exit status unknown; "
+                         f"its stderr: {_first_line(nf.err_path)})")
         if failover and result.failure is None:
             # the loggers stay for another master (--until-signal): once the output logger has
             # handled the last master's exit (it rewrites the log then), stop them; both exit 0

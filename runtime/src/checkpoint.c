@@ -336,8 +336,10 @@ static void snapshot_main(uint64_t e, pid_t master)
             (int)master, (int)named, (int)getpid());
         _exit(0);
     }
-    if (!_ftmb_master_died(h, master))
-        _exit(0); /* it finished (ftmb_exit): nothing to take over */
+    if (!_ftmb_master_died(h, master)) {
+        say("ftmb: snapshot: the master (pid %d) finished; nothing to take over\n", (int)master);
+        _exit(0);
+    }
     take_over(e, master);
 }
 
