@@ -285,3 +285,26 @@ def test_forwarder_fails_over_to_its_newest_checkpoint(trace, tmp_path):
     assert res.drained and res.released == 3000 and res.held == 0
     assert per_flow(pcap.read_pcap(out)) == per_flow(pcap.read_pcap(trace))  # exactly once, in flow order
     assert leftovers(os.getpid()) == []
+
+
+def test_checkpoints_let_the_output_logger_forget_older_records(trace, tmp_path):
+    """Without the verification replay, each checkpoint lets the loggers drop what precedes it: the
+    log keeps each thread's records from its count at the newest checkpoint (a `base` per thread),
+    and a replay from the start refuses such a log with one line."""
+    import struct
+    log = tmp_path / "ftmb.log"
+    res = runlib.run([str(FWD), "2"], trace, tmp_path / "out.pcap", queues=2, rate=6000, timeout_s=60,
+                     failover=True, checkpoint_ms=10, verify_replay=False, log_file=log)
+    assert res.ok, res.failure
+    assert res.released == 3000 and res.held == 0
+    raw = log.read_bytes()
+    magic, _abi, nthreads, _hz = struct.unpack_from("<QIIQ", raw, 0)
+    count = struct.unpack_from("<32Q", raw, 24)
+    base = struct.unpack_from("<32Q", raw, 24 + 32 * 8)
+    assert magic == 0x33474F4C424D5446 and nthreads == 3
+    assert sum(base[:3]) > 0, (count[:3], base[:3])  # workers' early records were collected
+    assert all(b <= c for b, c in zip(base[:3], count[:3]))
+    assert len(raw) == 24 + 64 * 8 + 16 * sum(c - b for c, b in zip(count[:3], base[:3]))
+    again = runlib.run([str(FWD), "2"], trace, tmp_path / "r.pcap", queues=2, mode="replay", replay_log=log,
+                       timeout_s=30)
+    assert not again.ok and "garbage-collected" in again.failure, again.failure
