@@ -336,7 +336,10 @@ static void snapshot_main(uint64_t e, pid_t master)
             (int)master, (int)named, (int)getpid());
         _exit(0);
     }
-    if (!_ftmb_master_died(h, master)) {
+    /* The master's process is exiting (its last thread reparented us; /proc may still show it
+     * running for a moment): it died unless it marked itself done. Acquire pairs with ftmb_exit. */
+    if (atomic_load_explicit(&h->master_state, memory_order_acquire) != _FTMB_MASTER_ATTACHED ||
+        atomic_load_explicit(&h->master_pid, memory_order_relaxed) != master) {
         say("ftmb: snapshot: the master (pid %d) finished; nothing to take over\n", (int)master);
         _exit(0);
     }
