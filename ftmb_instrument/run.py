@@ -680,9 +680,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if nf.proc.returncode != 0:
                 fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
             result.drained = result.drained or in_region.drained()
-            if getattr(nf.proc, "unknown", False) and not result.drained:
-                fail(nf, f"vanished before its input was drained (not the run's child: exit status unknown; "
-                         f"its stderr: {_first_line(nf.err_path)})")
+            if backup is not None and not result.drained:  # a backup must carry the session to its end
+                fail(nf, f"exited before its input was drained ({_status(nf)}"
+                         f"{'; not the run child: status unknown' if getattr(nf.proc, 'unknown', False) else ''})"
+                         f": {_last_ftmb_line(nf.err_path)}")
         if failover and result.failure is None:
             # the loggers stay for another master (--until-signal): once the output logger has
             # handled the last master's exit (it rewrites the log then), stop them; both exit 0
@@ -784,6 +785,15 @@ def _signal_name(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:  # real-time signals have no name in the enum
         return f"SIGRTMIN+{sig - signal.SIGRTMIN}" if sig >= signal.SIGRTMIN else f"signal {sig}"
+
+
+def _last_ftmb_line(path: Path) -> str:
+    """The runtime's last word in a process's stderr (several processes may share the file)."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.startswith("ftmb")]
+    except OSError:
+        return ""
+    return lines[-1] if lines else _first_line(path)
 
 
 def _first_line(path: Path) -> str:
