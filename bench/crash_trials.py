@@ -49,11 +49,11 @@ def trace_for(example: str, workdir: Path, seed: int) -> Path:
 
 def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: Path, *, rate: int = 10000,
           seed: int = 5, mutate: bool = False,
-          checkpoint_ms: int | None = None) -> tuple[runlib.RunResult, verify.Verdict]:
+          checkpoint_ms: int | None = None, args: list[str] | None = None) -> tuple[runlib.RunResult, verify.Verdict]:
     workdir.mkdir(parents=True, exist_ok=True)
     trace = trace_for(example, workdir, seed)
     argv = [str(build_dir / example), *EAL, f"--file-prefix=ftct{os.getpid()}_{random.getrandbits(32)}",
-            "--lcores", f"(0-{workers})@(0,1)", "--vdev", "net_null0", "--", *ARGS[example]]
+            "--lcores", f"(0-{workers})@(0,1)", "--vdev", "net_null0", "--", *(ARGS[example] if args is None else args)]
     out = workdir / f"released-{example}-{workers}.pcap"
     env = dict(os.environ, FTMB_REPLAY_WARN_MS="10000")  # a stalled replay fails after 10 s
     res = runlib.run(argv, trace, out, queues=workers, timeout_s=180, kill_master_at=kill_at, rate=rate,
@@ -61,13 +61,14 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     if not res.ok:
         return res, verify.Verdict(replay_failure=res.failure)
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]
-    reference = workdir / f"reference-{example}-{workers}-{seed}.pcap"
+    variant = "-".join(args).replace("/", "_") if args is not None else "default"
+    reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}.pcap"
     if not reference.exists():  # the uninterrupted run, once per example, worker count and trace
         ref = runlib.run(ref_argv, trace, reference, queues=workers, timeout_s=120)
         if not ref.ok:
             return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
     v = verify.verify(ref_argv, trace, out, queues=workers, example=example,
-                      example_args=ARGS[example], workdir=workdir, reference=reference)
+                      example_args=ARGS[example] if args is None else args, workdir=workdir, reference=reference)
     v.add_replay_check(res.replay_check)
     return res, v
 
