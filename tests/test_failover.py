@@ -57,3 +57,22 @@ def test_newest_checkpoint_takes_over(build_dir, tmp_path, example, workers):
         assert res.failover.from_snapshot, f"seed {seed}: no checkpoint before the kill: {res.failover}"
         assert res.failover.recovered and res.held == 0
         assert res.replay_check is not None and res.replay_check.mismatches == 0
+
+
+def test_mutation_release_rule_off_is_caught(build_dir, tmp_path):
+    """The check that the checks can fail: the same crash with the output logger releasing every
+    packet at once and storing records late (losing those in flight at the crash) must be reported,
+    while the unmutated control passes. The IDS samples packets with rte_rand (30 %), so a
+    re-execution that lost its logged values sends different reports."""
+    import crash_trials
+    args = ["--sample-rate", "0.3"]
+    control, cv = crash_trials.trial(build_dir, "ids", 2, 0.55, tmp_path / "control", rate=5000,
+                                     checkpoint_ms=20, args=args)
+    assert control.ok and cv.ok, f"{control.failure} {[str(v) for v in cv.violations[:5]]}"
+    assert control.failover is not None and control.failover.from_snapshot
+    res, v = crash_trials.trial(build_dir, "ids", 2, 0.55, tmp_path / "mutant", rate=5000, checkpoint_ms=20,
+                                args=args, mutate=True)
+    assert res.failover is not None, "the mutant finished before the kill"
+    words = (res.failure or "") + " ".join(str(x) for x in v.violations)
+    assert not (res.ok and v.ok), "the oracle missed a run whose output logger ignored the release rule"
+    assert any(w in words for w in ("log", "record", "replay", "drained", "released", "differ")), words
