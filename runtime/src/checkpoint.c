@@ -382,6 +382,8 @@ static void checkpoint(void)
             snapshot_main(e, master);
             return; /* this process is the master now: go on taking checkpoints */
         }
+        if (pid > 0) /* (the child does it too) out of the master's group before anyone can name it */
+            setpgid(pid, pid);
     }
     /* Release: pairs with the parked threads' acquire; they run on from here. */
     atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
