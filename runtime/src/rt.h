@@ -33,8 +33,6 @@ struct _ftmb_thread {
     _Atomic int os_alive;            /* its OS thread runs the program (adopted, start routine not returned) */
     uintptr_t pthread;               /* pthread_self() of that thread: its TCB, restored by a failover */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
-    const volatile void *ext_p;      /* external reads: the variable of the last logged one, */
-    uint64_t ext_v, ext_at, ext_reads; /* its value, its index, and the reads so far */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
 };

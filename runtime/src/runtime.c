@@ -1019,11 +1019,7 @@ long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags)
 
 /* A variable only signal handlers write is an input from outside: a read logs the value it saw,
  * replay hands each thread its own logged values (no waiting on other threads; no signal comes in
- * a replay, the logged values carry the handler's effect). Only changes are logged: read k of a
- * thread writes a record (site = k mod 2^16) when it reads another variable or another value than
- * the last logged read, or EXTERNAL_KEEPALIVE reads after it; replay takes the next record when
- * its site is k and otherwise repeats the last value. A later record cannot be taken for read k:
- * it comes within EXTERNAL_KEEPALIVE < 2^16 reads of the last one. The caller dereferences the returned
+ * a replay, the logged values carry the handler's effect). The caller dereferences the returned
  * pointer at once, so one slot per thread is enough (a handler interrupting between the call and
  * the dereference reads its own variables uninstrumented: nothing replays a handler). */
 static _Thread_local _Alignas(8) unsigned char external_slot[8];
@@ -1031,8 +1027,6 @@ static _Thread_local struct {
     const volatile void *p;
     ftmb_size_t size;
 } ext;
-
-#define EXTERNAL_KEEPALIVE 32768u
 
 static uint64_t real_external(void)
 {
@@ -1051,34 +1045,9 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     if (size != 1 && size != 2 && size != 4 && size != 8)
         _ftmb_fatal("ftmb_external_read of %zu bytes at %p: only 1, 2, 4 or 8 bytes are logged", (size_t)size,
                     (const void *)p);
-    struct _ftmb_thread *t = _ftmb_me();
-    _ftmb_op_enter(t);
-    uint64_t k = t->ext_reads++, v;
-    uint32_t site = (uint32_t)(k & 0xffff);
-    int same = t->ext_p == p && k - t->ext_at < EXTERNAL_KEEPALIVE;
-    if (_ftmb_replaying(t)) {
-        const struct _ftmb_record *r = replay_peek(t);
-        if (r && _ftmb_rec_kind(r->head) == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL &&
-            _ftmb_rec_site(r->head) == site) {
-            v = replay_take(t, _FTMB_REC_ND, _FTMB_ND_EXTERNAL, site)->value;
-            t->ext_p = p, t->ext_v = v, t->ext_at = k;
-            replay_op_done(t);
-        } else if (same)
-            v = t->ext_v;
-        else
-            _ftmb_fatal("replay diverged: thread %u external read %llu (of %p) has no logged value; record %llu is "
-                        "not one",
-                        t->index, (unsigned long long)k, (const void *)p, (unsigned long long)t->rpos);
-    } else {
-        ext.p = p;
-        ext.size = size;
-        v = real_external();
-        if (!same || v != t->ext_v) {
-            emit(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_EXTERNAL, site), v);
-            t->ext_p = p, t->ext_v = v, t->ext_at = k;
-        }
-    }
-    _ftmb_op_leave(t);
+    ext.p = p;
+    ext.size = size;
+    uint64_t v = nd_value(_FTMB_ND_EXTERNAL, real_external);
     uint8_t v1 = (uint8_t)v;
     uint16_t v2 = (uint16_t)v;
     uint32_t v4 = (uint32_t)v;
