@@ -365,6 +365,12 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _die_with_the_run() -> None:
+    """In each child before exec: SIGKILL when the run dies (even by SIGKILL), so nothing it started
+    is left behind (the loggers would wait for a master forever)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def _set_subreaper(on: bool) -> None:
     """Orphaned descendants (a dead master's snapshot) become the run's children, so it can wait for them."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -485,7 +491,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             with open(err_path, "wb") as err:
                 proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         env=dict(child_env) if child_env is not None else None,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=_die_with_the_run)
         except OSError as exc:
             raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
         finally:

@@ -236,6 +236,25 @@ def test_a_process_killed_mid_run_is_named(trace, tmp_path, victim):
     assert leftovers(proc.pid) == []
 
 
+def test_a_run_killed_by_sigkill_leaves_nothing(trace, tmp_path):
+    """The run itself SIGKILLed (no cleanup of its own runs): its children die with it, long before
+    the input (30 s of it) would have ended the program."""
+    proc, kids = start_paced_run(trace, tmp_path, rate=100)
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in kids.values()):
+        assert time.monotonic() < deadline, {n: _state(p) for n, p in kids.items()}
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_everything(trace, tmp_path, sig):
     proc, _ = start_paced_run(trace, tmp_path)
