@@ -327,3 +327,36 @@ def test_checkpoints_let_the_output_logger_forget_older_records(trace, tmp_path)
     again = runlib.run([str(FWD), "2"], trace, tmp_path / "r.pcap", queues=2, mode="replay", replay_log=log,
                        timeout_s=30)
     assert not again.ok and "garbage-collected" in again.failure, again.failure
+
+
+def test_a_dead_snapshot_is_reported_and_replaced(trace, tmp_path):
+    """SIGKILL the process holding the master's checkpoint: the master says so and forwards on; the
+    next checkpoint names a new one."""
+    import threading
+    killed = []
+
+    def kill_snapshot():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killed:
+            for path in Path("/dev/shm").glob(f"ftmb-run-{os.getpid()}-*.in"):
+                try:
+                    region = runlib.InputRegion(path.name[len("ftmb-"):-len(".in")])
+                except (OSError, ValueError):
+                    continue
+                pid = region.snapshot_pid()
+                region.close()
+                if pid > 0:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.01)
+
+    t = threading.Thread(target=kill_snapshot)
+    t.start()
+    res = runlib.run([str(FWD), "2"], trace, tmp_path / "out.pcap", queues=2, rate=3000, timeout_s=60,
+                     failover=True, checkpoint_ms=10, verify_replay=False)
+    t.join()
+    assert killed, "no snapshot was ever named"
+    assert res.ok and res.released == 3000, res.failure
+    assert f"ftmb: the snapshot (pid {killed[0]}) died (signal 9)" in res.nf_stderr, res.nf_stderr
+    assert leftovers(os.getpid()) == []

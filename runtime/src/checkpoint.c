@@ -364,6 +364,14 @@ static void name_snapshot(pid_t pid)
 
 static void checkpoint(void)
 {
+    int status;
+    if (ck.child > 0 && waitpid(ck.child, &status, WNOHANG) == ck.child) { /* it should wait until replaced */
+        fprintf(stderr, "ftmb: the snapshot (pid %d) died (%s %d): no backup from a checkpoint until the next one\n",
+                (int)ck.child, WIFSIGNALED(status) ? "signal" : "exit",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        name_snapshot(0);
+        ck.child = 0;
+    }
     uint64_t t0 = _ftmb_now_ns(CLOCK_MONOTONIC);
     /* Relaxed read: only this thread writes req. Release: pairs with the parks' acquire. */
     uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed) + 1;
