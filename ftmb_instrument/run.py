@@ -572,7 +572,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         standby: _Child | None = None
         if failover and warm_standby:
             # the backup runs the same initialization now and waits at its first spawn wrapper
-            standby = spawn("backup", nf_cmd, dict(nf_env, FTMB_MODE="standby", FTMB_REPLAY_LOG=str(log_file)),
+            standby = spawn("standby", nf_cmd, dict(nf_env, FTMB_MODE="standby", FTMB_REPLAY_LOG=str(log_file)),
                             capture_stdout=True)
 
         def take_over(injected: bool) -> _Child | None:
@@ -828,9 +828,11 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                  result.duplicates) = (int(x) for x in m.groups()[:5])
                 if result.released:
                     result.hold_p50_us, result.hold_p99_us = float(m.group(6)), float(m.group(7))
-        elif c.status.name not in ("input-logger", "verifier") and (c.status.name != "backup" or result.failover):
-            try:
-                result.nf_stdout = (tmp / f"{c.status.name}.out").read_text(errors="replace")
+        elif c.status.name not in ("input-logger", "verifier", "standby") or (c.status.name == "standby" and
+                                                                           result.failover and
+                                                                           c.status.pid == result.failover.backup_pid):
+            try:  # (a snapshot that took over writes to the master's files)
+                result.nf_stdout = c.err_path.with_suffix(".out").read_text(errors="replace")
                 result.nf_stderr = c.err_path.read_text(errors="replace")
             except OSError:
                 pass

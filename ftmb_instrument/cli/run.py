@@ -153,6 +153,8 @@ def render(result: runlib.RunResult, console: Console) -> None:
         rows += [
             ("master failure", f"{'SIGKILL by the run' if fo.injected else 'died'} at {fo.killed_at_s:.3f} s"),
             ("log stored and written", "-" if fo.log_ready_ms is None else f"{fo.log_ready_ms:.1f} ms after"),
+            ("backup", f"pid {fo.backup_pid}: " + ("the master's newest checkpoint" if fo.from_snapshot
+                                                   else "the standby, replaying from the start")),
             ("backup live (recovery time)", "not recovered" if fo.live_ms is None
              else f"{fo.live_ms:.1f} ms after the failure ({fo.replayed_records} records replayed)"),
         ]
