@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -134,23 +135,25 @@ void _ftmb_region_unlink(const char *session, const char *suffix)
 }
 
 /* A process that exists and is not a zombie (a killed child its parent has not reaped yet). */
+/* A process is gone once it does not exist or is a zombie with no thread left: when it is killed,
+ * its leader can turn zombie while other threads still run for a moment (and may still publish). */
 int _ftmb_pid_alive(int32_t pid)
 {
     if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
         return 0;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *paren = strrchr(buf, ')');
-    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno != ENOENT;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    const char *state = strstr(buf, "\nState:\t"), *threads = strstr(buf, "\nThreads:\t");
+    int zombie = state && (state[8] == 'Z' || state[8] == 'X');
+    return !zombie || (threads && atoi(threads + 10) > 1);
 }
 
-/* A peer is alive while its process exists and its heartbeat is younger than timeout_ns. */
 /* The master `pid` died without ftmb_exit: it is gone and, read after that, the session still names it
  * attached. Reading the state again after the liveness check closes the race with a master that
  * marks itself done (release, in ftmb_exit) and exits between a caller's first read and the check. */
@@ -164,6 +167,7 @@ int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid)
     return state == _FTMB_MASTER_ATTACHED && atomic_load_explicit(&hdr->master_pid, memory_order_relaxed) == pid;
 }
 
+/* A peer is alive while its process exists and its heartbeat is younger than timeout_ns. */
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
 {
     /* Relaxed: the owner's pid is written once, before ready (which the caller acquired). */
