@@ -358,11 +358,12 @@ class _Adopted:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Like the runtime's _ftmb_pid_alive: gone once it does not exist or is a zombie with no thread left."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
+        fields = dict(ln.split(":\t", 1) for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in ln)
+    except OSError:
         return False
+    return fields.get("State", "Z")[:1] not in ("Z", "X") or int(fields.get("Threads", "1")) > 1
 
 
 def _die_with_the_run() -> None:
