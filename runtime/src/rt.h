@@ -19,6 +19,8 @@ _Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per lin
 /* A master thread's private state: only its own thread writes it. */
 struct _ftmb_thread {
     alignas(_FTMB_CACHE_LINE) struct _ftmb_ring rec; /* producer side of its record ring */
+    int in_op;                       /* inside a runtime operation: a checkpoint signal does not park it
+                                      * (on the line emit() writes anyway) */
     struct _ftmb_ring out;                           /* producer side of its output ring */
     uint64_t out_seq;                                /* last output sequence number handed out */
     uint64_t vtime_ns;  /* virtual time: latest input entry received; 0 before any input */
@@ -29,7 +31,6 @@ struct _ftmb_thread {
     int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
     int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input) */
     uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
-    int in_op;                       /* inside a runtime operation: a checkpoint signal does not park it */
     _Atomic int os_alive;            /* its OS thread runs the program (adopted, start routine not returned) */
     uintptr_t pthread;               /* pthread_self() of that thread: its TCB, restored by a failover */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
