@@ -316,12 +316,16 @@ static void snapshot_main(uint64_t e, pid_t master)
     pthread_sigmask(SIG_BLOCK, &death, NULL);
     prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL);
     struct _ftmb_region_hdr *h = &_ftmb_rt.in->hdr;
-    struct timespec wait = {0, 20000000};
+    struct timespec wait = {0, 20000000}, nap = {0, 100000};
+    int dying = 0; /* the death signal came with the forking thread; the others follow within moments */
     while (getppid() == master) {
         /* Acquire pairs with ftmb_exit's release: a master that finished needs no backup. */
         if (atomic_load_explicit(&h->master_state, memory_order_acquire) == _FTMB_MASTER_DONE)
             _exit(0);
-        sigtimedwait(&death, NULL, &wait);
+        if (dying)
+            nanosleep(&nap, NULL);
+        else
+            dying = sigtimedwait(&death, NULL, &wait) == DEATH_SIGNAL;
     }
     /* The death signal is for this wait only: a pending one would kill the restored threads (an
      * unblocked real-time signal terminates). */
