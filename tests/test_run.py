@@ -312,7 +312,7 @@ def test_checkpoints_let_the_output_logger_forget_older_records(trace, tmp_path)
     and a replay from the start refuses such a log with one line."""
     import struct
     log = tmp_path / "ftmb.log"
-    res = runlib.run([str(FWD), "2"], trace, tmp_path / "out.pcap", queues=2, rate=6000, timeout_s=60,
+    res = runlib.run([str(FWD), "2"], trace, tmp_path / "out.pcap", queues=2, rate=3000, timeout_s=60,
                      failover=True, checkpoint_ms=10, verify_replay=False, log_file=log)
     assert res.ok, res.failure
     assert res.released == 3000 and res.held == 0

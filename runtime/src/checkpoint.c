@@ -156,7 +156,7 @@ void _ftmb_ckpt_register(struct _ftmb_thread *t)
 void _ftmb_thread_finished(struct _ftmb_thread *t)
 {
     if (t) /* Release: pairs with the coordinator's acquire. */
-        atomic_store_explicit(&t->os_alive, 0, memory_order_release);
+        atomic_store_explicit(&t->os_state, _FTMB_OS_FINISHED, memory_order_release);
 }
 
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
@@ -174,8 +174,13 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
         for (uint32_t i = 0; i < n; i++) {
             struct _ftmb_thread *t = &_ftmb_threads[i];
             /* Acquire pairs with the release in _ftmb_adopt_thread_index / _ftmb_thread_finished. */
-            if (!atomic_load_explicit(&t->os_alive, memory_order_acquire))
+            int state = atomic_load_explicit(&t->os_state, memory_order_acquire);
+            if (state == _FTMB_OS_FINISHED)
                 continue;
+            if (state == _FTMB_OS_NOT_STARTED) { /* launched, not running yet: a snapshot would miss it */
+                waiting_other++;
+                continue;
+            }
             int is_rx = __atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED);
             rx += is_rx;
             /* Acquire pairs with the parked thread's release. */
@@ -194,7 +199,7 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
         if (!waiting_rx)
             for (uint32_t i = 0; i < n; i++) {
                 struct _ftmb_thread *t = &_ftmb_threads[i];
-                if (atomic_load_explicit(&t->os_alive, memory_order_acquire) &&
+                if (atomic_load_explicit(&t->os_state, memory_order_acquire) == _FTMB_OS_RUNNING &&
                     !__atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED) &&
                     atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) != e &&
                     (!signalled_at[i] || poll - signalled_at[i] >= 64)) {

@@ -85,15 +85,15 @@ static void attach_new_threads(struct _ftmb_ol *ol)
     }
 }
 
-/* Forget the records before the master's newest snapshot (its retain_from mark); in bulk, so the
- * move is paid once per many records. */
+/* Forget the records before the master's newest snapshot (its retain_from mark); 4096 at a time at
+ * least, so the move of what is kept is paid once per many records. */
 static void collect(struct ol_thread *th, const struct _ftmb_out_thread *shared)
 {
     /* Relaxed: a mark only; no data is read through it. */
     uint64_t keep = atomic_load_explicit(&shared->retain_from, memory_order_relaxed);
     if (keep > th->received)
         keep = th->received;
-    if (keep < th->base + 4096 || keep - th->base < (th->received - th->base) / 2)
+    if (keep < th->base + 4096)
         return;
     memmove(th->log, th->log + (keep - th->base), (th->received - keep) * sizeof *th->log);
     th->base = keep;
@@ -151,8 +151,7 @@ uint64_t _ftmb_ol_drain_records(struct _ftmb_ol *ol, uint32_t t, uint64_t max)
         _ftmb_ring_consume(&th->rec, ready);
         done += ready;
     }
-    if (done)
-        collect(th, &ol->region->thread[t]);
+    collect(th, &ol->region->thread[t]);
     return done;
 }
 

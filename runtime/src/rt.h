@@ -16,6 +16,10 @@ struct _ftmb_obj {
 };
 _Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per line");
 
+/* A thread index's OS thread: claimed by a spawn wrapper (not started), adopted by the thread
+ * (running), its start routine returned (finished). Checkpoints wait for started threads. */
+enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_FINISHED = 2 };
+
 /* A master thread's private state: only its own thread writes it. */
 struct _ftmb_thread {
     alignas(_FTMB_CACHE_LINE) struct _ftmb_ring rec; /* producer side of its record ring */
@@ -31,7 +35,7 @@ struct _ftmb_thread {
     int replay_finished;             /* failover: counted out of _ftmb_rt.replay_left */
     int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input) */
     uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
-    _Atomic int os_alive;            /* its OS thread runs the program (adopted, start routine not returned) */
+    _Atomic int os_state;            /* enum _ftmb_os_state: whether its OS thread runs the program */
     uintptr_t pthread;               /* pthread_self() of that thread: its TCB, restored by a failover */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */

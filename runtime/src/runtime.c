@@ -108,7 +108,7 @@ void _ftmb_adopt_thread_index(uint32_t idx)
     t->pthread = (uintptr_t)pthread_self();
     _ftmb_self = t;
     /* Release: pairs with the checkpoint coordinator's acquire; the fields above are set. */
-    atomic_store_explicit(&t->os_alive, 1, memory_order_release);
+    atomic_store_explicit(&t->os_state, _FTMB_OS_RUNNING, memory_order_release);
 }
 
 struct _ftmb_thread *_ftmb_self_slow(void)
