@@ -593,7 +593,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     return None
                 time.sleep(0.0005)
             result.failover.log_ready_ms = (time.monotonic() - t0) * 1e3
-            if snapshot > 0 and _pid_alive(snapshot):
+            if snapshot > 0 and not _pid_alive(snapshot):  # (the standby stepped aside for it)
+                fail(nf, f"died, and its snapshot (pid {snapshot}) could not take over: "
+                         f"{_last_ftmb_line(nf.err_path)}")
+                return None
+            if snapshot > 0:
                 st = ProcessStatus(name="backup", argv=nf.status.argv, pid=snapshot)
                 result.processes.append(st)
                 b = _Child(st, _Adopted(snapshot), nf.err_path)

@@ -8,7 +8,9 @@
  * mode. Record rings hold 4096 records like the floor loop's ring, and there is no output logger:
  * every 1024 operations the benchmark itself marks its ring consumed (one store), so the figure is
  * the producer's cost alone, as in the floor loops. "2t" benchmarks run two threads on one shared object and
- * report wall time per operation per thread.
+ * report wall time per operation per thread. The benchmark thread counts as one that receives input,
+ * as a packet-processing thread does after its first receive; "_control_thread" benchmarks measure a
+ * thread that does not (its operations carry the checkpoints' in_op mark, rt.h).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -88,6 +90,12 @@ static void drain_own(void)
     }
 
 static void held(void) { CHUNKED(ftmb_held_access(1, 1)); }
+
+static void held_control_thread(void)
+{
+    _ftmb_me()->ckpt_receiver = 0;
+    held();
+}
 
 static void ordered(void)
 {
@@ -186,6 +194,7 @@ static const struct bench benches[] = {
     {"floor_atomic_seq", NULL, floor_atomic, 0},
     {"held_pal_record", "record", held, 0},
     {"held_pal_passthrough", "passthrough", held, 0},
+    {"held_pal_record_control_thread", "record", held_control_thread, 0},
     {"ordered_record", "record", ordered, 0},
     {"ordered_passthrough", "passthrough", ordered, 0},
     {"atomic_add_record", "record", atomic_add, 0},
@@ -236,6 +245,7 @@ static int run_bench(const struct bench *b)
             return 1;
         for (int i = 1; i < b->threads_registered; i++)
             _ftmb_claim_thread_index();
+        _ftmb_ckpt_register(_ftmb_me()); /* see the top */
     }
     double per_op[64];
     int r = reps < 64 ? reps : 64;
