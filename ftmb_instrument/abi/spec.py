@@ -228,13 +228,6 @@ def _nondet_entries():
         _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",), library="dpdk"),
         _e("ftmb_getrandom", "long", [("void *", "buf"), ("ftmb_size_t", "buflen"), ("unsigned", "flags")],
            "nondet", "getrandom(), logged 8 bytes per record.", wraps=("getrandom",)),
-        _e("ftmb_nanosleep", "int", [("const struct timespec *", "req"), ("struct timespec *", "rem")], "nondet",
-           "nanosleep(): sleeps in record mode and logs the result; a replay does not sleep (time is virtual), "
-           "it returns the logged result (an interrupted one with *rem zeroed).", wraps=("nanosleep",)),
-        _e("ftmb_usleep", "int", [("unsigned", "usec")], "nondet",
-           "usleep(): as ftmb_nanosleep.", wraps=("usleep",)),
-        _e("ftmb_sleep", "unsigned", [("unsigned", "seconds")], "nondet",
-           "sleep(): as ftmb_nanosleep; an interrupted sleep reports every second left.", wraps=("sleep",)),
         _e("ftmb_external_read", "const volatile void *", [("const volatile void *", "p"), ("ftmb_size_t", "size")],
            "nondet", "Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is "
            "(logged in record mode, from the log in replay; p itself in passthrough)."),

@@ -58,7 +58,6 @@ enum _ftmb_nd_source {
     _FTMB_ND_RTE_RAND = 4,
     _FTMB_ND_GETRANDOM = 5,
     _FTMB_ND_EXTERNAL = 6, /* a read of a variable only signal handlers write (ftmb_external_read) */
-    _FTMB_ND_SLEEP = 7,    /* the result of a sleep (ftmb_nanosleep, ftmb_usleep, ftmb_sleep) */
 };
 
 #define _FTMB_OBJ_BITS 24

@@ -1056,48 +1056,6 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     return external_slot;
 }
 
-/* Sleeps: time inside a session is virtual (it moves with the input), so a sleep changes nothing a
- * replay must reproduce but its result. Record mode sleeps and logs the result; a replay returns the
- * logged result at once, so the idle stretches of the recording cost no time in recovery. */
-int ftmb_nanosleep(const struct timespec *req, struct timespec *rem)
-{
-    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
-        return nanosleep(req, rem);
-    struct _ftmb_thread *t = _ftmb_me();
-    uint64_t err;
-    if (_ftmb_replaying(t)) {
-        _ftmb_op_enter(t);
-        err = replay_take(t, _FTMB_REC_ND, _FTMB_ND_SLEEP, 0)->value;
-        replay_op_done(t);
-        _ftmb_op_leave(t);
-        if (err && rem) /* what was left is not logged */
-            *rem = (struct timespec){0, 0};
-    } else {
-        /* Outside the operation: a checkpoint may park a thread that sleeps (it wakes with EINTR). */
-        err = nanosleep(req, rem) == 0 ? 0 : (uint64_t)errno;
-        _ftmb_op_enter(t);
-        emit(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_SLEEP, 0), err);
-        _ftmb_op_leave(t);
-    }
-    if (!err)
-        return 0;
-    errno = (int)err;
-    return -1;
-}
-
-int ftmb_usleep(unsigned usec)
-{
-    struct timespec ts = {(time_t)(usec / 1000000u), (long)(usec % 1000000u) * 1000};
-    return ftmb_nanosleep(&ts, NULL);
-}
-
-/* An interrupted sleep() reports every second left (the time it slept is not part of the log). */
-unsigned ftmb_sleep(unsigned seconds)
-{
-    struct timespec ts = {(time_t)seconds, 0};
-    return ftmb_nanosleep(&ts, NULL) == 0 ? 0 : seconds;
-}
-
 /* Receives advance virtual time (io.c) and log their composition. */
 void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq)
 {

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 
 #define NT 4
 #define ITERS 2000
@@ -439,60 +438,6 @@ static int external_reads_replay_from_the_log(void)
     return 0;
 }
 
-/* Sleeps: record mode sleeps and logs the result (one interrupted by SIGALRM); replay returns the
- * logged results without sleeping or being interrupted. */
-static void on_alarm(int sig) { (void)sig; }
-
-static int sleep_workload(int arm_timer)
-{
-    struct timespec ms = {0, 1000000}, long_sleep = {30, 0}, rem;
-    CHECK(ftmb_nanosleep(&ms, NULL) == 0);
-    if (arm_timer) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_alarm; /* no SA_RESTART: the sleep returns EINTR */
-        CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
-        struct itimerval it = {{0, 0}, {0, 20000}};
-        CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
-    }
-    errno = 0;
-    CHECK(ftmb_nanosleep(&long_sleep, &rem) == -1 && errno == EINTR); /* 30 s: only a replay from the log is quick */
-    CHECK(ftmb_usleep(1000) == 0);
-    return 0;
-}
-
-static int sleep_record(void)
-{
-    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
-    setenv("FTMB_MODE", "record", 1);
-    CHECK(ftmb_init() == 0);
-    if (sleep_workload(1))
-        return 1;
-    _ftmb_ol_poll(S.ol);
-    CHECK(_ftmb_ol_received(S.ol, 0) == 3);
-    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
-    session_close(&S);
-    return 0;
-}
-
-static int sleep_replay(void)
-{
-    unsetenv("FTMB_SESSION");
-    setenv("FTMB_MODE", "replay", 1);
-    setenv("FTMB_REPLAY_LOG", log_path, 1);
-    CHECK(ftmb_init() == 0);
-    return sleep_workload(0);
-}
-
-static int sleeps_replay_their_results(void)
-{
-    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-slog-%d", (int)getpid());
-    CHECK(run_forked(sleep_record, NULL, NULL) == 0);
-    int rc = run_forked(sleep_replay, NULL, NULL);
-    unlink(log_path);
-    CHECK(rc == 0);
-    return 0;
-}
 
 /* ---- modes and set-up errors ---------------------------------------------------------------------- */
 
@@ -954,7 +899,6 @@ int main(void)
     run_case("replay_reproduces", replay_reproduces);
     run_case("replay_detects_divergence", replay_detects_divergence);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
-    run_case("sleeps_replay_their_results", sleeps_replay_their_results);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
     run_case("setup_errors", setup_errors);

@@ -319,12 +319,6 @@ long ftmb_random(void);
 ftmb_u64 ftmb_rte_rand(void);
 /* getrandom(), logged 8 bytes per record. Replaces getrandom. */
 long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags);
-/* nanosleep(): sleeps in record mode and logs the result; a replay does not sleep (time is virtual), it returns the logged result (an interrupted one with *rem zeroed). Replaces nanosleep. */
-int ftmb_nanosleep(const struct timespec *req, struct timespec *rem);
-/* usleep(): as ftmb_nanosleep. Replaces usleep. */
-int ftmb_usleep(unsigned usec);
-/* sleep(): as ftmb_nanosleep; an interrupted sleep reports every second left. Replaces sleep. */
-unsigned ftmb_sleep(unsigned seconds);
 /* Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is (logged in record mode, from the log in replay; p itself in passthrough). */
 const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size);
 
