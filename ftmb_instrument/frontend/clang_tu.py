@@ -560,7 +560,7 @@ class _FunctionWalker:
                 return set()
             name = callee.spelling
             if self.tw.sem.role(name, "alloc") or self.tw.sem.role(name, "opaque_create"):
-                return {self.alloc_ref(e, name, record)}
+                return {self.alloc_ref(e, name)}
             return {Ref("ret", callee.get_usr())}
         if k in (CK.BINARY_OPERATOR, CK.CONDITIONAL_OPERATOR, CK.COMPOUND_ASSIGNMENT_OPERATOR):
             kids = _children(e)
@@ -702,14 +702,16 @@ class _FunctionWalker:
                 self.tw.facts.stacks.append(site)
         return Ref("stack", loc)
 
-    def alloc_ref(self, call: ci.Cursor, name: str, record: bool) -> Ref:
+    def alloc_ref(self, call: ci.Cursor, name: str) -> Ref:
+        """The heap object an allocation call returns. Its site is recorded even when the value is
+        only followed through locals (pass 1): a handle kept in a local (`r = rte_ring_create(..)`)
+        and handed to threads is still one object."""
         loc, _, path = self.loc_str(call)
-        if record:
+        if all(s.key != loc for s in self.tw.facts.allocs):
             _, line, _, _ = self.tw.loc(call)
             opaque = self.tw.sem.role(name, "opaque_create") is not None
-            site = AllocSite(loc, self.tw.display(path), line, self.name, name, self.assigned_name(call), opaque)
-            if all(s.key != loc for s in self.tw.facts.allocs):
-                self.tw.facts.allocs.append(site)
+            self.tw.facts.allocs.append(
+                AllocSite(loc, self.tw.display(path), line, self.name, name, self.assigned_name(call), opaque))
         return Ref("alloc", loc)
 
     def assigned_name(self, call: ci.Cursor) -> str:

@@ -4,7 +4,7 @@
  * Every N ms the runtime's coordinator thread quiesces the program: each thread that receives
  * input parks at the top of its next receive (a packet boundary: the previous burst is processed
  * and sent), every other program thread parks in a signal handler (FTMB_CAPTURE_SIGNAL), but never
- * inside a runtime operation (`in_op`: it is signalled again a moment later). A parked thread saves
+ * inside a runtime operation (`in_op`: it parks when the operation ends). A parked thread saves
  * its registers (getcontext). Then the coordinator forks with the raw clone system call (no atfork
  * handlers: the snapshot must keep every lock exactly as the parked threads hold it) and resumes
  * the threads; the pause is the time from the request to the resume.
@@ -138,10 +138,25 @@ static void on_capture(int sig, siginfo_t *si, void *uc)
     struct _ftmb_thread *t = _ftmb_self;
     /* Acquire pairs with the coordinator's release of req. */
     uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_acquire);
-    if (t && !t->in_op && !t->ckpt_receiver && t->ckpt_seen != e &&
-        atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_relaxed) < e)
-        park(t, e);
+    if (t && !t->ckpt_receiver && t->ckpt_seen != e &&
+        atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_relaxed) < e) {
+        if (t->in_op)
+            t->park_asked = 1; /* _ftmb_op_leave parks it when the operation ends */
+        else
+            park(t, e);
+    }
     errno = saved;
+}
+
+/* A non-receiving thread whose outermost runtime operation just ended after a checkpoint signal. */
+void _ftmb_ckpt_park_asked(struct _ftmb_thread *t)
+{
+    t->park_asked = 0;
+    atomic_signal_fence(memory_order_seq_cst); /* a signal from here on parks it in the handler */
+    /* Acquire pairs with the coordinator's release of req. */
+    uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_acquire);
+    if (t->ckpt_seen != e && atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_relaxed) < e)
+        park(t, e);
 }
 
 void _ftmb_ckpt_register(struct _ftmb_thread *t)
@@ -162,7 +177,7 @@ void _ftmb_thread_finished(struct _ftmb_thread *t)
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
  * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
  * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
- * operation let the signal pass). */
+ * operation parks when it ends; the signal is repeated for threads that started meanwhile). */
 static int capture_all(uint64_t e, uint64_t t0, int *receivers)
 {
     uint32_t signalled_at[FTMB_MAX_THREADS] = {0};

@@ -26,6 +26,7 @@ struct _ftmb_thread {
     int in_op;                       /* inside a runtime operation: a checkpoint signal does not park it */
     int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input); both
                                       * on the line emit() writes anyway */
+    int park_asked;                  /* a checkpoint signal came inside an operation: park when it ends */
     struct _ftmb_ring out;                           /* producer side of its output ring */
     uint64_t out_seq;                                /* last output sequence number handed out */
     uint64_t vtime_ns;  /* virtual time: latest input entry received; 0 before any input */
@@ -138,7 +139,11 @@ void _ftmb_thread_finished(struct _ftmb_thread *t);
  * never captures a thread in the middle of one (a failover would resume it half done). Only threads
  * that do not receive are captured by the signal (receivers park at a receive), so receivers, the
  * packet-processing threads, pay one predictable branch. One that starts receiving inside an
- * operation keeps in_op raised, which no longer matters to it. */
+ * operation keeps in_op raised, which no longer matters to it. A signal that finds the thread inside
+ * an operation asks it to park when its outermost operation ends: a busy-polling thread spends
+ * nearly all its time inside operations (an ordered ring call, a logged stop-flag read), and a
+ * signal alone would almost never find it outside one. */
+void _ftmb_ckpt_park_asked(struct _ftmb_thread *t);
 static inline void _ftmb_op_enter(struct _ftmb_thread *t)
 {
     if (__builtin_expect(t->ckpt_receiver, 1))
@@ -151,7 +156,10 @@ static inline void _ftmb_op_leave(struct _ftmb_thread *t)
     if (__builtin_expect(t->ckpt_receiver, 1))
         return;
     atomic_signal_fence(memory_order_seq_cst);
-    t->in_op--;
+    /* A signal before the decrement sets park_asked, which the check below sees; one after it
+     * finds in_op at 0 and parks the thread itself. */
+    if (--t->in_op == 0 && __builtin_expect(t->park_asked, 0))
+        _ftmb_ckpt_park_asked(t);
 }
 
 /* Failover from a snapshot (checkpoint.c): load the log, re-attach every thread to the session. */
