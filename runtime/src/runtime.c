@@ -337,6 +337,11 @@ int _ftmb_replaying(struct _ftmb_thread *t)
         return 0;
     if (t->rpos < t->rlen)
         return 1;
+    /* The log has ended at this operation, maybe inside a region our last record entered (nested
+     * regions: begin(a) was logged, begin(b) was not). Count us out now, not when that region
+     * ends, which would wait for the handover itself: nothing in the log waits for the region,
+     * since another thread's later turn on it would follow a record of ours that is not there. */
+    replay_op_done(t);
     if (_ftmb_rt.stop_at_end)
         stop_at_end(t, 0);
     if (!_ftmb_rt.handover)
