@@ -340,6 +340,54 @@ static int replay_detects_divergence(void)
     return 0;
 }
 
+/* A failover whose log ends between two nested ordered begins (the master logged begin(8) and died
+ * before begin(9)) goes live there: the thread counts itself out of the replay at once instead of
+ * waiting for the handover inside the region it alone can end. */
+static int nested_record(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_ordered_begin(8, 1);
+    ftmb_ordered_end(8);
+    ftmb_ordered_begin(8, 2); /* the master dies in here */
+    _ftmb_ol_poll(S.ol);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 2);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int nested_failover(void)
+{
+    alarm(10); /* a hang is the failure this case looks for */
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_HANDOVER", "1", 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_ordered_begin(8, 1);
+    ftmb_ordered_end(8);
+    ftmb_ordered_begin(8, 2);
+    CHECK(ftmb_mode() == FTMB_MODE_REPLAY);
+    ftmb_ordered_begin(9, 3); /* past the log: live from here */
+    ftmb_ordered_end(9);
+    ftmb_ordered_end(8);
+    CHECK(ftmb_mode() == FTMB_MODE_RECORD);
+    session_close(&S);
+    return 0;
+}
+
+static int failover_inside_nested_regions(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-nlog-%d", (int)getpid());
+    CHECK(run_forked(nested_record, NULL, NULL) == 0);
+    int rc = run_forked(nested_failover, NULL, NULL);
+    unlink(log_path);
+    CHECK(rc == 0);
+    return 0;
+}
+
 /* A variable only a signal handler writes: its reads log their values, replay takes them from the
  * log (memory in the replaying process still holds the initial values: no signal comes there). */
 #define EXT_READS 100
@@ -898,6 +946,7 @@ int main(void)
     run_case("record_orders_and_release", record_orders_and_release);
     run_case("replay_reproduces", replay_reproduces);
     run_case("replay_detects_divergence", replay_detects_divergence);
+    run_case("failover_inside_nested_regions", failover_inside_nested_regions);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
