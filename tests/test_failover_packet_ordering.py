@@ -1,0 +1,88 @@
+"""Real code fails over: DPDK's unmodified packet_ordering example (an RX lcore feeding worker lcores
+over an rte_ring, the workers feeding a TX lcore over another, then rte_reorder), built with
+`ftmb-cc` from Debian's dpdk-doc sources at test time, killed mid-run with SIGKILL.
+
+The lcores share only through library objects: the rings' calls are ordered on their handles (the
+plan's library-object strategy), so the backup's replay reproduces every dequeue count. Each run's
+own replay check re-executes the complete log and compares every regenerated packet with the one
+released, and no packet leaves twice. The app
+busy-polls on 4 lcores over 2 CPUs, exactly as written; checkpoints must still park every lcore.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftmb_instrument import pcap, traffic
+
+SOURCE = Path("/usr/share/dpdk/examples/packet_ordering/main.c")
+BIN = Path(sys.executable).parent
+APP_ARGS = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--vdev", "net_null0", "--vdev", "net_null1",
+            "--lcores", "(0-3)@(0,1)", "--", "-p", "0x3"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    if not SOURCE.is_file():
+        pytest.fail(f"{SOURCE} missing: install dpdk-doc (./dev.sh does)")
+    d = tmp_path_factory.mktemp("packet_ordering")
+    shutil.copy(SOURCE, d / "main.c")
+    cflags = subprocess.run(["pkg-config", "--cflags", "libdpdk"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    libs = subprocess.run(["pkg-config", "--libs", "libdpdk"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    subprocess.run([str(BIN / "ftmb-cc"), "-O2", "-DALLOW_EXPERIMENTAL_API", *cflags, "main.c", "-o", "po", *libs],
+                   cwd=d, check=True, timeout=300)
+    trace = d / "in.pcap"
+    traffic.generate(trace, seed=3, flows=60, packets=6000)
+    return d
+
+
+def _run(app: Path, out: Path, *extra: str) -> dict:
+    proc = subprocess.run(
+        [str(BIN / "ftmb-instrument"), "run", "--json", "--in", str(app / "in.pcap"), "--out", str(out),
+         "--queues", "2", "--threads", "6", "--rate", "3000", "--timeout", "120", *extra, "--", "./po", *APP_ARGS],
+        cwd=app, capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return json.loads(proc.stdout)
+
+
+def _recovered_exactly(app: Path, res: dict, out: Path) -> None:
+    fo = res["failover"]
+    assert fo is not None and fo["live_ms"] is not None, f"the backup never went live: {fo}"
+    check = res["replay_check"]
+    assert check is not None and check["failure"] is None, check
+    assert check["compared"] == res["released"] > 0 and check["mismatches"] == 0, check
+    tags = Counter(pcap.packet_tag(p.data) for p in pcap.read_pcap(out))
+    assert sum(tags.values()) == res["released"] and None not in tags
+    assert max(tags.values()) == 1, "a packet was released twice"
+    # Which packets leave is the app's own timing (its TX buffers flush only when full, and
+    # rte_reorder sends early packets at once), so `verify`'s comparison with an uninterrupted
+    # run does not apply; every input packet is accounted for at most once, and nearly all leave.
+    assert res["released"] >= 0.9 * res["input_packets"], res["released"]
+
+
+@pytest.mark.parametrize("kill_at", [1.2, 1.35, 1.5, 1.65, 1.8])
+def test_newest_checkpoint_takes_over(app, tmp_path, kill_at):
+    out = tmp_path / "out.pcap"
+    res = _run(app, out, "--checkpoint-ms", "50", "--kill-master-at", str(kill_at))
+    assert res["failover"]["from_snapshot"], f"no checkpoint before the kill at {kill_at} s: {res['failover']}"
+    _recovered_exactly(app, res, out)
+
+
+@pytest.mark.parametrize("kill_at", [1.1, 1.4])
+def test_warm_standby_replays_from_the_start(app, tmp_path, kill_at):
+    out = tmp_path / "out.pcap"
+    res = _run(app, out, "--kill-master-at", str(kill_at))
+    assert not res["failover"]["from_snapshot"]
+    _recovered_exactly(app, res, out)
+
