@@ -228,6 +228,9 @@ def _nondet_entries():
         _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",), library="dpdk"),
         _e("ftmb_getrandom", "long", [("void *", "buf"), ("ftmb_size_t", "buflen"), ("unsigned", "flags")],
            "nondet", "getrandom(), logged 8 bytes per record.", wraps=("getrandom",)),
+        _e("ftmb_nondet_bytes", "void", [("void *", "p"), ("ftmb_size_t", "size")], "nondet",
+           "The size bytes at p were just produced by a library call whose result differs between processes of "
+           "one binary (a pid, a MAC address): log them (record) or overwrite them with the logged ones (replay)."),
         _e("ftmb_external_read", "const volatile void *", [("const volatile void *", "p"), ("ftmb_size_t", "size")],
            "nondet", "Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is "
            "(logged in record mode, from the log in replay; p itself in passthrough)."),

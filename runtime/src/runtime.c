@@ -877,11 +877,15 @@ FTMB_RTE_ATOMIC(64)
 
 /* ---- nondeterministic values ---------------------------------------------------------------- */
 
-/* Log (record) or fetch (replay) one value; in passthrough the caller's value is returned. */
+/* Log (record) or fetch (replay) one value; in passthrough the caller's value is returned. A warm
+ * standby still initializing cannot know the master's value: it waits here for the takeover and
+ * replays the rest of the initialization from the log (its records so far must match the log's). */
 static uint64_t nd_value(unsigned source, uint64_t (*real)(void))
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return real();
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     struct _ftmb_thread *t = _ftmb_me();
     _ftmb_op_enter(t);
     uint64_t v;
@@ -977,6 +981,24 @@ long ftmb_random(void) { return (long)nd_value(_FTMB_ND_RANDOM, real_random); }
 /* Shared by ftmb_rte_rand in the DPDK adapter. */
 uint64_t _ftmb_nd_logged(unsigned source, uint64_t (*real)(void)) { return nd_value(source, real); }
 
+/* The `len` bytes at `buf`, 8 per record after the record that announced them: logged (record) or
+ * overwritten with the logged ones (replay). */
+static void nd_bytes(struct _ftmb_thread *t, unsigned source, void *buf, size_t len)
+{
+    for (size_t off = 0; off < len; off += 8) {
+        size_t n = len - off < 8 ? len - off : 8;
+        uint64_t v = 0;
+        if (_ftmb_replaying(t)) {
+            v = replay_take(t, _FTMB_REC_ND, source, 0)->value;
+            replay_op_done(t);
+            memcpy((char *)buf + off, &v, n);
+        } else {
+            memcpy(&v, (char *)buf + off, n);
+            emit(t, _ftmb_rec_head(_FTMB_REC_ND, source, 0), v);
+        }
+    }
+}
+
 static _Thread_local struct {
     void *buf;
     size_t len;
@@ -999,22 +1021,27 @@ long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags)
     gr.len = buflen;
     gr.flags = flags;
     long ret = (long)nd_value(_FTMB_ND_GETRANDOM, real_getrandom);
-    if (ret <= 0)
-        return ret;
-    /* The bytes follow the return value, 8 per record. */
-    for (long off = 0; off < ret; off += 8) {
-        size_t n = (size_t)(ret - off) < 8 ? (size_t)(ret - off) : 8;
-        uint64_t v = 0;
-        if (_ftmb_replaying(t)) {
-            v = replay_take(t, _FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0)->value;
-            replay_op_done(t);
-            memcpy((char *)buf + off, &v, n);
-        } else {
-            memcpy(&v, (char *)buf + off, n);
-            emit(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0), v);
-        }
-    }
+    if (ret > 0)
+        nd_bytes(t, _FTMB_ND_GETRANDOM, buf, (size_t)ret); /* the bytes follow the return value */
     return ret;
+}
+
+static _Thread_local ftmb_size_t nd_bytes_size;
+static uint64_t real_nd_bytes_size(void) { return nd_bytes_size; }
+
+void ftmb_nondet_bytes(void *p, ftmb_size_t size)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    nd_bytes_size = size;
+    uint64_t logged = nd_value(_FTMB_ND_BYTES, real_nd_bytes_size);
+    struct _ftmb_thread *t = _ftmb_me();
+    if (logged != size)
+        _ftmb_fatal("replay diverged: thread %u record %llu is a library value of %llu bytes but the program's "
+                    "call gives %llu",
+                    t->index, (unsigned long long)t->rpos - 1, (unsigned long long)logged,
+                    (unsigned long long)size);
+    nd_bytes(t, _FTMB_ND_BYTES, p, size);
 }
 
 /* A variable only signal handlers write is an input from outside: a read logs the value it saw,
