@@ -1021,8 +1021,26 @@ class Planner:
     def includes(self) -> None:
         for path in sorted({s.file for s in self.sites}):
             f = self.files[os.path.realpath(os.path.join(self.root, path))]
+            self.site_names(f, path)
             self.add_site("include", f, 0, 0, "", (), "the runtime ABI header and the marker",
                           (Edit(0, 0, f"{MARKER}\n{INCLUDE}\n#line 1\n", FIRST),), "insert")
+
+    def site_names(self, f: _File, path: str) -> None:
+        """The file names its site ids for the runtime's diagnostics (a replay divergence then says
+        `file:line` for both sites): a table and a constructor at its end."""
+        named = [s for s in self.sites if s.file == path and "site" in TABLE["entries"].get(s.entry, {})
+                 .get("trailing_ids", ())]
+        if not named:
+            return
+        ids = ", ".join(str(s.id) for s in named)
+        where = ", ".join(json.dumps(f"{s.file}:{s.line}") for s in named)
+        end = len(f.data)
+        text = (f"\n#line {f.line_of(end)}\nstatic const ftmb_u32 _ftmb_site_ids[] = {{{ids}}};\n"
+                f"static const char *const _ftmb_site_where[] = {{{where}}};\n"
+                f"__attribute__((constructor)) static void _ftmb_name_sites(void) {{ ftmb_site_names(_ftmb_site_ids, "
+                f"_ftmb_site_where, {len(named)}); }}\n")
+        self.add_site("include", f, end, end, "ftmb_site_names", (),
+                      "site ids named file:line for the runtime's diagnostics", (Edit(end, end, text),), "insert")
 
 
 def build_plan(report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()) -> Plan:

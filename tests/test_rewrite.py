@@ -151,7 +151,9 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
     [rw] = apply_plan(plan)
     text = rw.text.decode()
     assert text.startswith(MARKER_PREFIX) and "#include <ftmb/ftmb.h>\n#line 1\n" in text
-    lines = text.splitlines()[3:]
+    body, table = text.rsplit("\n#line ", 1)  # the site names follow the last line (plan.site_names)
+    assert "ftmb_site_names(_ftmb_site_ids, _ftmb_site_where" in table and table.count("\n") == 4
+    lines = body.splitlines()[3:]
     orig = FEATURES.splitlines()
     assert len(lines) == len(orig)  # no edit adds a line: diagnostics keep their line numbers
 

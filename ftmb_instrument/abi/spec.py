@@ -107,6 +107,10 @@ def _init_entries():
         _e("ftmb_thread_index", "ftmb_u32", [], "init", "The calling thread's deterministic index."),
         _e("ftmb_input_done", "int", [("ftmb_u16", "queue_id")], "init",
            "1 once the input of queue_id has ended (or its logger died) and was all received."),
+        _e("ftmb_site_names", "void",
+           [("const ftmb_u32 *", "sites"), ("const char *const *", "where"), ("ftmb_u32", "n")], "init",
+           "Name n site ids (\"file:line\", static strings) for diagnostics; each instrumented file calls it from "
+           "a constructor."),
     ]
 
 

@@ -361,6 +361,28 @@ static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
     return r;
 }
 
+/* Site ids named by the instrumented files (ftmb_site_names, from constructors before main: plain
+ * stores, read only by diagnostics after threads exist, which started after the constructors). */
+static const char *site_where[1u << 16];
+
+void ftmb_site_names(const ftmb_u32 *sites, const char *const *where, ftmb_u32 n)
+{
+    for (ftmb_u32 i = 0; i < n; i++)
+        if (sites[i] < sizeof site_where / sizeof site_where[0])
+            site_where[sites[i]] = where[i];
+}
+
+/* "site N (file:line)", or "site N" when no file named it; `buf` holds the text. */
+static const char *site_name(char *buf, size_t len, uint32_t site)
+{
+    const char *w = site < sizeof site_where / sizeof site_where[0] ? site_where[site] : NULL;
+    if (w)
+        snprintf(buf, len, "site %u (%s)", site, w);
+    else
+        snprintf(buf, len, "site %u", site);
+    return buf;
+}
+
 static const char *kind_name(unsigned k)
 {
     static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx"};
@@ -371,16 +393,19 @@ static const char *kind_name(unsigned k)
 static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned kind, uint32_t obj, uint32_t site)
 {
     const struct _ftmb_record *r = replay_peek(t);
+    char here[320], logged[320];
     if (!r)
-        _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, site %u", t->index,
-                    (unsigned long long)t->rlen, kind_name(kind), obj, site);
+        _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, %s", t->index,
+                    (unsigned long long)t->rlen, kind_name(kind), obj, site_name(here, sizeof here, site));
     unsigned rk = _ftmb_rec_kind(r->head);
     int same_kind = rk == kind || (kind == _FTMB_REC_LOCK && rk == _FTMB_REC_TRYLOCK_FAIL);
     if (!same_kind || _ftmb_rec_obj(r->head) != obj)
-        _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (site %u) but the program "
-                    "does a %s on object %u at site %u; an access is missing its instrumentation",
+        _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (%s) but the program "
+                    "does a %s on object %u at %s; an access is missing its instrumentation",
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
-                    _ftmb_rec_site(r->head), kind_name(kind), obj, site);
+                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX ? "no site" :
+                    site_name(logged, sizeof logged, _ftmb_rec_site(r->head)),
+                    kind_name(kind), obj, site_name(here, sizeof here, site));
     t->rpos++;
     if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
         atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);

@@ -57,6 +57,8 @@ int ftmb_mode(void);
 ftmb_u32 ftmb_thread_index(void);
 /* 1 once the input of queue_id has ended (or its logger died) and was all received. */
 int ftmb_input_done(ftmb_u16 queue_id);
+/* Name n site ids ("file:line", static strings) for diagnostics; each instrumented file calls it from a constructor. */
+void ftmb_site_names(const ftmb_u32 *sites, const char *const *where, ftmb_u32 n);
 
 /* --- ordered: an access to a shared object that no lock or atomic protects --- */
 /* Start an access to obj that nothing else orders: take obj's next sequence number. */
