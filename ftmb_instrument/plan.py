@@ -940,6 +940,9 @@ class Planner:
                                 f"else {orig}(_ftmb_p{sid}); }})")), "call")
             return
         if not entries:
+            nondet = self.sem.role(name, "nondeterminism")
+            if nondet is not None:
+                self.library_value(f, c, nondet)
             return
         entry = entries[0]
         kind = TABLE["entries"][entry]["kind"]
@@ -958,6 +961,44 @@ class Planner:
         self.handled_calls.add((f.path, c.start))
         self.add_site(kind, f, c.start, c.rparen + 1, entry, (), f"{name}: {why}",
                       (Edit(c.start, c.name_end, entry),), "call")
+
+    def library_value(self, f: _File, c, role) -> None:
+        """A nondeterministic call without a wrapper of its own (a pid, a MAC address): the call stays,
+        and its result and the bytes it writes through the model's `out_arg` go through
+        ftmb_nondet_bytes, which logs them in record mode and overwrites them with the logged ones
+        in replay. Two processes of one binary then see the same values."""
+        name, out_arg, out_bytes = c.callee, role.get("out_arg"), role.get("out_bytes")
+        entry = "ftmb_nondet_bytes"
+        if not c.spliceable or c.macro:
+            self.problem(f, c.loc, f"{name}() is called inside macro {c.macro or '?'}'s expansion; cannot log "
+                                   f"its value through {entry}")
+            return
+        if out_arg >= len(c.args):
+            self.problem(f, c.loc, f"{name}(): the model's out_arg {out_arg} names no argument of this call")
+            return
+        sid = self.site_id()
+        self.handled_calls.add((f.path, c.start))
+        span = c.rparen + 1 - c.start
+        before, after, edits = [], [], []
+        if out_arg >= 0:
+            s, e = c.args[out_arg]
+            out = f"_ftmb_o{sid}"
+            size = str(out_bytes) if out_bytes > 0 else f"sizeof *{out}"
+            before.append(f"__typeof__({f.text(s, e)}) {out}; ")
+            edits += [Edit(s, s, f"({out} = ("), Edit(e, e, "))")]
+            after.append(f"{entry}((void *){out}, {size}); ")
+        if c.result == "void":
+            head, tail = "", ""
+        else:
+            value = f"_ftmb_v{sid}"
+            head = f"__auto_type {value} = "
+            after.append(f"{entry}(&{value}, sizeof {value}); ")
+            tail = f"{value}; "
+        edits = [Edit(c.start, c.start, f"__extension__ ({{ {''.join(before)}{head}", opening(span)), *edits,
+                 Edit(c.rparen + 1, c.rparen + 1, f"; {''.join(after)}{tail}}})", closing(span))]
+        self.add_site("nondet", f, c.start, c.rparen + 1, entry, (),
+                      f"{name}: a value that differs between processes: logged in record mode, replayed in replay "
+                      f"mode", tuple(edits), "call")
 
     def has_nested_call(self, f: _File, c) -> bool:
         return any(o is not c and c.lparen < o.start < c.rparen and o.callee in TABLE["wraps"] for o in f.sites.calls)
@@ -980,8 +1021,26 @@ class Planner:
     def includes(self) -> None:
         for path in sorted({s.file for s in self.sites}):
             f = self.files[os.path.realpath(os.path.join(self.root, path))]
+            self.site_names(f, path)
             self.add_site("include", f, 0, 0, "", (), "the runtime ABI header and the marker",
                           (Edit(0, 0, f"{MARKER}\n{INCLUDE}\n#line 1\n", FIRST),), "insert")
+
+    def site_names(self, f: _File, path: str) -> None:
+        """The file names its site ids for the runtime's diagnostics (a replay divergence then says
+        `file:line` for both sites): a table and a constructor at its end."""
+        named = [s for s in self.sites if s.file == path and "site" in TABLE["entries"].get(s.entry, {})
+                 .get("trailing_ids", ())]
+        if not named:
+            return
+        ids = ", ".join(str(s.id) for s in named)
+        where = ", ".join(json.dumps(f"{s.file}:{s.line}") for s in named)
+        end = len(f.data)
+        text = (f"\n#line {f.line_of(end)}\nstatic const ftmb_u32 _ftmb_site_ids[] = {{{ids}}};\n"
+                f"static const char *const _ftmb_site_where[] = {{{where}}};\n"
+                f"__attribute__((constructor)) static void _ftmb_name_sites(void) {{ ftmb_site_names(_ftmb_site_ids, "
+                f"_ftmb_site_where, {len(named)}); }}\n")
+        self.add_site("include", f, end, end, "ftmb_site_names", (),
+                      "site ids named file:line for the runtime's diagnostics", (Edit(end, end, text),), "insert")
 
 
 def build_plan(report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()) -> Plan:

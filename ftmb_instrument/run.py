@@ -138,6 +138,12 @@ class ReplayCheck:
     def ok(self) -> bool:
         return self.failure is None and self.mismatches == 0 and self.compared == self.released
 
+    def summary(self) -> str:
+        """One line: the counts, and why the replay did not finish when it did not."""
+        line = f"replay check: {self.compared} of {self.released} released packets regenerated, " \
+               f"{self.mismatches} with different bytes"
+        return f"{line}; {self.failure}" if self.failure else line
+
 
 @dataclass
 class Failover:
@@ -715,6 +721,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     mismatches=(after[2] - done[2]) if after else 0,
                     failure=None if after and v.proc.returncode == 0 else
                     f"the verification replay did not finish ({_status(v)}): {_first_line(v.err_path)}")
+                if not result.replay_check.ok:  # fail closed: a recovery nobody could reproduce
+                    fail(v, result.replay_check.summary())
             for c in loggers:
                 c.stop(signal.SIGTERM, grace_s)
         # 4. the loggers finish by themselves once the master is gone

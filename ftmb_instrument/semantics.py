@@ -24,7 +24,7 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "lock": {"op": (str, "acquire"), "lock_arg": (int, 0), "shared": (bool, False)},
     "atomic": {"object_arg": (int, 0), "mode": (str, "rmw")},
     "core_identity": {},
-    "nondeterminism": {"category": (str, "other")},
+    "nondeterminism": {"category": (str, "other"), "out_arg": (int, -1), "out_bytes": (int, 0)},
     "packet_io": {"direction": (str, "rx")},
     "alloc": {},
     "opaque_create": {},

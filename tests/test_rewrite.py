@@ -151,7 +151,9 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
     [rw] = apply_plan(plan)
     text = rw.text.decode()
     assert text.startswith(MARKER_PREFIX) and "#include <ftmb/ftmb.h>\n#line 1\n" in text
-    lines = text.splitlines()[3:]
+    body, table = text.rsplit("\n#line ", 1)  # the site names follow the last line (plan.site_names)
+    assert "ftmb_site_names(_ftmb_site_ids, _ftmb_site_where" in table and table.count("\n") == 4
+    lines = body.splitlines()[3:]
     orig = FEATURES.splitlines()
     assert len(lines) == len(orig)  # no edit adds a line: diagnostics keep their line numbers
 
@@ -371,3 +373,40 @@ int main(void)
     # the mutex taken through `l` may be a: every mutex call shares one id; the spinlock keeps its own
     assert locks[8] == locks[10] == locks[11] == locks[13]
     assert locks[14] == locks[16] != locks[8]
+
+
+PER_PROCESS = r"""#include <stdio.h>
+#include <unistd.h>
+
+struct mac { unsigned char b[6]; };
+void get_mac(int port, struct mac *out) { for (int i = 0; i < 6; i++) out->b[i] = (unsigned char)(port + i); }
+
+int main(void)
+{
+    struct mac m;
+    get_mac(3, &m);
+    int pid = getpid();
+    printf("%d %d %d\n", pid > 0, m.b[0], m.b[5]);
+    return 0;
+}
+"""
+
+
+def test_per_process_values_are_logged_through_ftmb_nondet_bytes(tmp_path, runtime):
+    """getpid() (a result) and a model's out_arg (the pointee) go through ftmb_nondet_bytes; the
+    program compiles cleanly and behaves the same."""
+    model = tmp_path / "mac.toml"
+    model.write_text('[[nondeterminism]]\nnames = ["get_mac"]\nout_arg = 1\n')
+    path = tmp_path / "prog.c"
+    path.write_text(PER_PROCESS)
+    sem = load_semantics([model])
+    _, plan = make_plan(from_files([path], ["-std=gnu11"]), sem, str(tmp_path), jobs=1)
+    nondet = [s for s in plan.sites if s.kind == "nondet"]
+    assert {s.entry for s in nondet} == {"ftmb_nondet_bytes"} and len(nondet) == 2
+    [rw] = apply_plan(plan)
+    text = rw.text.decode()
+    assert "ftmb_nondet_bytes((void *)_ftmb_o" in text and "sizeof *_ftmb_o" in text  # get_mac's pointee
+    assert "ftmb_nondet_bytes(&_ftmb_v" in text  # getpid's result
+    out = tmp_path / "prog.ftmb.c"
+    out.write_bytes(rw.text)
+    assert build_and_run(runtime, out, tmp_path / "prog", True) == "1 3 8\n"

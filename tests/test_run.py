@@ -360,3 +360,27 @@ def test_a_dead_snapshot_is_reported_and_replaced(trace, tmp_path):
     assert res.ok and res.released == 3000, res.failure
     assert f"ftmb: the snapshot (pid {killed[0]}) died (signal 9)" in res.nf_stderr, res.nf_stderr
     assert leftovers(os.getpid()) == []
+
+
+def test_a_failover_that_replays_other_bytes_fails_the_run(trace, tmp_path, monkeypatch):
+    """Fail closed: the forwarder stamps each packet with its process id, read with getpid() and
+    never logged (a per-process value the instrumentation missed). The recovery goes through, but
+    the verification replay, another process, regenerates the released packets with other bytes:
+    the run exits 1 with one line giving the counts, and its summary shows the check."""
+    monkeypatch.setenv("FTMB_TEST_FWD_STAMP", "pid")
+    out = tmp_path / "out.pcap"
+    proc = cli("run", "--in", trace, "--out", out, "--queues", "2", "--rate", "6000", "--kill-master-at", "0.25",
+               "--checkpoint-ms", "10", "--", FWD, "2")
+    one_line_error(proc, "replay check:", "of 3000 released packets regenerated", "with different bytes")
+    assert "replay check (compared / mismatches)" in proc.stdout and "FAILED" in proc.stdout
+    mismatches = int(proc.stderr.split("regenerated, ")[1].split()[0])
+    assert mismatches > 0
+
+
+def test_a_failover_whose_replay_matches_shows_the_check(trace, tmp_path):
+    out = tmp_path / "out.pcap"
+    proc = cli("run", "--in", trace, "--out", out, "--queues", "2", "--rate", "6000", "--kill-master-at", "0.25",
+               "--checkpoint-ms", "10", "--", FWD, "2")
+    assert proc.returncode == 0, proc.stderr
+    row = next(ln for ln in proc.stdout.splitlines() if "replay check (compared / mismatches)" in ln)
+    assert "3000 of 3000 / 0" in row, row

@@ -107,6 +107,10 @@ def _init_entries():
         _e("ftmb_thread_index", "ftmb_u32", [], "init", "The calling thread's deterministic index."),
         _e("ftmb_input_done", "int", [("ftmb_u16", "queue_id")], "init",
            "1 once the input of queue_id has ended (or its logger died) and was all received."),
+        _e("ftmb_site_names", "void",
+           [("const ftmb_u32 *", "sites"), ("const char *const *", "where"), ("ftmb_u32", "n")], "init",
+           "Name n site ids (\"file:line\", static strings) for diagnostics; each instrumented file calls it from "
+           "a constructor."),
     ]
 
 
@@ -228,6 +232,9 @@ def _nondet_entries():
         _e("ftmb_rte_rand", "ftmb_u64", [], "nondet", "rte_rand(), logged.", wraps=("rte_rand",), library="dpdk"),
         _e("ftmb_getrandom", "long", [("void *", "buf"), ("ftmb_size_t", "buflen"), ("unsigned", "flags")],
            "nondet", "getrandom(), logged 8 bytes per record.", wraps=("getrandom",)),
+        _e("ftmb_nondet_bytes", "void", [("void *", "p"), ("ftmb_size_t", "size")], "nondet",
+           "The size bytes at p were just produced by a library call whose result differs between processes of "
+           "one binary (a pid, a MAC address): log them (record) or overwrite them with the logged ones (replay)."),
         _e("ftmb_external_read", "const volatile void *", [("const volatile void *", "p"), ("ftmb_size_t", "size")],
            "nondet", "Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is "
            "(logged in record mode, from the log in replay; p itself in passthrough)."),

@@ -41,8 +41,10 @@ With --checkpoint-ms N the master also forks a snapshot of itself every N ms; wh
 newest snapshot takes over instead and replays only the log since that checkpoint (the standby
 steps aside). Check the released output with `ftmb-instrument verify`.
 
-Exit codes: 0 every process finished cleanly; 1 bad input, or a process failed (named on
-stderr); 2 usage error; 130 interrupted.
+Exit codes: 0 every process finished cleanly; 1 bad input, a process failed (named on
+stderr), or after a failover the verification replay did not regenerate every released packet
+with the same bytes (one line with the counts; the summary always shows the replay check); 2 usage
+error; 130 interrupted.
 """
 
 
@@ -158,6 +160,10 @@ def render(result: runlib.RunResult, console: Console) -> None:
             ("backup live (recovery time)", "not recovered" if fo.live_ms is None
              else f"{fo.live_ms:.1f} ms after the failure ({fo.replayed_records} records replayed)"),
         ]
+    check = result.replay_check
+    rows.append(("replay check (compared / mismatches)", "not run (no failover)" if check is None
+                 else f"{check.compared} of {check.released} / {check.mismatches}"
+                 + ("" if check.ok else "  FAILED")))
     for k, v in rows:
         counts.add_row(k, v)
     console.print(counts)

@@ -77,6 +77,7 @@ class Call:
     stmt_start: int  # the enclosing statement (for inserting after it)
     defined_at: tuple[str, int] | None = None  # (file, offset) of the callee name inside a #define of a project file
     arg_shapes: tuple[str, ...] = ()  # Part.shape of each written argument ("" when unknown)
+    result: str = ""  # canonical spelling of the call's result type
 
 
 @dataclass(frozen=True)
@@ -605,4 +606,4 @@ class _Scanner:
             shapes = tuple(self.part("value", x).shape if (x.extent.start.offset, x.extent.end.offset) == a else ""
                            for x, a in zip(cargs, args))
         return Call(name, loc, at, name_end, lp, rp, args, macro, spliceable, size, ptype, is_ptr, fn, stmt_start,
-                    defined_at, shapes)
+                    defined_at, shapes, c.type.get_canonical().spelling)

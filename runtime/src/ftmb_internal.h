@@ -58,6 +58,7 @@ enum _ftmb_nd_source {
     _FTMB_ND_RTE_RAND = 4,
     _FTMB_ND_GETRANDOM = 5,
     _FTMB_ND_EXTERNAL = 6, /* a read of a variable only signal handlers write (ftmb_external_read) */
+    _FTMB_ND_BYTES = 7,    /* ftmb_nondet_bytes: the size, then the bytes, 8 per record */
 };
 
 #define _FTMB_OBJ_BITS 24

@@ -366,6 +366,28 @@ static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
     return r;
 }
 
+/* Site ids named by the instrumented files (ftmb_site_names, from constructors before main: plain
+ * stores, read only by diagnostics after threads exist, which started after the constructors). */
+static const char *site_where[1u << 16];
+
+void ftmb_site_names(const ftmb_u32 *sites, const char *const *where, ftmb_u32 n)
+{
+    for (ftmb_u32 i = 0; i < n; i++)
+        if (sites[i] < sizeof site_where / sizeof site_where[0])
+            site_where[sites[i]] = where[i];
+}
+
+/* "site N (file:line)", or "site N" when no file named it; `buf` holds the text. */
+static const char *site_name(char *buf, size_t len, uint32_t site)
+{
+    const char *w = site < sizeof site_where / sizeof site_where[0] ? site_where[site] : NULL;
+    if (w)
+        snprintf(buf, len, "site %u (%s)", site, w);
+    else
+        snprintf(buf, len, "site %u", site);
+    return buf;
+}
+
 static const char *kind_name(unsigned k)
 {
     static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx"};
@@ -376,16 +398,19 @@ static const char *kind_name(unsigned k)
 static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned kind, uint32_t obj, uint32_t site)
 {
     const struct _ftmb_record *r = replay_peek(t);
+    char here[320], logged[320];
     if (!r)
-        _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, site %u", t->index,
-                    (unsigned long long)t->rlen, kind_name(kind), obj, site);
+        _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, %s", t->index,
+                    (unsigned long long)t->rlen, kind_name(kind), obj, site_name(here, sizeof here, site));
     unsigned rk = _ftmb_rec_kind(r->head);
     int same_kind = rk == kind || (kind == _FTMB_REC_LOCK && rk == _FTMB_REC_TRYLOCK_FAIL);
     if (!same_kind || _ftmb_rec_obj(r->head) != obj)
-        _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (site %u) but the program "
-                    "does a %s on object %u at site %u; an access is missing its instrumentation",
+        _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (%s) but the program "
+                    "does a %s on object %u at %s; an access is missing its instrumentation",
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
-                    _ftmb_rec_site(r->head), kind_name(kind), obj, site);
+                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX ? "no site" :
+                    site_name(logged, sizeof logged, _ftmb_rec_site(r->head)),
+                    kind_name(kind), obj, site_name(here, sizeof here, site));
     t->rpos++;
     if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
         atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
@@ -882,11 +907,15 @@ FTMB_RTE_ATOMIC(64)
 
 /* ---- nondeterministic values ---------------------------------------------------------------- */
 
-/* Log (record) or fetch (replay) one value; in passthrough the caller's value is returned. */
+/* Log (record) or fetch (replay) one value; in passthrough the caller's value is returned. A warm
+ * standby still initializing cannot know the master's value: it waits here for the takeover and
+ * replays the rest of the initialization from the log (its records so far must match the log's). */
 static uint64_t nd_value(unsigned source, uint64_t (*real)(void))
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return real();
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     struct _ftmb_thread *t = _ftmb_me();
     _ftmb_op_enter(t);
     uint64_t v;
@@ -982,6 +1011,24 @@ long ftmb_random(void) { return (long)nd_value(_FTMB_ND_RANDOM, real_random); }
 /* Shared by ftmb_rte_rand in the DPDK adapter. */
 uint64_t _ftmb_nd_logged(unsigned source, uint64_t (*real)(void)) { return nd_value(source, real); }
 
+/* The `len` bytes at `buf`, 8 per record after the record that announced them: logged (record) or
+ * overwritten with the logged ones (replay). */
+static void nd_bytes(struct _ftmb_thread *t, unsigned source, void *buf, size_t len)
+{
+    for (size_t off = 0; off < len; off += 8) {
+        size_t n = len - off < 8 ? len - off : 8;
+        uint64_t v = 0;
+        if (_ftmb_replaying(t)) {
+            v = replay_take(t, _FTMB_REC_ND, source, 0)->value;
+            replay_op_done(t);
+            memcpy((char *)buf + off, &v, n);
+        } else {
+            memcpy(&v, (char *)buf + off, n);
+            emit(t, _ftmb_rec_head(_FTMB_REC_ND, source, 0), v);
+        }
+    }
+}
+
 static _Thread_local struct {
     void *buf;
     size_t len;
@@ -1004,22 +1051,27 @@ long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags)
     gr.len = buflen;
     gr.flags = flags;
     long ret = (long)nd_value(_FTMB_ND_GETRANDOM, real_getrandom);
-    if (ret <= 0)
-        return ret;
-    /* The bytes follow the return value, 8 per record. */
-    for (long off = 0; off < ret; off += 8) {
-        size_t n = (size_t)(ret - off) < 8 ? (size_t)(ret - off) : 8;
-        uint64_t v = 0;
-        if (_ftmb_replaying(t)) {
-            v = replay_take(t, _FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0)->value;
-            replay_op_done(t);
-            memcpy((char *)buf + off, &v, n);
-        } else {
-            memcpy(&v, (char *)buf + off, n);
-            emit(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_GETRANDOM, 0), v);
-        }
-    }
+    if (ret > 0)
+        nd_bytes(t, _FTMB_ND_GETRANDOM, buf, (size_t)ret); /* the bytes follow the return value */
     return ret;
+}
+
+static _Thread_local ftmb_size_t nd_bytes_size;
+static uint64_t real_nd_bytes_size(void) { return nd_bytes_size; }
+
+void ftmb_nondet_bytes(void *p, ftmb_size_t size)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    nd_bytes_size = size;
+    uint64_t logged = nd_value(_FTMB_ND_BYTES, real_nd_bytes_size);
+    struct _ftmb_thread *t = _ftmb_me();
+    if (logged != size)
+        _ftmb_fatal("replay diverged: thread %u record %llu is a library value of %llu bytes but the program's "
+                    "call gives %llu",
+                    t->index, (unsigned long long)t->rpos - 1, (unsigned long long)logged,
+                    (unsigned long long)size);
+    nd_bytes(t, _FTMB_ND_BYTES, p, size);
 }
 
 /* A variable only signal handlers write is an input from outside: a read logs the value it saw,

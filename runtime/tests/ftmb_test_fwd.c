@@ -7,6 +7,9 @@
  * usage: ftmb-test-fwd QUEUES    (mode and session come from FTMB_MODE / FTMB_SESSION)
  * Prints "forwarded N packets" on stdout at the end, and per worker a digest of every shared value
  * it observed (counter values, atomic results, times): a replay must print the same digests.
+ * FTMB_TEST_FWD_STAMP=1 writes the queue into each packet's last byte; =pid writes the process id
+ * read with getpid() and not logged (a per-process value the instrumentation missed: a replay in
+ * another process sends other bytes).
  * Exit: 0 done, 1 bad arguments or set-up.
  */
 #include <pthread.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ftmb/ftmb.h"
 
@@ -28,6 +32,7 @@ static struct {
 } last_seen;
 static unsigned long long digest[FTMB_MAX_THREADS];
 static int stamp_queue;
+static int stamp_pid;
 static unsigned char *state; /* FTMB_TEST_FWD_STATE_MIB: per-thread-written state in the arena */
 static size_t state_len;
 
@@ -64,6 +69,8 @@ static void *worker(void *arg)
             ftmb_u32 len = ftmb_pkt_len(pkts[i]);
             if (stamp_queue && len)
                 ((unsigned char *)ftmb_pkt_data(pkts[i]))[len - 1] = (unsigned char)queue;
+            if (stamp_pid && len)
+                ((unsigned char *)ftmb_pkt_data(pkts[i]))[len - 1] = (unsigned char)getpid();
         }
         ftmb_pkt_tx_burst((ftmb_u16)queue, pkts, n);
     }
@@ -94,6 +101,7 @@ int main(int argc, char **argv)
     }
     const char *stamp = getenv("FTMB_TEST_FWD_STAMP");
     stamp_queue = stamp && strcmp(stamp, "1") == 0;
+    stamp_pid = stamp && strcmp(stamp, "pid") == 0;
     pthread_t th[FTMB_MAX_THREADS];
     for (long q = 0; q < queues; q++)
         if (ftmb_pthread_create(&th[q], NULL, worker, (void *)q) != 0) {

@@ -57,6 +57,8 @@ int ftmb_mode(void);
 ftmb_u32 ftmb_thread_index(void);
 /* 1 once the input of queue_id has ended (or its logger died) and was all received. */
 int ftmb_input_done(ftmb_u16 queue_id);
+/* Name n site ids ("file:line", static strings) for diagnostics; each instrumented file calls it from a constructor. */
+void ftmb_site_names(const ftmb_u32 *sites, const char *const *where, ftmb_u32 n);
 
 /* --- ordered: an access to a shared object that no lock or atomic protects --- */
 /* Start an access to obj that nothing else orders: take obj's next sequence number. */
@@ -319,6 +321,8 @@ long ftmb_random(void);
 ftmb_u64 ftmb_rte_rand(void);
 /* getrandom(), logged 8 bytes per record. Replaces getrandom. */
 long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags);
+/* The size bytes at p were just produced by a library call whose result differs between processes of one binary (a pid, a MAC address): log them (record) or overwrite them with the logged ones (replay). */
+void ftmb_nondet_bytes(void *p, ftmb_size_t size);
 /* Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is (logged in record mode, from the log in replay; p itself in passthrough). */
 const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size);
 
