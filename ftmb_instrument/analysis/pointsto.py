@@ -4,7 +4,8 @@ Objects are globals, allocation sites, address-taken locals (stack) and, for a g
 whose stored values are unknown, a synthetic object `*NAME` ("pointee"). A pointer loaded from an
 object points to whatever was stored into that object anywhere in the program (or, when nothing
 is known, into the object itself). Parameters point to what their callers pass; a thread root's
-argument to what its spawn calls pass, marked per thread when each instance got its own.
+argument to what its spawn calls pass, marked per thread when each instance got its own; a
+callback's data parameter to what its registration passes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class PointsTo:
                 if ref.index < len(call.args):
                     for src in call.args[ref.index].refs:
                         _merge(out, self.resolve(src))
+            for index, refs in self.p.callback_args.get(ref.key, ()):  # registered with a library
+                if index == ref.index:
+                    for src in refs:
+                        _merge(out, self.resolve(src))
         elif ref.kind == "ret":
             fn = self.p.functions.get(ref.key)
             for src in fn.returns if fn else ():
@@ -85,22 +90,30 @@ class PointsTo:
         return found
 
     def functions(self, ref: Ref) -> set[str]:
-        """Functions a function-pointer value may hold (what was stored where it was loaded from)."""
+        """Functions a function-pointer value may hold: what was stored where it was loaded from,
+        or for a parameter what the callers pass."""
         if self._stored_fns is None:
             self._stored_fns = {}
             for dest, fn in self.p.fn_flows:
                 for obj in self.resolve(dest):
                     self._stored_fns.setdefault(obj, set()).add(fn)
-        if ref.kind != "load" or ref.inner is None:
+        if ref.kind not in ("load", "param") or (ref.kind == "load" and ref.inner is None):
             return set()
         if ref in self._fn_memo:
             return self._fn_memo[ref]
         self._fn_memo[ref] = set()  # a cycle through copies contributes nothing new
         out: set[str] = set()
-        for obj in self.resolve(ref.inner):
-            out |= self._stored_fns.get(obj, set())
-            for src in self.stored().get(obj, ()):  # copied from another function-pointer slot
-                out |= self.functions(src)
+        if ref.kind == "param":  # a function passed by the callers (a spawn wrapper)
+            for _, call in self.p.call_sites.get(ref.key, ()):
+                if ref.index < len(call.args):
+                    out |= set(call.args[ref.index].funcs)
+                    for src in call.args[ref.index].refs:
+                        out |= self.functions(src)
+        else:
+            for obj in self.resolve(ref.inner):
+                out |= self._stored_fns.get(obj, set())
+                for src in self.stored().get(obj, ()):  # copied from another function-pointer slot
+                    out |= self.functions(src)
         self._fn_memo[ref] = out
         return out
 

@@ -814,7 +814,9 @@ class _FunctionWalker:
 
     def local_decl(self, d: ci.Cursor, out: list, depth: int) -> None:
         if _is_global_var(d):  # a static local: a global with a function scope, initialized at load
-            self.tw.global_decl(d, self.name)
+            usr = self.tw.global_decl(d, self.name)
+            if usr:
+                self.tw.global_initializer(d, usr)
             return
         init = [x for x in _children(d) if x.kind.is_expression()]
         key = self.local_key(d)
@@ -930,6 +932,8 @@ class _FunctionWalker:
         dests, _, _ = self.lvalue_obj(s)
         if dests:
             values = self.value_refs(rhs)
+            if s.type.get_canonical().kind == TK.RECORD:  # a struct copy: the pointers stored in the source
+                values |= {Ref("load", inner=r) for r in self.lvalue_obj(rhs)[0]}
             funcs = [c.referenced.get_usr() for c in _function_values(rhs)]
             for dest in dests:
                 for ref in values:
