@@ -488,6 +488,8 @@ class _FunctionWalker:
                 init = [x for x in _children(c) if x.kind.is_expression()]
                 if init:
                     assigns.append((self.local_key(c), init[-1]))
+                    if c.type.get_canonical().kind in ARRAY_KINDS | {TK.RECORD} and next(_function_values(init[-1]), None):
+                        self.escaping.add(self.local_key(c))  # a local table of functions: an object to load from
             elif c.kind == CK.BINARY_OPERATOR and c.binary_operator == BO.Assign:
                 lhs, rhs = _children(c)[:2]
                 lhs = _strip(lhs)
@@ -833,6 +835,8 @@ class _FunctionWalker:
             dest = self.stack_ref(d, True)
             for ref in self.value_refs(init[-1]):
                 self.tw.facts.flows.append((dest, ref))
+            for c in _function_values(init[-1]):
+                self.tw.facts.fn_flows.append((dest, c.referenced.get_usr()))
         if init:
             self.expr(init[-1], out)
             if "sigaction" in d.type.spelling:
