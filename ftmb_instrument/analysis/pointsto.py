@@ -14,6 +14,7 @@ from ..facts import Ref
 from .program import Program
 
 ObjKey = tuple[str, str]  # ("global" | "alloc" | "stack" | "pointee", key)
+STORE_ROUNDS = 4  # stores whose destination is itself loaded settle in two or three rounds in practice
 
 
 class PointsTo:
@@ -29,6 +30,8 @@ class PointsTo:
 
     def resolve(self, ref: Ref) -> dict[ObjKey, bool]:
         """Objects `ref` may denote, each with whether it was selected per thread."""
+        if self._stored is None:
+            self.stored()
         if ref in self._memo:
             return self._memo[ref]
         if ref in self._active:
@@ -66,12 +69,23 @@ class PointsTo:
         return out
 
     def stored(self) -> dict[ObjKey, set[Ref]]:
-        """Object -> pointer values stored into it anywhere."""
+        """Object -> pointer values stored into it anywhere. Where a store goes depends on what is
+        stored elsewhere (`get_rsrc()->ops.loop = ...` stores into what a static pointer holds), so
+        the map is recomputed from the previous round's until it is stable."""
         if self._stored is None:
             self._stored = {}
-            for dest, src in self.p.flows:
-                for obj in self.resolve(dest):
-                    self._stored.setdefault(obj, set()).add(src)
+            for _ in range(STORE_ROUNDS):
+                stored: dict[ObjKey, set[Ref]] = {}
+                for dest, src in self.p.flows:
+                    for obj in self.resolve(dest):
+                        stored.setdefault(obj, set()).add(src)
+                settled = stored == self._stored
+                self._stored = stored
+                if settled:
+                    break
+                self._memo.clear()
+                self._contents.clear()
+                self._fn_memo.clear()
         return self._stored
 
     def contents(self, obj: ObjKey) -> dict[ObjKey, bool]:
