@@ -186,7 +186,7 @@ class Classifier:
     def _call_effects(self, fn: FunctionFacts, call: CallFact) -> None:
         """What a call does to memory the frontend could not see: a lock operation touches the
         lock object (atomically); an external function may read or write through its pointer
-        arguments."""
+        arguments, except the data it only hands to a callback (the callback's accesses count)."""
         if not call.callee or call.callee_usr in self.p.functions:
             return
         roles = {r.kind: r for r in self.p.sem.lookup(call.callee)}
@@ -198,7 +198,10 @@ class Classifier:
             return
         if roles.keys() & {"atomic", "spawn", "join", "signal", "opaque_access", "alloc", "opaque_create", "core_identity"}:
             return
-        for arg in call.args:
+        passed_on = roles["callback"].get("arg_arg") if "callback" in roles else -1  # the callback's own data
+        for i, arg in enumerate(call.args):
+            if i == passed_on:
+                continue
             for ref in arg.refs:
                 self._access(fn, call, ref, arg.mode, False, False, arg.taint)
 
