@@ -30,6 +30,8 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "opaque_create": {},
     "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False)},
     "signal": {"handler_arg": (int, 1)},
+    "callback": {"function_arg": (int, 0), "function_in_struct": (bool, False), "arg_arg": (int, -1),
+                 "arg_param": (int, 0), "runs_in": (str, "caller"), "driver": (list, [])},
 }
 
 ENUMS = {
@@ -39,6 +41,7 @@ ENUMS = {
     ("opaque_access", "mode"): {"read", "write", "rmw"},
     ("packet_io", "direction"): {"rx", "tx"},
     ("nondeterminism", "category"): {"time", "random", "other"},
+    ("callback", "runs_in"): {"caller", "driver", "exit"},
 }
 
 
@@ -120,9 +123,16 @@ class Semantics:
             allowed = ENUMS.get((kind, key))
             if allowed and value not in allowed:
                 raise ModelError(f"{where}: {key!r} must be one of {sorted(allowed)}, got {value!r}")
+            if typ is list:
+                if not all(isinstance(v, str) and v for v in value):
+                    raise ModelError(f"{where}: {key!r} must be a list of function names, got {value!r}")
+                value = tuple(value)
             params[key] = value
         for key, (_, default) in spec.items():
-            params.setdefault(key, default)
+            params.setdefault(key, tuple(default) if isinstance(default, list) else default)
+        if kind == "callback" and (params["runs_in"] == "driver") != bool(params["driver"]):
+            raise ModelError(f"{where}: 'driver' lists the functions that run the callback, "
+                             f"required with runs_in = \"driver\" and only with it")
         role = Role(kind, tuple(sorted(params.items())), path.name)
         for name in names:
             if any(ch in name for ch in "*?["):

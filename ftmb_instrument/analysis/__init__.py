@@ -267,4 +267,32 @@ def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
     for usr, loc in p.unresolved:
         out.append(Finding("unresolved_call", loc,
                            f"indirect call in {p.functions[usr].name} matches no address-taken function"))
+    for usr, call, n in p.unresolved_spawns:
+        out.append(Finding("unresolved_spawn", call.loc,
+                           f"{call.callee} in {p.functions[usr].name} starts a thread whose function is not known: "
+                           f"all {n} address-taken functions of a compatible type are taken as thread roots"))
+    out.extend(_unreached(p))
     return sorted(out, key=lambda f: (f.kind, _loc_key(f.loc)))
+
+
+def _unreached(p: Program) -> list[Finding]:
+    """Address-taken functions that no thread runs and nothing calls: a library the models do not
+    know may call them, and what they access is then attributed to no thread."""
+    reached = p.reachable()
+    registered: dict[str, list] = {}
+    for reg in p.registrations:
+        for t in reg.targets:
+            registered.setdefault(t, []).append(reg)
+    out = []
+    for usr in sorted(set(p.address_taken()) & set(p.functions) - reached):
+        if p.graph.in_degree(usr):
+            continue
+        fn = p.functions[usr]
+        regs = [r for r in registered.get(usr, ()) if r.drivers]
+        if regs:
+            r = regs[0]
+            why = f"registered with {r.call} at {r.loc}, but no thread calls {' or '.join(r.drivers)}"
+        else:
+            why = "its address is taken but no thread root reaches it (a library may call it: add a callback model)"
+        out.append(Finding("unreached_function", f"{fn.file}:{fn.line}:1", f"{fn.name} runs in no thread: {why}"))
+    return out

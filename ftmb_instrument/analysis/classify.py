@@ -2,7 +2,8 @@
 
 Threads: `main`, every function passed to a spawn call, every signal handler, every `--entry`.
 Main's code before its first spawn and after its last join runs alone; between them it runs
-concurrently with the workers. A function runs in the contexts of all its callers.
+concurrently with the workers. A function runs in the contexts of all its callers (a callback: of
+the library call that runs it); an exit handler runs in main after its last join.
 
 Classes (exactly one per object; see the README and the report schema):
   shared_rw       written while another thread (or another instance of the same root) may access it
@@ -22,6 +23,7 @@ from .pointsto import ObjKey, PointsTo
 from .program import Program, Root, walk_events
 
 Ctx = tuple[str, bool]  # (thread name, runs concurrently with other threads)
+NEVER_JOINED = 1 << 62  # the end of main's concurrent window when it never joins
 
 
 @dataclass
@@ -77,6 +79,8 @@ class Classifier:
                     for t in self.p.targets.get((fn.usr, ev.id), []):
                         if t not in self.roots:
                             self._add_ctx(t, {("main", self.main_concurrent(ev.span))}, work)
+        for usr in self.p.exit_callbacks - set(self.roots):  # main at exit: alone once it has joined
+            self._add_ctx(usr, {("main", self.window is not None and self.window[1] == NEVER_JOINED)}, work)
         while work:
             usr = work.pop()
             ctx = self.contexts[usr]
@@ -111,7 +115,7 @@ class Classifier:
             if (ev.callee and self.p.sem.role(ev.callee, "join")) or any(t in joiners for t in targets):
                 end = ev.span[1] if end is None else max(end, ev.span[1])
         if start is not None:
-            self.window = (start, end if end is not None and end >= start else 1 << 62)
+            self.window = (start, end if end is not None and end >= start else NEVER_JOINED)
 
     def _transitively(self, pred) -> set[str]:
         direct = {usr for usr, f in self.p.functions.items()
@@ -182,7 +186,7 @@ class Classifier:
     def _call_effects(self, fn: FunctionFacts, call: CallFact) -> None:
         """What a call does to memory the frontend could not see: a lock operation touches the
         lock object (atomically); an external function may read or write through its pointer
-        arguments."""
+        arguments, except the data it only hands to a callback (the callback's accesses count)."""
         if not call.callee or call.callee_usr in self.p.functions:
             return
         roles = {r.kind: r for r in self.p.sem.lookup(call.callee)}
@@ -194,7 +198,10 @@ class Classifier:
             return
         if roles.keys() & {"atomic", "spawn", "join", "signal", "opaque_access", "alloc", "opaque_create", "core_identity"}:
             return
-        for arg in call.args:
+        passed_on = roles["callback"].get("arg_arg") if "callback" in roles else -1  # the callback's own data
+        for i, arg in enumerate(call.args):
+            if i == passed_on:
+                continue
             for ref in arg.refs:
                 self._access(fn, call, ref, arg.mode, False, False, arg.taint)
 

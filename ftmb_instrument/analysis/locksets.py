@@ -150,6 +150,8 @@ class Locksets:
                         return held - names, released | names
                     return held | names, released - names
                 return state
+            if call.callee_usr not in self.p.functions:
+                return state  # a library call that runs callbacks: they leave no locks behind
         targets = self.p.targets.get((usr, call.id), [])
         sums = [self.summary[t] for t in targets if t in self.summary]
         if not sums:

@@ -4,7 +4,8 @@ Objects are globals, allocation sites, address-taken locals (stack) and, for a g
 whose stored values are unknown, a synthetic object `*NAME` ("pointee"). A pointer loaded from an
 object points to whatever was stored into that object anywhere in the program (or, when nothing
 is known, into the object itself). Parameters point to what their callers pass; a thread root's
-argument to what its spawn calls pass, marked per thread when each instance got its own.
+argument to what its spawn calls pass, marked per thread when each instance got its own; a
+callback's data parameter to what its registration passes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ..facts import Ref
 from .program import Program
 
 ObjKey = tuple[str, str]  # ("global" | "alloc" | "stack" | "pointee", key)
+STORE_ROUNDS = 4  # stores whose destination is itself loaded settle in two or three rounds in practice
 
 
 class PointsTo:
@@ -28,6 +30,8 @@ class PointsTo:
 
     def resolve(self, ref: Ref) -> dict[ObjKey, bool]:
         """Objects `ref` may denote, each with whether it was selected per thread."""
+        if self._stored is None:
+            self.stored()
         if ref in self._memo:
             return self._memo[ref]
         if ref in self._active:
@@ -52,6 +56,10 @@ class PointsTo:
                 if ref.index < len(call.args):
                     for src in call.args[ref.index].refs:
                         _merge(out, self.resolve(src))
+            for index, refs in self.p.callback_args.get(ref.key, ()):  # registered with a library
+                if index == ref.index:
+                    for src in refs:
+                        _merge(out, self.resolve(src))
         elif ref.kind == "ret":
             fn = self.p.functions.get(ref.key)
             for src in fn.returns if fn else ():
@@ -61,12 +69,23 @@ class PointsTo:
         return out
 
     def stored(self) -> dict[ObjKey, set[Ref]]:
-        """Object -> pointer values stored into it anywhere."""
+        """Object -> pointer values stored into it anywhere. Where a store goes depends on what is
+        stored elsewhere (`get_rsrc()->ops.loop = ...` stores into what a static pointer holds), so
+        the map is recomputed from the previous round's until it is stable."""
         if self._stored is None:
             self._stored = {}
-            for dest, src in self.p.flows:
-                for obj in self.resolve(dest):
-                    self._stored.setdefault(obj, set()).add(src)
+            for _ in range(STORE_ROUNDS):
+                stored: dict[ObjKey, set[Ref]] = {}
+                for dest, src in self.p.flows:
+                    for obj in self.resolve(dest):
+                        stored.setdefault(obj, set()).add(src)
+                settled = stored == self._stored
+                self._stored = stored
+                if settled:
+                    break
+                self._memo.clear()
+                self._contents.clear()
+                self._fn_memo.clear()
         return self._stored
 
     def contents(self, obj: ObjKey) -> dict[ObjKey, bool]:
@@ -85,22 +104,30 @@ class PointsTo:
         return found
 
     def functions(self, ref: Ref) -> set[str]:
-        """Functions a function-pointer value may hold (what was stored where it was loaded from)."""
+        """Functions a function-pointer value may hold: what was stored where it was loaded from,
+        or for a parameter what the callers pass."""
         if self._stored_fns is None:
             self._stored_fns = {}
             for dest, fn in self.p.fn_flows:
                 for obj in self.resolve(dest):
                     self._stored_fns.setdefault(obj, set()).add(fn)
-        if ref.kind != "load" or ref.inner is None:
+        if ref.kind not in ("load", "param") or (ref.kind == "load" and ref.inner is None):
             return set()
         if ref in self._fn_memo:
             return self._fn_memo[ref]
         self._fn_memo[ref] = set()  # a cycle through copies contributes nothing new
         out: set[str] = set()
-        for obj in self.resolve(ref.inner):
-            out |= self._stored_fns.get(obj, set())
-            for src in self.stored().get(obj, ()):  # copied from another function-pointer slot
-                out |= self.functions(src)
+        if ref.kind == "param":  # a function passed by the callers (a spawn wrapper)
+            for _, call in self.p.call_sites.get(ref.key, ()):
+                if ref.index < len(call.args):
+                    out |= set(call.args[ref.index].funcs)
+                    for src in call.args[ref.index].refs:
+                        out |= self.functions(src)
+        else:
+            for obj in self.resolve(ref.inner):
+                out |= self._stored_fns.get(obj, set())
+                for src in self.stored().get(obj, ()):  # copied from another function-pointer slot
+                    out |= self.functions(src)
         self._fn_memo[ref] = out
         return out
 

@@ -6,7 +6,20 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..facts import AccessFact, AllocSite, Branch, CallFact, FunctionFacts, GlobalDecl, Loop, Ref, StackSite, Suppression, TuFacts
+from ..facts import (
+    AccessFact,
+    AllocSite,
+    ArgFact,
+    Branch,
+    CallFact,
+    FunctionFacts,
+    GlobalDecl,
+    Loop,
+    Ref,
+    StackSite,
+    Suppression,
+    TuFacts,
+)
 from ..semantics import Semantics
 
 
@@ -33,6 +46,17 @@ class Root:
     arg_refs: tuple[Ref, ...] = ()
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A call that hands functions to a library which runs them later (a `callback` model)."""
+
+    function: str  # usr of the registering function
+    loc: str
+    call: str  # the registering library function
+    targets: tuple[str, ...]
+    drivers: tuple[str, ...]  # library functions whose callers run the targets ("" for runs_in caller/exit)
+
+
 @dataclass
 class Program:
     sem: Semantics
@@ -49,6 +73,11 @@ class Program:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     roots: list[Root] = field(default_factory=list)
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (function usr, call loc)
+    unresolved_spawns: list[tuple[str, CallFact, int]] = field(default_factory=list)  # (usr, call, candidates)
+    registrations: list[Registration] = field(default_factory=list)
+    callback_args: dict[str, list[tuple[int, tuple[Ref, ...]]]] = field(default_factory=dict)  # usr -> (param, refs)
+    exit_callbacks: set[str] = field(default_factory=set)  # run by main when the program exits
+    driver_calls: dict[str, set[str]] = field(default_factory=dict)  # driver name -> usrs that call it
     targets: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (caller, call id) -> callees
     call_sites: dict[str, list[tuple[str, CallFact]]] = field(default_factory=dict)  # callee -> (caller, call)
 
@@ -102,6 +131,7 @@ class Program:
                     self.call_sites.setdefault(target, []).append((f.usr, ev))
                 if not ev.callee and not targets:
                     self.unresolved.append((f.usr, ev.loc))
+        self._link_callbacks()
 
     def call_targets(self, ev: CallFact, by_type: dict[str, list[str]], address_taken: dict[str, str]) -> list[str]:
         """Project functions a call may enter: the callee, or for an indirect call every
@@ -111,8 +141,79 @@ class Program:
         exact = by_type.get(ev.callee_type)
         if exact:
             return list(exact)
-        arity = _arity(ev.callee_type)
-        return [u for u, t in address_taken.items() if u in self.functions and _arity(t) == arity]
+        return [u for u, t in address_taken.items() if u in self.functions and _compatible(t, ev.callee_type)]
+
+    def _link_callbacks(self) -> None:
+        """Callback models as call edges: a `caller` callback is called by the registering call, a
+        `driver` callback by every call to one of its drivers; its data argument flows into the
+        parameter `arg_param`. An `exit` callback runs in main after everything else."""
+        from .pointsto import PointsTo
+
+        pts = PointsTo(self)
+        by_driver: dict[str, set[str]] = {}
+        for f in self.functions.values():
+            for ev in walk_events(f.events):
+                if not isinstance(ev, CallFact) or not ev.callee:
+                    continue
+                role = self.sem.role(ev.callee, "callback")
+                if role is None or role.get("function_arg") >= len(ev.args):
+                    continue
+                in_struct = role.get("function_in_struct")
+                targets = self.function_values(ev.args[role.get("function_arg")], pts, in_struct)
+                ai = role.get("arg_arg")
+                if 0 <= ai < len(ev.args):
+                    refs = ev.args[ai].refs
+                    if in_struct:  # the data pointer is stored in the struct too
+                        refs = tuple(Ref("load", inner=r) for r in refs)
+                    for t in targets:
+                        self.callback_args.setdefault(t, []).append((role.get("arg_param"), refs))
+                runs_in = role.get("runs_in")
+                if runs_in == "caller":
+                    self._add_call_edges(f.usr, ev, targets)
+                elif runs_in == "exit":
+                    self.exit_callbacks.update(targets)
+                else:
+                    for d in role.get("driver"):
+                        by_driver.setdefault(d, set()).update(targets)
+                self.registrations.append(Registration(
+                    f.usr, ev.loc, ev.callee, tuple(targets), role.get("driver")))
+        for f in self.functions.values():
+            for ev in walk_events(f.events):
+                if isinstance(ev, CallFact) and ev.callee in by_driver:
+                    self.driver_calls.setdefault(ev.callee, set()).add(f.usr)
+                    self._add_call_edges(f.usr, ev, sorted(by_driver[ev.callee]))
+
+    def _add_call_edges(self, caller: str, ev: CallFact, targets: list[str]) -> None:
+        """Edges for a library call that calls back into the project (not a call site: the
+        callback's parameters do not receive this call's arguments)."""
+        have = self.targets.setdefault((caller, ev.id), [])
+        for t in targets:
+            if t not in have:
+                have.append(t)
+                self.graph.add_edge(caller, t)
+
+    def function_values(self, arg: ArgFact, pts, in_struct: bool = False) -> list[str]:
+        """Project functions an argument passes: those it names, else what was stored where it was
+        loaded from (`in_struct`: what was stored into the struct it points to), keeping the ones
+        of the argument's exact type when there are any (tables and structs are field-insensitive)."""
+        if in_struct:
+            found = {u for r in arg.refs for u in pts.functions(Ref("load", inner=r))}
+        elif arg.funcs:
+            return [u for u in arg.funcs if u in self.functions]
+        else:
+            found = {u for r in arg.refs for u in pts.functions(r)}
+        return self._of_type(sorted(u for u in found if u in self.functions), arg.ptr_type)
+
+    def candidates(self, ptr_type: str) -> list[str]:
+        """Every address-taken project function a pointer of type `ptr_type` may hold ("": a
+        `void *` or an untyped value, any of them)."""
+        return self._of_type(sorted(u for u in self.address_taken() if u in self.functions), ptr_type)
+
+    def _of_type(self, usrs: list[str], ptr_type: str) -> list[str]:
+        if not ptr_type:
+            return usrs
+        exact = [u for u in usrs if self.functions[u].type == ptr_type]
+        return exact or [u for u in usrs if _compatible(self.functions[u].type, ptr_type)]
 
     # ---- thread roots ----------------------------------------------------------------------
     def find_roots(self, entries: list[str]) -> None:
@@ -123,7 +224,6 @@ class Program:
         from .pointsto import PointsTo  # resolves function pointers passed to spawn calls
 
         pts = PointsTo(self)
-        address_taken = self.address_taken()
         for f in self.functions.values():
             for usr, loc in f.signal_handlers:
                 self._add_root(seen, usr, "signal", loc, several=False, per_thread=False, refs=())
@@ -137,12 +237,10 @@ class Program:
                 if fi >= len(ev.args):
                     continue
                 farg = ev.args[fi]
-                targets = [u for u in farg.funcs if u in self.functions]
-                if not targets:  # a function pointer variable: what was stored into it
-                    targets = sorted({u for r in farg.refs for u in pts.functions(r) if u in self.functions})
+                targets = self.function_values(farg, pts)
                 if not targets:  # unknown: every compatible address-taken function
-                    targets = [u for u, t in address_taken.items() if u in self.functions and (
-                        t == farg.ptr_type or (farg.ptr_type and _arity(t) == _arity(farg.ptr_type)))]
+                    targets = self.candidates(farg.ptr_type)
+                    self.unresolved_spawns.append((f.usr, ev, len(targets)))
                 ai = spawn.get("arg_arg")
                 arg = ev.args[ai] if 0 <= ai < len(ev.args) else None
                 instances = spawn.get("instances")
@@ -155,6 +253,14 @@ class Program:
                 if f.name == name:
                     self._add_root(seen, f.usr, "entry", "", several=True, per_thread=False, refs=())
         self.roots = list(seen.values())
+
+    def reachable(self) -> set[str]:
+        """Functions some thread runs: the roots, exit callbacks, and everything they call."""
+        start = {r.usr for r in self.roots} | self.exit_callbacks
+        out = set(start)
+        for usr in start:
+            out |= nx.descendants(self.graph, usr)
+        return out
 
     def _add_root(self, seen: dict[str, Root], usr: str, how: str, site: str, several: bool, per_thread: bool,
                   refs: tuple[Ref, ...]) -> None:
@@ -169,12 +275,14 @@ class Program:
             old.arg_refs = tuple(set(old.arg_refs) | set(refs))
 
 
-def _arity(fn_type: str) -> int:
-    if "(" not in fn_type:
+def _arity(fn_type: str) -> int | None:
+    """Number of parameters of a canonical function type; None without a prototype (K&R `f()`)."""
+    if "(" not in fn_type or ")" not in fn_type:
         return -1
-    inner = fn_type[fn_type.index("(") + 1: fn_type.rindex(")")] if ")" in fn_type else ""
-    inner = inner.strip()
-    if not inner or inner == "void":
+    inner = fn_type[fn_type.index("(") + 1: fn_type.rindex(")")].strip()
+    if not inner:
+        return None
+    if inner == "void":
         return 0
     depth, n = 0, 1
     for ch in inner:
@@ -185,6 +293,15 @@ def _arity(fn_type: str) -> int:
         elif ch == "," and depth == 0:
             n += 1
     return n
+
+
+def _compatible(fn_type: str, ptr_type: str) -> bool:
+    """A function of `fn_type` may be called through a pointer to `ptr_type`: the same type, the
+    same number of parameters, or either side declared without a prototype."""
+    if fn_type == ptr_type:
+        return True
+    a, b = _arity(fn_type), _arity(ptr_type)
+    return a is None or b is None or a == b
 
 
 def _per_thread_arg(text: str) -> bool:

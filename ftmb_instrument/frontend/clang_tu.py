@@ -488,6 +488,8 @@ class _FunctionWalker:
                 init = [x for x in _children(c) if x.kind.is_expression()]
                 if init:
                     assigns.append((self.local_key(c), init[-1]))
+                    if c.type.get_canonical().kind in ARRAY_KINDS | {TK.RECORD} and next(_function_values(init[-1]), None):
+                        self.escaping.add(self.local_key(c))  # a local table of functions: an object to load from
             elif c.kind == CK.BINARY_OPERATOR and c.binary_operator == BO.Assign:
                 lhs, rhs = _children(c)[:2]
                 lhs = _strip(lhs)
@@ -816,7 +818,9 @@ class _FunctionWalker:
 
     def local_decl(self, d: ci.Cursor, out: list, depth: int) -> None:
         if _is_global_var(d):  # a static local: a global with a function scope, initialized at load
-            self.tw.global_decl(d, self.name)
+            usr = self.tw.global_decl(d, self.name)
+            if usr:
+                self.tw.global_initializer(d, usr)
             return
         init = [x for x in _children(d) if x.kind.is_expression()]
         key = self.local_key(d)
@@ -833,6 +837,8 @@ class _FunctionWalker:
             dest = self.stack_ref(d, True)
             for ref in self.value_refs(init[-1]):
                 self.tw.facts.flows.append((dest, ref))
+            for c in _function_values(init[-1]):
+                self.tw.facts.fn_flows.append((dest, c.referenced.get_usr()))
         if init:
             self.expr(init[-1], out)
             if "sigaction" in d.type.spelling:
@@ -932,6 +938,8 @@ class _FunctionWalker:
         dests, _, _ = self.lvalue_obj(s)
         if dests:
             values = self.value_refs(rhs)
+            if s.type.get_canonical().kind == TK.RECORD:  # a struct copy: the pointers stored in the source
+                values |= {Ref("load", inner=r) for r in self.lvalue_obj(rhs)[0]}
             funcs = [c.referenced.get_usr() for c in _function_values(rhs)]
             for dest in dests:
                 for ref in values:

@@ -92,6 +92,22 @@ RULES: tuple[Rule, ...] = (
         "or make the call direct.",
     ),
     Rule(
+        "ftmb/unresolved-spawn", "UnresolvedSpawn", "warning",
+        "Thread start whose function the analysis could not resolve",
+        "A spawn call (pthread_create, rte_eal_remote_launch, ...) passes a function the analysis cannot "
+        "trace to its definition, so every address-taken function of a compatible type is taken as a "
+        "thread root: classes may be more shared than they are. Pass the function directly, or through "
+        "a table or variable initialized with it.",
+    ),
+    Rule(
+        "ftmb/unreached-function", "UnreachedFunction", "warning",
+        "Function that runs in no known thread",
+        "The address of this function is taken but no thread root reaches it and nothing calls it: "
+        "probably a library calls it back, and what it accesses is attributed to no thread, so shared "
+        "state may be missed. Describe the library call with a `callback` API model, or, for a "
+        "registered callback, make sure some thread calls its driver.",
+    ),
+    Rule(
         "ftmb/nondeterminism", "Nondeterminism", "note",
         "Nondeterministic value logged for replay",
         "This call returns a value that differs between a run and its replay (time, random numbers, "
@@ -108,6 +124,8 @@ _RULE_BY_KIND = {
     "invisible_state": "ftmb/invisible-state",
     "opaque_state": "ftmb/opaque-state",
     "unresolved_call": "ftmb/unresolved-call",
+    "unresolved_spawn": "ftmb/unresolved-spawn",
+    "unreached_function": "ftmb/unreached-function",
 }
 
 
