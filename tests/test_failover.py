@@ -70,9 +70,16 @@ def test_mutation_release_rule_off_is_caught(build_dir, tmp_path):
                                      checkpoint_ms=20, args=args)
     assert control.ok and cv.ok, f"{control.failure} {[str(v) for v in cv.violations[:5]]}"
     assert control.failover is not None and control.failover.from_snapshot
-    res, v = crash_trials.trial(build_dir, "ids", 2, 0.55, tmp_path / "mutant", rate=5000, checkpoint_ms=20,
-                                args=args, mutate=True)
-    assert res.failover is not None, "the mutant finished before the kill"
-    words = (res.failure or "") + " ".join(str(x) for x in v.violations)
-    assert not (res.ok and v.ok), "the oracle missed a run whose output logger ignored the release rule"
-    assert any(w in words for w in ("log", "record", "replay", "drained", "released", "differ")), words
+    # A crash just after one of the mutant's late stores loses little or nothing: the mutant is
+    # caught by at least one of three crash instants (nearly always by the first).
+    missed = []
+    for kill_at in (0.55, 0.45, 0.65):
+        res, v = crash_trials.trial(build_dir, "ids", 2, kill_at, tmp_path / f"mutant-{kill_at}", rate=5000,
+                                    checkpoint_ms=20, args=args, mutate=True)
+        assert res.failover is not None, "the mutant finished before the kill"
+        if not (res.ok and v.ok):
+            words = (res.failure or "") + " ".join(str(x) for x in v.violations)
+            assert any(w in words for w in ("log", "record", "replay", "drained", "released", "differ")), words
+            return
+        missed.append(kill_at)
+    pytest.fail(f"the oracle missed runs whose output logger ignored the release rule (killed at {missed} s)")
