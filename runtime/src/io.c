@@ -76,10 +76,16 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
     q->pending = 0;
-    if (q->eof || atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+        return 0;
+    /* Before the end-of-input test: a thread whose log has ended is past it at any receive, also
+     * one of a queue at its end (a program that only polls after its input ended, such as DPDK's
+     * skeleton, does nothing else that is logged): the verification replay stops there, a backup
+     * hands over there. */
+    int replay = _ftmb_replaying(t);
+    if (q->eof)
         return 0;
     uint64_t avail, first_seq = 0;
-    int replay = _ftmb_replaying(t);
     if (replay) {
         avail = _ftmb_replay_rx(queue, &first_seq);
         if (avail == 0)
