@@ -117,6 +117,8 @@ static uint16_t session_rx(int sq, uint16_t port_id, struct rte_mbuf **rx_pkts, 
 
 ftmb_u16 ftmb_rx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **rx_pkts, const ftmb_u16 nb_pkts)
 {
+    if (_ftmb_rt.standby) /* packet I/O is the master's: a program that polls from main waits here */
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.in)
         return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts);
     int sq = session_queue(port_id, queue_id);
@@ -133,6 +135,8 @@ ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx
     /* Without a session, or once the output logger is gone (reported once; no fault tolerance
      * from then on), packets leave through the port itself: the middlebox keeps forwarding.
      * Relaxed: out_dead guards no data (see rt.h). */
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.out || atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
         return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts);
     /* Before the packets are stamped: records the callbacks make are covered by the vector. As in

@@ -64,6 +64,8 @@ static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 
 int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
 {
+    if (_ftmb_rt.standby) /* packet I/O is the master's: a program that polls from main waits here */
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.in)
         return -1;
     struct _ftmb_thread *t = _ftmb_me();
@@ -165,6 +167,8 @@ int ftmb_input_done(ftmb_u16 queue_id)
 int _ftmb_tx_begin(uint16_t queue)
 {
     (void)queue;
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.out || atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
         return 0;
     struct _ftmb_thread *t = _ftmb_me();
