@@ -694,7 +694,12 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if not result.failure:
             nf.proc.wait()
             nf.status.returncode = nf.proc.returncode
-            if nf.proc.returncode != 0:
+            # A program without a handler for the stop signal dies of it: after the drain that is
+            # the stop the run asked for (the runtime marked it so; the loggers' exit statuses say
+            # whether every output was released), any other death a failure.
+            stopped = (result.stopped_nf and nf.status.stopped_by == signal.Signals(stop_signal).name
+                       and nf.proc.returncode == -stop_signal)
+            if nf.proc.returncode != 0 and not stopped:
                 fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
             result.drained = result.drained or in_region.drained()
             if backup is not None and not result.drained:  # a backup must carry the session to its end
@@ -723,6 +728,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     f"the verification replay did not finish ({_status(v)}): {_first_line(v.err_path)}")
                 if not result.replay_check.ok:  # fail closed: a recovery nobody could reproduce
                     fail(v, result.replay_check.summary())
+            elif verify_replay and result.failover is not None:  # fail closed: no check, no success
+                fail(ol, f"did not report the end of the last master (pid {nf.proc.pid}): no replay check "
+                         f"({_status(ol)}): {_last_ftmb_line(ol.err_path)}")
             for c in loggers:
                 c.stop(signal.SIGTERM, grace_s)
         # 4. the loggers finish by themselves once the master is gone
@@ -771,9 +779,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
 
 def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:
-    """The output logger's released/duplicates/mismatches when it handled master `pid`'s exit."""
-    pat = re.compile(re.escape(f"(pid {pid}) finished; every output handled; released ")
-                     + r"(\d+) duplicates (\d+) mismatches (\d+)")
+    """The output logger's released/duplicates/mismatches when it handled master `pid`'s exit (or its
+    death by a stop signal it does not handle)."""
+    pat = re.compile(re.escape(f"(pid {pid}) ") + r"(?:finished|was stopped by a signal); every output handled; "
+                     r"released (\d+) duplicates (\d+) mismatches (\d+)")
     while True:
         m = pat.search(_tail(ol.err_path, 200))
         if m:

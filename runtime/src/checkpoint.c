@@ -339,8 +339,10 @@ static void snapshot_main(uint64_t e, pid_t master)
     struct timespec wait = {0, 20000000}, nap = {0, 100000};
     int dying = 0; /* the death signal came with the forking thread; the others follow within moments */
     while (getppid() == master) {
-        /* Acquire pairs with ftmb_exit's release: a master that finished needs no backup. */
-        if (atomic_load_explicit(&h->master_state, memory_order_acquire) == _FTMB_MASTER_DONE)
+        /* Acquire pairs with ftmb_exit's release: a master that finished, or that a stop signal is
+         * ending (runtime.c, stop_by_default), needs no backup. */
+        uint32_t state = atomic_load_explicit(&h->master_state, memory_order_acquire);
+        if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED)
             _exit(0);
         if (dying)
             nanosleep(&nap, NULL);
@@ -362,9 +364,10 @@ static void snapshot_main(uint64_t e, pid_t master)
     }
     /* The master's process is exiting (its last thread reparented us; /proc may still show it
      * running for a moment): it died unless it marked itself done. Acquire pairs with ftmb_exit. */
-    if (atomic_load_explicit(&h->master_state, memory_order_acquire) != _FTMB_MASTER_ATTACHED ||
-        atomic_load_explicit(&h->master_pid, memory_order_relaxed) != master) {
-        say("ftmb: snapshot: the master (pid %d) finished; nothing to take over\n", (int)master);
+    uint32_t state = atomic_load_explicit(&h->master_state, memory_order_acquire);
+    if (state != _FTMB_MASTER_ATTACHED || atomic_load_explicit(&h->master_pid, memory_order_relaxed) != master) {
+        say("ftmb: snapshot: the master (pid %d) %s; nothing to take over\n", (int)master,
+            state == _FTMB_MASTER_STOPPED ? "was stopped by a signal" : "finished");
         _exit(0);
     }
     take_over(e, master);

@@ -7,7 +7,9 @@
  *   - each (port, rx queue) set up through ftmb_eth_rx_queue_setup gets the next session input
  *     queue, in set-up order (deterministic: set-up runs before the workers); its mempool is where
  *     received packets are copied into mbufs;
- *   - a transmit copies each mbuf (all segments) into the thread's output ring and frees it.
+ *   - a transmit copies each mbuf (all segments) into the thread's output ring and frees it;
+ *   - RX and TX callbacks registered on the port (rte_eth_add_rx_callback, rte_eth_add_first_rx_callback,
+ *     rte_eth_add_tx_callback) run on those bursts, as inside rte_eth_rx_burst/rte_eth_tx_burst.
  * Without a session every call goes to the real rte_eth_* function (passthrough on real ports).
  */
 #define _GNU_SOURCE
@@ -63,14 +65,30 @@ int ftmb_eth_rx_queue_setup(ftmb_u16 port_id, ftmb_u16 rx_queue_id, ftmb_u16 nb_
     return rte_eth_rx_queue_setup(port_id, rx_queue_id, nb_rx_desc, socket_id, rx_conf, mb_pool);
 }
 
-ftmb_u16 ftmb_rx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **rx_pkts, const ftmb_u16 nb_pkts)
+/*
+ * Callbacks registered on a port run inside rte_eth_rx_burst/rte_eth_tx_burst, which a session
+ * bypasses. ethdev exports what those inline functions call (rte_eth_call_rx_callbacks and
+ * rte_eth_call_tx_callbacks, DPDK_23 ABI) with the queue's callback list in rte_eth_fp_ops, so the
+ * session runs the same lists, in registration order, with each callback's user parameter; adding
+ * and removing callbacks stays ethdev's business. The list head is DPDK's plain pointer, read the
+ * way ethdev reads it: relaxed, because ethdev publishes a callback with a release store and its
+ * fields are then reached through this pointer (a dependency).
+ */
+static uint16_t rx_callbacks(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n, uint16_t max)
 {
-    if (!_ftmb_rt.in)
-        return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts);
-    int sq = session_queue(port_id, queue_id);
-    if (sq < 0)
-        _ftmb_fatal("rx on port %u queue %u, which was not set up through ftmb_eth_rx_queue_setup", port_id,
-                    queue_id);
+    void *cb = __atomic_load_n(&rte_eth_fp_ops[port].rxq.clbk[queue], __ATOMIC_RELAXED);
+    return cb ? rte_eth_call_rx_callbacks(port, queue, pkts, n, max, cb) : n;
+}
+
+static uint16_t tx_callbacks(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{
+    void *cb = __atomic_load_n(&rte_eth_fp_ops[port].txq.clbk[queue], __ATOMIC_RELAXED);
+    return cb ? rte_eth_call_tx_callbacks(port, queue, pkts, n, cb) : n;
+}
+
+/* Fill up to nb_pkts mbufs from the session's input queue sq; the number filled. */
+static uint16_t session_rx(int sq, uint16_t port_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
+{
     struct _ftmb_rx_view views[64];
     uint16_t want = nb_pkts < 64 ? nb_pkts : 64;
     /* Allocate first: running out of mbufs must look like an empty poll, not lose entries. */
@@ -94,7 +112,22 @@ ftmb_u16 ftmb_rx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **rx
     _ftmb_rx_finish((uint16_t)sq);
     for (int i = n; i < want; i++)
         rte_pktmbuf_free(rx_pkts[i]);
-    return (ftmb_u16)n;
+    return (uint16_t)n;
+}
+
+ftmb_u16 ftmb_rx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **rx_pkts, const ftmb_u16 nb_pkts)
+{
+    if (_ftmb_rt.standby) /* packet I/O is the master's: a program that polls from main waits here */
+        _ftmb_standby_takeover();
+    if (!_ftmb_rt.in)
+        return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts);
+    int sq = session_queue(port_id, queue_id);
+    if (sq < 0)
+        _ftmb_fatal("rx on port %u queue %u, which was not set up through ftmb_eth_rx_queue_setup", port_id,
+                    queue_id);
+    /* As in rte_eth_rx_burst, the callbacks see every poll, empty ones too; they run after the
+     * runtime's receive, outside any runtime operation (their own logged accesses are the program's). */
+    return rx_callbacks(port_id, queue_id, rx_pkts, session_rx(sq, port_id, rx_pkts, nb_pkts), nb_pkts);
 }
 
 ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx_pkts, const ftmb_u16 nb_pkts)
@@ -102,11 +135,16 @@ ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx
     /* Without a session, or once the output logger is gone (reported once; no fault tolerance
      * from then on), packets leave through the port itself: the middlebox keeps forwarding.
      * Relaxed: out_dead guards no data (see rt.h). */
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.out || atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
         return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts);
+    /* Before the packets are stamped: records the callbacks make are covered by the vector. As in
+     * rte_eth_tx_burst, their count is what is sent; the caller keeps the rest. */
+    uint16_t n = tx_callbacks(port_id, queue_id, tx_pkts, nb_pkts);
     if (_ftmb_tx_begin((uint16_t)(port_id << 8 | queue_id))) {
         uint8_t flat[FTMB_PKT_MAX];
-        for (uint16_t i = 0; i < nb_pkts; i++) {
+        for (uint16_t i = 0; i < n; i++) {
             struct rte_mbuf *m = tx_pkts[i];
             uint32_t len = m->pkt_len < FTMB_PKT_MAX ? m->pkt_len : FTMB_PKT_MAX;
             const void *data = rte_pktmbuf_read(m, 0, len, flat);
@@ -114,9 +152,9 @@ ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx
             _ftmb_tx_put((uint16_t)(port_id << 8 | queue_id), data, len, t);
         }
     }
-    for (uint16_t i = 0; i < nb_pkts; i++)
+    for (uint16_t i = 0; i < n; i++)
         rte_pktmbuf_free(tx_pkts[i]);
-    return nb_pkts;
+    return n;
 }
 
 ftmb_u16 ftmb_tx_buffer_flush(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_eth_dev_tx_buffer *buffer)

@@ -103,6 +103,8 @@ enum _ftmb_master_state {
     _FTMB_MASTER_NONE = 0,     /* no master attached yet */
     _FTMB_MASTER_ATTACHED = 1, /* a master runs */
     _FTMB_MASTER_DONE = 2,     /* the master called ftmb_exit: everything it sent is published */
+    _FTMB_MASTER_STOPPED = 3,  /* the master is dying of a stop signal it does not handle: a stop, not a
+                                  failure (nobody takes over; the loggers finish once it is gone) */
 };
 
 /* What every region starts with: who owns it and whether it still runs. */

@@ -64,6 +64,8 @@ static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 
 int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
 {
+    if (_ftmb_rt.standby) /* packet I/O is the master's: a program that polls from main waits here */
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.in)
         return -1;
     struct _ftmb_thread *t = _ftmb_me();
@@ -76,10 +78,16 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
     q->pending = 0;
-    if (q->eof || atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+        return 0;
+    /* Before the end-of-input test: a thread whose log has ended is past it at any receive, also
+     * one of a queue at its end (a program that only polls after its input ended, such as DPDK's
+     * skeleton, does nothing else that is logged): the verification replay stops there, a backup
+     * hands over there. */
+    int replay = _ftmb_replaying(t);
+    if (q->eof)
         return 0;
     uint64_t avail, first_seq = 0;
-    int replay = _ftmb_replaying(t);
     if (replay) {
         avail = _ftmb_replay_rx(queue, &first_seq);
         if (avail == 0)
@@ -159,6 +167,8 @@ int ftmb_input_done(ftmb_u16 queue_id)
 int _ftmb_tx_begin(uint16_t queue)
 {
     (void)queue;
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
     if (!_ftmb_rt.out || atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
         return 0;
     struct _ftmb_thread *t = _ftmb_me();

@@ -161,6 +161,46 @@ int ftmb_pthread_create(void *thread, const void *attr, void *(*start_routine)(v
 
 /* ---- liveness of the loggers ----------------------------------------------------------------- */
 
+/*
+ * The default action of the stop signals (SIGINT, SIGTERM) for a program that installs no handler
+ * of its own (DPDK's skeleton): ftmb_init installs this one in their place, the program's own
+ * signal() or sigaction() replaces it. The session's master marks itself stopped, so that the
+ * loggers, the warm standby and its snapshot see a stop, not a failure, then dies of the signal as
+ * it would have (SA_RESETHAND: the default action is back, and SA_NODEFER lets it through here).
+ * Only async-signal-safe calls and atomic stores.
+ */
+static void stop_by_default(int sig)
+{
+    struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
+                                      _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
+    for (int i = 0; i < 2; i++) {
+        /* Relaxed: a process compares its own pid, which only it publishes (_ftmb_publish_master). */
+        if (!hs[i] || atomic_load_explicit(&hs[i]->master_pid, memory_order_relaxed) != (int32_t)getpid())
+            continue;
+        uint32_t attached = _FTMB_MASTER_ATTACHED;
+        /* Release: pairs with the acquire loads of master_state (loggers, standby, snapshot); they
+         * act on it only once this process is gone. A master that called ftmb_exit stays done. */
+        atomic_compare_exchange_strong_explicit(&hs[i]->master_state, &attached, _FTMB_MASTER_STOPPED,
+                                                memory_order_release, memory_order_relaxed);
+    }
+    raise(sig);
+}
+
+static void stop_signals_default(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM};
+    for (unsigned i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction sa;
+        if (sigaction(sigs[i], NULL, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
+            continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = stop_by_default;
+        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 static void report_dead(_Atomic int *flag, const char *who, const struct _ftmb_region_hdr *h, const char *then)
 {
     if (atomic_exchange_explicit(flag, 1, memory_order_relaxed) == 0)
@@ -186,7 +226,8 @@ void _ftmb_check_peers(void)
         struct sigaction sa;
         const char *on_loss = getenv("FTMB_ON_INPUT_LOSS");
         int stop = !(on_loss && strcmp(on_loss, "idle") == 0) && sigaction(SIGINT, NULL, &sa) == 0 &&
-                   !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
+                   !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
+                   sa.sa_handler != stop_by_default;
         report_dead(&_ftmb_rt.in_dead, "input", &_ftmb_rt.in->hdr,
                     stop ? "input ends here; stopping the program through its SIGINT handler"
                          : "input ends here");
@@ -1329,8 +1370,9 @@ void _ftmb_standby_takeover(void)
         /* Acquire pairs with the master's release of master_state; pid is published with it. */
         uint32_t state = atomic_load_explicit(&in->hdr.master_state, memory_order_acquire);
         pid = atomic_load_explicit(&in->hdr.master_pid, memory_order_relaxed);
-        if (state == _FTMB_MASTER_DONE) {
-            fprintf(stderr, "ftmb: standby: the master (pid %d) finished; nothing to take over\n", (int)pid);
+        if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED) {
+            fprintf(stderr, "ftmb: standby: the master (pid %d) %s; nothing to take over\n", (int)pid,
+                    state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
             exit(0);
         }
         if (state == _FTMB_MASTER_ATTACHED && pid != getpid() && _ftmb_master_died(&in->hdr, pid))
@@ -1463,6 +1505,8 @@ int ftmb_init(void)
     if (standby)
         _ftmb_ring_attach(&_ftmb_self->rec, standby_ring, &standby_ring->ctl, 1);
     atexit(ftmb_exit);
+    if (_ftmb_rt.in || standby)
+        stop_signals_default();
     if (!standby && _ftmb_ckpt_start() != 0)
         return -1;
     return 0;

@@ -307,7 +307,7 @@ int main(int argc, char **argv)
         }
         /* Acquire pairs with the master's release stores of master_state. */
         uint32_t state = atomic_load_explicit(&region->hdr.master_state, memory_order_acquire);
-        if (state == _FTMB_MASTER_DONE && !until_signal)
+        if ((state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED) && !until_signal)
             break;
         /* Relaxed: master_pid is published with master_state, which we acquired above. */
         int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);

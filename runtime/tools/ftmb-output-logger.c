@@ -3,7 +3,8 @@
  *
  * Creates /dev/shm/ftmb-<session>.out, then loops: store every master thread's records, release
  * each output packet whose vector is covered (to a pcap file), until the master calls ftmb_exit
- * and everything it sent has been handled, or the master dies. Exit codes: 0 every packet
+ * (or dies of a stop signal it does not handle: a stop) and everything it sent has been handled, or
+ * the master dies. Exit codes: 0 every packet
  * released; 1 bad arguments or file; 2 packets held forever (corrupt or missing records);
  * 3 the master died without ftmb_exit; 4 stopped by a signal.
  */
@@ -168,7 +169,13 @@ int main(int argc, char **argv)
             rc = until_signal ? 0 : 4;
             break;
         }
-        if (state == _FTMB_MASTER_DONE && work == 0) {
+        /* A master a stop signal ended (STOPPED) is finished once its process is gone: everything it
+         * published is then in its rings, and the passes below store and release it. Relaxed:
+         * master_pid is published with master_state, which we acquired above. */
+        int finished = state == _FTMB_MASTER_DONE ||
+                       (state == _FTMB_MASTER_STOPPED &&
+                        !_ftmb_pid_alive(atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed)));
+        if (finished && work == 0) {
             _ftmb_ol_poll(ol); /* one more pass after the last one found nothing */
             if (!until_signal)
                 break;
@@ -176,9 +183,10 @@ int main(int argc, char **argv)
                 done_handled = 1;
                 if (log_path && write_log(ol, log_path) != 0)
                     rc = 1;
-                fprintf(stderr, "%s: the master (pid %d) finished; every output handled; released %llu duplicates "
+                fprintf(stderr, "%s: the master (pid %d) %s; every output handled; released %llu duplicates "
                                 "%llu mismatches %llu\n",
                         me, (int)atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed),
+                        state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal",
                         (unsigned long long)sink.released, (unsigned long long)_ftmb_ol_duplicates(ol),
                         (unsigned long long)_ftmb_ol_mismatches(ol));
             }
