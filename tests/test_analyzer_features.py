@@ -33,10 +33,11 @@ def test_lock_wrapper_through_parameter_and_heap_table(tmp_path):
         return (int)g_tbl->hits;
     }
     """)
-    table = var(r, "g_tbl", "heap")
+    table = var(r, "g_tbl->hits", "heap")  # the members of the heap struct, each an object
     assert (table.cls, table.protection) == ("shared_rw", "lock")
     assert "g_tbl->lock" in table.locks
     assert table.commutative
+    assert (var(r, "g_tbl->lock", "heap").cls, var(r, "g_tbl->lock", "heap").protection) == ("shared_rw", "atomic")
     assert var(r, "g_tbl", "static").cls == "shared_ro"  # the pointer: written before the threads start
     worker = next(t for t in r.threads if t.entry == "worker")
     assert (worker.how, worker.instances) == ("pthread_create", "several")
@@ -110,7 +111,8 @@ def test_per_thread_argument_and_tls_are_per_core(tmp_path):
         return (int)(sum + total);
     }
     """)
-    assert var(r, "args").cls == "per_core"
+    assert var(r, "args[].seen").cls == "per_core"  # a member of every element of the array
+    assert var(r, "args[].id").cls == "per_core"
     assert var(r, "per_thread_bytes").cls == "per_core"
     assert var(r, "scratch").cls == "per_core"
     total = var(r, "total")
