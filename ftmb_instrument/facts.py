@@ -23,12 +23,17 @@ class Ref:
       alloc    memory returned by the allocation or opaque-create call at site `key`
       stack    a local variable whose address is taken (key: site id)
       ret      whatever function `key` (a USR) returns a pointer into
+      field    member `member` of the objects `inner` denotes, a struct of type `key` (the record's
+               USR). A union member is never one: the union is its object, members overlapping
+      whole    the whole of the objects `inner` points into: byte-pointer arithmetic (`(char *)&s.f
+               - off`) may reach any part of them
     """
 
     kind: str
     key: str = ""
     index: int = -1
     inner: Ref | None = None
+    member: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,19 @@ class GlobalDecl:
     is_definition: bool
     is_pointer: bool
     is_lock: bool  # a synchronization object (mutex, spinlock, ...), by type name
+
+
+@dataclass(frozen=True)
+class FieldDecl:
+    """A struct member the program accesses by name (a step of a field-sensitive object's path)."""
+
+    record: str  # USR of the struct
+    member: str  # the member's name; BITFIELDS for the bit-fields of the struct (one memory location)
+    type: str
+    is_lock: bool
+
+
+BITFIELDS = "<bitfields>"
 
 
 @dataclass(frozen=True)
@@ -169,3 +187,4 @@ class TuFacts:
     address_taken: dict[str, str] = field(default_factory=dict)  # usr -> type of functions used as values at file scope
     suppressions: list[Suppression] = field(default_factory=list)
     function_names: dict[str, str] = field(default_factory=dict)  # usr -> name of every function referenced
+    fields: dict[tuple[str, str], FieldDecl] = field(default_factory=dict)  # (record, member) -> declaration

@@ -6,7 +6,9 @@ corpus/README.md documents both formats. In short:
 - on the line of every file-scope variable, file static and static local:
   ``/* EXPECT: <class> [<protection>] [lock=<name>[,<name>...]] [commutative] */``; on the line of an
   allocation whose object becomes shared: ``/* EXPECT-HEAP: ... */``; on the declaration line of a
-  local of main whose address is handed to threads: ``/* EXPECT-STACK: ... */``.
+  local of main whose address is handed to threads: ``/* EXPECT-STACK: ... */``;
+- a part of an object the analysis reports on its own (a struct member) is named in the marker,
+  which may sit on any line (the member's declaration): ``/* EXPECT(app.pool): <class> ... */``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ RUN_TIMEOUT_S = 30
 _KINDS = {"EXPECT": "var", "EXPECT-HEAP": "heap", "EXPECT-STACK": "stack"}
 # Anything that looks like an attempt at a marker; each hit must be a well-formed marker.
 _MARKER_ATTEMPT = re.compile(r"/\*\s*EXPECT\b")
-_MARKER = re.compile(r"/\*\s*(EXPECT(?:-HEAP|-STACK)?):\s*(.*?)\s*\*/")
+_MARKER = re.compile(r"/\*\s*(EXPECT(?:-HEAP|-STACK)?)(?:\(([\w.\[\]>-]+)\))?:\s*(.*?)\s*\*/")
 _HEADER = re.compile(r"^//\s*ftmb-corpus:(.*)$")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _PER_LCORE = re.compile(r"RTE_DEFINE_PER_LCORE\s*\(.*,\s*(\w+)\s*\)")
@@ -50,6 +52,7 @@ class Expectation:
     protection: str | None  # one of PROTECTIONS for shared_rw, else None
     locks: tuple[str, ...]  # locks held by every concurrent access (only with protection "lock")
     commutative: bool
+    named: bool = False  # the marker names the object (a part such as `app.pool`): matched by name, any line
 
 
 @dataclass
@@ -140,13 +143,13 @@ def parse_expectations(path: str | Path) -> list[Expectation]:
             raise ValueError(f"{where}: more than one marker on a line")
         m = markers[0]
         kind = _KINDS[m.group(1)]
-        cls, protection, locks, commutative = _parse_marker(where, m.group(1), m.group(2))
-        name = ""
-        if kind != "heap":
+        cls, protection, locks, commutative = _parse_marker(where, m.group(1), m.group(3))
+        name = m.group(2) or ""
+        if kind != "heap" and not name:
             name = _declared_name(text[: m.start()])
             if not name:
                 raise ValueError(f"{where}: no declaration before the {m.group(1)} marker")
-        out.append(Expectation(path_s, lineno, kind, name, cls, protection, locks, commutative))
+        out.append(Expectation(path_s, lineno, kind, name, cls, protection, locks, commutative, bool(m.group(2))))
     return out
 
 

@@ -1,11 +1,19 @@
 """Precision and recall of the analyzer's classes over the corpus and its inline expectations.
 
 Every corpus program is analyzed on its own (each has a main). An expectation matches the report
-variable declared on its line with the same name and kind (file-scope/static vs heap vs stack).
+variable declared on its line with the same name and kind (file-scope/static vs heap vs stack); a
+named one (`EXPECT(app.pool)`) the variable of that name and kind. Where the analysis reports a
+variable's struct members as objects of their own, an expectation about the whole variable is
+checked against their summary: the strongest class of its members (shared_rw, per_core,
+shared_ro, thread_private), leaving out lock members when there are others (their class is that
+of a lock object); the protection of its shared_rw members when they agree ("mixed" when not), the
+locks they all hold, commutative when they all are.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import Counter
 
 import pytest
@@ -14,9 +22,25 @@ from corpus_expect import CLASSES, corpus_expectations, corpus_programs
 
 from ftmb_instrument.analysis import Options, analyze
 from ftmb_instrument.frontend import from_files
+from ftmb_instrument.frontend.clang_tu import LOCK_TYPE
+from ftmb_instrument.model import Variable
 from ftmb_instrument.semantics import load_semantics
 
 SCOPES_OF_KIND = {"var": ("global", "static", "static_local"), "heap": ("heap",), "stack": ("stack",)}
+SUMMARY_ORDER = ("shared_rw", "per_core", "shared_ro", "thread_private")
+
+
+def _summary(parts: list[Variable]) -> Variable:
+    """One variable standing for the members of a struct reported one by one."""
+    data = [v for v in parts if not LOCK_TYPE.search(v.type)] or parts
+    cls = next(c for c in SUMMARY_ORDER if any(v.cls == c for v in data))
+    shared = [v for v in data if v.cls == "shared_rw"]
+    protections = {v.protection for v in shared}
+    protection = protections.pop() if len(protections) == 1 else ("mixed" if shared else None)
+    locks = set.intersection(*(set(v.locks) for v in shared)) if protection == "lock" else set()
+    commutative = bool(shared) and all(v.commutative for v in shared)
+    return dataclasses.replace(data[0], cls=cls, protection=protection, locks=tuple(sorted(locks)),
+                               commutative=commutative)
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +59,18 @@ def outcomes(reports):
     pairs = []
     for exp in corpus_expectations():
         report = reports[exp.file.rsplit("/", 1)[-1]] if "/" in str(exp.file) else reports[str(exp.file)]
-        candidates = [
-            v for v in report.variables
-            if int(v.decl.rsplit(":", 1)[1]) == exp.line and v.scope in SCOPES_OF_KIND[exp.kind]
-            and (exp.kind == "heap" or v.name == exp.name)
-        ]
-        pairs.append((exp, candidates[0] if candidates else None))
+        kind = [v for v in report.variables if v.scope in SCOPES_OF_KIND[exp.kind]]
+        if exp.named:
+            candidates = [v for v in kind if v.name == exp.name]
+            pairs.append((exp, candidates[0] if candidates else None))
+            continue
+        here = [v for v in kind if int(v.decl.rsplit(":", 1)[1]) == exp.line]
+        whole = [v for v in here if exp.kind == "heap" or v.name == exp.name]
+        parts = [v for v in here if v.name != exp.name and (exp.kind == "heap" or re.match(
+            re.escape(exp.name) + r"(\[\])?(\.|->)", v.name))]
+        if exp.kind == "heap" and len(whole) > 1:
+            whole, parts = [], whole
+        pairs.append((exp, whole[0] if whole else _summary(parts) if parts else None))
     return pairs
 
 

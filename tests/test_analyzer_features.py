@@ -33,10 +33,11 @@ def test_lock_wrapper_through_parameter_and_heap_table(tmp_path):
         return (int)g_tbl->hits;
     }
     """)
-    table = var(r, "g_tbl", "heap")
+    table = var(r, "g_tbl->hits", "heap")  # the members of the heap struct, each an object
     assert (table.cls, table.protection) == ("shared_rw", "lock")
     assert "g_tbl->lock" in table.locks
     assert table.commutative
+    assert (var(r, "g_tbl->lock", "heap").cls, var(r, "g_tbl->lock", "heap").protection) == ("shared_rw", "atomic")
     assert var(r, "g_tbl", "static").cls == "shared_ro"  # the pointer: written before the threads start
     worker = next(t for t in r.threads if t.entry == "worker")
     assert (worker.how, worker.instances) == ("pthread_create", "several")
@@ -110,7 +111,8 @@ def test_per_thread_argument_and_tls_are_per_core(tmp_path):
         return (int)(sum + total);
     }
     """)
-    assert var(r, "args").cls == "per_core"
+    assert var(r, "args[].seen").cls == "per_core"  # a member of every element of the array
+    assert var(r, "args[].id").cls == "per_core"
     assert var(r, "per_thread_bytes").cls == "per_core"
     assert var(r, "scratch").cls == "per_core"
     total = var(r, "total")
@@ -260,3 +262,92 @@ def test_access_suppression_is_recorded_on_the_access(tmp_path):
     """)
     acc = [a for a in var(r, "hits").accesses if a.function == "w"]
     assert acc and all(a.suppressed == "debug counter" for a in acc)
+
+
+FIELDS_HEAD = PTHREAD_HEAD + """
+#include <string.h>
+struct counters { long rx; long tx; };
+struct params { long a; long b; struct counters c; long *table; long *other; };
+"""
+
+
+def _run_two_workers(body_a: str, body_b: str, main_before: str = "", globals_: str = "") -> str:
+    return FIELDS_HEAD + globals_ + f"""
+    static struct params app;
+    static void *wa(void *x) {{ (void)x; for (int i = 0; i < 10; i++) {{ {body_a} }} return NULL; }}
+    static void *wb(void *x) {{ (void)x; for (int i = 0; i < 10; i++) {{ {body_b} }} return NULL; }}
+    int main(void) {{
+        pthread_t t[2];
+        {main_before}
+        pthread_create(&t[0], NULL, wa, NULL);
+        pthread_create(&t[1], NULL, wb, NULL);
+        pthread_join(t[0], NULL);
+        pthread_join(t[1], NULL);
+        return (int)(app.a + app.b + app.c.rx + app.c.tx);
+    }}
+    """
+
+
+def test_fields_of_a_global_struct_are_independent_objects(tmp_path):
+    r = analyze_source(tmp_path, _run_two_workers("app.a++; app.c.rx++;", "app.b++; app.c.tx++;",
+                                                  main_before="memset(&app, 0, sizeof app);"))
+    for name in ("app.a", "app.b", "app.c.rx", "app.c.tx"):  # each written by one worker only
+        assert var(r, name, "static").cls == "thread_private", name
+    assert not [v for v in r.variables if v.name == "app"]  # main's memset runs alone: it counts on each part
+    assert var(r, "app.a").id != var(r, "app.b").id
+
+
+def test_a_whole_struct_access_conflicts_with_its_fields(tmp_path):
+    whole = analyze_source(tmp_path, _run_two_workers(
+        "app.a++;", "struct params copy; memcpy(&copy, &app, sizeof copy); app.b = copy.b;"))
+    app = var(whole, "app", "static")  # memcpy reads all of app while wa writes app.a: one object
+    assert (app.cls, app.protection) == ("shared_rw", "unprotected")
+    assert {a.function for a in app.accesses} >= {"wa", "wb"}
+    assert not [v for v in whole.variables if v.name.startswith("app.")]
+    fields = analyze_source(tmp_path, _run_two_workers("app.a++;", "app.b++;"))
+    assert var(whole, "app").id != var(fields, "app.a").id  # the whole variable keeps the id it always had
+
+
+def test_byte_arithmetic_from_a_field_reaches_the_whole_struct(tmp_path):
+    r = analyze_source(tmp_path, _run_two_workers(
+        "app.b++;", "*(long *)((char *)&app.a + sizeof(long)) = 1;"))
+    app = var(r, "app", "static")
+    assert app.cls == "shared_rw"
+    assert {a.function for a in app.accesses} >= {"wa", "wb"}
+
+
+def test_a_struct_seen_through_another_struct_type_is_one_object(tmp_path):
+    r = analyze_source(tmp_path, _run_two_workers(
+        "app.b++;", "((struct counters *)&app)->tx++;"))
+    assert var(r, "app", "static").cls == "shared_rw"  # counters::tx overlaps params::b
+
+
+def test_pointer_stored_in_a_field_and_loaded_back_resolves(tmp_path):
+    r = analyze_source(tmp_path, _run_two_workers(
+        "app.table[i % 4]++;", "app.table[(i + 1) % 4]++; app.other[0]++;",
+        main_before="app.table = calloc(4, sizeof(long)); app.other = calloc(1, sizeof(long));"))
+    assert var(r, "app.table", "static").cls == "shared_ro"  # the pointer: written before the threads
+    table = [v for v in r.variables if v.scope == "heap"]
+    assert [(v.name, v.cls) for v in table] == [("app.table", "shared_rw")]  # app.other's block: wb's alone
+
+
+def test_a_union_is_one_object(tmp_path):
+    r = analyze_source(tmp_path, PTHREAD_HEAD + """
+    union word { long whole; int half[2]; };
+    struct holder { union word w; long n; };
+    static union word u;
+    static struct holder h;
+    static void *wa(void *x) { (void)x; u.whole++; h.w.whole++; h.n++; return NULL; }
+    static void *wb(void *x) { (void)x; u.half[1]++; h.w.half[0]++; return NULL; }
+    int main(void) {
+        pthread_t t[2];
+        pthread_create(&t[0], NULL, wa, NULL);
+        pthread_create(&t[1], NULL, wb, NULL);
+        pthread_join(t[0], NULL);
+        pthread_join(t[1], NULL);
+        return (int)(u.whole + h.n);
+    }
+    """)
+    assert var(r, "u", "static").cls == "shared_rw"
+    assert var(r, "h.w", "static").cls == "shared_rw"  # the union member of a struct: one object
+    assert var(r, "h.n", "static").cls == "thread_private"

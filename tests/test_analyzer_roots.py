@@ -242,9 +242,10 @@ def test_pcap_loop_handler_gets_the_user_argument_and_the_callers_thread(tmp_pat
         return 0;
     }
     """)
-    totals = var(r, "totals")
+    totals = var(r, "totals.pkts")
     assert totals.cls == "shared_rw"
     assert {a.threads for a in totals.accesses if a.function == "on_packet"} == {("capture",)}
+    assert var(r, "totals.bytes").cls == "thread_private"  # only the capture thread's callback uses it
     assert var(r, "last_len").cls == "shared_rw"
 
 

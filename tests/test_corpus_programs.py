@@ -3,6 +3,7 @@ program builds without warnings and runs to completion, and malformed markers ar
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -82,13 +83,17 @@ def test_every_class_and_protection_occurs() -> None:
 def test_every_variable_has_an_expectation(program: CorpusProgram) -> None:
     exps = parse_expectations(program.path)
     tracked, locals_, alloc_lines = _declarations(program)
-    var_exps = {(e.line, e.name) for e in exps if e.kind == "var"}
+    var_exps = {(e.line, e.name) for e in exps if e.kind == "var" and not e.named}
     missing = sorted(tracked - var_exps)
     assert not missing, f"{program.path}: variables without an EXPECT marker (line, name): {missing}"
     stray = sorted(var_exps - tracked)
     assert not stray, f"{program.path}: EXPECT markers not on a variable's declaration: {stray}"
     for e in exps:
-        if e.kind == "stack":
+        if e.named:
+            base = re.split(r"[.\[]|->", e.name)[0]
+            assert e.kind == "heap" or base in {n for _, n in tracked | locals_}, \
+                f"{e.file}:{e.line}: EXPECT({e.name}) names no variable of the program"
+        elif e.kind == "stack":
             assert (e.line, e.name) in locals_, f"{e.file}:{e.line}: EXPECT-STACK not on a local"
         elif e.kind == "heap":
             assert e.line in alloc_lines, f"{e.file}:{e.line}: EXPECT-HEAP not on an allocation"
@@ -124,6 +129,7 @@ def test_parse_accepts_all_marker_kinds(tmp_path: Path) -> None:
         + "  struct ctx c; /* EXPECT-STACK: shared_rw atomic */\n"
         + "  p = malloc(8); /* EXPECT-HEAP: shared_ro */\n"
         + "}\n"
+        + "  long rx_pkts; /* EXPECT(stats.rx.rx_pkts): shared_rw unprotected commutative */\n"
     )
     assert parse_expectations(src) == [
         Expectation(str(src), 2, "var", "x", "shared_rw", "lock", ("tbl.lock", "other"), True),
@@ -131,6 +137,7 @@ def test_parse_accepts_all_marker_kinds(tmp_path: Path) -> None:
         Expectation(str(src), 4, "var", "per_lcore_cnt", "per_core", None, (), False),
         Expectation(str(src), 6, "stack", "c", "shared_rw", "atomic", (), False),
         Expectation(str(src), 7, "heap", "", "shared_ro", None, (), False),
+        Expectation(str(src), 9, "var", "stats.rx.rx_pkts", "shared_rw", "unprotected", (), True, True),
     ]
 
 
@@ -150,6 +157,8 @@ def test_parse_accepts_all_marker_kinds(tmp_path: Path) -> None:
         "/* EXPECT shared_ro */",
         "/* EXPECT-GLOBAL: shared_ro */",
         "/* EXPECT: shared_ro */ /* EXPECT: shared_ro */",
+        "/* EXPECT(): shared_ro */",
+        "/* EXPECT(a b): shared_ro */",
     ],
 )
 def test_parse_rejects_malformed_marker(tmp_path: Path, marker: str) -> None:

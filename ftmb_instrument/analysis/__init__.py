@@ -157,19 +157,36 @@ def _variables(objects: list[_Object]) -> list[Variable]:
 
 
 def _all_objects(p: Program, cls: Classifier):
-    seen = set()
+    """Every accessed object, and every global nothing accesses (as a whole)."""
+    yield from cls.objects.items()
+    accessed = {key[:2] for key in cls.objects}
     for usr in p.globals:
-        key = ("global", usr)
-        seen.add(key)
-        yield key, cls.objects.get(key, ObjectInfo(key))
-    for key, info in cls.objects.items():
-        if key not in seen:
-            yield key, info
+        if ("global", usr) not in accessed:
+            key = ("global", usr, ())
+            yield key, ObjectInfo(key)
 
 
 def _describe(p: Program, key):
-    """(name, file, line, scope, type, function, tls, identity name) of an object, or None."""
-    kind, k = key
+    """(name, file, line, scope, type, function, tls, identity name) of an object, or None. A part of
+    an object (`app.pool`) is described by the object with its path: the name and identity name get
+    `.member` for each step (`->member` for the first step into a heap object), the type is the
+    member's."""
+    kind, k, path = key
+    desc = _describe_object(p, kind, k)
+    if desc is None or not path:
+        return desc
+    name, file, line, scope, typ, function, tls, id_name = desc
+    members = [m for (_, m) in path]
+    first = "->" if scope == "heap" else "."
+    name = name.removeprefix("*")  # a member of what global pointer `g` points to: `g->member`
+    if kind == "global" and typ.rstrip().endswith("]"):
+        name += "[]"  # a member of every element of a global array
+    decl = p.fields.get(path[-1])
+    return (f"{name}{first}{'.'.join(members)}", file, line, scope, decl.type if decl else "", function, tls,
+            f"{id_name}.{'.'.join(members)}")
+
+
+def _describe_object(p: Program, kind: str, k: str):
     if kind in ("global", "pointee"):
         g = p.globals.get(k)
         if g is None:
@@ -193,6 +210,9 @@ def _describe(p: Program, key):
 
 
 def _is_lock(p: Program, key) -> bool:
+    if key[2]:
+        decl = p.fields.get(key[2][-1])
+        return bool(decl and decl.is_lock)
     g = p.globals.get(key[1]) if key[0] == "global" else None
     return bool(g and g.is_lock)
 

@@ -5,6 +5,12 @@ Main's code before its first spawn and after its last join runs alone; between t
 concurrently with the workers. A function runs in the contexts of all its callers (a callback: of
 the library call that runs it); an exit handler runs in main after its last join.
 
+Objects are field-sensitive: the members of a struct that the program accesses by name are
+objects of their own (`app.pool`, `app_stats.rx.rx_pkts`), unless an access to the enclosing struct
+as a whole runs concurrently with other threads (the struct is then one object, as is any part
+that is seen through two struct types). A whole-struct access that runs alone (main before its
+first spawn or after its last join) counts as an access to each of its fields.
+
 Classes (exactly one per object; see the README and the report schema):
   shared_rw       written while another thread (or another instance of the same root) may access it
   shared_ro       more than one thread reads it, and it is only written while no other thread runs
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..facts import AccessFact, CallFact, FunctionFacts, Ref
 from .locksets import Locksets
-from .pointsto import ObjKey, PointsTo
+from .pointsto import ObjKey, Path, PointsTo
 from .program import Program, Root, walk_events
 
 Ctx = tuple[str, bool]  # (thread name, runs concurrently with other threads)
@@ -182,6 +188,46 @@ class Classifier:
                     self._access(fn, ev, ev.ref, ev.mode, ev.atomic, ev.commutative_op, ev.index_taint)
                 elif isinstance(ev, CallFact):
                     self._call_effects(fn, ev)
+        self._merge_overlapping_parts()
+
+    def _merge_overlapping_parts(self) -> None:
+        """Turn the locations accessed in each object into disjoint objects. A location accessed
+        as a whole by a concurrent access while parts of it are accessed too, or seen through two
+        struct types, becomes one object with everything inside it; a whole access that runs alone
+        counts as an access to each part. Overlapping accesses therefore always meet in one object."""
+        by_object: dict[tuple[str, str], list[ObjectInfo]] = {}
+        for info in self.objects.values():
+            by_object.setdefault(info.key[:2], []).append(info)
+        merged: dict[ObjKey, ObjectInfo] = {}
+        for (kind, key), infos in by_object.items():
+            paths = [i.key[2] for i in infos]
+            whole: set[Path] = set()
+            for info in infos:
+                p = info.key[2]
+                inside = any(len(q) > len(p) and q[:len(p)] == p for q in paths)
+                if inside and any(self._concurrent(a) for a in info.accesses):
+                    whole.add(p)
+            for i, a in enumerate(paths):
+                for b in paths[i + 1:]:
+                    n = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), None)
+                    if n is not None and a[n][0] != b[n][0]:
+                        whole.add(a[:n])
+
+            def owner(p: Path) -> Path:
+                return next((p[:n] for n in range(len(p) + 1) if p[:n] in whole), p)
+
+            owners = {p: owner(p) for p in paths}
+            parts = {p: {owners[q] for q in paths if len(q) > len(p) and q[:len(p)] == p} - {p} for p in paths}
+            alone = {p for p in paths if owners[p] == p and parts[p]}  # whole accesses that run alone
+            for info in infos:
+                p = info.key[2]
+                for target in parts[p] - alone if p in alone else {owners[p]}:
+                    obj = (kind, key, target)
+                    merged.setdefault(obj, ObjectInfo(obj)).accesses.extend(info.accesses)
+        self.objects = merged
+
+    def _concurrent(self, a: ResolvedAccess) -> bool:
+        return any(c or t in self.handlers for (t, c) in a.contexts)
 
     def _call_effects(self, fn: FunctionFacts, call: CallFact) -> None:
         """What a call does to memory the frontend could not see: a lock operation touches the

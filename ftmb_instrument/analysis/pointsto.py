@@ -1,9 +1,11 @@
-"""What a `Ref` may denote: a flow-insensitive, field-insensitive points-to resolution.
+"""What a `Ref` may denote: a flow-insensitive, field-sensitive points-to resolution.
 
 Objects are globals, allocation sites, address-taken locals (stack) and, for a global pointer
-whose stored values are unknown, a synthetic object `*NAME` ("pointee"). A pointer loaded from an
-object points to whatever was stored into that object anywhere in the program (or, when nothing
-is known, into the object itself). Parameters point to what their callers pass; a thread root's
+whose stored values are unknown, a synthetic object `*NAME` ("pointee"). A location is an object
+and a path of struct members inside it (`app.rx.rx_pkts`: the path of rx, then rx_pkts; an array
+element is its array, a union member its union). A pointer loaded from a location points to
+whatever was stored into an overlapping location of the same object anywhere in the program (or,
+when nothing is known, into the location itself). Parameters point to what their callers pass; a thread root's
 argument to what its spawn calls pass, marked per thread when each instance got its own; a
 callback's data parameter to what its registration passes.
 """
@@ -13,7 +15,17 @@ from __future__ import annotations
 from ..facts import Ref
 from .program import Program
 
-ObjKey = tuple[str, str]  # ("global" | "alloc" | "stack" | "pointee", key)
+Path = tuple[tuple[str, str], ...]  # (record USR, member) steps from the start of an object
+ObjKey = tuple[str, str, Path]  # ("global" | "alloc" | "stack" | "pointee", key, path inside it)
+
+
+def overlaps(a: Path, b: Path) -> bool:
+    """Two locations of one object share memory: one contains the other, or where their paths part
+    they go through different struct types (one object seen through a cast)."""
+    for x, y in zip(a, b):
+        if x != y:
+            return x[0] != y[0]
+    return True
 STORE_ROUNDS = 4  # stores whose destination is itself loaded settle in two or three rounds in practice
 
 
@@ -23,7 +35,8 @@ class PointsTo:
         self._memo: dict[Ref, dict[ObjKey, bool]] = {}
         self._active: set[Ref] = set()
         self._stored: dict[ObjKey, set[Ref]] | None = None
-        self._stored_fns: dict[ObjKey, set[str]] | None = None
+        self._stored_by_object: dict[tuple[str, str], list[tuple[Path, set[Ref]]]] = {}
+        self._stored_fns: dict[tuple[str, str], list[tuple[Path, set[str]]]] | None = None
         self._contents: dict[ObjKey, dict[ObjKey, bool]] = {}
         self._active_objs: set[ObjKey] = set()
         self._fn_memo: dict[Ref, set[str]] = {}
@@ -39,13 +52,19 @@ class PointsTo:
         self._active.add(ref)
         out: dict[ObjKey, bool] = {}
         if ref.kind in ("global", "alloc", "stack"):
-            out[(ref.kind, ref.key)] = False
+            out[(ref.kind, ref.key, ())] = False
+        elif ref.kind == "field" and ref.inner is not None:
+            for (kind, key, path), per_thread in self.resolve(ref.inner).items():
+                _merge(out, {(kind, key, path + ((ref.key, ref.member),)): per_thread})
+        elif ref.kind == "whole" and ref.inner is not None:
+            for (kind, key, _), per_thread in self.resolve(ref.inner).items():
+                _merge(out, {(kind, key, ()): per_thread})
         elif ref.kind == "load" and ref.inner is not None:
             for obj, per_thread in self.resolve(ref.inner).items():
                 found = self.contents(obj)
                 if not found:
-                    g = self.p.globals.get(obj[1]) if obj[0] == "global" else None
-                    found = {("pointee", obj[1]): False} if g is not None and g.is_pointer else {obj: per_thread}
+                    g = self.p.globals.get(obj[1]) if obj[0] == "global" and not obj[2] else None
+                    found = {("pointee", obj[1], ()): False} if g is not None and g.is_pointer else {obj: per_thread}
                 _merge(out, found)
         elif ref.kind == "param":
             root = next((r for r in self.p.roots if r.usr == ref.key), None)
@@ -81,6 +100,7 @@ class PointsTo:
                         stored.setdefault(obj, set()).add(src)
                 settled = stored == self._stored
                 self._stored = stored
+                self._stored_by_object = _by_object(stored)
                 if settled:
                     break
                 self._memo.clear()
@@ -97,20 +117,26 @@ class PointsTo:
             return {}
         self._active_objs.add(obj)
         found: dict[ObjKey, bool] = {}
-        for src in self.stored().get(obj, ()):
+        for src in self.stored_at(obj):
             _merge(found, self.resolve(src))
         self._active_objs.discard(obj)
         self._contents[obj] = found
         return found
 
+    def stored_at(self, obj: ObjKey) -> set[Ref]:
+        """Pointer values stored into any location overlapping `obj`."""
+        self.stored()
+        return _overlapping(self._stored_by_object, obj)
+
     def functions(self, ref: Ref) -> set[str]:
         """Functions a function-pointer value may hold: what was stored where it was loaded from,
         or for a parameter what the callers pass."""
         if self._stored_fns is None:
-            self._stored_fns = {}
+            fns: dict[ObjKey, set[str]] = {}
             for dest, fn in self.p.fn_flows:
                 for obj in self.resolve(dest):
-                    self._stored_fns.setdefault(obj, set()).add(fn)
+                    fns.setdefault(obj, set()).add(fn)
+            self._stored_fns = _by_object(fns)
         if ref.kind not in ("load", "param") or (ref.kind == "load" and ref.inner is None):
             return set()
         if ref in self._fn_memo:
@@ -125,8 +151,8 @@ class PointsTo:
                         out |= self.functions(src)
         else:
             for obj in self.resolve(ref.inner):
-                out |= self._stored_fns.get(obj, set())
-                for src in self.stored().get(obj, ()):  # copied from another function-pointer slot
+                out |= _overlapping(self._stored_fns, obj)
+                for src in self.stored_at(obj):  # copied from another function-pointer slot
                     out |= self.functions(src)
         self._fn_memo[ref] = out
         return out
@@ -137,11 +163,26 @@ class PointsTo:
         out: set[str] = set()
         for root in self.p.roots:
             for src in root.arg_refs:
-                out |= {k for (kind, k) in self.resolve(src) if kind == "stack"}
+                out |= {obj[1] for obj in self.resolve(src) if obj[0] == "stack"}
         for dest, src in self.p.flows:
-            if any(kind != "stack" for (kind, _) in self.resolve(dest)):
-                out |= {k for (kind, k) in self.resolve(src) if kind == "stack"}
+            if any(obj[0] != "stack" for obj in self.resolve(dest)):
+                out |= {obj[1] for obj in self.resolve(src) if obj[0] == "stack"}
         return out
+
+
+def _by_object(table: dict[ObjKey, set]) -> dict[tuple[str, str], list[tuple[Path, set]]]:
+    out: dict[tuple[str, str], list[tuple[Path, set]]] = {}
+    for (kind, key, path), values in table.items():
+        out.setdefault((kind, key), []).append((path, values))
+    return out
+
+
+def _overlapping(table: dict[tuple[str, str], list[tuple[Path, set]]], obj: ObjKey) -> set:
+    out: set = set()
+    for path, values in table.get(obj[:2], ()):
+        if overlaps(path, obj[2]):
+            out |= values
+    return out
 
 
 def _merge(out: dict[ObjKey, bool], new: dict[ObjKey, bool]) -> None:

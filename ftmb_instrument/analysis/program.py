@@ -12,6 +12,7 @@ from ..facts import (
     ArgFact,
     Branch,
     CallFact,
+    FieldDecl,
     FunctionFacts,
     GlobalDecl,
     Loop,
@@ -70,6 +71,7 @@ class Program:
     file_address_taken: dict[str, str] = field(default_factory=dict)
     suppressions: dict[tuple[str, int], Suppression] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    fields: dict[tuple[str, str], FieldDecl] = field(default_factory=dict)  # (record, member) -> declaration
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     roots: list[Root] = field(default_factory=list)
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (function usr, call loc)
@@ -101,6 +103,7 @@ class Program:
             for s in u.suppressions:
                 p.suppressions[(s.file, s.line)] = s
             p.names.update(u.function_names)
+            p.fields.update(u.fields)
         for f in p.functions.values():
             p.names[f.usr] = f.name
         return p

@@ -18,12 +18,14 @@ from clang import cindex as ci
 
 from ..errors import SuppressionError
 from ..facts import (
+    BITFIELDS,
     AccessFact,
     AllocSite,
     ArgFact,
     Branch,
     CallFact,
     Exit,
+    FieldDecl,
     FunctionFacts,
     GlobalDecl,
     LocalState,
@@ -45,6 +47,7 @@ UO_POST_INC, UO_POST_DEC, UO_PRE_INC, UO_PRE_DEC, UO_ADDR_OF, UO_DEREF = 1, 2, 3
 
 ARRAY_KINDS = {TK.CONSTANTARRAY, TK.INCOMPLETEARRAY, TK.VARIABLEARRAY, TK.DEPENDENTSIZEDARRAY}
 POINTERISH = ARRAY_KINDS | {TK.POINTER}
+BYTE_KINDS = {TK.CHAR_S, TK.CHAR_U, TK.SCHAR, TK.UCHAR, TK.VOID}  # what `char *`/`void *` arithmetic steps over
 LOCK_TYPE = re.compile(
     r"\b(pthread_(mutex|spinlock|rwlock|barrier|cond)_t|rte_(spinlock|rwlock|mcslock|ticketlock)(_recursive)?_t|"
     r"sem_t|atomic_flag)\b"
@@ -402,6 +405,17 @@ def _is_array(t: ci.Type) -> bool:
     return t.get_canonical().kind in ARRAY_KINDS
 
 
+def _is_byte_pointer(t: ci.Type) -> bool:
+    canon = t.get_canonical()
+    return canon.kind == TK.POINTER and canon.get_pointee().get_canonical().kind in BYTE_KINDS
+
+
+def _whole(refs: set[Ref]) -> set[Ref]:
+    """Byte arithmetic on a pointer into a field (`(char *)&s.f - offsetof(...)`) may land anywhere
+    in the object: the result points into the whole of it."""
+    return {Ref("whole", inner=r) for r in refs}
+
+
 def _pointer_mode(param_type: ci.Type | None) -> str:
     """Through a `const T *` parameter, or a variadic one (printf), a callee only reads."""
     if param_type is None:
@@ -496,6 +510,12 @@ class _FunctionWalker:
                 if lhs.kind == CK.DECL_REF_EXPR and lhs.referenced is not None and lhs.referenced.kind == CK.VAR_DECL \
                         and not _is_global_var(lhs.referenced):
                     assigns.append((self.local_key(lhs.referenced), rhs))
+            elif (c.kind == CK.COMPOUND_ASSIGNMENT_OPERATOR or (c.kind == CK.UNARY_OPERATOR and unary_kind(c) in (
+                    UO_POST_INC, UO_POST_DEC, UO_PRE_INC, UO_PRE_DEC))) and _is_byte_pointer(c.type):
+                target = _strip(_children(c)[0])  # `p += off`, `p++` on a `char *` local: anywhere in its object
+                d = target.referenced if target.kind == CK.DECL_REF_EXPR else None
+                if d is not None and d.kind == CK.VAR_DECL and not _is_global_var(d):
+                    assigns.append((self.local_key(d), c))
         for _ in range(3):  # locals derived from locals: a few rounds reach a fixpoint in practice
             changed = False
             for key, expr in assigns:
@@ -573,7 +593,13 @@ class _FunctionWalker:
             out: set[Ref] = set()
             for x in kids:
                 out |= self.value_refs(x, record)
+            if k != CK.CONDITIONAL_OPERATOR and e.binary_operator in (BO.Add, BO.Sub, BO.AddAssign, BO.SubAssign) \
+                    and _is_byte_pointer(e.type):
+                return _whole(out)
             return out
+        if k == CK.UNARY_OPERATOR and unary_kind(e) in (UO_POST_INC, UO_POST_DEC, UO_PRE_INC, UO_PRE_DEC):
+            refs = self.value_refs(_children(e)[0], record)
+            return _whole(refs) if _is_byte_pointer(e.type) else refs
         return set()
 
     def lvalue_obj(self, e: ci.Cursor, record: bool = True) -> tuple[set[Ref], set[str], list[ci.Cursor]]:
@@ -595,8 +621,10 @@ class _FunctionWalker:
                 return set(), set(), []
             base = kids[0]
             if _strip(base).type.get_canonical().kind == TK.POINTER:
-                return self.value_refs(base, record), self.selection_taint(base), [base]
-            return self.lvalue_obj(base, record)
+                refs, taint, subs = self.value_refs(base, record), self.selection_taint(base), [base]
+            else:
+                refs, taint, subs = self.lvalue_obj(base, record)
+            return self.field_refs(e, refs), taint, subs
         if k == CK.ARRAY_SUBSCRIPT_EXPR:
             base, idx = _children(e)[:2]
             sbase = _strip(base)
@@ -604,13 +632,33 @@ class _FunctionWalker:
             if _is_array(sbase.type):
                 refs, t2, subs = self.lvalue_obj(sbase, record)
                 return refs, taint | t2, subs + [idx]
-            return self.value_refs(base, record), taint | self.selection_taint(base), [base, idx]
+            refs = self.value_refs(base, record)
+            if _is_byte_pointer(sbase.type):
+                refs = _whole(refs)
+            return refs, taint | self.selection_taint(base), [base, idx]
         if k == CK.UNARY_OPERATOR and unary_kind(e) == UO_DEREF:
             p = _children(e)[0]
             return self.value_refs(p, record), self.selection_taint(p), [p]
         if k == CK.CALL_EXPR:
             return self.value_refs(e, record), set(), [e]
         return set(), set(), [e]
+
+    def field_refs(self, member: ci.Cursor, refs: set[Ref]) -> set[Ref]:
+        """The member `member` names inside each of `refs`: a field object of a struct. A union's
+        members overlap, so a union stays one object; a struct's bit-fields share one member."""
+        f = member.referenced
+        parent = f.semantic_parent if f is not None and f.kind == CK.FIELD_DECL else None
+        if parent is None or parent.kind != CK.STRUCT_DECL or not refs:
+            return refs
+        record = parent.get_usr()
+        name = BITFIELDS if f.is_bitfield() else f.spelling
+        if not record or not name:
+            return refs
+        if (record, name) not in self.tw.facts.fields:
+            t = f.type
+            self.tw.facts.fields[(record, name)] = FieldDecl(record, name, t.spelling, bool(
+                LOCK_TYPE.search(t.spelling) or LOCK_TYPE.search(t.get_canonical().spelling)))
+        return {Ref("field", record, inner=r, member=name) for r in refs}
 
     def selection_taint(self, pointer_expr: ci.Cursor) -> set[str]:
         """A pointer selected per thread (a thread argument, &arr[core]) makes its target per thread."""
