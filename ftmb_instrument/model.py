@@ -175,7 +175,7 @@ class Site:
 class Finding:
     """A warning that matters for recovery (race, state invisible to a checkpoint, ...)."""
 
-    kind: str  # "race" | "invisible_state" | "opaque_state" | "unresolved_call" | "unresolved_spawn" | "unreached_function"
+    kind: str  # "race" | "invisible_state" | "opaque_state" | "unresolved_call" | "unresolved_spawn" | "unreached_function" | "unreplayable_call"
     loc: str
     message: str
     variable: str = ""  # id of the variable concerned, "" if none

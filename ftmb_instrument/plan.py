@@ -867,6 +867,10 @@ class Planner:
 
     def library_call(self, f: _File, c, lock_obj_at) -> None:
         name = c.callee
+        unreplayable = self.sem.role(name, "unreplayable")
+        if unreplayable is not None:
+            self.problem(f, c.loc, f"{name}() {unreplayable.get('reason')}: a failover or a verification replay "
+                                   f"would diverge here")
         lock_role = self.sem.role(name, "lock")
         entries = TABLE["wraps"].get(name)
         if lock_role is not None:

@@ -30,6 +30,7 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "opaque_create": {},
     "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False)},
     "signal": {"handler_arg": (int, 1)},
+    "unreplayable": {"reason": (str, "")},
     "callback": {"function_arg": (int, 0), "function_in_struct": (bool, False), "arg_arg": (int, -1),
                  "arg_param": (int, 0), "runs_in": (str, "caller"), "driver": (list, [])},
 }

@@ -236,6 +236,19 @@ def test_suppressed_site_is_listed_not_an_error(tmp_path):
         any(p.suppressed == "test only" for p in plan.problems)
 
 
+def test_a_call_replay_cannot_reproduce_is_refused_unless_suppressed(tmp_path):
+    """rte_timer_manage fires timers by the library's own clock read: no replay repeats it."""
+    body = ("#include <pthread.h>\nint rte_timer_manage(void);\nstatic int n;\n"
+            "static void *w(void *a) { (void)a; for (int i = 0; i < 9; i++) { n++; rte_timer_manage();%s } return 0; }\n"
+            "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+            "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return n; }\n")
+    _, plan = plan_for(tmp_path, body % "")
+    assert [p.where for p in plan.errors] == ["prog.c:4"]
+    assert "rte_timer_manage() fires the timers" in plan.errors[0].message
+    _, plan = plan_for(tmp_path, body % " /* ftmb: ignore(access) its timers only print */")
+    assert plan.errors == [] and [p.suppressed for p in plan.problems] == ["its timers only print"]
+
+
 def test_lock_call_inside_a_macro_is_reported(tmp_path):
     src = ("#include <pthread.h>\nstatic pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;\nstatic int n;\n"
            "#define LOCKED(s) do { pthread_mutex_lock(&m); s; pthread_mutex_unlock(&m); } while (0)\n"

@@ -32,6 +32,9 @@ PROGRAMS = corpus_programs()
 # and must round trip.
 RUNS = 5
 UNWRAPPED_LOCK = re.compile(r"rte_rwlock_\w+\(\) has no ftmb_ lock wrapper")
+# rte_timer_manage() fires timers by the library's own clock read: refused for failover (a replay
+# would diverge), while the rest of the program still round trips in passthrough.
+UNREPLAYABLE = re.compile(r"rte_timer_manage\(\) fires the timers that are due by the library's own reading")
 WARNING = re.compile(r"^[^:\s]+:(\d+):\d+: warning: (.*)$", re.M)
 
 
@@ -71,8 +74,10 @@ def runtime(tmp_path_factory):
 def test_corpus_round_trip(program: CorpusProgram, tmp_path: Path, runtime) -> None:
     rt = runtime
     inst, errors = _instrument(program, tmp_path)
-    assert all(UNWRAPPED_LOCK.search(e) for e in errors), errors
-    if "rte_rwlock" not in program.path.read_text():
+    assert all(UNWRAPPED_LOCK.search(e) or UNREPLAYABLE.search(e) for e in errors), errors
+    source = program.path.read_text()
+    assert any(UNREPLAYABLE.search(e) for e in errors) == ("rte_timer_manage(" in source), errors
+    if "rte_rwlock" not in source and "rte_timer_manage(" not in source:
         assert not errors
 
     orig_bin, inst_bin = tmp_path / "orig" / program.name, tmp_path / "inst" / program.name

@@ -292,6 +292,12 @@ def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
                            f"{call.callee} in {p.functions[usr].name} starts a thread whose function is not known: "
                            f"all {n} address-taken functions of a compatible type are taken as thread roots"))
     out.extend(_unreached(p))
+    for fn in p.functions.values():
+        for ev in walk_events(fn.events):
+            role = p.sem.role(ev.callee, "unreplayable") if isinstance(ev, CallFact) and ev.callee else None
+            if role is not None:
+                out.append(Finding("unreplayable_call", ev.loc,
+                                   f"{ev.callee}() in {fn.name} {role.get('reason')}: a replay would diverge"))
     return sorted(out, key=lambda f: (f.kind, _loc_key(f.loc)))
 
 

@@ -108,6 +108,15 @@ RULES: tuple[Rule, ...] = (
         "registered callback, make sure some thread calls its driver.",
     ),
     Rule(
+        "ftmb/unreplayable-call", "UnreplayableCall", "error",
+        "Call whose effect a replay cannot reproduce",
+        "The library decides what this call does from something the runtime cannot log (for example "
+        "rte_timer_manage fires the timers that are due by its own reading of the clock), so a replay "
+        "runs the program's code at other points of the log and diverges. `instrument` and `ftmb-cc` "
+        "refuse the site; restructure the code (keep time in the program, e.g. compare rte_rdtsc() "
+        "itself as l2fwd does) or suppress it knowingly with /* ftmb: ignore(access) <reason> */.",
+    ),
+    Rule(
         "ftmb/nondeterminism", "Nondeterminism", "note",
         "Nondeterministic value logged for replay",
         "This call returns a value that differs between a run and its replay (time, random numbers, "
@@ -126,6 +135,7 @@ _RULE_BY_KIND = {
     "unresolved_call": "ftmb/unresolved-call",
     "unresolved_spawn": "ftmb/unresolved-spawn",
     "unreached_function": "ftmb/unreached-function",
+    "unreplayable_call": "ftmb/unreplayable-call",
 }
 
 
