@@ -8,7 +8,8 @@ $FTMB_REAL_CC, else gcc.
 
 For each C source on the command line: analyze and instrument it (the whole-program view is the C
 sources of this one command line: a `cc a.c b.c -o prog` sees both; a separate `cc -c a.c` sees
-only a.c), write the instrumented copy (and every project header the plan edits) to a temporary overlay that
+only a.c, so without a plan it is refused unless a.c is the whole program: check_whole_program),
+write the instrumented copy (and every project header the plan edits) to a temporary overlay that
 mirrors the absolute paths, and compile that instead, with the user's flags plus the runtime's
 include directory; a rewritten header is found before the original (it sits next to the copy, or
 in the overlay's copy of the `-I` directory), everything else through `-iquote` of the original

@@ -5,7 +5,8 @@ A used symbol is a library's when its first declaration is in a library header: 
 (the compiler's own include directories, `-isystem`) or a header installed under /usr or /opt that
 is not under the project root (`-I/usr/include/dpdk` names DPDK's). Every other declaration (in the
 unit itself, in the project's headers wherever they are) makes it a project symbol, which some other
-unit of the program must define.
+unit of the program must define. Compiler builtins (`__builtin_*`, `__sync_*`, `__atomic_*`,
+declared implicitly where they are first used) are the compiler's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .clang_tu import _setup_lib, _under
 
 CK = ci.CursorKind
 INSTALLED = ("/usr/", "/opt/")
+BUILTINS = ("__builtin_", "__sync_", "__atomic_", "__c11_atomic_")  # the compiler's, declared where first used
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def unit_linkage(file: str, args: tuple[str, ...], project_root: str) -> UnitLin
             if ref is None or ref.kind not in (CK.FUNCTION_DECL, CK.VAR_DECL) or ref.linkage != ci.LinkageKind.EXTERNAL:
                 continue
             usr = ref.get_usr()
+            if ref.spelling.startswith(BUILTINS):
+                continue
             if usr not in uses and not library(ref.canonical.location):
                 uses[usr] = (ref.spelling, f"{os.path.realpath(c.location.file.name)}:{c.location.line}")
     return UnitLinkage(file, frozenset(defines), defines_main,
