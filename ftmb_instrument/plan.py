@@ -1070,14 +1070,16 @@ class Planner:
         """What the file tells the runtime, from a constructor at its end: its site ids named
         `file:line` (a replay divergence then names both sites' lines) and the thread roots it
         defines (spawn wrappers start no other function). The names carry a tag of the file, so a
-        header's table and its includer's do not clash."""
+        header's table and its includer's do not clash, and a guard of its own keeps a header's table
+        once per unit (it follows the header's include guard, so every inclusion reaches it)."""
         named = [s for s in self.sites if s.file == path and "site" in TABLE["entries"].get(s.entry, {})
                  .get("trailing_ids", ())]
         if not named and not roots:
             return
         tag = sha256(path.encode())[:8]
         end = len(f.data)
-        text = f"\n#line {f.line_of(end)}\n"
+        guard = f"_FTMB_REGISTER_{tag}"
+        text = f"\n#ifndef {guard}\n#define {guard}\n#line {f.line_of(end)}\n"
         sites = where = roots_table = "0"
         if named:
             sites, where = f"_ftmb_site_ids_{tag}", f"_ftmb_site_where_{tag}"
@@ -1089,7 +1091,7 @@ class Planner:
             text += (f"static void (*const {roots_table}[])(void) = "
                      f"{{{', '.join(f'(void (*)(void)){r}' for r in roots)}}};\n")
         text += (f"__attribute__((constructor)) static void _ftmb_register_{tag}(void) {{ ftmb_register_file("
-                 f"{sites}, {where}, {len(named)}, {roots_table}, {len(roots)}); }}\n")
+                 f"{sites}, {where}, {len(named)}, {roots_table}, {len(roots)}); }}\n#endif\n")
         self.add_site("include", f, end, end, "ftmb_register_file", (),
                       "site ids named file:line for the runtime's diagnostics; the thread roots defined here",
                       (Edit(end, end, text),), "insert")
