@@ -8,7 +8,8 @@ $FTMB_REAL_CC, else gcc.
 
 For each C source on the command line: analyze and instrument it (the whole-program view is the C
 sources of this one command line: a `cc a.c b.c -o prog` sees both; a separate `cc -c a.c` sees
-only a.c), write the instrumented copy (and every project header the plan edits) to a temporary overlay that
+only a.c, so without a plan it is refused unless a.c is the whole program: check_whole_program),
+write the instrumented copy (and every project header the plan edits) to a temporary overlay that
 mirrors the absolute paths, and compile that instead, with the user's flags plus the runtime's
 include directory; a rewritten header is found before the original (it sits next to the copy, or
 in the overlay's copy of the `-I` directory), everything else through `-iquote` of the original
@@ -41,6 +42,7 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 C_EXT = (".c",)
 VALUE_FLAGS = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-MF", "-MT",
                "-MQ", "-x", "-L", "-l", "-Xlinker", "-u", "-T", "-std", "--param", "-arch", "-target"}
+SINGLE_UNIT = "FTMB_CC_SINGLE_UNIT"  # =1: the units of a -c command are the whole program (no check)
 NO_COMPILE = {"-E", "-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
 
 
@@ -175,8 +177,37 @@ def _named(text: bytes, path: str) -> bytes:
     return text.replace(b"\n#line 1\n", f'\n#line 1 "{quoted}"\n'.encode(), 1)
 
 
-def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -> Instrumented:
+def check_whole_program(commands, root: str) -> None:
+    """Units compiled without being linked (`-c`) and without a plan must be the whole program: they
+    define `main` and every project function and variable they use (frontend/linkage.py tells project
+    symbols from libraries'). Otherwise another unit shares their state, which the analysis of these
+    alone cannot see. Raises RewriteError naming the first use of a symbol they lack."""
+    from .frontend.linkage import unit_linkage
+
+    units = [u for u in (unit_linkage(c.file, c.args, root) for c in commands) if u is not None]
+    defined = set().union(*(u.defines for u in units))
+    todo = (f"make the whole program's plan (ftmb-instrument instrument -p BUILD --plan ftmb_plan.json) and set "
+            f"FTMB_PLAN=ftmb_plan.json, or set {SINGLE_UNIT}=1 if this is the whole program")
+    for u in units:
+        for usr, name, where in u.uses:
+            if usr not in defined:
+                raise RewriteError(f"{_shown(where)}: uses {name}, which this unit does not define: it is part of a "
+                                   f"larger program that ftmb-cc -c cannot see; {todo}")
+    if units and not any(u.defines_main for u in units):
+        raise RewriteError(f"{_shown(units[0].file)}: defines no main: it is part of a larger program that ftmb-cc -c "
+                           f"cannot see; {todo}")
+
+
+def _shown(path: str) -> str:
+    cwd = os.getcwd() + "/"
+    return path[len(cwd):] if path.startswith(cwd) else path
+
+
+def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, separate: bool = False) -> Instrumented:
     """Instrument `paths` together into an overlay under workdir. Raises FtmbError.
+
+    `separate`: the command compiles without linking (`-c`); without a plan the units must then be
+    the whole program (check_whole_program), unless $FTMB_CC_SINGLE_UNIT=1.
 
     The sources and every project header the plan edits are written to overlay/<absolute path>,
     so a source's `#include "x.h"` finds the rewritten x.h next to it first, and the original
@@ -210,6 +241,8 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path) -
         commands = from_files([Path(p) for p in todo], clang_args)
         root = os.environ.get("FTMB_PROJECT_ROOT") or os.path.commonpath(
             [os.path.dirname(os.path.realpath(p)) for p in todo])
+        if separate and os.environ.get(SINGLE_UNIT) != "1":
+            check_whole_program(commands, root)
         _, plan = make_plan(commands, load_semantics(), root, jobs=1)
     errors = plan.errors
     if errors:
@@ -279,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     link = is_link(args)
     with tempfile.TemporaryDirectory(prefix="ftmb-cc.") as tmp:
         try:
-            inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp)) if srcs else None
+            inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp),
+                                      separate=not link) if srcs else None
             rt = ensure_runtime(links_dpdk(args)) if link else None
         except FtmbError as exc:
             print(f"ftmb-cc: error: {exc}", file=sys.stderr)

@@ -19,7 +19,11 @@ made once for the whole program. It holds:
   did not suppress (inline `/* ftmb: ignore(access) reason */`) makes `instrument` fail;
 - `reductions`: optional, not provably safe savings the user asked for by flag;
 - `files`: the SHA-256 of every file the plan edits, so a stale plan is refused;
-- `units`: the translation units it was made from (a unit it does not know is refused by ftmb-cc).
+- `units`: the translation units it was made from (a unit it does not know is refused by ftmb-cc);
+- `roots`: the analysis's thread roots (entry function, how it starts, where, and where the entry
+  is defined). Each file that defines a root other than `main` registers the root's address with
+  the runtime from the constructor at its end (with its site names, `ftmb_register_file`); outside
+  passthrough the runtime's spawn wrappers start no other function.
 
 Sound by default: every concurrent access to a shared_rw object is covered by the acquisition
 record of the lock that protects it, by an atomic wrapper, or by an ordered region.
@@ -40,7 +44,8 @@ from .errors import RewriteError
 from .frontend.sites import FileSites, skip_blank
 from .model import Report, Variable
 
-SCHEMA = "ftmb-plan/1"
+SCHEMA = "ftmb-plan/2"
+OLD_SCHEMAS = ("ftmb-plan/1",)  # refused: made before plans listed the thread roots
 MARKER = f"/* FTMB-INSTRUMENTED by ftmb-instrument {__version__}; edit the original source, not this file */"
 MARKER_PREFIX = "/* FTMB-INSTRUMENTED"
 INCLUDE = "#include <ftmb/ftmb.h>"
@@ -149,6 +154,21 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class PlanRoot:
+    entry: str  # the root function's name
+    how: str  # "main" | the spawn call | "signal" | "entry", as in the report
+    site: str  # "path:line" of the spawn call or handler installation; "" for main and --entry
+    defined: tuple[str, ...]  # "path:line" of each definition of `entry` in the project
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entry": self.entry, "how": self.how, "site": self.site, "defined": list(self.defined)}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> PlanRoot:
+        return PlanRoot(d["entry"], d["how"], d["site"], tuple(d["defined"]))
+
+
+@dataclass(frozen=True)
 class Plan:
     tool_version: str
     root: str
@@ -160,6 +180,7 @@ class Plan:
     reductions: tuple[str, ...] = ()
     failed_units: tuple[str, ...] = ()
     units: tuple[str, ...] = ()  # every translation unit the plan was made from
+    roots: tuple[PlanRoot, ...] = ()
     schema: str = field(default=SCHEMA)
 
     @property
@@ -172,10 +193,13 @@ class Plan:
                 "objects": [o.to_json() for o in self.objects], "sites": [s.to_json() for s in self.sites],
                 "skipped": [s.to_json() for s in self.skipped], "problems": [p.to_json() for p in self.problems],
                 "reductions": list(self.reductions), "failed_units": list(self.failed_units),
-                "units": list(self.units)}
+                "units": list(self.units), "roots": [r.to_json() for r in self.roots]}
 
     @staticmethod
     def from_json(d: Any, source: str = "<plan>") -> Plan:
+        if isinstance(d, dict) and d.get("schema") in OLD_SCHEMAS:
+            raise RewriteError(f"{source}: an {d['schema']} plan, made before plans listed the thread roots; make "
+                               f"it again (ftmb-instrument instrument -p BUILD --plan {source})")
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             found = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise RewriteError(f"{source}: not an {SCHEMA} plan (schema: {found!r})")
@@ -185,7 +209,8 @@ class Plan:
                         tuple(PlanSite.from_json(s) for s in d["sites"]),
                         tuple(Skipped.from_json(s) for s in d["skipped"]),
                         tuple(Problem.from_json(p) for p in d["problems"]),
-                        tuple(d.get("reductions", ())), tuple(d.get("failed_units", ())), tuple(d.get("units", ())))
+                        tuple(d.get("reductions", ())), tuple(d.get("failed_units", ())), tuple(d.get("units", ())),
+                        tuple(PlanRoot.from_json(r) for r in d["roots"]))
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise RewriteError(f"{source}: malformed {SCHEMA} plan: missing or wrong field {exc}") from None
 
@@ -317,6 +342,7 @@ class Planner:
         self.root = os.path.realpath(root)
         self.sem = sem
         self.options = options
+        self.all_sites = sites
         self.files: dict[str, _File] = {p: _File(p, fs) for p, fs in sites.items() if fs.stmts or fs.calls}
         self.objects: list[PlanObject] = []
         self.obj_of_var: dict[str, int] = {}
@@ -406,12 +432,13 @@ class Planner:
         self.lock_and_library_calls(variables, lock_vars)
         self.emit_regions()
         self.init_hook()
-        self.includes()
+        roots = self.thread_roots()
+        self.includes(roots)
         edited = sorted({s.file for s in self.sites})
         hashes = tuple((p, sha256(self.files[os.path.realpath(os.path.join(self.root, p))].data)) for p in edited)
         return Plan(__version__, self.root, hashes, tuple(self.objects), tuple(self.sites), tuple(self.skipped),
                     tuple(self.problems), tuple(self.reductions), tuple(failed),
-                    tuple(u.file for u in self.report.translation_units))
+                    tuple(u.file for u in self.report.translation_units), tuple(roots))
 
     def is_lock_var(self, v: Variable) -> bool:
         if v.cls != "shared_rw" or not v.accesses:
@@ -1022,29 +1049,56 @@ class Planner:
                               (Edit(fn.body_start, fn.body_start, f" if (ftmb_init() != 0) {fail}", OPEN),), "insert")
                 return
 
-    def includes(self) -> None:
-        for path in sorted({s.file for s in self.sites}):
-            f = self.files[os.path.realpath(os.path.join(self.root, path))]
-            self.site_names(f, path)
+    def thread_roots(self) -> list[PlanRoot]:
+        """The report's thread roots, each with the project's definitions of its entry function (a
+        static function of the same name in two files: both)."""
+        defined: dict[str, list[str]] = {}
+        for path in sorted(self.all_sites):
+            for fn in self.all_sites[path].functions:
+                defined.setdefault(fn.name, []).append(self.where(self.file(path), fn.body_start))
+        return [PlanRoot(t.entry, t.how, t.site, tuple(defined.get(t.entry, ()))) for t in self.report.threads]
+
+    def includes(self, roots: list[PlanRoot]) -> None:
+        registered: dict[str, list[str]] = {}  # file -> the roots it defines, registered with the runtime
+        for r in roots:
+            if r.how != "main":
+                for where in r.defined:
+                    registered.setdefault(where.rsplit(":", 1)[0], []).append(r.entry)
+        for path in sorted({s.file for s in self.sites} | set(registered)):
+            f = self.file(os.path.realpath(os.path.join(self.root, path)))
+            self.register_file(f, path, sorted(set(registered.get(path, ()))))
             self.add_site("include", f, 0, 0, "", (), "the runtime ABI header and the marker",
                           (Edit(0, 0, f"{MARKER}\n{INCLUDE}\n#line 1\n", FIRST),), "insert")
 
-    def site_names(self, f: _File, path: str) -> None:
-        """The file names its site ids for the runtime's diagnostics (a replay divergence then says
-        `file:line` for both sites): a table and a constructor at its end."""
+    def register_file(self, f: _File, path: str, roots: list[str]) -> None:
+        """What the file tells the runtime, from a constructor at its end: its site ids named
+        `file:line` (a replay divergence then names both sites' lines) and the thread roots it
+        defines (spawn wrappers start no other function). The names carry a tag of the file, so a
+        header's table and its includer's do not clash, and a guard of its own keeps a header's table
+        once per unit (it follows the header's include guard, so every inclusion reaches it)."""
         named = [s for s in self.sites if s.file == path and "site" in TABLE["entries"].get(s.entry, {})
                  .get("trailing_ids", ())]
-        if not named:
+        if not named and not roots:
             return
-        ids = ", ".join(str(s.id) for s in named)
-        where = ", ".join(json.dumps(f"{s.file}:{s.line}") for s in named)
+        tag = sha256(path.encode())[:8]
         end = len(f.data)
-        text = (f"\n#line {f.line_of(end)}\nstatic const ftmb_u32 _ftmb_site_ids[] = {{{ids}}};\n"
-                f"static const char *const _ftmb_site_where[] = {{{where}}};\n"
-                f"__attribute__((constructor)) static void _ftmb_name_sites(void) {{ ftmb_site_names(_ftmb_site_ids, "
-                f"_ftmb_site_where, {len(named)}); }}\n")
-        self.add_site("include", f, end, end, "ftmb_site_names", (),
-                      "site ids named file:line for the runtime's diagnostics", (Edit(end, end, text),), "insert")
+        guard = f"_FTMB_REGISTER_{tag}"
+        text = f"\n#ifndef {guard}\n#define {guard}\n#line {f.line_of(end)}\n"
+        sites = where = roots_table = "0"
+        if named:
+            sites, where = f"_ftmb_site_ids_{tag}", f"_ftmb_site_where_{tag}"
+            text += (f"static const ftmb_u32 {sites}[] = {{{', '.join(str(s.id) for s in named)}}};\n"
+                     f"static const char *const {where}[] = "
+                     f"{{{', '.join(json.dumps(f'{s.file}:{s.line}') for s in named)}}};\n")
+        if roots:
+            roots_table = f"_ftmb_thread_roots_{tag}"
+            text += (f"static void (*const {roots_table}[])(void) = "
+                     f"{{{', '.join(f'(void (*)(void)){r}' for r in roots)}}};\n")
+        text += (f"__attribute__((constructor)) static void _ftmb_register_{tag}(void) {{ ftmb_register_file("
+                 f"{sites}, {where}, {len(named)}, {roots_table}, {len(roots)}); }}\n#endif\n")
+        self.add_site("include", f, end, end, "ftmb_register_file", (),
+                      "site ids named file:line for the runtime's diagnostics; the thread roots defined here",
+                      (Edit(end, end, text),), "insert")
 
 
 def build_plan(report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()) -> Plan:

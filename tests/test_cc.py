@@ -84,12 +84,48 @@ def test_whole_program_in_one_command(src, env):
 
 
 def test_as_launcher_with_separate_compile_and_link(src, env):
-    for f in ("a.c", "b.c"):
-        res = cc([*CFLAGS, "-c", f, "-o", f[0] + ".o"], src, env, launcher=("gcc",))
-        assert res.returncode == 0, res.stderr
-    res = cc(["a.o", "b.o", "-pthread", "-o", "prog"], src, env, launcher=("gcc",))
+    """A single-file program compiled with -c, then linked (as Makefiles do): it uses only library
+    functions, so it is the whole program and is instrumented alone."""
+    (src / "one.c").write_text(A_C.replace("void run_workers(int n);", B_C.replace("#include <pthread.h>", "")
+                                           .replace("extern long counter;", "")))
+    (src / "one.c").write_text("#include <pthread.h>\n" + (src / "one.c").read_text())
+    res = cc([*CFLAGS, "-c", "one.c", "-o", "one.o"], src, env, launcher=("gcc",))
+    assert res.returncode == 0, res.stderr
+    assert "ftmb_ordered_begin" in symbols(src / "one.o")
+    res = cc(["one.o", "-pthread", "-o", "prog"], src, env, launcher=("gcc",))
     assert res.returncode == 0, res.stderr
     assert " T ftmb_init" in symbols(src / "prog")  # the runtime is linked in
+
+
+@pytest.mark.parametrize("unit, where, message", [
+    ("a.c", "a.c:6", "uses run_workers, which this unit does not define"),  # b.c defines it
+    ("b.c", "b.c:7", "uses counter, which this unit does not define"),  # a.c defines it
+])
+def test_one_unit_of_a_larger_program_without_a_plan_is_refused(src, env, unit, where, message):
+    res = cc([*CFLAGS, "-c", unit], src, env)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith(f"ftmb-cc: error: {where}: {message}: it is part of a larger program"), lines[0]
+    assert "ftmb-instrument instrument -p BUILD --plan ftmb_plan.json" in lines[0] and "FTMB_PLAN=" in lines[0]
+    assert not (src / unit.replace(".c", ".o")).exists()
+    # a unit that uses nothing of the others still is not the whole program without a main
+    (src / "lib.c").write_text("long twice(long x) { return 2 * x; }\n")
+    res = cc([*CFLAGS, "-c", "lib.c"], src, env)
+    assert res.returncode == 1 and "lib.c: defines no main: it is part of a larger program" in res.stderr
+    # the user knows better
+    res = cc([*CFLAGS, "-c", "lib.c"], src, {**env, "FTMB_CC_SINGLE_UNIT": "1"})
+    assert res.returncode == 0, res.stderr
+
+
+def test_project_headers_name_project_symbols_wherever_they_are(src, env):
+    """A header outside the source's directory (include/ next to src/) is still the project's: a
+    function declared there and defined in another unit makes the unit part of a larger program."""
+    (src / "include").mkdir()
+    (src / "include" / "work.h").write_text("void run_workers(int n);\n")
+    (src / "a.c").write_text(A_C.replace("void run_workers(int n);", '#include "work.h"'))
+    res = cc([*CFLAGS, "-I", str(src / "include"), "-c", "a.c"], src, env)
+    assert res.returncode == 1 and "a.c:6: uses run_workers, which this unit does not define" in res.stderr
 
 
 def test_precomputed_plan_gives_each_unit_the_whole_program_view(src, env):
@@ -148,9 +184,18 @@ def test_cmake_project(src, env, tmp_path, how):
     opts = ([f"-DCMAKE_C_COMPILER={FTMB_CC}"] if how == "compiler" else
             [f"-DCMAKE_C_COMPILER_LAUNCHER={FTMB_CC}", f"-DCMAKE_C_LINKER_LAUNCHER={FTMB_CC}"])
     build = tmp_path / "build"
-    conf = subprocess.run(["cmake", "-S", str(src), "-B", str(build), *opts], env=env, capture_output=True, text=True)
+    conf = subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", *opts],
+                          env=env, capture_output=True, text=True)
     assert conf.returncode == 0, conf.stdout + conf.stderr
+    # CMake compiles one unit at a time: without the whole program's plan the first unit is refused
     res = subprocess.run(["cmake", "--build", str(build)], env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "it is part of a larger program" in res.stdout + res.stderr
+    plan = tmp_path / "ftmb_plan.json"
+    made = subprocess.run([str(FTMB), "instrument", "-p", str(build), "--plan", str(plan)], env=env,
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    res = subprocess.run(["cmake", "--build", str(build)], env={**env, "FTMB_PLAN": str(plan)}, capture_output=True,
+                         text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     syms = symbols(build / "demo")
     assert " T ftmb_init" in syms and "ftmb_ordered_begin" in syms

@@ -46,7 +46,7 @@ def test_output_dir_is_a_copy_of_the_tree(tree, tmp_path, capsys):
     assert main(["instrument", str(tree / "nat.c"), "-o", str(out), "--plan", str(plan), "--", "-std=gnu11"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README", "nat.c"]
     assert "ftmb_pthread_mutex_lock" in (out / "nat.c").read_text()
-    assert '"schema": "ftmb-plan/1"' in plan.read_text()
+    assert '"schema": "ftmb-plan/2"' in plan.read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary left
 
 

@@ -1,4 +1,4 @@
-"""The plan as data (ftmb-plan/1 JSON round trip, malformed input) and the edit splicer."""
+"""The plan as data (ftmb-plan/2 JSON round trip, malformed input) and the edit splicer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 
 from ftmb_instrument.errors import RewriteError
-from ftmb_instrument.plan import CLOSE, OPEN, Edit, Plan, PlanObject, PlanSite, Problem, Skipped, load_plan
+from ftmb_instrument.plan import (CLOSE, OPEN, Edit, Plan, PlanObject, PlanRoot, PlanSite, Problem, Skipped,
+                                  load_plan)
 from ftmb_instrument.rewrite import apply_edits
 
 SRC = b"int main(void) { x = 1; y = 2; }\n"
@@ -51,6 +52,7 @@ def _plan() -> Plan:
         skipped=(Skipped("cfg", "a.c:4", "shared_ro"),),
         problems=(Problem("a.c:12", "cannot", "user reason"), Problem("a.c:13", "cannot")),
         reductions=("unordered_commutative: x",), failed_units=("b.c",),
+        roots=(PlanRoot("main", "main", "", ("a.c:7",)), PlanRoot("worker", "pthread_create", "a.c:20", ("a.c:5",))),
     )
 
 
@@ -58,7 +60,7 @@ def test_plan_json_round_trip(tmp_path):
     plan = _plan()
     p = tmp_path / "ftmb_plan.json"
     p.write_text(plan.dumps())
-    assert json.loads(p.read_text())["schema"] == "ftmb-plan/1"
+    assert json.loads(p.read_text())["schema"] == "ftmb-plan/2"
     assert load_plan(str(p)) == plan
     assert [e.where for e in plan.errors] == ["a.c:13"]  # the suppressed problem is not an error
 
@@ -66,12 +68,16 @@ def test_plan_json_round_trip(tmp_path):
 def test_wrong_schema_and_missing_fields_are_one_clear_error(tmp_path):
     p = tmp_path / "plan.json"
     p.write_text(json.dumps({"schema": "ftmb-report/1"}))
-    with pytest.raises(RewriteError, match="not an ftmb-plan/1 plan"):
+    with pytest.raises(RewriteError, match="not an ftmb-plan/2 plan"):
+        load_plan(str(p))
+    p.write_text(json.dumps({**_plan().to_json(), "schema": "ftmb-plan/1"}))  # made before roots were listed
+    with pytest.raises(RewriteError, match=r"plan.json: an ftmb-plan/1 plan, made before plans listed the thread "
+                                           r"roots; make it again \(ftmb-instrument instrument -p BUILD"):
         load_plan(str(p))
     d = _plan().to_json()
     del d["sites"][0]["edits"]
     p.write_text(json.dumps(d))
-    with pytest.raises(RewriteError, match="malformed ftmb-plan/1 plan"):
+    with pytest.raises(RewriteError, match="malformed ftmb-plan/2 plan"):
         load_plan(str(p))
     p.write_text("{")
     with pytest.raises(RewriteError, match="not JSON"):

@@ -5,6 +5,7 @@ that cannot be instrumented safely are reported with file:line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -151,8 +152,13 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
     [rw] = apply_plan(plan)
     text = rw.text.decode()
     assert text.startswith(MARKER_PREFIX) and "#include <ftmb/ftmb.h>\n#line 1\n" in text
-    body, table = text.rsplit("\n#line ", 1)  # the site names follow the last line (plan.site_names)
-    assert "ftmb_site_names(_ftmb_site_ids, _ftmb_site_where" in table and table.count("\n") == 4
+    # site names and thread roots follow the last line, guarded (plan.register_file)
+    body, table = text.rsplit("\n#ifndef _FTMB_REGISTER_", 1)
+    assert re.search(r"static void \(\*const _ftmb_thread_roots_\w+\[\]\)\(void\) = \{\(void \(\*\)\(void\)\)worker\};",
+                     table)
+    assert re.search(r"ftmb_register_file\(_ftmb_site_ids_\w+, _ftmb_site_where_\w+, \d+, _ftmb_thread_roots_\w+, 1\)",
+                     table) and table.count("\n") == 8 and table.endswith("); }\n#endif\n")
+    assert [(r.entry, r.how) for r in plan.roots] == [("main", "main"), ("worker", "pthread_create")]
     lines = body.splitlines()[3:]
     orig = FEATURES.splitlines()
     assert len(lines) == len(orig)  # no edit adds a line: diagnostics keep their line numbers

@@ -70,9 +70,10 @@ def children_of(pid: int) -> dict[str, int]:
     return out
 
 
-def cli(*args, timeout=90):
+def cli(*args, timeout=90, env=None):
     """Run the command; the result also carries the command's pid (its sessions are named by it)."""
-    p = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env=env)
     out, err = p.communicate(timeout=timeout)
     done = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     done.pid = p.pid
@@ -166,6 +167,58 @@ def test_program_that_fails_at_start(trace, tmp_path):
     proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
     one_line_error(proc, "broken-nf", "exit 7", "cannot open port 0")
     assert [p.name for p in tmp_path.iterdir()] == ["broken-nf"]  # no output, not even a partial one
+
+
+# The second thread's start routine is found by name at run time (exported by -rdynamic): no spawn
+# call names it and nothing takes its address, so the analysis does not know it starts a thread.
+DL_SPAWN = """#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+
+static long hits;
+
+static void *known(void *arg)
+{
+	__atomic_fetch_add(&hits, 1, __ATOMIC_SEQ_CST);
+	return arg;
+}
+
+void *plugin_worker(void *arg)
+{
+	__atomic_fetch_add(&hits, 10, __ATOMIC_SEQ_CST);
+	return arg;
+}
+
+int main(void)
+{
+	pthread_t t[2];
+	void *(*start)(void *) = (void *(*)(void *))dlsym(RTLD_DEFAULT, "plugin_worker");
+	if (!start)
+		return 2;
+	pthread_create(&t[0], NULL, known, NULL);
+	pthread_create(&t[1], NULL, start, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	printf("hits=%ld\\n", hits);
+	return 0;
+}
+"""
+
+
+def test_a_thread_the_analysis_does_not_know_is_refused(trace, tmp_path):
+    (tmp_path / "dl_spawn.c").write_text(DL_SPAWN)
+    built = subprocess.run([str(ROOT / ".venv" / "bin" / "ftmb-cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
+                            "-pthread", "-rdynamic", "dl_spawn.c", "-o", "dl_spawn"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    prog = tmp_path / "dl_spawn"
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
+    one_line_error(proc, "dl_spawn", "exit 70", "ftmb: pthread_create starts plugin_worker, not a thread root of "
+                   "the analysis", "FTMB_ALLOW_UNKNOWN_THREADS=1")
+    allowed = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog,
+                  env={**os.environ, "FTMB_ALLOW_UNKNOWN_THREADS": "1"})
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "hits=11" in allowed.stdout  # both threads ran
 
 
 def test_program_that_crashes(trace, tmp_path):

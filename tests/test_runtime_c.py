@@ -19,6 +19,7 @@ EXPECTED_CASES = [
     "atomics_logged_semantics",
     "setup_errors", "arena_deterministic", "arena_same_addresses_run_to_run", "receive_path",
     "early_thread_index", "corrupt_record_held", "duplicate_outputs_dropped", "logger_death_noticed", "input_logger_serves_again",
+    "unknown_start_routine_refused",
     # test_release
     "release_rule_under_concurrency",
 ]

@@ -18,8 +18,9 @@ def _decl(e: spec.Entry) -> str:
 
 
 def _param(ctype: str, name: str) -> str:
-    if "(*)" in ctype:  # function pointer: the name goes inside the parentheses
-        return ctype.replace("(*)", f"(*{name})", 1)
+    if "(*" in ctype:  # a pointer to a function (or to pointers to functions): the name goes before the
+        at = ctype.index(")", ctype.index("(*"))  # first closing parenthesis
+        return f"{ctype[:at]}{name}{ctype[at:]}"
     return f"{ctype}{name}" if ctype.endswith("*") else f"{ctype} {name}"
 
 

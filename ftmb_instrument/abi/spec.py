@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # Compile-time ids the rewriter appends to lock, atomic and ordered calls: `obj` names the shared
 # object (dense, 0 <= obj < MAX_OBJECTS, one id per object, one synchronization kind per id),
@@ -57,7 +57,8 @@ KINDS = {
     "nondet": "a nondeterministic value (time, randomness, an external input); same signature as the original "
               "where it wraps a call",
     "packet_io": "packet receive and transmit",
-    "spawn": "thread creation; every worker gets a deterministic thread index",
+    "spawn": "thread creation; every worker gets a deterministic thread index, and outside passthrough a start "
+             "routine no instrumented file registered as a thread root is refused",
     "alloc": "program state allocated from the checkpointable arena",
 }
 
@@ -107,10 +108,11 @@ def _init_entries():
         _e("ftmb_thread_index", "ftmb_u32", [], "init", "The calling thread's deterministic index."),
         _e("ftmb_input_done", "int", [("ftmb_u16", "queue_id")], "init",
            "1 once the input of queue_id has ended (or its logger died) and was all received."),
-        _e("ftmb_site_names", "void",
-           [("const ftmb_u32 *", "sites"), ("const char *const *", "where"), ("ftmb_u32", "n")], "init",
-           "Name n site ids (\"file:line\", static strings) for diagnostics; each instrumented file calls it from "
-           "a constructor."),
+        _e("ftmb_register_file", "void",
+           [("const ftmb_u32 *", "sites"), ("const char *const *", "where"), ("ftmb_u32", "nsites"),
+            ("void (*const *)(void)", "roots"), ("ftmb_u32", "nroots")], "init",
+           "Each instrumented file calls it from a constructor: it names its nsites site ids (\"file:line\", static "
+           "strings) for diagnostics and lists the nroots thread roots it defines (spawn wrappers start no others)."),
     ]
 
 

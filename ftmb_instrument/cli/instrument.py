@@ -28,7 +28,7 @@ Input as for `analyze`: `-p BUILD_DIR` (optionally restricted to FILES), or FILE
 and the clang arguments. Output: a unified diff on stdout (the default, --diff), an instrumented
 copy of the project tree (-o OUTDIR, written to a temporary directory and renamed only when
 everything succeeded), or the files rewritten in place (--in-place, each written atomically, the
-original kept as FILE.ftmb-orig). --plan FILE also writes the instrumentation plan (ftmb-plan/1).
+original kept as FILE.ftmb-orig). --plan FILE also writes the instrumentation plan (ftmb-plan/2).
 
 A site that cannot be instrumented safely is reported as `file:line: error: ...` and nothing is
 written; silence one with an inline `/* ftmb: ignore(access) <reason> */` on its line.
@@ -107,7 +107,7 @@ def instrument_cmd(
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff (the default).")] = False,
     outdir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Write an instrumented copy of the project tree to OUTDIR.")] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite the files in place (originals kept as FILE.ftmb-orig).")] = False,
-    plan_file: Annotated[Path | None, typer.Option("--plan", help="Also write the plan (ftmb-plan/1 JSON) to FILE.")] = None,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="Also write the plan (ftmb-plan/2 JSON) to FILE.")] = None,
     model: Annotated[list[Path] | None, typer.Option("--model", help="Extra library-semantics model file (TOML); repeatable.")] = None,
     entry: Annotated[list[str] | None, typer.Option("--entry", help="Also treat FUNC as a thread root; repeatable.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel parses (default: number of cores).")] = 0,

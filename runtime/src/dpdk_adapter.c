@@ -232,11 +232,8 @@ static void dpdk_memory_private(void)
         _ftmb_fatal("checkpoints: cannot remap DPDK's memory private (hugepages without a private mapping?)");
 }
 
-int ftmb_rte_eal_remote_launch(int (*f)(void *), void *arg, unsigned worker_id)
+static int launch(int (*f)(void *), void *arg, unsigned worker_id)
 {
-    dpdk_memory_private();
-    if (_ftmb_rt.standby)
-        _ftmb_standby_takeover();
     _ftmb_me(); /* the launcher holds its index before its workers do */
     struct launch_ctx *c = malloc(sizeof *c);
     if (!c)
@@ -248,14 +245,23 @@ int ftmb_rte_eal_remote_launch(int (*f)(void *), void *arg, unsigned worker_id)
     return rc;
 }
 
+int ftmb_rte_eal_remote_launch(int (*f)(void *), void *arg, unsigned worker_id)
+{
+    dpdk_memory_private();
+    _ftmb_spawn_begin((void (*)(void))f, "rte_eal_remote_launch");
+    return launch(f, arg, worker_id);
+}
+
 int ftmb_rte_eal_mp_remote_launch(int (*f)(void *), void *arg, int call_main)
 {
+    dpdk_memory_private();
+    _ftmb_spawn_begin((void (*)(void))f, "rte_eal_mp_remote_launch");
     unsigned lc;
     RTE_LCORE_FOREACH_WORKER(lc)
         if (rte_eal_get_lcore_state(lc) != WAIT)
             return -EBUSY;
     RTE_LCORE_FOREACH_WORKER(lc) {
-        int rc = ftmb_rte_eal_remote_launch(f, arg, lc);
+        int rc = launch(f, arg, lc);
         if (rc != 0)
             return rc;
     }

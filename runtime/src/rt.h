@@ -121,6 +121,13 @@ int _ftmb_replaying(struct _ftmb_thread *t);
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);
 
+/* Every spawn wrapper starts with this: a standby takes over here; then, outside passthrough, a
+ * start routine that no instrumented file registered as a thread root (ftmb_register_file) is
+ * refused: one line on stderr naming it and exit(FTMB_EXIT_UNKNOWN_THREAD), unless
+ * FTMB_ALLOW_UNKNOWN_THREADS=1 (then a one-line warning). `wrapper` names the spawn call. */
+#define FTMB_EXIT_UNKNOWN_THREAD 70 /* EX_SOFTWARE */
+void _ftmb_spawn_begin(void (*start)(void), const char *wrapper);
+
 /* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread parks at its next
  * receive, every other program thread in a signal handler, until resume >= req. */
 struct _ftmb_ckpt_state {

@@ -13,6 +13,7 @@
  * value. In passthrough mode every clock is the real one.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -144,8 +145,7 @@ static void *spawn_trampoline(void *p)
 
 int ftmb_pthread_create(void *thread, const void *attr, void *(*start_routine)(void *), void *arg)
 {
-    if (_ftmb_rt.standby)
-        _ftmb_standby_takeover();
+    _ftmb_spawn_begin((void (*)(void))start_routine, "pthread_create");
     _ftmb_me(); /* the spawner holds an index before its children do */
     struct spawn_ctx *c = malloc(sizeof *c);
     if (!c)
@@ -407,15 +407,62 @@ static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
     return r;
 }
 
-/* Site ids named by the instrumented files (ftmb_site_names, from constructors before main: plain
- * stores, read only by diagnostics after threads exist, which started after the constructors). */
+/* What the instrumented files register (ftmb_register_file, from constructors before main: plain
+ * stores, read only by diagnostics and spawn wrappers, which run after the constructors). */
 static const char *site_where[1u << 16];
+static uintptr_t *known_roots; /* the thread roots' addresses, in registration order */
+static size_t nknown_roots;
 
-void ftmb_site_names(const ftmb_u32 *sites, const char *const *where, ftmb_u32 n)
+void ftmb_register_file(const ftmb_u32 *sites, const char *const *where, ftmb_u32 nsites, void (*const *roots)(void),
+                        ftmb_u32 nroots)
 {
-    for (ftmb_u32 i = 0; i < n; i++)
+    for (ftmb_u32 i = 0; i < nsites; i++)
         if (sites[i] < sizeof site_where / sizeof site_where[0])
             site_where[sites[i]] = where[i];
+    if (nroots == 0)
+        return;
+    uintptr_t *grown = realloc(known_roots, (nknown_roots + nroots) * sizeof *grown);
+    if (!grown)
+        _ftmb_fatal("out of memory registering %u thread roots", nroots);
+    for (ftmb_u32 i = 0; i < nroots; i++)
+        grown[nknown_roots + i] = (uintptr_t)roots[i];
+    known_roots = grown;
+    nknown_roots += nroots;
+}
+
+void _ftmb_spawn_begin(void (*start)(void), const char *wrapper)
+{
+    if (_ftmb_rt.standby)
+        _ftmb_standby_takeover();
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    for (size_t i = 0; i < nknown_roots; i++)
+        if (known_roots[i] == (uintptr_t)start)
+            return;
+    /* A routine the analysis never saw: its accesses are not instrumented, so no replay could
+     * reproduce what it does. Name it: by symbol when the program exports one, else by its offset
+     * in its object (addr2line -f -e OBJECT OFFSET). */
+    char what[512];
+    Dl_info info;
+    if (dladdr((void *)start, &info) && info.dli_sname && info.dli_saddr == (void *)start)
+        snprintf(what, sizeof what, "%s", info.dli_sname);
+    else if (info.dli_fname)
+        snprintf(what, sizeof what, "%s+0x%lx", info.dli_fname,
+                 (unsigned long)((uintptr_t)start - (uintptr_t)info.dli_fbase));
+    else
+        snprintf(what, sizeof what, "%p", (void *)start);
+    const char *allow = getenv("FTMB_ALLOW_UNKNOWN_THREADS");
+    if (allow && strcmp(allow, "1") == 0) {
+        fprintf(stderr, "ftmb: warning: %s starts %s, not a thread root of the analysis: its accesses are not "
+                        "instrumented and a replay may diverge (allowed by FTMB_ALLOW_UNKNOWN_THREADS=1)\n",
+                wrapper, what);
+        return;
+    }
+    fprintf(stderr, "ftmb: %s starts %s, not a thread root of the analysis (its accesses are not instrumented, "
+                    "no replay could reproduce it); instrument the whole program with one plan (FTMB_PLAN), or "
+                    "set FTMB_ALLOW_UNKNOWN_THREADS=1 to run it anyway\n",
+            wrapper, what);
+    exit(FTMB_EXIT_UNKNOWN_THREAD);
 }
 
 /* "site N (file:line)", or "site N" when no file named it; `buf` holds the text. */

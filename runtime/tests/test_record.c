@@ -311,7 +311,7 @@ static int diverge_replay(void)
     CHECK(ftmb_init() == 0);
     static const ftmb_u32 ids[] = {1, 3}; /* what an instrumented file's constructor passes */
     static const char *const where[] = {"nat.c:41", "nat.c:57"};
-    ftmb_site_names(ids, where, 2);
+    ftmb_register_file(ids, where, 2, NULL, 0);
     ftmb_ordered_begin(8, 3); /* the log starts with the lock on object 7 */
     return 0;                 /* not reached */
 }
@@ -944,6 +944,48 @@ static int input_logger_serves_again(void)
     return 0;
 }
 
+/* ---- thread roots: spawn wrappers start only the routines the instrumented files registered --------- */
+
+static void *stranger(void *arg) { return arg; } /* registered by no file */
+
+static int spawn_stranger(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    CHECK(ftmb_init() == 0);
+    pthread_t t;
+    CHECK(ftmb_pthread_create(&t, NULL, stranger, NULL) == 0);
+    pthread_join(t, NULL);
+    session_close(&S);
+    return 0;
+}
+
+static int unknown_start_routine_refused(void)
+{
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-rerr-%d", (int)getpid());
+    int st;
+    setenv("FTMB_MODE", "record", 1);
+    run_forked(spawn_stranger, err, &st);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 70);
+    CHECK(file_contains(err, "ftmb: pthread_create starts ") &&
+          file_contains(err, ", not a thread root of the analysis (its accesses are not instrumented"));
+    setenv("FTMB_ALLOW_UNKNOWN_THREADS", "1", 1);
+    CHECK(run_forked(spawn_stranger, err, NULL) == 0);
+    CHECK(file_contains(err, "ftmb: warning: pthread_create starts ") &&
+          file_contains(err, "(allowed by FTMB_ALLOW_UNKNOWN_THREADS=1)"));
+    unsetenv("FTMB_ALLOW_UNKNOWN_THREADS");
+    setenv("FTMB_MODE", "passthrough", 1); /* nothing is logged: nothing to refuse */
+    CHECK(run_forked(spawn_stranger, err, NULL) == 0);
+    CHECK(!file_contains(err, "not a thread root"));
+    unlink(err);
+    /* a registered routine starts in record mode (worker: run_workload in record_orders_and_release) */
+    return 0;
+}
+
+/* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
+static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 2); }
+
 int main(void)
 {
     srandom((unsigned)getpid());
@@ -963,5 +1005,6 @@ int main(void)
     run_case("duplicate_outputs_dropped", duplicate_outputs_dropped);
     run_case("logger_death_noticed", logger_death_noticed);
     run_case("input_logger_serves_again", input_logger_serves_again);
+    run_case("unknown_start_routine_refused", unknown_start_routine_refused);
     return finish();
 }

@@ -9,7 +9,7 @@
 #ifndef FTMB_FTMB_H
 #define FTMB_FTMB_H
 
-#define FTMB_ABI_VERSION 1
+#define FTMB_ABI_VERSION 2
 #define FTMB_MAX_THREADS 32
 #define FTMB_MAX_OBJECTS 65536
 #define FTMB_MAX_QUEUES 32
@@ -43,8 +43,8 @@ enum ftmb_mode {
 
 /* ABI version check: every object including this header references the version symbol, which
  * only a runtime built from the same ABI table defines; a mismatch fails at link time. */
-extern const int ftmb_abi_version_1;
-static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_1;
+extern const int ftmb_abi_version_2;
+static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_2;
 
 /* --- init: runtime set-up and queries --- */
 /* Set up the runtime from FTMB_MODE/FTMB_SESSION; 0 on success, -1 after one line on stderr. */
@@ -57,8 +57,8 @@ int ftmb_mode(void);
 ftmb_u32 ftmb_thread_index(void);
 /* 1 once the input of queue_id has ended (or its logger died) and was all received. */
 int ftmb_input_done(ftmb_u16 queue_id);
-/* Name n site ids ("file:line", static strings) for diagnostics; each instrumented file calls it from a constructor. */
-void ftmb_site_names(const ftmb_u32 *sites, const char *const *where, ftmb_u32 n);
+/* Each instrumented file calls it from a constructor: it names its nsites site ids ("file:line", static strings) for diagnostics and lists the nroots thread roots it defines (spawn wrappers start no others). */
+void ftmb_register_file(const ftmb_u32 *sites, const char *const *where, ftmb_u32 nsites, void (*const *roots)(void), ftmb_u32 nroots);
 
 /* --- ordered: an access to a shared object that no lock or atomic protects --- */
 /* Start an access to obj that nothing else orders: take obj's next sequence number. */
@@ -352,7 +352,7 @@ ftmb_u16 ftmb_tx_buffer_flush(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_et
 /* rte_eth_rx_queue_setup; remembers the pool session input is copied into. Replaces rte_eth_rx_queue_setup. [libftmb_dpdk] */
 int ftmb_eth_rx_queue_setup(ftmb_u16 port_id, ftmb_u16 rx_queue_id, ftmb_u16 nb_rx_desc, unsigned socket_id, const struct rte_eth_rxconf *rx_conf, struct rte_mempool *mb_pool);
 
-/* --- spawn: thread creation; every worker gets a deterministic thread index --- */
+/* --- spawn: thread creation; every worker gets a deterministic thread index, and outside passthrough a start routine no instrumented file registered as a thread root is refused --- */
 /* pthread_create; the new thread gets the next thread index. Replaces pthread_create. */
 int ftmb_pthread_create(void *thread, const void *attr, void *(*start_routine)(void *), void *arg);
 /* rte_eal_remote_launch; the worker gets the next thread index. Replaces rte_eal_remote_launch. [libftmb_dpdk] */
