@@ -26,6 +26,9 @@ def overlaps(a: Path, b: Path) -> bool:
         if x != y:
             return x[0] != y[0]
     return True
+# Locations deeper than this many members are their prefix (which contains them): recursive
+# structures (lists, trees reached through their own fields) would otherwise make paths without end.
+MAX_PATH = 2
 STORE_ROUNDS = 4  # stores whose destination is itself loaded settle in two or three rounds in practice
 
 
@@ -55,7 +58,9 @@ class PointsTo:
             out[(ref.kind, ref.key, ())] = False
         elif ref.kind == "field" and ref.inner is not None:
             for (kind, key, path), per_thread in self.resolve(ref.inner).items():
-                _merge(out, {(kind, key, path + ((ref.key, ref.member),)): per_thread})
+                if len(path) < MAX_PATH:
+                    path += ((ref.key, ref.member),)
+                _merge(out, {(kind, key, path): per_thread})
         elif ref.kind == "whole" and ref.inner is not None:
             for (kind, key, _), per_thread in self.resolve(ref.inner).items():
                 _merge(out, {(kind, key, ()): per_thread})
