@@ -3,7 +3,7 @@ over on net_null ports, and the verification replay regenerates every released p
 
 l2fwd writes each port's MAC address (`rte_eth_macaddr_get`; net_null makes one up at random in each
 process) into every packet it forwards: a backup or a replay that read its own MAC address would send
-different bytes. Two kill instants recover from checkpoints, one from the warm standby (which takes
+different bytes. Five kill instants recover from checkpoints, two from the warm standby (which takes
 over at the first per-process value of its initialization).
 """
 
@@ -41,7 +41,8 @@ def l2fwd(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("kill_at,checkpoint_ms", [(0.8, 50), (1.1, 50), (1.0, None)])
+@pytest.mark.parametrize("kill_at,checkpoint_ms", [(0.8, 50), (0.95, 50), (1.1, 50), (1.25, 50), (1.4, 50),
+                                                    (1.0, None), (1.2, None)])
 def test_l2fwd_failover_replays_every_released_packet(l2fwd, kill_at, checkpoint_ms):
     prefix = f"ftmbl2_{os.getpid()}_{int(kill_at * 10)}"
     cmd = [str(BIN / "ftmb-instrument"), "run", "--json", "--in", "in.pcap", "--out", f"{prefix}.pcap",
