@@ -49,6 +49,7 @@ class App:
 APPS = {
     "skeleton": App((*TWO_PORTS, "-l", "0"), (), 2, 2),
     "l2fwd": App((*TWO_PORTS, "--lcores", "(0-2)@(0,1)"), ("-p", "0x3", "-T", "0"), 2, 4),
+    "l2fwd-event": App((*TWO_PORTS, "--lcores", "(0-2)@(0,1)"), ("-p", "0x3", "--mode=poll"), 2, 4),
     "packet_ordering": App((*TWO_PORTS, "--lcores", "(0-3)@(0,1)"), ("-p", "0x3"), 2, 6),
     "rxtx_callbacks": App((*TWO_PORTS, "-l", "0"), (), 2, 2),
 }
