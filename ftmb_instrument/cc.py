@@ -248,6 +248,8 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
     if errors:
         for e in errors:
             print(f"{e.where}: error: {e.message}", file=sys.stderr)
+        if plan.failed_units:
+            raise RewriteError(f"{len(plan.failed_units)} translation unit(s) failed to parse; nothing was compiled")
         raise RewriteError(f"{len(errors)} site(s) cannot be instrumented safely (suppress one with "
                            f"/* ftmb: ignore(access) <reason> */ on its line)")
     want = {os.path.realpath(p) for p in todo}
