@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import run as runlib
+from .bundle import EXAMPLES_DIR, ensure_runtime
 from . import traffic, verify
 from .errors import FtmbError
 
-ROOT = Path(__file__).resolve().parent.parent
 EAL = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:error"]
 
 
@@ -53,11 +53,11 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     build = workdir / "build"
     build.mkdir(exist_ok=True)
     say("1/5 building the runtime and examples/nat with ftmb-cc ...")
-    for cmd in (["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"],
-                ["make", "-s", "-C", str(ROOT / "examples"), f"BUILD={build}", f"CC={_ftmb_cc()}", str(build / "nat")]):
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise DemoError(f"{' '.join(cmd)} failed:\n{(p.stdout + p.stderr)[-2000:]}")
+    ensure_runtime(dpdk=True, loggers=True)
+    cmd = ["make", "-s", "-C", str(EXAMPLES_DIR), f"BUILD={build}", f"CC={_ftmb_cc()}", str(build / "nat")]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise DemoError(f"{' '.join(cmd)} failed:\n{(p.stdout + p.stderr)[-2000:]}")
     trace = workdir / "trace.pcap"
     say(f"2/5 generating {packets} packets of client/server traffic (seed {seed}) -> {trace}")
     traffic.generate(trace, seed=seed, flows=200, packets=packets, duration_s=0.5)

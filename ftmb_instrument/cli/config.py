@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..cc import ensure_runtime, runtime_paths
+from ..bundle import ensure_runtime, runtime_paths
 from ..errors import InputError
 from . import app
 
