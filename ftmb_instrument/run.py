@@ -157,6 +157,7 @@ class Failover:
     from_snapshot: bool = False         # the backup was the master's newest checkpoint (not a replay from the start)
     live_ms: float | None = None        # the backup finished replaying and records live (recovery time)
     replayed_records: int = 0
+    killed_wall_ns: int = 0             # CLOCK_REALTIME of the SIGKILL: the clock of the released pcap's timestamps
 
     @property
     def recovered(self) -> bool:
@@ -588,7 +589,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         def take_over(injected: bool) -> _Child | None:
             """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
             nonlocal kill_wall_ns
-            result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected)
+            result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected,
+                                       killed_wall_ns=kill_wall_ns)
             t0 = time.monotonic()
             snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
             if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
