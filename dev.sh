@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point that sets up everything on a fresh Debian 12 machine (as root) and runs a job:
-#   ./dev.sh demo   analyze the bundled example middlebox and show the report
+#   ./dev.sh demo   ftmb-instrument demo: the bundled example NAT analyzed, built with ftmb-cc, crashed,
+#                   recovered from its newest checkpoint and verified (arguments go to the demo)
 #   ./dev.sh test   run the whole test suite
 # Set-up is idempotent: Debian packages are installed only when missing, the virtual
 # environment (.venv) is rebuilt only when pyproject.toml changes.
@@ -41,7 +42,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 case "${1:-}" in
     demo)
         shift
-        exec ftmb-instrument analyze examples/nat/nat.c "$@" -- $(pkg-config --cflags libdpdk)
+        exec ftmb-instrument demo "$@"
         ;;
     test)
         shift

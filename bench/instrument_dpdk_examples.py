@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from dpdk_examples import EXAMPLES_DIR, Example, compile_check, enumerate_examples  # noqa: E402
 
-from ftmb_instrument.cc import ensure_runtime  # noqa: E402
+from ftmb_instrument.bundle import ensure_runtime  # noqa: E402
 from ftmb_instrument.errors import FtmbError  # noqa: E402
 from ftmb_instrument.frontend import sanitize  # noqa: E402
 from ftmb_instrument.frontend.compdb import CompileCommand  # noqa: E402

@@ -17,8 +17,7 @@ directories. With `FTMB_PLAN=ftmb_plan.json` (made by
 `ftmb-instrument instrument -p BUILD --plan ftmb_plan.json` for the whole program) the plan is
 applied instead of analyzing, which is what multi-file programs compiled one file at a time need.
 When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked, then
-libftmb); they are built from runtime/ on first use (`make -C runtime`, into runtime/build or
-$FTMB_RUNTIME_BUILD).
+libftmb); they are built from the runtime's sources on first use (bundle.py says where).
 
 Anything else (assembling, preprocessing only, `-E`, `-M`, `--version`, C++ files) is passed to
 the real compiler unchanged. An instrumentation error is printed as one line and the compile
@@ -27,7 +26,6 @@ fails: ftmb-cc never silently compiles an uninstrumented source.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -36,64 +34,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bundle import ensure_runtime, runtime_paths
 from .errors import FtmbError, RewriteError
 
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 C_EXT = (".c",)
 VALUE_FLAGS = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-MF", "-MT",
                "-MQ", "-x", "-L", "-l", "-Xlinker", "-u", "-T", "-std", "--param", "-arch", "-target"}
 SINGLE_UNIT = "FTMB_CC_SINGLE_UNIT"  # =1: the units of a -c command are the whole program (no check)
 NO_COMPILE = {"-E", "-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
-
-
-def runtime_build_dir() -> Path:
-    """Where the runtime libraries are built: $FTMB_RUNTIME_BUILD, else runtime/build."""
-    env = os.environ.get("FTMB_RUNTIME_BUILD")
-    return Path(env).resolve() if env else RUNTIME_DIR / "build"
-
-
-def runtime_paths() -> dict[str, Path]:
-    b = runtime_build_dir()
-    return {"include": RUNTIME_DIR / "include", "core": b / "libftmb.a", "dpdk": b / "libftmb_dpdk.a"}
-
-
-def ensure_runtime(dpdk: bool = False) -> dict[str, Path]:
-    """The runtime's paths, building runtime/ first when a library is missing or out of date.
-
-    Parallel builds (`make -j CC=ftmb-cc`) start several ftmb-cc at once: the first one builds
-    the runtime under a lock on the build directory, the others wait for it."""
-    p = runtime_paths()
-    want = [p["core"]] + ([p["dpdk"]] if dpdk else [])
-    if _up_to_date(want):
-        return p
-    if not (RUNTIME_DIR / "Makefile").exists():
-        raise FtmbError(f"{RUNTIME_DIR}: the runtime sources are missing; reinstall ftmb-instrument")
-    b = runtime_build_dir()
-    b.mkdir(parents=True, exist_ok=True)
-    with open(b / ".ftmb-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _up_to_date(want):
-            return p
-        # a plain compiler and no inherited MAKEFLAGS: under `make CC=ftmb-cc` the runtime itself
-        # must not be compiled by ftmb-cc
-        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CC")}
-        cc = os.environ.get("FTMB_REAL_CC") or "gcc"
-        res = subprocess.run(["make", "-s", "-C", str(RUNTIME_DIR), f"B={b}", f"CC={cc}", *map(str, want)],
-                             capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        lines = (res.stderr or res.stdout).strip().splitlines()
-        first = next((ln for ln in lines if "error" in ln), lines[-1] if lines else "(no output)")
-        raise FtmbError(f"{RUNTIME_DIR}: building the runtime failed (make -C {RUNTIME_DIR} B={b}): {first}")
-    missing = [str(w) for w in want if not w.exists()]
-    if missing:
-        raise FtmbError(f"{missing[0]}: not built by make -C {RUNTIME_DIR} (is libdpdk-dev installed?)")
-    return p
-
-
-def _up_to_date(want: list[Path]) -> bool:
-    srcs = [*RUNTIME_DIR.glob("src/*"), *RUNTIME_DIR.glob("include/ftmb/*")]
-    newest = max((s.stat().st_mtime for s in srcs), default=0)
-    return all(w.exists() and w.stat().st_mtime >= newest for w in want)
 
 
 def _is_compiler(word: str) -> bool:
@@ -248,6 +196,8 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
     if errors:
         for e in errors:
             print(f"{e.where}: error: {e.message}", file=sys.stderr)
+        if plan.failed_units:
+            raise RewriteError(f"{len(plan.failed_units)} translation unit(s) failed to parse; nothing was compiled")
         raise RewriteError(f"{len(errors)} site(s) cannot be instrumented safely (suppress one with "
                            f"/* ftmb: ignore(access) <reason> */ on its line)")
     want = {os.path.realpath(p) for p in todo}

@@ -4,7 +4,9 @@ Steps (each reported as it happens): build the runtime and `examples/nat` with `
 generate a trace; run it between the loggers with 2 workers, SIGKILL the master in the middle;
 the backup replays the log the output logger stored and takes over; then the oracle checks that
 every forwarded packet was released exactly once and that the NAT's invariants held across the
-crash (a flow keeps its mapping, no port shared by two live flows).
+crash (a flow keeps its mapping, no port shared by two live flows). The released packets' times
+around the failure (per millisecond) show the outage and the takeover. `analyze_nat` gives what
+ftmb-cc finds and plans for the NAT while building it, for the demo to show.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import pcap, traffic, verify
 from . import run as runlib
-from . import traffic, verify
+from .bundle import EXAMPLES_DIR, ensure_runtime
 from .errors import FtmbError
+from .model import Report
+from .plan import Plan
 
-ROOT = Path(__file__).resolve().parent.parent
 EAL = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:error"]
 
 
@@ -28,11 +32,20 @@ class DemoError(FtmbError):
 
 
 @dataclass
+class Releases:
+    """Packets the output logger released in each millisecond around the failure."""
+    first_ms: int          # the first bin's start, ms relative to the SIGKILL (negative: before it)
+    counts: list[int]      # counts[i]: released in [first_ms + i, first_ms + i + 1) ms
+    live_ms: float | None  # the backup live, ms after the SIGKILL
+
+
+@dataclass
 class DemoResult:
     workers: int
     packets: int
     run: runlib.RunResult
     verdict: verify.Verdict
+    releases: Releases | None  # None when no failure happened
 
     @property
     def ok(self) -> bool:
@@ -53,11 +66,11 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     build = workdir / "build"
     build.mkdir(exist_ok=True)
     say("1/5 building the runtime and examples/nat with ftmb-cc ...")
-    for cmd in (["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"],
-                ["make", "-s", "-C", str(ROOT / "examples"), f"BUILD={build}", f"CC={_ftmb_cc()}", str(build / "nat")]):
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise DemoError(f"{' '.join(cmd)} failed:\n{(p.stdout + p.stderr)[-2000:]}")
+    ensure_runtime(dpdk=True, loggers=True)
+    cmd = ["make", "-s", "-C", str(EXAMPLES_DIR), f"BUILD={build}", f"CC={_ftmb_cc()}", str(build / "nat")]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise DemoError(f"{' '.join(cmd)} failed:\n{(p.stdout + p.stderr)[-2000:]}")
     trace = workdir / "trace.pcap"
     say(f"2/5 generating {packets} packets of client/server traffic (seed {seed}) -> {trace}")
     traffic.generate(trace, seed=seed, flows=200, packets=packets, duration_s=0.5)
@@ -77,7 +90,34 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir)
     v.add_replay_check(res.replay_check)
     say("5/5 done")
-    return DemoResult(workers=workers, packets=packets, run=res, verdict=v)
+    rel = releases_around_failure(out, fo) if fo is not None else None
+    return DemoResult(workers=workers, packets=packets, run=res, verdict=v, releases=rel)
 
 
-__all__ = ["DemoError", "DemoResult", "demo"]
+def analyze_nat() -> tuple[Report, Plan]:
+    """What ftmb-cc finds and plans for examples/nat/nat.c (it does the same on its own while building)."""
+    from .frontend import from_files
+    from .rewrite.pipeline import make_plan
+    from .semantics import load_semantics
+
+    nat = EXAMPLES_DIR / "nat" / "nat.c"
+    cflags = subprocess.run(["pkg-config", "--cflags", "libdpdk"], capture_output=True, text=True)
+    if cflags.returncode != 0:
+        raise DemoError("pkg-config --cflags libdpdk failed: the demo needs libdpdk-dev")
+    return make_plan(from_files([nat], cflags.stdout.split()), load_semantics(), str(nat.parent), jobs=1)
+
+
+def releases_around_failure(released_pcap: Path, fo: runlib.Failover, before_ms: int = 30,
+                            after_ms: int = 40) -> Releases:
+    """Per-millisecond release counts from `before_ms` before the SIGKILL to `after_ms` after the backup went
+    live (the released pcap's timestamps are the output logger's release times)."""
+    end_ms = int(fo.live_ms if fo.live_ms is not None else 0) + after_ms
+    counts = [0] * (before_ms + end_ms)
+    for pkt in pcap.read_pcap(released_pcap):
+        i = (pkt.ts_ns - fo.killed_wall_ns) // 1_000_000 + before_ms
+        if 0 <= i < len(counts):
+            counts[i] += 1
+    return Releases(-before_ms, counts, fo.live_ms)
+
+
+__all__ = ["DemoError", "DemoResult", "Releases", "analyze_nat", "demo", "releases_around_failure"]

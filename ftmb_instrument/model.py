@@ -42,6 +42,11 @@ class TranslationUnit:
     diagnostics: tuple[Diagnostic, ...] = ()
     functions: int = 0  # function bodies analyzed in this translation unit
 
+    def first_error(self) -> Diagnostic | None:
+        """The diagnostic that explains a failed unit: its first error (else its first diagnostic)."""
+        return next((d for d in self.diagnostics if d.severity != "warning"),
+                    self.diagnostics[0] if self.diagnostics else None)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,

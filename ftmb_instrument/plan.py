@@ -418,9 +418,12 @@ class Planner:
 
     # -- the passes --
     def build(self) -> Plan:
-        failed = [u.file for u in self.report.translation_units if u.status != "ok"]
-        for u in failed:
-            self.problems.append(Problem(u, "translation unit failed to parse; it is not rewritten"))
+        failed_units = [u for u in self.report.translation_units if u.status != "ok"]
+        for u in failed_units:
+            first = u.first_error()
+            where, what = (first.loc, f"{first.message} ") if first else (u.file, "")
+            self.problems.append(Problem(where, f"{what}(translation unit {u.file} failed to parse; it is not rewritten)"))
+        failed = [u.file for u in failed_units]
         variables = sorted(self.report.variables, key=lambda v: v.id)
         lock_vars = {v.id for v in variables if self.is_lock_var(v)}
         for v in variables:

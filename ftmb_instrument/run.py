@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .bundle import ensure_runtime
 from .errors import FtmbError, InputError
 
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 MODES = ("record", "passthrough", "replay")
 
 # Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 2); the run
@@ -157,6 +157,7 @@ class Failover:
     from_snapshot: bool = False         # the backup was the master's newest checkpoint (not a replay from the start)
     live_ms: float | None = None        # the backup finished replaying and records live (recovery time)
     replayed_records: int = 0
+    killed_wall_ns: int = 0             # CLOCK_REALTIME of the SIGKILL: the clock of the released pcap's timestamps
 
     @property
     def recovered(self) -> bool:
@@ -465,11 +466,14 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         raise InputError("--checkpoint-ms needs failover (--failover or --kill-master-at)")
     if not 1 <= queues <= 32:
         raise InputError(f"--queues {queues}: expected 1 to 32")
-    rdir = Path(runtime_dir) if runtime_dir else RUNTIME_DIR
-    il_bin, ol_bin = rdir / "build" / "ftmb-input-logger", rdir / "build" / "ftmb-output-logger"
-    for b in (il_bin, ol_bin):
-        if not os.access(b, os.X_OK):
-            raise InputError(f"{b}: the logger is not built (run: make -C {rdir})")
+    if runtime_dir:
+        il_bin, ol_bin = Path(runtime_dir) / "build" / "ftmb-input-logger", Path(runtime_dir) / "build" / "ftmb-output-logger"
+        for b in (il_bin, ol_bin):
+            if not os.access(b, os.X_OK):
+                raise InputError(f"{b}: the logger is not built (run: make -C {runtime_dir})")
+    else:
+        rt = ensure_runtime(loggers=True)
+        il_bin, ol_bin = rt["input_logger"], rt["output_logger"]
     program = _resolve_program(nf_argv[0])
     input_pcap, output_pcap = Path(input_pcap), Path(output_pcap)
     _check_pcap(input_pcap)
@@ -585,7 +589,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         def take_over(injected: bool) -> _Child | None:
             """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
             nonlocal kill_wall_ns
-            result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected)
+            result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected,
+                                       killed_wall_ns=kill_wall_ns)
             t0 = time.monotonic()
             snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
             if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh

@@ -168,6 +168,15 @@ def test_a_site_that_cannot_be_instrumented_fails_the_compile(src, env):
     assert not (src / "bad.o").exists()
 
 
+def test_a_unit_that_does_not_parse_names_its_first_error(src, env):
+    (src / "broken.c").write_text("int main(void)\n{\n\treturn 0\n}\n")
+    res = cc([*CFLAGS, "-c", "broken.c", "-o", "broken.o"], src, env)
+    assert res.returncode == 1
+    assert re.search(r"broken\.c:3:\d+: error: expected ';' after return statement", res.stderr), res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "ftmb-cc: error: 1 translation unit(s) failed to parse; nothing was compiled"
+    assert not (src / "broken.o").exists()
+
+
 def test_diagnostics_name_the_original_file(src, env):
     (src / "warn.c").write_text("int main(void)\n{\n\tint unused;\n\treturn 0;\n}\n")
     res = cc(["-Wall", "-c", "warn.c"], src, env)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ftmb_instrument.cc import ensure_runtime
+from ftmb_instrument.bundle import ensure_runtime
 from ftmb_instrument.errors import RewriteError
 from ftmb_instrument.frontend import from_files
 from ftmb_instrument.plan import MARKER_PREFIX, Plan

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from corpus_expect import CorpusProgram, build_command, corpus_programs, run_command
-from ftmb_instrument.cc import ensure_runtime
+from ftmb_instrument.bundle import ensure_runtime
 from ftmb_instrument.frontend import from_files
 from ftmb_instrument.rewrite import apply_plan
 from ftmb_instrument.rewrite.pipeline import make_plan

@@ -67,7 +67,7 @@ def analyze_cmd(
     write(report, fmt, output)
     failed = [u for u in report.translation_units if u.status != "ok"]
     for u in failed:
-        first = next((d for d in u.diagnostics if d.severity != "warning"), None)
+        first = u.first_error()
         where = first.loc if first else u.file
         stderr.print(f"ftmb-instrument: error: {where}: {first.message if first else 'parse failed'} "
                      f"(translation unit {u.file} not analyzed)", markup=False, soft_wrap=True)

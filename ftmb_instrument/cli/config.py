@@ -6,14 +6,15 @@ from typing import Annotated
 
 import typer
 
-from ..cc import ensure_runtime, runtime_paths
+from ..bundle import ensure_runtime, runtime_paths
 from ..errors import InputError
 from . import app
 
 HELP = """Print the flags that build instrumented code against the ftmb runtime, pkg-config style:
 `--cflags` (the include directory of <ftmb/ftmb.h>) and `--libs` (libftmb, and with --dpdk
 libftmb_dpdk before it; put them before the DPDK and system libraries). `--libs` builds the runtime
-from its sources first when needed (`make -C runtime`).
+from its sources first when needed (into runtime/build in a checkout, or for an installed tool the
+user's cache, $XDG_CACHE_HOME/ftmb-instrument/; $FTMB_RUNTIME_BUILD overrides both).
 
 Example: gcc $(ftmb-instrument config --cflags) prog.c $(ftmb-instrument config --libs) -o prog
 

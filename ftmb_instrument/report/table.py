@@ -127,8 +127,8 @@ def _failed(failed: list) -> Table:
     t.add_column("file", overflow="fold")
     t.add_column("first error", overflow="fold")
     for tu in failed:
-        errors = [d for d in tu.diagnostics if d.severity != "warning"] or list(tu.diagnostics)
-        t.add_row(tu.file, f"{errors[0].loc}: {errors[0].message}" if errors else "-")
+        first = tu.first_error()
+        t.add_row(tu.file, f"{first.loc}: {first.message}" if first else "-")
     return t
 
 
