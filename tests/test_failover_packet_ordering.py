@@ -66,9 +66,12 @@ def _recovered_exactly(app: Path, res: dict, out: Path) -> None:
     assert sum(tags.values()) == res["released"]
     twice = [t for t, n in tags.items() if t is not None and n > 1]
     assert not twice, f"packets released twice: {twice[:10]}"
-    # Which packets leave, and how many, is the app's own timing (its TX buffers flush only when
-    # full, rte_reorder sends early packets at once, its rings drop when full while a backup
-    # catches up), so `verify`'s comparison with an uninterrupted run does not apply here.
+    # How many packets leave is not checked, so `verify`'s comparison with an uninterrupted run does
+    # not apply: the app's TX buffers flush only when full, and under CPU pressure a record-mode run
+    # sometimes stalls its reorder buffer or sends 32 zero-length "early" packets with every packet
+    # through its rings. That is an open problem (the replay reproduces it byte for byte, so it
+    # follows from the logged order), tracked in the issue notes, not something this test hides
+    # as the tool's guarantee.
 
 
 def test_record_mode_needs_no_thread_count(app, tmp_path):
