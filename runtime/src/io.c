@@ -4,8 +4,7 @@
  *
  * Receive: a thread owns each input queue it polls (single consumer). A receive that consumes
  * entries (packets, ticks, the EOF mark) logs one RX record {queue, entries, first sequence}: the
- * burst composition. An empty poll consumes nothing and logs nothing; one after the queue's EOF
- * entry advances the thread's virtual time by _FTMB_EOF_TICK_NS (the time model in runtime.c).
+ * burst composition. An empty poll consumes nothing and logs nothing.
  *
  * Transmit: the sender reads every thread's record count (V1) once per burst and stamps each
  * packet of the burst with that vector and its next output sequence number, then publishes the
@@ -86,14 +85,8 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
      * skeleton, does nothing else that is logged): the verification replay stops there, a backup
      * hands over there. */
     int replay = _ftmb_replaying(t);
-    if (q->eof) {
-        /* After the end of its input a queue's receives are empty forever, and the input logger
-         * sends no more ticks: each one advances the thread's clock by a tick instead, so timers
-         * that release what the program holds (a TX drain) still fire. The count of receives is
-         * the thread's own control flow, which replay repeats, so replay reads the same times. */
-        t->vtime_ns += _FTMB_EOF_TICK_NS;
+    if (q->eof)
         return 0;
-    }
     uint64_t avail, first_seq = 0;
     if (replay) {
         avail = _ftmb_replay_rx(queue, &first_seq);

@@ -10,9 +10,7 @@
  * receive record. Every clock (time, clock_gettime for any clock id, gettimeofday, rte_rdtsc)
  * reads this one time base; rte_rdtsc() returns it scaled by the session's tsc_hz. A thread that
  * has not received any input yet (a control thread) reads the real CLOCK_REALTIME and logs each
- * value. In passthrough mode every clock is the real one. Once a queue has delivered its EOF
- * entry, each further receive of it advances the receiving thread's time by _FTMB_EOF_TICK_NS:
- * time goes on after the input ends, as many ticks as the thread polls, which replay repeats.
+ * value. In passthrough mode every clock is the real one.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
