@@ -373,15 +373,10 @@ def _pid_alive(pid: int) -> bool:
     return fields.get("State", "Z")[:1] not in ("Z", "X") or int(fields.get("Threads", "1")) > 1
 
 
-def _die_with_the_run(sig: int = signal.SIGKILL) -> None:
-    """In each child before exec: `sig` when the run dies (even by SIGKILL), so nothing it started
-    is left behind (the loggers would wait for a master forever). The loggers get SIGTERM, which
-    they handle by removing their regions on the way out; the rest SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def _logger_dies_with_the_run() -> None:
-    _die_with_the_run(signal.SIGTERM)
+def _die_with_the_run() -> None:
+    """In each child before exec: SIGKILL when the run dies (even by SIGKILL), so nothing it started
+    is left behind (the loggers would wait for a master forever)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _set_subreaper(on: bool) -> None:
@@ -487,21 +482,19 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     if output_pcap.is_dir():
         raise InputError(f"{output_pcap}: is a directory; give a file name for the output")
     partial = output_pcap.with_name(f".{output_pcap.name}.{os.getpid()}.partial")
+    threads = threads or min(32, queues + 2)
 
     session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     result = RunResult(mode=mode, session=session, queues=queues)
     result.input_packets = _count_packets(input_pcap)
     tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
-    # Orphans of the session (a dead master's snapshot, a helper the program left) become the run's
-    # children, so it can wait for them and reap what it kills at the end.
-    _set_subreaper(True)
     children: list[_Child] = []
     in_region: InputRegion | None = None
     start = time.monotonic()
     deadline = start + timeout_s
 
     def spawn(name: str, argv: list[str], child_env: Mapping[str, str] | None = None,
-              capture_stdout: bool = False, logger: bool = False) -> _Child:
+              capture_stdout: bool = False) -> _Child:
         st = ProcessStatus(name=name, argv=[str(a) for a in argv])
         err_path = tmp / f"{name}.err"
         out = open(tmp / f"{name}.out", "wb") if capture_stdout else subprocess.DEVNULL
@@ -509,8 +502,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             with open(err_path, "wb") as err:
                 proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         env=dict(child_env) if child_env is not None else None,
-                                        start_new_session=True,
-                                        preexec_fn=_logger_dies_with_the_run if logger else _die_with_the_run)
+                                        start_new_session=True, preexec_fn=_die_with_the_run)
         except OSError as exc:
             raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
         finally:
@@ -527,11 +519,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
 
     try:
-        # Without --threads the output logger has rings for the runtime's maximum (32): the region is
-        # sparse, so threads that never start cost nothing, and no guess of the program's threads is needed.
-        ol_argv = [ol_bin, "--session", session, "--out", partial, "--stats"]
-        if threads is not None:
-            ol_argv += ["--threads", str(threads)]
+        ol_argv = [ol_bin, "--session", session, "--out", partial, "--threads", str(threads), "--stats"]
         if failover and not log_file:
             log_file = tmp / "ftmb.log"
         if log_file:
@@ -546,8 +534,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if rate:
             il_argv += ["--rate", str(rate)]
         ol_env = None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1")
-        ol = spawn("output-logger", ol_argv, ol_env, logger=True)
-        il = spawn("input-logger", il_argv, logger=True)
+        ol = spawn("output-logger", ol_argv, ol_env)
+        il = spawn("input-logger", il_argv)
         loggers = [ol, il]
 
         # 1. both regions are ready (a logger that exits first failed on its arguments or input)
@@ -580,6 +568,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if mode == "replay":
             nf_env["FTMB_REPLAY_LOG"] = str(replay_log)
         if checkpoint_ms is not None:
+            _set_subreaper(True)
             nf_env.update(FTMB_CHECKPOINT_MS=str(checkpoint_ms), FTMB_REPLAY_LOG=str(log_file),
                           FTMB_CHECKPOINT_GC="0" if verify_replay else "1")
         nf_cmd = [program, *nf_argv[1:]]
@@ -698,8 +687,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
                 attached = in_region.attached()
                 if not attached:
-                    fail(nf, f"did not join session {session} within {attach_timeout_s:g} s: was it built "
-                             "with ftmb-cc?")
+                    fail(nf, f"did not attach to session {session} within {attach_timeout_s:g} s (is it "
+                             "instrumented: built with ftmb-cc, calling ftmb_init?)")
                     break
             if time.monotonic() > deadline:
                 fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
@@ -716,9 +705,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             stopped = (result.stopped_nf and nf.status.stopped_by == signal.Signals(stop_signal).name
                        and nf.proc.returncode == -stop_signal)
             if nf.proc.returncode != 0 and not stopped:
-                fail(nf, f"failed ({_status(nf)}): {_telling_line(nf.err_path)}")
-            elif backup is None and not in_region.attached():  # (the loggers would wait for it in vain)
-                fail(nf, f"exited ({_status(nf)}) but never joined the session: was it built with ftmb-cc?")
+                fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
             result.drained = result.drained or in_region.drained()
             if backup is not None and not result.drained:  # a backup must carry the session to its end
                 fail(nf, f"exited before its input was drained ({_status(nf)}"
@@ -764,13 +751,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
                 fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
     finally:
-        # The loggers first: a snapshot whose master dies next then finds the session gone and exits
-        # instead of taking over (runtime/src/checkpoint.c); then everyone else, and whatever of the
-        # session is left that the run did not start (a backup's own snapshots, a helper in a session
-        # of its own).
-        for c in loggers_first(children):
+        for c in reversed(children):
             c.stop(signal.SIGKILL, grace_s)
-        _kill_session_leftovers(session)
         for c in children:
             c.status.returncode = c.proc.returncode
             c.status.stderr_tail = _tail(c.err_path)
@@ -779,7 +761,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
         _collect(result, children, tmp, partial)
-        _set_subreaper(False)
+        if checkpoint_ms is not None:
+            _set_subreaper(False)
         if result.failover is not None:
             b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
             m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
@@ -798,49 +781,6 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     return result
 
 
-
-
-def loggers_first(children: list[_Child]) -> list[_Child]:
-    """The order the run ends its processes in: the loggers, then the rest, newest first."""
-    loggers = [c for c in children if c.status.name in ("output-logger", "input-logger")]
-    return loggers + [c for c in reversed(children) if c not in loggers]
-
-
-def _session_processes(session: str) -> list[int]:
-    """Every process of the session: its environment names it (FTMB_SESSION, inherited by forks
-    such as snapshots) or its command line does (the loggers)."""
-    env, arg = f"FTMB_SESSION={session}\0".encode(), session.encode()
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            if env in (d / "environ").read_bytes() or arg in (d / "cmdline").read_bytes():
-                found.append(int(d.name))
-        except OSError:  # gone, or not ours to read
-            pass
-    return found
-
-
-def _kill_session_leftovers(session: str, within_s: float = 5.0) -> None:
-    """SIGKILL every process of the session still alive, until none is left (one may be forking a
-    snapshot as it dies); reap those the run is the parent or subreaper of."""
-    until = time.monotonic() + within_s
-    while time.monotonic() < until:
-        alive = [pid for pid in _session_processes(session) if _pid_alive(pid)]
-        if not alive:
-            return
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
-        for pid in alive:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # not the run's child: its own parent or init reaps it
-                pass
 
 
 def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:
@@ -889,26 +829,11 @@ def _last_ftmb_line(path: Path) -> str:
     return lines[-1] if lines else _first_line(path)
 
 
-def _telling_line(path: Path) -> str:
-    """Why a network function failed, in one line: the runtime's last `ftmb:` line (it explains an
-    abort the program's own output only precedes), else the program's last line that is not DPDK's
-    chatter."""
-    lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
-    ftmb = [ln for ln in lines if ln.startswith("ftmb:") and not ln.startswith("ftmb: checkpoints ")]
-    if ftmb:
-        return ftmb[-1]
-    own = [ln for ln in lines if not ln.startswith(_CHATTER)]
-    return own[-1] if own else lines[-1] if lines else "(nothing on stderr)"
-
-
-_CHATTER = ("EAL:", "TELEMETRY:")
-
-
 def _first_line(path: Path) -> str:
     """The most telling line of a process's stderr: the first that is not DPDK's chatter."""
     lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
     for ln in lines:
-        if not ln.startswith(_CHATTER):
+        if not ln.startswith(("EAL:", "TELEMETRY:")):
             return ln
     return lines[0] if lines else "(nothing on stderr)"
 

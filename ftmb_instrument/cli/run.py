@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -67,9 +66,8 @@ def run_command(
     mode: Annotated[Mode, typer.Option(help="record: log everything; passthrough: same topology, no logging.")]
     = Mode.record,
     queues: Annotated[int, typer.Option(help="Session input queues (the program's receive queues).")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="At most this many master threads (default: the "
-                                                   "runtime's limit, 32; rings of threads that never "
-                                                   "start take no memory).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Master threads the output logger makes rings "
+                                                   "for (default queues + 2).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up (and kill everything) after this many seconds.")] = 60.0,
     grace: Annotated[float, typer.Option(help="Seconds a process gets to exit after a stop signal "
                                          "before SIGKILL.")] = 3.0,
@@ -85,7 +83,7 @@ def run_command(
     kill_master_at: Annotated[Optional[str], typer.Option(
         help="Failover: SIGKILL the master this many seconds after it started (or 'random': uniform in "
              "[0.3, 1.0) s with --seed), then a backup replays the log and takes over.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed on stderr).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed).")] = None,
     failover: Annotated[bool, typer.Option(help="Keep a backup ready: if the master dies, it takes over "
                                            "(implied by --kill-master-at).")] = False,
     checkpoint_ms: Annotated[Optional[int], typer.Option(
@@ -97,8 +95,7 @@ def run_command(
         import random
         seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
         kill_at = random.Random(seed).uniform(0.3, 1.0)
-        # stderr: with --json, stdout is the JSON document and nothing else
-        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", file=sys.stderr, flush=True)
+        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", flush=True)
     elif kill_master_at is not None:
         try:
             kill_at = float(kill_master_at)
