@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections import Counter
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
