@@ -1,6 +1,7 @@
 """Library objects at run time, one family at a time: two busy-polling lcores race on one DPDK
 library handle (tests/data/libfam/libfam.c: rte_ring, rte_reorder, rte_stack, rte_timer, rte_hash
-written after launch, rte_mempool_get, rte_pktmbuf_alloc) and write what each call returned (a
+written after launch, rte_mempool_get, rte_pktmbuf_alloc, an event device: event_sw0 with its
+scheduler run by the lcores) and write what each call returned (a
 dequeue count and who dequeued, a drained count, which token or object, whether the timer was
 pending, a hash position, an empty pool) into the packets they transmit. The program is built with
 `ftmb-cc`, run in record mode and SIGKILLed mid-run; the backup (the warm standby replaying from the
@@ -9,9 +10,9 @@ must regenerate every released packet with the same bytes.
 
 The tests can fail: built with a model whose family entries are wrong, the calls are not ordered and
 the replay's outcomes differ from the record's (mismatches, or packets the backup regenerated
-differently released a second time). For rte_hash the mutant is the entries removed: its API takes
-`const struct rte_hash *` even to add and delete, so an unmodelled call only reads the handle
-(test_unmodelled_calls). For the others removal is no mutant: an unmodelled external call that takes
+differently released a second time). For rte_hash and event devices the mutant is the entries
+removed: the hash API takes `const struct rte_hash *` even to add and delete, so an unmodelled call
+only reads the handle, and an event device is an integer id, no handle at all (test_unmodelled_calls). For the others removal is no mutant: an unmodelled external call that takes
 a non-const handle may write what it points to, so the calls are ordered anyway; their mutant says
 the calls only read the handle. rte_reorder is not MT-safe, so its two lcores take a spinlock around
 it, and that lock's order alone reproduces the outcome: it has no mutant.
@@ -39,10 +40,12 @@ pytestmark = pytest.mark.slow
 SOURCE = Path(__file__).parent / "data" / "libfam" / "libfam.c"
 CFLAGS = ("-DALLOW_EXPERIMENTAL_API",)
 EAL = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--vdev", "net_null0", "--lcores", "(0-2)@(0,1)"]
-MODES = ["ring", "reorder", "stack", "timer", "hash", "mempool", "pktmbuf"]
+MODES = ["ring", "reorder", "stack", "timer", "hash", "mempool", "pktmbuf", "event"]
 # the names of each family's calls in dpdk.toml (the mutant's entries)
 FAMILY = {"ring": "rte_ring_", "stack": "rte_stack_", "timer": "rte_timer_", "hash": "rte_hash_",
-          "mempool": "rte_mempool_", "pktmbuf": "rte_mempool_"}
+          "mempool": "rte_mempool_", "pktmbuf": "rte_mempool_", "event": "rte_event_"}
+# families whose unmodelled calls are not ordered: a const handle (rte_hash), an integer one (events)
+UNORDERED_WITHOUT_MODEL = {"hash", "event"}
 # ftmb-cc with another bundled model directory: the tool takes extra model files (--model), which
 # only extend the bundled ones, so a mutant needs the bundled directory itself replaced
 CC_WITH_MODELS = ("import sys; from pathlib import Path; import ftmb_instrument.semantics as s; "
@@ -82,7 +85,8 @@ def _models(directory: Path, family: str, transform) -> Path:
 def _run(app: Path, binary: str, mode: str, out: Path, *extra: str) -> tuple[int, dict, str]:
     proc = subprocess.run(
         [str(BIN / "ftmb-instrument"), "run", "--json", "--in", str(app / "in.pcap"), "--out", str(out),
-         "--queues", "2", "--rate", "3000", "--timeout", "120", *extra, "--", f"./{binary}", *EAL, "--", mode],
+         "--queues", "2", "--rate", "3000", "--timeout", "120", *extra, "--", f"./{binary}", *EAL,
+         *(["--vdev", "event_sw0"] if mode == "event" else []), "--", mode],
         cwd=app, capture_output=True, text=True, timeout=200)
     assert proc.stdout.strip(), proc.stderr[-3000:]
     return proc.returncode, json.loads(proc.stdout), proc.stderr
@@ -120,7 +124,7 @@ def _read_only(block: str) -> str:
 
 @pytest.mark.parametrize("mode", [m for m in MODES if m in FAMILY])
 def test_a_model_without_the_order_makes_replay_differ(app, tmp_path, mode):
-    models = _models(tmp_path / "models", FAMILY[mode], (lambda b: None) if mode == "hash" else _read_only)
+    models = _models(tmp_path / "models", FAMILY[mode], (lambda b: None) if mode in UNORDERED_WITHOUT_MODEL else _read_only)
     subprocess.run([sys.executable, "-c", CC_WITH_MODELS, str(models), "-O2", *CFLAGS, *pkg_config("--cflags"),
                     "libfam.c", "-o", f"libfam_{mode}_read", *pkg_config("--libs")],
                    cwd=app, check=True, capture_output=True, timeout=300)
@@ -134,7 +138,8 @@ def test_a_model_without_the_order_makes_replay_differ(app, tmp_path, mode):
 @pytest.mark.parametrize("mode", [m for m in MODES if m in FAMILY])
 def test_unmodelled_calls(app, tmp_path, mode):
     """Without the family's entries the calls are unknown external calls on the handle: ordered when
-    they take it as a non-const pointer (they may write through it), not when it is const (rte_hash)."""
+    they take it as a non-const pointer (they may write through it), not when it is const (rte_hash)
+    or an integer (an event device id)."""
     models = _models(tmp_path / "models", FAMILY[mode], lambda b: None)
     proc = subprocess.run([sys.executable, "-c", CC_WITH_MODELS.replace("cc import main", "cli import main")
                            .replace("main(sys.argv[1:])", "main()"), str(models), "instrument",
@@ -143,7 +148,7 @@ def test_unmodelled_calls(app, tmp_path, mode):
     assert proc.returncode == 0, proc.stderr[-2000:]
     calls = re.findall(r"ftmb_ordered_begin\(\d+, \d+\); [^;]*?\b(rte_\w+)\(", proc.stdout)
     family = {c for c in calls if c.startswith(FAMILY[mode]) or (mode == "pktmbuf" and c == "rte_pktmbuf_alloc")}
-    if mode == "hash":
-        assert not family, f"const handles are read: {sorted(family)}"
+    if mode in UNORDERED_WITHOUT_MODEL:
+        assert not family, f"const or integer handles are no access: {sorted(family)}"
     else:
         assert family, f"no {FAMILY[mode]}* call ordered: {sorted(set(calls))}"

@@ -18,8 +18,11 @@
  *   mempool  rte_mempool_get from a pool of 7 numbered objects, each lcore holding up to 4: the
  *            object's number, or that the pool was empty
  *   pktmbuf  rte_pktmbuf_alloc from a pool of 7 numbered mbufs, the same way
+ *   event    one event device (event_sw0: --vdev event_sw0), one atomic queue linked to both lcores'
+ *            ports: each lcore enqueues what it received as new events, runs an iteration of the
+ *            device's scheduler service and dequeues up to 4: who gets which packet, and the count
  *
- * Usage: libfam EAL-ARGS (one net_null port, 3 lcores) -- MODE
+ * Usage: libfam EAL-ARGS (one net_null port, 3 lcores; event: also --vdev event_sw0) -- MODE
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +31,7 @@
 
 #include <rte_eal.h>
 #include <rte_ethdev.h>
+#include <rte_eventdev.h>
 #include <rte_hash.h>
 #include <rte_jhash.h>
 #include <rte_lcore.h>
@@ -35,6 +39,7 @@
 #include <rte_mempool.h>
 #include <rte_reorder.h>
 #include <rte_ring.h>
+#include <rte_service.h>
 #include <rte_spinlock.h>
 #include <rte_stack.h>
 #include <rte_timer.h>
@@ -47,10 +52,10 @@
 #define OBJS_HELD 4
 #define NB_KEYS 16
 
-enum mode { RING = 1, REORDER, STACK, TIMER, HASH, MEMPOOL, PKTMBUF };
+enum mode { RING = 1, REORDER, STACK, TIMER, HASH, MEMPOOL, PKTMBUF, EVENT };
 static const char *const mode_names[] = { [RING] = "ring", [REORDER] = "reorder", [STACK] = "stack",
 					  [TIMER] = "timer", [HASH] = "hash", [MEMPOOL] = "mempool",
-					  [PKTMBUF] = "pktmbuf" };
+					  [PKTMBUF] = "pktmbuf", [EVENT] = "event" };
 
 static enum mode mode;
 static const uint16_t port = 0;
@@ -62,6 +67,8 @@ static struct rte_timer timer;
 static struct rte_hash *hash;
 static struct rte_mempool *objs;
 static struct rte_mempool *tiny;
+static const uint8_t evdev = 0;
+static uint32_t scheduler; /* the software event device's scheduler service */
 
 /* what one lcore holds or counts (on its own stack) */
 struct lcore_state {
@@ -227,6 +234,37 @@ static void pktmbuf_step(uint16_t q, struct lcore_state *s, struct rte_mbuf **pk
 	transmit(q, pkts, n);
 }
 
+static void event_step(uint16_t q, struct lcore_state *s, struct rte_mbuf **pkts, uint16_t n)
+{
+	struct rte_event ev[BURST];
+	uint8_t evport = (uint8_t)q;
+
+	(void)s;
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *p = rte_pktmbuf_mtod(pkts[i], const uint8_t *);
+		memset(&ev[i], 0, sizeof ev[i]);
+		ev[i].op = RTE_EVENT_OP_NEW;
+		ev[i].queue_id = 0;
+		ev[i].sched_type = RTE_SCHED_TYPE_ATOMIC;
+		ev[i].flow_id = pkts[i]->data_len > 30 ? p[29] : 0;
+		ev[i].mbuf = pkts[i];
+	}
+	uint16_t in = rte_event_enqueue_burst(evdev, evport, ev, n);
+	for (uint16_t i = in; i < n; i++)
+		rte_pktmbuf_free(pkts[i]);
+	rte_service_run_iter_on_app_lcore(scheduler, 1);
+	uint16_t k = rte_event_dequeue_burst(evdev, evport, ev, 4, 0);
+	struct rte_mbuf *out[4];
+	for (uint16_t i = 0; i < k; i++) {
+		out[i] = ev[i].mbuf;
+		stamp(out[i], k, i, ev[i].flow_id, 0);
+		ev[i].op = RTE_EVENT_OP_RELEASE;
+	}
+	/* give the atomic flows back to the scheduler */
+	rte_event_enqueue_burst(evdev, evport, ev, k);
+	transmit(q, out, k);
+}
+
 static int worker(void *arg)
 {
 	uint16_t q = (uint16_t)(uintptr_t)arg;
@@ -256,6 +294,9 @@ static int worker(void *arg)
 			break;
 		case PKTMBUF:
 			pktmbuf_step(q, &st, pkts, n);
+			break;
+		case EVENT:
+			event_step(q, &st, pkts, n);
 			break;
 		}
 	}
@@ -295,6 +336,40 @@ static void create_objects(void)
 		rte_mempool_put(tiny, mbufs[i]);
 }
 
+/* event_sw0 with one atomic queue linked to one port per lcore; its scheduler runs as a service
+ * iteration on the lcores themselves (no service lcore) */
+static void create_event_device(void)
+{
+	struct rte_event_dev_info info;
+	struct rte_event_dev_config config = { 0 };
+	struct rte_event_queue_conf queue = { .schedule_type = RTE_SCHED_TYPE_ATOMIC,
+					      .priority = RTE_EVENT_DEV_PRIORITY_NORMAL,
+					      .nb_atomic_flows = 1024, .nb_atomic_order_sequences = 1024 };
+	struct rte_event_port_conf port_conf = { .new_event_threshold = 4096, .dequeue_depth = 16,
+						 .enqueue_depth = 16 };
+	uint8_t queue_id = 0;
+
+	if (rte_event_dev_count() == 0 || rte_event_dev_info_get(evdev, &info) < 0)
+		rte_exit(EXIT_FAILURE, "libfam: event mode needs an event device (--vdev event_sw0)\n");
+	config.nb_event_queues = 1;
+	config.nb_event_ports = NB_QUEUES;
+	config.nb_events_limit = 4096;
+	config.nb_event_queue_flows = 1024;
+	config.nb_event_port_dequeue_depth = 16;
+	config.nb_event_port_enqueue_depth = 16;
+	config.dequeue_timeout_ns = info.min_dequeue_timeout_ns;
+	if (rte_event_dev_configure(evdev, &config) < 0 || rte_event_queue_setup(evdev, 0, &queue) < 0)
+		rte_exit(EXIT_FAILURE, "libfam: event device configuration\n");
+	for (uint8_t p = 0; p < NB_QUEUES; p++)
+		if (rte_event_port_setup(evdev, p, &port_conf) < 0 ||
+		    rte_event_port_link(evdev, p, &queue_id, NULL, 1) != 1)
+			rte_exit(EXIT_FAILURE, "libfam: event port %u\n", p);
+	if (rte_event_dev_service_id_get(evdev, &scheduler) != 0 ||
+	    rte_service_set_runstate_mapped_check(scheduler, 0) != 0 || rte_service_runstate_set(scheduler, 1) != 0 ||
+	    rte_event_dev_start(evdev) < 0)
+		rte_exit(EXIT_FAILURE, "libfam: event device start\n");
+}
+
 int main(int argc, char **argv)
 {
 	struct rte_eth_conf conf = { 0 };
@@ -304,11 +379,11 @@ int main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "libfam: EAL init failed\n");
 	argc -= used;
 	argv += used;
-	for (int m = RING; m <= PKTMBUF; m++)
+	for (int m = RING; m <= EVENT; m++)
 		if (argc == 2 && strcmp(argv[1], mode_names[m]) == 0)
 			mode = (enum mode)m;
 	if (mode == 0)
-		rte_exit(EXIT_FAILURE, "libfam: usage: libfam EAL-ARGS -- ring|reorder|stack|timer|hash|mempool|pktmbuf\n");
+		rte_exit(EXIT_FAILURE, "libfam: usage: libfam EAL-ARGS -- ring|reorder|stack|timer|hash|mempool|pktmbuf|event\n");
 	if (rte_lcore_count() != NB_QUEUES + 1 || rte_eth_dev_count_avail() == 0)
 		rte_exit(EXIT_FAILURE, "libfam: needs one port and %d lcores\n", NB_QUEUES + 1);
 
@@ -323,6 +398,8 @@ int main(int argc, char **argv)
 	if (rte_eth_dev_start(port) < 0)
 		rte_exit(EXIT_FAILURE, "libfam: port start\n");
 	create_objects();
+	if (mode == EVENT)
+		create_event_device();
 	printf("libfam: %s\n", mode_names[mode]);
 	fflush(stdout);
 
