@@ -20,7 +20,8 @@ class Ref:
       load     whatever a pointer stored in object `inner` points to; the analysis resolves it from
                the values stored into that object (the object itself when none are known)
       param    whatever parameter `index` of the enclosing function points to (key: function USR)
-      alloc    memory returned by the allocation or opaque-create call at site `key`
+      alloc    memory returned by the allocation or opaque-create call at site `key`, or (key
+               `library:NAME`) the object a model names for calls whose handles are integers
       stack    a local variable whose address is taken (key: site id)
       ret      whatever function `key` (a USR) returns a pointer into
       field    member `member` of the objects `inner` denotes, a struct of type `key` (the record's
@@ -67,7 +68,7 @@ BITFIELDS = "<bitfields>"
 
 @dataclass(frozen=True)
 class AllocSite:
-    key: str  # site id: "path:line:col"
+    key: str  # site id: "path:line:col"; "library:NAME" for a model's object of integer handles
     file: str
     line: int
     function: str

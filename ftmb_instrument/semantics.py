@@ -28,7 +28,7 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "packet_io": {"direction": (str, "rx")},
     "alloc": {},
     "opaque_create": {},
-    "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False)},
+    "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False), "object": (str, "")},
     "signal": {"handler_arg": (int, 1)},
     "unreplayable": {"reason": (str, "")},
     "callback": {"function_arg": (int, 0), "function_in_struct": (bool, False), "arg_arg": (int, -1),

@@ -281,9 +281,11 @@ def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
                                f"globals and heap cannot see it; move it to a global or the heap"))
     for a in p.allocs.values():
         if a.opaque:
+            what = (f"{a.call}() in {a.function} uses state inside a library object ({a.assigned_to}, what "
+                    f"the model names for its integer handles)" if a.key.startswith("library:") else
+                    f"{a.call}() in {a.function} creates state inside a library object ({a.assigned_to or 'unnamed'})")
             out.append(Finding("opaque_state", f"{a.file}:{a.line}:1",
-                               f"{a.call}() in {a.function} creates state inside a library object "
-                               f"({a.assigned_to or 'unnamed'}): a checkpoint of globals and heap cannot see it"))
+                               f"{what}: a checkpoint of globals and heap cannot see it"))
     for usr, loc in p.unresolved:
         out.append(Finding("unresolved_call", loc,
                            f"indirect call in {p.functions[usr].name} matches no address-taken function"))

@@ -764,6 +764,16 @@ class _FunctionWalker:
                 AllocSite(loc, self.tw.display(path), line, self.name, name, self.assigned_name(call), opaque))
         return Ref("alloc", loc)
 
+    def library_ref(self, call: ci.Cursor, name: str, obj: str) -> Ref:
+        """The object a model names for calls whose handle is an integer (`object = "rte_event_dev"`):
+        one per name, whatever the id, declared (for the report) at its first call in the unit."""
+        key = f"library:{obj}"
+        if all(s.key != key for s in self.tw.facts.allocs):
+            _, line, _, _ = self.tw.loc(call)
+            _, _, path = self.loc_str(call)
+            self.tw.facts.allocs.append(AllocSite(key, self.tw.display(path), line, self.name, name, obj, True))
+        return Ref("alloc", key)
+
     def assigned_name(self, call: ci.Cursor) -> str:
         """The variable an allocation is stored into: `x = malloc()` / `T *x = malloc()`."""
         text = self.tw.text(self.tw.loc(call)[0])
@@ -1146,7 +1156,10 @@ class _FunctionWalker:
         if "opaque_access" in kinds:
             role = next(r for r in roles if r.kind == "opaque_access")
             h = role.get("handle_arg")
-            if h < len(args):
+            if role.get("object"):  # an integer handle (an event device id): the library's named object
+                self.emit_access(c, {self.library_ref(c, name, role.get("object"))}, role.get("mode"),
+                                 role.get("thread_safe"), False, (), out)
+            elif h < len(args):
                 refs = self.value_refs(args[h])
                 if refs:
                     self.emit_access(c, refs, role.get("mode"), role.get("thread_safe"), False,
