@@ -64,10 +64,20 @@ def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, con
                 results.append(_parse(j))
                 bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=min(n, len(jobs)), initializer=_init_worker, initargs=(sem,)) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(n, len(jobs)), initializer=_init_worker, initargs=(sem,))
+            try:
                 for r in pool.map(_parse, jobs):
                     results.append(r)
                     bar.advance(task)
+            except BaseException:
+                # Interrupted (SIGINT) or failed: stop the parses under way rather than wait for them,
+                # which can take as long as the biggest translation unit. The executor has no public
+                # way to end running work; its worker processes are in `_processes`.
+                for proc in list((pool._processes or {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     return results
 
 
