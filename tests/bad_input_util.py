@@ -20,7 +20,8 @@ int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); counter++; pthre
 
 
 def cli(*args, cwd=None, timeout=300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, **kw)
+    kw.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run([*CLI, *map(str, args)], stderr=subprocess.PIPE, text=True, cwd=cwd, timeout=timeout, **kw)
 
 
 def refused(proc: subprocess.CompletedProcess, *needles: str, rc: int = 1) -> str:

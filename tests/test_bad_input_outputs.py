@@ -20,16 +20,40 @@ def program(tmp_path):
     return src
 
 
+def full_device(tmp_path):
+    """A character device that refuses writes (ENOSPC): a node of /dev/full made in tmp_path when we
+    may (root), so that a regression replaces a test file and not the system's /dev/full; /dev/full
+    itself otherwise, which a non-root process cannot replace."""
+    if os.geteuid() != 0:
+        return "/dev/full"
+    node = tmp_path / "full"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    return str(node)
+
+
 def test_a_device_is_written_not_replaced(tmp_path):
     src = program(tmp_path)
-    before = os.stat("/dev/full")
-    proc = cli("analyze", src, "-f", "json", "-o", "/dev/full", "--")
-    refused(proc, "/dev/full: cannot write: No space left on device")
-    after = os.stat("/dev/full")
+    full = full_device(tmp_path)
+    before = os.stat(full)
+    proc = cli("analyze", src, "-f", "json", "-o", full, "--")
+    refused(proc, f"{full}: cannot write: No space left on device")
+    after = os.stat(full)
     assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev and after.st_ino == before.st_ino
-    proc = cli("analyze", src, "-f", "json", "-o", "/dev/null", "--")
+    null = tmp_path / "null"
+    if os.geteuid() == 0:
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    else:
+        null = "/dev/null"
+    proc = cli("analyze", src, "-f", "json", "-o", null, "--")
     assert proc.returncode == 0, proc.stderr
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+    proc = cli("analyze", src, "-f", "json", "-o", "/dev/stdout", "--")  # a pipe here, through /proc/self/fd/1
+    assert proc.returncode == 0 and json.loads(proc.stdout)["schema"] == "ftmb-report/1", proc.stderr
+    log = tmp_path / "appended.txt"  # a file the shell opened for appending gets the bytes, is not replaced
+    log.write_text("kept\n")
+    with open(log, "a") as f:
+        proc = cli("analyze", src, "-f", "json", "-o", "/dev/stdout", "--", stdout=f)
+    assert proc.returncode == 0 and log.read_text().startswith("kept\n{"), proc.stderr
 
 
 def test_a_fifo_receives_the_report(tmp_path):
@@ -37,7 +61,7 @@ def test_a_fifo_receives_the_report(tmp_path):
     fifo = tmp_path / "report.fifo"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     proc = cli("analyze", src, "-f", "json", "-o", fifo, "--")
     reader.join(timeout=300)

@@ -30,27 +30,30 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield the name to write `path`'s new content to; it becomes `path` only if the block succeeds.
 
     For a regular file it is a temporary file next to the (symlink-resolved) target, renamed over it
-    when the block returns and removed when it raises; for a device or FIFO it is the target itself.
+    when the block returns and removed when it raises; for a device, a FIFO or a descriptor name
+    (/dev/stdout, /dev/fd/N, /proc/self/fd/N) it is `path` itself.
     OSErrors, in the block or in the rename, become an InputError naming `path`.
     """
     shown = Path(path)
-    target = Path(os.path.realpath(shown))
     try:
-        st = os.stat(target)
+        st = os.stat(shown)
     except FileNotFoundError:
         st = None
-        if not target.parent.is_dir():
-            raise InputError(f"{shown}: cannot write: its directory does not exist ({target.parent})") from None
     except OSError as exc:  # a symlink loop, a path through a non-directory, no permission
         raise InputError(f"{shown}: cannot write: {exc.strerror or exc}") from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise InputError(f"{shown}: cannot write: Is a directory")
-    if st is not None and not stat.S_ISREG(st.st_mode):
+    if st is not None and (not stat.S_ISREG(st.st_mode) or _is_descriptor_name(shown)):
+        # Opened by its own name: /dev/stdout resolves to /proc/self/fd/1, which may name a pipe, or
+        # a file the shell opened (`> out`, `>> log`) that must get the bytes, not be replaced.
         try:
-            yield str(target)
+            yield os.fspath(path)
         except OSError as exc:
             raise InputError(f"{shown}: cannot write: {exc.strerror or exc}") from None
         return
+    target = Path(os.path.realpath(shown))  # a symlink's target (existing, or to be created) is replaced
+    if st is None and not target.parent.is_dir():
+        raise InputError(f"{shown}: cannot write: its directory does not exist ({target.parent})")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
@@ -76,7 +79,9 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
         raise TypeError(f"write_atomic: expected str or bytes, got {type(text).__name__}")
     data = text.encode("utf-8") if isinstance(text, str) else text
     with replacing(path) as name:
-        with open(name, "wb") as f:
+        # Written directly (a device, FIFO or descriptor name): appending, because reopening
+        # /dev/stdout with O_TRUNC would empty the file a shell opened with `>>`.
+        with open(name, "ab" if name == os.fspath(path) else "wb") as f:
             f.write(data)
             f.flush()
             if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
@@ -90,6 +95,12 @@ def emit(text: str, output: str | os.PathLike[str] | None) -> None:
         sys.stdout.flush()
     else:
         write_atomic(output, text)
+
+
+def _is_descriptor_name(path: Path) -> bool:
+    """/dev/stdout, /dev/stderr, /dev/fd/N, /proc/.../fd/N: an already open file, whatever it is."""
+    text = os.path.abspath(path)
+    return text in ("/dev/stdout", "/dev/stderr") or text.startswith(("/dev/fd/", "/proc/"))
 
 
 def _new_file_mode() -> int:
