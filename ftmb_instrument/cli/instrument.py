@@ -117,18 +117,22 @@ def rewrite_in_place(rewritten: list[Rewritten]) -> None:
     """
     for r in rewritten:
         _check_writable(r.path)
+    backups: list[str] = []
     done: list[Rewritten] = []
     try:
         for r in rewritten:
             backup = r.path + ".ftmb-orig"
             if not os.path.exists(backup):
                 write_atomic(backup, r.original)
+                backups.append(backup)
         for r in rewritten:
             write_atomic(r.path, r.text)
             done.append(r)
     except InputError as exc:
         for r in done:
             write_atomic(r.path, r.original)
+        for backup in backups:
+            os.unlink(backup)
         raise InputError(f"{exc}; no file was rewritten") from None
 
 
