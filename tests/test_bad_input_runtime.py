@@ -85,7 +85,8 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def test_sigint_to_analyze_says_interrupted_and_stops_the_workers(tmp_path):
+@pytest.mark.parametrize("after_s", [0.0, 1.5])  # as the pool starts, and while it parses
+def test_sigint_to_analyze_says_interrupted_and_stops_the_workers(tmp_path, after_s):
     terms = " + ".join(["g"] * 20000)
     files = []
     for i in range(8):
@@ -100,6 +101,8 @@ def test_sigint_to_analyze_says_interrupted_and_stops_the_workers(tmp_path):
         time.sleep(0.05)
         workers = _children(proc.pid)
     assert workers, "analyze finished before its workers were seen"
+    time.sleep(after_s)
+    workers = _children(proc.pid) or workers
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
