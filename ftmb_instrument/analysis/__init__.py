@@ -68,8 +68,17 @@ def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, con
                 bar.advance(task)
         else:
             # Leaving the block terminates the workers: on SIGINT (or an error) the parses under way
-            # stop at once instead of running to the end of the biggest translation unit.
-            with multiprocessing.Pool(min(n, len(jobs)), initializer=_init_worker, initargs=(sem, True)) as pool:
+            # stop at once instead of running to the end of the biggest translation unit. SIGINT
+            # is held while the pool starts, so that it arrives inside the block, never between a
+            # started worker and the block that ends it.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                pool = multiprocessing.Pool(min(n, len(jobs)), initializer=_init_worker, initargs=(sem, True))
+            except BaseException:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                raise
+            with pool:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 for r in pool.imap(_parse, jobs):
                     results.append(r)
                     bar.advance(task)
