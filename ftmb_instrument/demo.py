@@ -12,6 +12,7 @@ ftmb-cc finds and plans for the NAT while building it, for the demo to show.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,24 +75,37 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     trace = workdir / "trace.pcap"
     say(f"2/5 generating {packets} packets of client/server traffic (seed {seed}) -> {trace}")
     traffic.generate(trace, seed=seed, flows=200, packets=packets, duration_s=0.5)
-    argv = [str(build / "nat"), *EAL, f"--file-prefix=ftmbdemo{os.getpid()}", "--lcores", f"(0-{workers})@(0,1)",
+    prefix = f"ftmbdemo{os.getpid()}"
+    argv = [str(build / "nat"), *EAL, f"--file-prefix={prefix}", "--lcores", f"(0-{workers})@(0,1)",
             "--vdev", "net_null0", "--"]
-    out = workdir / "released.pcap"
-    say(f"3/5 running the NAT ({workers} workers, {rate} packets/s, a checkpoint every {checkpoint_ms} ms) and "
-        f"SIGKILLing the master {kill_at:g} s after its start ...")
-    res = runlib.run(argv, trace, out, queues=workers, rate=rate, kill_master_at=kill_at, timeout_s=120,
-                     checkpoint_ms=checkpoint_ms)
-    if not res.ok:
-        raise DemoError(f"the run failed: {res.failure}")
-    fo = res.failover
-    say(f"4/5 the backup ({'the newest checkpoint' if fo and fo.from_snapshot else 'replaying from the start'}) "
-        "replayed the log and took over; verifying against an uninterrupted run ...")
-    ref_argv = [a + "r" if a.startswith("--file-prefix") else a for a in argv]
-    v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir)
-    v.add_replay_check(res.replay_check)
+    try:
+        out = workdir / "released.pcap"
+        say(f"3/5 running the NAT ({workers} workers, {rate} packets/s, a checkpoint every {checkpoint_ms} ms) and "
+            f"SIGKILLing the master {kill_at:g} s after its start ...")
+        res = runlib.run(argv, trace, out, queues=workers, rate=rate, kill_master_at=kill_at, timeout_s=120,
+                         checkpoint_ms=checkpoint_ms)
+        if not res.ok:
+            raise DemoError(f"the run failed: {res.failure}")
+        fo = res.failover
+        say(f"4/5 the backup ({'the newest checkpoint' if fo and fo.from_snapshot else 'replaying from the start'}) "
+            "replayed the log and took over; verifying against an uninterrupted run ...")
+        ref_argv = [a + "r" if a.startswith("--file-prefix") else a for a in argv]
+        v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir)
+        v.add_replay_check(res.replay_check)
+    finally:
+        # DPDK makes a runtime directory per --file-prefix even with --no-shconf (its telemetry
+        # socket lives there) and never removes it: the run's and the reference run's go here.
+        for p in (prefix, prefix + "r"):
+            shutil.rmtree(dpdk_runtime_dir(p), ignore_errors=True)
     say("5/5 done")
     rel = releases_around_failure(out, fo) if fo is not None else None
     return DemoResult(workers=workers, packets=packets, run=res, verdict=v, releases=rel)
+
+
+def dpdk_runtime_dir(file_prefix: str) -> Path:
+    """Where DPDK's EAL puts the runtime directory of `--file-prefix` (eal_create_runtime_dir)."""
+    base = "/var/run" if os.getuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "/tmp")
+    return Path(base) / "dpdk" / file_prefix
 
 
 def analyze_nat() -> tuple[Report, Plan]:

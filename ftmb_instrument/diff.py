@@ -180,6 +180,8 @@ def load_report(path: str | os.PathLike[str]) -> Report:
         raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ReportError(f"{path}: JSON nested too deeply; expected an {SCHEMA} report") from None
     except json.JSONDecodeError as exc:
         raise ReportError(
             f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}; "
@@ -195,6 +197,13 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ReportError(f"{path}: malformed {SCHEMA} report: {problems[0]}{more}")
+    # Variables are matched by id: two with one id would make the diff silently pick one of them.
+    seen: dict[str, int] = {}
+    for i, v in enumerate(data["variables"]):
+        if v["id"] in seen:
+            raise ReportError(f"{path}: variables[{i}] ({v.get('name')!r}) has the id {v['id']!r} of "
+                              f"variables[{seen[v['id']]}]; ids must be unique (regenerate the report)")
+        seen[v["id"]] = i
     return Report.from_json(data, source=str(path))
 
 

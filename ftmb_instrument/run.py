@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .bundle import ensure_runtime
+from . import replaylog
 from .errors import FtmbError, InputError
 
 MODES = ("record", "passthrough", "replay")
@@ -802,7 +803,7 @@ def _write_empty_log(path: Path, region: InputRegion) -> None:
     hdr = _HDR.unpack_from(region._m, 0)
     tsc_hz, = struct.unpack_from("<Q", region._m, _HDR.size + _IN_GEOMETRY.size)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(struct.pack("<QIIQ32Q32Q", 0x33474F4C424D5446, hdr[1], 0, tsc_hz, *([0] * 64)))
+    tmp.write_bytes(replaylog.pack_header(0, tsc_hz, abi_version=hdr[1]))
     os.replace(tmp, path)
 
 

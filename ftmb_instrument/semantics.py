@@ -17,6 +17,10 @@ from .errors import ModelError
 
 BUNDLED_DIR = Path(__file__).parent / "apimodels"
 
+# Argument indexes (`*_arg`, `arg_param`) are below this; a call passing fewer arguments than an
+# index names is a model that does not fit the function, reported where the call is analyzed.
+MAX_ARGS = 32
+
 # kind -> {field: (type, default)}; `names` is required for every kind.
 KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "spawn": {"function_arg": (int, 0), "arg_arg": (int, -1), "instances": (str, "per_call"), "main_runs_arg": (int, -1)},
@@ -52,7 +56,7 @@ class Role:
 
     kind: str
     params: tuple[tuple[str, Any], ...]
-    source: str  # "file.toml" the entry came from
+    source: str  # the entry it came from, "path/file.toml: [[kind]] #N", for error messages
 
     def get(self, key: str) -> Any:
         return dict(self.params)[key]
@@ -121,6 +125,11 @@ class Semantics:
             typ = spec[key][0]
             if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
                 raise ModelError(f"{where}: {key!r} must be {typ.__name__}, got {value!r}")
+            if typ is int and key.endswith(("_arg", "_param")):
+                lowest = -1 if spec[key][1] == -1 else 0  # -1 means "none" where that is the default
+                if not lowest <= value < MAX_ARGS:
+                    raise ModelError(f"{where}: {key!r} is an argument index from {lowest} to {MAX_ARGS - 1}, "
+                                     f"got {value!r}")
             allowed = ENUMS.get((kind, key))
             if allowed and value not in allowed:
                 raise ModelError(f"{where}: {key!r} must be one of {sorted(allowed)}, got {value!r}")
@@ -134,7 +143,7 @@ class Semantics:
         if kind == "callback" and (params["runs_in"] == "driver") != bool(params["driver"]):
             raise ModelError(f"{where}: 'driver' lists the functions that run the callback, "
                              f"required with runs_in = \"driver\" and only with it")
-        role = Role(kind, tuple(sorted(params.items())), path.name)
+        role = Role(kind, tuple(sorted(params.items())), where)
         for name in names:
             if any(ch in name for ch in "*?["):
                 self.patterns.append((name, role))

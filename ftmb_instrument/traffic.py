@@ -107,6 +107,15 @@ def generate(path: str | Path, *, seed: int = 1, flows: int = 200, packets: int 
         raise InputError("servers: need at least one server address")
     client_base, client_count = _parse_prefix(clients)
     server_ips = [ip_int(s) for s in servers]
+    # Checked before any flow is built: each flow needs at least one packet (a TCP flow four), and
+    # distinct 5-tuples; a hopeless request must fail at once, not after filling memory.
+    if packets < flows:
+        raise InputError(f"packets={packets}: too few for flows={flows}; every flow needs at least one "
+                         f"packet (a TCP flow at least four)")
+    tuples = (client_count - 2) * (61000 - 32768) * len(set(server_ips)) * len(TCP_SERVER_PORTS)
+    if flows > tuples // 2:
+        raise InputError(f"flows={flows}: more than the {tuples // 2} distinct flows the client prefix "
+                         f"{clients} and {len(set(server_ips))} server(s) allow here")
     rng = random.Random(seed)
 
     flow_list: list[_Flow] = []

@@ -4,15 +4,19 @@ minute)."""
 
 from __future__ import annotations
 
+import os
 import re
 
 from ftmb_instrument.cli import main
+from ftmb_instrument.demo import dpdk_runtime_dir
 
 
 def test_demo_recovers_and_verifies(tmp_path, capsys):
     rc = main(["demo", "--workdir", str(tmp_path), "--workers", "1", "--kill-at", "0.5"])
     out = capsys.readouterr().out
     assert rc == 0, out
+    prefix = f"ftmbdemo{os.getpid()}"  # DPDK's runtime directories of the run and the reference run are gone
+    assert not dpdk_runtime_dir(prefix).exists() and not dpdk_runtime_dir(prefix + "r").exists()
     text = " ".join(out.split())  # the console wraps long lines at its width
     # what the analysis found (table rows, a cell wrapped onto the next line joined again) and what the plan does
     cells = " ".join(out.replace("│", " ").split())

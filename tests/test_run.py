@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ftmb_instrument import pcap, run as runlib, traffic
+from ftmb_instrument import pcap, replaylog, run as runlib, traffic
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "runtime" / "build"
@@ -373,10 +373,11 @@ def test_checkpoints_let_the_output_logger_forget_older_records(trace, tmp_path)
     magic, _abi, nthreads, _hz = struct.unpack_from("<QIIQ", raw, 0)
     count = struct.unpack_from("<32Q", raw, 24)
     base = struct.unpack_from("<32Q", raw, 24 + 32 * 8)
-    assert magic == 0x33474F4C424D5446 and nthreads == 3
+    assert magic == replaylog.MAGIC and nthreads == 3
     assert sum(base[:3]) > 0, (count[:3], base[:3])  # workers' early records were collected
     assert all(b <= c for b, c in zip(base[:3], count[:3]))
-    assert len(raw) == 24 + 64 * 8 + 16 * sum(c - b for c, b in zip(count[:3], base[:3]))
+    assert len(raw) == 24 + 64 * 8 + 8 + 16 * sum(c - b for c, b in zip(count[:3], base[:3]))
+    assert raw[:24 + 64 * 8 + 8] == replaylog.pack_header(nthreads, _hz, count, base, _abi)
     again = runlib.run([str(FWD), "2"], trace, tmp_path / "r.pcap", queues=2, mode="replay", replay_log=log,
                        timeout_s=30)
     assert not again.ok and "garbage-collected" in again.failure, again.failure

@@ -7,8 +7,9 @@ class and protection of every object -> Report.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,11 @@ class Options:
 _worker_sem: Semantics | None = None
 
 
-def _init_worker(sem: Semantics) -> None:
+def _init_worker(sem: Semantics, pooled: bool = False) -> None:
     global _worker_sem
     _worker_sem = sem
+    if pooled:  # Ctrl-C reaches the whole process group: the parent alone handles it, and ends the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _parse(job: TuJob) -> TuResult:
@@ -64,8 +67,19 @@ def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, con
                 results.append(_parse(j))
                 bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=min(n, len(jobs)), initializer=_init_worker, initargs=(sem,)) as pool:
-                for r in pool.map(_parse, jobs):
+            # Leaving the block terminates the workers: on SIGINT (or an error) the parses under way
+            # stop at once instead of running to the end of the biggest translation unit. SIGINT
+            # is held while the pool starts, so that it arrives inside the block, never between a
+            # started worker and the block that ends it.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                pool = multiprocessing.Pool(min(n, len(jobs)), initializer=_init_worker, initargs=(sem, True))
+            except BaseException:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                raise
+            with pool:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                for r in pool.imap(_parse, jobs):
                     results.append(r)
                     bar.advance(task)
     return results

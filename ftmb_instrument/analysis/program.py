@@ -21,7 +21,8 @@ from ..facts import (
     Suppression,
     TuFacts,
 )
-from ..semantics import Semantics
+from ..errors import ModelError
+from ..semantics import Role, Semantics
 
 
 def walk_events(events: tuple):
@@ -159,8 +160,9 @@ class Program:
                 if not isinstance(ev, CallFact) or not ev.callee:
                     continue
                 role = self.sem.role(ev.callee, "callback")
-                if role is None or role.get("function_arg") >= len(ev.args):
+                if role is None:
                     continue
+                _check_arity(role, "function_arg", ev)
                 in_struct = role.get("function_in_struct")
                 targets = self.function_values(ev.args[role.get("function_arg")], pts, in_struct)
                 ai = role.get("arg_arg")
@@ -236,9 +238,7 @@ class Program:
                 spawn = self.sem.role(ev.callee, "spawn")
                 if spawn is None:
                     continue
-                fi = spawn.get("function_arg")
-                if fi >= len(ev.args):
-                    continue
+                fi = _check_arity(spawn, "function_arg", ev)
                 farg = ev.args[fi]
                 targets = self.function_values(farg, pts)
                 if not targets:  # unknown: every compatible address-taken function
@@ -315,3 +315,13 @@ def _per_thread_arg(text: str) -> bool:
 
 
 __all__ = ["AccessFact", "Program", "Root", "walk_events"]
+
+
+def _check_arity(role: Role, key: str, ev: CallFact) -> int:
+    """The argument index `role` gives at `key`; a ModelError naming the model entry if the call has
+    no such argument (a silently skipped spawn would lose a thread and everything it shares)."""
+    i = role.get(key)
+    if i >= len(ev.args):
+        raise ModelError(f"{role.source}: {key} = {i}, but the call to {ev.callee} at {ev.loc} passes "
+                         f"{len(ev.args)} argument(s) (indexes count from 0)")
+    return i

@@ -27,6 +27,8 @@ app = typer.Typer(
 
 stderr = Console(stderr=True, highlight=False)
 
+INTERRUPTED = 130  # the exit code of a command stopped by SIGINT (128 + 2); no command uses it otherwise
+
 # typer bundles its own click; its usage-error base class is reached through typer's own exceptions.
 _CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -54,27 +56,28 @@ def _register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
-    _register_commands()
     argv = list(sys.argv[1:] if argv is None else argv)
     clang_args: list[str] = []
     if "--" in argv:  # clang-tidy style: FILES -- CLANG_ARGS
         cut = argv.index("--")
         argv, clang_args = argv[:cut], argv[cut + 1:]
     try:
+        _register_commands()
         rc = app(args=argv, standalone_mode=False, obj={"clang_args": clang_args})
     except FtmbError as exc:
         stderr.print(f"ftmb-instrument: error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
     except typer.Exit as exc:
-        return exc.exit_code
+        rc = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        stderr.print("ftmb-instrument: aborted", markup=False)
-        return 130
+        rc = INTERRUPTED
     except Exception as exc:  # usage errors carry their own exit code
         if isinstance(exc, _CLICK_EXCEPTION):
             exc.show()
             return exc.exit_code
         raise
+    if rc == INTERRUPTED:  # typer returns a KeyboardInterrupt (SIGINT) as this exit code, silently
+        stderr.print("ftmb-instrument: interrupted", markup=False)
     return rc if isinstance(rc, int) else 0
 
 

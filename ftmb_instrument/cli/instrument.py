@@ -28,7 +28,8 @@ Input as for `analyze`: `-p BUILD_DIR` (optionally restricted to FILES), or FILE
 and the clang arguments. Output: a unified diff on stdout (the default, --diff), an instrumented
 copy of the project tree (-o OUTDIR, written to a temporary directory and renamed only when
 everything succeeded), or the files rewritten in place (--in-place, each written atomically, the
-original kept as FILE.ftmb-orig). --plan FILE also writes the instrumentation plan (ftmb-plan/2).
+original kept as FILE.ftmb-orig; every file is checked to be writable before any is rewritten, so
+an unwritable one leaves all as they were). --plan FILE also writes the plan (ftmb-plan/2).
 
 A site that cannot be instrumented safely is reported as `file:line: error: ...` and nothing is
 written; silence one with an inline `/* ftmb: ignore(access) <reason> */` on its line.
@@ -80,8 +81,11 @@ def write_tree(rewritten: list[Rewritten], root: str, outdir: Path) -> None:
     else:
         skip_inside = None
     parent = outdir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=parent))
+    except OSError as exc:
+        raise InputError(f"-o {outdir}: cannot create it in {parent}: {exc.strerror or exc}") from None
     try:
         def ignore(d: str, names: list[str]) -> list[str]:
             return [n for n in names if n.startswith(".") or (skip_inside is not None and Path(d, n).resolve() == skip_inside)]
@@ -95,8 +99,56 @@ def write_tree(rewritten: list[Rewritten], root: str, outdir: Path) -> None:
         if outdir.exists():
             outdir.rmdir()
         os.replace(tmp / "tree", outdir)
+    except shutil.Error as exc:
+        first = exc.args[0][0] if exc.args and exc.args[0] else ("", "", str(exc))
+        raise InputError(f"-o {outdir}: cannot copy {first[0]}: {first[2]}; nothing was written") from None
+    except OSError as exc:
+        raise InputError(f"-o {outdir}: cannot write {exc.filename or outdir}: {exc.strerror or exc}; "
+                         f"nothing was written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rewrite_in_place(rewritten: list[Rewritten]) -> None:
+    """Rewrite each file where it is, the original kept as FILE.ftmb-orig: all files or none.
+
+    Every target (the file, its directory for the temporary file and the backup) is checked before
+    any is touched; should a write still fail, the files already rewritten get their originals back.
+    """
+    for r in rewritten:
+        _check_writable(r.path)
+    backups: list[str] = []
+    done: list[Rewritten] = []
+    try:
+        for r in rewritten:
+            backup = r.path + ".ftmb-orig"
+            if not os.path.exists(backup):
+                write_atomic(backup, r.original)
+                backups.append(backup)
+        for r in rewritten:
+            write_atomic(r.path, r.text)
+            done.append(r)
+    except InputError as exc:
+        for r in done:
+            write_atomic(r.path, r.original)
+        for backup in backups:
+            os.unlink(backup)
+        raise InputError(f"{exc}; no file was rewritten") from None
+
+
+def _check_writable(path: str) -> None:
+    """Raise InputError unless `path` can be replaced and a FILE.ftmb-orig written beside it.
+
+    Probes by opening and creating, not os.access: root ignores permission bits but not an
+    immutable file or directory or a read-only file system."""
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+        fd, probe = tempfile.mkstemp(prefix=".ftmb-probe.", dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = path if exc.filename == path else os.path.dirname(os.path.abspath(path))
+        raise InputError(f"{where}: cannot write: {exc.strerror or exc}; --in-place rewrote no file") from None
 
 
 @app.command("instrument", help=HELP)
@@ -147,11 +199,7 @@ def instrument_cmd(
         write_tree(rewritten, str(root), outdir)
         stderr.print(f"instrumented {len(rewritten)} file(s) into {outdir}: {summary}", markup=False)
     elif in_place:
-        for r in rewritten:
-            backup = r.path + ".ftmb-orig"
-            if not os.path.exists(backup):
-                Path(backup).write_bytes(r.original)
-            write_atomic(r.path, r.text.decode("utf-8"))
+        rewrite_in_place(rewritten)
         stderr.print(f"instrumented {len(rewritten)} file(s) in place: {summary}", markup=False)
     else:
         typer.echo(unified_diff(rewritten, str(root)), nl=False)

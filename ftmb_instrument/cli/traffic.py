@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import traffic
-from ..errors import InputError
+from ..report.output import replacing
 from . import app, stderr
 
 HELP = """Write a deterministic trace of concurrent client/server flows to OUT.pcap.
@@ -18,7 +16,8 @@ HELP = """Write a deterministic trace of concurrent client/server flows to OUT.p
 TCP connections (handshake, data both ways, FIN or RST teardown or left open) and UDP exchanges;
 heavy-tailed flow sizes, Poisson arrivals. Every packet carries a unique tag (its index in the
 file: TCP timestamp TSval or the first four bytes of a UDP payload). The same options always give
-a byte-identical file. The file is written to a temporary name and renamed when complete.
+a byte-identical file. A regular OUT is written to a temporary name and renamed when complete (a
+symlink's target is replaced, a device or FIFO is written directly).
 
 Exit codes: 0 written; 1 bad option value or unwritable output; 2 usage error.
 """
@@ -39,27 +38,12 @@ def traffic_command(
         "--server", help="A server address (repeatable; default: 198.51.100.10-13).")] = None,
     microsecond: Annotated[bool, typer.Option(help="Microsecond pcap timestamps (default nanosecond).")] = False,
 ) -> None:
-    out = Path(out)
-    if out.is_dir():
-        raise InputError(f"{out}: is a directory; give a file name")
-    if not out.parent.is_dir():
-        raise InputError(f"{out}: its directory does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        summary = traffic.generate(tmp, seed=seed, flows=flows, packets=packets, duration_s=duration,
+    with replacing(out) as name:
+        summary = traffic.generate(name, seed=seed, flows=flows, packets=packets, duration_s=duration,
                                    udp_fraction=udp_fraction, rst_fraction=rst_fraction,
                                    open_fraction=open_fraction, clients=clients,
                                    servers=tuple(server) if server else traffic.DEFAULT_SERVERS,
                                    nanosecond=not microsecond)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     stderr.print(f"{out}: {summary.packets} packets, {summary.flows} flows ({summary.tcp_flows} TCP: "
                  f"{summary.fin_closed} FIN, {summary.rst_closed} RST, {summary.left_open} open; "
                  f"{summary.udp_flows} UDP), largest flow {summary.largest_flow} packets, "

@@ -29,7 +29,7 @@ def verify_command(
     input_pcap: Annotated[Path, typer.Option("--in", "-i", help="The run's input (pcap).", show_default=False)],
     released: Annotated[Path, typer.Option("--released", "-r", help="The run's released output (pcap).",
                                            show_default=False)],
-    queues: Annotated[int, typer.Option(help="Session input queues of the run.")] = 1,
+    queues: Annotated[int, typer.Option(min=1, help="Session input queues of the run.")] = 1,
     example: Annotated[Optional[str], typer.Option(help="Check this example's invariants: nat, firewall, "
                                                    "lb or ids.")] = None,
 ) -> None:

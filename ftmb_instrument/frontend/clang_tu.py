@@ -166,6 +166,10 @@ def _parse_and_walk(index: ci.Index, job: TuJob, sem: Semantics) -> TuResult:
     except SuppressionError as exc:
         diags.append(Diagnostic(str(exc).split(": ", 1)[0], "error", str(exc).split(": ", 1)[-1]))
         return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
+    except (WalkError, RecursionError) as exc:  # a walk that could not see the whole AST: no facts
+        why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the analysis walk (please report it)"
+        diags.append(Diagnostic(f"{name}:1:1", "fatal", why))
+        return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
     return TuResult(TranslationUnit(name, "ok", tuple(diags), len(facts.functions)), facts)
 
 
@@ -277,7 +281,7 @@ class _TuWalker:
 
     # ---- declarations ----------------------------------------------------------------------
     def run(self) -> TuFacts:
-        for c in self.tu.cursor.get_children():
+        for c in children(self.tu.cursor):
             kind = c.kind
             if kind != CK.VAR_DECL and not (kind == CK.FUNCTION_DECL and c.is_definition()):
                 continue  # most top-level cursors are library prototypes and types: skip them cheaply
@@ -362,8 +366,46 @@ def _children(c: ci.Cursor) -> list[ci.Cursor]:
     key = (c._kind_id, c.xdata, d[0], d[1], d[2])
     kids = _child_cache.get(key)
     if kids is None:
-        kids = _child_cache[key] = list(c.get_children())
+        kids = _child_cache[key] = children(c)
     return kids
+
+
+def children(c: ci.Cursor) -> list[ci.Cursor]:
+    """All children of `c`, or an exception: never a silently shortened list.
+
+    `Cursor.get_children` runs a Python callback inside libclang; an exception there (a
+    RecursionError while ctypes converts its arguments, say) is printed as "Exception ignored",
+    ends the visit early and returns the children seen so far. The visitor here never stops a
+    visit itself, so a visit that ended early is a failed one and raises.
+    """
+    kids: list[ci.Cursor] = []
+    errors: list[BaseException] = []
+
+    def visitor(child: ci.Cursor, _parent: ci.Cursor, _data: object) -> int:
+        try:
+            child._tu = c._tu
+            kids.append(child)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, outside libclang
+            errors.append(exc)
+            return 0  # CXChildVisit_Break
+        return 1  # CXChildVisit_Continue
+
+    stopped = ci.conf.lib.clang_visitChildren(c, ci.cursor_visit_callback(visitor), None)
+    if errors:
+        raise errors[0]
+    if stopped:
+        raise WalkError(f"libclang's visit of the children of the {c.kind.name} at {_where(c)} failed "
+                        f"inside its Python callback")
+    return kids
+
+
+class WalkError(Exception):
+    """A walk over the AST could not see all of it; the translation unit is reported as failed."""
+
+
+def _where(c: ci.Cursor) -> str:
+    loc = c.location
+    return f"{loc.file.name if loc.file else '?'}:{loc.line}:{loc.column}"
 
 
 def _preorder(c: ci.Cursor):
@@ -389,16 +431,18 @@ def _strip(c: ci.Cursor) -> ci.Cursor:
 
 
 def _function_values(e: ci.Cursor):
-    """Functions named as values in `e` (not the callees of calls inside it)."""
-    if e.kind == CK.DECL_REF_EXPR:
-        if e.referenced is not None and e.referenced.kind == CK.FUNCTION_DECL:
-            yield e
-        return
-    kids = _children(e)
-    if e.kind == CK.CALL_EXPR and e.referenced is not None and e.referenced.kind == CK.FUNCTION_DECL:
-        kids = kids[1:]  # the first child is the direct callee
-    for x in kids:
-        yield from _function_values(x)
+    """Functions named as values in `e` (not the callees of calls inside it), left to right."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if x.kind == CK.DECL_REF_EXPR:
+            if x.referenced is not None and x.referenced.kind == CK.FUNCTION_DECL:
+                yield x
+            continue
+        kids = _children(x)
+        if x.kind == CK.CALL_EXPR and x.referenced is not None and x.referenced.kind == CK.FUNCTION_DECL:
+            kids = kids[1:]  # the first child is the direct callee
+        stack.extend(reversed(kids))
 
 
 def _is_array(t: ci.Type) -> bool:
@@ -696,15 +740,7 @@ class _FunctionWalker:
         if k == CK.ARRAY_SUBSCRIPT_EXPR and e.type.get_canonical().kind in POINTERISH:
             return self.selection(e)  # a pointer picked from a table by a per-thread index
         if k == CK.BINARY_OPERATOR:
-            # `core * 4 + 1`, `id % n_workers` stay per-thread; `(id ^ port) % N` mixes in packet
-            # data and is not: every operand that is not a constant or a global must carry taint.
-            out = set()
-            for x in _children(e):
-                t = self.taint(x)
-                if not t and not self.neutral(x):
-                    return set()
-                out |= t
-            return out
+            return self.operator_taint(e)
         if k in (CK.CONDITIONAL_OPERATOR, CK.UNEXPOSED_EXPR, CK.PAREN_EXPR, CK.CSTYLE_CAST_EXPR):
             out: set[str] = set()
             for x in _children(e):
@@ -712,6 +748,33 @@ class _FunctionWalker:
                     out |= self.taint(x)
             return out
         return set()
+
+    def operator_taint(self, e: ci.Cursor) -> set[str]:
+        """Taint of a binary operator. `core * 4 + 1`, `id % n_workers` stay per-thread;
+        `(id ^ port) % N` mixes in packet data and is not: every operand that is not a constant or a
+        global must carry taint (an operator operand always must). `a + b + ... + z` nests as deep as
+        it is long, so the operators are visited from an explicit list, children after parents,
+        and evaluated in reverse: every child before its parent."""
+        nodes: list[tuple[ci.Cursor, int]] = [(e, -1)]
+        i = 0
+        while i < len(nodes):
+            x = nodes[i][0]
+            if x.kind == CK.BINARY_OPERATOR:
+                nodes.extend((_strip(c), i) for c in _children(x))
+            i += 1
+        acc: list[set[str]] = [set() for _ in nodes]
+        for j in range(len(nodes) - 1, 0, -1):
+            x, parent = nodes[j]
+            if x.kind == CK.BINARY_OPERATOR:
+                t = acc[j]
+                if not t:
+                    return set()
+            else:
+                t = self.taint(x)
+                if not t and not self.neutral(x):
+                    return set()
+            acc[parent] |= t
+        return acc[0]
 
     def neutral(self, e: ci.Cursor) -> bool:
         """A constant or a global: combining a per-thread value with it keeps it per-thread."""
@@ -916,13 +979,24 @@ class _FunctionWalker:
                 self.lvalue_access(lhs, "write", False, out)
                 self.note_store(lhs, rhs)
             elif c.binary_operator in (BO.LAnd, BO.LOr):
+                # `a && b && ... && z` nests to the left: down the chain first, then each right side
+                # in order as a branch, as a recursion on the left operand would.
+                rights = [rhs]
+                while True:
+                    s = _strip(lhs)
+                    skids = _children(s) if s.kind == CK.BINARY_OPERATOR else []
+                    if len(skids) < 2 or s.binary_operator not in (BO.LAnd, BO.LOr):
+                        break
+                    lhs = skids[0]
+                    rights.append(skids[1])
                 self.expr(lhs, out)
-                ev: list = []
-                self.expr(rhs, ev)
-                out.append(Branch((tuple(ev), ())))
+                for r in reversed(rights):
+                    ev: list = []
+                    self.expr(r, ev)
+                    out.append(Branch((tuple(ev), ())))
             else:
-                self.expr(lhs, out)
-                self.expr(rhs, out)
+                for x in self.operands(c):
+                    self.expr(x, out)
         elif k == CK.COMPOUND_ASSIGNMENT_OPERATOR:
             lhs, rhs = _children(c)[:2]
             self.expr(rhs, out)
@@ -977,6 +1051,25 @@ class _FunctionWalker:
                         self.stmt(x, out, 1)
                     else:
                         self.expr(x, out)
+
+    def operands(self, c: ci.Cursor) -> list[ci.Cursor]:
+        """The operands of the arithmetic, comparison and bitwise operator `c`, left to right, looking
+        through nested operators of those kinds, parentheses and implicit conversions: evaluating
+        each in order is what `expr` on `c` does, without a recursion as deep as a long `a + b + ...`
+        or a macro nesting `((x) + 1)` two hundred times."""
+        out = []
+        stack = list(reversed(_children(c)[:2]))
+        while stack:
+            x = stack.pop()
+            kids = _children(x)
+            if x.kind == CK.BINARY_OPERATOR and len(kids) >= 2 and x.binary_operator not in (BO.Assign, BO.LAnd, BO.LOr):
+                stack.extend(reversed(kids[:2]))
+            elif x.kind in (CK.PAREN_EXPR, CK.UNEXPOSED_EXPR) and not self.is_atomic_expr(x) \
+                    and all(y.kind.is_expression() for y in kids):
+                stack.extend(reversed(kids))
+            else:
+                out.append(x)
+        return out
 
     def note_function_value(self, c: ci.Cursor, handler: bool = False) -> None:
         if c.kind != CK.DECL_REF_EXPR or c.referenced is None or c.referenced.kind != CK.FUNCTION_DECL:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,34 +94,46 @@ def load_database(path: Path) -> list[CompileCommand]:
     """Read `compile_commands.json` (or the one inside a build directory)."""
     db = path / "compile_commands.json" if path.is_dir() else path
     try:
-        text = db.read_text()
+        text = db.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{db}: no such compilation database (generate one with cmake "
                          f"-DCMAKE_EXPORT_COMPILE_COMMANDS=ON or bear)") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{db}: not UTF-8 text (byte {exc.start}); expected a compilation database") from None
     except OSError as exc:
         raise InputError(f"{db}: cannot read: {exc.strerror}") from None
     try:
         entries = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{db}:{exc.lineno}:{exc.colno}: malformed compilation database: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(f"{db}: malformed compilation database: JSON nested too deeply") from None
     if not isinstance(entries, list):
         raise InputError(f"{db}: malformed compilation database: expected a JSON array of entries")
     commands = []
     for n, e in enumerate(entries, 1):
         if not isinstance(e, dict) or "file" not in e or "directory" not in e or not ("arguments" in e or "command" in e):
             raise InputError(f"{db}: entry {n}: needs 'directory', 'file' and 'arguments' or 'command'")
-        directory = str(e["directory"])
+        if not isinstance(e["file"], str) or not isinstance(e["directory"], str) or not e["file"]:
+            raise InputError(f"{db}: entry {n}: 'directory' and 'file' must be strings")
+        # A relative directory is taken relative to the database's own directory, as clang does.
+        directory = os.path.join(os.path.dirname(os.path.abspath(db)), e["directory"])
+        if not os.path.isdir(directory):
+            raise InputError(f"{db}: entry {n}: directory {e['directory']!r} does not exist"
+                             + ("" if os.path.isabs(e["directory"]) else f" (relative to {db.parent}: {directory})"))
         if "arguments" in e:
-            argv = [str(x) for x in e["arguments"]]
+            if not isinstance(e["arguments"], list) or not all(isinstance(x, str) for x in e["arguments"]):
+                raise InputError(f"{db}: entry {n}: 'arguments' must be a list of strings")
+            argv = list(e["arguments"])
         else:
             try:
                 argv = shlex.split(str(e["command"]))
             except ValueError as exc:
                 raise InputError(f"{db}: entry {n}: cannot split 'command': {exc}") from None
-        file = os.path.realpath(os.path.join(directory, str(e["file"])))
+        file = os.path.realpath(os.path.join(directory, e["file"]))
         if not file.endswith(".c"):
             continue
-        commands.append(CompileCommand(file, sanitize(argv, directory, str(e["file"]))))
+        commands.append(CompileCommand(file, sanitize(argv, directory, e["file"])))
     return commands
 
 
@@ -129,7 +142,15 @@ def from_files(files: list[Path], extra_args: list[str]) -> list[CompileCommand]
     out = []
     cwd = os.getcwd()
     for f in files:
-        if not f.is_file():
-            raise InputError(f"{f}: no such file")
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            raise InputError(f"{f}: no such file") from None
+        except OSError as exc:  # a symlink loop, a path through a non-directory, no permission
+            raise InputError(f"{f}: cannot read: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{f}: is a directory; give C files, or -p BUILD_DIR for a compilation database")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{f}: not a regular file; give C files")
         out.append(CompileCommand(os.path.realpath(f), sanitize(["cc", *extra_args], cwd, str(f))))
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from clang import cindex as ci
 
-from .clang_tu import _setup_lib, _under
+from .clang_tu import _setup_lib, _under, children
 
 CK = ci.CursorKind
 INSTALLED = ("/usr/", "/opt/")
@@ -57,14 +57,17 @@ def unit_linkage(file: str, args: tuple[str, ...], project_root: str) -> UnitLin
     defines: set[str] = set()
     defines_main = False
     uses: dict[str, tuple[str, str]] = {}
-    for top in tu.cursor.get_children():
+    for top in children(tu.cursor):
         if library(top.location):
             continue
         if top.kind in (CK.FUNCTION_DECL, CK.VAR_DECL) and top.linkage == ci.LinkageKind.EXTERNAL and (
                 top.is_definition() or (top.kind == CK.VAR_DECL and top.storage_class != ci.StorageClass.EXTERN)):
             defines.add(top.get_usr())
             defines_main = defines_main or (top.kind == CK.FUNCTION_DECL and top.spelling == "main")
-        for c in top.walk_preorder():
+        stack = [top]
+        while stack:  # preorder without recursion (Cursor.walk_preorder recurses)
+            c = stack.pop()
+            stack.extend(reversed(children(c)))
             if c.kind != CK.DECL_REF_EXPR:
                 continue
             ref = c.referenced

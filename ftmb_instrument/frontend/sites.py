@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from clang import cindex as ci
 
-from .clang_tu import UO_ADDR_OF, _setup_lib, _strip, _under, spelling_location, unary_kind
+from .clang_tu import UO_ADDR_OF, WalkError, _setup_lib, _strip, _under, children, spelling_location, unary_kind
 
 CK = ci.CursorKind
 TK = ci.TypeKind
@@ -239,7 +239,11 @@ def scan_sites(file: str, args: tuple[str, ...], project_root: str) -> TuSites:
             f = d.location.file
             return TuSites(file, False, f"{f.name if f else file}:{d.location.line}:{d.location.column}: {d.spelling}")
     scanner = _Scanner(tu, os.path.realpath(project_root))
-    scanner.run()
+    try:
+        scanner.run()
+    except (WalkError, RecursionError) as exc:  # a scan that missed part of the AST must not be used
+        why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the site scan (please report it)"
+        return TuSites(file, False, f"{file}:1:1: {why}")
     return TuSites(file, True, "", scanner.files)
 
 
@@ -272,7 +276,7 @@ class _Scanner:
         return self.files[path]
 
     def run(self) -> None:
-        for c in self.tu.cursor.get_children():
+        for c in children(self.tu.cursor):
             f = c.location.file
             if f is None:
                 continue
@@ -284,7 +288,7 @@ class _Scanner:
                 continue
             if c.kind != CK.FUNCTION_DECL or not c.is_definition() or not _under(path, self.root):
                 continue
-            body = next((k for k in c.get_children() if k.kind == CK.COMPOUND_STMT), None)
+            body = next((k for k in children(c) if k.kind == CK.COMPOUND_STMT), None)
             if body is None:
                 continue
             fs = self.fs(path)
@@ -316,7 +320,7 @@ class _Scanner:
         if c.extent.start.file is None or self.realpath(c.extent.start.file.name) != fs.path:
             return
         from_macro = self.macro_of(fs, c)
-        kids = list(c.get_children())
+        kids = children(c)
         if k == CK.COMPOUND_STMT:
             fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, False, ()))
             for x in kids:
@@ -374,7 +378,7 @@ class _Scanner:
 
     def initializer(self, fs: FileSites, v: ci.Cursor) -> ci.Cursor | None:
         """The initializer of variable `v` (not an array bound: only what follows its `=`)."""
-        init = [x for x in v.get_children() if x.kind.is_expression()]
+        init = [x for x in children(v) if x.kind.is_expression()]
         if not init:
             return None
         text = self.text(fs.path)
@@ -429,7 +433,7 @@ class _Scanner:
                 xs = x.extent.start.offset
                 if s <= xs < e:
                     if x.kind == CK.DECL_STMT:
-                        for v in x.get_children():
+                        for v in children(x):
                             init = self.initializer(fs, v) if v.kind == CK.VAR_DECL else None
                             if init is not None:
                                 parts.append(self.part("init", init))
@@ -439,20 +443,27 @@ class _Scanner:
                     break
         return tuple(parts)
 
-    def has_jump(self, c: ci.Cursor, in_loop: bool = False, in_switch: bool = False) -> bool:
-        """Whether control can leave `c` other than at its end, or enter it at a label."""
-        k = c.kind
-        if k in (CK.RETURN_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT):
-            return True
-        if k == CK.BREAK_STMT:
-            return not (in_loop or in_switch)
-        if k == CK.CONTINUE_STMT:
-            return not in_loop
-        if k in (CK.CASE_STMT, CK.DEFAULT_STMT) and not in_switch:
-            return True
-        loop = in_loop or k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT)
-        switch = in_switch or k == CK.SWITCH_STMT
-        return any(self.has_jump(x, loop, switch) for x in c.get_children())
+    def has_jump(self, c: ci.Cursor) -> bool:
+        """Whether control can leave `c` other than at its end, or enter it at a label.
+
+        An explicit stack, not a recursion: a long expression or a deeply nested macro must not
+        end the walk early (a missed jump would let a region be rewritten around it)."""
+        stack = [(c, False, False)]
+        while stack:
+            x, in_loop, in_switch = stack.pop()
+            k = x.kind
+            if k in (CK.RETURN_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT):
+                return True
+            if k == CK.BREAK_STMT and not (in_loop or in_switch):
+                return True
+            if k == CK.CONTINUE_STMT and not in_loop:
+                return True
+            if k in (CK.CASE_STMT, CK.DEFAULT_STMT) and not in_switch:
+                return True
+            loop = in_loop or k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT)
+            switch = in_switch or k == CK.SWITCH_STMT
+            stack.extend((y, loop, switch) for y in children(x))
+        return False
 
     # -- calls --
     def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int) -> tuple[str, ...]:
@@ -462,7 +473,7 @@ class _Scanner:
         while stack:
             c = stack.pop()
             if c.kind == CK.StmtExpr:
-                for x in c.get_children():
+                for x in children(c):
                     self.stmt(fs, x, "compound", fn)
                 continue
             if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
@@ -477,11 +488,11 @@ class _Scanner:
                 if call is not None:
                     fs.calls.append(call)
                     names.append(call.callee)
-            stack.extend(reversed(list(c.get_children())))
+            stack.extend(reversed(children(c)))
         return tuple(names)
 
     def note_read(self, fs: FileSites, c: ci.Cursor) -> None:
-        kids = list(c.get_children())
+        kids = children(c)
         if len(kids) != 1:
             return
         x = kids[0]
@@ -505,7 +516,7 @@ class _Scanner:
 
     def note_address_only(self, fs: FileSites, c: ci.Cursor) -> None:
         """`&` over array elements and struct members of a named object reads no memory itself."""
-        kids = list(c.get_children())
+        kids = children(c)
         if len(kids) != 1:
             return
         e = _strip(kids[0])
@@ -516,13 +527,13 @@ class _Scanner:
             if e.kind == CK.DECL_REF_EXPR:
                 break
             if e.kind == CK.ARRAY_SUBSCRIPT_EXPR:
-                base = _strip(list(e.get_children())[0])
+                base = _strip(children(e)[0])
                 if base.type.get_canonical().kind not in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
                     return  # p[i] reads the pointer p
                 e = base
                 continue
             if e.kind == CK.MEMBER_REF_EXPR:
-                inner = [x for x in e.get_children() if x.kind.is_expression()]
+                inner = [x for x in children(e) if x.kind.is_expression()]
                 if not inner or inner[0].type.get_canonical().kind == TK.POINTER:
                     return  # s->f reads the pointer s
                 e = _strip(inner[0])
@@ -548,7 +559,7 @@ class _Scanner:
     def call(self, fs: FileSites, c: ci.Cursor, fn: str, stmt_start: int) -> Call | None:
         text = self.text(fs.path)
         loc = c.location.offset
-        kids = list(c.get_children())
+        kids = children(c)
         if c.kind == CK.UNEXPOSED_EXPR:
             name = self.builtin_name(fs, c)
             callee = c

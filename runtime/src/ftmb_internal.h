@@ -251,7 +251,8 @@ int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path);
 
 /* ---- the log file the output logger writes and replay reads --------------------------------- */
 
-#define _FTMB_LOG_MAGIC 0x33474f4c424d5446ull /* "FTMBLOG3" */
+#define _FTMB_LOG_MAGIC 0x34474f4c424d5446ull     /* "FTMBLOG4" */
+#define _FTMB_LOG_MAGIC_OLD 0x33474f4c424d5446ull /* "FTMBLOG3": the same without hdr_check */
 struct _ftmb_log_file_hdr {
     uint64_t magic;
     uint32_t abi_version;
@@ -260,7 +261,20 @@ struct _ftmb_log_file_hdr {
     uint64_t count[FTMB_MAX_THREADS]; /* each thread's record count (the index after its last record) */
     uint64_t base[FTMB_MAX_THREADS];  /* the index of its first record here (earlier ones were collected);
                                        * then count[0] - base[0] records of thread 0, then thread 1 ... */
+    uint64_t hdr_check;               /* _ftmb_log_hdr_check: records carry their own checks, the header this */
 };
+_Static_assert(sizeof(struct _ftmb_log_file_hdr) == 32 + 16 * FTMB_MAX_THREADS, "log header layout");
+
+/* FNV-1a (64 bit) of the header's bytes before hdr_check: an edited tsc_hz, count or base is refused
+ * when the log is loaded instead of replaying at a wrong rate or from wrong records. */
+static inline uint64_t _ftmb_log_hdr_check(const struct _ftmb_log_file_hdr *h)
+{
+    const unsigned char *p = (const unsigned char *)h;
+    uint64_t x = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof *h - sizeof h->hdr_check; i++)
+        x = (x ^ p[i]) * 0x100000001b3ull;
+    return x;
+}
 
 /* ---- runtime internals shared by the core and the DPDK adapter ---------------------------- */
 

@@ -306,6 +306,7 @@ int _ftmb_ol_write_log(const struct _ftmb_ol *ol, const char *path)
         h.count[t] = ol->th[t].received;
         h.base[t] = ol->th[t].base;
     }
+    h.hdr_check = _ftmb_log_hdr_check(&h);
     int ok = fwrite(&h, sizeof h, 1, f) == 1;
     for (uint32_t t = 0; ok && t < ol->nattached; t++) {
         uint64_t n = h.count[t] - h.base[t];

@@ -1259,7 +1259,14 @@ int _ftmb_map_replay_log(const char *path)
     if (fd >= 0)
         close(fd);
     const struct _ftmb_log_file_hdr *h = (const void *)m;
-    if (!why[0] && (h->magic != _FTMB_LOG_MAGIC || h->nthreads > FTMB_MAX_THREADS))
+    if (!why[0] && h->magic == _FTMB_LOG_MAGIC_OLD)
+        snprintf(why, sizeof why, "an FTMBLOG3 log of an older runtime, without a header check; record it again");
+    else if (!why[0] && h->magic != _FTMB_LOG_MAGIC)
+        snprintf(why, sizeof why, "not an ftmb log file (written by ftmb-output-logger --log)");
+    else if (!why[0] && h->hdr_check != _ftmb_log_hdr_check(h))
+        snprintf(why, sizeof why, "the header fails its check (tsc_hz, a thread count or base was changed or "
+                                  "corrupted); the log is not replayed");
+    else if (!why[0] && h->nthreads > FTMB_MAX_THREADS)
         snprintf(why, sizeof why, "not an ftmb log file (written by ftmb-output-logger --log)");
     else if (!why[0] && h->abi_version != FTMB_ABI_VERSION)
         snprintf(why, sizeof why, "written by ABI %u, this runtime is ABI %d", h->abi_version, FTMB_ABI_VERSION);

@@ -157,8 +157,10 @@ static int load_pcap(const char *path, uint32_t nqueues, uint8_t **bytes_out, st
     int r;
     while (bytes && pkts && (r = pcap_next_ex(pc, &h, &data)) == 1) {
         if (h->caplen > FTMB_PKT_MAX) {
-            fprintf(stderr, "%s: %s: packet %u is %u bytes; the limit is %d\n", me, path, n + 1, h->caplen,
-                    FTMB_PKT_MAX);
+            /* libpcap cuts a record longer than the file's snaplen down to the snaplen: the length on
+             * the wire (the record's orig_len) is the packet's size then, not the captured part. */
+            fprintf(stderr, "%s: %s: packet %u is %u bytes on the wire (%u captured); the limit is %d\n", me, path,
+                    n + 1, h->len > h->caplen ? h->len : h->caplen, h->caplen, FTMB_PKT_MAX);
             goto fail;
         }
         if (n == UINT32_MAX - 1 || nbytes + h->caplen > UINT32_MAX) {
