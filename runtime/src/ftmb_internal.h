@@ -266,7 +266,9 @@ struct _ftmb_log_file_hdr {
 
 struct _ftmb_thread;
 struct _ftmb_thread *_ftmb_self_slow(void);
-extern _Thread_local struct _ftmb_thread *_ftmb_self;
+/* initial-exec: one %fs-relative load, and no __tls_get_addr call that would make every PAL entry point
+ * save registers (libftmb.so, which tests dlopen, fits in the static TLS surplus glibc keeps). */
+extern _Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
 extern int _ftmb_mode_now;
 
 static inline struct _ftmb_thread *_ftmb_me(void)
