@@ -642,22 +642,29 @@ __attribute__((noinline)) static struct _ftmb_obj *ordered_enter_general(ftmb_ob
     return o;
 }
 
-static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
+/* The fast path's enter: the object, its sequence lock taken and logged; NULL (nothing done) when
+ * the operation needs the general path. */
+static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fast(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct _ftmb_thread *t = fast_recorder(obj);
-    if (__builtin_expect(t != NULL, 1)) {
-        struct _ftmb_obj *o = &_ftmb_rt.objs[obj];
-        /* Relaxed first look, then A1 as in seq_lock_record; a held or contended word goes there. */
-        uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
-        if (__builtin_expect(!(w & 1), 1) &&
-            __builtin_expect(atomic_compare_exchange_strong_explicit(&o->word, &w, w | 1, memory_order_acquire,
-                                                                     memory_order_relaxed),
-                             1)) {
-            emit_fast(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
-            return o;
-        }
-    }
-    return ordered_enter_general(obj, site);
+    if (__builtin_expect(t == NULL, 0))
+        return NULL;
+    struct _ftmb_obj *o = &_ftmb_rt.objs[obj];
+    /* Relaxed first look, then A1 as in seq_lock_record; a held or contended word goes there. */
+    uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
+    if (__builtin_expect(w & 1, 0) ||
+        __builtin_expect(!atomic_compare_exchange_strong_explicit(&o->word, &w, w | 1, memory_order_acquire,
+                                                                  memory_order_relaxed),
+                         0))
+        return NULL;
+    emit_fast(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+    return o;
+}
+
+static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_obj *o = ordered_enter_fast(obj, site);
+    return __builtin_expect(o != NULL, 1) ? o : ordered_enter_general(obj, site);
 }
 
 /* The general path of ordered_leave: count the replayed operation, drop the op mark. */
@@ -669,7 +676,9 @@ __attribute__((noinline)) static void ordered_leave_general(void)
     _ftmb_op_leave(t);
 }
 
-static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj *o)
+/* The leave of an operation; fast: its enter was ordered_enter_fast's (then the thread is still a
+ * recording receiver: nothing else to do). */
+static inline __attribute__((always_inline)) void ordered_leave_as(struct _ftmb_obj *o, int fast)
 {
     /* Relaxed: we hold the sequence lock, nobody else writes the word. */
     uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
@@ -681,9 +690,11 @@ static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj
      * leave must undo; for everyone else the leave is general too (a thread only ever becomes a
      * receiver, and record mode only ends in a snapshot taking over, where no thread is inside an
      * operation). */
-    if (__builtin_expect(recording_receiver() == NULL, 0))
+    if (!fast && __builtin_expect(recording_receiver() == NULL, 0))
         ordered_leave_general();
 }
+
+static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj *o) { ordered_leave_as(o, 0); }
 
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
 {
@@ -937,86 +948,93 @@ static inline int release_or_stronger(int memorder)
             __atomic_store_n(p, v, __ATOMIC_RELAXED);                                                        \
     } while (0)
 
-#define LOGGED(obj, site, passthrough_expr, logged_stmts)                                                   \
-    do {                                                                                                     \
-        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                        \
-            return passthrough_expr;                                                                         \
-        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
-        logged_stmts;                                                                                        \
-    } while (0)
+/*
+ * Each logged atomic is two functions made from one text: the entry point, whose fast path
+ * (ordered_enter_fast) runs BODY and returns without a call, so it saves no registers, and
+ * NAME_general (the general enter, BODY, the general leave), which the entry point tail-calls
+ * otherwise. BODY, in braces, works on `p` and `o_` and ends with LEAVE(o_) and a return.
+ */
+#define LOGGED_FN(RET, NAME, T, PARAMS, ARGS, PASSTHROUGH, BODY)                                             \
+    __attribute__((noinline)) static RET NAME##_general PARAMS                                               \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        const int fast_ = 0;                                                                                 \
+        struct _ftmb_obj *o_ = ordered_enter_general(obj, site);                                             \
+        BODY                                                                                                 \
+    }                                                                                                        \
+    RET NAME PARAMS                                                                                          \
+    {                                                                                                        \
+        volatile T *p = ptr;                                                                                 \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                         \
+            return PASSTHROUGH;                                                                              \
+        const int fast_ = 1;                                                                                 \
+        struct _ftmb_obj *o_ = ordered_enter_fast(obj, site);                                                \
+        if (__builtin_expect(o_ == NULL, 0))                                                                 \
+            return NAME##_general ARGS;                                                                      \
+        BODY                                                                                                 \
+    }
+#define LEAVE(o) ordered_leave_as(o, fast_)
 
 #define FTMB_ATOMIC_RMW(N, T, OP, EXPR)                                                                      \
-    T ftmb_atomic_fetch_##OP##_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        LOGGED(obj, site, __atomic_fetch_##OP(p, val, memorder), {                                           \
-            T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* relaxed: the sequence lock excludes writers */ \
-            STORE_INSIDE(p, (T)(EXPR), memorder);                                                            \
-            ordered_leave(o_);                                                                               \
-            return old;                                                                                      \
-        });                                                                                                  \
-    }                                                                                                        \
-    T ftmb_atomic_##OP##_fetch_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        LOGGED(obj, site, __atomic_##OP##_fetch(p, val, memorder), {                                         \
-            T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* relaxed: the sequence lock excludes writers */ \
-            T new_ = (T)(EXPR);                                                                              \
-            STORE_INSIDE(p, new_, memorder);                                                                 \
-            ordered_leave(o_);                                                                               \
-            return new_;                                                                                     \
-        });                                                                                                  \
-    }
+    LOGGED_FN(T, ftmb_atomic_fetch_##OP##_##N, T,                                                            \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_fetch_##OP(p, val, memorder), {                      \
+                  T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* the sequence lock excludes writers */     \
+                  STORE_INSIDE(p, (T)(EXPR), memorder);                                                      \
+                  LEAVE(o_);                                                                                 \
+                  return old;                                                                                \
+              })                                                                                             \
+    LOGGED_FN(T, ftmb_atomic_##OP##_fetch_##N, T,                                                            \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_##OP##_fetch(p, val, memorder), {                    \
+                  T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* the sequence lock excludes writers */     \
+                  T new_ = (T)(EXPR);                                                                        \
+                  STORE_INSIDE(p, new_, memorder);                                                           \
+                  LEAVE(o_);                                                                                 \
+                  return new_;                                                                               \
+              })
 
 #define FTMB_ATOMIC_SIZE(N, T)                                                                               \
-    T ftmb_atomic_load_##N(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site)          \
-    {                                                                                                        \
-        const volatile T *p = ptr;                                                                           \
-        LOGGED(obj, site, __atomic_load_n(p, memorder), {                                                    \
-            T v = __atomic_load_n(p, __ATOMIC_RELAXED); /* ordered by A1 */                                   \
-            ordered_leave(o_);                                                                               \
-            return v;                                                                                        \
-        });                                                                                                  \
-    }                                                                                                        \
-    void ftmb_atomic_store_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH) {                                                      \
-            __atomic_store_n(p, val, memorder);                                                              \
-            return;                                                                                          \
-        }                                                                                                    \
-        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
-        STORE_INSIDE(p, val, memorder);                                                                      \
-        ordered_leave(o_);                                                                                   \
-    }                                                                                                        \
-    T ftmb_atomic_exchange_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        LOGGED(obj, site, __atomic_exchange_n(p, val, memorder), {                                           \
-            T old = __atomic_load_n(p, __ATOMIC_RELAXED);                                                    \
-            STORE_INSIDE(p, val, memorder);                                                                  \
-            ordered_leave(o_);                                                                               \
-            return old;                                                                                      \
-        });                                                                                                  \
-    }                                                                                                        \
-    _Bool ftmb_atomic_compare_exchange_##N(volatile void *ptr, void *expected, T desired, _Bool weak,        \
-                                           int success_memorder, int failure_memorder, ftmb_obj_t obj,       \
-                                           ftmb_site_t site)                                                 \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        T *exp = expected;                                                                                   \
-        /* Logged, a weak CAS never fails spuriously: replay could not reproduce that. */                    \
-        LOGGED(obj, site, __atomic_compare_exchange_n(p, exp, desired, weak, success_memorder, failure_memorder), { \
-            T cur = __atomic_load_n(p, __ATOMIC_RELAXED);                                                    \
-            _Bool ok = cur == *exp;                                                                          \
-            if (ok)                                                                                          \
-                STORE_INSIDE(p, desired, success_memorder);                                                  \
-            else                                                                                             \
-                *exp = cur;                                                                                  \
-            ordered_leave(o_);                                                                               \
-            return ok;                                                                                       \
-        });                                                                                                  \
-    }                                                                                                        \
+    LOGGED_FN(T, ftmb_atomic_load_##N, const T,                                                              \
+              (const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site),                    \
+              (ptr, memorder, obj, site), __atomic_load_n(p, memorder), {                                    \
+                  (void)memorder; /* (unused in the general copy) */                                         \
+                  T v = __atomic_load_n(p, __ATOMIC_RELAXED); /* ordered by A1 */                            \
+                  LEAVE(o_);                                                                                 \
+                  return v;                                                                                  \
+              })                                                                                             \
+    LOGGED_FN(void, ftmb_atomic_store_##N, T,                                                                \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_store_n(p, val, memorder), {                         \
+                  STORE_INSIDE(p, val, memorder);                                                            \
+                  LEAVE(o_);                                                                                 \
+                  return;                                                                                    \
+              })                                                                                             \
+    LOGGED_FN(T, ftmb_atomic_exchange_##N, T,                                                                \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_exchange_n(p, val, memorder), {                      \
+                  T old = __atomic_load_n(p, __ATOMIC_RELAXED);                                              \
+                  STORE_INSIDE(p, val, memorder);                                                            \
+                  LEAVE(o_);                                                                                 \
+                  return old;                                                                                \
+              })                                                                                             \
+    /* Logged, a weak CAS never fails spuriously: replay could not reproduce that. */                        \
+    LOGGED_FN(_Bool, ftmb_atomic_compare_exchange_##N, T,                                                    \
+              (volatile void *ptr, void *expected, T desired, _Bool weak, int success_memorder,              \
+               int failure_memorder, ftmb_obj_t obj, ftmb_site_t site),                                      \
+              (ptr, expected, desired, weak, success_memorder, failure_memorder, obj, site),                 \
+              __atomic_compare_exchange_n(p, (T *)expected, desired, weak, success_memorder, failure_memorder), {\
+                  (void)weak;                                                                                \
+                  (void)failure_memorder; /* (unused in the general copy) */                                 \
+                  T cur = __atomic_load_n(p, __ATOMIC_RELAXED);                                              \
+                  _Bool ok = cur == *(T *)expected;                                                          \
+                  if (ok)                                                                                    \
+                      STORE_INSIDE(p, desired, success_memorder);                                            \
+                  else                                                                                       \
+                      *(T *)expected = cur;                                                                  \
+                  LEAVE(o_);                                                                                 \
+                  return ok;                                                                                 \
+              })                                                                                             \
     FTMB_ATOMIC_RMW(N, T, add, old + val)                                                                    \
     FTMB_ATOMIC_RMW(N, T, sub, old - val)                                                                    \
     FTMB_ATOMIC_RMW(N, T, and, old & val)                                                                    \
