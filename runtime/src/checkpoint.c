@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -65,6 +66,36 @@ extern char _end[] __attribute__((weak));
 
 struct _ftmb_ckpt_state _ftmb_ckpt;
 
+/*
+ * Sleeping instead of spinning: a parked thread waits on `resume_word` (the low 32 bits of
+ * _ftmb_ckpt.resume, stored after it) and the coordinator on `parked_word` (bumped by every park).
+ * On a machine with fewer CPUs than threads, threads that spin (or yield) while parked take the
+ * CPU from those that still have to reach their park, and the coordinator's own polling does too:
+ * the pause then lasts scheduler time slices. Futexes are process-private; a snapshot wakes its
+ * own restored threads.
+ */
+static _Atomic uint32_t resume_word, parked_word;
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *timeout)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, timeout, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* The coordinator (or a snapshot taking over): every thread parked for epoch e runs on. */
+static void resume_all(uint64_t e)
+{
+    /* Release: pairs with the parked threads' acquire of resume; they run on from here. */
+    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+    /* Relaxed: only a futex value; the threads re-read resume with acquire. */
+    atomic_store_explicit(&resume_word, (uint32_t)e, memory_order_relaxed);
+    futex_wake(&resume_word);
+}
+
 /* One program thread's registers at its park. */
 struct capture {
     ucontext_t uc;
@@ -83,6 +114,9 @@ static struct {
     uint64_t taken, skipped;
     uint64_t pause_ns[MAX_SAMPLES];
     uint64_t fork_ns[MAX_SAMPLES];
+    uint64_t park_ns[MAX_SAMPLES];     /* request -> every thread parked */
+    uint64_t fork_cpu_ns[MAX_SAMPLES]; /* the coordinator's CPU time in the clone system call (the
+                                        * kernel's copy of the address space: not the machine's load) */
     uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
     uint64_t rec_at[FTMB_MAX_THREADS]; /* each thread's record count at the newest snapshot */
     struct capture cap[FTMB_MAX_THREADS];
@@ -109,13 +143,23 @@ static void park(struct _ftmb_thread *t, uint64_t e)
     t->ckpt_seen = e;
     c->restored = 0;
     getcontext(&c->uc); /* the snapshot resumes the thread here, with restored set */
-    if (!c->restored)
+    if (!c->restored) {
         /* Release: the saved registers and this thread's writes happen before the fork (pairs
          * with the coordinator's acquire). */
         atomic_store_explicit(&c->parked, e, memory_order_release);
-    /* Acquire pairs with the coordinator's release of resume. */
-    for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) < e; spins++)
-        _ftmb_backoff(spins);
+        /* Relaxed: a futex value; the coordinator re-reads `parked` with acquire. */
+        atomic_fetch_add_explicit(&parked_word, 1, memory_order_relaxed);
+        futex_wake(&parked_word);
+    }
+    /* Acquire pairs with the release of resume in resume_all. */
+    for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) < e; spins++) {
+        /* Relaxed: the futex compares it again; resume is re-read above. */
+        uint32_t w = atomic_load_explicit(&resume_word, memory_order_relaxed);
+        if (spins < 64)
+            _ftmb_cpu_relax();
+        else if (w != (uint32_t)e)
+            futex_wait(&resume_word, w, NULL);
+    }
 }
 
 /* A receiving thread at the top of a receive. */
@@ -176,12 +220,15 @@ void _ftmb_thread_finished(struct _ftmb_thread *t)
 
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
  * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
- * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
- * operation parks when it ends; the signal is repeated for threads that started meanwhile). */
+ * are signalled as soon as the receivers are in, and again every 16 polls (one inside a runtime
+ * operation parks when it ends; the signal is repeated for threads that started meanwhile).
+ * Between polls the coordinator sleeps until a thread parks, at most 100 µs. */
 static int capture_all(uint64_t e, uint64_t t0, int *receivers)
 {
     uint32_t signalled_at[FTMB_MAX_THREADS] = {0};
     for (uint32_t poll = 1;; poll++) {
+        /* Read before the scan: a park after it changes the word, and the wait below returns. */
+        uint32_t parks = atomic_load_explicit(&parked_word, memory_order_relaxed);
         /* Relaxed: indexes are claimed by spawn wrappers; a thread claimed after this read has not
          * run program code yet that this snapshot would miss (its spawner is parked). */
         uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
@@ -217,14 +264,19 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
                 if (atomic_load_explicit(&t->os_state, memory_order_acquire) == _FTMB_OS_RUNNING &&
                     !__atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED) &&
                     atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) != e &&
-                    (!signalled_at[i] || poll - signalled_at[i] >= 64)) {
+                    (!signalled_at[i] || poll - signalled_at[i] >= 16)) {
                     signalled_at[i] = poll;
                     pthread_kill((pthread_t)t->pthread, CAPTURE_SIGNAL);
                 }
             }
-        if ((poll & 63) == 0 && _ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
+        if (_ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
             return 0;
-        _ftmb_backoff(poll);
+        if (poll < 16) {
+            _ftmb_cpu_relax();
+            continue;
+        }
+        struct timespec nap = {0, 100000};
+        futex_wait(&parked_word, parks, &nap);
     }
 }
 
@@ -320,9 +372,9 @@ static void take_over(uint64_t e, pid_t master)
                   ctid) < 0)
             snapshot_fail("clone failed");
     }
-    /* Release: the replay state above is visible to every restored thread (pairs with the park's
-     * acquire of resume). */
-    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+    /* The replay state above is visible to every restored thread (resume_all's release pairs
+     * with the park's acquire of resume). */
+    resume_all(e);
 }
 
 /* The child of the fork for epoch e: wait for the master's death or for being replaced. */
@@ -407,12 +459,15 @@ static void checkpoint(void)
     int all = capture_all(e, t0, &receivers);
     uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC);
     pid_t pid = 0, master = getpid();
+    uint64_t c0 = 0, c1 = 0;
     if (all) {
         for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
             ck.seq_at[q] = _ftmb_rt.inq[q].next_seq;
         for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++)
             ck.rec_at[i] = _ftmb_threads[i].rec.local;
+        c0 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
         pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0); /* fork without atfork handlers */
+        c1 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
         if (pid == 0) {
             snapshot_main(e, master);
             return; /* this process is the master now: go on taking checkpoints */
@@ -420,8 +475,7 @@ static void checkpoint(void)
         if (pid > 0) /* (the child does it too) out of the master's group before anyone can name it */
             setpgid(pid, pid);
     }
-    /* Release: pairs with the parked threads' acquire; they run on from here. */
-    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+    resume_all(e);
     uint64_t pause = _ftmb_now_ns(CLOCK_MONOTONIC) - t0;
     if (pid <= 0) {
         ck.skipped += receivers > 0;
@@ -430,6 +484,8 @@ static void checkpoint(void)
     if (ck.taken < MAX_SAMPLES) {
         ck.pause_ns[ck.taken] = pause;
         ck.fork_ns[ck.taken] = pause - (t1 - t0);
+        ck.park_ns[ck.taken] = t1 - t0;
+        ck.fork_cpu_ns[ck.taken] = c1 - c0;
     }
     ck.taken++;
     name_snapshot(pid);
@@ -536,15 +592,19 @@ void _ftmb_ckpt_stop(void)
         ck.child = 0;
     }
     uint64_t n = ck.taken < MAX_SAMPLES ? ck.taken : MAX_SAMPLES;
-    double p50 = 0, max = 0, fork50 = 0, fmax = 0;
-    if (n) {
-        qsort(ck.pause_ns, n, sizeof ck.pause_ns[0], cmp_u64);
-        qsort(ck.fork_ns, n, sizeof ck.fork_ns[0], cmp_u64);
-        p50 = (double)ck.pause_ns[n / 2] / 1000.0;
-        max = (double)ck.pause_ns[n - 1] / 1000.0;
-        fork50 = (double)ck.fork_ns[n / 2] / 1000.0;
-        fmax = (double)ck.fork_ns[n - 1] / 1000.0;
+    uint64_t *samples[] = {ck.pause_ns, ck.fork_ns, ck.park_ns, ck.fork_cpu_ns};
+    double p50[4] = {0}, max[4] = {0}; /* µs */
+    for (int k = 0; k < 4 && n; k++) {
+        qsort(samples[k], n, sizeof samples[k][0], cmp_u64);
+        p50[k] = (double)samples[k][n / 2] / 1000.0;
+        max[k] = (double)samples[k][n - 1] / 1000.0;
     }
+    unsigned mappings = 0; /* what the fork copies one by one */
+    FILE *maps = fopen("/proc/self/maps", "r");
+    for (int ch; maps && (ch = getc(maps)) != EOF;)
+        mappings += ch == '\n';
+    if (maps)
+        fclose(maps);
     uint64_t bytes = 0;
     struct _ftmb_span r[1 + FTMB_MAX_THREADS];
     unsigned nr = _ftmb_arena_used(r, FTMB_MAX_THREADS + 1);
@@ -554,7 +614,7 @@ void _ftmb_ckpt_stop(void)
         bytes += (uint64_t)(_end - __data_start);
     fprintf(stderr,
             "ftmb: checkpoints %llu skipped %llu pause_us p50 %.1f max %.1f fork_us p50 %.1f max %.1f "
-            "state_bytes %llu\n",
-            (unsigned long long)ck.taken, (unsigned long long)ck.skipped, p50, max, fork50, fmax,
-            (unsigned long long)bytes);
+            "state_bytes %llu park_us p50 %.1f max %.1f fork_cpu_us p50 %.1f max %.1f mappings %u\n",
+            (unsigned long long)ck.taken, (unsigned long long)ck.skipped, p50[0], max[0], p50[1], max[1],
+            (unsigned long long)bytes, p50[2], max[2], p50[3], max[3], mappings);
 }
