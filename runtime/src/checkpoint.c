@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -65,36 +64,6 @@ extern char _end[] __attribute__((weak));
 #define DEATH_SIGNAL (SIGRTMIN + 8)
 
 struct _ftmb_ckpt_state _ftmb_ckpt;
-
-/*
- * Sleeping instead of spinning: a parked thread waits on `resume_word` (the low 32 bits of
- * _ftmb_ckpt.resume, stored after it) and the coordinator on `parked_word` (bumped by every park).
- * On a machine with fewer CPUs than threads, threads that spin (or yield) while parked take the
- * CPU from those that still have to reach their park, and the coordinator's own polling does too:
- * the pause then lasts scheduler time slices. Futexes are process-private; a snapshot wakes its
- * own restored threads.
- */
-static _Atomic uint32_t resume_word, parked_word;
-
-static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *timeout)
-{
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, timeout, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *word)
-{
-    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
-}
-
-/* The coordinator (or a snapshot taking over): every thread parked for epoch e runs on. */
-static void resume_all(uint64_t e)
-{
-    /* Release: pairs with the parked threads' acquire of resume; they run on from here. */
-    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
-    /* Relaxed: only a futex value; the threads re-read resume with acquire. */
-    atomic_store_explicit(&resume_word, (uint32_t)e, memory_order_relaxed);
-    futex_wake(&resume_word);
-}
 
 /* One program thread's registers at its park. */
 struct capture {
@@ -143,23 +112,13 @@ static void park(struct _ftmb_thread *t, uint64_t e)
     t->ckpt_seen = e;
     c->restored = 0;
     getcontext(&c->uc); /* the snapshot resumes the thread here, with restored set */
-    if (!c->restored) {
+    if (!c->restored)
         /* Release: the saved registers and this thread's writes happen before the fork (pairs
          * with the coordinator's acquire). */
         atomic_store_explicit(&c->parked, e, memory_order_release);
-        /* Relaxed: a futex value; the coordinator re-reads `parked` with acquire. */
-        atomic_fetch_add_explicit(&parked_word, 1, memory_order_relaxed);
-        futex_wake(&parked_word);
-    }
-    /* Acquire pairs with the release of resume in resume_all. */
-    for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) < e; spins++) {
-        /* Relaxed: the futex compares it again; resume is re-read above. */
-        uint32_t w = atomic_load_explicit(&resume_word, memory_order_relaxed);
-        if (spins < 64)
-            _ftmb_cpu_relax();
-        else if (w != (uint32_t)e)
-            futex_wait(&resume_word, w, NULL);
-    }
+    /* Acquire pairs with the coordinator's release of resume. */
+    for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) < e; spins++)
+        _ftmb_backoff(spins);
 }
 
 /* A receiving thread at the top of a receive. */
@@ -220,15 +179,12 @@ void _ftmb_thread_finished(struct _ftmb_thread *t)
 
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
  * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
- * are signalled as soon as the receivers are in, and again every 16 polls (one inside a runtime
- * operation parks when it ends; the signal is repeated for threads that started meanwhile).
- * Between polls the coordinator sleeps until a thread parks, at most 100 µs. */
+ * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
+ * operation parks when it ends; the signal is repeated for threads that started meanwhile). */
 static int capture_all(uint64_t e, uint64_t t0, int *receivers)
 {
     uint32_t signalled_at[FTMB_MAX_THREADS] = {0};
     for (uint32_t poll = 1;; poll++) {
-        /* Read before the scan: a park after it changes the word, and the wait below returns. */
-        uint32_t parks = atomic_load_explicit(&parked_word, memory_order_relaxed);
         /* Relaxed: indexes are claimed by spawn wrappers; a thread claimed after this read has not
          * run program code yet that this snapshot would miss (its spawner is parked). */
         uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
@@ -264,19 +220,14 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
                 if (atomic_load_explicit(&t->os_state, memory_order_acquire) == _FTMB_OS_RUNNING &&
                     !__atomic_load_n(&t->ckpt_receiver, __ATOMIC_RELAXED) &&
                     atomic_load_explicit(&ck.cap[i].parked, memory_order_acquire) != e &&
-                    (!signalled_at[i] || poll - signalled_at[i] >= 16)) {
+                    (!signalled_at[i] || poll - signalled_at[i] >= 64)) {
                     signalled_at[i] = poll;
                     pthread_kill((pthread_t)t->pthread, CAPTURE_SIGNAL);
                 }
             }
-        if (_ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
+        if ((poll & 63) == 0 && _ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
             return 0;
-        if (poll < 16) {
-            _ftmb_cpu_relax();
-            continue;
-        }
-        struct timespec nap = {0, 100000};
-        futex_wait(&parked_word, parks, &nap);
+        _ftmb_backoff(poll);
     }
 }
 
@@ -372,9 +323,9 @@ static void take_over(uint64_t e, pid_t master)
                   ctid) < 0)
             snapshot_fail("clone failed");
     }
-    /* The replay state above is visible to every restored thread (resume_all's release pairs
-     * with the park's acquire of resume). */
-    resume_all(e);
+    /* Release: the replay state above is visible to every restored thread (pairs with the park's
+     * acquire of resume). */
+    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
 }
 
 /* The child of the fork for epoch e: wait for the master's death or for being replaced. */
@@ -475,7 +426,8 @@ static void checkpoint(void)
         if (pid > 0) /* (the child does it too) out of the master's group before anyone can name it */
             setpgid(pid, pid);
     }
-    resume_all(e);
+    /* Release: pairs with the parked threads' acquire; they run on from here. */
+    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
     uint64_t pause = _ftmb_now_ns(CLOCK_MONOTONIC) - t0;
     if (pid <= 0) {
         ck.skipped += receivers > 0;
