@@ -650,6 +650,8 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fas
     if (__builtin_expect(t == NULL, 0))
         return NULL;
     struct _ftmb_obj *o = &_ftmb_rt.objs[obj];
+    if (o == NULL) /* never: tells the compiler that NULL here means the general path */
+        __builtin_unreachable();
     /* Relaxed first look, then A1 as in seq_lock_record; a held or contended word goes there. */
     uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
     if (__builtin_expect(w & 1, 0) ||
