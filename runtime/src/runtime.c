@@ -831,6 +831,7 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
         return acquire(lock);
     return locked_acquire_general(acquire, blocking, lock, obj, site, is_try, shared);
 }
+
 /* For lock families outside the core (the DPDK adapter's rte_rwlock). */
 int _ftmb_locked_acquire(lock_fn acquire, lock_fn blocking, volatile void *lock, ftmb_obj_t obj, ftmb_site_t site,
                          int is_try, int shared)
