@@ -98,8 +98,8 @@ struct _ftmb_runtime {
     struct _ftmb_inq inq[FTMB_MAX_QUEUES];
 };
 
-extern struct _ftmb_runtime _ftmb_rt;
-extern struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
+extern struct _ftmb_runtime _ftmb_rt __attribute__((visibility("hidden")));
+extern struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS] __attribute__((visibility("hidden")));
 
 /* Fatal runtime misuse or replay divergence: one line on stderr, then abort. */
 __attribute__((noreturn, format(printf, 1, 2))) void _ftmb_fatal(const char *fmt, ...);
