@@ -1,8 +1,12 @@
 /*
  * ns per PAL and per transmit stamp, through the public ABI (built by `make -C runtime bench`).
  *
- * usage: bench_pal [ITERS] [REPS]     prints one line per benchmark:
+ * usage: bench_pal [ITERS] [REPS] [FILTER]   prints one line per benchmark (FILTER: the one of
+ *                                           that name, else those whose name contains it):
  *   <name> <min> <median> <max>        ns per operation over REPS repetitions of ITERS operations
+ *        bench_pal --list                   each benchmark's name and the function that runs it once
+ *                                           (ITERS operations): bench/runtime/pal_cost.py counts its
+ *                                           instructions under callgrind
  *
  * Each benchmark runs in a forked child with its own session (both regions made here) and its own
  * mode. Record rings hold 4096 records like the floor loop's ring, and there is no output logger:
@@ -186,33 +190,35 @@ struct bench {
     const char *name;
     const char *mode; /* FTMB_MODE, NULL: no runtime */
     void (*fn)(void);
+    const char *fn_name; /* its symbol: what an instruction counter is told to count (--list) */
     int threads_registered;
 };
+#define B(name, mode, fn, threads) {name, mode, fn, #fn, threads}
 
 static const struct bench benches[] = {
-    {"floor_plain_seq", NULL, floor_plain, 0},
-    {"floor_atomic_seq", NULL, floor_atomic, 0},
-    {"held_pal_record", "record", held, 0},
-    {"held_pal_passthrough", "passthrough", held, 0},
-    {"held_pal_record_control_thread", "record", held_control_thread, 0},
-    {"ordered_record", "record", ordered, 0},
-    {"ordered_passthrough", "passthrough", ordered, 0},
-    {"atomic_add_record", "record", atomic_add, 0},
-    {"atomic_add_passthrough", "passthrough", atomic_add, 0},
-    {"atomic_add_raw", NULL, raw_atomic_add, 0},
-    {"mutex_record", "record", mutex_wrapped, 0},
-    {"mutex_passthrough", "passthrough", mutex_wrapped, 0},
-    {"mutex_raw", NULL, mutex_raw, 0},
-    {"tx_stamp_4threads_record", "record", tx_stamp, 4},
-    {"tx_stamp_16threads_record", "record", tx_stamp, 16},
-    {"tx_packet64_record", "record", tx_packet, 4},
-    {"tx_packet64_passthrough", "passthrough", tx_packet, 4},
-    {"ordered_2t_record", "record", ordered_2t, 0},
-    {"ordered_2t_passthrough", "passthrough", ordered_2t, 0},
-    {"atomic_add_2t_record", "record", atomic_2t, 0},
-    {"atomic_add_2t_passthrough", "passthrough", atomic_2t, 0},
-    {"mutex_2t_record", "record", mutex_2t, 0},
-    {"mutex_2t_passthrough", "passthrough", mutex_2t, 0},
+    B("floor_plain_seq", NULL, floor_plain, 0),
+    B("floor_atomic_seq", NULL, floor_atomic, 0),
+    B("held_pal_record", "record", held, 0),
+    B("held_pal_passthrough", "passthrough", held, 0),
+    B("held_pal_record_control_thread", "record", held_control_thread, 0),
+    B("ordered_record", "record", ordered, 0),
+    B("ordered_passthrough", "passthrough", ordered, 0),
+    B("atomic_add_record", "record", atomic_add, 0),
+    B("atomic_add_passthrough", "passthrough", atomic_add, 0),
+    B("atomic_add_raw", NULL, raw_atomic_add, 0),
+    B("mutex_record", "record", mutex_wrapped, 0),
+    B("mutex_passthrough", "passthrough", mutex_wrapped, 0),
+    B("mutex_raw", NULL, mutex_raw, 0),
+    B("tx_stamp_4threads_record", "record", tx_stamp, 4),
+    B("tx_stamp_16threads_record", "record", tx_stamp, 16),
+    B("tx_packet64_record", "record", tx_packet, 4),
+    B("tx_packet64_passthrough", "passthrough", tx_packet, 4),
+    B("ordered_2t_record", "record", ordered_2t, 0),
+    B("ordered_2t_passthrough", "passthrough", ordered_2t, 0),
+    B("atomic_add_2t_record", "record", atomic_2t, 0),
+    B("atomic_add_2t_passthrough", "passthrough", atomic_2t, 0),
+    B("mutex_2t_record", "record", mutex_2t, 0),
+    B("mutex_2t_passthrough", "passthrough", mutex_2t, 0),
 };
 
 /* In a child: set up the session and mode, run the benchmark REPS times, print the figures. */
@@ -266,6 +272,11 @@ __attribute__((constructor)) static void register_roots(void) { ftmb_register_fi
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
+            printf("%s %s\n", benches[i].name, benches[i].fn_name);
+        return 0;
+    }
     if (argc > 1 && (iters = strtoull(argv[1], NULL, 0)) == 0) {
         fprintf(stderr, "bench_pal: ITERS %s: expected a positive integer\n", argv[1]);
         return 1;
@@ -275,11 +286,14 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *only = argc > 3 ? argv[3] : NULL;
+    int exact = 0; /* a FILTER that is a benchmark's whole name selects that one alone */
+    for (size_t i = 0; only && i < sizeof benches / sizeof benches[0]; i++)
+        exact |= strcmp(benches[i].name, only) == 0;
     printf("# benchmark                    min(ns)  median   max     (%llu ops x %d reps)\n",
            (unsigned long long)iters, reps);
     int failed = 0;
     for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++) {
-        if (only && !strstr(benches[i].name, only))
+        if (only && (exact ? strcmp(benches[i].name, only) != 0 : !strstr(benches[i].name, only)))
             continue;
         fflush(stdout);
         pid_t pid = fork();

@@ -21,6 +21,9 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pal_cost  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "runtime"
 BUILD = RUNTIME / "build"
@@ -90,7 +93,8 @@ def main() -> int:
     sh(["make", "-s", "-C", str(RUNTIME), "-j2", "all", "bench"])
     info = machine_info()
     print("\n".join(info))
-    pal = sh([str(BUILD / "bench_pal"), str(iters), str(reps)])
+    cg_iters = 20480 if args.quick else 102400
+    pal = pal_cost.table(BUILD / "bench_pal", iters, reps, cg_iters)
     print(pal)
     ring = sh([str(BUILD / "bench_ring"), str(ring_n), "5" if not args.quick else "2"])
     print(ring)
@@ -121,12 +125,14 @@ def main() -> int:
         BEGIN,
         "## Runtime (PALs, ring, release latency)",
         "",
-        f"Produced by {cmd} (builds `make -C runtime bench`, then runs `runtime/build/bench_pal "
-        f"{iters} {reps}`, `runtime/build/bench_ring {ring_n} 5`, and the pipeline {runs}x per mode).",
+        f"Produced by {cmd} (builds `make -C runtime bench`, then runs `bench/runtime/pal_cost.py --iters "
+        f"{iters} --reps {reps} --cg-iters {cg_iters}` (`runtime/build/bench_pal {iters} {reps}`, and each "
+        f"benchmark under callgrind), `runtime/build/bench_ring {ring_n} 5`, and the pipeline {runs}x per mode).",
         "",
         *info,
         "",
-        "### ns per operation (`bench_pal`; min / median / max over the repetitions)",
+        "### Instructions and ns per operation (`pal_cost.py`: callgrind's count inside the benchmark's "
+        "function, loop included, per operation; ns min / median / max over the repetitions of one run)",
         "",
         "floor_*: the bare loops of the issue (16-byte record into a thread-local 4096-slot ring and a",
         "release store of the thread's counter; sequence by plain increment or by atomic fetch-add).",

@@ -83,6 +83,9 @@ static struct {
     uint64_t taken, skipped;
     uint64_t pause_ns[MAX_SAMPLES];
     uint64_t fork_ns[MAX_SAMPLES];
+    uint64_t park_ns[MAX_SAMPLES];     /* request -> every thread parked */
+    uint64_t fork_cpu_ns[MAX_SAMPLES]; /* the coordinator's CPU time in the clone system call (the
+                                        * kernel's copy of the address space: not the machine's load) */
     uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
     uint64_t rec_at[FTMB_MAX_THREADS]; /* each thread's record count at the newest snapshot */
     struct capture cap[FTMB_MAX_THREADS];
@@ -407,12 +410,15 @@ static void checkpoint(void)
     int all = capture_all(e, t0, &receivers);
     uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC);
     pid_t pid = 0, master = getpid();
+    uint64_t c0 = 0, c1 = 0;
     if (all) {
         for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
             ck.seq_at[q] = _ftmb_rt.inq[q].next_seq;
         for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++)
             ck.rec_at[i] = _ftmb_threads[i].rec.local;
+        c0 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
         pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0); /* fork without atfork handlers */
+        c1 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
         if (pid == 0) {
             snapshot_main(e, master);
             return; /* this process is the master now: go on taking checkpoints */
@@ -430,6 +436,8 @@ static void checkpoint(void)
     if (ck.taken < MAX_SAMPLES) {
         ck.pause_ns[ck.taken] = pause;
         ck.fork_ns[ck.taken] = pause - (t1 - t0);
+        ck.park_ns[ck.taken] = t1 - t0;
+        ck.fork_cpu_ns[ck.taken] = c1 - c0;
     }
     ck.taken++;
     name_snapshot(pid);
@@ -536,15 +544,19 @@ void _ftmb_ckpt_stop(void)
         ck.child = 0;
     }
     uint64_t n = ck.taken < MAX_SAMPLES ? ck.taken : MAX_SAMPLES;
-    double p50 = 0, max = 0, fork50 = 0, fmax = 0;
-    if (n) {
-        qsort(ck.pause_ns, n, sizeof ck.pause_ns[0], cmp_u64);
-        qsort(ck.fork_ns, n, sizeof ck.fork_ns[0], cmp_u64);
-        p50 = (double)ck.pause_ns[n / 2] / 1000.0;
-        max = (double)ck.pause_ns[n - 1] / 1000.0;
-        fork50 = (double)ck.fork_ns[n / 2] / 1000.0;
-        fmax = (double)ck.fork_ns[n - 1] / 1000.0;
+    uint64_t *samples[] = {ck.pause_ns, ck.fork_ns, ck.park_ns, ck.fork_cpu_ns};
+    double p50[4] = {0}, max[4] = {0}; /* µs */
+    for (int k = 0; k < 4 && n; k++) {
+        qsort(samples[k], n, sizeof samples[k][0], cmp_u64);
+        p50[k] = (double)samples[k][n / 2] / 1000.0;
+        max[k] = (double)samples[k][n - 1] / 1000.0;
     }
+    unsigned mappings = 0; /* what the fork copies one by one */
+    FILE *maps = fopen("/proc/self/maps", "r");
+    for (int ch; maps && (ch = getc(maps)) != EOF;)
+        mappings += ch == '\n';
+    if (maps)
+        fclose(maps);
     uint64_t bytes = 0;
     struct _ftmb_span r[1 + FTMB_MAX_THREADS];
     unsigned nr = _ftmb_arena_used(r, FTMB_MAX_THREADS + 1);
@@ -554,7 +566,7 @@ void _ftmb_ckpt_stop(void)
         bytes += (uint64_t)(_end - __data_start);
     fprintf(stderr,
             "ftmb: checkpoints %llu skipped %llu pause_us p50 %.1f max %.1f fork_us p50 %.1f max %.1f "
-            "state_bytes %llu\n",
-            (unsigned long long)ck.taken, (unsigned long long)ck.skipped, p50, max, fork50, fmax,
-            (unsigned long long)bytes);
+            "state_bytes %llu park_us p50 %.1f max %.1f fork_cpu_us p50 %.1f max %.1f mappings %u\n",
+            (unsigned long long)ck.taken, (unsigned long long)ck.skipped, p50[0], max[0], p50[1], max[1],
+            (unsigned long long)bytes, p50[2], max[2], p50[3], max[3], mappings);
 }

@@ -280,8 +280,12 @@ static inline uint64_t _ftmb_log_hdr_check(const struct _ftmb_log_file_hdr *h)
 
 struct _ftmb_thread;
 struct _ftmb_thread *_ftmb_self_slow(void);
-extern _Thread_local struct _ftmb_thread *_ftmb_self;
-extern int _ftmb_mode_now;
+/* initial-exec: one %fs-relative load, and no __tls_get_addr call that would make every PAL entry point
+ * save registers (libftmb.so, which tests dlopen, fits in the static TLS surplus glibc keeps). */
+extern _Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
+/* Hidden (here and in rt.h): every user is linked into the same executable or library, so the
+ * per-access paths read it with one PC-relative load instead of going through the GOT. */
+extern int _ftmb_mode_now __attribute__((visibility("hidden")));
 
 static inline struct _ftmb_thread *_ftmb_me(void)
 {

@@ -98,8 +98,8 @@ struct _ftmb_runtime {
     struct _ftmb_inq inq[FTMB_MAX_QUEUES];
 };
 
-extern struct _ftmb_runtime _ftmb_rt;
-extern struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
+extern struct _ftmb_runtime _ftmb_rt __attribute__((visibility("hidden")));
+extern struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS] __attribute__((visibility("hidden")));
 
 /* Fatal runtime misuse or replay divergence: one line on stderr, then abort. */
 __attribute__((noreturn, format(printf, 1, 2))) void _ftmb_fatal(const char *fmt, ...);
@@ -144,8 +144,9 @@ void _ftmb_thread_finished(struct _ftmb_thread *t);
 
 /* A runtime operation that touches the session's rings or an object's sequence word: a checkpoint
  * never captures a thread in the middle of one (a failover would resume it half done). Only threads
- * that do not receive are captured by the signal (receivers park at a receive), so receivers, the
- * packet-processing threads, pay one predictable branch. One that starts receiving inside an
+ * that do not receive are captured by the signal (receivers park at a receive): the PALs' record
+ * fast path, which only receivers take, skips these (runtime.c), and elsewhere receivers pay one
+ * predictable branch. One that starts receiving inside an
  * operation keeps in_op raised, which no longer matters to it. A signal that finds the thread inside
  * an operation asks it to park when its outermost operation ends: a busy-polling thread spends
  * nearly all its time inside operations (an ordered ring call, a logged stop-flag read), and a

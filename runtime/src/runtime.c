@@ -32,7 +32,7 @@
 
 struct _ftmb_runtime _ftmb_rt;
 struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
-_Thread_local struct _ftmb_thread *_ftmb_self;
+_Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
 int _ftmb_mode_now = FTMB_MODE_PASSTHROUGH;
 
 static const char *const mode_names[] = {"passthrough", "record", "replay"};
@@ -242,7 +242,7 @@ void _ftmb_check_peers(void)
 
 /* ---- the record path ------------------------------------------------------------------------- */
 
-__attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftmb_thread *t)
+static struct _ftmb_record *rec_wait_space(struct _ftmb_thread *t)
 {
     for (unsigned spins = 0;; spins++) {
         void *slot = _ftmb_ring_reserve(&t->rec);
@@ -261,15 +261,10 @@ __attribute__((noinline)) static struct _ftmb_record *rec_wait_space(struct _ftm
     }
 }
 
-/* Append one record to the calling thread's stream and publish the count that covers it. */
-static inline void emit(struct _ftmb_thread *t, uint64_t head, uint64_t value)
+/* Write a record into `slot` and publish the count that covers it. */
+static inline __attribute__((always_inline)) void emit_into(struct _ftmb_ring *r, struct _ftmb_record *slot,
+                                                            uint64_t head, uint64_t value)
 {
-    struct _ftmb_ring *r = &t->rec;
-    struct _ftmb_record *slot;
-    if (__builtin_expect(r->local - r->cache <= r->mask, 1)) /* room, by the cached tail (P0 as below) */
-        slot = (struct _ftmb_record *)r->buf + (r->local & r->mask); /* records: fixed 16-byte slots */
-    else
-        slot = rec_wait_space(t);
     slot->head = head | _ftmb_rec_check(head, value, r->local);
     slot->value = value;
     /* R1 (inside _ftmb_ring_publish): release store of the ring head, which is this thread's
@@ -277,6 +272,25 @@ static inline void emit(struct _ftmb_thread *t, uint64_t head, uint64_t value)
      * the output logger's acquire load of head (C1) and with nothing in other master threads:
      * they read the count relaxed (V1), see below. */
     _ftmb_ring_publish(r, 1);
+}
+
+/* emit() when the cached tail says the ring is full: a separate function, so that the fast path
+ * makes no call and saves no registers. */
+__attribute__((noinline)) static void emit_wait(struct _ftmb_thread *t, uint64_t head, uint64_t value)
+{
+    emit_into(&t->rec, rec_wait_space(t), head, value);
+}
+
+/* Append one record to the calling thread's stream and publish the count that covers it. */
+static inline __attribute__((always_inline)) void emit(struct _ftmb_thread *t, uint64_t head, uint64_t value)
+{
+    struct _ftmb_ring *r = &t->rec;
+    if (__builtin_expect(r->local - r->cache > r->mask, 0)) { /* no room by the cached tail (P0 as below) */
+        emit_wait(t, head, value);
+        return;
+    }
+    /* records: fixed 16-byte slots */
+    emit_into(r, (struct _ftmb_record *)r->buf + (r->local & r->mask), head, value);
 }
 
 static inline struct _ftmb_obj *obj_of(ftmb_obj_t obj, ftmb_site_t site)
@@ -547,23 +561,52 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
     }
 }
 
+/* ---- the record fast path --------------------------------------------------------------------- */
+
+/*
+ * Every PAL entry point (ordered regions, atomics, locks, held accesses) has a fast path and a
+ * general path, a separate function that handles every case correctly. The fast path is record
+ * mode and a thread that receives input (recording_receiver): checkpoints park such a thread at
+ * the top of its receives, never inside an operation, so its operations carry no in_op mark and no
+ * park check, and in record mode _ftmb_replaying() is 0. Its cost: the mode (a read-mostly global),
+ * one thread-local pointer load, and the thread's own record-ring line, which the record is
+ * written through anyway. An operation enters the fast path only when nothing can make it wait or
+ * fail (fast_recorder: an object id in range, room in the record ring by the cached tail, and for
+ * a sequence lock a first CAS that takes it); anything else goes to the general path, so the fast
+ * path makes no call but tail calls and saves no registers. The general path covers replay, the
+ * handover, the standby's initialization before any receive, threads that do not receive (with
+ * the checkpoints' in_op mark, rt.h), a full ring, a contended object and a bad object id.
+ */
+static inline __attribute__((always_inline)) struct _ftmb_thread *recording_receiver(void)
+{
+    if (__builtin_expect(_ftmb_mode_now != FTMB_MODE_RECORD, 0))
+        return NULL;
+    struct _ftmb_thread *t = _ftmb_self;
+    return __builtin_expect(t != NULL && t->ckpt_receiver, 1) ? t : NULL;
+}
+
+static inline __attribute__((always_inline)) struct _ftmb_thread *fast_recorder(ftmb_obj_t obj)
+{
+    struct _ftmb_thread *t = recording_receiver();
+    /* The ring only gains room while we run (we are its only producer), so room now is room at
+     * the emit. */
+    if (__builtin_expect(t != NULL && obj < FTMB_MAX_OBJECTS && t->rec.local - t->rec.cache <= t->rec.mask, 1))
+        return t;
+    return NULL;
+}
+
+/* emit() when fast_recorder() said there is room. */
+static inline __attribute__((always_inline)) void emit_fast(struct _ftmb_thread *t, uint64_t head, uint64_t value)
+{
+    struct _ftmb_ring *r = &t->rec;
+    emit_into(r, (struct _ftmb_record *)r->buf + (r->local & r->mask), head, value);
+}
+
 /* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
 
-static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
+/* Record mode: take the object's sequence lock and log the sequence it had. */
+static void seq_lock_record(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, ftmb_site_t site)
 {
-    struct _ftmb_obj *o = obj_of(obj, site);
-    struct _ftmb_thread *t = _ftmb_me();
-    _ftmb_op_enter(t); /* left in ordered_leave */
-    if (_ftmb_replaying(t)) {
-        uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
-        replay_wait_word(t, &o->word, want, obj);
-        /* A1 as below; only this thread may take the word at `want`. */
-        uint64_t w = want;
-        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
-                                                      memory_order_relaxed))
-            w = want;
-        return o;
-    }
     /* Relaxed first look: the CAS below decides. */
     uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
     for (unsigned spins = 0;;) {
@@ -577,10 +620,67 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftm
             break;
     }
     emit(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+}
+
+/* The general path of ordered_enter: op mark, replay (wait for the logged turn), or record. */
+__attribute__((noinline)) static struct _ftmb_obj *ordered_enter_general(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_obj *o = obj_of(obj, site);
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t); /* left in ordered_leave */
+    if (_ftmb_replaying(t)) {
+        uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
+        replay_wait_word(t, &o->word, want, obj);
+        /* A1 as above; only this thread may take the word at `want`. */
+        uint64_t w = want;
+        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+            w = want;
+        return o;
+    }
+    seq_lock_record(t, o, obj, site);
     return o;
 }
 
-static inline void ordered_leave(struct _ftmb_obj *o)
+/* The fast path's enter: the object, its sequence lock taken and logged; NULL (nothing done) when
+ * the operation needs the general path. */
+static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fast(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_thread *t = fast_recorder(obj);
+    if (__builtin_expect(t == NULL, 0))
+        return NULL;
+    struct _ftmb_obj *o = &_ftmb_rt.objs[obj];
+    if (o == NULL) /* never: tells the compiler that NULL here means the general path */
+        __builtin_unreachable();
+    /* Relaxed first look, then A1 as in seq_lock_record; a held or contended word goes there. */
+    uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
+    if (__builtin_expect(w & 1, 0) ||
+        __builtin_expect(!atomic_compare_exchange_strong_explicit(&o->word, &w, w | 1, memory_order_acquire,
+                                                                  memory_order_relaxed),
+                         0))
+        return NULL;
+    emit_fast(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+    return o;
+}
+
+static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_obj *o = ordered_enter_fast(obj, site);
+    return __builtin_expect(o != NULL, 1) ? o : ordered_enter_general(obj, site);
+}
+
+/* The general path of ordered_leave: count the replayed operation, drop the op mark. */
+__attribute__((noinline)) static void ordered_leave_general(void)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY)
+        replay_op_done(t);
+    _ftmb_op_leave(t);
+}
+
+/* The leave of an operation; fast: its enter was ordered_enter_fast's (then the thread is still a
+ * recording receiver: nothing else to do). */
+static inline __attribute__((always_inline)) void ordered_leave_as(struct _ftmb_obj *o, int fast)
 {
     /* Relaxed: we hold the sequence lock, nobody else writes the word. */
     uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
@@ -588,11 +688,15 @@ static inline void ordered_leave(struct _ftmb_obj *o)
      * R1 in program order, so the record count covering this access is published before the
      * object is released: whoever touches the object next reads a count that covers it. */
     atomic_store_explicit(&o->word, w + 1, memory_order_release);
-    struct _ftmb_thread *t = _ftmb_me();
-    if (_ftmb_mode_now == FTMB_MODE_REPLAY)
-        replay_op_done(t);
-    _ftmb_op_leave(t);
+    /* The general enter of a recording receiver (a full ring, a contended word) did nothing the
+     * leave must undo; for everyone else the leave is general too (a thread only ever becomes a
+     * receiver, and record mode only ends in a snapshot taking over, where no thread is inside an
+     * operation). */
+    if (!fast && __builtin_expect(recording_receiver() == NULL, 0))
+        ordered_leave_general();
 }
+
+static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj *o) { ordered_leave_as(o, 0); }
 
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
 {
@@ -603,15 +707,17 @@ void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
 void ftmb_ordered_end(ftmb_obj_t obj)
 {
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
-        ordered_leave(obj_of(obj, 0));
+        ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
 }
 
 /* ---- locks: the order is taken inside the program's lock ------------------------------------ */
 
-/* Record an acquisition of lock-kind object obj while its lock is held. */
-static inline void pal_locked(ftmb_obj_t obj, ftmb_site_t site, unsigned kind, int shared)
+/* Record an acquisition of lock-kind object obj while its lock is held (is_fast: fast_recorder()
+ * said there is room). */
+static inline __attribute__((always_inline)) void pal_locked(struct _ftmb_thread *t, struct _ftmb_obj *o,
+                                                             ftmb_obj_t obj, ftmb_site_t site, unsigned kind,
+                                                             int shared, int is_fast)
 {
-    struct _ftmb_obj *o = obj_of(obj, site);
     uint64_t s;
     if (shared) /* readers of an rwlock hold it together: take the sequence atomically */
         s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
@@ -620,21 +726,22 @@ static inline void pal_locked(ftmb_obj_t obj, ftmb_site_t site, unsigned kind, i
         s = atomic_load_explicit(&o->word, memory_order_relaxed);
         atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
     }
-    emit(_ftmb_me(), _ftmb_rec_head(kind, obj, site), s);
+    if (is_fast)
+        emit_fast(t, _ftmb_rec_head(kind, obj, site), s);
+    else
+        emit(t, _ftmb_rec_head(kind, obj, site), s);
     /* The program releases its lock after this: its unlock (release) comes after R1, so the next
      * acquirer, and anyone it synchronizes with, reads a count covering this record. */
 }
 
-void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
+__attribute__((noinline)) static void held_access_general(ftmb_obj_t obj, ftmb_site_t site)
 {
-    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
-        return;
+    struct _ftmb_obj *o = obj_of(obj, site);
     struct _ftmb_thread *t = _ftmb_me();
     _ftmb_op_enter(t);
     if (!_ftmb_replaying(t))
-        pal_locked(obj, site, _FTMB_REC_HELD, 0);
+        pal_locked(t, o, obj, site, _FTMB_REC_HELD, 0, 0);
     else {
-        struct _ftmb_obj *o = obj_of(obj, site);
         uint64_t s = replay_take(t, _FTMB_REC_HELD, obj, site)->value;
         /* The caller already holds the lock, so its turn has come unless the log is inconsistent.
          * Relaxed (here and below): the held lock orders the accesses to this word. */
@@ -648,46 +755,68 @@ void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
     _ftmb_op_leave(t);
 }
 
+void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_thread *t = fast_recorder(obj);
+    if (__builtin_expect(t != NULL, 1))
+        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_HELD, 0, 1);
+    else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+        held_access_general(obj, site);
+}
+
 typedef int (*lock_fn)(volatile void *);
 
-/*
- * One acquisition through a wrapper. In replay, a thread first waits for its logged turn on the
- * object and only then takes the program's lock (waiting inside the lock would deadlock); a
- * try-acquire that succeeded in the log blocks, one that failed fails without trying.
- */
-static inline __attribute__((always_inline)) int locked_acquire_op(struct _ftmb_thread *t, lock_fn acquire,
-                                                                   lock_fn blocking, volatile void *lock,
-                                                                   ftmb_obj_t obj, ftmb_site_t site, int is_try,
-                                                                   int shared)
+/* Record mode: acquire (or try) the lock, then log the acquisition or the failed try inside it. */
+static inline __attribute__((always_inline)) int locked_acquire_record(struct _ftmb_thread *t, lock_fn acquire,
+                                                                       volatile void *lock, ftmb_obj_t obj,
+                                                                       ftmb_site_t site, int is_try, int shared,
+                                                                       int is_fast)
 {
+    int rc = acquire(lock);
+    if (__builtin_expect(rc == 0, 1))
+        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_LOCK, shared, is_fast);
+    else if (is_try && is_fast)
+        emit_fast(t, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+    else if (is_try)
+        emit(t, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+    return rc;
+}
+
+/*
+ * The general path of one acquisition through a wrapper. In replay, a thread first waits for its
+ * logged turn on the object and only then takes the program's lock (waiting inside the lock would
+ * deadlock); a try-acquire that succeeded in the log blocks, one that failed fails without trying.
+ */
+__attribute__((noinline)) static int locked_acquire_general(lock_fn acquire, lock_fn blocking, volatile void *lock,
+                                                            ftmb_obj_t obj, ftmb_site_t site, int is_try, int shared)
+{
+    struct _ftmb_obj *o = obj_of(obj, site);
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    int rc;
     if (_ftmb_replaying(t)) {
-        struct _ftmb_obj *o = obj_of(obj, site);
         const struct _ftmb_record *r = replay_take(t, _FTMB_REC_LOCK, obj, site);
         if (_ftmb_rec_kind(r->head) == _FTMB_REC_TRYLOCK_FAIL) {
             if (!is_try)
                 _ftmb_fatal("replay diverged: thread %u record %llu is a failed try-lock on object %u but site %u "
                             "blocks",
                             t->index, (unsigned long long)(t->rpos - 1), obj, site);
-            replay_op_done(t);
-            return (int)r->value;
-        }
-        replay_wait_word(t, &o->word, r->value, obj);
-        int rc = blocking(lock);
-        if (rc == 0) {
-            /* Release: pairs with the acquire in replay_wait_word of the thread whose turn is next. */
-            if (shared)
-                atomic_fetch_add_explicit(&o->word, 1, memory_order_release);
-            else
-                atomic_store_explicit(&o->word, r->value + 1, memory_order_release);
+            rc = (int)r->value;
+        } else {
+            replay_wait_word(t, &o->word, r->value, obj);
+            rc = blocking(lock);
+            if (rc == 0) {
+                /* Release: pairs with the acquire in replay_wait_word of the thread whose turn is next. */
+                if (shared)
+                    atomic_fetch_add_explicit(&o->word, 1, memory_order_release);
+                else
+                    atomic_store_explicit(&o->word, r->value + 1, memory_order_release);
+            }
         }
         replay_op_done(t);
-        return rc;
-    }
-    int rc = acquire(lock);
-    if (rc == 0)
-        pal_locked(obj, site, _FTMB_REC_LOCK, shared);
-    else if (is_try)
-        emit(t, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+    } else
+        rc = locked_acquire_record(t, acquire, lock, obj, site, is_try, shared, 0);
+    _ftmb_op_leave(t);
     return rc;
 }
 
@@ -695,13 +824,12 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
                                                                 volatile void *lock, ftmb_obj_t obj,
                                                                 ftmb_site_t site, int is_try, int shared)
 {
+    struct _ftmb_thread *t = fast_recorder(obj);
+    if (__builtin_expect(t != NULL, 1))
+        return locked_acquire_record(t, acquire, lock, obj, site, is_try, shared, 1);
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return acquire(lock);
-    struct _ftmb_thread *t = _ftmb_me();
-    _ftmb_op_enter(t);
-    int rc = locked_acquire_op(t, acquire, blocking, lock, obj, site, is_try, shared);
-    _ftmb_op_leave(t);
-    return rc;
+    return locked_acquire_general(acquire, blocking, lock, obj, site, is_try, shared);
 }
 
 /* For lock families outside the core (the DPDK adapter's rte_rwlock). */
@@ -808,93 +936,108 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
  * release or stronger, and E1 releases the lock after it; the next atomic on any logged object
  * starts with its own A1, which keeps sequentially consistent operations in one total order.
  */
-static inline int store_order(int memorder)
+static inline int release_or_stronger(int memorder)
 {
-    return (memorder == __ATOMIC_RELEASE || memorder == __ATOMIC_ACQ_REL || memorder == __ATOMIC_SEQ_CST)
-               ? __ATOMIC_RELEASE
-               : __ATOMIC_RELAXED;
+    return memorder == __ATOMIC_RELEASE || memorder == __ATOMIC_ACQ_REL || memorder == __ATOMIC_SEQ_CST;
 }
 
-#define LOGGED(obj, site, passthrough_expr, logged_stmts)                                                   \
+/* The store inside the lock, with a constant order in each branch: an order known only at run time
+ * compiles to a sequentially consistent store (an xchg on x86, a second locked instruction). */
+#define STORE_INSIDE(p, v, memorder)                                                                         \
     do {                                                                                                     \
-        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                        \
-            return passthrough_expr;                                                                         \
-        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
-        logged_stmts;                                                                                        \
+        if (release_or_stronger(memorder))                                                                   \
+            __atomic_store_n(p, v, __ATOMIC_RELEASE);                                                        \
+        else                                                                                                 \
+            __atomic_store_n(p, v, __ATOMIC_RELAXED);                                                        \
     } while (0)
 
-#define FTMB_ATOMIC_RMW(N, T, OP, EXPR)                                                                      \
-    T ftmb_atomic_fetch_##OP##_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
+/*
+ * Each logged atomic is two functions made from one text: the entry point, whose fast path
+ * (ordered_enter_fast) runs BODY and returns without a call, so it saves no registers, and
+ * NAME_general (the general enter, BODY, the general leave), which the entry point tail-calls
+ * otherwise. BODY, in braces, works on `p` and `o_` and ends with LEAVE(o_) and a return.
+ */
+#define LOGGED_FN(RET, NAME, T, PARAMS, ARGS, PASSTHROUGH, BODY)                                             \
+    __attribute__((noinline)) static RET NAME##_general PARAMS                                               \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
-        LOGGED(obj, site, __atomic_fetch_##OP(p, val, memorder), {                                           \
-            T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* relaxed: the sequence lock excludes writers */ \
-            __atomic_store_n(p, (T)(EXPR), store_order(memorder));                                           \
-            ordered_leave(o_);                                                                               \
-            return old;                                                                                      \
-        });                                                                                                  \
+        const int fast_ = 0;                                                                                 \
+        struct _ftmb_obj *o_ = ordered_enter_general(obj, site);                                             \
+        BODY                                                                                                 \
     }                                                                                                        \
-    T ftmb_atomic_##OP##_fetch_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site) \
+    RET NAME PARAMS                                                                                          \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
-        LOGGED(obj, site, __atomic_##OP##_fetch(p, val, memorder), {                                         \
-            T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* relaxed: the sequence lock excludes writers */ \
-            T new_ = (T)(EXPR);                                                                              \
-            __atomic_store_n(p, new_, store_order(memorder));                                                \
-            ordered_leave(o_);                                                                               \
-            return new_;                                                                                     \
-        });                                                                                                  \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                         \
+            return PASSTHROUGH;                                                                              \
+        const int fast_ = 1;                                                                                 \
+        struct _ftmb_obj *o_ = ordered_enter_fast(obj, site);                                                \
+        if (__builtin_expect(o_ == NULL, 0))                                                                 \
+            return NAME##_general ARGS;                                                                      \
+        BODY                                                                                                 \
     }
+#define LEAVE(o) ordered_leave_as(o, fast_)
+
+#define FTMB_ATOMIC_RMW(N, T, OP, EXPR)                                                                      \
+    LOGGED_FN(T, ftmb_atomic_fetch_##OP##_##N, T,                                                            \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_fetch_##OP(p, val, memorder), {                      \
+                  T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* the sequence lock excludes writers */     \
+                  STORE_INSIDE(p, (T)(EXPR), memorder);                                                      \
+                  LEAVE(o_);                                                                                 \
+                  return old;                                                                                \
+              })                                                                                             \
+    LOGGED_FN(T, ftmb_atomic_##OP##_fetch_##N, T,                                                            \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_##OP##_fetch(p, val, memorder), {                    \
+                  T old = __atomic_load_n(p, __ATOMIC_RELAXED); /* the sequence lock excludes writers */     \
+                  T new_ = (T)(EXPR);                                                                        \
+                  STORE_INSIDE(p, new_, memorder);                                                           \
+                  LEAVE(o_);                                                                                 \
+                  return new_;                                                                               \
+              })
 
 #define FTMB_ATOMIC_SIZE(N, T)                                                                               \
-    T ftmb_atomic_load_##N(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site)          \
-    {                                                                                                        \
-        const volatile T *p = ptr;                                                                           \
-        LOGGED(obj, site, __atomic_load_n(p, memorder), {                                                    \
-            T v = __atomic_load_n(p, __ATOMIC_RELAXED); /* ordered by A1 */                                   \
-            ordered_leave(o_);                                                                               \
-            return v;                                                                                        \
-        });                                                                                                  \
-    }                                                                                                        \
-    void ftmb_atomic_store_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH) {                                                      \
-            __atomic_store_n(p, val, memorder);                                                              \
-            return;                                                                                          \
-        }                                                                                                    \
-        struct _ftmb_obj *o_ = ordered_enter(obj, site);                                                    \
-        __atomic_store_n(p, val, store_order(memorder));                                                     \
-        ordered_leave(o_);                                                                                   \
-    }                                                                                                        \
-    T ftmb_atomic_exchange_##N(volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site)     \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        LOGGED(obj, site, __atomic_exchange_n(p, val, memorder), {                                           \
-            T old = __atomic_load_n(p, __ATOMIC_RELAXED);                                                    \
-            __atomic_store_n(p, val, store_order(memorder));                                                 \
-            ordered_leave(o_);                                                                               \
-            return old;                                                                                      \
-        });                                                                                                  \
-    }                                                                                                        \
-    _Bool ftmb_atomic_compare_exchange_##N(volatile void *ptr, void *expected, T desired, _Bool weak,        \
-                                           int success_memorder, int failure_memorder, ftmb_obj_t obj,       \
-                                           ftmb_site_t site)                                                 \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        T *exp = expected;                                                                                   \
-        /* Logged, a weak CAS never fails spuriously: replay could not reproduce that. */                    \
-        LOGGED(obj, site, __atomic_compare_exchange_n(p, exp, desired, weak, success_memorder, failure_memorder), { \
-            T cur = __atomic_load_n(p, __ATOMIC_RELAXED);                                                    \
-            _Bool ok = cur == *exp;                                                                          \
-            if (ok)                                                                                          \
-                __atomic_store_n(p, desired, store_order(success_memorder));                                 \
-            else                                                                                             \
-                *exp = cur;                                                                                  \
-            ordered_leave(o_);                                                                               \
-            return ok;                                                                                       \
-        });                                                                                                  \
-    }                                                                                                        \
+    LOGGED_FN(T, ftmb_atomic_load_##N, const T,                                                              \
+              (const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site),                    \
+              (ptr, memorder, obj, site), __atomic_load_n(p, memorder), {                                    \
+                  (void)memorder; /* (unused in the general copy) */                                         \
+                  T v = __atomic_load_n(p, __ATOMIC_RELAXED); /* ordered by A1 */                            \
+                  LEAVE(o_);                                                                                 \
+                  return v;                                                                                  \
+              })                                                                                             \
+    LOGGED_FN(void, ftmb_atomic_store_##N, T,                                                                \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_store_n(p, val, memorder), {                         \
+                  STORE_INSIDE(p, val, memorder);                                                            \
+                  LEAVE(o_);                                                                                 \
+                  return;                                                                                    \
+              })                                                                                             \
+    LOGGED_FN(T, ftmb_atomic_exchange_##N, T,                                                                \
+              (volatile void *ptr, T val, int memorder, ftmb_obj_t obj, ftmb_site_t site),                   \
+              (ptr, val, memorder, obj, site), __atomic_exchange_n(p, val, memorder), {                      \
+                  T old = __atomic_load_n(p, __ATOMIC_RELAXED);                                              \
+                  STORE_INSIDE(p, val, memorder);                                                            \
+                  LEAVE(o_);                                                                                 \
+                  return old;                                                                                \
+              })                                                                                             \
+    /* Logged, a weak CAS never fails spuriously: replay could not reproduce that. */                        \
+    LOGGED_FN(_Bool, ftmb_atomic_compare_exchange_##N, T,                                                    \
+              (volatile void *ptr, void *expected, T desired, _Bool weak, int success_memorder,              \
+               int failure_memorder, ftmb_obj_t obj, ftmb_site_t site),                                      \
+              (ptr, expected, desired, weak, success_memorder, failure_memorder, obj, site),                 \
+              __atomic_compare_exchange_n(p, (T *)expected, desired, weak, success_memorder, failure_memorder), {\
+                  (void)weak;                                                                                \
+                  (void)failure_memorder; /* (unused in the general copy) */                                 \
+                  T cur = __atomic_load_n(p, __ATOMIC_RELAXED);                                              \
+                  _Bool ok = cur == *(T *)expected;                                                          \
+                  if (ok)                                                                                    \
+                      STORE_INSIDE(p, desired, success_memorder);                                            \
+                  else                                                                                       \
+                      *(T *)expected = cur;                                                                  \
+                  LEAVE(o_);                                                                                 \
+                  return ok;                                                                                 \
+              })                                                                                             \
     FTMB_ATOMIC_RMW(N, T, add, old + val)                                                                    \
     FTMB_ATOMIC_RMW(N, T, sub, old - val)                                                                    \
     FTMB_ATOMIC_RMW(N, T, and, old & val)                                                                    \
