@@ -482,7 +482,6 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     if output_pcap.is_dir():
         raise InputError(f"{output_pcap}: is a directory; give a file name for the output")
     partial = output_pcap.with_name(f".{output_pcap.name}.{os.getpid()}.partial")
-    threads = threads or min(32, queues + 2)
 
     session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     result = RunResult(mode=mode, session=session, queues=queues)
@@ -519,7 +518,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
 
     try:
-        ol_argv = [ol_bin, "--session", session, "--out", partial, "--threads", str(threads), "--stats"]
+        # Without --threads the output logger has rings for the runtime's maximum (32): the region is
+        # sparse, so threads that never start cost nothing, and no guess of the program's threads is needed.
+        ol_argv = [ol_bin, "--session", session, "--out", partial, "--stats"]
+        if threads is not None:
+            ol_argv += ["--threads", str(threads)]
         if failover and not log_file:
             log_file = tmp / "ftmb.log"
         if log_file:
@@ -687,8 +690,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
                 attached = in_region.attached()
                 if not attached:
-                    fail(nf, f"did not attach to session {session} within {attach_timeout_s:g} s (is it "
-                             "instrumented: built with ftmb-cc, calling ftmb_init?)")
+                    fail(nf, f"did not join session {session} within {attach_timeout_s:g} s: was it built "
+                             "with ftmb-cc?")
                     break
             if time.monotonic() > deadline:
                 fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
@@ -705,7 +708,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             stopped = (result.stopped_nf and nf.status.stopped_by == signal.Signals(stop_signal).name
                        and nf.proc.returncode == -stop_signal)
             if nf.proc.returncode != 0 and not stopped:
-                fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
+                fail(nf, f"failed ({_status(nf)}): {_telling_line(nf.err_path)}")
+            elif backup is None and not in_region.attached():  # (the loggers would wait for it in vain)
+                fail(nf, f"exited ({_status(nf)}) but never joined the session: was it built with ftmb-cc?")
             result.drained = result.drained or in_region.drained()
             if backup is not None and not result.drained:  # a backup must carry the session to its end
                 fail(nf, f"exited before its input was drained ({_status(nf)}"
@@ -829,11 +834,26 @@ def _last_ftmb_line(path: Path) -> str:
     return lines[-1] if lines else _first_line(path)
 
 
+def _telling_line(path: Path) -> str:
+    """Why a network function failed, in one line: the runtime's last `ftmb:` line (it explains an
+    abort the program's own output only precedes), else the program's last line that is not DPDK's
+    chatter."""
+    lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
+    ftmb = [ln for ln in lines if ln.startswith("ftmb:") and not ln.startswith("ftmb: checkpoints ")]
+    if ftmb:
+        return ftmb[-1]
+    own = [ln for ln in lines if not ln.startswith(_CHATTER)]
+    return own[-1] if own else lines[-1] if lines else "(nothing on stderr)"
+
+
+_CHATTER = ("EAL:", "TELEMETRY:")
+
+
 def _first_line(path: Path) -> str:
     """The most telling line of a process's stderr: the first that is not DPDK's chatter."""
     lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
     for ln in lines:
-        if not ln.startswith(("EAL:", "TELEMETRY:")):
+        if not ln.startswith(_CHATTER):
             return ln
     return lines[0] if lines else "(nothing on stderr)"
 

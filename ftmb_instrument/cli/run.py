@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -66,8 +67,9 @@ def run_command(
     mode: Annotated[Mode, typer.Option(help="record: log everything; passthrough: same topology, no logging.")]
     = Mode.record,
     queues: Annotated[int, typer.Option(help="Session input queues (the program's receive queues).")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="Master threads the output logger makes rings "
-                                                   "for (default queues + 2).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="At most this many master threads (default: the "
+                                                   "runtime's limit, 32; rings of threads that never "
+                                                   "start take no memory).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up (and kill everything) after this many seconds.")] = 60.0,
     grace: Annotated[float, typer.Option(help="Seconds a process gets to exit after a stop signal "
                                          "before SIGKILL.")] = 3.0,
@@ -83,7 +85,7 @@ def run_command(
     kill_master_at: Annotated[Optional[str], typer.Option(
         help="Failover: SIGKILL the master this many seconds after it started (or 'random': uniform in "
              "[0.3, 1.0) s with --seed), then a backup replays the log and takes over.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed on stderr).")] = None,
     failover: Annotated[bool, typer.Option(help="Keep a backup ready: if the master dies, it takes over "
                                            "(implied by --kill-master-at).")] = False,
     checkpoint_ms: Annotated[Optional[int], typer.Option(
@@ -95,7 +97,8 @@ def run_command(
         import random
         seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
         kill_at = random.Random(seed).uniform(0.3, 1.0)
-        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", flush=True)
+        # stderr: with --json, stdout is the JSON document and nothing else
+        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", file=sys.stderr, flush=True)
     elif kill_master_at is not None:
         try:
             kill_at = float(kill_master_at)

@@ -80,7 +80,8 @@ static void usage(FILE *f)
           "  --session NAME      session to create (/dev/shm/ftmb-NAME.out); the master attaches with\n"
           "                      FTMB_SESSION=NAME\n"
           "  --out FILE          released packets, pcap (written as they are released)\n"
-          "  --threads N         master threads to make rings for (default 8, at most 32)\n"
+          "  --threads N         at most N master threads (default and limit 32; the rings of threads\n"
+          "                      that never start take no memory)\n"
           "  --log FILE          write every stored record here at exit (replay reads it: FTMB_REPLAY_LOG)\n"
           "  --rec-capacity N    records per thread ring, a power of two (default 65536)\n"
           "  --out-capacity N    output packets per thread ring, a power of two (default 1024)\n"
@@ -97,7 +98,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *session = NULL, *out_path = NULL, *log_path = NULL;
-    uint64_t threads = 8, rec_cap = 65536, out_cap = 1024, linktype = 1;
+    uint64_t threads = FTMB_MAX_THREADS, rec_cap = 65536, out_cap = 1024, linktype = 1;
     int stats = 0, until_signal = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"out", required_argument, 0, 'o'},
