@@ -129,10 +129,6 @@ enum _ftmb_in_kind {
     _FTMB_IN_EOF = 3,  /* the input of this queue ended */
 };
 
-/* Virtual time a receive adds after its queue's EOF entry (io.c): a constant, not the session's
- * tick, so a replay in a session with another --tick-us reads the same times. */
-#define _FTMB_EOF_TICK_NS 100000ull
-
 /* One input entry. seq numbers every entry of a queue from 0; time_ns is the input logger's
  * CLOCK_REALTIME when it first served the entry (the entry's arrival, and the virtual time). */
 struct _ftmb_in_entry {
