@@ -487,6 +487,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     result = RunResult(mode=mode, session=session, queues=queues)
     result.input_packets = _count_packets(input_pcap)
     tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
+    # Orphans of the session (a dead master's snapshot, a helper the program left) become the run's
+    # children, so it can wait for them and reap what it kills at the end.
+    _set_subreaper(True)
     children: list[_Child] = []
     in_region: InputRegion | None = None
     start = time.monotonic()
@@ -571,7 +574,6 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if mode == "replay":
             nf_env["FTMB_REPLAY_LOG"] = str(replay_log)
         if checkpoint_ms is not None:
-            _set_subreaper(True)
             nf_env.update(FTMB_CHECKPOINT_MS=str(checkpoint_ms), FTMB_REPLAY_LOG=str(log_file),
                           FTMB_CHECKPOINT_GC="0" if verify_replay else "1")
         nf_cmd = [program, *nf_argv[1:]]
@@ -756,8 +758,13 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
                 fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
     finally:
-        for c in reversed(children):
+        # The loggers first: a snapshot whose master dies next then finds the session gone and exits
+        # instead of taking over (runtime/src/checkpoint.c); then everyone else, and whatever of the
+        # session is left that the run did not start (a backup's own snapshots, a helper in a session
+        # of its own).
+        for c in loggers_first(children):
             c.stop(signal.SIGKILL, grace_s)
+        _kill_session_leftovers(session)
         for c in children:
             c.status.returncode = c.proc.returncode
             c.status.stderr_tail = _tail(c.err_path)
@@ -766,8 +773,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
         _collect(result, children, tmp, partial)
-        if checkpoint_ms is not None:
-            _set_subreaper(False)
+        _set_subreaper(False)
         if result.failover is not None:
             b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
             m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
@@ -786,6 +792,49 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     return result
 
 
+
+
+def loggers_first(children: list[_Child]) -> list[_Child]:
+    """The order the run ends its processes in: the loggers, then the rest, newest first."""
+    loggers = [c for c in children if c.status.name in ("output-logger", "input-logger")]
+    return loggers + [c for c in reversed(children) if c not in loggers]
+
+
+def _session_processes(session: str) -> list[int]:
+    """Every process of the session: its environment names it (FTMB_SESSION, inherited by forks
+    such as snapshots) or its command line does (the loggers)."""
+    env, arg = f"FTMB_SESSION={session}\0".encode(), session.encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if env in (d / "environ").read_bytes() or arg in (d / "cmdline").read_bytes():
+                found.append(int(d.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
+def _kill_session_leftovers(session: str, within_s: float = 5.0) -> None:
+    """SIGKILL every process of the session still alive, until none is left (one may be forking a
+    snapshot as it dies); reap those the run is the parent or subreaper of."""
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
+        alive = [pid for pid in _session_processes(session) if _pid_alive(pid)]
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+        for pid in alive:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not the run's child: its own parent or init reaps it
+                pass
 
 
 def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:

@@ -331,9 +331,9 @@ def test_program_that_never_drains_times_out(trace, tmp_path):
     one_line_error(proc, "stuck-nf", "still running after 3 s", "queue 1: took 0 of")
 
 
-def start_paced_run(trace, tmp_path, rate=1000):
+def start_paced_run(trace, tmp_path, rate=1000, extra=()):
     proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(tmp_path / "o.pcap"), "--queues", "2",
-                             "--rate", str(rate), "--", str(FWD), "2"], stdout=subprocess.PIPE,
+                             "--rate", str(rate), *extra, "--", str(FWD), "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # 3000 packets at 1000/s: a 3 s run
@@ -368,6 +368,31 @@ def test_a_run_killed_by_sigkill_leaves_nothing(trace, tmp_path):
     while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in kids.values()):
         assert time.monotonic() < deadline, {n: _state(p) for n, p in kids.items()}
         time.sleep(0.05)
+
+
+def test_snapshots_do_not_outlive_their_session(trace, tmp_path):
+    """The run SIGKILLed while the master takes checkpoints: the loggers, the master and the standby
+    die with the run; the master's snapshot (its own process group, not the run's child) then sees
+    its master die, and must see the session gone too and exit instead of taking over (it used to
+    live on, busy-polling and forking a snapshot every checkpoint)."""
+    proc, kids = start_paced_run(trace, tmp_path, rate=100, extra=("--failover", "--checkpoint-ms", "20"))
+    time.sleep(0.5)  # several checkpoints: a snapshot is waiting
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while [x for x in leftovers(proc.pid) if not x.startswith("/dev/shm")]:
+        assert time.monotonic() < deadline, leftovers(proc.pid)
+        time.sleep(0.05)
+    for region in Path("/dev/shm").glob(f"ftmb-run-{proc.pid}-*"):  # (nobody was left to remove them)
+        region.unlink()
+
+
+def test_nothing_of_the_session_outlives_the_run(trace, tmp_path):
+    # A helper in a session of its own (no process group or parent-death signal of the run's reaches
+    # it), with the session in its environment: the run ends it too (cli() checks for leftovers).
+    prog = script(tmp_path, "helper-nf", f"setsid sleep 60 & exec {FWD} 1")
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _state(pid: int) -> str:
