@@ -373,10 +373,15 @@ def _pid_alive(pid: int) -> bool:
     return fields.get("State", "Z")[:1] not in ("Z", "X") or int(fields.get("Threads", "1")) > 1
 
 
-def _die_with_the_run() -> None:
-    """In each child before exec: SIGKILL when the run dies (even by SIGKILL), so nothing it started
-    is left behind (the loggers would wait for a master forever)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+def _die_with_the_run(sig: int = signal.SIGKILL) -> None:
+    """In each child before exec: `sig` when the run dies (even by SIGKILL), so nothing it started
+    is left behind (the loggers would wait for a master forever). The loggers get SIGTERM, which
+    they handle by removing their regions on the way out; the rest SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _logger_dies_with_the_run() -> None:
+    _die_with_the_run(signal.SIGTERM)
 
 
 def _set_subreaper(on: bool) -> None:
@@ -496,7 +501,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     deadline = start + timeout_s
 
     def spawn(name: str, argv: list[str], child_env: Mapping[str, str] | None = None,
-              capture_stdout: bool = False) -> _Child:
+              capture_stdout: bool = False, logger: bool = False) -> _Child:
         st = ProcessStatus(name=name, argv=[str(a) for a in argv])
         err_path = tmp / f"{name}.err"
         out = open(tmp / f"{name}.out", "wb") if capture_stdout else subprocess.DEVNULL
@@ -504,7 +509,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             with open(err_path, "wb") as err:
                 proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         env=dict(child_env) if child_env is not None else None,
-                                        start_new_session=True, preexec_fn=_die_with_the_run)
+                                        start_new_session=True,
+                                        preexec_fn=_logger_dies_with_the_run if logger else _die_with_the_run)
         except OSError as exc:
             raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
         finally:
@@ -540,8 +546,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if rate:
             il_argv += ["--rate", str(rate)]
         ol_env = None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1")
-        ol = spawn("output-logger", ol_argv, ol_env)
-        il = spawn("input-logger", il_argv)
+        ol = spawn("output-logger", ol_argv, ol_env, logger=True)
+        il = spawn("input-logger", il_argv, logger=True)
         loggers = [ol, il]
 
         # 1. both regions are ready (a logger that exits first failed on its arguments or input)

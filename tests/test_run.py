@@ -360,13 +360,15 @@ def test_a_process_killed_mid_run_is_named(trace, tmp_path, victim):
 
 def test_a_run_killed_by_sigkill_leaves_nothing(trace, tmp_path):
     """The run itself SIGKILLed (no cleanup of its own runs): its children die with it, long before
-    the input (30 s of it) would have ended the program."""
+    the input (30 s of it) would have ended the program, and the loggers (SIGTERM, not SIGKILL)
+    remove their regions on the way out."""
     proc, kids = start_paced_run(trace, tmp_path, rate=100)
     proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 5
-    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in kids.values()):
-        assert time.monotonic() < deadline, {n: _state(p) for n, p in kids.items()}
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in kids.values()) or \
+            list(Path("/dev/shm").glob(f"ftmb-run-{proc.pid}-*")):
+        assert time.monotonic() < deadline, ({n: _state(p) for n, p in kids.items()}, leftovers(proc.pid))
         time.sleep(0.05)
 
 
@@ -380,11 +382,9 @@ def test_snapshots_do_not_outlive_their_session(trace, tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 5
-    while [x for x in leftovers(proc.pid) if not x.startswith("/dev/shm")]:
+    while leftovers(proc.pid):
         assert time.monotonic() < deadline, leftovers(proc.pid)
         time.sleep(0.05)
-    for region in Path("/dev/shm").glob(f"ftmb-run-{proc.pid}-*"):  # (nobody was left to remove them)
-        region.unlink()
 
 
 def test_nothing_of_the_session_outlives_the_run(trace, tmp_path):
