@@ -738,12 +738,19 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     v.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     v.stop(signal.SIGKILL, grace_s)
-                after = _ol_finished(ol, v.proc.pid, time.monotonic() + grace_s)
+                # The output logger reports the verifier's end once it has compared every output the
+                # verifier left in its rings: on a loaded machine that may take longer than the
+                # grace period, so wait for it as long as the run may last (it is alive and working).
+                after = _ol_finished(ol, v.proc.pid, max(time.monotonic() + grace_s, deadline))
+                why = None
+                if v.proc.returncode != 0:
+                    why = f"the verification replay did not finish ({_status(v)}): {_telling_line(v.err_path)}"
+                elif after is None:
+                    why = (f"the output logger did not report the verification replay's end ({_status(ol)}; "
+                           f"the verifier exited 0: {_last_ftmb_line(v.err_path)})")
                 result.replay_check = ReplayCheck(
                     released=done[0], compared=(after[1] - done[1]) if after else 0,
-                    mismatches=(after[2] - done[2]) if after else 0,
-                    failure=None if after and v.proc.returncode == 0 else
-                    f"the verification replay did not finish ({_status(v)}): {_first_line(v.err_path)}")
+                    mismatches=(after[2] - done[2]) if after else 0, failure=why)
                 if not result.replay_check.ok:  # fail closed: a recovery nobody could reproduce
                     fail(v, result.replay_check.summary())
             elif verify_replay and result.failover is not None:  # fail closed: no check, no success
@@ -849,10 +856,11 @@ def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | N
     pat = re.compile(re.escape(f"(pid {pid}) ") + r"(?:finished|was stopped by a signal); every output handled; "
                      r"released (\d+) duplicates (\d+) mismatches (\d+)")
     while True:
+        last = time.monotonic() > until or not ol.alive()  # (then one more look: it may have just written it)
         m = pat.search(_tail(ol.err_path, 200))
         if m:
             return int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if time.monotonic() > until or not ol.alive():
+        if last:
             return None
         time.sleep(0.005)
 

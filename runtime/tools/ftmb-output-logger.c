@@ -156,7 +156,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", me);
         return 1;
     }
-    int rc = 0, done_handled = 0;
+    int rc = 0;
+    /* The master whose end was last reported: each master's end is reported once, by its pid, so a
+     * master that attaches and finishes between two passes of this loop (it was never seen
+     * ATTACHED) is still reported; the run waits for that line (a verification replay's end). */
+    int32_t done_pid = 0, attached_pid = 0;
     int32_t reported_pid = 0;
     unsigned idle = 0;
     uint64_t last_master_check = 0;
@@ -180,20 +184,25 @@ int main(int argc, char **argv)
             _ftmb_ol_poll(ol); /* one more pass after the last one found nothing */
             if (!until_signal)
                 break;
-            if (!done_handled) { /* keep serving: a replaying master may attach next */
-                done_handled = 1;
+            /* Relaxed: master_pid is published with master_state, which we acquired above. */
+            int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
+            /* A pid that was never seen ATTACHED may be a new master caught between its store of
+             * master_pid and of master_state (the DONE read is its predecessor's): its end counts
+             * once it was seen attached or its process is gone. */
+            if (pid != done_pid && (pid == attached_pid || !_ftmb_pid_alive(pid))) {
+                /* keep serving: a replaying master may attach next */
+                done_pid = pid;
                 if (log_path && write_log(ol, log_path) != 0)
                     rc = 1;
                 fprintf(stderr, "%s: the master (pid %d) %s; every output handled; released %llu duplicates "
                                 "%llu mismatches %llu\n",
-                        me, (int)atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed),
-                        state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal",
+                        me, (int)pid, state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal",
                         (unsigned long long)sink.released, (unsigned long long)_ftmb_ol_duplicates(ol),
                         (unsigned long long)_ftmb_ol_mismatches(ol));
             }
         }
-        if (state == _FTMB_MASTER_ATTACHED)
-            done_handled = 0;
+        if (state == _FTMB_MASTER_ATTACHED) /* Relaxed: published with master_state (acquired above). */
+            attached_pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
         if (state == _FTMB_MASTER_ATTACHED && now - last_master_check > 1000000ull) { /* 1 ms: a failover backup waits for the log */
             last_master_check = now;
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
