@@ -30,11 +30,13 @@ logger's hold times (release time minus the input's arrival time, p50/p99).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import re
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import tempfile
@@ -65,6 +67,12 @@ _STATS = re.compile(r"released (\d+) held (\d+) records (\d+) corrupt (\d+) dupl
 
 class RunError(FtmbError):
     """A process of the run failed or the run could not finish; the message names which and why."""
+
+
+class RunInterrupted(RunError):
+    """Ctrl-C, SIGTERM or SIGHUP ended the run; the message says what OUT keeps."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -117,6 +125,7 @@ class RunResult:
     failover: "Failover | None" = None  # set when the run killed the master (or it died) and a backup took over
     fault_tolerance_lost: str | None = None  # the standby backup died while the master ran (it forwards on)
     replay_check: "ReplayCheck | None" = None  # oracle 1 after a failover (verify_replay)
+    interrupted: bool = False      # Ctrl-C, SIGTERM or SIGHUP ended the run (OUT keeps what was released)
 
     @property
     def ok(self) -> bool:
@@ -306,6 +315,84 @@ def _region_ready(path: Path) -> bool:
     return len(head) == _HDR.size and _HDR.unpack(head)[4] == 1
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_output(path: Path, option: str, input_pcap: Path) -> None:
+    """A file the run will write (`--out`, `--log`): refused now, before anything starts, if it cannot be."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file name for {option}")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: its directory does not exist ({option})")
+    if _same_file(path, input_pcap):
+        raise InputError(f"{path}: {option} is the input (--in); give another file")
+    existed = path.exists()
+    try:  # the real test (permissions, a read-only file system): open it for writing, changing nothing
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if existed else os.O_CREAT | os.O_EXCL),
+                     0o644)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write {option}: {exc.strerror}") from None
+    os.close(fd)
+    if not existed:
+        path.unlink()
+
+
+def _lock_output(path: Path) -> int:
+    """Hold an exclusive lock on OUT for the run (an fd the caller closes): a second run to the same
+    OUT is refused while one runs. OUT is created if missing (the output logger writes it next)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the output: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a device or a FIFO: written as it is, nothing to lock
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(f"{path}: another run is writing this output now; give another --out") from None
+    return fd
+
+
+# A process that outlives a run killed by SIGKILL for one purpose: its parent-death signal (SIGTERM)
+# makes it remove the run's temporary directory and the session's regions (the loggers remove their
+# own on SIGTERM too; this covers one that could not).
+_JANITOR = """import os, shutil, signal, sys, time
+sigs = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+if os.getppid() == int(sys.argv[2]):
+    signal.sigwait(sigs)
+time.sleep(0.5)
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+for suffix in ("in", "out"):
+    try:
+        os.unlink(f"/dev/shm/ftmb-{os.environ['FTMB_RUN_JANITOR']}.{suffix}")
+    except OSError:
+        pass
+"""
+
+
+def _start_janitor(tmp: Path, session: str) -> subprocess.Popen:
+    import sys
+    # (the session goes in its environment under another name: the run's final sweep of the session's
+    # processes, _kill_session_leftovers, is not for it)
+    return subprocess.Popen([sys.executable, "-c", _JANITOR, str(tmp), str(os.getpid())],
+                            env=dict(os.environ, FTMB_RUN_JANITOR=session),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=_logger_dies_with_the_run)
+
+
+def _stop_janitor(janitor: subprocess.Popen) -> None:
+    """At the run's own end (it removed everything itself): the janitor has nothing left to do."""
+    if janitor.poll() is None:
+        janitor.kill()
+    janitor.wait()
+
+
 def _check_pcap(path: Path) -> None:
     try:
         with open(path, "rb") as f:
@@ -432,8 +519,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
     before anything starts. Failures of the processes are reported in the result (`failure`).
-    The output logger writes to a temporary name next to `output_pcap`, renamed to it only when
-    every process finished cleanly: a failed run leaves no partial output.
+    The output logger writes `output_pcap` itself, each packet as it is released (flushed whenever
+    it is idle): OUT replaces an earlier file of that name once the loggers start, and keeps what
+    was released whatever ends the run (a failure, a death, an interrupt: `failure` then says how
+    many packets OUT holds). A run holds a lock on OUT (`flock`): a second run to the same OUT is
+    refused while the first runs.
 
     Failover (`failover=True`, implied by `kill_master_at`): the loggers keep the session after
     the master dies (`--until-signal`), the master runs with address-space randomization off
@@ -471,6 +561,15 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         raise InputError("--checkpoint-ms needs failover (--failover or --kill-master-at)")
     if not 1 <= queues <= 32:
         raise InputError(f"--queues {queues}: expected 1 to 32")
+    if not timeout_s > 0 or timeout_s == float("inf"):
+        raise InputError(f"--timeout {timeout_s:g}: expected a positive number of seconds")
+    if not grace_s >= 0 or grace_s == float("inf"):
+        raise InputError(f"--grace {grace_s:g}: expected seconds, 0 or more")
+    if kill_master_at is not None and (not kill_master_at >= 0 or kill_master_at == float("inf")):
+        raise InputError(f"--kill-master-at {kill_master_at:g}: expected seconds after the master's start, "
+                         "0 or more (or 'random')")
+    if kill_master_at is not None and kill_master_at >= timeout_s:
+        raise InputError(f"--kill-master-at {kill_master_at:g}: not before --timeout {timeout_s:g}")
     if runtime_dir:
         il_bin, ol_bin = Path(runtime_dir) / "build" / "ftmb-input-logger", Path(runtime_dir) / "build" / "ftmb-output-logger"
         for b in (il_bin, ol_bin):
@@ -482,16 +581,20 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     program = _resolve_program(nf_argv[0])
     input_pcap, output_pcap = Path(input_pcap), Path(output_pcap)
     _check_pcap(input_pcap)
-    if not output_pcap.parent.is_dir():
-        raise InputError(f"{output_pcap}: its directory does not exist")
-    if output_pcap.is_dir():
-        raise InputError(f"{output_pcap}: is a directory; give a file name for the output")
-    partial = output_pcap.with_name(f".{output_pcap.name}.{os.getpid()}.partial")
+    _check_output(output_pcap, "--out", input_pcap)
+    if log_file:
+        log_file = Path(log_file)
+        _check_output(log_file, "--log", input_pcap)
+        if _same_file(log_file, output_pcap):
+            raise InputError(f"{log_file}: --log and --out are the same file")
 
     session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     result = RunResult(mode=mode, session=session, queues=queues)
     result.input_packets = _count_packets(input_pcap)
+    created = not output_pcap.exists()
+    out_lock = _lock_output(output_pcap)
     tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
+    janitor = _start_janitor(tmp, session)
     # Orphans of the session (a dead master's snapshot, a helper the program left) become the run's
     # children, so it can wait for them and reap what it kills at the end.
     _set_subreaper(True)
@@ -529,7 +632,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     try:
         # Without --threads the output logger has rings for the runtime's maximum (32): the region is
         # sparse, so threads that never start cost nothing, and no guess of the program's threads is needed.
-        ol_argv = [ol_bin, "--session", session, "--out", partial, "--stats"]
+        ol_argv = [ol_bin, "--session", session, "--out", output_pcap, "--stats"]
         if threads is not None:
             ol_argv += ["--threads", str(threads)]
         if failover and not log_file:
@@ -770,13 +873,17 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for c in loggers:
             if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
                 fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP through the command's handler
+        result.interrupted = True
+        result.failure = "interrupted" if result.failure is None else f"interrupted ({result.failure})"
     finally:
-        # The loggers first: a snapshot whose master dies next then finds the session gone and exits
-        # instead of taking over (runtime/src/checkpoint.c); then everyone else, and whatever of the
-        # session is left that the run did not start (a backup's own snapshots, a helper in a session
-        # of its own).
+        # The loggers first (SIGTERM: the output logger closes OUT with every released packet in
+        # it, both remove their regions): a snapshot whose master dies next then finds the session
+        # gone and exits instead of taking over (runtime/src/checkpoint.c); then everyone else, and
+        # whatever of the session is left that the run did not start (a backup's own snapshots, a
+        # helper in a session of its own). The verification replay has ended before this point.
         for c in loggers_first(children):
-            c.stop(signal.SIGKILL, grace_s)
+            c.stop(signal.SIGTERM if c.status.name in _LOGGERS else signal.SIGKILL, grace_s)
         _kill_session_leftovers(session)
         for c in children:
             c.status.returncode = c.proc.returncode
@@ -785,7 +892,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             in_region.close()
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
-        _collect(result, children, tmp, partial)
+        _collect(result, children, tmp, output_pcap)
         _set_subreaper(False)
         if result.failover is not None:
             b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
@@ -796,20 +903,26 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if m:
                 result.failover.replayed_records = int(m.group(1))
                 result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
-        if result.failure is None and partial.exists():
-            os.replace(partial, output_pcap)
-        else:
-            partial.unlink(missing_ok=True)
+        if result.failure is not None:  # (one line: what OUT holds after all)
+            result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
+                               if result.output_packets else "; nothing was released")
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
+        _stop_janitor(janitor)
+        if created and output_pcap.exists() and output_pcap.stat().st_size == 0:  # the logger never ran
+            output_pcap.unlink()
+        os.close(out_lock)
     return result
 
 
 
 
+_LOGGERS = ("output-logger", "input-logger")
+
+
 def loggers_first(children: list[_Child]) -> list[_Child]:
     """The order the run ends its processes in: the loggers, then the rest, newest first."""
-    loggers = [c for c in children if c.status.name in ("output-logger", "input-logger")]
+    loggers = [c for c in children if c.status.name in _LOGGERS]
     return loggers + [c for c in reversed(children) if c not in loggers]
 
 
@@ -952,4 +1065,4 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
         result.output_packets = 0
 
 
-__all__ = ["MODES", "ProcessStatus", "RunError", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]
+__all__ = ["MODES", "ProcessStatus", "RunError", "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]

@@ -120,6 +120,8 @@ def run_command(
         print(json.dumps(asdict(result), indent=2))
     else:
         render(result, Console(highlight=False))
+    if result.interrupted:
+        raise runlib.RunInterrupted(result.failure)
     if not result.ok:
         raise runlib.RunError(result.failure)
 

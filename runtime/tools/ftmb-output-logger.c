@@ -31,6 +31,7 @@ struct sink_ctx {
     uint64_t *lat_ns; /* release time - input time of packets that answer an input */
     uint64_t nlat, caplat;
     int write_failed;
+    int unflushed; /* released packets still in stdio's buffer: flushed when a pass finds no work */
 };
 
 static void release_packet(void *p, const struct _ftmb_out_slot *s)
@@ -42,6 +43,7 @@ static void release_packet(void *p, const struct _ftmb_out_slot *s)
         c->write_failed = 1;
     }
     c->released++;
+    c->unflushed = 1;
     if (s->in_time_ns && now >= s->in_time_ns) {
         if (c->nlat == c->caplat) {
             c->caplat = c->caplat ? 2 * c->caplat : 65536;
@@ -225,6 +227,12 @@ int main(int argc, char **argv)
         }
         if (work) {
             idle = 0;
+        } else if (sink.unflushed) { /* what is released is in OUT, whatever dies next */
+            sink.unflushed = 0;
+            if (fflush(sink.pcap) != 0 && !sink.write_failed) {
+                fprintf(stderr, "%s: %s: write failed: %s\n", me, out_path, strerror(errno));
+                sink.write_failed = 1;
+            }
         } else if (++idle > 2000) {
             struct timespec d = {0, 20000};
             nanosleep(&d, NULL);
