@@ -393,6 +393,46 @@ def _stop_janitor(janitor: subprocess.Popen) -> None:
     janitor.wait()
 
 
+MANIFEST_FORMAT = "ftmb-run-manifest/1"
+
+
+def manifest_path(output_pcap: str | Path) -> Path:
+    """Where a run to `output_pcap` describes itself: OUT + ".ftmb.json"."""
+    return Path(f"{output_pcap}.ftmb.json")
+
+
+def _write_manifest(output_pcap: Path, conditions: dict) -> None:
+    import json
+    from . import __version__
+    doc = {"format": MANIFEST_FORMAT, "tool": {"name": "ftmb-instrument", "version": __version__}, **conditions}
+    path = manifest_path(output_pcap)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(output_pcap: str | Path) -> dict | None:
+    """The manifest a run wrote beside `output_pcap`, or None if there is none; a malformed one is an
+    InputError naming it."""
+    import json
+    path = manifest_path(output_pcap)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a run manifest: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{path}: not a run manifest (format is not {MANIFEST_FORMAT})")
+    want = {"program": list, "queues": int, "rate": (int, type(None)), "tick_us": (int, type(None))}
+    for key, types in want.items():
+        if not isinstance(doc.get(key), types) or isinstance(doc.get(key), bool):
+            raise InputError(f"{path}: {key}: missing or of the wrong type")
+    if not doc["program"] or not all(isinstance(a, str) for a in doc["program"]):
+        raise InputError(f"{path}: program: expected the program's argv (strings)")
+    return doc
+
+
 def _check_pcap(path: Path) -> None:
     try:
         with open(path, "rb") as f:
@@ -514,7 +554,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         workdir: str | Path | None = None, kill_master_at: float | None = None,
         failover: bool = False, replay_log: str | Path | None = None,
         release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True,
-        checkpoint_ms: int | None = None) -> RunResult:
+        checkpoint_ms: int | None = None, seed: int | None = None) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
@@ -535,6 +575,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     its first spawn wrapper for the master's death and the log. It replays the log, goes live, and runs to the end of the input; the
     output logger drops the outputs it regenerates that were already released. `result.failover`
     says when each step happened. `mode="replay"` with `replay_log` re-executes a log (the oracle).
+
+    The manifest (`manifest_path(output_pcap)`, JSON, written once the session exists): the
+    conditions of the run (program argv, input, queues, rate, tick, seed and kill time, checkpoint
+    interval, tool and runtime versions), which `verify` reads to reproduce them.
 
     Checkpoints (`checkpoint_ms`, with failover): the master forks a snapshot of itself every
     `checkpoint_ms` ms (runtime/src/checkpoint.c); when it dies the newest snapshot takes over and
@@ -591,7 +635,6 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     result = RunResult(mode=mode, session=session, queues=queues)
     result.input_packets = _count_packets(input_pcap)
-    created = not output_pcap.exists()
     out_lock = _lock_output(output_pcap)
     tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
     janitor = _start_janitor(tmp, session)
@@ -672,6 +715,13 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         except (OSError, ValueError) as exc:
             fail(il, f"region vanished as the session started ({_status(il)}): {exc}")
             return result
+        if output_pcap.is_file():
+            _write_manifest(output_pcap, dict(
+                program=[os.path.abspath(program), *map(str, nf_argv[1:])], input=str(input_pcap.resolve()), mode=mode, queues=queues,
+                rate=rate, tick_us=tick_us, threads=threads, stop_signal=signal.Signals(stop_signal).name,
+                timeout_s=timeout_s, failover=failover, kill_master_at=kill_master_at, seed=seed,
+                checkpoint_ms=checkpoint_ms, session=session,
+                runtime={"abi_version": _HDR.unpack_from(in_region._m, 0)[1], "layout_version": _LAYOUT_VERSION}))
 
         # 2. the master
         nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
@@ -906,11 +956,14 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if result.failure is not None:  # (one line: what OUT holds after all)
             result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
                                if result.output_packets else "; nothing was released")
+            if not result.output_packets and output_pcap.is_file():  # an empty OUT and its manifest: not kept
+                output_pcap.unlink()
+                manifest_path(output_pcap).unlink(missing_ok=True)
+        if output_pcap.is_file() and output_pcap.stat().st_size == 0:  # the lock's file; no logger wrote it
+            output_pcap.unlink()
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
         _stop_janitor(janitor)
-        if created and output_pcap.exists() and output_pcap.stat().st_size == 0:  # the logger never ran
-            output_pcap.unlink()
         os.close(out_lock)
     return result
 
@@ -1065,4 +1118,5 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
         result.output_packets = 0
 
 
-__all__ = ["MODES", "ProcessStatus", "RunError", "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]
+__all__ = ["MODES", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "ProcessStatus", "RunError",
+           "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]

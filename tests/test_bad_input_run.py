@@ -195,5 +195,34 @@ def test_a_run_killed_by_sigkill_leaves_nothing_but_out(trace, tmp_path):
     while leftovers(proc.pid, tmp_path / "tmpdir"):
         assert time.monotonic() < deadline, leftovers(proc.pid, tmp_path / "tmpdir")
         time.sleep(0.05)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.pcap", "tmpdir"]  # no .partial, no lock file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.pcap", "o.pcap.ftmb.json", "tmpdir"]  # no .partial
     assert released(out) > 0
+
+
+def test_the_manifest_says_how_the_run_ran_and_verify_reproduces_it(trace, tmp_path):
+    import json
+    out = tmp_path / "o.pcap"
+    proc = cli(tmp_path, "run", "--in", trace, "--out", out, "--queues", "2", "--rate", "20000", "--", FWD, "2")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "o.pcap.ftmb.json").read_text())
+    assert doc["format"] == "ftmb-run-manifest/1" and doc["program"] == [str(FWD), "2"], doc
+    assert (doc["queues"], doc["rate"], doc["tick_us"], doc["checkpoint_ms"]) == (2, 20000, None, None), doc
+    assert doc["tool"]["version"] and doc["runtime"]["abi_version"] == 2, doc
+    # verify without the program or the queues: both, and the rate, come from the manifest
+    checked = cli(tmp_path, "verify", "--in", trace, "--released", out)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"conditions from {out}.ftmb.json: {FWD}, 2 queues, rate 20000" in checked.stdout
+    assert "violations: 0" in checked.stdout
+
+
+def test_a_malformed_manifest_is_one_line(trace, tmp_path):
+    out = tmp_path / "o.pcap"
+    pcap.write_pcap(out, pcap.read_pcap(trace))
+    (tmp_path / "o.pcap.ftmb.json").write_text('{"format": "ftmb-run-manifest/1", "queues": "two"}')
+    proc = cli(tmp_path, "verify", "--in", trace, "--released", out)
+    one_line(proc, 1, "o.pcap.ftmb.json", "program: missing or of the wrong type")
+
+
+def test_verify_refuses_zero_queues(trace, tmp_path):
+    proc = cli(tmp_path, "verify", "--in", trace, "--released", trace, "--queues", "0", "--", FWD, "1")
+    one_line(proc, 1, "--queues 0: expected 1 to 32")

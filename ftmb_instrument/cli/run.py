@@ -112,7 +112,8 @@ def run_command(
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
                             log_file=log, attach_timeout_s=attach_timeout, kill_master_at=kill_at,
-                            failover=failover, checkpoint_ms=checkpoint_ms)
+                            failover=failover, checkpoint_ms=checkpoint_ms,
+                            seed=seed if kill_master_at == "random" else None)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
