@@ -956,7 +956,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if result.failure is not None:  # (one line: what OUT holds after all)
             result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
                                if result.output_packets else "; nothing was released")
-            if not result.output_packets and output_pcap.is_file():  # an empty OUT and its manifest: not kept
+            if output_pcap.is_file() and output_pcap.stat().st_size <= 24:  # OUT without a packet: not kept
                 output_pcap.unlink()
                 manifest_path(output_pcap).unlink(missing_ok=True)
         if output_pcap.is_file() and output_pcap.stat().st_size == 0:  # the lock's file; no logger wrote it
@@ -1112,10 +1112,27 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                 result.nf_stderr = c.err_path.read_text(errors="replace")
             except OSError:
                 pass
+    result.output_packets = _count_released(output_pcap)
+
+
+def _count_released(path: Path) -> int:
+    """The complete packets in the output logger's pcap (a logger killed mid-write may leave a
+    truncated last record: the ones before it count); 0 for what is not a regular pcap file."""
     try:
-        result.output_packets = _count_packets(output_pcap) if output_pcap.exists() else 0
-    except InputError:
-        result.output_packets = 0
+        if not path.is_file():
+            return 0
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    if len(data) < 24 or data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        return 0
+    n, off = 0, 24
+    while off + 16 <= len(data):
+        incl, = struct.unpack_from("<I", data, off + 8)
+        if off + 16 + incl > len(data):
+            break
+        n, off = n + 1, off + 16 + incl
+    return n
 
 
 __all__ = ["MODES", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "ProcessStatus", "RunError",

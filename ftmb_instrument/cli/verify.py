@@ -58,7 +58,7 @@ def verify_command(
     if manifest is not None:
         console.print(f"conditions from {runlib.manifest_path(released)}: {len(nf_argv) and nf_argv[0]}, "
                       f"{queues} queue{'s' if queues != 1 else ''}, rate {manifest['rate'] or 'unlimited'}, "
-                      f"tick {manifest['tick_us'] or 'default'}", markup=False)
+                      f"tick {manifest['tick_us'] or 'default'}", markup=False, soft_wrap=True)
     console.print(f"released {v.released} packets; violations: {len(v.violations)}")
     for x in v.violations[:50]:
         console.print(f"  {x}", markup=False)
