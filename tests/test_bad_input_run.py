@@ -151,9 +151,11 @@ def run_children(pid: int) -> dict[str, int]:
 
 def test_a_second_run_to_the_same_output_is_refused(trace, tmp_path):
     out = tmp_path / "o.pcap"
-    first = start_paced(tmp_path, trace, out)
-    second = cli(tmp_path, "run", "--in", trace, "--out", out, "--", FWD, "1")
+    first = start_paced(tmp_path, trace, out, rate=300)  # 3000 packets: several seconds
+    (tmp_path / "second").mkdir()  # (its own temporary directory: the first run's is in use)
+    second = cli(tmp_path / "second", "run", "--in", trace, "--out", out, "--", FWD, "1")
     one_line(second, 1, str(out), "another run is writing this output")
+    assert first.poll() is None, "the first run ended before the second tried: the test proves nothing"
     stdout, stderr = first.communicate(timeout=90)
     assert first.returncode == 0, stderr
     assert released(out) == 3000  # the forwarder sends every packet; the second run took nothing away
