@@ -30,7 +30,9 @@ timers never fire), waits for the loggers to finish, and prints a summary: packe
 records logged, packets held and for how long (release time minus arrival, p50/p99). With
 --mode passthrough the same processes run with logging off. A failure of any process is one
 line naming it and its exit status; nothing is left running and the session's shared memory is
-removed, whatever happens.
+removed, whatever happens. OUT is written as packets are released and keeps them whatever ends
+the run (the failure's line, or `interrupted; ...` for Ctrl-C/SIGTERM, says how many); a second run
+to the same OUT is refused while one runs. OUT.ftmb.json records the run's conditions for `verify`.
 
 Failover: with --kill-master-at SECONDS (or random --seed N) or --failover, a warm standby
 backup (the same command line, FTMB_MODE=standby, address-space randomization off for both) runs
