@@ -228,3 +228,11 @@ def test_a_malformed_manifest_is_one_line(trace, tmp_path):
 def test_verify_refuses_zero_queues(trace, tmp_path):
     proc = cli(tmp_path, "verify", "--in", trace, "--released", trace, "--queues", "0", "--", FWD, "1")
     one_line(proc, 1, "--queues 0: expected 1 to 32")
+
+
+def test_out_may_be_a_device(trace, tmp_path):
+    # written as it is: /dev/null stays the device (it used to be replaced by a regular file)
+    proc = cli(tmp_path, "run", "--in", trace, "--out", "/dev/null", "--", FWD, "1")
+    assert proc.returncode == 0, proc.stderr
+    assert Path("/dev/null").is_char_device()
+    assert not Path("/dev/null.ftmb.json").exists()
