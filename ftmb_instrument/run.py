@@ -30,11 +30,13 @@ logger's hold times (release time minus the input's arrival time, p50/p99).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import re
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import tempfile
@@ -66,6 +68,12 @@ _STATS = re.compile(r"released (\d+) held (\d+) records (\d+) corrupt (\d+) dupl
 
 class RunError(FtmbError):
     """A process of the run failed or the run could not finish; the message names which and why."""
+
+
+class RunInterrupted(RunError):
+    """Ctrl-C, SIGTERM or SIGHUP ended the run; the message says what OUT keeps."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -118,6 +126,7 @@ class RunResult:
     failover: "Failover | None" = None  # set when the run killed the master (or it died) and a backup took over
     fault_tolerance_lost: str | None = None  # the standby backup died while the master ran (it forwards on)
     replay_check: "ReplayCheck | None" = None  # oracle 1 after a failover (verify_replay)
+    interrupted: bool = False      # Ctrl-C, SIGTERM or SIGHUP ended the run (OUT keeps what was released)
 
     @property
     def ok(self) -> bool:
@@ -307,6 +316,124 @@ def _region_ready(path: Path) -> bool:
     return len(head) == _HDR.size and _HDR.unpack(head)[4] == 1
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_output(path: Path, option: str, input_pcap: Path) -> None:
+    """A file the run will write (`--out`, `--log`): refused now, before anything starts, if it cannot be."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file name for {option}")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: its directory does not exist ({option})")
+    if _same_file(path, input_pcap):
+        raise InputError(f"{path}: {option} is the input (--in); give another file")
+    existed = path.exists()
+    try:  # the real test (permissions, a read-only file system): open it for writing, changing nothing
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if existed else os.O_CREAT | os.O_EXCL),
+                     0o644)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write {option}: {exc.strerror}") from None
+    os.close(fd)
+    if not existed:
+        path.unlink()
+
+
+def _lock_output(path: Path) -> int:
+    """Hold an exclusive lock on OUT for the run (an fd the caller closes): a second run to the same
+    OUT is refused while one runs. OUT is created if missing (the output logger writes it next)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the output: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a device or a FIFO: written as it is, nothing to lock
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(f"{path}: another run is writing this output now; give another --out") from None
+    return fd
+
+
+# A process that outlives a run killed by SIGKILL for one purpose: its parent-death signal (SIGTERM)
+# makes it remove the run's temporary directory and the session's regions (the loggers remove their
+# own on SIGTERM too; this covers one that could not).
+_JANITOR = """import os, shutil, signal, sys, time
+sigs = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+if os.getppid() == int(sys.argv[2]):
+    signal.sigwait(sigs)
+time.sleep(0.5)
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+for suffix in ("in", "out"):
+    try:
+        os.unlink(f"/dev/shm/ftmb-{os.environ['FTMB_RUN_JANITOR']}.{suffix}")
+    except OSError:
+        pass
+"""
+
+
+def _start_janitor(tmp: Path, session: str) -> subprocess.Popen:
+    import sys
+    # (the session goes in its environment under another name: the run's final sweep of the session's
+    # processes, _kill_session_leftovers, is not for it)
+    return subprocess.Popen([sys.executable, "-c", _JANITOR, str(tmp), str(os.getpid())],
+                            env=dict(os.environ, FTMB_RUN_JANITOR=session),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=_logger_dies_with_the_run)
+
+
+def _stop_janitor(janitor: subprocess.Popen) -> None:
+    """At the run's own end (it removed everything itself): the janitor has nothing left to do."""
+    if janitor.poll() is None:
+        janitor.kill()
+    janitor.wait()
+
+
+MANIFEST_FORMAT = "ftmb-run-manifest/1"
+
+
+def manifest_path(output_pcap: str | Path) -> Path:
+    """Where a run to `output_pcap` describes itself: OUT + ".ftmb.json"."""
+    return Path(f"{output_pcap}.ftmb.json")
+
+
+def _write_manifest(output_pcap: Path, conditions: dict) -> None:
+    import json
+    from . import __version__
+    doc = {"format": MANIFEST_FORMAT, "tool": {"name": "ftmb-instrument", "version": __version__}, **conditions}
+    path = manifest_path(output_pcap)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(output_pcap: str | Path) -> dict | None:
+    """The manifest a run wrote beside `output_pcap`, or None if there is none; a malformed one is an
+    InputError naming it."""
+    import json
+    path = manifest_path(output_pcap)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a run manifest: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{path}: not a run manifest (format is not {MANIFEST_FORMAT})")
+    want = {"program": list, "queues": int, "rate": (int, type(None)), "tick_us": (int, type(None))}
+    for key, types in want.items():
+        if not isinstance(doc.get(key), types) or isinstance(doc.get(key), bool):
+            raise InputError(f"{path}: {key}: missing or of the wrong type")
+    if not doc["program"] or not all(isinstance(a, str) for a in doc["program"]):
+        raise InputError(f"{path}: program: expected the program's argv (strings)")
+    return doc
+
+
 def _check_pcap(path: Path) -> None:
     try:
         with open(path, "rb") as f:
@@ -374,10 +501,15 @@ def _pid_alive(pid: int) -> bool:
     return fields.get("State", "Z")[:1] not in ("Z", "X") or int(fields.get("Threads", "1")) > 1
 
 
-def _die_with_the_run() -> None:
-    """In each child before exec: SIGKILL when the run dies (even by SIGKILL), so nothing it started
-    is left behind (the loggers would wait for a master forever)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+def _die_with_the_run(sig: int = signal.SIGKILL) -> None:
+    """In each child before exec: `sig` when the run dies (even by SIGKILL), so nothing it started
+    is left behind (the loggers would wait for a master forever). The loggers get SIGTERM, which
+    they handle by removing their regions on the way out; the rest SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _logger_dies_with_the_run() -> None:
+    _die_with_the_run(signal.SIGTERM)
 
 
 def _set_subreaper(on: bool) -> None:
@@ -423,13 +555,16 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         workdir: str | Path | None = None, kill_master_at: float | None = None,
         failover: bool = False, replay_log: str | Path | None = None,
         release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True,
-        checkpoint_ms: int | None = None) -> RunResult:
+        checkpoint_ms: int | None = None, seed: int | None = None) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
     Bad input (missing program, missing or non-pcap input, loggers not built) raises `InputError`
     before anything starts. Failures of the processes are reported in the result (`failure`).
-    The output logger writes to a temporary name next to `output_pcap`, renamed to it only when
-    every process finished cleanly: a failed run leaves no partial output.
+    The output logger writes `output_pcap` itself, each packet as it is released (flushed whenever
+    it is idle): OUT replaces an earlier file of that name once the loggers start, and keeps what
+    was released whatever ends the run (a failure, a death, an interrupt: `failure` then says how
+    many packets OUT holds). A run holds a lock on OUT (`flock`): a second run to the same OUT is
+    refused while the first runs.
 
     Failover (`failover=True`, implied by `kill_master_at`): the loggers keep the session after
     the master dies (`--until-signal`), the master runs with address-space randomization off
@@ -441,6 +576,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     its first spawn wrapper for the master's death and the log. It replays the log, goes live, and runs to the end of the input; the
     output logger drops the outputs it regenerates that were already released. `result.failover`
     says when each step happened. `mode="replay"` with `replay_log` re-executes a log (the oracle).
+
+    The manifest (`manifest_path(output_pcap)`, JSON, written once the session exists): the
+    conditions of the run (program argv, input, queues, rate, tick, seed and kill time, checkpoint
+    interval, tool and runtime versions), which `verify` reads to reproduce them.
 
     Checkpoints (`checkpoint_ms`, with failover): the master forks a snapshot of itself every
     `checkpoint_ms` ms (runtime/src/checkpoint.c); when it dies the newest snapshot takes over and
@@ -467,6 +606,15 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         raise InputError("--checkpoint-ms needs failover (--failover or --kill-master-at)")
     if not 1 <= queues <= 32:
         raise InputError(f"--queues {queues}: expected 1 to 32")
+    if not timeout_s > 0 or timeout_s == float("inf"):
+        raise InputError(f"--timeout {timeout_s:g}: expected a positive number of seconds")
+    if not grace_s >= 0 or grace_s == float("inf"):
+        raise InputError(f"--grace {grace_s:g}: expected seconds, 0 or more")
+    if kill_master_at is not None and (not kill_master_at >= 0 or kill_master_at == float("inf")):
+        raise InputError(f"--kill-master-at {kill_master_at:g}: expected seconds after the master's start, "
+                         "0 or more (or 'random')")
+    if kill_master_at is not None and kill_master_at >= timeout_s:
+        raise InputError(f"--kill-master-at {kill_master_at:g}: not before --timeout {timeout_s:g}")
     if runtime_dir:
         il_bin, ol_bin = Path(runtime_dir) / "build" / "ftmb-input-logger", Path(runtime_dir) / "build" / "ftmb-output-logger"
         for b in (il_bin, ol_bin):
@@ -478,24 +626,29 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     program = _resolve_program(nf_argv[0])
     input_pcap, output_pcap = Path(input_pcap), Path(output_pcap)
     _check_pcap(input_pcap)
-    if not output_pcap.parent.is_dir():
-        raise InputError(f"{output_pcap}: its directory does not exist")
-    if output_pcap.is_dir():
-        raise InputError(f"{output_pcap}: is a directory; give a file name for the output")
-    partial = output_pcap.with_name(f".{output_pcap.name}.{os.getpid()}.partial")
-    threads = threads or min(32, queues + 2)
+    _check_output(output_pcap, "--out", input_pcap)
+    if log_file:
+        log_file = Path(log_file)
+        _check_output(log_file, "--log", input_pcap)
+        if _same_file(log_file, output_pcap):
+            raise InputError(f"{log_file}: --log and --out are the same file")
 
     session = f"run-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     result = RunResult(mode=mode, session=session, queues=queues)
     result.input_packets = _count_packets(input_pcap)
+    out_lock = _lock_output(output_pcap)
     tmp = Path(tempfile.mkdtemp(prefix="ftmb-run-", dir=workdir))
+    janitor = _start_janitor(tmp, session)
+    # Orphans of the session (a dead master's snapshot, a helper the program left) become the run's
+    # children, so it can wait for them and reap what it kills at the end.
+    _set_subreaper(True)
     children: list[_Child] = []
     in_region: InputRegion | None = None
     start = time.monotonic()
     deadline = start + timeout_s
 
     def spawn(name: str, argv: list[str], child_env: Mapping[str, str] | None = None,
-              capture_stdout: bool = False) -> _Child:
+              capture_stdout: bool = False, logger: bool = False) -> _Child:
         st = ProcessStatus(name=name, argv=[str(a) for a in argv])
         err_path = tmp / f"{name}.err"
         out = open(tmp / f"{name}.out", "wb") if capture_stdout else subprocess.DEVNULL
@@ -503,7 +656,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             with open(err_path, "wb") as err:
                 proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         env=dict(child_env) if child_env is not None else None,
-                                        start_new_session=True, preexec_fn=_die_with_the_run)
+                                        start_new_session=True,
+                                        preexec_fn=_logger_dies_with_the_run if logger else _die_with_the_run)
         except OSError as exc:
             raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
         finally:
@@ -520,7 +674,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
 
     try:
-        ol_argv = [ol_bin, "--session", session, "--out", partial, "--threads", str(threads), "--stats"]
+        # Without --threads the output logger has rings for the runtime's maximum (32): the region is
+        # sparse, so threads that never start cost nothing, and no guess of the program's threads is needed.
+        ol_argv = [ol_bin, "--session", session, "--out", output_pcap, "--stats"]
+        if threads is not None:
+            ol_argv += ["--threads", str(threads)]
         if failover and not log_file:
             log_file = tmp / "ftmb.log"
         if log_file:
@@ -535,8 +693,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if rate:
             il_argv += ["--rate", str(rate)]
         ol_env = None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1")
-        ol = spawn("output-logger", ol_argv, ol_env)
-        il = spawn("input-logger", il_argv)
+        ol = spawn("output-logger", ol_argv, ol_env, logger=True)
+        il = spawn("input-logger", il_argv, logger=True)
         loggers = [ol, il]
 
         # 1. both regions are ready (a logger that exits first failed on its arguments or input)
@@ -558,6 +716,13 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         except (OSError, ValueError) as exc:
             fail(il, f"region vanished as the session started ({_status(il)}): {exc}")
             return result
+        if output_pcap.is_file():
+            _write_manifest(output_pcap, dict(
+                program=[os.path.abspath(program), *map(str, nf_argv[1:])], input=str(input_pcap.resolve()), mode=mode, queues=queues,
+                rate=rate, tick_us=tick_us, threads=threads, stop_signal=signal.Signals(stop_signal).name,
+                timeout_s=timeout_s, failover=failover, kill_master_at=kill_master_at, seed=seed,
+                checkpoint_ms=checkpoint_ms, session=session,
+                runtime={"abi_version": _HDR.unpack_from(in_region._m, 0)[1], "layout_version": _LAYOUT_VERSION}))
 
         # 2. the master
         nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
@@ -569,7 +734,6 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if mode == "replay":
             nf_env["FTMB_REPLAY_LOG"] = str(replay_log)
         if checkpoint_ms is not None:
-            _set_subreaper(True)
             nf_env.update(FTMB_CHECKPOINT_MS=str(checkpoint_ms), FTMB_REPLAY_LOG=str(log_file),
                           FTMB_CHECKPOINT_GC="0" if verify_replay else "1")
         nf_cmd = [program, *nf_argv[1:]]
@@ -688,8 +852,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
                 attached = in_region.attached()
                 if not attached:
-                    fail(nf, f"did not attach to session {session} within {attach_timeout_s:g} s (is it "
-                             "instrumented: built with ftmb-cc, calling ftmb_init?)")
+                    fail(nf, f"did not join session {session} within {attach_timeout_s:g} s: was it built "
+                             "with ftmb-cc?")
                     break
             if time.monotonic() > deadline:
                 fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
@@ -706,7 +870,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             stopped = (result.stopped_nf and nf.status.stopped_by == signal.Signals(stop_signal).name
                        and nf.proc.returncode == -stop_signal)
             if nf.proc.returncode != 0 and not stopped:
-                fail(nf, f"failed ({_status(nf)}): {_first_line(nf.err_path)}")
+                fail(nf, f"failed ({_status(nf)}): {_telling_line(nf.err_path)}")
+            elif backup is None and not in_region.attached():  # (the loggers would wait for it in vain)
+                fail(nf, f"exited ({_status(nf)}) but never joined the session: was it built with ftmb-cc?")
             result.drained = result.drained or in_region.drained()
             if backup is not None and not result.drained:  # a backup must carry the session to its end
                 fail(nf, f"exited before its input was drained ({_status(nf)}"
@@ -726,12 +892,19 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                     v.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     v.stop(signal.SIGKILL, grace_s)
-                after = _ol_finished(ol, v.proc.pid, time.monotonic() + grace_s)
+                # The output logger reports the verifier's end once it has compared every output the
+                # verifier left in its rings: on a loaded machine that may take longer than the
+                # grace period, so wait for it as long as the run may last (it is alive and working).
+                after = _ol_finished(ol, v.proc.pid, max(time.monotonic() + grace_s, deadline))
+                why = None
+                if v.proc.returncode != 0:
+                    why = f"the verification replay did not finish ({_status(v)}): {_telling_line(v.err_path)}"
+                elif after is None:
+                    why = (f"the output logger did not report the verification replay's end ({_status(ol)}; "
+                           f"the verifier exited 0: {_last_ftmb_line(v.err_path)})")
                 result.replay_check = ReplayCheck(
                     released=done[0], compared=(after[1] - done[1]) if after else 0,
-                    mismatches=(after[2] - done[2]) if after else 0,
-                    failure=None if after and v.proc.returncode == 0 else
-                    f"the verification replay did not finish ({_status(v)}): {_first_line(v.err_path)}")
+                    mismatches=(after[2] - done[2]) if after else 0, failure=why)
                 if not result.replay_check.ok:  # fail closed: a recovery nobody could reproduce
                     fail(v, result.replay_check.summary())
             elif verify_replay and result.failover is not None:  # fail closed: no check, no success
@@ -751,9 +924,18 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         for c in loggers:
             if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
                 fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP through the command's handler
+        result.interrupted = True
+        result.failure = "interrupted" if result.failure is None else f"interrupted ({result.failure})"
     finally:
-        for c in reversed(children):
-            c.stop(signal.SIGKILL, grace_s)
+        # The loggers first (SIGTERM: the output logger closes OUT with every released packet in
+        # it, both remove their regions): a snapshot whose master dies next then finds the session
+        # gone and exits instead of taking over (runtime/src/checkpoint.c); then everyone else, and
+        # whatever of the session is left that the run did not start (a backup's own snapshots, a
+        # helper in a session of its own). The verification replay has ended before this point.
+        for c in loggers_first(children):
+            c.stop(signal.SIGTERM if c.status.name in _LOGGERS else signal.SIGKILL, grace_s)
+        _kill_session_leftovers(session)
         for c in children:
             c.status.returncode = c.proc.returncode
             c.status.stderr_tail = _tail(c.err_path)
@@ -761,9 +943,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             in_region.close()
         for suffix in ("in", "out"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
-        _collect(result, children, tmp, partial)
-        if checkpoint_ms is not None:
-            _set_subreaper(False)
+        _collect(result, children, tmp, output_pcap)
+        _set_subreaper(False)
         if result.failover is not None:
             b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
             m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
@@ -773,15 +954,67 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if m:
                 result.failover.replayed_records = int(m.group(1))
                 result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
-        if result.failure is None and partial.exists():
-            os.replace(partial, output_pcap)
-        else:
-            partial.unlink(missing_ok=True)
+        if result.failure is not None:  # (one line: what OUT holds after all)
+            result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
+                               if result.output_packets else "; nothing was released")
+            if output_pcap.is_file() and output_pcap.stat().st_size <= 24:  # OUT without a packet: not kept
+                output_pcap.unlink()
+                manifest_path(output_pcap).unlink(missing_ok=True)
+        if output_pcap.is_file() and output_pcap.stat().st_size == 0:  # the lock's file; no logger wrote it
+            output_pcap.unlink()
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
+        _stop_janitor(janitor)
+        os.close(out_lock)
     return result
 
 
+
+
+_LOGGERS = ("output-logger", "input-logger")
+
+
+def loggers_first(children: list[_Child]) -> list[_Child]:
+    """The order the run ends its processes in: the loggers, then the rest, newest first."""
+    loggers = [c for c in children if c.status.name in _LOGGERS]
+    return loggers + [c for c in reversed(children) if c not in loggers]
+
+
+def _session_processes(session: str) -> list[int]:
+    """Every process of the session: its environment names it (FTMB_SESSION, inherited by forks
+    such as snapshots) or its command line does (the loggers)."""
+    env, arg = f"FTMB_SESSION={session}\0".encode(), session.encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if env in (d / "environ").read_bytes() or arg in (d / "cmdline").read_bytes():
+                found.append(int(d.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
+def _kill_session_leftovers(session: str, within_s: float = 5.0) -> None:
+    """SIGKILL every process of the session still alive, until none is left (one may be forking a
+    snapshot as it dies); reap those the run is the parent or subreaper of."""
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
+        alive = [pid for pid in _session_processes(session) if _pid_alive(pid)]
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+        for pid in alive:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not the run's child: its own parent or init reaps it
+                pass
 
 
 def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:
@@ -790,10 +1023,11 @@ def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | N
     pat = re.compile(re.escape(f"(pid {pid}) ") + r"(?:finished|was stopped by a signal); every output handled; "
                      r"released (\d+) duplicates (\d+) mismatches (\d+)")
     while True:
+        last = time.monotonic() > until or not ol.alive()  # (then one more look: it may have just written it)
         m = pat.search(_tail(ol.err_path, 200))
         if m:
             return int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if time.monotonic() > until or not ol.alive():
+        if last:
             return None
         time.sleep(0.005)
 
@@ -830,11 +1064,26 @@ def _last_ftmb_line(path: Path) -> str:
     return lines[-1] if lines else _first_line(path)
 
 
+def _telling_line(path: Path) -> str:
+    """Why a network function failed, in one line: the runtime's last `ftmb:` line (it explains an
+    abort the program's own output only precedes), else the program's last line that is not DPDK's
+    chatter."""
+    lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
+    ftmb = [ln for ln in lines if ln.startswith("ftmb:") and not ln.startswith("ftmb: checkpoints ")]
+    if ftmb:
+        return ftmb[-1]
+    own = [ln for ln in lines if not ln.startswith(_CHATTER)]
+    return own[-1] if own else lines[-1] if lines else "(nothing on stderr)"
+
+
+_CHATTER = ("EAL:", "TELEMETRY:")
+
+
 def _first_line(path: Path) -> str:
     """The most telling line of a process's stderr: the first that is not DPDK's chatter."""
     lines = [ln.strip() for ln in _tail(path, 200).splitlines() if ln.strip()]
     for ln in lines:
-        if not ln.startswith(("EAL:", "TELEMETRY:")):
+        if not ln.startswith(_CHATTER):
             return ln
     return lines[0] if lines else "(nothing on stderr)"
 
@@ -864,10 +1113,29 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                 result.nf_stderr = c.err_path.read_text(errors="replace")
             except OSError:
                 pass
+    # (a device or a FIFO cannot be read back: the output logger's own count)
+    result.output_packets = _count_released(output_pcap) if output_pcap.is_file() else result.released
+
+
+def _count_released(path: Path) -> int:
+    """The complete packets in the output logger's pcap (a logger killed mid-write may leave a
+    truncated last record: the ones before it count); 0 for what is not a regular pcap file."""
     try:
-        result.output_packets = _count_packets(output_pcap) if output_pcap.exists() else 0
-    except InputError:
-        result.output_packets = 0
+        if not path.is_file():
+            return 0
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    if len(data) < 24 or data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        return 0
+    n, off = 0, 24
+    while off + 16 <= len(data):
+        incl, = struct.unpack_from("<I", data, off + 8)
+        if off + 16 + incl > len(data):
+            break
+        n, off = n + 1, off + 16 + incl
+    return n
 
 
-__all__ = ["MODES", "ProcessStatus", "RunError", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]
+__all__ = ["MODES", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "ProcessStatus", "RunError",
+           "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 from . import invariants as inv
 from . import pcap
 from . import run as runlib
+from .errors import InputError
 
 CHECKERS: dict[str, Callable] = {
     "nat": lambda i, o, args: inv.check_nat(i, o, burst=None),
@@ -139,8 +140,13 @@ def exactly_once(released: Path, reference: Path) -> list[inv.Violation]:
 def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
            queues: int, example: str | None = None, example_args: Sequence[str] = (),
            timeout_s: float = 120.0, workdir: str | Path | None = None,
-           reference: str | Path | None = None) -> Verdict:
-    """Run the three checks on a failover run's released output (see the module doc)."""
+           reference: str | Path | None = None, rate: int | None = None,
+           tick_us: int | None = None) -> Verdict:
+    """Run the three checks on a failover run's released output (see the module doc). The reference
+    run is served as the failover run was (`rate`, `tick_us`: a program whose output depends on
+    time, such as l2fwd's timer-driven TX flush, releases other bursts at another pace)."""
+    if not 1 <= queues <= 32:
+        raise InputError(f"--queues {queues}: expected 1 to 32")
     trace, released = Path(trace), Path(released)
     v = Verdict(released=sum(1 for _ in pcap.iter_pcap(released)))
     with tempfile.TemporaryDirectory(prefix="ftmb-verify-", dir=workdir) as d:
@@ -148,7 +154,8 @@ def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
         ins, queue_of = split_input(trace, queues, d)
         if reference is None:  # the uninterrupted run (callers checking many crashes of one input pass it)
             reference = d / "reference.pcap"
-            res = runlib.run(nf_argv, trace, reference, mode="record", queues=queues, timeout_s=timeout_s)
+            res = runlib.run(nf_argv, trace, reference, mode="record", queues=queues, timeout_s=timeout_s,
+                             rate=rate, tick_us=tick_us)
         else:
             reference, res = Path(reference), None
         if res is not None and not res.ok:

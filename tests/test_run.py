@@ -221,6 +221,65 @@ def test_a_thread_the_analysis_does_not_know_is_refused(trace, tmp_path):
     assert "hits=11" in allowed.stdout  # both threads ran
 
 
+# More threads than queues + 2 (the old guess of the output logger's rings), each logging records.
+MANY_THREADS = """#include <pthread.h>
+#include <stdio.h>
+
+static long hits;
+
+static void *worker(void *arg)
+{
+	__atomic_fetch_add(&hits, 1, __ATOMIC_SEQ_CST);
+	return arg;
+}
+
+int main(void)
+{
+	pthread_t t[6];
+	for (int i = 0; i < 6; i++)
+		pthread_create(&t[i], NULL, worker, NULL);
+	for (int i = 0; i < 6; i++)
+		pthread_join(t[i], NULL);
+	fprintf(stderr, "many: all joined\\n");
+	printf("hits=%ld\\n", hits);
+	return 0;
+}
+"""
+
+
+def test_the_output_logger_has_rings_for_every_thread_the_program_starts(trace, tmp_path):
+    (tmp_path / "many.c").write_text(MANY_THREADS)
+    built = subprocess.run([str(ROOT / ".venv" / "bin" / "ftmb-cc"), "-std=gnu11", "-O2", "-pthread", "many.c",
+                            "-o", "many"], cwd=tmp_path, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", tmp_path / "many")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "hits=6" in proc.stdout
+    # --threads is a limit: the runtime's own line says why the program stopped, not its last words
+    limited = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--threads", "3", "--", tmp_path / "many")
+    one_line_error(limited, "many", "killed by SIGABRT", "ftmb: thread index 3 but the output logger",
+                   "--threads 4")
+
+
+def test_a_failure_quotes_the_runtime_line_not_the_program_chatter(tmp_path):
+    err = tmp_path / "nf.err"
+    err.write_text("EAL: Detected 2 lcores\nREORDERAPP: worker_thread() started on lcore 1\n"
+                   "ftmb: thread index 3 but the output logger of session s has rings for 3 threads\n"
+                   "REORDERAPP: tx_thread() started on lcore 3\n")
+    assert runlib._telling_line(err).startswith("ftmb: thread index 3")
+    err.write_text("EAL: Detected 2 lcores\nnf: first words\nnf: cannot open port 0\nEAL: bye\n")
+    assert runlib._telling_line(err) == "nf: cannot open port 0"
+
+
+def test_json_is_all_that_goes_to_stdout(trace, tmp_path):
+    proc = cli("run", "--json", "--in", trace, "--out", tmp_path / "o.pcap", "--kill-master-at", "random",
+               "--seed", "5", "--", FWD, "1")
+    import json
+    data = json.loads(proc.stdout)  # nothing before or after the document
+    assert proc.returncode == 0 and data["failure"] is None, proc.stderr
+    assert "--kill-master-at random: seed 5:" in proc.stderr
+
+
 def test_program_that_crashes(trace, tmp_path):
     prog = script(tmp_path, "crashing-nf", "kill -SEGV $$")
     proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
@@ -250,8 +309,18 @@ def test_program_that_never_attaches(trace, tmp_path):
     start = time.monotonic()
     proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--attach-timeout", "1", "--grace", "1", "--",
                prog)
-    one_line_error(proc, "plain-nf", "did not attach to session", "instrumented")
+    one_line_error(proc, "plain-nf", "did not join session", "was it built with ftmb-cc?")
     assert time.monotonic() - start < 30
+
+
+def test_program_that_exits_without_joining(trace, tmp_path):
+    # /bin/sleep is not built with ftmb-cc: it exits 0 without ever attaching; the loggers would wait
+    # for a master forever (the run used to blame the output logger for not exiting)
+    start = time.monotonic()
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", "/bin/sleep", "1")
+    one_line_error(proc, "sleep", "exit 0", "never joined the session: was it built with ftmb-cc?")
+    assert "output-logger" not in proc.stderr
+    assert time.monotonic() - start < 20
 
 
 def test_program_that_never_drains_times_out(trace, tmp_path):
@@ -262,9 +331,9 @@ def test_program_that_never_drains_times_out(trace, tmp_path):
     one_line_error(proc, "stuck-nf", "still running after 3 s", "queue 1: took 0 of")
 
 
-def start_paced_run(trace, tmp_path, rate=1000):
+def start_paced_run(trace, tmp_path, rate=1000, extra=()):
     proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(tmp_path / "o.pcap"), "--queues", "2",
-                             "--rate", str(rate), "--", str(FWD), "2"], stdout=subprocess.PIPE,
+                             "--rate", str(rate), *extra, "--", str(FWD), "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # 3000 packets at 1000/s: a 3 s run
@@ -291,14 +360,39 @@ def test_a_process_killed_mid_run_is_named(trace, tmp_path, victim):
 
 def test_a_run_killed_by_sigkill_leaves_nothing(trace, tmp_path):
     """The run itself SIGKILLed (no cleanup of its own runs): its children die with it, long before
-    the input (30 s of it) would have ended the program."""
+    the input (30 s of it) would have ended the program, and the loggers (SIGTERM, not SIGKILL)
+    remove their regions on the way out."""
     proc, kids = start_paced_run(trace, tmp_path, rate=100)
     proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 5
-    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in kids.values()):
-        assert time.monotonic() < deadline, {n: _state(p) for n, p in kids.items()}
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in kids.values()) or \
+            list(Path("/dev/shm").glob(f"ftmb-run-{proc.pid}-*")):
+        assert time.monotonic() < deadline, ({n: _state(p) for n, p in kids.items()}, leftovers(proc.pid))
         time.sleep(0.05)
+
+
+def test_snapshots_do_not_outlive_their_session(trace, tmp_path):
+    """The run SIGKILLed while the master takes checkpoints: the loggers, the master and the standby
+    die with the run; the master's snapshot (its own process group, not the run's child) then sees
+    its master die, and must see the session gone too and exit instead of taking over (it used to
+    live on, busy-polling and forking a snapshot every checkpoint)."""
+    proc, kids = start_paced_run(trace, tmp_path, rate=100, extra=("--failover", "--checkpoint-ms", "20"))
+    time.sleep(0.5)  # several checkpoints: a snapshot is waiting
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while leftovers(proc.pid):
+        assert time.monotonic() < deadline, leftovers(proc.pid)
+        time.sleep(0.05)
+
+
+def test_nothing_of_the_session_outlives_the_run(trace, tmp_path):
+    # A helper in a session of its own (no process group or parent-death signal of the run's reaches
+    # it), with the session in its environment: the run ends it too (cli() checks for leftovers).
+    prog = script(tmp_path, "helper-nf", f"setsid sleep 60 & exec {FWD} 1")
+    proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _state(pid: int) -> str:
@@ -333,11 +427,11 @@ def test_logger_queue_is_symmetric_and_spreads(trace):
 
 def test_program_environment(trace, tmp_path):
     # A program that never attaches: it ends by itself, the loggers (still waiting for a master)
-    # are stopped and that is reported; what matters here is what the program saw.
+    # are stopped, and the run says the program never joined; what matters here is what it saw.
     prog = script(tmp_path, "env-nf", 'echo "mode=$FTMB_MODE session=$FTMB_SESSION peer=$FTMB_PEER_TIMEOUT_MS"')
     res = runlib.run([str(prog)], trace, tmp_path / "o.pcap", mode="passthrough", grace_s=0.5)
     assert f"mode=passthrough session={res.session} peer=10000" in res.nf_stdout
-    assert not res.ok and "logger" in res.failure and "did not exit" in res.failure
+    assert not res.ok and res.failure.startswith("env-nf") and "never joined the session" in res.failure
     assert not (tmp_path / "o.pcap").exists()
     assert leftovers(os.getpid()) == []
 

@@ -345,3 +345,38 @@ def test_replay_follows_the_log_and_duplicates_are_dropped(tmp_path):
         assert sorted(read_pcap(p.out)) == sorted(packets)
     finally:
         p.kill_all()
+
+
+def test_a_master_the_output_logger_never_saw_attached_is_still_reported(tmp_path):
+    """The output logger reports each master's end by pid. A master that attaches and finishes while
+    the logger is not running (descheduled on a loaded machine; SIGSTOP here) was never seen
+    ATTACHED: it used to go unreported, and `run` then failed a correct verification replay with
+    'did not finish (exit 0)'."""
+    packets = traffic(flows=12, per_flow=30)  # few enough to fit the output rings of a stopped logger
+    write_pcap(tmp_path / "in.pcap", packets)
+    log = tmp_path / "ftmb.log"
+    p = Pipeline(tmp_path, 3, il_args=["--until-signal"], ol_args=["--until-signal", "--log", log])
+    try:
+        rec = p.run_master("record")
+        _, rec_err = rec.communicate(timeout=TIMEOUT)
+        assert rec.returncode == 0, rec_err
+        deadline = time.monotonic() + 60
+        while not log.exists() and time.monotonic() < deadline:  # written when it reports the end
+            time.sleep(0.05)
+        assert log.exists(), "the output logger did not report the recording master's end"
+        kept = tmp_path / "kept.log"
+        log.rename(kept)  # (it writes the log again when it reports the next master's end)
+        p.ol.send_signal(signal.SIGSTOP)
+        rep = p.run_master("replay", env_extra={"FTMB_REPLAY_LOG": str(kept)})
+        _, rep_err = rep.communicate(timeout=TIMEOUT)
+        assert rep.returncode == 0, rep_err
+        p.ol.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        p.ol.send_signal(signal.SIGTERM)
+        _, ol_err = p.ol.communicate(timeout=TIMEOUT)
+        assert f"the master (pid {rep.pid}) finished; every output handled; released {len(packets)} " \
+               f"duplicates {len(packets)} mismatches 0" in ol_err, ol_err
+    finally:
+        p.kill_all()

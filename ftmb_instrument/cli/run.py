@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -29,7 +30,9 @@ timers never fire), waits for the loggers to finish, and prints a summary: packe
 records logged, packets held and for how long (release time minus arrival, p50/p99). With
 --mode passthrough the same processes run with logging off. A failure of any process is one
 line naming it and its exit status; nothing is left running and the session's shared memory is
-removed, whatever happens.
+removed, whatever happens. OUT is written as packets are released and keeps them whatever ends
+the run (the failure's line, or `interrupted; ...` for Ctrl-C/SIGTERM, says how many); a second run
+to the same OUT is refused while one runs. OUT.ftmb.json records the run's conditions for `verify`.
 
 Failover: with --kill-master-at SECONDS (or random --seed N) or --failover, a warm standby
 backup (the same command line, FTMB_MODE=standby, address-space randomization off for both) runs
@@ -66,8 +69,9 @@ def run_command(
     mode: Annotated[Mode, typer.Option(help="record: log everything; passthrough: same topology, no logging.")]
     = Mode.record,
     queues: Annotated[int, typer.Option(help="Session input queues (the program's receive queues).")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="Master threads the output logger makes rings "
-                                                   "for (default queues + 2).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="At most this many master threads (default: the "
+                                                   "runtime's limit, 32; rings of threads that never "
+                                                   "start take no memory).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up (and kill everything) after this many seconds.")] = 60.0,
     grace: Annotated[float, typer.Option(help="Seconds a process gets to exit after a stop signal "
                                          "before SIGKILL.")] = 3.0,
@@ -83,7 +87,7 @@ def run_command(
     kill_master_at: Annotated[Optional[str], typer.Option(
         help="Failover: SIGKILL the master this many seconds after it started (or 'random': uniform in "
              "[0.3, 1.0) s with --seed), then a backup replays the log and takes over.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed on stderr).")] = None,
     failover: Annotated[bool, typer.Option(help="Keep a backup ready: if the master dies, it takes over "
                                            "(implied by --kill-master-at).")] = False,
     checkpoint_ms: Annotated[Optional[int], typer.Option(
@@ -95,7 +99,8 @@ def run_command(
         import random
         seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
         kill_at = random.Random(seed).uniform(0.3, 1.0)
-        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", flush=True)
+        # stderr: with --json, stdout is the JSON document and nothing else
+        print(f"--kill-master-at random: seed {seed}: {kill_at:.3f} s", file=sys.stderr, flush=True)
     elif kill_master_at is not None:
         try:
             kill_at = float(kill_master_at)
@@ -109,7 +114,8 @@ def run_command(
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
                             log_file=log, attach_timeout_s=attach_timeout, kill_master_at=kill_at,
-                            failover=failover, checkpoint_ms=checkpoint_ms)
+                            failover=failover, checkpoint_ms=checkpoint_ms,
+                            seed=seed if kill_master_at == "random" else None)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -117,6 +123,8 @@ def run_command(
         print(json.dumps(asdict(result), indent=2))
     else:
         render(result, Console(highlight=False))
+    if result.interrupted:
+        raise runlib.RunInterrupted(result.failure)
     if not result.ok:
         raise runlib.RunError(result.failure)
 

@@ -328,6 +328,16 @@ static void take_over(uint64_t e, pid_t master)
     atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
 }
 
+/* Both loggers still run (their processes exist): a snapshot of a session whose loggers are gone
+ * (the run ended, or killed them) has nothing to serve and must not outlive it. Syscalls only: a
+ * parked thread may hold a libc lock. */
+static int session_alive(void)
+{
+    /* Relaxed: each owner pid was written once, before its region was marked ready. */
+    return _ftmb_pid_alive(atomic_load_explicit(&_ftmb_rt.in->hdr.owner_pid, memory_order_relaxed)) &&
+           _ftmb_pid_alive(atomic_load_explicit(&_ftmb_rt.out->hdr.owner_pid, memory_order_relaxed));
+}
+
 /* The child of the fork for epoch e: wait for the master's death or for being replaced. */
 static void snapshot_main(uint64_t e, pid_t master)
 {
@@ -346,6 +356,8 @@ static void snapshot_main(uint64_t e, pid_t master)
          * ending (runtime.c, stop_by_default), needs no backup. */
         uint32_t state = atomic_load_explicit(&h->master_state, memory_order_acquire);
         if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED)
+            _exit(0);
+        if (!session_alive()) /* the run ended: nobody will need this snapshot */
             _exit(0);
         if (dying)
             nanosleep(&nap, NULL);
@@ -368,6 +380,11 @@ static void snapshot_main(uint64_t e, pid_t master)
     /* The master's process is exiting (its last thread reparented us; /proc may still show it
      * running for a moment): it died unless it marked itself done. Acquire pairs with ftmb_exit. */
     uint32_t state = atomic_load_explicit(&h->master_state, memory_order_acquire);
+    if (!session_alive()) {
+        say("ftmb: snapshot: the master (pid %d) is gone and so are the session's loggers; nothing to take over\n",
+            (int)master);
+        _exit(0);
+    }
     if (state != _FTMB_MASTER_ATTACHED || atomic_load_explicit(&h->master_pid, memory_order_relaxed) != master) {
         say("ftmb: snapshot: the master (pid %d) %s; nothing to take over\n", (int)master,
             state == _FTMB_MASTER_STOPPED ? "was stopped by a signal" : "finished");

@@ -185,9 +185,12 @@ struct _ftmb_out_thread {
                                 * count; the output logger may forget the records before it */
 };
 
+/* The output logger makes rings for FTMB_MAX_THREADS threads by default: the region is sparse
+ * (never MAP_POPULATE), so the rings of threads that never exist take no memory, and the logger
+ * faults in a thread's rings when nthreads first covers it. */
 struct _ftmb_out_region {
     struct _ftmb_region_hdr hdr;
-    uint32_t max_threads;      /* threads the output logger made rings for */
+    uint32_t max_threads;      /* threads the output logger made rings for (--threads limits it) */
     uint32_t rec_capacity;
     uint32_t out_capacity;
     uint32_t _pad;
@@ -205,6 +208,7 @@ void *_ftmb_region_attach(const char *session, const char *suffix, uint64_t magi
                           size_t *size_out);
 void _ftmb_region_unlink(const char *session, const char *suffix);
 void _ftmb_region_set_ready(void *region);
+void _ftmb_region_populate(void *region, uint64_t off, uint64_t len);
 void _ftmb_region_heartbeat(void *region);
 uint64_t _ftmb_now_ns(int clock);
 int _ftmb_pid_alive(int32_t pid);

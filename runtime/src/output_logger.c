@@ -80,8 +80,13 @@ static void attach_new_threads(struct _ftmb_ol *ol)
         n = ol->region->max_threads;
     for (; ol->nattached < n; ol->nattached++) {
         struct ol_thread *th = &ol->th[ol->nattached];
-        _ftmb_ring_attach(&th->rec, ol->region, &ol->region->thread[ol->nattached].rec, 0);
-        _ftmb_ring_attach(&th->out, ol->region, &ol->region->thread[ol->nattached].out, 0);
+        struct _ftmb_out_thread *shared = &ol->region->thread[ol->nattached];
+        /* The rings are laid out back to back: records, then outputs (_ftmb_out_region_init). */
+        _ftmb_region_populate(ol->region, shared->rec.buf_offset,
+                              (uint64_t)shared->rec.capacity * shared->rec.slot_size +
+                                  (uint64_t)shared->out.capacity * shared->out.slot_size);
+        _ftmb_ring_attach(&th->rec, ol->region, &shared->rec, 0);
+        _ftmb_ring_attach(&th->out, ol->region, &shared->out, 0);
     }
 }
 

@@ -79,7 +79,9 @@ void *_ftmb_region_create(const char *session, const char *suffix, size_t size)
         shm_unlink(name);
         return NULL;
     }
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    /* Not MAP_POPULATE: the output region has rings for FTMB_MAX_THREADS, and only the rings of
+     * threads that exist should take memory (the owner populates those: _ftmb_region_populate). */
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
         fprintf(stderr, "ftmb: cannot map /dev/shm%s: %s\n", name, strerror(errno));
@@ -87,6 +89,14 @@ void *_ftmb_region_create(const char *session, const char *suffix, size_t size)
         return NULL;
     }
     return p;
+}
+
+/* Fault in [off, off + len) of a region now, so the per-packet path does not take the page faults
+ * (best effort: a kernel without MADV_POPULATE_WRITE faults them on first use instead). */
+void _ftmb_region_populate(void *region, uint64_t off, uint64_t len)
+{
+    uint64_t page = 4096, start = off & ~(page - 1), end = (off + len + page - 1) & ~(page - 1);
+    (void)madvise((uint8_t *)region + start, end - start, MADV_POPULATE_WRITE);
 }
 
 /* Map an existing region; magic != 0 also waits (up to timeout_ms) until its owner marked it ready. */

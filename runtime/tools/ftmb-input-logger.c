@@ -289,6 +289,7 @@ int main(int argc, char **argv)
         return 1;
     _ftmb_in_region_init(region, size, (uint32_t)nqueues, (uint32_t)capacity, _ftmb_calibrate_tsc_hz(),
                          tick_us * 1000);
+    _ftmb_region_populate(region, 0, size);
     for (uint32_t q = 0; q < nqueues; q++)
         _ftmb_ring_attach(&qs[q].ring, region, &region->queue[q].ring, 1);
     _ftmb_region_set_ready(region);

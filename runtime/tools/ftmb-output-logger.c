@@ -31,6 +31,7 @@ struct sink_ctx {
     uint64_t *lat_ns; /* release time - input time of packets that answer an input */
     uint64_t nlat, caplat;
     int write_failed;
+    int unflushed; /* released packets still in stdio's buffer: flushed when a pass finds no work */
 };
 
 static void release_packet(void *p, const struct _ftmb_out_slot *s)
@@ -42,6 +43,7 @@ static void release_packet(void *p, const struct _ftmb_out_slot *s)
         c->write_failed = 1;
     }
     c->released++;
+    c->unflushed = 1;
     if (s->in_time_ns && now >= s->in_time_ns) {
         if (c->nlat == c->caplat) {
             c->caplat = c->caplat ? 2 * c->caplat : 65536;
@@ -80,7 +82,8 @@ static void usage(FILE *f)
           "  --session NAME      session to create (/dev/shm/ftmb-NAME.out); the master attaches with\n"
           "                      FTMB_SESSION=NAME\n"
           "  --out FILE          released packets, pcap (written as they are released)\n"
-          "  --threads N         master threads to make rings for (default 8, at most 32)\n"
+          "  --threads N         at most N master threads (default and limit 32; the rings of threads\n"
+          "                      that never start take no memory)\n"
           "  --log FILE          write every stored record here at exit (replay reads it: FTMB_REPLAY_LOG)\n"
           "  --rec-capacity N    records per thread ring, a power of two (default 65536)\n"
           "  --out-capacity N    output packets per thread ring, a power of two (default 1024)\n"
@@ -97,7 +100,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *session = NULL, *out_path = NULL, *log_path = NULL;
-    uint64_t threads = 8, rec_cap = 65536, out_cap = 1024, linktype = 1;
+    uint64_t threads = FTMB_MAX_THREADS, rec_cap = 65536, out_cap = 1024, linktype = 1;
     int stats = 0, until_signal = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"out", required_argument, 0, 'o'},
@@ -155,7 +158,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", me);
         return 1;
     }
-    int rc = 0, done_handled = 0;
+    int rc = 0;
+    /* The master whose end was last reported: each master's end is reported once, by its pid, so a
+     * master that attaches and finishes between two passes of this loop (it was never seen
+     * ATTACHED) is still reported; the run waits for that line (a verification replay's end). */
+    int32_t done_pid = 0, attached_pid = 0;
     int32_t reported_pid = 0;
     unsigned idle = 0;
     uint64_t last_master_check = 0;
@@ -179,20 +186,25 @@ int main(int argc, char **argv)
             _ftmb_ol_poll(ol); /* one more pass after the last one found nothing */
             if (!until_signal)
                 break;
-            if (!done_handled) { /* keep serving: a replaying master may attach next */
-                done_handled = 1;
+            /* Relaxed: master_pid is published with master_state, which we acquired above. */
+            int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
+            /* A pid that was never seen ATTACHED may be a new master caught between its store of
+             * master_pid and of master_state (the DONE read is its predecessor's): its end counts
+             * once it was seen attached or its process is gone. */
+            if (pid != done_pid && (pid == attached_pid || !_ftmb_pid_alive(pid))) {
+                /* keep serving: a replaying master may attach next */
+                done_pid = pid;
                 if (log_path && write_log(ol, log_path) != 0)
                     rc = 1;
                 fprintf(stderr, "%s: the master (pid %d) %s; every output handled; released %llu duplicates "
                                 "%llu mismatches %llu\n",
-                        me, (int)atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed),
-                        state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal",
+                        me, (int)pid, state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal",
                         (unsigned long long)sink.released, (unsigned long long)_ftmb_ol_duplicates(ol),
                         (unsigned long long)_ftmb_ol_mismatches(ol));
             }
         }
-        if (state == _FTMB_MASTER_ATTACHED)
-            done_handled = 0;
+        if (state == _FTMB_MASTER_ATTACHED) /* Relaxed: published with master_state (acquired above). */
+            attached_pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
         if (state == _FTMB_MASTER_ATTACHED && now - last_master_check > 1000000ull) { /* 1 ms: a failover backup waits for the log */
             last_master_check = now;
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
@@ -215,6 +227,12 @@ int main(int argc, char **argv)
         }
         if (work) {
             idle = 0;
+        } else if (sink.unflushed) { /* what is released is in OUT, whatever dies next */
+            sink.unflushed = 0;
+            if (fflush(sink.pcap) != 0 && !sink.write_failed) {
+                fprintf(stderr, "%s: %s: write failed: %s\n", me, out_path, strerror(errno));
+                sink.write_failed = 1;
+            }
         } else if (++idle > 2000) {
             struct timespec d = {0, 20000};
             nanosleep(&d, NULL);
