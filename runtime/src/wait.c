@@ -20,34 +20,46 @@
 
 #include "rt.h"
 
-static _Thread_local pthread_cond_t *wait_cond;
-static _Thread_local const struct timespec *wait_deadline;
-static _Thread_local int wait_rc;
-
-static int cond_wait_real(volatile void *mutex)
+static int already_held(volatile void *mutex)
 {
-    return pthread_cond_wait(wait_cond, (pthread_mutex_t *)mutex);
-}
-
-/* Always 0: the mutex is held again whatever the outcome; the outcome goes to wait_rc. */
-static int cond_timedwait_real(volatile void *mutex)
-{
-    wait_rc = pthread_cond_clockwait(wait_cond, (pthread_mutex_t *)mutex, CLOCK_REALTIME, wait_deadline);
+    (void)mutex;
     return 0;
 }
 
 static int relock(volatile void *mutex) { return pthread_mutex_lock((pthread_mutex_t *)mutex); }
 
+/* Replay: a spurious wake-up, the mutex taken again in the logged turn. */
+static int replay_wake(volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)mutex);
+    return ftmb_pthread_mutex_lock(mutex, obj, site);
+}
+
+/*
+ * Record, after the real wait returned holding the mutex: its turn on the mutex's object, recorded
+ * inside the mutex. The wait itself is outside any runtime operation, so a checkpoint can capture a
+ * thread that waits; a thread that a checkpoint captured in the wait runs on in the snapshot, in
+ * replay, and takes the replay's way instead (it must not wait for its turn holding the mutex).
+ */
+static int woken(volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    int rc = _ftmb_mode_now == FTMB_MODE_REPLAY ? -1
+                                                : _ftmb_locked_acquire(already_held, relock, mutex, obj, site, 0, 0);
+    _ftmb_op_leave(t);
+    return rc < 0 ? replay_wake(mutex, obj, site) : rc;
+}
+
 int ftmb_pthread_cond_wait(void *cond, volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return pthread_cond_wait(cond, (pthread_mutex_t *)mutex);
-    if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
-        pthread_mutex_unlock((pthread_mutex_t *)mutex);
-        return ftmb_pthread_mutex_lock(mutex, obj, site);
-    }
-    wait_cond = cond;
-    return _ftmb_locked_acquire(cond_wait_real, relock, mutex, obj, site, 0, 0);
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY)
+        return replay_wake(mutex, obj, site);
+    int rc = pthread_cond_wait(cond, (pthread_mutex_t *)mutex);
+    int lrc = woken(mutex, obj, site);
+    return rc ? rc : lrc;
 }
 
 int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct timespec *abstime, ftmb_obj_t obj,
@@ -57,22 +69,18 @@ int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct t
         return pthread_cond_timedwait(cond, (pthread_mutex_t *)mutex, abstime);
     int rc = 0;
     if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
-        pthread_mutex_unlock((pthread_mutex_t *)mutex);
-        ftmb_pthread_mutex_lock(mutex, obj, site);
+        replay_wake(mutex, obj, site);
     } else {
         /* The deadline is on the thread's session clock; wait the same distance on the real one. */
         struct _ftmb_thread *t = _ftmb_me();
-        struct timespec real_deadline = *abstime;
+        struct timespec deadline = *abstime;
         if (t->vtime_ns) {
             int64_t left = ((int64_t)abstime->tv_sec * 1000000000 + abstime->tv_nsec) - (int64_t)t->vtime_ns;
             int64_t at = (int64_t)_ftmb_now_ns(CLOCK_REALTIME) + (left > 0 ? left : 0);
-            real_deadline = (struct timespec){.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
+            deadline = (struct timespec){.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
         }
-        wait_cond = cond;
-        wait_deadline = &real_deadline;
-        wait_rc = 0;
-        _ftmb_locked_acquire(cond_timedwait_real, relock, mutex, obj, site, 0, 0);
-        rc = wait_rc;
+        rc = pthread_cond_clockwait(cond, (pthread_mutex_t *)mutex, CLOCK_REALTIME, &deadline);
+        woken(mutex, obj, site);
     }
     /* Logged like a value only a signal handler writes: replay takes it from this thread's stream. */
     return *(const volatile int *)ftmb_external_read(&rc, sizeof rc);
