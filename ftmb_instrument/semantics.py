@@ -25,7 +25,7 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "atomic": {"object_arg": (int, 0), "mode": (str, "rmw")},
     "core_identity": {},
     "nondeterminism": {"category": (str, "other"), "out_arg": (int, -1), "out_bytes": (int, 0)},
-    "packet_io": {"direction": (str, "rx")},
+    "packet_io": {"direction": (str, "rx"), "handle_arg": (int, -1)},
     "alloc": {},
     "opaque_create": {},
     "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False)},
@@ -40,7 +40,7 @@ ENUMS = {
     ("lock", "op"): {"acquire", "try_acquire", "release"},
     ("atomic", "mode"): {"read", "write", "rmw"},
     ("opaque_access", "mode"): {"read", "write", "rmw"},
-    ("packet_io", "direction"): {"rx", "tx"},
+    ("packet_io", "direction"): {"rx", "tx", "control"},
     ("nondeterminism", "category"): {"time", "random", "other"},
     ("callback", "runs_in"): {"caller", "driver", "exit"},
 }
