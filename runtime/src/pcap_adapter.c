@@ -183,6 +183,10 @@ static int session_recv(struct session_handle *h, int may_time_out)
             h->break_self = 0;
             return PCAP_ERROR_BREAK;
         }
+        /* Ended without another receive: a receive past the end of the thread's log ends a
+         * verification replay there, while the thread (a capture thread main joins) has more to do. */
+        if (h->offline && _ftmb_rt.in && _ftmb_rt.inq[h->queue].eof)
+            return RECV_END;
         struct _ftmb_rx_view views[BURST];
         int n = _ftmb_rx_begin(h->queue, views, BURST);
         if (n < 0)

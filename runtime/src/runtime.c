@@ -612,14 +612,11 @@ void ftmb_ordered_end(ftmb_obj_t obj)
 static inline void pal_locked(ftmb_obj_t obj, ftmb_site_t site, unsigned kind, int shared)
 {
     struct _ftmb_obj *o = obj_of(obj, site);
-    uint64_t s;
-    if (shared) /* readers of an rwlock hold it together: take the sequence atomically */
-        s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
-    else {
-        /* Relaxed: the program's lock orders every access to a lock-kind object's word. */
-        s = atomic_load_explicit(&o->word, memory_order_relaxed);
-        atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
-    }
+    /* Atomically, also for a lock held alone: readers of an rwlock hold it together, and one object
+     * id may stand for several locks (an array of locks, locks the analysis pooled by type), whose
+     * holders would otherwise take the same sequence. Relaxed: the program's lock orders the rest. */
+    (void)shared;
+    uint64_t s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
     emit(_ftmb_me(), _ftmb_rec_head(kind, obj, site), s);
     /* The program releases its lock after this: its unlock (release) comes after R1, so the next
      * acquirer, and anyone it synchronizes with, reads a count covering this record. */
