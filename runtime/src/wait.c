@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "rt.h"
@@ -51,13 +52,41 @@ static int woken(volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site)
     return rc < 0 ? replay_wake(mutex, obj, site) : rc;
 }
 
+/*
+ * The real wait, in slices of at most WAIT_SLICE_NS, until a wake-up (0), an error, or the
+ * deadline on CLOCK_REALTIME (ETIMEDOUT; none: no deadline). Between slices the mutex is held
+ * again and the thread looks at the mode: a checkpoint may have captured it inside a slice, and in
+ * the snapshot, which replays, nobody may signal it again (the signals it waits for may all have
+ * come before the checkpoint's replay starts), so it leaves within a slice and takes the replay's
+ * way. A slice's end is not a wake-up the program sees.
+ */
+#define WAIT_SLICE_NS 10000000ll
+
+static int wait_slices(void *cond, volatile void *mutex, const struct timespec *deadline)
+{
+    for (;;) {
+        int64_t now = (int64_t)_ftmb_now_ns(CLOCK_REALTIME), until = now + WAIT_SLICE_NS;
+        int64_t end = deadline ? (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec : INT64_MAX;
+        if (end <= now)
+            return ETIMEDOUT;
+        if (end < until)
+            until = end;
+        struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+        int rc = pthread_cond_clockwait(cond, (pthread_mutex_t *)mutex, CLOCK_REALTIME, &ts);
+        if (rc != ETIMEDOUT || _ftmb_mode_now != FTMB_MODE_RECORD)
+            return rc;
+    }
+}
+
 int ftmb_pthread_cond_wait(void *cond, volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return pthread_cond_wait(cond, (pthread_mutex_t *)mutex);
     if (_ftmb_mode_now == FTMB_MODE_REPLAY)
         return replay_wake(mutex, obj, site);
-    int rc = pthread_cond_wait(cond, (pthread_mutex_t *)mutex);
+    int rc = wait_slices(cond, mutex, NULL);
+    if (rc == ETIMEDOUT) /* a slice's end in a snapshot: the replay's way follows */
+        rc = 0;
     int lrc = woken(mutex, obj, site);
     return rc ? rc : lrc;
 }
@@ -79,7 +108,7 @@ int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct t
             int64_t at = (int64_t)_ftmb_now_ns(CLOCK_REALTIME) + (left > 0 ? left : 0);
             deadline = (struct timespec){.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
         }
-        rc = pthread_cond_clockwait(cond, (pthread_mutex_t *)mutex, CLOCK_REALTIME, &deadline);
+        rc = wait_slices(cond, mutex, &deadline);
         woken(mutex, obj, site);
     }
     /* Logged like a value only a signal handler writes: replay takes it from this thread's stream. */
