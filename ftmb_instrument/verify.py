@@ -34,6 +34,7 @@ CHECKERS: dict[str, Callable] = {
     "firewall": lambda i, o, args: inv.check_firewall(i, o, max_conns=_opt(args, "--max-conns", 5), burst=None),
     "lb": lambda i, o, args: inv.check_lb(i, o),
     "ids": lambda i, o, args: inv.check_ids(i, o),
+    "flowmon": lambda i, o, args: inv.check_flowmon(i, o),
 }
 
 

@@ -16,7 +16,7 @@ HELP = """Check the packets a failover run released (OUT of `run --kill-master-a
 uninterrupted run of the same instrumented program on the same input (run here, in record mode):
 every packet the program forwards is released exactly once (no loss, no duplicate); with one
 queue the released stream is byte for byte the uninterrupted one; and with --example the
-example's invariants hold on the released output (nat, firewall, lb, ids). Give the program and
+example's invariants hold on the released output (nat, firewall, lb, ids, flowmon). Give the program and
 its arguments after `--`, as for `run`.
 
 Exit codes: 0 no violation; 1 violations (listed) or a failed reference run; 2 usage error.
@@ -31,7 +31,7 @@ def verify_command(
                                            show_default=False)],
     queues: Annotated[int, typer.Option(help="Session input queues of the run.")] = 1,
     example: Annotated[Optional[str], typer.Option(help="Check this example's invariants: nat, firewall, "
-                                                   "lb or ids.")] = None,
+                                                   "lb, ids or flowmon.")] = None,
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
     if example is not None and example not in verifylib.CHECKERS:
