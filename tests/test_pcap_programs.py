@@ -1,0 +1,198 @@
+"""pthread + libpcap programs under FTMB: the corpus's pt_* programs that capture with libpcap and
+examples/flowmon, built with ftmb-cc (which links runtime/src/pcap_adapter.c, libftmb_pcap, since
+they link -lpcap), run by `run` between the loggers.
+
+- Record mode gives the output of a run outside FTMB: the pt_* programs' summary lines equal the
+  uninstrumented program's on the same trace (they send nothing; the line is their output);
+  flowmon's released frames equal, per flow, those of a passthrough run through the same loggers,
+  its counters equal the uninstrumented program's, and its invariants hold on both.
+- Outside a session the same instrumented binary reads its file with libpcap itself.
+- Failover, from the warm standby and from the newest checkpoint, at a random instant (seed
+  printed): the backup goes live, the output is the uninterrupted run's (summary line; flowmon:
+  its invariants on the released frames), and the verification replay regenerates every released
+  packet with the same bytes (flowmon sends thousands; the pt_* programs none).
+- flowmon on a "live" handle (-i): in a session it is a session queue whose dispatch times out
+  (100 ms) until the run's SIGINT sets the stop flag, and a failover replays those timeouts.
+No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ftmb_instrument import invariants as inv
+from ftmb_instrument import pcap, run as runlib, traffic
+
+ROOT = Path(__file__).resolve().parents[1]
+FTMB_CC = ROOT / ".venv" / "bin" / "ftmb-cc"
+CORPUS = ROOT / "corpus"
+FLOWS = CORPUS / "data" / "flows.pcap"
+FLOWMON_ARGS = ["--workers", "3", "--export-ms", "20", "--idle-ms", "50"]
+
+# program -> (source, its arguments after the trace, master threads)
+PROGRAMS = {
+    "pt_pcap_queue": (CORPUS / "pt_pcap_queue.c", ["3"]),
+    "pt_pcap_loop_cb": (CORPUS / "pt_pcap_loop_cb.c", []),
+    "pt_ids_pcap": (CORPUS / "pt_ids_pcap.c", ["3"]),
+    "flowmon": (ROOT / "examples" / "flowmon" / "flowmon.c", FLOWMON_ARGS),
+}
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    plain, instr = tmp_path_factory.mktemp("plain"), tmp_path_factory.mktemp("instrumented")
+    for name, (src, _) in PROGRAMS.items():
+        subprocess.run(["gcc", "-std=gnu11", "-O2", "-Wall", "-pthread", str(src), "-o", str(plain / name), "-lpcap"],
+                       check=True, capture_output=True, timeout=120)
+        res = subprocess.run([str(FTMB_CC), "-std=gnu11", "-O2", "-Wall", "-pthread", str(src), "-o",
+                              str(instr / name), "-lpcap"], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+    return plain, instr
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trace") / "flows.pcap"
+    traffic.generate(path, seed=11, flows=60, packets=2000, duration_s=0.3)
+    return path
+
+
+def _argv(binary: Path, name: str, trace_path: Path) -> list[str]:
+    args = PROGRAMS[name][1]
+    return [str(binary), "-r", str(trace_path), *args] if name == "flowmon" else [str(binary), str(trace_path), *args]
+
+
+def _input(name: str, trace_path: Path) -> Path:
+    return trace_path if name == "flowmon" else FLOWS
+
+
+def _summary(stdout: str, name: str) -> str:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(f"{name}:")]
+    assert lines, f"no summary line in {stdout!r}"
+    # flowmon's idle exports depend on timing; what it captured, forwarded and exported in all does not
+    if name == "flowmon":
+        counts = dict(re.findall(r"(\w+)=(\d+)", lines[-1]))
+        return (f"captured={counts['captured']} forwarded={counts['forwarded']} untracked={counts['untracked']} "
+                f"exported={int(counts['exported_idle']) + int(counts['exported_final'])}")
+    return lines[-1]
+
+
+def _plain_summary(builds, name: str, trace_path: Path) -> str:
+    plain, _ = builds
+    res = subprocess.run(_argv(plain / name, name, _input(name, trace_path)), capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = _summary(res.stdout, name)
+    if name == "flowmon":  # outside a session a savefile cannot send: it exports what it counted
+        out = re.sub(r"exported=\d+", "", out)
+    return out
+
+
+def _per_flow(path: Path) -> dict:
+    flows = defaultdict(list)
+    for pkt in pcap.iter_pcap(path):
+        p = pcap.parse(pkt.data)
+        key = inv.flowmon_key(p)
+        if p.ethertype != inv.FLOWMON_ETHERTYPE:
+            flows[key].append(pkt.data)
+    return flows
+
+
+def _threads(name: str) -> int:
+    return 8
+
+
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_record_mode_gives_the_plain_output(builds, trace, tmp_path, name):
+    plain, instr = builds
+    inp = _input(name, trace)
+    rec = runlib.run(_argv(instr / name, name, inp), inp, tmp_path / "rec.pcap", threads=_threads(name),
+                     timeout_s=60)
+    assert rec.ok, f"{rec.failure}\n{rec.nf_stderr[-2000:]}"
+    want = _plain_summary(builds, name, trace)
+    got = _summary(rec.nf_stdout, name)
+    if name != "flowmon":
+        assert got == want
+        return
+    assert re.sub(r"exported=\d+", "", got) == want
+    pas = runlib.run(_argv(instr / name, name, inp), inp, tmp_path / "pass.pcap", mode="passthrough",
+                     threads=_threads(name), timeout_s=60)
+    assert pas.ok, pas.failure
+    assert _per_flow(tmp_path / "rec.pcap") == _per_flow(tmp_path / "pass.pcap")
+    for out in ("rec.pcap", "pass.pcap"):
+        violations = inv.check_flowmon(trace, tmp_path / out)
+        assert not violations, f"{out}: " + "\n".join(map(str, violations[:10]))
+    assert rec.released == 2000 + int(re.search(r"exported=(\d+)", got).group(1))
+
+
+@pytest.mark.parametrize("name", ["pt_pcap_queue", "flowmon"])
+def test_outside_a_session_libpcap_reads_the_file(builds, trace, name):
+    """No FTMB_SESSION: the adapter hands every call to libpcap (passthrough on real files)."""
+    plain, instr = builds
+    res = subprocess.run(_argv(instr / name, name, _input(name, trace)), capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    got = _summary(res.stdout, name)
+    if name == "flowmon":
+        got = re.sub(r"exported=\d+", "", got)
+    assert got == _plain_summary(builds, name, trace)
+
+
+def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None):
+    _, instr = builds
+    inp = _input(name, trace)
+    # the pt_* trace is 256 packets (0.26 s at 1000/s), flowmon's 2000 (0.4 s at 5000/s)
+    rate, lo, hi = (5000, 0.12, 0.3) if name == "flowmon" else (1000, 0.06, 0.2)
+    seed = random.SystemRandom().randrange(1 << 20)
+    kill_at = random.Random(seed).uniform(lo, hi)
+    print(f"{name}: seed {seed}: kill at {kill_at:.3f} s, checkpoints {checkpoint_ms}")
+    res = runlib.run(argv or _argv(instr / name, name, inp), inp, tmp_path / "out.pcap", threads=_threads(name),
+                     rate=rate, kill_master_at=kill_at, checkpoint_ms=checkpoint_ms, timeout_s=90)
+    where = f"seed {seed}: " + "\n".join(f"{p.name} {p.status}: {p.stderr_tail[-600:]}" for p in res.processes)
+    assert res.ok, f"{res.failure}\n{where}"
+    assert res.failover is not None and res.failover.recovered, where
+    assert res.failover.from_snapshot == (checkpoint_ms is not None), where
+    check = res.replay_check
+    assert check is not None and check.failure is None, where
+    assert check.mismatches == 0 and check.compared == check.released == res.released, f"{check}\n{where}"
+    assert res.held == 0
+    return res
+
+
+@pytest.mark.parametrize("checkpoint_ms", [None, 20], ids=["standby", "checkpoint"])
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_failover(builds, trace, tmp_path, name, checkpoint_ms):
+    res = _failover(builds, trace, tmp_path, name, checkpoint_ms)
+    got = _summary(res.nf_stdout, name)
+    if name != "flowmon":
+        assert got == _plain_summary(builds, name, trace)
+        return
+    assert re.sub(r"exported=\d+", "", got) == _plain_summary(builds, name, trace)
+    violations = inv.check_flowmon(trace, tmp_path / "out.pcap")
+    assert not violations, "\n".join(map(str, violations[:10]))
+    assert res.released > 2000
+
+
+@pytest.mark.parametrize("checkpoint_ms", [None, 20], ids=["standby", "checkpoint"])
+def test_flowmon_live_handle_failover(builds, trace, tmp_path, checkpoint_ms):
+    """-i: pcap_open_live in a session; its dispatch times out every 100 ms once the input ends,
+    until the run's SIGINT; the stop flag and each timeout's outcome are in the log."""
+    _, instr = builds
+    argv = [str(instr / "flowmon"), "-i", "eth0", *FLOWMON_ARGS]
+    _failover(builds, trace, tmp_path, "flowmon", checkpoint_ms, argv=argv)
+    violations = inv.check_flowmon(trace, tmp_path / "out.pcap")
+    assert not violations, "\n".join(map(str, violations[:10]))
+
+
+def test_config_libs_pcap_names_the_adapter():
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "ftmb-instrument"), "config", "--libs", "--pcap"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split()
+    assert words[0].endswith("libftmb_pcap.a") and words[1].endswith("libftmb.a"), words
