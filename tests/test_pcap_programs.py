@@ -196,3 +196,29 @@ def test_config_libs_pcap_names_the_adapter():
     assert out.returncode == 0, out.stderr
     words = out.stdout.split()
     assert words[0].endswith("libftmb_pcap.a") and words[1].endswith("libftmb.a"), words
+
+
+def test_verify_example_flowmon_after_a_failover(builds, trace, tmp_path):
+    """`verify --example flowmon`: a failover run's released output passes; the same output with one
+    forwarded frame lost, or two frames of one flow swapped, does not."""
+    from ftmb_instrument import verify as verifylib
+    _, instr = builds
+    _failover(builds, trace, tmp_path, "flowmon", None)
+    argv = _argv(instr / "flowmon", "flowmon", trace)
+    v = verifylib.verify(argv, trace, tmp_path / "out.pcap", queues=1, threads=8, example="flowmon",
+                         workdir=tmp_path)
+    assert v.ok, "\n".join(map(str, v.violations[:10]))
+    frames = pcap.read_pcap(tmp_path / "out.pcap")
+    by_flow = defaultdict(list)
+    for i, f in enumerate(frames):
+        p = pcap.parse(f.data)
+        if p.ethertype != inv.FLOWMON_ETHERTYPE and inv.flowmon_key(p) is not None:
+            by_flow[inv.flowmon_key(p)].append(i)
+    a, b = next(idx for idx in by_flow.values() if len(idx) >= 2)[:2]
+    swapped = list(frames)
+    swapped[a], swapped[b] = swapped[b], swapped[a]
+    pcap.write_pcap(tmp_path / "swapped.pcap", swapped)
+    pcap.write_pcap(tmp_path / "lost.pcap", frames[:a] + frames[a + 1:])
+    for bad, name in (("swapped.pcap", "flowmon.order"), ("lost.pcap", "flowmon.lost")):
+        names = {x.invariant for x in inv.check_flowmon(trace, tmp_path / bad)}
+        assert name in names, (bad, names)

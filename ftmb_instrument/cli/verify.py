@@ -30,6 +30,8 @@ def verify_command(
     released: Annotated[Path, typer.Option("--released", "-r", help="The run's released output (pcap).",
                                            show_default=False)],
     queues: Annotated[int, typer.Option(help="Session input queues of the run.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Master threads of the reference run, as for run "
+                                                   "(default: queues + 2).")] = None,
     example: Annotated[Optional[str], typer.Option(help="Check this example's invariants: nat, firewall, "
                                                    "lb, ids or flowmon.")] = None,
 ) -> None:
@@ -38,7 +40,8 @@ def verify_command(
         raise typer.BadParameter(f"{example}: expected one of {', '.join(verifylib.CHECKERS)}",
                                  param_hint="--example")
     argv_opts = nf_argv[nf_argv.index("--") + 1:] if "--" in nf_argv else []
-    v = verifylib.verify(nf_argv, input_pcap, released, queues=queues, example=example, example_args=argv_opts)
+    v = verifylib.verify(nf_argv, input_pcap, released, queues=queues, threads=threads, example=example,
+                         example_args=argv_opts)
     console = Console(highlight=False)
     console.print(f"released {v.released} packets; violations: {len(v.violations)}")
     for x in v.violations[:50]:
