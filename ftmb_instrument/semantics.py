@@ -21,7 +21,7 @@ BUNDLED_DIR = Path(__file__).parent / "apimodels"
 KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "spawn": {"function_arg": (int, 0), "arg_arg": (int, -1), "instances": (str, "per_call"), "main_runs_arg": (int, -1)},
     "join": {},
-    "lock": {"op": (str, "acquire"), "lock_arg": (int, 0), "shared": (bool, False)},
+    "lock": {"op": (str, "acquire"), "lock_arg": (int, 0), "shared": (bool, False), "protects": (bool, True)},
     "atomic": {"object_arg": (int, 0), "mode": (str, "rmw")},
     "core_identity": {},
     "nondeterminism": {"category": (str, "other"), "out_arg": (int, -1), "out_bytes": (int, 0)},

@@ -161,6 +161,17 @@ def _lock_entries():
                   [("void *", "cond"), ("volatile void *", "mutex"), ("const struct timespec *", "abstime")], "lock",
                   "pthread_cond_timedwait; ordered like ftmb_pthread_cond_wait, its result (0 or ETIMEDOUT) logged.",
                   wraps=("pthread_cond_timedwait",), ids=OBJ_SITE))
+    # Semaphores: the order in which waits take tokens, as acquisitions of the semaphore's object.
+    out.append(_e("ftmb_sem_wait", "int", [("void *", "sem")], "lock",
+                  "sem_wait; the order of successful waits is recorded as object obj.", wraps=("sem_wait",),
+                  ids=OBJ_SITE))
+    out.append(_e("ftmb_sem_trywait", "int", [("void *", "sem")], "lock",
+                  "sem_trywait; a failure is logged and fails again in replay.", wraps=("sem_trywait",), ids=OBJ_SITE))
+    out.append(_e("ftmb_sem_timedwait", "int", [("void *", "sem"), ("const struct timespec *", "abstime")], "lock",
+                  "sem_timedwait; a timeout is logged and times out again in replay.", wraps=("sem_timedwait",),
+                  ids=OBJ_SITE))
+    out.append(_e("ftmb_sem_post", "int", [("void *", "sem")], "lock", "sem_post.", wraps=("sem_post",),
+                  ids=OBJ_SITE))
     return out
 
 

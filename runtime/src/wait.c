@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -26,6 +27,8 @@ static int already_held(volatile void *mutex)
     (void)mutex;
     return 0;
 }
+
+typedef int (*lock_fn)(volatile void *);
 
 static int relock(volatile void *mutex) { return pthread_mutex_lock((pthread_mutex_t *)mutex); }
 
@@ -50,6 +53,17 @@ static int woken(volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site)
                                                 : _ftmb_locked_acquire(already_held, relock, mutex, obj, site, 0, 0);
     _ftmb_op_leave(t);
     return rc < 0 ? replay_wake(mutex, obj, site) : rc;
+}
+
+/* A deadline on the calling thread's session clock, moved to the real clock at the same distance. */
+static struct timespec real_deadline(const struct timespec *abstime)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    if (!t->vtime_ns)
+        return *abstime; /* a thread that received nothing reads the real clock (logged) */
+    int64_t left = ((int64_t)abstime->tv_sec * 1000000000 + abstime->tv_nsec) - (int64_t)t->vtime_ns;
+    int64_t at = (int64_t)_ftmb_now_ns(CLOCK_REALTIME) + (left > 0 ? left : 0);
+    return (struct timespec){.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
 }
 
 /*
@@ -100,17 +114,128 @@ int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct t
     if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
         replay_wake(mutex, obj, site);
     } else {
-        /* The deadline is on the thread's session clock; wait the same distance on the real one. */
-        struct _ftmb_thread *t = _ftmb_me();
-        struct timespec deadline = *abstime;
-        if (t->vtime_ns) {
-            int64_t left = ((int64_t)abstime->tv_sec * 1000000000 + abstime->tv_nsec) - (int64_t)t->vtime_ns;
-            int64_t at = (int64_t)_ftmb_now_ns(CLOCK_REALTIME) + (left > 0 ? left : 0);
-            deadline = (struct timespec){.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
-        }
+        struct timespec deadline = real_deadline(abstime);
         rc = wait_slices(cond, mutex, &deadline);
         woken(mutex, obj, site);
     }
     /* Logged like a value only a signal handler writes: replay takes it from this thread's stream. */
     return *(const volatile int *)ftmb_external_read(&rc, sizeof rc);
+}
+
+/*
+ * Semaphores: the order in which waits take tokens is recorded as acquisitions of the semaphore's
+ * object (lock kind; one record per successful wait, a failed try or a timeout logged as a failed
+ * try-lock with its error); sem_post is not logged. Record: the real wait, in slices outside any
+ * runtime operation as above, then its turn. Replay: each wait, in its turn, takes a real token
+ * (sem_wait): the posts it needs come from threads that replay freely up to them (a post follows
+ * only the poster's own earlier logged operations, which the record ordered before this wait), and
+ * tokens are alike, so which post a wait consumes does not matter; a logged failure fails again
+ * without trying. A thread that a checkpoint captured inside a wait gives back a token it took in
+ * the snapshot and takes the replay's way.
+ */
+static _Thread_local int sem_outcome;
+static _Thread_local const struct timespec *sem_deadline;
+
+static int sem_outcome_fn(volatile void *sem)
+{
+    (void)sem;
+    return sem_outcome;
+}
+
+static int sem_take(volatile void *sem)
+{
+    while (sem_wait((sem_t *)sem) != 0)
+        if (errno != EINTR)
+            return errno;
+    return 0;
+}
+
+static int sem_try(volatile void *sem) { return sem_trywait((sem_t *)sem) == 0 ? 0 : errno; }
+
+static int sem_take_by(volatile void *sem)
+{
+    while (sem_clockwait((sem_t *)sem, CLOCK_REALTIME, sem_deadline) != 0)
+        if (errno != EINTR)
+            return errno;
+    return 0;
+}
+
+/* Record: 0 (a token taken), ETIMEDOUT at the deadline (none: no deadline), another error, or -1
+ * once the thread is no longer recording (a snapshot's; nothing taken). */
+static int sem_wait_slices(sem_t *sem, const struct timespec *deadline)
+{
+    for (;;) {
+        int64_t now = (int64_t)_ftmb_now_ns(CLOCK_REALTIME), until = now + WAIT_SLICE_NS;
+        int64_t end = deadline ? (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec : INT64_MAX;
+        if (end < until)
+            until = end;
+        struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+        if (sem_clockwait(sem, CLOCK_REALTIME, &ts) == 0)
+            return 0;
+        int e = errno;
+        if (e == ETIMEDOUT && until == end)
+            return ETIMEDOUT;
+        if (e != ETIMEDOUT && e != EINTR)
+            return e;
+        if (_ftmb_mode_now != FTMB_MODE_RECORD)
+            return -1;
+    }
+}
+
+/* After the real attempt (record) with `outcome`, or instead of it (-1, replay): the logged order.
+ * kind: 0 sem_wait, 1 sem_timedwait, 2 sem_trywait. A success in the log takes a token in replay
+ * whenever it comes (sem_take); past the handover the attempt is the call's own. */
+static int sem_logged(sem_t *sem, int outcome, int kind, ftmb_obj_t obj, ftmb_site_t site)
+{
+    static const lock_fn attempt[3] = {sem_take, sem_take_by, sem_try};
+    struct _ftmb_thread *t = _ftmb_me();
+    int rc = -1;
+    _ftmb_op_enter(t);
+    if (outcome >= 0 && _ftmb_mode_now == FTMB_MODE_RECORD) {
+        sem_outcome = outcome;
+        rc = _ftmb_locked_acquire(sem_outcome_fn, sem_take, sem, obj, site, 1, 0);
+    } else if (outcome == 0) {
+        sem_post(sem); /* taken in a snapshot, which replays: the replay takes its own in turn */
+    }
+    _ftmb_op_leave(t);
+    if (rc < 0)
+        rc = _ftmb_locked_acquire(attempt[kind], sem_take, sem, obj, site, kind != 0, 0);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+int ftmb_sem_wait(void *sem, ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return sem_wait(sem);
+    int outcome = _ftmb_mode_now == FTMB_MODE_REPLAY ? -1 : sem_wait_slices(sem, NULL);
+    return sem_logged(sem, outcome, 0, obj, site);
+}
+
+int ftmb_sem_timedwait(void *sem, const struct timespec *abstime, ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return sem_timedwait(sem, abstime);
+    struct timespec deadline = real_deadline(abstime);
+    sem_deadline = &deadline;
+    int outcome = _ftmb_mode_now == FTMB_MODE_REPLAY ? -1 : sem_wait_slices(sem, &deadline);
+    return sem_logged(sem, outcome, 1, obj, site);
+}
+
+int ftmb_sem_trywait(void *sem, ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return sem_trywait(sem);
+    int outcome = _ftmb_mode_now == FTMB_MODE_REPLAY ? -1 : sem_try(sem);
+    return sem_logged(sem, outcome, 2, obj, site);
+}
+
+int ftmb_sem_post(void *sem, ftmb_obj_t obj, ftmb_site_t site)
+{
+    (void)obj;
+    (void)site;
+    return sem_post(sem);
 }

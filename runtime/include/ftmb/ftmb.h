@@ -117,6 +117,14 @@ void ftmb_rte_rwlock_write_unlock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_
 int ftmb_pthread_cond_wait(void *cond, volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site);
 /* pthread_cond_timedwait; ordered like ftmb_pthread_cond_wait, its result (0 or ETIMEDOUT) logged. Replaces pthread_cond_timedwait. */
 int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct timespec *abstime, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_wait; the order of successful waits is recorded as object obj. Replaces sem_wait. */
+int ftmb_sem_wait(void *sem, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_trywait; a failure is logged and fails again in replay. Replaces sem_trywait. */
+int ftmb_sem_trywait(void *sem, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_timedwait; a timeout is logged and times out again in replay. Replaces sem_timedwait. */
+int ftmb_sem_timedwait(void *sem, const struct timespec *abstime, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_post. Replaces sem_post. */
+int ftmb_sem_post(void *sem, ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- atomic: an atomic operation, performed and ordered in one step --- */
 /* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_1, atomic_load_explicit, atomic_load. */
