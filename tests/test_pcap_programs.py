@@ -333,3 +333,119 @@ def test_semaphores_are_replayed(semfwd, trace, tmp_path, checkpoint_ms):
                     argv=[str(semfwd), str(trace)])
     assert _frames(tmp_path / "out.pcap") == _frames(trace)
     assert "semfwd: sent=2000" in res.nf_stdout
+
+
+# A live capture set up with pcap_create + pcap_set_* + pcap_activate, made nonblocking, waited for
+# with poll() on its selectable descriptor; a worker thread sends what the capture thread queues
+# (mutex + condition variable); SIGINT (the run's stop) sets the flag the capture loop polls;
+# pcap_stats at the end.
+POLLCAP = r"""
+#include <pcap/pcap.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SLOTS 32
+static struct { unsigned len; unsigned char data[2048]; } q[SLOTS];
+static unsigned head, count;
+static int closed;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t more = PTHREAD_COND_INITIALIZER, room = PTHREAD_COND_INITIALIZER;
+static pcap_t *handle;
+static volatile sig_atomic_t stop;
+static unsigned long polls, sent;
+
+static void on_signal(int sig) { (void)sig; stop = 1; }
+
+static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
+{
+	(void)user;
+	pthread_mutex_lock(&lock);
+	while (count == SLOTS)
+		pthread_cond_wait(&room, &lock);
+	unsigned i = (head + count) % SLOTS;
+	q[i].len = h->caplen;
+	memcpy(q[i].data, bytes, h->caplen);
+	count++;
+	pthread_cond_signal(&more);
+	pthread_mutex_unlock(&lock);
+}
+
+static void *sender(void *arg)
+{
+	(void)arg;
+	unsigned char buf[2048];
+	for (;;) {
+		pthread_mutex_lock(&lock);
+		while (count == 0 && !closed)
+			pthread_cond_wait(&more, &lock);
+		if (count == 0) {
+			pthread_mutex_unlock(&lock);
+			return NULL;
+		}
+		unsigned len = q[head].len;
+		memcpy(buf, q[head].data, len);
+		head = (head + 1) % SLOTS;
+		count--;
+		pthread_cond_signal(&room);
+		pthread_mutex_unlock(&lock);
+		pcap_sendpacket(handle, buf, (int)len);
+		sent++;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	char err[PCAP_ERRBUF_SIZE];
+	handle = pcap_create(argc > 1 ? argv[1] : "eth0", err);
+	if (!handle || pcap_set_snaplen(handle, 2048) != 0 || pcap_set_timeout(handle, 50) != 0 ||
+	    pcap_activate(handle) != 0 || pcap_setnonblock(handle, 1, err) != 0) {
+		fprintf(stderr, "pollcap: cannot open the capture\n");
+		return 1;
+	}
+	if (pcap_datalink(handle) != DLT_EN10MB)
+		return 1;
+	signal(SIGINT, on_signal);
+	pthread_t s;
+	pthread_create(&s, NULL, sender, NULL);
+	struct pollfd pfd = {.fd = pcap_get_selectable_fd(handle), .events = POLLIN};
+	while (!stop) {
+		if (poll(&pfd, 1, 50) > 0 && (pfd.revents & POLLIN))
+			pcap_dispatch(handle, -1, on_packet, NULL);
+		polls++;
+	}
+	pthread_mutex_lock(&lock);
+	closed = 1;
+	pthread_cond_broadcast(&more);
+	pthread_mutex_unlock(&lock);
+	pthread_join(s, NULL);
+	struct pcap_stat st;
+	pcap_stats(handle, &st);
+	printf("pollcap: received=%u sent=%lu\n", st.ps_recv, sent);
+	pcap_close(handle);
+	return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def pollcap(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pollcap")
+    (d / "pollcap.c").write_text(POLLCAP)
+    res = subprocess.run([str(FTMB_CC), "-std=gnu11", "-O2", "-Wall", "-pthread", str(d / "pollcap.c"), "-o",
+                          str(d / "pollcap"), "-lpcap"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return d / "pollcap"
+
+
+@pytest.mark.parametrize("checkpoint_ms", [None, 20], ids=["standby", "checkpoint"])
+def test_pcap_create_poll_nonblocking_capture_fails_over(pollcap, trace, tmp_path, checkpoint_ms):
+    """pcap_create/activate, pcap_setnonblock, poll on pcap_get_selectable_fd (its result logged),
+    pcap_dispatch that returns 0 at once when nothing is there, pcap_sendpacket, pcap_stats: after a
+    failover every input frame left once, in order, and the replay regenerates each."""
+    res = _failover(builds=None, trace=trace, tmp_path=tmp_path, name="flowmon", checkpoint_ms=checkpoint_ms,
+                    argv=[str(pollcap)])
+    assert _frames(tmp_path / "out.pcap") == _frames(trace)
+    assert "pollcap: received=2000 sent=2000" in res.nf_stdout

@@ -1148,6 +1148,8 @@ void ftmb_nondet_bytes(void *p, ftmb_size_t size)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return;
+    if (!p) /* an optional out argument the call was not given (select's sets) */
+        size = 0;
     nd_bytes_size = size;
     uint64_t logged = nd_value(_FTMB_ND_BYTES, real_nd_bytes_size);
     struct _ftmb_thread *t = _ftmb_me();
