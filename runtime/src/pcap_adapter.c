@@ -62,8 +62,10 @@ struct session_handle {
     uint8_t buf[FTMB_PKT_MAX];
 };
 
+/* Appended by the thread that opens a handle (release: the entry is complete before it counts);
+ * looked up by any thread, a signal handler included (acquire, no lock). */
 static struct session_handle handles[FTMB_MAX_QUEUES];
-static unsigned nhandles;
+static _Atomic unsigned nhandles;
 static _Atomic uint64_t last_in_time; /* the newest arrival delivered: the in-time of an inject */
 
 static int in_session(void)
@@ -74,7 +76,8 @@ static int in_session(void)
 
 static struct session_handle *session_handle(pcap_t *p)
 {
-    for (unsigned i = 0; i < nhandles; i++)
+    unsigned n = atomic_load_explicit(&nhandles, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
         if (handles[i].p == p)
             return &handles[i];
     return NULL;
@@ -84,7 +87,8 @@ static pcap_t *add_handle(pcap_t *p, int offline, int snaplen, int to_ms, char *
 {
     if (!p)
         return NULL;
-    if (nhandles == FTMB_MAX_QUEUES) {
+    unsigned n = atomic_load_explicit(&nhandles, memory_order_relaxed); /* opens are not concurrent */
+    if (n == FTMB_MAX_QUEUES) {
         if (errbuf)
             snprintf(errbuf, PCAP_ERRBUF_SIZE, "ftmb: more than %d pcap handles in a session", FTMB_MAX_QUEUES);
         pcap_close(p);
@@ -97,10 +101,9 @@ static pcap_t *add_handle(pcap_t *p, int offline, int snaplen, int to_ms, char *
         pcap_close(p);
         return NULL;
     }
-    handles[nhandles] = (struct session_handle){.p = p, .queue = (uint16_t)nhandles, .offline = offline,
-                                                .to_ms = to_ms, .snaplen = snaplen > 0 ? snaplen : 262144,
-                                                .efd = -1, .held = held};
-    nhandles++;
+    handles[n] = (struct session_handle){.p = p, .queue = (uint16_t)n, .offline = offline, .to_ms = to_ms,
+                                         .snaplen = snaplen > 0 ? snaplen : 262144, .efd = -1, .held = held};
+    atomic_store_explicit(&nhandles, n + 1, memory_order_release);
     return p;
 }
 
