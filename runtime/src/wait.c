@@ -19,6 +19,7 @@
 #include <semaphore.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rt.h"
 
@@ -67,17 +68,24 @@ static struct timespec real_deadline(const struct timespec *abstime)
 }
 
 /*
- * The real wait, in slices of at most WAIT_SLICE_NS, until a wake-up (0), an error, or the
- * deadline on CLOCK_REALTIME (ETIMEDOUT; none: no deadline). Between slices the mutex is held
- * again and the thread looks at the mode: a checkpoint may have captured it inside a slice, and in
- * the snapshot, which replays, nobody may signal it again (the signals it waits for may all have
- * come before the checkpoint's replay starts), so it leaves within a slice and takes the replay's
- * way. A slice's end is not a wake-up the program sees.
+ * The real wait, in slices of at most WAIT_SLICE_NS, until a wake-up (0), an error, the
+ * deadline on CLOCK_REALTIME (ETIMEDOUT; none: no deadline), or -1: left behind (below). Between
+ * slices the mutex is held again and the thread looks where it is: a checkpoint may have captured
+ * it inside a slice, and in the snapshot nobody may signal it again (the signals it waits for may
+ * have come while it was restored, or before the checkpoint's replay starts), so it leaves within
+ * a slice: in replay it takes the replay's way, live (the snapshot handed over already) it returns
+ * as from a spurious wake-up. A slice's end is not otherwise a wake-up the program sees.
  */
 #define WAIT_SLICE_NS 10000000ll
 
+/* A wait a checkpoint captured is over for the thread once it runs in the snapshot (another
+ * process), whether that still replays or has handed over already: the wake-ups it waited for may
+ * have come while it was being restored. It returns as from a spurious wake-up. */
+static int left_behind(pid_t pid) { return _ftmb_mode_now != FTMB_MODE_RECORD || getpid() != pid; }
+
 static int wait_slices(void *cond, volatile void *mutex, const struct timespec *deadline)
 {
+    pid_t pid = getpid();
     for (;;) {
         int64_t now = (int64_t)_ftmb_now_ns(CLOCK_REALTIME), until = now + WAIT_SLICE_NS;
         int64_t end = deadline ? (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec : INT64_MAX;
@@ -87,8 +95,10 @@ static int wait_slices(void *cond, volatile void *mutex, const struct timespec *
             until = end;
         struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
         int rc = pthread_cond_clockwait(cond, (pthread_mutex_t *)mutex, CLOCK_REALTIME, &ts);
-        if (rc != ETIMEDOUT || _ftmb_mode_now != FTMB_MODE_RECORD)
+        if (rc != ETIMEDOUT)
             return rc;
+        if (left_behind(pid))
+            return -1;
     }
 }
 
@@ -99,7 +109,7 @@ int ftmb_pthread_cond_wait(void *cond, volatile void *mutex, ftmb_obj_t obj, ftm
     if (_ftmb_mode_now == FTMB_MODE_REPLAY)
         return replay_wake(mutex, obj, site);
     int rc = wait_slices(cond, mutex, NULL);
-    if (rc == ETIMEDOUT) /* a slice's end in a snapshot: the replay's way follows */
+    if (rc < 0) /* left in a snapshot: a spurious wake-up */
         rc = 0;
     int lrc = woken(mutex, obj, site);
     return rc ? rc : lrc;
@@ -116,6 +126,8 @@ int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct t
     } else {
         struct timespec deadline = real_deadline(abstime);
         rc = wait_slices(cond, mutex, &deadline);
+        if (rc < 0)
+            rc = 0;
         woken(mutex, obj, site);
     }
     /* Logged like a value only a signal handler writes: replay takes it from this thread's stream. */
@@ -164,6 +176,7 @@ static int sem_take_by(volatile void *sem)
  * once the thread is no longer recording (a snapshot's; nothing taken). */
 static int sem_wait_slices(sem_t *sem, const struct timespec *deadline)
 {
+    pid_t pid = getpid();
     for (;;) {
         int64_t now = (int64_t)_ftmb_now_ns(CLOCK_REALTIME), until = now + WAIT_SLICE_NS;
         int64_t end = deadline ? (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec : INT64_MAX;
@@ -177,7 +190,7 @@ static int sem_wait_slices(sem_t *sem, const struct timespec *deadline)
             return ETIMEDOUT;
         if (e != ETIMEDOUT && e != EINTR)
             return e;
-        if (_ftmb_mode_now != FTMB_MODE_RECORD)
+        if (left_behind(pid))
             return -1;
     }
 }
