@@ -68,7 +68,7 @@ static struct timespec real_deadline(const struct timespec *abstime)
 }
 
 /*
- * The real wait, in slices of at most WAIT_SLICE_NS, until a wake-up (0), an error, the
+ * A timed wait's real wait, in slices of at most WAIT_SLICE_NS, until a wake-up (0), an error, the
  * deadline on CLOCK_REALTIME (ETIMEDOUT; none: no deadline), or -1: left behind (below). Between
  * slices the mutex is held again and the thread looks where it is: a checkpoint may have captured
  * it inside a slice, and in the snapshot nobody may signal it again (the signals it waits for may
@@ -108,8 +108,14 @@ int ftmb_pthread_cond_wait(void *cond, volatile void *mutex, ftmb_obj_t obj, ftm
         return pthread_cond_wait(cond, (pthread_mutex_t *)mutex);
     if (_ftmb_mode_now == FTMB_MODE_REPLAY)
         return replay_wake(mutex, obj, site);
-    int rc = wait_slices(cond, mutex, NULL);
-    if (rc < 0) /* left in a snapshot: a spurious wake-up */
+    /* One slice: its end is a spurious wake-up (recorded like any return), so the program re-checks
+     * its predicate at least every WAIT_SLICE_NS. That also bounds a wake-up glibc loses when
+     * waiters time out while others signal (glibc bug 25847, before 2.41), which the slices would
+     * otherwise make likely. */
+    int64_t until = (int64_t)_ftmb_now_ns(CLOCK_REALTIME) + WAIT_SLICE_NS;
+    struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+    int rc = pthread_cond_clockwait(cond, (pthread_mutex_t *)mutex, CLOCK_REALTIME, &ts);
+    if (rc == ETIMEDOUT)
         rc = 0;
     int lrc = woken(mutex, obj, site);
     return rc ? rc : lrc;
