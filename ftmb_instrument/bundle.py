@@ -55,17 +55,18 @@ def runtime_build_dir() -> Path:
 def runtime_paths() -> dict[str, Path]:
     b = runtime_build_dir()
     return {"include": RUNTIME_DIR / "include", "core": b / "libftmb.a", "dpdk": b / "libftmb_dpdk.a",
+            "pcap": b / "libftmb_pcap.a",
             "input_logger": b / "ftmb-input-logger", "output_logger": b / "ftmb-output-logger"}
 
 
-def ensure_runtime(dpdk: bool = False, loggers: bool = False) -> dict[str, Path]:
+def ensure_runtime(dpdk: bool = False, loggers: bool = False, pcap: bool = False) -> dict[str, Path]:
     """The runtime's paths, building it first when a wanted file is missing or out of date:
-    libftmb always, libftmb_dpdk with `dpdk`, the input and output logger executables with `loggers`.
+    libftmb always, libftmb_dpdk with `dpdk`, libftmb_pcap with `pcap`, the input and output logger executables with `loggers`.
 
     Parallel builds (`make -j CC=ftmb-cc`) start several ftmb-cc at once: the first one builds
     the runtime under a lock on the build directory, the others wait for it."""
     p = runtime_paths()
-    want = [p["core"]] + ([p["dpdk"]] if dpdk else []) + ([p["input_logger"], p["output_logger"]] if loggers else [])
+    want = [p["core"]] + ([p["dpdk"]] if dpdk else []) + ([p["pcap"]] if pcap else []) + ([p["input_logger"], p["output_logger"]] if loggers else [])
     if _up_to_date(want):
         return p
     if not (RUNTIME_DIR / "Makefile").exists():
@@ -92,7 +93,7 @@ def ensure_runtime(dpdk: bool = False, loggers: bool = False) -> dict[str, Path]
         raise FtmbError(f"{RUNTIME_DIR}: building the runtime failed (make -C {RUNTIME_DIR} B={b}): {first}")
     missing = [str(w) for w in want if not w.exists()]
     if missing:
-        raise FtmbError(f"{missing[0]}: not built by make -C {RUNTIME_DIR} (is libdpdk-dev installed?)")
+        raise FtmbError(f"{missing[0]}: not built by make -C {RUNTIME_DIR} (is libdpdk-dev or libpcap-dev installed?)")
     return p
 
 

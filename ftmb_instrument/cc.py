@@ -16,8 +16,8 @@ in the overlay's copy of the `-I` directory), everything else through `-iquote` 
 directories. With `FTMB_PLAN=ftmb_plan.json` (made by
 `ftmb-instrument instrument -p BUILD --plan ftmb_plan.json` for the whole program) the plan is
 applied instead of analyzing, which is what multi-file programs compiled one file at a time need.
-When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked, then
-libftmb); they are built from the runtime's sources on first use (bundle.py says where).
+When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked,
+libftmb_pcap when -lpcap is, then libftmb); they are built from the runtime's sources on first use (bundle.py says where).
 
 Anything else (assembling, preprocessing only, `-E`, `-M`, `--version`, C++ files) is passed to
 the real compiler unchanged. An instrumentation error is printed as one line and the compile
@@ -78,6 +78,10 @@ def sources_of(args: list[str]) -> list[int]:
 
 def is_link(args: list[str]) -> bool:
     return not any(a in ("-c", "-S", "-E") for a in args)
+
+
+def links_pcap(args: list[str]) -> bool:
+    return any(a == "-lpcap" or "libpcap." in a for a in args)
 
 
 def links_dpdk(args: list[str]) -> bool:
@@ -246,7 +250,8 @@ def build_command(real_cc: str, args: list[str], inst: Instrumented | None, rt: 
         for q in dict.fromkeys(inst.quote_dirs):
             extra += ["-iquote", q]
     if rt is not None:
-        tail = ([str(rt["dpdk"])] if links_dpdk(args) else []) + [str(rt["core"]), "-pthread"]
+        tail = ([str(rt["dpdk"])] if links_dpdk(args) else []) + ([str(rt["pcap"])] if links_pcap(args) else []) + \
+            [str(rt["core"]), "-pthread"]
         # the runtime libraries must come before the DPDK/system libraries they use
         first_lib = next((j for j, a in enumerate(new) if a.startswith("-l") or a.startswith("-Wl,")), len(new))
         new = new[:first_lib] + tail + new[first_lib:]
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp),
                                       separate=not link) if srcs else None
-            rt = ensure_runtime(links_dpdk(args)) if link else None
+            rt = ensure_runtime(links_dpdk(args), pcap=links_pcap(args)) if link else None
         except FtmbError as exc:
             print(f"ftmb-cc: error: {exc}", file=sys.stderr)
             return 1

@@ -537,4 +537,90 @@ def _estimate_bound(per_queue_cells, cells: list[int], queue: int, index: int) -
     return best or 0
 
 
-CHECKERS = {"nat": check_nat, "firewall": check_firewall, "lb": check_lb, "ids": check_ids}
+FLOWMON_ETHERTYPE = 0x88B6
+FLOWMON_MAGIC = b"FLOWEXP1"
+FLOWMON_RECORD = struct.Struct("!4s4sHHBQQB")  # src, dst, sport, dport, proto, packets, bytes, reason
+
+
+def flowmon_key(p: Parsed) -> tuple[int, int, int, int, int] | None:
+    """examples/flowmon's flow of a frame: (src, dst, sport, dport, proto) of IPv4, directional;
+    ports only for TCP and UDP. None for anything else (forwarded, not accounted)."""
+    if p.ip_off < 0 or p.ethertype != 0x0800:
+        return None
+    ports = (p.sport, p.dport) if p.has_ports else (0, 0)
+    return (p.ip_src, p.ip_dst, ports[0], ports[1], p.proto)
+
+
+def check_flowmon(inputs: PathsArg, outputs: PathsArg) -> list[Violation]:
+    """Invariants of examples/flowmon (all queues taken together: it has one capture handle).
+
+    - `flowmon.forward`: every output frame that is not an export record is an input frame,
+      unchanged, sent once (`flowmon.duplicate`), and every input frame is forwarded
+      (`flowmon.lost`; the run must have ended cleanly).
+    - `flowmon.order`: the frames of one flow leave in the order they came (a flow has one worker).
+    - `flowmon.export`: export records are well formed, name flows that were seen, and per flow
+      their packet and byte counts add up to exactly what was forwarded of it (idle exports plus
+      the final one; the flow table holds every flow of the test traces).
+    """
+    violations: list[Violation] = []
+
+    def add(name: str, message: str, queue: int | None = None, index: int | None = None) -> None:
+        violations.append(Violation(name, message, queue, index))
+
+    by_tag: dict[int, tuple[int, Packet]] = {}
+    for path in _paths(inputs):
+        for pkt in iter_pcap(path):
+            tag = packet_tag(pkt.data)
+            if tag is None:
+                raise InputError(f"{path}: a packet carries no generator tag; the checkers need inputs "
+                                 "made by ftmb_instrument.traffic")
+            by_tag[tag] = (len(by_tag), pkt)
+    forwarded: dict[tuple, list[int]] = defaultdict(list)   # flow -> input indexes, in output order
+    fwd_bytes: dict[tuple, int] = defaultdict(int)
+    exported: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    seen: set[int] = set()
+    for q, path in enumerate(_paths(outputs)):
+        for i, pkt in enumerate(iter_pcap(path)):
+            p = parse(pkt.data)
+            if p.ethertype == FLOWMON_ETHERTYPE:
+                body = pkt.data[14:]
+                if len(body) < 8 + FLOWMON_RECORD.size or body[:8] != FLOWMON_MAGIC:
+                    add("flowmon.export", "malformed export record", q, i)
+                    continue
+                src, dst, sport, dport, proto, pkts, nbytes, reason = FLOWMON_RECORD.unpack_from(body, 8)
+                if pkts == 0 or reason not in (1, 2):
+                    add("flowmon.export", f"export record with {pkts} packets, reason {reason}", q, i)
+                key = (int.from_bytes(src, "big"), int.from_bytes(dst, "big"), sport, dport, proto)
+                exported[key][0] += pkts
+                exported[key][1] += nbytes
+                continue
+            tag = packet_tag(pkt.data, p)
+            src_pkt = by_tag.get(tag) if tag is not None else None
+            if src_pkt is None or src_pkt[1].data != pkt.data:
+                add("flowmon.forward", "output frame is no input frame (or was modified)", q, i)
+                continue
+            if tag in seen:
+                add("flowmon.duplicate", f"input packet {src_pkt[0]} forwarded twice", q, i)
+                continue
+            seen.add(tag)
+            key = flowmon_key(p)
+            if key is not None:
+                if forwarded[key] and forwarded[key][-1] > src_pkt[0]:
+                    add("flowmon.order", f"{flow_str((key[4], key[0], key[2], key[1], key[3]))}: input packet "
+                        f"{src_pkt[0]} forwarded after input packet {forwarded[key][-1]}", q, i)
+                forwarded[key].append(src_pkt[0])
+                fwd_bytes[key] += len(pkt.data)
+    missing = len(by_tag) - len(seen)
+    if missing:
+        add("flowmon.lost", f"{missing} of {len(by_tag)} input packets never forwarded")
+    for key in sorted(set(forwarded) | set(exported)):
+        want = (len(forwarded.get(key, [])), fwd_bytes.get(key, 0))
+        got = tuple(exported.get(key, (0, 0)))
+        if got != want:
+            add("flowmon.export", f"{flow_str((key[4], key[0], key[2], key[1], key[3]))}: exported "
+                f"{got[0]} packets / {got[1]} bytes, forwarded {want[0]} / {want[1]}")
+    return violations
+
+
+CHECKERS = {"nat": check_nat, "firewall": check_firewall, "lb": check_lb, "ids": check_ids,
+            "flowmon": check_flowmon}

@@ -1018,6 +1018,13 @@ class Planner:
             s, e = c.args[out_arg]
             out = f"_ftmb_o{sid}"
             size = str(out_bytes) if out_bytes > 0 else f"sizeof *{out}"
+            count_arg = role.get("out_count_arg")
+            if 0 <= count_arg < len(c.args):  # an array of that many elements (poll's fds)
+                cs, ce = c.args[count_arg]
+                count = f"_ftmb_n{sid}"
+                before.append(f"__typeof__({f.text(cs, ce)}) {count}; ")
+                edits += [Edit(cs, cs, f"({count} = ("), Edit(ce, ce, "))")]
+                size = f"(ftmb_size_t)({count} > 0 ? {count} : 0) * {size}"
             before.append(f"__typeof__({f.text(s, e)}) {out}; ")
             edits += [Edit(s, s, f"({out} = ("), Edit(e, e, "))")]
             after.append(f"{entry}((void *){out}, {size}); ")

@@ -62,7 +62,7 @@ def runtime(tmp_path_factory):
     old = os.environ.get("FTMB_RUNTIME_BUILD")
     os.environ["FTMB_RUNTIME_BUILD"] = str(tmp_path_factory.mktemp("runtime-build"))
     try:
-        yield ensure_runtime(dpdk=True)
+        yield ensure_runtime(dpdk=True, pcap=True)
     finally:
         if old is None:
             del os.environ["FTMB_RUNTIME_BUILD"]
@@ -86,7 +86,8 @@ def test_corpus_round_trip(program: CorpusProgram, tmp_path: Path, runtime) -> N
     b0 = subprocess.run(build_command(program, orig_bin), capture_output=True, text=True)
     assert b0.returncode == 0, b0.stderr
     cmd = build_command(inst, inst_bin)
-    libs = ([str(rt["dpdk"])] if program.style == "dpdk" else []) + [str(rt["core"])]
+    libs = ([str(rt["dpdk"])] if program.style == "dpdk" else []) + \
+        ([str(rt["pcap"])] if "-lpcap" in cmd else []) + [str(rt["core"])]
     cut = cmd.index("-o") + 2
     cmd = [cmd[0], "-I", str(rt["include"]), *cmd[1:cut], *libs, *cmd[cut:], "-pthread"]
     b1 = subprocess.run(cmd, capture_output=True, text=True)

@@ -97,12 +97,13 @@ def defined_symbols(*archives):
 
 def test_every_entry_point_is_implemented(libs):
     core = defined_symbols(libs / "libftmb.a")
-    dpdk = defined_symbols(libs / "libftmb_dpdk.a") if (libs / "libftmb_dpdk.a").exists() else None
+    adapters = {lib: defined_symbols(libs / f"libftmb_{lib}.a") for lib in ("dpdk", "pcap")
+                if (libs / f"libftmb_{lib}.a").exists()}
     for e in spec.ENTRIES:
         if e.library == "core":
             assert e.name in core, f"{e.name} is in the ABI table but not in libftmb.a"
-        elif dpdk is not None:
-            assert e.name in dpdk, f"{e.name} is in the ABI table but not in libftmb_dpdk.a"
+        elif e.library in adapters:
+            assert e.name in adapters[e.library], f"{e.name} is in the ABI table but not in libftmb_{e.library}.a"
     assert f"ftmb_abi_version_{spec.ABI_VERSION}" in core
 
 

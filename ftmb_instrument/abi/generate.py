@@ -33,7 +33,8 @@ def render_header() -> str:
         " * header; DPDK and libc types appear as forward-declared structs and their LP64 integer types.",
         " * Every entry point is ftmb_ prefixed; lock, atomic and ordered entries take the wrapped call's",
         " * arguments in the same order followed by compile-time ids (obj: the shared object, site: the",
-        " * source location). Link with libftmb (and libftmb_dpdk for the entries marked dpdk).",
+        " * source location). Link with libftmb (and libftmb_dpdk or libftmb_pcap for the entries",
+        " * marked so).",
         " */",
         "#ifndef FTMB_FTMB_H",
         "#define FTMB_FTMB_H",
@@ -72,7 +73,7 @@ def render_header() -> str:
             if e.kind != kind:
                 continue
             wraps = f" Replaces {', '.join(e.wraps)}." if e.wraps else ""
-            lib = " [libftmb_dpdk]" if e.library == "dpdk" else ""
+            lib = f" [libftmb_{e.library}]" if e.library != "core" else ""
             out.append(f"/* {e.doc}{wraps}{lib} */")
             out.append(_decl(e))
     out += ["", "#endif /* FTMB_FTMB_H */", ""]
@@ -103,8 +104,8 @@ def render_table() -> str:
         f'"""{_BANNER}\n\n'
         "TABLE['entries'][name]: kind, ret, params ([type, name]; the ids in trailing_ids follow them),\n"
         "wraps (the calls it replaces), args (for a wrapped call whose arguments differ: the entry's\n"
-        "arguments, $0 $1 ... being the call's; otherwise they pass through in order) and library (core\n"
-        "or dpdk). TABLE['wraps'][call]: the entry points that may replace call (atomics: one per operand\n"
+        "arguments, $0 $1 ... being the call's; otherwise they pass through in order) and library (core,\n"
+        "dpdk or pcap). TABLE['wraps'][call]: the entry points that may replace call (atomics: one per operand\n"
         "size, named by the _1/_2/_4/_8 suffix).\n"
         '"""\n\n'
         f"TABLE = {body}\n"

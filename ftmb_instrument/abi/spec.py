@@ -16,8 +16,9 @@ Each entry point is an `Entry`:
   arguments: `$0`, `$1`... are the original call's arguments, anything else is a literal (e.g. C11
   `atomic_fetch_add(obj, v)` becomes `ftmb_atomic_fetch_add_4($0, $1, 5, obj, site)`: 5 is
   __ATOMIC_SEQ_CST); the trailing ids still follow;
-- `library`: `core` (libftmb, usable by any pthread program) or `dpdk` (libftmb_dpdk, the mbuf and
-  EAL adapter linked only into DPDK programs);
+- `library`: `core` (libftmb, usable by any pthread program), `dpdk` (libftmb_dpdk, the mbuf and
+  EAL adapter linked only into DPDK programs) or `pcap` (libftmb_pcap, the libpcap adapter linked
+  only into programs that link -lpcap);
 - `doc`: one line for the header and the table.
 
 Bump ABI_VERSION whenever a signature or a meaning changes: the header then references
@@ -64,7 +65,7 @@ KINDS = {
 
 FORWARD_STRUCTS = (
     "ftmb_pkt", "rte_mbuf", "rte_mempool", "rte_eth_rxconf", "rte_eth_dev_tx_buffer",
-    "timespec", "timeval",
+    "timespec", "timeval", "pcap", "pcap_pkthdr", "pcap_stat",
 )
 
 
@@ -152,6 +153,25 @@ def _lock_entries():
         out.append(_e(f"ftmb_rte_rwlock_{op}", ret, [("volatile void *", "rwl")], "lock",
                       f"rte_rwlock_{op}, ordered as object obj.", wraps=(f"rte_rwlock_{op}",), library="dpdk",
                       ids=OBJ_SITE))
+    # A condition wait returns holding its mutex: the re-acquisition is ordered as the mutex's object.
+    out.append(_e("ftmb_pthread_cond_wait", "int", [("void *", "cond"), ("volatile void *", "mutex")], "lock",
+                  "pthread_cond_wait; its return (the mutex taken again) is ordered as the mutex's object obj.",
+                  wraps=("pthread_cond_wait",), ids=OBJ_SITE))
+    out.append(_e("ftmb_pthread_cond_timedwait", "int",
+                  [("void *", "cond"), ("volatile void *", "mutex"), ("const struct timespec *", "abstime")], "lock",
+                  "pthread_cond_timedwait; ordered like ftmb_pthread_cond_wait, its result (0 or ETIMEDOUT) logged.",
+                  wraps=("pthread_cond_timedwait",), ids=OBJ_SITE))
+    # Semaphores: the order in which waits take tokens, as acquisitions of the semaphore's object.
+    out.append(_e("ftmb_sem_wait", "int", [("void *", "sem")], "lock",
+                  "sem_wait; the order of successful waits is recorded as object obj.", wraps=("sem_wait",),
+                  ids=OBJ_SITE))
+    out.append(_e("ftmb_sem_trywait", "int", [("void *", "sem")], "lock",
+                  "sem_trywait; a failure is logged and fails again in replay.", wraps=("sem_trywait",), ids=OBJ_SITE))
+    out.append(_e("ftmb_sem_timedwait", "int", [("void *", "sem"), ("const struct timespec *", "abstime")], "lock",
+                  "sem_timedwait; a timeout is logged and times out again in replay.", wraps=("sem_timedwait",),
+                  ids=OBJ_SITE))
+    out.append(_e("ftmb_sem_post", "int", [("void *", "sem")], "lock", "sem_post.", wraps=("sem_post",),
+                  ids=OBJ_SITE))
     return out
 
 
@@ -280,6 +300,48 @@ def _io_entries():
     ]
 
 
+def _pcap_entries():
+    """libftmb_pcap: libpcap handles opened in a session are session input queues (in open order)."""
+    h = ("struct pcap *", "p")
+    handler = ("void (*)(ftmb_u8 *, const struct pcap_pkthdr *, const ftmb_u8 *)", "callback")
+
+    def e(name, ret, params, doc):
+        return _e(f"ftmb_{name}", ret, params, "packet_io", doc, wraps=(name,), library="pcap")
+
+    return [
+        e("pcap_open_live", "struct pcap *",
+          [("const char *", "device"), ("int", "snaplen"), ("int", "promisc"), ("int", "to_ms"), ("char *", "errbuf")],
+          "pcap_open_live; in a session the next session input queue instead of the device."),
+        e("pcap_open_offline", "struct pcap *", [("const char *", "fname"), ("char *", "errbuf")],
+          "pcap_open_offline; in a session the next session input queue instead of the file."),
+        e("pcap_create", "struct pcap *", [("const char *", "source"), ("char *", "errbuf")],
+          "pcap_create; in a session the handle becomes the next session input queue."),
+        e("pcap_activate", "int", [h], "pcap_activate; in a session nothing to open (0)."),
+        e("pcap_next", "const ftmb_u8 *", [h, ("struct pcap_pkthdr *", "h")],
+          "pcap_next; in a session the next packet of the handle's queue, ts = its arrival time."),
+        e("pcap_next_ex", "int", [h, ("struct pcap_pkthdr **", "pkt_header"), ("const ftmb_u8 **", "pkt_data")],
+          "pcap_next_ex; in a session from the handle's queue."),
+        e("pcap_dispatch", "int", [h, ("int", "cnt"), handler, ("ftmb_u8 *", "user")],
+          "pcap_dispatch; in a session one received burst, the handler run in the calling thread."),
+        e("pcap_loop", "int", [h, ("int", "cnt"), handler, ("ftmb_u8 *", "user")],
+          "pcap_loop; in a session from the handle's queue, the handler run in the calling thread."),
+        e("pcap_inject", "int", [h, ("const void *", "buf"), ("ftmb_size_t", "size")],
+          "pcap_inject; in a session an output held by the release rule."),
+        e("pcap_sendpacket", "int", [h, ("const ftmb_u8 *", "buf"), ("int", "size")],
+          "pcap_sendpacket; in a session an output held by the release rule."),
+        e("pcap_breakloop", "void", [h], "pcap_breakloop; also ends a session receive's wait."),
+        e("pcap_stats", "int", [h, ("struct pcap_stat *", "ps")],
+          "pcap_stats; in a session the packets the handle received (none dropped)."),
+        e("pcap_fileno", "int", [h], "pcap_fileno; in a session a descriptor that is always readable."),
+        e("pcap_get_selectable_fd", "int", [h],
+          "pcap_get_selectable_fd; in a session a descriptor that is always readable."),
+        e("pcap_datalink", "int", [h], "pcap_datalink; in a session Ethernet (DLT_EN10MB)."),
+        e("pcap_setnonblock", "int", [h, ("int", "nonblock"), ("char *", "errbuf")],
+          "pcap_setnonblock; in a session a receive without input returns at once."),
+        e("pcap_close", "void", [h], "pcap_close; in a session forgets the queue's handle."),
+    ]
+
+
 def _spawn_entries():
     return [
         _e("ftmb_pthread_create", "int",
@@ -321,5 +383,5 @@ def _alloc_entries():
 
 ENTRIES: tuple[Entry, ...] = tuple(
     _init_entries() + _ordered_entries() + _lock_entries() + _atomic_entries() + _nondet_entries()
-    + _io_entries() + _spawn_entries() + _alloc_entries()
+    + _io_entries() + _pcap_entries() + _spawn_entries() + _alloc_entries()
 )

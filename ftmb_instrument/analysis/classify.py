@@ -245,8 +245,11 @@ class Classifier:
         if roles.keys() & {"atomic", "spawn", "join", "signal", "opaque_access", "alloc", "opaque_create", "core_identity"}:
             return
         passed_on = roles["callback"].get("arg_arg") if "callback" in roles else -1  # the callback's own data
+        # a packet handle the runtime serves in a session (pcap_t): the call is packet I/O, not an
+        # access of the library's state through it
+        handle = roles["packet_io"].get("handle_arg") if "packet_io" in roles else -1
         for i, arg in enumerate(call.args):
-            if i == passed_on:
+            if i in (passed_on, handle):
                 continue
             for ref in arg.refs:
                 self._access(fn, call, ref, arg.mode, False, False, arg.taint)

@@ -142,6 +142,8 @@ class Locksets:
         held, released = state
         if call.callee:
             role = self.p.sem.role(call.callee, "lock")
+            if role is not None and not role.get("protects"):
+                return state  # ordered by the runtime, but holds nothing (a semaphore)
             if role is not None:
                 li = role.get("lock_arg")
                 if li < len(call.args):

@@ -12,7 +12,8 @@ from . import app
 
 HELP = """Print the flags that build instrumented code against the ftmb runtime, pkg-config style:
 `--cflags` (the include directory of <ftmb/ftmb.h>) and `--libs` (libftmb, and with --dpdk
-libftmb_dpdk before it; put them before the DPDK and system libraries). `--libs` builds the runtime
+libftmb_dpdk, with --pcap libftmb_pcap before it; put them before the DPDK and system libraries,
+e.g. before -lpcap). `--libs` builds the runtime
 from its sources first when needed (into runtime/build in a checkout, or for an installed tool the
 user's cache, $XDG_CACHE_HOME/ftmb-instrument/; $FTMB_RUNTIME_BUILD overrides both).
 
@@ -27,6 +28,7 @@ def config_cmd(
     cflags: Annotated[bool, typer.Option("--cflags", help="Compiler flags.")] = False,
     libs: Annotated[bool, typer.Option("--libs", help="Linker flags (builds the runtime when needed).")] = False,
     dpdk: Annotated[bool, typer.Option("--dpdk", help="Include the DPDK adapter library in --libs.")] = False,
+    pcap: Annotated[bool, typer.Option("--pcap", help="Include the libpcap adapter library in --libs.")] = False,
 ) -> None:
     if not (cflags or libs):
         raise InputError("nothing to print: give --cflags and/or --libs")
@@ -34,6 +36,6 @@ def config_cmd(
     if cflags:
         out.append(f"-I{runtime_paths()['include']}")
     if libs:
-        p = ensure_runtime(dpdk)
-        out += ([str(p["dpdk"])] if dpdk else []) + [str(p["core"]), "-pthread"]
+        p = ensure_runtime(dpdk, pcap=pcap)
+        out += ([str(p["dpdk"])] if dpdk else []) + ([str(p["pcap"])] if pcap else []) + [str(p["core"]), "-pthread"]
     typer.echo(" ".join(out))

@@ -17,7 +17,7 @@ HELP = """Check the packets a failover run released (OUT of `run --kill-master-a
 uninterrupted run of the same instrumented program on the same input (run here, in record mode):
 every packet the program forwards is released exactly once (no loss, no duplicate); with one
 queue the released stream is byte for byte the uninterrupted one; and with --example the
-example's invariants hold on the released output (nat, firewall, lb, ids). Give the program and
+example's invariants hold on the released output (nat, firewall, lb, ids, flowmon). Give the program and
 its arguments after `--`, as for `run`.
 
 `run` writes a manifest beside its output (OUT.ftmb.json): when it is there, verify takes the
@@ -36,8 +36,10 @@ def verify_command(
                                            show_default=False)],
     queues: Annotated[Optional[int], typer.Option(help="Session input queues of the run (default: the "
                                                    "run's manifest, else 1).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Most master threads of the reference run, as for "
+                                                   "run (default: as many as the runtime allows).")] = None,
     example: Annotated[Optional[str], typer.Option(help="Check this example's invariants: nat, firewall, "
-                                                   "lb or ids.")] = None,
+                                                   "lb, ids or flowmon.")] = None,
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
     manifest = runlib.read_manifest(released)
@@ -51,8 +53,8 @@ def verify_command(
         raise typer.BadParameter(f"{example}: expected one of {', '.join(verifylib.CHECKERS)}",
                                  param_hint="--example")
     argv_opts = nf_argv[nf_argv.index("--") + 1:] if "--" in nf_argv else []
-    v = verifylib.verify(nf_argv, input_pcap, released, queues=queues, example=example, example_args=argv_opts,
-                         rate=manifest["rate"] if manifest else None,
+    v = verifylib.verify(nf_argv, input_pcap, released, queues=queues, threads=threads, example=example,
+                         example_args=argv_opts, rate=manifest["rate"] if manifest else None,
                          tick_us=manifest["tick_us"] if manifest else None)
     console = Console(highlight=False)
     if manifest is not None:

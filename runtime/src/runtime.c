@@ -718,14 +718,11 @@ static inline __attribute__((always_inline)) void pal_locked(struct _ftmb_thread
                                                              ftmb_obj_t obj, ftmb_site_t site, unsigned kind,
                                                              int shared, int is_fast)
 {
-    uint64_t s;
-    if (shared) /* readers of an rwlock hold it together: take the sequence atomically */
-        s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
-    else {
-        /* Relaxed: the program's lock orders every access to a lock-kind object's word. */
-        s = atomic_load_explicit(&o->word, memory_order_relaxed);
-        atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
-    }
+    /* Atomically, also for a lock held alone: readers of an rwlock hold it together, and one object
+     * id may stand for several locks (an array of locks, locks the analysis pooled by type), whose
+     * holders would otherwise take the same sequence. Relaxed: the program's lock orders the rest. */
+    (void)shared;
+    uint64_t s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
     if (is_fast)
         emit_fast(t, _ftmb_rec_head(kind, obj, site), s);
     else
@@ -1294,6 +1291,8 @@ void ftmb_nondet_bytes(void *p, ftmb_size_t size)
 {
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return;
+    if (!p) /* an optional out argument the call was not given (select's sets) */
+        size = 0;
     nd_bytes_size = size;
     uint64_t logged = nd_value(_FTMB_ND_BYTES, real_nd_bytes_size);
     struct _ftmb_thread *t = _ftmb_me();

@@ -4,7 +4,8 @@
  * header; DPDK and libc types appear as forward-declared structs and their LP64 integer types.
  * Every entry point is ftmb_ prefixed; lock, atomic and ordered entries take the wrapped call's
  * arguments in the same order followed by compile-time ids (obj: the shared object, site: the
- * source location). Link with libftmb (and libftmb_dpdk for the entries marked dpdk).
+ * source location). Link with libftmb (and libftmb_dpdk or libftmb_pcap for the entries
+ * marked so).
  */
 #ifndef FTMB_FTMB_H
 #define FTMB_FTMB_H
@@ -33,6 +34,9 @@ struct rte_eth_rxconf;
 struct rte_eth_dev_tx_buffer;
 struct timespec;
 struct timeval;
+struct pcap;
+struct pcap_pkthdr;
+struct pcap_stat;
 
 /* ABI: values of ftmb_mode() and of FTMB_MODE (passthrough, record, replay). */
 enum ftmb_mode {
@@ -109,6 +113,18 @@ void ftmb_rte_rwlock_write_lock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t 
 int ftmb_rte_rwlock_write_trylock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_rwlock_write_unlock, ordered as object obj. Replaces rte_rwlock_write_unlock. [libftmb_dpdk] */
 void ftmb_rte_rwlock_write_unlock(volatile void *rwl, ftmb_obj_t obj, ftmb_site_t site);
+/* pthread_cond_wait; its return (the mutex taken again) is ordered as the mutex's object obj. Replaces pthread_cond_wait. */
+int ftmb_pthread_cond_wait(void *cond, volatile void *mutex, ftmb_obj_t obj, ftmb_site_t site);
+/* pthread_cond_timedwait; ordered like ftmb_pthread_cond_wait, its result (0 or ETIMEDOUT) logged. Replaces pthread_cond_timedwait. */
+int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct timespec *abstime, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_wait; the order of successful waits is recorded as object obj. Replaces sem_wait. */
+int ftmb_sem_wait(void *sem, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_trywait; a failure is logged and fails again in replay. Replaces sem_trywait. */
+int ftmb_sem_trywait(void *sem, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_timedwait; a timeout is logged and times out again in replay. Replaces sem_timedwait. */
+int ftmb_sem_timedwait(void *sem, const struct timespec *abstime, ftmb_obj_t obj, ftmb_site_t site);
+/* sem_post. Replaces sem_post. */
+int ftmb_sem_post(void *sem, ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- atomic: an atomic operation, performed and ordered in one step --- */
 /* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_1, atomic_load_explicit, atomic_load. */
@@ -351,6 +367,40 @@ ftmb_u16 ftmb_tx_buffer(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_eth_dev_
 ftmb_u16 ftmb_tx_buffer_flush(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_eth_dev_tx_buffer *buffer);
 /* rte_eth_rx_queue_setup; remembers the pool session input is copied into. Replaces rte_eth_rx_queue_setup. [libftmb_dpdk] */
 int ftmb_eth_rx_queue_setup(ftmb_u16 port_id, ftmb_u16 rx_queue_id, ftmb_u16 nb_rx_desc, unsigned socket_id, const struct rte_eth_rxconf *rx_conf, struct rte_mempool *mb_pool);
+/* pcap_open_live; in a session the next session input queue instead of the device. Replaces pcap_open_live. [libftmb_pcap] */
+struct pcap *ftmb_pcap_open_live(const char *device, int snaplen, int promisc, int to_ms, char *errbuf);
+/* pcap_open_offline; in a session the next session input queue instead of the file. Replaces pcap_open_offline. [libftmb_pcap] */
+struct pcap *ftmb_pcap_open_offline(const char *fname, char *errbuf);
+/* pcap_create; in a session the handle becomes the next session input queue. Replaces pcap_create. [libftmb_pcap] */
+struct pcap *ftmb_pcap_create(const char *source, char *errbuf);
+/* pcap_activate; in a session nothing to open (0). Replaces pcap_activate. [libftmb_pcap] */
+int ftmb_pcap_activate(struct pcap *p);
+/* pcap_next; in a session the next packet of the handle's queue, ts = its arrival time. Replaces pcap_next. [libftmb_pcap] */
+const ftmb_u8 *ftmb_pcap_next(struct pcap *p, struct pcap_pkthdr *h);
+/* pcap_next_ex; in a session from the handle's queue. Replaces pcap_next_ex. [libftmb_pcap] */
+int ftmb_pcap_next_ex(struct pcap *p, struct pcap_pkthdr **pkt_header, const ftmb_u8 **pkt_data);
+/* pcap_dispatch; in a session one received burst, the handler run in the calling thread. Replaces pcap_dispatch. [libftmb_pcap] */
+int ftmb_pcap_dispatch(struct pcap *p, int cnt, void (*callback)(ftmb_u8 *, const struct pcap_pkthdr *, const ftmb_u8 *), ftmb_u8 *user);
+/* pcap_loop; in a session from the handle's queue, the handler run in the calling thread. Replaces pcap_loop. [libftmb_pcap] */
+int ftmb_pcap_loop(struct pcap *p, int cnt, void (*callback)(ftmb_u8 *, const struct pcap_pkthdr *, const ftmb_u8 *), ftmb_u8 *user);
+/* pcap_inject; in a session an output held by the release rule. Replaces pcap_inject. [libftmb_pcap] */
+int ftmb_pcap_inject(struct pcap *p, const void *buf, ftmb_size_t size);
+/* pcap_sendpacket; in a session an output held by the release rule. Replaces pcap_sendpacket. [libftmb_pcap] */
+int ftmb_pcap_sendpacket(struct pcap *p, const ftmb_u8 *buf, int size);
+/* pcap_breakloop; also ends a session receive's wait. Replaces pcap_breakloop. [libftmb_pcap] */
+void ftmb_pcap_breakloop(struct pcap *p);
+/* pcap_stats; in a session the packets the handle received (none dropped). Replaces pcap_stats. [libftmb_pcap] */
+int ftmb_pcap_stats(struct pcap *p, struct pcap_stat *ps);
+/* pcap_fileno; in a session a descriptor that is always readable. Replaces pcap_fileno. [libftmb_pcap] */
+int ftmb_pcap_fileno(struct pcap *p);
+/* pcap_get_selectable_fd; in a session a descriptor that is always readable. Replaces pcap_get_selectable_fd. [libftmb_pcap] */
+int ftmb_pcap_get_selectable_fd(struct pcap *p);
+/* pcap_datalink; in a session Ethernet (DLT_EN10MB). Replaces pcap_datalink. [libftmb_pcap] */
+int ftmb_pcap_datalink(struct pcap *p);
+/* pcap_setnonblock; in a session a receive without input returns at once. Replaces pcap_setnonblock. [libftmb_pcap] */
+int ftmb_pcap_setnonblock(struct pcap *p, int nonblock, char *errbuf);
+/* pcap_close; in a session forgets the queue's handle. Replaces pcap_close. [libftmb_pcap] */
+void ftmb_pcap_close(struct pcap *p);
 
 /* --- spawn: thread creation; every worker gets a deterministic thread index, and outside passthrough a start routine no instrumented file registered as a thread root is refused --- */
 /* pthread_create; the new thread gets the next thread index. Replaces pthread_create. */
