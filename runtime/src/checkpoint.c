@@ -273,6 +273,7 @@ static void take_over(uint64_t e, pid_t master)
         t->rlen = _ftmb_rt.replay_len[i];
         t->rbase = _ftmb_rt.replay_base[i];
         t->rpos = t->rec.local; /* its record count at the snapshot */
+        t->loud_valid = 0;      /* its next loud record is looked up in this log */
         if (t->rlen < t->rpos || t->rpos < t->rbase) {
             say("ftmb: snapshot: thread %u had %llu records but the log has records %llu to %llu\n", i,
                 (unsigned long long)t->rpos, (unsigned long long)t->rbase, (unsigned long long)t->rlen);

@@ -4,7 +4,10 @@
  *
  * Receive: a thread owns each input queue it polls (single consumer). A receive that consumes
  * entries (packets, ticks, the EOF mark) logs one RX record {queue, entries, first sequence}: the
- * burst composition. An empty poll consumes nothing and logs nothing.
+ * burst composition. An empty poll consumes nothing and logs nothing: it is a quiet operation,
+ * counted, and the thread's next RX record carries the count (runtime.c), so replay returns nothing
+ * at exactly the receives that returned nothing. One after the queue's EOF entry also advances the
+ * thread's virtual time by _FTMB_EOF_TICK_NS (the time model in runtime.c).
  *
  * Transmit: the sender reads every thread's record count (V1) once per burst and stamps each
  * packet of the burst with that vector and its next output sequence number, then publishes the
@@ -19,6 +22,7 @@
 
 void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq);
 uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq);
+int _ftmb_replay_quiet(struct _ftmb_thread *t);
 
 struct ftmb_pkt {
     struct ftmb_pkt *next;
@@ -78,20 +82,35 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
     q->pending = 0;
-    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed)) {
+        t->quiet++;
         return 0;
+    }
     /* Before the end-of-input test: a thread whose log has ended is past it at any receive, also
      * one of a queue at its end (a program that only polls after its input ended, such as DPDK's
      * skeleton, does nothing else that is logged): the verification replay stops there, a backup
      * hands over there. */
     int replay = _ftmb_replaying(t);
-    if (q->eof)
+    if (replay && _ftmb_replay_quiet(t)) { /* this receive got nothing in the record */
+        if (q->eof)
+            t->vtime_ns += _FTMB_EOF_TICK_NS;
         return 0;
+    }
+    if (q->eof) {
+        /* After the end of its input a queue's receives are empty forever and the input logger sends
+         * no more ticks: each one advances the thread's clock by a tick instead, so timers that
+         * release what the program holds (a TX drain) still fire. It is a quiet operation, so the
+         * log has the count and replay reads the same times. */
+        if (replay)
+            _ftmb_fatal("replay diverged: thread %u record %llu is a receive but queue %u has ended", t->index,
+                        (unsigned long long)t->rpos, queue);
+        t->quiet++;
+        t->vtime_ns += _FTMB_EOF_TICK_NS;
+        return 0;
+    }
     uint64_t avail, first_seq = 0;
     if (replay) {
         avail = _ftmb_replay_rx(queue, &first_seq);
-        if (avail == 0)
-            return 0;
         if (!q->replay_synced) { /* the log says where this queue's input resumes: start there */
             if (_ftmb_input_rewind(queue, first_seq) != 0)
                 _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
@@ -105,6 +124,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     } else {
         avail = _ftmb_ring_refresh(&q->ring);
         if (avail == 0) {
+            t->quiet++;
             if ((++q->empty_polls & 4095) == 0)
                 _ftmb_check_peers();
             return 0;
@@ -135,8 +155,10 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
             break;
         }
     }
-    if (i == 0)
+    if (i == 0) { /* asked for no packet: nothing consumed (replay logs no such receive) */
+        t->quiet++;
         return 0;
+    }
     q->pending = i;
     q->next_seq = first_seq + i;
     if (!replay && _ftmb_mode_now == FTMB_MODE_RECORD) /* a failover backup is live once not replaying */

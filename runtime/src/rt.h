@@ -41,6 +41,15 @@ struct _ftmb_thread {
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
+    /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external reads
+     * since the thread's last loud record, counted in record and in replay alike. */
+    uint64_t quiet;
+    const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
+    uint64_t ext_size, ext_value;
+    /* Replay: the next loud record (index loud_idx >= rpos, or rlen if none is left) and the quiet
+     * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
+    int loud_valid;
+    uint64_t loud_idx, loud_need;
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
