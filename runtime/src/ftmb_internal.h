@@ -147,6 +147,9 @@ enum _ftmb_in_kind {
 /* Virtual time a receive adds after its queue's EOF entry (io.c): a constant, not the session's
  * tick, so a replay in a session with another --tick-us reads the same times. */
 #define _FTMB_EOF_TICK_NS 100000ull
+/* ... for at most this long after the EOF entry's time: timers that release what a program holds
+ * (TX drains: 100 us in DPDK's examples) fire, periodic ones do not go on logging forever. */
+#define _FTMB_EOF_SPAN_NS 10000000ull
 
 /* One input entry. seq numbers every entry of a queue from 0; time_ns is the input logger's
  * CLOCK_REALTIME when it first served the entry (the entry's arrival, and the virtual time). */

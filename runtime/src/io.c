@@ -7,7 +7,7 @@
  * burst composition. An empty poll consumes nothing and logs nothing: it is a quiet operation,
  * counted, and the thread's next RX record carries the count (runtime.c), so replay returns nothing
  * at exactly the receives that returned nothing. One after the queue's EOF entry also advances the
- * thread's virtual time by _FTMB_EOF_TICK_NS (the time model in runtime.c).
+ * thread's virtual time by _FTMB_EOF_TICK_NS, for _FTMB_EOF_SPAN_NS (the time model in runtime.c).
  *
  * Transmit: the sender reads every thread's record count (V1) once per burst and stamps each
  * packet of the burst with that vector and its next output sequence number, then publishes the
@@ -55,6 +55,13 @@ static void take_time(struct _ftmb_thread *t, uint64_t ns)
         t->vtime_ns = ns;
 }
 
+/* A receive after the queue's EOF entry: time goes on by a tick, for a while (ftmb_internal.h). */
+static void eof_tick(struct _ftmb_thread *t, const struct _ftmb_inq *q)
+{
+    if (t->vtime_ns < q->eof_time_ns + _FTMB_EOF_SPAN_NS)
+        t->vtime_ns += _FTMB_EOF_TICK_NS;
+}
+
 /* Replay: wait until the input logger has re-served `count` entries of the queue. */
 static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 {
@@ -93,7 +100,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     int replay = _ftmb_replaying(t);
     if (replay && _ftmb_replay_quiet(t)) { /* this receive got nothing in the record */
         if (q->eof)
-            t->vtime_ns += _FTMB_EOF_TICK_NS;
+            eof_tick(t, q);
         return 0;
     }
     if (q->eof) {
@@ -105,7 +112,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
             _ftmb_fatal("replay diverged: thread %u record %llu is a receive but queue %u has ended", t->index,
                         (unsigned long long)t->rpos, queue);
         t->quiet++;
-        t->vtime_ns += _FTMB_EOF_TICK_NS;
+        eof_tick(t, q);
         return 0;
     }
     uint64_t avail, first_seq = 0;
@@ -151,6 +158,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
             npk++;
         } else if (e->kind == _FTMB_IN_EOF) {
             q->eof = 1;
+            q->eof_time_ns = e->time_ns;
             i++;
             break;
         }

@@ -57,6 +57,7 @@ struct _ftmb_inq {
     alignas(_FTMB_CACHE_LINE) struct _ftmb_ring ring; /* consumer side */
     uint32_t owner;      /* thread index + 1 of the thread polling it, 0 before the first poll */
     int eof;             /* the EOF entry was received */
+    uint64_t eof_time_ns; /* its time: receives after it advance time up to _FTMB_EOF_SPAN_NS past it */
     uint64_t pending;    /* entries handed out by _ftmb_rx_begin, consumed by _ftmb_rx_finish */
     uint64_t empty_polls;
     int replay_synced;   /* replay: the logger was asked to serve from the first logged entry */
