@@ -599,6 +599,8 @@ int _ftmb_replay_quiet(struct _ftmb_thread *t)
         find_loud(t);
     if (t->quiet < t->loud_need) {
         t->quiet++;
+        if (_ftmb_rt.stop_at_end && (t->quiet & 1023) == 0) /* a long quiet stretch is progress too */
+            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed); /* Relaxed: rt.h */
         return 1;
     }
     return 0;
