@@ -471,6 +471,19 @@ static int ext_replay_diverged(void)
     return 0; /* not reached */
 }
 
+/* Fewer quiet reads of the flag than the log counts, then another variable: stops replay loudly. */
+static int ext_replay_quiet_diverged(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    for (int i = 0; i < 10; i++)
+        CHECK(*(const volatile _Bool *)ftmb_external_read(&ext_stop, sizeof ext_stop) == 0);
+    ftmb_external_read(&ext_u16, 2);
+    return 0; /* not reached */
+}
+
 static int ext_passthrough(void)
 {
     unsetenv("FTMB_SESSION");
@@ -493,6 +506,13 @@ static int external_reads_replay_from_the_log(void)
     CHECK(rc == 0);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     CHECK(file_contains(err, "replay diverged: thread 0 record 0 is a nondet on object 6"));
+    unlink(err);
+    CHECK(run_forked(ext_record, NULL, NULL) == 0);
+    run_forked(ext_replay_quiet_diverged, err, &st);
+    unlink(log_path);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "replay diverged: thread 0 reads an external variable of 2 bytes where the log has "
+                             "a read of the variable it read before"));
     unlink(err);
     CHECK(run_forked(ext_passthrough, NULL, NULL) == 0);
     return 0;
