@@ -23,6 +23,7 @@
 void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq);
 uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq);
 int _ftmb_replay_quiet(struct _ftmb_thread *t);
+void _ftmb_emit_quiet(struct _ftmb_thread *t);
 
 struct ftmb_pkt {
     struct ftmb_pkt *next;
@@ -58,8 +59,10 @@ static void take_time(struct _ftmb_thread *t, uint64_t ns)
 /* A receive after the queue's EOF entry: time goes on by a tick, for a while (ftmb_internal.h). */
 static void eof_tick(struct _ftmb_thread *t, const struct _ftmb_inq *q)
 {
-    if (t->vtime_ns < q->eof_time_ns + _FTMB_EOF_SPAN_NS)
+    if (t->vtime_ns < q->eof_time_ns + _FTMB_EOF_SPAN_NS) {
         t->vtime_ns += _FTMB_EOF_TICK_NS;
+        t->quiet_time = 1;
+    }
 }
 
 /* Replay: wait until the input logger has re-served `count` entries of the queue. */
@@ -204,6 +207,8 @@ int _ftmb_tx_begin(uint16_t queue)
     struct _ftmb_thread *t = _ftmb_me();
     t->nvec = 0;
     if (_ftmb_mode_now == FTMB_MODE_RECORD) {
+        if (__builtin_expect(t->quiet_time, 0))
+            _ftmb_emit_quiet(t); /* the packet depends on the times those quiet receives made */
         struct _ftmb_out_region *out = _ftmb_rt.out;
         /* Relaxed: a thread whose records we depend on was claimed before those records
          * happened-before this transmit, so coherence already shows us its index. */

@@ -44,6 +44,7 @@ struct _ftmb_thread {
     /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external reads
      * since the thread's last loud record, counted in record and in replay alike. */
     uint64_t quiet;
+    int quiet_time;                  /* one of them moved its clock (a receive past an EOF) */
     const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
     uint64_t ext_size, ext_value;
     /* Replay: the next loud record (index loud_idx >= rpos, or rlen if none is left) and the quiet

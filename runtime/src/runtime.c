@@ -312,6 +312,15 @@ __attribute__((noinline)) static void emit_quiet_pair(struct _ftmb_thread *t, ui
     _ftmb_ring_publish(r, 2); /* R1 for both */
 }
 
+/* A transmit after quiet receives that moved the thread's clock (past its queue's EOF): the packet
+ * may depend on how many there were, so the count goes into the log before it (a QUIET record). */
+void _ftmb_emit_quiet(struct _ftmb_thread *t)
+{
+    emit(t, _ftmb_rec_head(_FTMB_REC_QUIET, 0, 0), t->quiet);
+    t->quiet = 0;
+    t->quiet_time = 0;
+}
+
 /* Append a loud record (an RX, or an external read that logs) carrying the thread's quiet
  * operations since its previous loud record: in the record's site field (external reads) or the
  * top of its value (RX) when the count fits, else in a QUIET record right before it. */
@@ -319,6 +328,7 @@ static void emit_loud(struct _ftmb_thread *t, uint64_t head, uint64_t value, int
 {
     uint64_t quiet = t->quiet;
     t->quiet = 0;
+    t->quiet_time = 0;
     uint64_t max = quiet_in_site ? _FTMB_EXT_QUIET_MAX : _FTMB_RX_QUIET_MAX;
     if (quiet > max) {
         emit_quiet_pair(t, quiet, head, value);
@@ -534,6 +544,8 @@ static const char *kind_name(unsigned k)
     return k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
+static void settle_quiet(struct _ftmb_thread *t, int op_done);
+
 /* The next record of this thread's stream, which must be of kind `kind` on `obj`. */
 static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned kind, uint32_t obj, uint32_t site)
 {
@@ -554,68 +566,89 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
     t->rpos++;
     if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
         atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+    if (__builtin_expect(t->rpos < t->rlen && _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) == _FTMB_REC_QUIET, 0))
+        settle_quiet(t, 0); /* a QUIET record a transmit wrote after this one (the caller's operation
+                               * is not done yet: it counts the thread out, replay_op_done) */
     return r;
 }
 
 /* ---- quiet operations in replay (see the top) ----------------------------------------------------- */
 
-static int is_loud(const struct _ftmb_record *r)
+/* A record that carries a quiet count (the quiet operations since the thread's previous one): a
+ * QUIET record, an RX, an external read. */
+static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
 {
     unsigned k = _ftmb_rec_kind(r->head);
-    return k == _FTMB_REC_RX || (k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL);
+    if (k == _FTMB_REC_QUIET)
+        *count = r->value;
+    else if (k == _FTMB_REC_RX)
+        *count = r->value >> _FTMB_RX_SEQ_BITS;
+    else if (k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL)
+        *count = _ftmb_rec_site(r->head);
+    else
+        return 0;
+    return 1;
 }
 
-/* Find the thread's next loud record and how many quiet operations the log puts before it. */
-static void find_loud(struct _ftmb_thread *t)
+/* Find the thread's next record that carries a quiet count, and the count. */
+static void find_carrier(struct _ftmb_thread *t)
 {
     if (t->rpos < t->rbase)
         _ftmb_fatal("replay: thread %u needs record %llu, but the log keeps its records from %llu on", t->index,
                     (unsigned long long)t->rpos, (unsigned long long)t->rbase);
-    uint64_t need = 0, i = t->rpos;
+    uint64_t need = UINT64_MAX, i = t->rpos; /* none left: every receive and external read is quiet */
     for (; i < t->rlen; i++) {
         const struct _ftmb_record *r = &t->rlog[i - t->rbase];
         if (!_ftmb_rec_valid(r, i))
             _ftmb_fatal("replay: thread %u record %llu fails its checksum (head %#llx value %#llx); it is not "
                         "replayed",
                         t->index, (unsigned long long)i, (unsigned long long)r->head, (unsigned long long)r->value);
-        if (_ftmb_rec_kind(r->head) == _FTMB_REC_QUIET)
-            need += r->value;
-        else if (is_loud(r)) {
-            need += _ftmb_rec_kind(r->head) == _FTMB_REC_RX ? r->value >> _FTMB_RX_SEQ_BITS
-                                                            : _ftmb_rec_site(r->head);
+        if (carries_quiet(r, &need))
             break;
-        }
     }
     t->loud_idx = i;
-    t->loud_need = i < t->rlen ? need : UINT64_MAX; /* no loud record left: every receive is empty */
+    t->loud_need = i < t->rlen ? need : UINT64_MAX;
     t->loud_valid = 1;
 }
 
+/* A QUIET record is consumed once the thread is at it and has made its quiet operations. */
+static void settle_quiet(struct _ftmb_thread *t, int op_done)
+{
+    for (;;) {
+        if (!t->loud_valid || t->loud_idx < t->rpos)
+            find_carrier(t);
+        if (t->loud_idx != t->rpos || t->loud_idx == t->rlen || t->quiet != t->loud_need ||
+            _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) != _FTMB_REC_QUIET)
+            return;
+        t->rpos++;
+        t->quiet = 0;
+        t->loud_valid = 0;
+        if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
+            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+        if (op_done)
+            replay_op_done(t);
+    }
+}
+
 /* Replay, at a receive or an external read: 1 if the record made it quietly (it is counted), 0 if
- * it is the next loud record's operation. */
+ * it is the operation of the thread's next loud record. */
 int _ftmb_replay_quiet(struct _ftmb_thread *t)
 {
-    if (!t->loud_valid || t->loud_idx < t->rpos)
-        find_loud(t);
+    settle_quiet(t, 1);
     if (t->quiet < t->loud_need) {
         t->quiet++;
         if (_ftmb_rt.stop_at_end && (t->quiet & 1023) == 0) /* a long quiet stretch is progress too */
             atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed); /* Relaxed: rt.h */
+        settle_quiet(t, 1);
         return 1;
     }
     return 0;
 }
 
-/* Replay: take the loud record of this operation (and the QUIET record before it, if any). */
+/* Replay: take the loud record of this operation. */
 static const struct _ftmb_record *take_loud(struct _ftmb_thread *t, unsigned kind, uint32_t obj)
 {
-    const struct _ftmb_record *r = replay_peek(t);
-    if (r && _ftmb_rec_kind(r->head) == _FTMB_REC_QUIET && t->rpos + 1 == t->loud_idx) {
-        t->rpos++;
-        if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
-            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
-    }
-    r = replay_take(t, kind, obj, 0);
+    const struct _ftmb_record *r = replay_take(t, kind, obj, 0);
     t->loud_valid = 0;
     t->quiet = 0;
     return r;
