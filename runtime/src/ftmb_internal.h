@@ -43,7 +43,9 @@
  * record of their own. Each thread counts them, and its next loud record (an RX, or an external
  * read that logs) carries how many came since its previous loud record: in the record's field when
  * it fits (_FTMB_RX_QUIET_MAX, _FTMB_EXT_QUIET_MAX), else in a QUIET record published together with
- * it, right before it. Replay hands out exactly that many quiet results before the loud one.
+ * it, right before it. A QUIET record carries the count since the thread's previous carrier (a
+ * transmit after quiet receives that moved the clock writes one too). Replay hands out exactly
+ * that many quiet results before it passes the carrier.
  */
 struct _ftmb_record {
     uint64_t head;
@@ -58,7 +60,7 @@ enum _ftmb_rec_kind {
     _FTMB_REC_TRYLOCK_FAIL = 4, /* a try-acquire failed: replay fails it too */
     _FTMB_REC_ND = 5,           /* a nondeterministic value: obj field = enum _ftmb_nd_source */
     _FTMB_REC_RX = 6,           /* a receive consumed `site` input entries of queue `obj` */
-    _FTMB_REC_QUIET = 7,        /* `value` quiet operations precede the loud record that follows */
+    _FTMB_REC_QUIET = 7,        /* `value` quiet operations since the thread's previous quiet count */
 };
 
 #define _FTMB_RX_SEQ_BITS 40
