@@ -296,8 +296,10 @@ static void take_over(uint64_t e, pid_t master)
         _ftmb_ring_attach(&iq->ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
         iq->pending = 0;
         if (iq->owner) { /* ... and have it served again from the snapshot's position */
+            int eof = iq->eof; /* the rewind forgets it; a snapshot past the end keeps it (time goes on) */
             if (_ftmb_input_rewind(q, iq->next_seq) != 0)
                 snapshot_fail("the input logger died");
+            iq->eof = eof;
             iq->replay_synced = 1;
         }
     }
