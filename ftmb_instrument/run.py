@@ -504,8 +504,13 @@ def _pid_alive(pid: int) -> bool:
 def _die_with_the_run(sig: int = signal.SIGKILL) -> None:
     """In each child before exec: `sig` when the run dies (even by SIGKILL), so nothing it started
     is left behind (the loggers would wait for a master forever). The loggers get SIGTERM, which
-    they handle by removing their regions on the way out; the rest SIGKILL."""
+    they handle by removing their regions on the way out; the rest SIGKILL. And SIGINT and SIGTERM
+    at their defaults (below)."""
     ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    # The stop signals at their defaults: a run started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and the program would never see the stop signal the run sends it.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_DFL)
 
 
 def _logger_dies_with_the_run() -> None:

@@ -122,8 +122,9 @@ def test_an_unwritable_output_is_refused_at_the_start(trace, tmp_path, opt):
     assert not (tmp_path / "o.pcap").exists() and not (tmp_path / "l.log").exists()
 
 
-def start_paced(tmp_path, trace, out, rate=1000):
-    """A 3 s run (3000 packets at 1000/s on two queues) that has released some packets already."""
+def start_paced(tmp_path, trace, out, rate=300):
+    """A 10 s run (3000 packets at 300/s on two queues) that has released some packets already (long,
+    so that on a loaded machine the test's signal still comes before the input ends)."""
     proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(out), "--queues", "2", "--rate", str(rate),
                              "--", str(FWD), "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, env=env_for(tmp_path))

@@ -33,7 +33,7 @@ def built(tmp_path_factory):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "warning" not in proc.stderr, proc.stderr
-    assert sorted(p.name for p in build.iterdir()) == ["firewall", "ids", "lb", "nat"]
+    assert sorted(p.name for p in build.iterdir()) == ["firewall", "flowmon", "ids", "lb", "nat"]
     return build
 
 

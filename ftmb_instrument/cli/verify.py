@@ -34,7 +34,7 @@ def verify_command(
     input_pcap: Annotated[Path, typer.Option("--in", "-i", help="The run's input (pcap).", show_default=False)],
     released: Annotated[Path, typer.Option("--released", "-r", help="The run's released output (pcap).",
                                            show_default=False)],
-    queues: Annotated[Optional[int], typer.Option(help="Session input queues of the run (default: the "
+    queues: Annotated[Optional[int], typer.Option(min=1, help="Session input queues of the run (default: the "
                                                    "run's manifest, else 1).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Most master threads of the reference run, as for "
                                                    "run (default: as many as the runtime allows).")] = None,
