@@ -277,13 +277,17 @@ def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
         fn = p.functions[r.usr]
         for st in fn.loop_state:
             out.append(Finding("invisible_state", st.loc,
-                               f"local '{st.name}' of thread root {fn.name} is {st.reason}: a checkpoint of "
-                               f"globals and heap cannot see it; move it to a global or the heap"))
+                               f"local '{st.name}' of thread root {fn.name} is {st.reason}: a checkpoint (a fork "
+                               f"of the whole process) keeps it only with its thread's stack, restored where the "
+                               f"thread parked; a thread the runtime did not start is not restored, and its state "
+                               f"with it"))
     for a in p.allocs.values():
         if a.opaque:
             out.append(Finding("opaque_state", f"{a.file}:{a.line}:1",
                                f"{a.call}() in {a.function} creates state inside a library object "
-                               f"({a.assigned_to or 'unnamed'}): a checkpoint of globals and heap cannot see it"))
+                               f"({a.assigned_to or 'unnamed'}): a checkpoint (a fork of the whole process) keeps "
+                               f"it only while the library holds it in the process's private memory (DPDK's memory is "
+                               f"remapped private for that), not state in the kernel or a device"))
     for usr, loc in p.unresolved:
         out.append(Finding("unresolved_call", loc,
                            f"indirect call in {p.functions[usr].name} matches no address-taken function"))
