@@ -49,9 +49,11 @@ def _parse(job: TuJob) -> TuResult:
     return parse_translation_unit(job, _worker_sem)
 
 
-def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None) -> list[TuResult]:
+def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None,
+              sites: bool = False) -> list[TuResult]:
+    """Parse and walk every unit (with `sites`, also scan the rewriter's sites from the same parse)."""
     root = os.path.realpath(opts.project_root)
-    jobs = [TuJob(c.file, c.args, root, root) for c in commands]
+    jobs = [TuJob(c.file, c.args, root, root, sites) for c in commands]
     n = opts.jobs or os.cpu_count() or 1
     show = opts.progress and console is not None and len(jobs) >= PROGRESS_THRESHOLD
     results: list[TuResult] = []
