@@ -227,7 +227,7 @@ def load_plan(path: str) -> Plan:
             data = json.load(fh)
     except OSError as exc:
         raise RewriteError(f"{path}: cannot read plan: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RewriteError(f"{path}: not JSON: {exc}") from None
     return Plan.from_json(data, path)
 
