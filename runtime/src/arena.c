@@ -337,7 +337,12 @@ void free(void *p)
         __libc_free(p);
 }
 
-void *realloc(void *p, size_t size) { return ftmb_state_realloc(p, size); }
+/* Only an arena pointer stays in the arena: realloc(NULL, n) is the C library's malloc (a thread the
+ * runtime does not know must not be given a thread index by a reallocation). */
+void *realloc(void *p, size_t size)
+{
+    return ftmb_state_contains(p) ? ftmb_state_realloc(p, size) : __libc_realloc(p, size);
+}
 
 void *reallocarray(void *p, size_t nmemb, size_t size)
 {
@@ -345,7 +350,7 @@ void *reallocarray(void *p, size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return ftmb_state_realloc(p, nmemb * size);
+    return realloc(p, nmemb * size);
 }
 
 size_t malloc_usable_size(void *p)
