@@ -20,7 +20,9 @@ When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries 
 libftmb); they are built from the runtime's sources on first use (bundle.py says where).
 
 `-E` preprocesses the instrumented copy (the same rules as `-c`). C read from standard input
-(`-x c -`) is refused: it has no file the whole-program view could name. With `-MD`/`-MMD` the
+(`-x c -`, as build systems probe the compiler) is written to a file in the temporary directory
+and instrumented like any source; compiled without linking it must use no project symbol it does
+not define, but need not define main (a probe does not). With `-MD`/`-MMD` the
 dependency file names the user's sources and headers, not the overlay's copies (it is rewritten
 after the compile). Anything else (assembling, `-M`/`-MM` alone, `--version`, C++ files) is passed
 to the real compiler unchanged. An instrumentation error, a missing compiler, an unreadable plan
@@ -32,6 +34,7 @@ runs and remove its temporary directory (`/tmp/ftmb-cc.*`) before it dies of the
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,7 +158,7 @@ def _named(text: bytes, path: str) -> bytes:
     return text.replace(b"\n#line 1\n", f'\n#line 1 "{quoted}"\n'.encode(), 1)
 
 
-def check_whole_program(commands, root: str) -> None:
+def check_whole_program(commands, root: str, need_main: bool = True) -> None:
     """Units compiled without being linked (`-c`) and without a plan must be the whole program: they
     define `main` and every project function and variable they use (frontend/linkage.py tells project
     symbols from libraries'). Otherwise another unit shares their state, which the analysis of these
@@ -171,7 +174,7 @@ def check_whole_program(commands, root: str) -> None:
             if usr not in defined:
                 raise RewriteError(f"{_shown(where)}: uses {name}, which this unit does not define: it is part of a "
                                    f"larger program that ftmb-cc -c cannot see; {todo}")
-    if units and not any(u.defines_main for u in units):
+    if need_main and units and not any(u.defines_main for u in units):
         raise RewriteError(f"{_shown(units[0].file)}: defines no main: it is part of a larger program that ftmb-cc -c "
                            f"cannot see; {todo}")
 
@@ -181,11 +184,14 @@ def _shown(path: str) -> str:
     return path[len(cwd):] if path.startswith(cwd) else path
 
 
-def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, separate: bool = False) -> Instrumented:
+def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, separate: bool = False,
+                       stdin: bool = False) -> Instrumented:
     """Instrument `paths` together into an overlay under workdir. Raises FtmbError.
 
     `separate`: the command compiles without linking (`-c`); without a plan the units must then be
     the whole program (check_whole_program), unless $FTMB_CC_SINGLE_UNIT=1.
+    `stdin`: the source was read from standard input (a compiler probe): not one of a plan's units,
+    analyzed alone, and it need not define main.
 
     The sources and every project header the plan edits are written to overlay/<absolute path>,
     so a source's `#include "x.h"` finds the rewritten x.h next to it first, and the original
@@ -208,7 +214,7 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
                 todo.append(p)
     if not todo:
         return out
-    plan_path = os.environ.get("FTMB_PLAN")
+    plan_path = None if stdin else os.environ.get("FTMB_PLAN")
     if plan_path:
         plan = load_plan(plan_path)
         known = {os.path.realpath(plan.abspath(u)) for u in plan.units}
@@ -221,7 +227,7 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
         commands = from_files([Path(p) for p in todo], clang_args, build_dir=os.getcwd())
         root = os.environ.get("FTMB_PROJECT_ROOT") or default_project_root(commands)
         if separate and os.environ.get(SINGLE_UNIT) != "1":
-            check_whole_program(commands, root)
+            check_whole_program(commands, root, need_main=not stdin)
         _, plan = make_plan(commands, load_semantics(), root, jobs=1)
     errors = plan.errors
     if errors:
@@ -355,25 +361,54 @@ def _compile(cmd: list[str]) -> int:
         raise
 
 
+def _stdin_source(args: list[str], tmp: Path) -> tuple[list[str], bool]:
+    """`args` with a C source read from standard input (`-x c -`) saved to tmp/stdin/stdin.c and
+    named instead of `-`; and whether there was one."""
+    if not reads_c_from_stdin(args):
+        return args, False
+    path = tmp / "stdin" / "stdin.c"
+    path.parent.mkdir()
+    path.write_bytes(sys.stdin.buffer.read())
+    out = list(args)
+    lang = "none"
+    i = 0
+    while i < len(out):
+        a = out[i]
+        if a == "-x" and i + 1 < len(out):
+            lang = out[i + 1]
+            i += 2
+            continue
+        if a.startswith("-x") and len(a) > 2:
+            lang = a[2:]
+        elif a in VALUE_FLAGS:
+            i += 2
+            continue
+        elif a == "-" and lang == "c":
+            out[i] = str(path)
+        i += 1
+    # `#include "x.h"` in standard input is found from the current directory, as the compiler does
+    return ["-iquote", os.getcwd(), *out], True
+
+
 def _run(real_cc: str, args: list[str]) -> int:
-    if reads_c_from_stdin(args):
-        print("ftmb-cc: error: -: C read from standard input cannot be instrumented (no file for the whole-program "
-              "view to name); write it to a .c file", file=sys.stderr)
-        return 1
-    srcs = sources_of(args)
-    odd = [args[i] for i in srcs if not args[i].endswith(C_EXT)]
-    if odd:
-        print(f"ftmb-cc: error: {odd[0]}: C by -x c but not named .c, which the analysis would not parse as C; "
-              f"name it .c", file=sys.stderr)
-        return 1
-    link = is_link(args)
     with tempfile.TemporaryDirectory(prefix="ftmb-cc.") as tmp:
+        args, from_stdin = _stdin_source(args, Path(tmp))
+        srcs = sources_of(args)
+        odd = [args[i] for i in srcs if not args[i].endswith(C_EXT)]
+        if odd:
+            print(f"ftmb-cc: error: {odd[0]}: C by -x c but not named .c, which the analysis would not parse as C; "
+                  f"name it .c", file=sys.stderr)
+            return 1
+        link = is_link(args)
         try:
             inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp),
-                                      separate=not link) if srcs else None
+                                      separate=not link, stdin=from_stdin) if srcs else None
             rt = ensure_runtime(links_dpdk(args)) if link else None
         except FtmbError as exc:
-            print(f"ftmb-cc: error: {exc}", file=sys.stderr)
+            msg = str(exc)
+            if from_stdin:  # the saved copy is named as the compiler names standard input
+                msg = re.sub(r"\S*ftmb-cc\.[^/\s]+/stdin/stdin\.c", "<stdin>", msg)
+            print(f"ftmb-cc: error: {msg}", file=sys.stderr)
             return 1
         except OSError as exc:
             print(f"ftmb-cc: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
