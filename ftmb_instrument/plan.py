@@ -1039,7 +1039,11 @@ class Planner:
                 fail = "return 1;" if fn.returns == "int" else "__builtin_abort();"
                 self.add_site("init", f, fn.body_start, fn.body_start, "ftmb_init", (),
                               "pthread program: the runtime starts first thing in main",
-                              (Edit(fn.body_start, fn.body_start, f" if (ftmb_init() != 0) {fail}", OPEN),), "insert")
+                              # a declaration, not a statement: main's own declarations may follow it
+                              # (-Wdeclaration-after-statement -Werror builds, such as HAProxy's warnings)
+                              (Edit(fn.body_start, fn.body_start,
+                                    f" __attribute__((unused)) int _ftmb_init_ok = __extension__ ({{ "
+                                    f"if (ftmb_init() != 0) {fail} 1; }});", OPEN),), "insert")
                 return
 
     def thread_roots(self) -> list[PlanRoot]:
