@@ -19,15 +19,24 @@ applied instead of analyzing, which is what multi-file programs compiled one fil
 When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked,
 libftmb_pcap when -lpcap is, then libftmb); they are built from the runtime's sources on first use (bundle.py says where).
 
-Anything else (assembling, preprocessing only, `-E`, `-M`, `--version`, C++ files) is passed to
-the real compiler unchanged. An instrumentation error is printed as one line and the compile
-fails: ftmb-cc never silently compiles an uninstrumented source.
+`-E` preprocesses the instrumented copy (the same rules as `-c`). C read from standard input
+(`-x c -`, as build systems probe the compiler) is written to a file in the temporary directory
+and instrumented like any source; compiled without linking it must use no project symbol it does
+not define, but need not define main (a probe does not). With `-MD`/`-MMD` the
+dependency file names the user's sources and headers, not the overlay's copies (it is rewritten
+after the compile). Anything else (assembling, `-M`/`-MM` alone, `--version`, C++ files) is passed
+to the real compiler unchanged. An instrumentation error, a missing compiler, an unreadable plan
+or an unusable runtime build directory is printed as one line and the command fails: ftmb-cc
+never silently compiles an uninstrumented source. SIGINT, SIGTERM and SIGHUP stop the compiler it
+runs and remove its temporary directory (`/tmp/ftmb-cc.*`) before it dies of the same signal.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +50,8 @@ C_EXT = (".c",)
 VALUE_FLAGS = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-MF", "-MT",
                "-MQ", "-x", "-L", "-l", "-Xlinker", "-u", "-T", "-std", "--param", "-arch", "-target"}
 SINGLE_UNIT = "FTMB_CC_SINGLE_UNIT"  # =1: the units of a -c command are the whole program (no check)
-NO_COMPILE = {"-E", "-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
+NO_COMPILE = {"-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _is_compiler(word: str) -> bool:
@@ -57,23 +67,46 @@ def split_launcher(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def sources_of(args: list[str]) -> list[int]:
-    """Indexes of the C source arguments."""
+    """Indexes of the C source arguments: `.c` files, and any file after `-x c`."""
     out = []
     i = 0
-    lang_c = True
+    lang = "none"  # -x none: by the file's suffix
     while i < len(args):
         a = args[i]
         if a == "-x" and i + 1 < len(args):
-            lang_c = args[i + 1] == "c"
+            lang = args[i + 1]
             i += 2
             continue
-        if a in VALUE_FLAGS:
+        if a.startswith("-x") and len(a) > 2:
+            lang = a[2:]
+        elif a in VALUE_FLAGS:
             i += 2
             continue
-        if not a.startswith("-") and a.endswith(C_EXT) and lang_c and os.path.isfile(a):
+        elif not a.startswith("-") and os.path.isfile(a) and (lang == "c" or (lang == "none" and a.endswith(C_EXT))):
             out.append(i)
         i += 1
     return out
+
+
+def reads_c_from_stdin(args: list[str]) -> bool:
+    """`-x c -`: a C source read from standard input."""
+    lang = "none"
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-x" and i + 1 < len(args):
+            lang = args[i + 1]
+            i += 2
+            continue
+        if a.startswith("-x") and len(a) > 2:
+            lang = a[2:]
+        elif a in VALUE_FLAGS:
+            i += 2
+            continue
+        elif a == "-" and lang == "c":
+            return True
+        i += 1
+    return False
 
 
 def is_link(args: list[str]) -> bool:
@@ -129,7 +162,7 @@ def _named(text: bytes, path: str) -> bytes:
     return text.replace(b"\n#line 1\n", f'\n#line 1 "{quoted}"\n'.encode(), 1)
 
 
-def check_whole_program(commands, root: str) -> None:
+def check_whole_program(commands, root: str, need_main: bool = True) -> None:
     """Units compiled without being linked (`-c`) and without a plan must be the whole program: they
     define `main` and every project function and variable they use (frontend/linkage.py tells project
     symbols from libraries'). Otherwise another unit shares their state, which the analysis of these
@@ -145,7 +178,7 @@ def check_whole_program(commands, root: str) -> None:
             if usr not in defined:
                 raise RewriteError(f"{_shown(where)}: uses {name}, which this unit does not define: it is part of a "
                                    f"larger program that ftmb-cc -c cannot see; {todo}")
-    if units and not any(u.defines_main for u in units):
+    if need_main and units and not any(u.defines_main for u in units):
         raise RewriteError(f"{_shown(units[0].file)}: defines no main: it is part of a larger program that ftmb-cc -c "
                            f"cannot see; {todo}")
 
@@ -155,16 +188,20 @@ def _shown(path: str) -> str:
     return path[len(cwd):] if path.startswith(cwd) else path
 
 
-def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, separate: bool = False) -> Instrumented:
+def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, separate: bool = False,
+                       stdin: bool = False) -> Instrumented:
     """Instrument `paths` together into an overlay under workdir. Raises FtmbError.
 
     `separate`: the command compiles without linking (`-c`); without a plan the units must then be
     the whole program (check_whole_program), unless $FTMB_CC_SINGLE_UNIT=1.
+    `stdin`: the source was read from standard input (a compiler probe): not one of a plan's units,
+    analyzed alone, and it need not define main.
 
     The sources and every project header the plan edits are written to overlay/<absolute path>,
     so a source's `#include "x.h"` finds the rewritten x.h next to it first, and the original
     directories stay on the quote include path for everything that was not rewritten."""
     from .frontend import from_files
+    from .frontend.compdb import default_project_root
     from .plan import is_instrumented, load_plan
     from .rewrite import apply_plan
     from .rewrite.pipeline import make_plan
@@ -181,7 +218,7 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
                 todo.append(p)
     if not todo:
         return out
-    plan_path = os.environ.get("FTMB_PLAN")
+    plan_path = None if stdin else os.environ.get("FTMB_PLAN")
     if plan_path:
         plan = load_plan(plan_path)
         known = {os.path.realpath(plan.abspath(u)) for u in plan.units}
@@ -190,11 +227,11 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
             raise RewriteError(f"{unknown[0]}: not one of the translation units of the plan {plan_path}; "
                                f"make the plan again (ftmb-instrument instrument -p BUILD --plan {plan_path})")
     else:
-        commands = from_files([Path(p) for p in todo], clang_args)
-        root = os.environ.get("FTMB_PROJECT_ROOT") or os.path.commonpath(
-            [os.path.dirname(os.path.realpath(p)) for p in todo])
+        # the project is the build's: make's directory when the sources are under it (compdb.py)
+        commands = from_files([Path(p) for p in todo], clang_args, build_dir=os.getcwd())
+        root = os.environ.get("FTMB_PROJECT_ROOT") or default_project_root(commands)
         if separate and os.environ.get(SINGLE_UNIT) != "1":
-            check_whole_program(commands, root)
+            check_whole_program(commands, root, need_main=not stdin)
         _, plan = make_plan(commands, load_semantics(), root, jobs=1)
     errors = plan.errors
     if errors:
@@ -252,28 +289,162 @@ def build_command(real_cc: str, args: list[str], inst: Instrumented | None, rt: 
     if rt is not None:
         tail = ([str(rt["dpdk"])] if links_dpdk(args) else []) + ([str(rt["pcap"])] if links_pcap(args) else []) + \
             [str(rt["core"]), "-pthread"]
+        if any(a == "-x" or (a.startswith("-x") and len(a) > 2) for a in args):
+            tail = ["-x", "none", *tail]  # after `-x c` the archives would be compiled as C
         # the runtime libraries must come before the DPDK/system libraries they use
         first_lib = next((j for j, a in enumerate(new) if a.startswith("-l") or a.startswith("-Wl,")), len(new))
         new = new[:first_lib] + tail + new[first_lib:]
     return [real_cc, *extra, *new]
 
 
+def dependency_file(args: list[str], srcs: list[int]) -> str | None:
+    """The file `-MD`/`-MMD` make the compiler write: -MF's, else the output's with .d, else the
+    source's basename with .d (gcc's rule)."""
+    if not any(a in ("-MD", "-MMD") for a in args):
+        return None
+    for i, a in enumerate(args):
+        if a == "-MF" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("-MF") and len(a) > 3:
+            return a[3:]
+    for i, a in enumerate(args):
+        if a == "-o" and i + 1 < len(args):
+            return os.path.splitext(args[i + 1])[0] + ".d"
+    if len(srcs) == 1:
+        return os.path.splitext(os.path.basename(args[srcs[0]]))[0] + ".d"
+    return None
+
+
+def fix_dependency_file(path: str, inst: Instrumented) -> None:
+    """Name the originals instead of the overlay's copies (overlay/<absolute path> is <absolute path>)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    except OSError:
+        return  # the compiler wrote none (it failed): nothing to fix
+    fixed = text.replace(str(inst.overlay), "")
+    if fixed != text:
+        tmp = f"{path}.ftmb-tmp"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(fixed)
+        os.replace(tmp, path)
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_pending: list[int] = []  # a stop signal raised inside a libclang callback is swallowed there: kept here too
+
+
+def _raise_signalled(signum, _frame):
+    _pending.append(signum)
+    raise _Signalled(signum)
+
+
+def _check_signals() -> None:
+    if _pending:
+        raise _Signalled(_pending[0])
+
+
+def _compile(cmd: list[str]) -> int:
+    """Run the real compiler; a stop signal that reaches ftmb-cc meanwhile stops it too."""
+    child = subprocess.Popen(cmd)
+    try:
+        rc = child.wait()
+        _check_signals()
+        return rc
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+
+
+def _stdin_source(args: list[str], tmp: Path) -> tuple[list[str], bool]:
+    """`args` with a C source read from standard input (`-x c -`) saved to tmp/stdin/stdin.c and
+    named instead of `-`; and whether there was one."""
+    if not reads_c_from_stdin(args):
+        return args, False
+    path = tmp / "stdin" / "stdin.c"
+    path.parent.mkdir()
+    path.write_bytes(sys.stdin.buffer.read())
+    out = list(args)
+    lang = "none"
+    i = 0
+    while i < len(out):
+        a = out[i]
+        if a == "-x" and i + 1 < len(out):
+            lang = out[i + 1]
+            i += 2
+            continue
+        if a.startswith("-x") and len(a) > 2:
+            lang = a[2:]
+        elif a in VALUE_FLAGS:
+            i += 2
+            continue
+        elif a == "-" and lang == "c":
+            out[i] = str(path)
+        i += 1
+    # `#include "x.h"` in standard input is found from the current directory, as the compiler does
+    return ["-iquote", os.getcwd(), *out], True
+
+
+def _run(real_cc: str, args: list[str]) -> int:
+    with tempfile.TemporaryDirectory(prefix="ftmb-cc.") as tmp:
+        args, from_stdin = _stdin_source(args, Path(tmp))
+        srcs = sources_of(args)
+        odd = [args[i] for i in srcs if not args[i].endswith(C_EXT)]
+        if odd:
+            print(f"ftmb-cc: error: {odd[0]}: C by -x c but not named .c, which the analysis would not parse as C; "
+                  f"name it .c", file=sys.stderr)
+            return 1
+        link = is_link(args)
+        try:
+            inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp),
+                                      separate=not link, stdin=from_stdin) if srcs else None
+            rt = ensure_runtime(links_dpdk(args), pcap=links_pcap(args)) if link else None
+        except FtmbError as exc:
+            msg = str(exc)
+            if from_stdin:  # the saved copy is named as the compiler names standard input
+                msg = re.sub(r"\S*ftmb-cc\.[^/\s]+/stdin/stdin\.c", "<stdin>", msg)
+            print(f"ftmb-cc: error: {msg}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"ftmb-cc: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+        _check_signals()
+        rc = _compile(build_command(real_cc, args, inst, rt, srcs))
+        dep = dependency_file(args, srcs)
+        if inst is not None and dep is not None:
+            fix_dependency_file(dep, inst)
+        return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     real_cc, args = split_launcher(argv)
+    if shutil.which(real_cc) is None:
+        how = "FTMB_REAL_CC" if os.environ.get("FTMB_REAL_CC") == real_cc else "the compiler"
+        print(f"ftmb-cc: error: {how} {real_cc}: no such compiler", file=sys.stderr)
+        return 1
     if not args or any(a in NO_COMPILE for a in args):
         return subprocess.call([real_cc, *args])
-    srcs = sources_of(args)
-    link = is_link(args)
-    with tempfile.TemporaryDirectory(prefix="ftmb-cc.") as tmp:
-        try:
-            inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp),
-                                      separate=not link) if srcs else None
-            rt = ensure_runtime(links_dpdk(args), pcap=links_pcap(args)) if link else None
-        except FtmbError as exc:
-            print(f"ftmb-cc: error: {exc}", file=sys.stderr)
-            return 1
-        return subprocess.call(build_command(real_cc, args, inst, rt, srcs))
+    old = {s: signal.signal(s, _raise_signalled) for s in STOP_SIGNALS}
+    try:
+        return _run(real_cc, args)
+    except _Signalled as exc:  # the temporary directory is gone by now: die of the same signal
+        for s, h in old.items():
+            signal.signal(s, h)
+        signal.signal(exc.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), exc.signum)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

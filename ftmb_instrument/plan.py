@@ -227,7 +227,7 @@ def load_plan(path: str) -> Plan:
             data = json.load(fh)
     except OSError as exc:
         raise RewriteError(f"{path}: cannot read plan: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RewriteError(f"{path}: not JSON: {exc}") from None
     return Plan.from_json(data, path)
 
@@ -260,7 +260,10 @@ C11_IMPLICIT = {
     "atomic_compare_exchange_weak": ("atomic_compare_exchange_weak_explicit",
                                      ", 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST"),
 }
-FREE_LIKE = {"free": ("ftmb_state_free", "free"), "rte_free": ("ftmb_rte_free", "rte_free")}
+# DPDK calls that free or move memory that may be the arena's: renamed to their entry, which passes
+# pointers outside the arena to DPDK. free() and realloc() are not rewritten: the runtime interposes
+# them at link time (runtime/src/arena.c).
+ROUTED_FREES = ("rte_free", "rte_realloc", "rte_realloc_socket")
 ALLOC_KIND = "alloc"
 
 # Types (as the analysis spells a variable's type, qualifiers aside) whose value one load of 1, 2,
@@ -849,26 +852,29 @@ class Planner:
                 moved += 1
                 continue
             entries = TABLE["wraps"].get(c.callee)
-            if not entries or TABLE["entries"][entries[0]]["kind"] != ALLOC_KIND or c.callee in ("free", "rte_free", "realloc"):
+            if not entries or TABLE["entries"][entries[0]]["kind"] != ALLOC_KIND or c.callee in ROUTED_FREES:
                 continue
             if not c.spliceable or c.macro:
                 self.problem(f, c.loc, f"allocation {c.callee}() of {v.name} is inside a macro expansion; "
                                        f"cannot move it to the state arena")
                 continue
             entry = entries[0]
+            n = len(TABLE["entries"][entry]["params"])
+            if len(c.args) != n:
+                self.problem(f, c.loc, f"{c.callee}() of {v.name} has {len(c.args)} arguments, {entry} takes {n}; "
+                                       f"cannot move it to the state arena")
+                continue
             self.handled_calls.add((f.path, c.start))
             edits = [Edit(c.start, c.name_end, entry)]
-            n = len(TABLE["entries"][entry]["params"])
-            if len(c.args) > n:  # rte_malloc_socket(type, size, align, socket): the socket goes
-                edits.append(Edit(c.args[n - 1][1], c.args[-1][1], ""))
             self.add_site("alloc", f, c.start, c.rparen + 1, entry, (),
                           f"{v.name} is {v.cls} program state: allocated from the checkpointable arena", edits, "call")
             moved += 1
         if not moved:
             what = ", ".join(sorted(set(callees))) or "no call on its line"
             self.skipped.append(Skipped(v.name, v.decl, f"heap object created by {what}: no ftmb_ arena entry "
-                                                        f"replaces it, so it stays where it is (a checkpoint of the "
-                                                        f"arena does not see it)"))
+                                                        f"replaces it, so it stays where it is, outside the arena "
+                                                        f"(a checkpoint, a fork of the whole process, still keeps "
+                                                        f"it; its address is not the arena's per-thread one)"))
 
     # -- locks and library calls --
     def lock_and_library_calls(self, variables, lock_vars) -> None:
@@ -939,39 +945,23 @@ class Planner:
                                 f"; if (_ftmb_r{sid} >= 0 && ftmb_init() != 0) _ftmb_r{sid} = -1; _ftmb_r{sid}; }})",
                                 closing(c.rparen + 1 - c.start))), "call")
             return
-        if name in FREE_LIKE or name == "realloc":
+        if name in ROUTED_FREES and entries:
+            entry = entries[0]
+            why = ("memory may come from the state arena: the entry frees or moves arena pointers there and passes "
+                   "others to DPDK")
             if not c.spliceable or c.macro:
-                if name == "free" and self.rename_in_definition(
-                        f, c, "ftmb_state_free", "free", "memory may come from the state arena (ftmb_state_free "
-                        "passes other pointers to free())"):
+                if self.rename_in_definition(f, c, entry, "free", why):
                     return
                 self.problem(f, c.loc, f"{name}() inside macro {c.macro or '?'}'s expansion: cannot route arena "
                                        f"pointers to the arena")
                 return
+            n = len(TABLE["entries"][entry]["params"])
+            if len(c.args) != n:
+                self.problem(f, c.loc, f"{name}() has {len(c.args)} arguments, {entry} takes {n}")
+                return
             self.handled_calls.add((f.path, c.start))
-            sid = self.site_id()
-            if name == "realloc":
-                if len(c.args) != 2:
-                    return
-                p, n = f.text(*c.args[0]), f.text(*c.args[1])
-                text = (f"__extension__ ({{ void *_ftmb_p{sid} = ({p}); ftmb_state_contains(_ftmb_p{sid}) ? "
-                        f"ftmb_state_realloc(_ftmb_p{sid}, ({n})) : realloc(_ftmb_p{sid}, ({n})); }})")
-                if self.has_nested_call(f, c):
-                    self.problem(f, c.loc, "realloc() whose arguments contain calls the rewriter edits")
-                    return
-                self.add_site("free", f, c.start, c.rparen + 1, "ftmb_state_realloc", (),
-                              "memory may come from the state arena: arena pointers are reallocated there",
-                              (Edit(c.start, c.rparen + 1, text),), "call")
-                return
-            entry, orig = FREE_LIKE[name]
-            if len(c.args) != 1:
-                return
-            self.add_site("free", f, c.start, c.rparen + 1, entry, (),
-                          "memory may come from the state arena: arena pointers are freed there",
-                          (Edit(c.start, c.args[0][0], f"__extension__ ({{ void *_ftmb_p{sid} = ("),
-                           Edit(c.args[0][1], c.rparen + 1,
-                                f"); if (ftmb_state_contains(_ftmb_p{sid})) {entry}(_ftmb_p{sid}); "
-                                f"else {orig}(_ftmb_p{sid}); }})")), "call")
+            self.add_site("free", f, c.start, c.rparen + 1, entry, (), why, (Edit(c.start, c.name_end, entry),),
+                          "call")
             return
         if not entries:
             nondet = self.sem.role(name, "nondeterminism")
@@ -1056,7 +1046,11 @@ class Planner:
                 fail = "return 1;" if fn.returns == "int" else "__builtin_abort();"
                 self.add_site("init", f, fn.body_start, fn.body_start, "ftmb_init", (),
                               "pthread program: the runtime starts first thing in main",
-                              (Edit(fn.body_start, fn.body_start, f" if (ftmb_init() != 0) {fail}", OPEN),), "insert")
+                              # a declaration, not a statement: main's own declarations may follow it
+                              # (-Wdeclaration-after-statement -Werror builds, such as HAProxy's warnings)
+                              (Edit(fn.body_start, fn.body_start,
+                                    f" __attribute__((unused)) int _ftmb_init_ok = __extension__ ({{ "
+                                    f"if (ftmb_init() != 0) {fail} 1; }});", OPEN),), "insert")
                 return
 
     def thread_roots(self) -> list[PlanRoot]:

@@ -1,6 +1,7 @@
 """`ftmb-cc` as a real compiler: single files, separate compile and link, several sources in one
 command, a precomputed whole-program plan (FTMB_PLAN), launcher mode, pass-through of what is
-not a compile, and a failing instrumentation that produces no object."""
+not a compile, and a failing instrumentation that produces no object (bad input:
+test_bad_input_cc.py)."""
 
 from __future__ import annotations
 
@@ -149,10 +150,15 @@ def test_precomputed_plan_gives_each_unit_the_whole_program_view(src, env):
     assert run.returncode == 0 and run.stdout.startswith("counter=")
 
 
-def test_preprocessing_only_is_passed_through(src, env):
+def test_preprocessing_only_preprocesses_the_instrumented_copy(src, env):
+    # a.c alone is one unit of a larger program: -E refuses it as -c does, never passing it on plainly
     res = cc(["-E", "a.c"], src, env)
-    assert res.returncode == 0
-    assert "ftmb" not in res.stdout and "counter" in res.stdout
+    assert res.returncode == 1 and "uses run_workers" in res.stderr and res.stdout == ""
+    res = cc(["-E", "a.c"], src, {**env, "FTMB_CC_SINGLE_UNIT": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "if (ftmb_init() != 0) return 1;" in res.stdout and "counter" in res.stdout
+    res = cc(["-M", "a.c"], src, env)  # dependencies only: the original's, passed through
+    assert res.returncode == 0 and "a.c" in res.stdout
 
 
 def test_a_site_that_cannot_be_instrumented_fails_the_compile(src, env):

@@ -148,7 +148,8 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
     path, plan = plan_for(tmp_path, FEATURES)
     assert plan.errors == []
     kinds = {s.kind for s in plan.sites}
-    assert kinds == {"ordered", "atomic", "lock", "nondet", "spawn", "alloc", "free", "init", "include"}
+    # free() and realloc() are not rewritten (the runtime interposes them); rte_free is (test_rewrite_alloc.py)
+    assert kinds == {"ordered", "atomic", "lock", "nondet", "spawn", "alloc", "init", "include"}
     [rw] = apply_plan(plan)
     text = rw.text.decode()
     assert text.startswith(MARKER_PREFIX) and "#include <ftmb/ftmb.h>\n#line 1\n" in text
@@ -186,7 +187,7 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
     assert "ftmb_time(NULL)" in line_of("time(NULL)")
     assert "ftmb_state_calloc(8" in line_of("shared_buf = calloc")
     assert "malloc(4" in line_of("scratch = malloc")  # thread-private memory stays where it was
-    assert "ftmb_state_contains" in line_of("realloc(scratch")
+    assert line_of("realloc(scratch") == orig[orig.index("\tscratch = realloc(scratch, 16 * sizeof *scratch);")]
     assert "ftmb_pthread_create(&t[i]" in line_of("pthread_create")
     assert "if (ftmb_init() != 0) return 1;" in line_of("int main(void)") + lines[orig.index("int main(void)") + 1]
     # every shared_rw object has one strategy; the lock protects locked_sum and shared_buf

@@ -360,22 +360,50 @@ def _spawn_entries():
 
 
 def _alloc_entries():
+    """Each allocation entry takes the wrapped call's arguments in order, every one of them kept
+    (tests/test_rewrite_alloc.py checks each family). free(), realloc(), reallocarray() and
+    malloc_usable_size() are not rewritten: the runtime interposes them at link time and sends arena
+    pointers to the arena, others to the C library (runtime/src/arena.c)."""
+    T, S, U = ("const char *", "type"), ("ftmb_size_t", "size"), ("unsigned", "align")
+    SOCK = ("int", "socket")
     return [
-        _e("ftmb_state_alloc", "void *", [("ftmb_size_t", "size")], "alloc", "malloc from the arena.",
-           wraps=("malloc",)),
-        _e("ftmb_state_calloc", "void *", [("ftmb_size_t", "nmemb"), ("ftmb_size_t", "size")], "alloc",
+        _e("ftmb_state_alloc", "void *", [S], "alloc", "malloc from the arena.", wraps=("malloc",)),
+        _e("ftmb_state_calloc", "void *", [("ftmb_size_t", "nmemb"), S], "alloc",
            "calloc from the arena.", wraps=("calloc",)),
-        _e("ftmb_state_realloc", "void *", [("void *", "ptr"), ("ftmb_size_t", "size")], "alloc",
-           "realloc within the arena.", wraps=("realloc",)),
-        _e("ftmb_state_aligned_alloc", "void *", [("ftmb_size_t", "alignment"), ("ftmb_size_t", "size")],
-           "alloc", "aligned_alloc from the arena.", wraps=("aligned_alloc",)),
-        _e("ftmb_state_free", "void", [("void *", "ptr")], "alloc", "free into the arena.", wraps=("free",)),
-        _e("ftmb_rte_malloc", "void *", [("const char *", "type"), ("ftmb_size_t", "size"), ("unsigned", "align")],
-           "alloc", "rte_malloc from the arena.", wraps=("rte_malloc", "rte_malloc_socket")),
-        _e("ftmb_rte_zmalloc", "void *",
-           [("const char *", "type"), ("ftmb_size_t", "size"), ("unsigned", "align")], "alloc",
-           "rte_zmalloc from the arena.", wraps=("rte_zmalloc", "rte_zmalloc_socket")),
-        _e("ftmb_rte_free", "void", [("void *", "ptr")], "alloc", "rte_free into the arena.", wraps=("rte_free",)),
+        _e("ftmb_state_realloc", "void *", [("void *", "ptr"), S], "alloc",
+           "realloc: within the arena for an arena pointer, else the C library's (what the interposed realloc "
+           "does)."),
+        _e("ftmb_state_aligned_alloc", "void *", [("ftmb_size_t", "alignment"), S],
+           "alloc", "aligned_alloc / memalign from the arena.", wraps=("aligned_alloc", "memalign")),
+        _e("ftmb_state_valloc", "void *", [S], "alloc", "valloc from the arena (page-aligned).", wraps=("valloc",)),
+        _e("ftmb_state_pvalloc", "void *", [S], "alloc",
+           "pvalloc from the arena (page-aligned, size rounded up to pages).", wraps=("pvalloc",)),
+        _e("ftmb_state_strdup", "char *", [("const char *", "s")], "alloc", "strdup into the arena.",
+           wraps=("strdup",)),
+        _e("ftmb_state_strndup", "char *", [("const char *", "s"), ("ftmb_size_t", "n")], "alloc",
+           "strndup into the arena.", wraps=("strndup",)),
+        _e("ftmb_state_free", "void", [("void *", "ptr")], "alloc",
+           "free: into the arena for an arena pointer, else the C library's (what the interposed free does)."),
+        _e("ftmb_rte_malloc", "void *", [T, S, U], "alloc", "rte_malloc from the arena.", wraps=("rte_malloc",)),
+        _e("ftmb_rte_malloc_socket", "void *", [T, S, U, SOCK], "alloc",
+           "rte_malloc_socket from the arena: NULL where DPDK would not serve the socket, else whole pages bound "
+           "to its NUMA node.", wraps=("rte_malloc_socket",)),
+        _e("ftmb_rte_zmalloc", "void *", [T, S, U], "alloc", "rte_zmalloc from the arena.", wraps=("rte_zmalloc",)),
+        _e("ftmb_rte_zmalloc_socket", "void *", [T, S, U, SOCK], "alloc",
+           "rte_zmalloc_socket from the arena (the socket as for ftmb_rte_malloc_socket).",
+           wraps=("rte_zmalloc_socket",)),
+        _e("ftmb_rte_calloc", "void *", [T, ("ftmb_size_t", "num"), S, U], "alloc",
+           "rte_calloc from the arena.", wraps=("rte_calloc",)),
+        _e("ftmb_rte_calloc_socket", "void *", [T, ("ftmb_size_t", "num"), S, U, SOCK], "alloc",
+           "rte_calloc_socket from the arena (the socket as for ftmb_rte_malloc_socket).",
+           wraps=("rte_calloc_socket",)),
+        _e("ftmb_rte_realloc", "void *", [("void *", "ptr"), S, U], "alloc",
+           "rte_realloc of an arena pointer (the rewriter passes others to rte_realloc).", wraps=("rte_realloc",)),
+        _e("ftmb_rte_realloc_socket", "void *", [("void *", "ptr"), S, U, SOCK], "alloc",
+           "rte_realloc_socket of an arena pointer (others go to rte_realloc_socket).",
+           wraps=("rte_realloc_socket",)),
+        _e("ftmb_rte_free", "void", [("void *", "ptr")], "alloc",
+           "rte_free of an arena pointer (the rewriter passes others to rte_free).", wraps=("rte_free",)),
         _e("ftmb_state_contains", "int", [("const void *", "ptr")], "alloc",
            "1 if ptr lies in the arena (the part a checkpoint captures)."),
     ]

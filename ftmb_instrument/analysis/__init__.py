@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +54,11 @@ def _parse(job: TuJob) -> TuResult:
     return parse_translation_unit(job, _worker_sem)
 
 
-def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None) -> list[TuResult]:
+def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None,
+              sites: bool = False) -> list[TuResult]:
+    """Parse and walk every unit (with `sites`, also scan the rewriter's sites from the same parse)."""
     root = os.path.realpath(opts.project_root)
-    jobs = [TuJob(c.file, c.args, root, root) for c in commands]
+    jobs = [TuJob(c.file, c.args, root, root, sites) for c in commands]
     n = opts.jobs or os.cpu_count() or 1
     show = opts.progress and console is not None and len(jobs) >= PROGRESS_THRESHOLD
     results: list[TuResult] = []
@@ -90,7 +94,39 @@ def analyze(commands: list[CompileCommand], sem: Semantics, opts: Options, conso
     return build_report(results, sem, opts)
 
 
+# Points-to resolution and the walks over the merged program recurse along the program's pointer
+# chains: thousands of calls deep on HAProxy once its own headers are project code. They run in a
+# thread with a large stack (reserved, committed on touch) under a raised recursion limit.
+DEEP_STACK = 1 << 30
+DEEP_RECURSION = 200_000
+
+
 def build_report(results: list[TuResult], sem: Semantics, opts: Options) -> Report:
+    """The Report of parsed units (run with a deep stack: see DEEP_STACK)."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(_build_report(results, sem, opts))
+        except BaseException as exc:  # re-raised in the caller's thread
+            out.append(exc)
+
+    old_stack = threading.stack_size(DEEP_STACK)
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, DEEP_RECURSION))
+    try:
+        t = threading.Thread(target=run, name="ftmb-analysis", daemon=True)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old_stack)
+        sys.setrecursionlimit(old_limit)
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+def _build_report(results: list[TuResult], sem: Semantics, opts: Options) -> Report:
     facts = [r.facts for r in results if r.facts is not None]
     program = Program.merge(facts, sem)
     program.root = os.path.realpath(opts.project_root)
@@ -291,15 +327,19 @@ def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
         fn = p.functions[r.usr]
         for st in fn.loop_state:
             out.append(Finding("invisible_state", st.loc,
-                               f"local '{st.name}' of thread root {fn.name} is {st.reason}: a checkpoint of "
-                               f"globals and heap cannot see it; move it to a global or the heap"))
+                               f"local '{st.name}' of thread root {fn.name} is {st.reason}: a checkpoint (a fork "
+                               f"of the whole process) keeps it only with its thread's stack, restored where the "
+                               f"thread parked; a thread the runtime did not start is not restored, and its state "
+                               f"with it"))
     for a in p.allocs.values():
         if a.opaque:
             what = (f"{a.call}() in {a.function} uses state inside a library object ({a.assigned_to}, what "
                     f"the model names for its integer handles)" if a.key.startswith("library:") else
                     f"{a.call}() in {a.function} creates state inside a library object ({a.assigned_to or 'unnamed'})")
             out.append(Finding("opaque_state", f"{a.file}:{a.line}:1",
-                               f"{what}: a checkpoint of globals and heap cannot see it"))
+                               f"{what}: a checkpoint (a fork of the whole process) keeps it only while the "
+                               f"library holds it in the process's private memory (DPDK's memory is remapped "
+                               f"private for that), not state in the kernel or a device"))
     for usr, loc in p.unresolved:
         out.append(Finding("unresolved_call", loc,
                            f"indirect call in {p.functions[usr].name} matches no address-taken function"))

@@ -11,6 +11,7 @@ import typer
 from ..analysis import Options, analyze
 from ..errors import InputError
 from ..frontend import from_files, load_database
+from ..frontend.compdb import default_project_root
 from ..report import FORMATS, write
 from ..semantics import load_semantics
 from . import app, stderr
@@ -37,7 +38,7 @@ def analyze_cmd(
     entry: Annotated[list[str] | None, typer.Option("--entry", help="Also treat FUNC as a thread root; repeatable.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel parses (default: number of cores).")] = 0,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Exit 0 even when translation units fail to parse.")] = False,
-    project_root: Annotated[Path | None, typer.Option("--project-root", help="Only code under this directory is analyzed (default: common directory of the inputs).")] = None,
+    project_root: Annotated[Path | None, typer.Option("--project-root", help="Only code under this directory is analyzed (default: common directory of the inputs, widened to a database's build directory when they are under it).")] = None,
 ) -> None:
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -59,7 +60,7 @@ def analyze_cmd(
         commands = from_files(files, extra)
     if not commands:
         raise InputError(f"{build}: the compilation database lists no C files")
-    root = project_root or Path(os.path.commonpath([os.path.dirname(c.file) for c in commands]))
+    root = project_root or Path(default_project_root(commands))
     if not root.is_dir():
         raise InputError(f"--project-root {root}: no such directory")
     sem = load_semantics(model or [])

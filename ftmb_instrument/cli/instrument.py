@@ -13,6 +13,7 @@ import typer
 
 from ..errors import InputError, RewriteError
 from ..frontend import from_files, load_database
+from ..frontend.compdb import default_project_root
 from ..plan import PlanOptions
 from ..report.output import write_atomic
 from ..rewrite import Rewritten, apply_plan
@@ -163,14 +164,14 @@ def instrument_cmd(
     model: Annotated[list[Path] | None, typer.Option("--model", help="Extra library-semantics model file (TOML); repeatable.")] = None,
     entry: Annotated[list[str] | None, typer.Option("--entry", help="Also treat FUNC as a thread root; repeatable.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel parses (default: number of cores).")] = 0,
-    project_root: Annotated[Path | None, typer.Option("--project-root", help="Only code under this directory is rewritten (default: common directory of the inputs).")] = None,
+    project_root: Annotated[Path | None, typer.Option("--project-root", help="Only code under this directory is rewritten (default: common directory of the inputs, widened to a database's build directory when they are under it).")] = None,
     unordered_commutative: Annotated[bool, typer.Option("--unordered-commutative", help="Reduction, not provably safe: do not order objects only updated by +=, -=, ++, -- (listed in the plan).")] = False,
 ) -> None:
     if sum(bool(x) for x in (outdir is not None, in_place, diff)) > 1:
         raise InputError("choose one of --diff, -o OUTDIR, --in-place")
     extra = list((ctx.obj or {}).get("clang_args", ()))
     commands = commands_from(list(files or []), build, extra)
-    root = project_root or Path(os.path.commonpath([os.path.dirname(c.file) for c in commands]))
+    root = project_root or Path(default_project_root(commands))
     if not root.is_dir():
         raise InputError(f"--project-root {root}: no such directory")
     sem = load_semantics(model or [])

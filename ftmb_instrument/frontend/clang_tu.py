@@ -115,12 +115,14 @@ class TuJob:
     args: tuple[str, ...]  # sanitized clang arguments
     project_root: str  # absolute
     display_root: str  # paths in the report are relative to this when under it
+    sites: bool = False  # also scan the rewriter's sites (frontend/sites.py) from the same parse
 
 
 @dataclass
 class TuResult:
     unit: TranslationUnit
     facts: TuFacts | None
+    sites: object = None  # sites.TuSites when the job asked for them and the unit parsed
 
 
 def parse_translation_unit(job: TuJob, sem: Semantics) -> TuResult:
@@ -137,7 +139,10 @@ def parse_translation_unit(job: TuJob, sem: Semantics) -> TuResult:
 def _parse_and_walk(index: ci.Index, job: TuJob, sem: Semantics) -> TuResult:
     display = _Display(job.display_root)
     try:
-        tu = index.parse(job.file, args=list(job.args))
+        # the rewriter's scan needs the macro expansions; the analysis walks only declarations, so
+        # one parse with them serves both (parsing is most of the time on large projects)
+        tu = index.parse(job.file, args=list(job.args),
+                         options=ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD if job.sites else 0)
     except ci.TranslationUnitLoadError:
         diag = Diagnostic(f"{display(job.file)}:1:1", "fatal", "libclang could not parse this file")
         return TuResult(TranslationUnit(display(job.file), "failed", (diag,)), None)
@@ -170,7 +175,12 @@ def _parse_and_walk(index: ci.Index, job: TuJob, sem: Semantics) -> TuResult:
         why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the analysis walk (please report it)"
         diags.append(Diagnostic(f"{name}:1:1", "fatal", why))
         return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
-    return TuResult(TranslationUnit(name, "ok", tuple(diags), len(facts.functions)), facts)
+    sites = None
+    if job.sites:
+        from .sites import scan_parsed
+
+        sites = scan_parsed(tu, job.file, job.project_root)  # reuses the walk's children cache
+    return TuResult(TranslationUnit(name, "ok", tuple(diags), len(facts.functions)), facts, sites)
 
 
 def _under(path: str, root: str) -> bool:

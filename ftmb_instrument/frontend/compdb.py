@@ -48,6 +48,46 @@ ALWAYS = ("-Wno-unknown-warning-option", "-Wno-ignored-optimization-argument", "
 class CompileCommand:
     file: str  # absolute path of the translation unit
     args: tuple[str, ...]  # sanitized arguments for libclang
+    directory: str = ""  # where the build ran the command (a database's entry, ftmb-cc's cwd); "" if unknown
+
+
+INSTALLED = ("/usr/", "/opt/")  # headers installed there are libraries' unless under the project root
+
+
+def default_project_root(commands: list[CompileCommand]) -> str:
+    """The project a build compiles, when no --project-root says: the common directory of the
+    translation units, widened to the directory each command ran in when its file is under it (make
+    runs at the top: `src/x.c` with `-Iinclude` makes the top the project, so `include/`'s macros
+    are the project's), then to the include directories beside it (`-I../include` of a make run in
+    `src/`), never to installed ones (/usr, /opt)."""
+    root = os.path.commonpath([os.path.dirname(c.file) for c in commands])
+    for c in commands:
+        d = os.path.realpath(c.directory) if c.directory else ""
+        if d and d != "/" and _under(c.file, d):
+            root = os.path.commonpath([root, d])
+    parent = os.path.dirname(root)
+    for c in commands:
+        for inc in include_dirs(c.args):
+            if parent != "/" and _under(inc, parent) and not _under(inc, root) and not inc.startswith(INSTALLED):
+                root = parent
+    return root
+
+
+def include_dirs(args) -> list[str]:
+    """The -I and -iquote directories of sanitized arguments (absolute there)."""
+    out = []
+    for i, a in enumerate(args):
+        if a in ("-I", "-iquote") and i + 1 < len(args):
+            out.append(os.path.realpath(args[i + 1]))
+        elif a.startswith("-I") and len(a) > 2:
+            out.append(os.path.realpath(a[2:]))
+        elif a.startswith("-iquote") and len(a) > 7:
+            out.append(os.path.realpath(a[7:]))
+    return out
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def sanitize(argv: list[str], directory: str, input_file: str) -> tuple[str, ...]:
@@ -133,12 +173,13 @@ def load_database(path: Path) -> list[CompileCommand]:
         file = os.path.realpath(os.path.join(directory, e["file"]))
         if not file.endswith(".c"):
             continue
-        commands.append(CompileCommand(file, sanitize(argv, directory, e["file"])))
+        commands.append(CompileCommand(file, sanitize(argv, directory, str(e["file"])), directory))
     return commands
 
 
-def from_files(files: list[Path], extra_args: list[str]) -> list[CompileCommand]:
-    """Files named on the command line, all compiled with `extra_args`."""
+def from_files(files: list[Path], extra_args: list[str], build_dir: str = "") -> list[CompileCommand]:
+    """Files named on the command line, all compiled with `extra_args` (`build_dir`: the directory a
+    build runs the command in, ftmb-cc's; files on the command line of the CLI have none)."""
     out = []
     cwd = os.getcwd()
     for f in files:
@@ -152,5 +193,5 @@ def from_files(files: list[Path], extra_args: list[str]) -> list[CompileCommand]
             raise InputError(f"{f}: is a directory; give C files, or -p BUILD_DIR for a compilation database")
         if not stat.S_ISREG(st.st_mode):
             raise InputError(f"{f}: not a regular file; give C files")
-        out.append(CompileCommand(os.path.realpath(f), sanitize(["cc", *extra_args], cwd, str(f))))
+        out.append(CompileCommand(os.path.realpath(f), sanitize(["cc", *extra_args], cwd, str(f)), build_dir))
     return out

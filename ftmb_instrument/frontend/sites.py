@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from clang import cindex as ci
 
-from .clang_tu import UO_ADDR_OF, WalkError, _setup_lib, _strip, _under, children, spelling_location, unary_kind
+from .clang_tu import (UO_ADDR_OF, WalkError, _child_cache, _children, _setup_lib, _strip, _under, spelling_location,
+                       unary_kind)
 
 CK = ci.CursorKind
 TK = ci.TypeKind
@@ -238,6 +239,17 @@ def scan_sites(file: str, args: tuple[str, ...], project_root: str) -> TuSites:
         if d.severity >= ci.Diagnostic.Error:
             f = d.location.file
             return TuSites(file, False, f"{f.name if f else file}:{d.location.line}:{d.location.column}: {d.spelling}")
+    _child_cache.clear()
+    try:
+        return scan_parsed(tu, file, project_root)
+    finally:
+        _child_cache.clear()
+
+
+def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites:
+    """The sites of a translation unit parsed without errors, with PARSE_DETAILED_PROCESSING_RECORD.
+    Children come from clang_tu's cache (the analysis walk of the same parse has filled it; the
+    caller clears it with each translation unit)."""
     scanner = _Scanner(tu, os.path.realpath(project_root))
     try:
         scanner.run()
@@ -245,6 +257,9 @@ def scan_sites(file: str, args: tuple[str, ...], project_root: str) -> TuSites:
         why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the site scan (please report it)"
         return TuSites(file, False, f"{file}:1:1: {why}")
     return TuSites(file, True, "", scanner.files)
+
+
+JUMP_ALWAYS, JUMP_BREAK, JUMP_CONTINUE, JUMP_CASE = 1, 2, 4, 8
 
 
 class _Scanner:
@@ -255,6 +270,7 @@ class _Scanner:
         self.texts: dict[str, bytes] = {}
         self.directives: dict[str, list[tuple[int, int]]] = {}
         self.real: dict[str, str] = {}
+        self.jumps: dict[tuple, int] = {}  # escapes() of every statement seen
 
     def realpath(self, name: str) -> str:
         r = self.real.get(name)
@@ -276,7 +292,7 @@ class _Scanner:
         return self.files[path]
 
     def run(self) -> None:
-        for c in children(self.tu.cursor):
+        for c in _children(self.tu.cursor):
             f = c.location.file
             if f is None:
                 continue
@@ -288,7 +304,7 @@ class _Scanner:
                 continue
             if c.kind != CK.FUNCTION_DECL or not c.is_definition() or not _under(path, self.root):
                 continue
-            body = next((k for k in children(c) if k.kind == CK.COMPOUND_STMT), None)
+            body = next((k for k in _children(c) if k.kind == CK.COMPOUND_STMT), None)
             if body is None:
                 continue
             fs = self.fs(path)
@@ -297,10 +313,13 @@ class _Scanner:
             self.stmt(fs, body, "", c.spelling)
 
     # -- statements --
-    def macro_of(self, fs: FileSites, c: ci.Cursor) -> str:
-        """Name of the macro whose definition `c` is spelled in, "" if spelled in the file itself."""
-        off = c.extent.start.offset
-        spath, soff = spelling_location(c.extent.start)
+    def macro_of(self, fs: FileSites, c: ci.Cursor, start: ci.SourceLocation | None = None) -> str:
+        """Name of the macro whose definition `c` is spelled in, "" if spelled in the file itself
+        (`start`: c.extent.start, when the caller has it)."""
+        if start is None:
+            start = c.extent.start
+        off = start.offset
+        spath, soff = spelling_location(start)
         if spath and self.realpath(spath) == fs.path and soff == off:
             return ""
         if spath and self.realpath(spath) == fs.path and self.in_invocation_arg(fs, soff):
@@ -316,11 +335,13 @@ class _Scanner:
     def stmt(self, fs: FileSites, c: ci.Cursor, parent: str, fn: str) -> None:
         k = c.kind
         text = self.text(fs.path)
-        start, end = c.extent.start.offset, c.extent.end.offset
-        if c.extent.start.file is None or self.realpath(c.extent.start.file.name) != fs.path:
+        ext = c.extent
+        first = ext.start
+        start, end = first.offset, ext.end.offset
+        if first.file is None or self.realpath(first.file.name) != fs.path:
             return
-        from_macro = self.macro_of(fs, c)
-        kids = children(c)
+        from_macro = self.macro_of(fs, c, first)
+        kids = list(_children(c))
         if k == CK.COMPOUND_STMT:
             fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, False, ()))
             for x in kids:
@@ -378,7 +399,7 @@ class _Scanner:
 
     def initializer(self, fs: FileSites, v: ci.Cursor) -> ci.Cursor | None:
         """The initializer of variable `v` (not an array bound: only what follows its `=`)."""
-        init = [x for x in children(v) if x.kind.is_expression()]
+        init = [x for x in _children(v) if x.kind.is_expression()]
         if not init:
             return None
         text = self.text(fs.path)
@@ -433,7 +454,7 @@ class _Scanner:
                 xs = x.extent.start.offset
                 if s <= xs < e:
                     if x.kind == CK.DECL_STMT:
-                        for v in children(x):
+                        for v in _children(x):
                             init = self.initializer(fs, v) if v.kind == CK.VAR_DECL else None
                             if init is not None:
                                 parts.append(self.part("init", init))
@@ -444,26 +465,49 @@ class _Scanner:
         return tuple(parts)
 
     def has_jump(self, c: ci.Cursor) -> bool:
-        """Whether control can leave `c` other than at its end, or enter it at a label.
+        """Whether control can leave `c` other than at its end, or enter it at a label."""
+        return bool(self.escapes(c))
 
-        An explicit stack, not a recursion: a long expression or a deeply nested macro must not
-        end the walk early (a missed jump would let a region be rewritten around it)."""
-        stack = [(c, False, False)]
+    def escapes(self, c: ci.Cursor) -> int:
+        """How control can cross the edge of `c` (JUMP_* bits: a return, goto or label; a break or
+        continue not inside a loop or switch of `c`; a case not inside a switch of `c`), computed once
+        per statement: nested statements are asked about again by their own stmt() call. An explicit
+        stack, not a recursion: a long expression or a deeply nested macro must not end the walk early
+        (a missed jump would let a region be rewritten around it)."""
+        def key(x: ci.Cursor) -> tuple:
+            d = x.data
+            return (x._kind_id, x.xdata, d[0], d[1], d[2])
+
+        stack = [(c, False)]
         while stack:
-            x, in_loop, in_switch = stack.pop()
+            x, expanded = stack.pop()
+            kx = key(x)
+            if kx in self.jumps:
+                continue
             k = x.kind
             if k in (CK.RETURN_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT):
-                return True
-            if k == CK.BREAK_STMT and not (in_loop or in_switch):
-                return True
-            if k == CK.CONTINUE_STMT and not in_loop:
-                return True
-            if k in (CK.CASE_STMT, CK.DEFAULT_STMT) and not in_switch:
-                return True
-            loop = in_loop or k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT)
-            switch = in_switch or k == CK.SWITCH_STMT
-            stack.extend((y, loop, switch) for y in children(x))
-        return False
+                self.jumps[kx] = JUMP_ALWAYS
+                continue
+            if k == CK.BREAK_STMT:
+                self.jumps[kx] = JUMP_BREAK
+                continue
+            if k == CK.CONTINUE_STMT:
+                self.jumps[kx] = JUMP_CONTINUE
+                continue
+            kids = _children(x)
+            if not expanded:
+                stack.append((x, True))
+                stack.extend((y, False) for y in kids)
+                continue
+            bits = JUMP_CASE if k in (CK.CASE_STMT, CK.DEFAULT_STMT) else 0
+            for y in kids:
+                bits |= self.jumps[key(y)]
+            if k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT):
+                bits &= ~(JUMP_BREAK | JUMP_CONTINUE)
+            elif k == CK.SWITCH_STMT:
+                bits &= ~(JUMP_BREAK | JUMP_CASE)
+            self.jumps[kx] = bits
+        return self.jumps[key(c)]
 
     # -- calls --
     def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int) -> tuple[str, ...]:
@@ -473,7 +517,7 @@ class _Scanner:
         while stack:
             c = stack.pop()
             if c.kind == CK.StmtExpr:
-                for x in children(c):
+                for x in _children(c):
                     self.stmt(fs, x, "compound", fn)
                 continue
             if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
@@ -488,35 +532,42 @@ class _Scanner:
                 if call is not None:
                     fs.calls.append(call)
                     names.append(call.callee)
-            stack.extend(reversed(children(c)))
+            stack.extend(reversed(list(_children(c))))
         return tuple(names)
 
     def note_read(self, fs: FileSites, c: ci.Cursor) -> None:
-        kids = children(c)
+        kids = _children(c)
         if len(kids) != 1:
             return
         x = kids[0]
-        if x.kind not in (CK.DECL_REF_EXPR, CK.MEMBER_REF_EXPR, CK.ARRAY_SUBSCRIPT_EXPR, CK.UNARY_OPERATOR,
-                          CK.PAREN_EXPR):
+        xk = x.kind
+        if xk not in (CK.DECL_REF_EXPR, CK.MEMBER_REF_EXPR, CK.ARRAY_SUBSCRIPT_EXPR, CK.UNARY_OPERATOR,
+                      CK.PAREN_EXPR):
             return
-        if x.kind == CK.UNARY_OPERATOR and unary_kind(x) != 6:  # only *p is an lvalue
+        if xk == CK.UNARY_OPERATOR and unary_kind(x) != 6:  # only *p is an lvalue
             return
         t = x.type.get_canonical()
-        if t.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY, TK.VARIABLEARRAY, TK.FUNCTIONPROTO,
-                      TK.FUNCTIONNOPROTO, TK.RECORD) or t.spelling == c.type.get_canonical().spelling and \
-                c.type.get_canonical().kind == TK.POINTER and t.kind != TK.POINTER:
+        tk = t.kind
+        if tk in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY, TK.VARIABLEARRAY, TK.FUNCTIONPROTO, TK.FUNCTIONNOPROTO,
+                  TK.RECORD):
             return
-        if x.extent.start.file is None or self.realpath(x.extent.start.file.name) != fs.path or self.macro_of(fs, x):
+        if tk != TK.POINTER:
+            ct = c.type.get_canonical()
+            if ct.kind == TK.POINTER and t.spelling == ct.spelling:
+                return
+        ext = x.extent
+        first, last = ext.start, ext.end
+        if first.file is None or self.realpath(first.file.name) != fs.path or self.macro_of(fs, x, first):
             return
-        s, e = x.extent.start.offset, x.extent.end.offset
-        spath, soff = spelling_location(x.extent.end)
+        s, e = first.offset, last.offset
+        spath, soff = spelling_location(last)
         if not (spath and self.realpath(spath) == fs.path and soff == e):
             return  # ends inside a macro expansion
         fs.reads.append((x.location.offset, s, e, self.part("value", x).shape))
 
     def note_address_only(self, fs: FileSites, c: ci.Cursor) -> None:
         """`&` over array elements and struct members of a named object reads no memory itself."""
-        kids = children(c)
+        kids = list(_children(c))
         if len(kids) != 1:
             return
         e = _strip(kids[0])
@@ -527,13 +578,13 @@ class _Scanner:
             if e.kind == CK.DECL_REF_EXPR:
                 break
             if e.kind == CK.ARRAY_SUBSCRIPT_EXPR:
-                base = _strip(children(e)[0])
+                base = _strip(_children(e)[0])
                 if base.type.get_canonical().kind not in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
                     return  # p[i] reads the pointer p
                 e = base
                 continue
             if e.kind == CK.MEMBER_REF_EXPR:
-                inner = [x for x in children(e) if x.kind.is_expression()]
+                inner = [x for x in _children(e) if x.kind.is_expression()]
                 if not inner or inner[0].type.get_canonical().kind == TK.POINTER:
                     return  # s->f reads the pointer s
                 e = _strip(inner[0])
@@ -559,7 +610,7 @@ class _Scanner:
     def call(self, fs: FileSites, c: ci.Cursor, fn: str, stmt_start: int) -> Call | None:
         text = self.text(fs.path)
         loc = c.location.offset
-        kids = children(c)
+        kids = list(_children(c))
         if c.kind == CK.UNEXPOSED_EXPR:
             name = self.builtin_name(fs, c)
             callee = c

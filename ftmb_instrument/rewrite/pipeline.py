@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 from ..analysis import Options, build_report, parse_all
 from ..errors import RewriteError
 from ..frontend import CompileCommand
-from ..frontend.sites import FileSites, TuSites, scan_sites
+from ..frontend.sites import FileSites, TuSites
 from ..model import Report
 from ..plan import Plan, PlanOptions, build_plan, is_instrumented
-
-
-def _scan(job: tuple[str, tuple[str, ...], str]) -> TuSites:
-    return scan_sites(*job)
 
 
 def merge_sites(results: list[TuSites]) -> dict[str, FileSites]:
@@ -37,19 +32,12 @@ def make_plan(commands: list[CompileCommand], sem, root: str, options: PlanOptio
                 raise RewriteError(f"{c.file}:1: already instrumented (it carries the FTMB-INSTRUMENTED marker); "
                                    f"instrument the original sources")
     opts = Options(root, entries, jobs, console is not None)
-    results = parse_all(commands, sem, opts, console)
+    results = parse_all(commands, sem, opts, console, sites=True)  # one parse per unit for both
     report = build_report(results, sem, opts)
-    ok = [c for c, r in zip(commands, results) if r.unit.status == "ok"]
-    rootr = os.path.realpath(root)
-    todo = [(c.file, c.args, rootr) for c in ok]
-    n = min(jobs or os.cpu_count() or 1, len(todo))
-    if n <= 1:
-        scanned = [_scan(j) for j in todo]
-    else:
-        with ProcessPoolExecutor(max_workers=n) as pool:
-            scanned = list(pool.map(_scan, todo))
+    scanned = [r.sites for r in results if r.unit.status == "ok"]
     for s in scanned:
         if not s.ok:
             raise RewriteError(f"{s.error} (translation unit {s.file} not rewritten)")
+    rootr = os.path.realpath(root)
     plan = build_plan(report, merge_sites(scanned), rootr, sem, options)
     return report, plan

@@ -10,14 +10,37 @@
  * addresses a thread gets depend only on its own sequence of calls, which replay reproduces;
  * there is no lock. A block freed by another thread joins the freeing thread's lists. Blocks above
  * the largest class are whole pages, kept on a first-fit list when freed.
+ *
+ * Every allocation entry keeps the meaning of each argument of the call it replaces: the rte_*
+ * entries take the name (unused, as DPDK only uses it for statistics), the alignment and, for the
+ * _socket variants, the NUMA socket (see socket_ok and place_on_socket).
+ *
+ * The program's own free(), realloc(), reallocarray() and malloc_usable_size() are interposed here
+ * (a program linked with libftmb defines them): an arena pointer goes to the arena, any other to
+ * the C library. So a free inside a macro expansion, in a library the program hands an arena
+ * pointer to, or in code the rewriter never saw needs no edit.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "rt.h"
+
+extern void __libc_free(void *);
+extern void *__libc_realloc(void *, size_t);
+/* DPDK's, where the program links DPDK (weak: the core library does not need it) */
+extern void rte_free(void *) __attribute__((weak));
+extern void *rte_realloc_socket(void *, size_t, unsigned, int) __attribute__((weak));
+extern int rte_eal_has_hugepages(void) __attribute__((weak));
+extern unsigned rte_socket_count(void) __attribute__((weak));
+extern int rte_socket_id_by_idx(unsigned) __attribute__((weak));
 
 #define ARENA_DEFAULT_ADDR 0x6f0000000000ull
 #define ARENA_DEFAULT_SIZE (16ull << 30)
@@ -228,15 +251,8 @@ void *ftmb_state_calloc(ftmb_size_t nmemb, ftmb_size_t size)
     return p;
 }
 
-void ftmb_state_free(void *p)
+static void arena_free(void *p)
 {
-    if (!p)
-        return;
-    if (!ftmb_state_contains(p)) {
-        fprintf(stderr, "ftmb: ftmb_state_free(%p): not an arena pointer; passing it to free()\n", p);
-        free(p);
-        return;
-    }
     uint32_t owner;
     struct heap *h = my_heap(&owner);
     void *real;
@@ -251,39 +267,237 @@ void ftmb_state_free(void *p)
     }
 }
 
+/* Usable bytes from p to the end of its block. */
+static uint64_t arena_usable(void *p)
+{
+    void *real;
+    struct block_hdr *b = hdr_of(p, &real);
+    return b->size - (uint64_t)((uint8_t *)p - (uint8_t *)real);
+}
+
+void ftmb_state_free(void *p)
+{
+    if (!p)
+        return;
+    if (!ftmb_state_contains(p)) {
+        __libc_free(p);
+        return;
+    }
+    arena_free(p);
+}
+
 void *ftmb_state_realloc(void *p, ftmb_size_t size)
 {
     if (!p)
         return ftmb_state_alloc(size);
+    if (!ftmb_state_contains(p))
+        return __libc_realloc(p, size);
     if (size == 0) {
-        ftmb_state_free(p);
+        arena_free(p);
         return NULL;
     }
-    void *real;
-    struct block_hdr *b = hdr_of(p, &real);
-    uint64_t have = b->size - (uint64_t)((uint8_t *)p - (uint8_t *)real);
+    uint64_t have = arena_usable(p);
     if (size <= have)
         return p;
     void *n = ftmb_state_alloc(size);
     if (n) {
         memcpy(n, p, have);
-        ftmb_state_free(p);
+        arena_free(p);
     }
     return n;
+}
+
+void *ftmb_state_valloc(ftmb_size_t size) { return ftmb_state_aligned_alloc(4096, size); }
+
+void *ftmb_state_pvalloc(ftmb_size_t size)
+{
+    return ftmb_state_aligned_alloc(4096, size ? (size + 4095) & ~(ftmb_size_t)4095 : 4096);
+}
+
+char *ftmb_state_strdup(const char *s) { return ftmb_state_strndup(s, (ftmb_size_t)-1); }
+
+char *ftmb_state_strndup(const char *s, ftmb_size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *p = ftmb_state_alloc(len + 1);
+    if (p) {
+        memcpy(p, s, len);
+        p[len] = 0;
+    }
+    return p;
+}
+
+/* ---- interposed C library calls ----------------------------------------------------------- */
+
+void free(void *p)
+{
+    if (ftmb_state_contains(p))
+        arena_free(p);
+    else
+        __libc_free(p);
+}
+
+/* Only an arena pointer stays in the arena: realloc(NULL, n) is the C library's malloc (a thread the
+ * runtime does not know must not be given a thread index by a reallocation). */
+void *realloc(void *p, size_t size)
+{
+    return ftmb_state_contains(p) ? ftmb_state_realloc(p, size) : __libc_realloc(p, size);
+}
+
+void *reallocarray(void *p, size_t nmemb, size_t size)
+{
+    if (size && nmemb > (size_t)-1 / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, nmemb * size);
+}
+
+size_t malloc_usable_size(void *p)
+{
+    if (ftmb_state_contains(p))
+        return arena_usable(p);
+    static size_t (*libc_usable)(void *);
+    if (!libc_usable)
+        libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    return p && libc_usable ? libc_usable(p) : 0;
+}
+
+/* ---- the rte_malloc family ----------------------------------------------------------------- */
+
+#define SOCKET_ID_ANY (-1)
+#define MAX_NUMA_NODES 32 /* DPDK's RTE_MAX_NUMA_NODES (Debian's build) */
+#define MPOL_PREFERRED 1
+
+/* Whether rte_malloc_socket would serve `socket` (DPDK's socket ids are NUMA node numbers): any
+ * socket without hugepages (DPDK then allocates from any memory), else a socket below the limit that
+ * DPDK found memory on (rte_socket_id_by_idx), or, without DPDK linked, a node of this machine. */
+static int socket_ok(int socket)
+{
+    if (socket == SOCKET_ID_ANY || (rte_eal_has_hugepages && !rte_eal_has_hugepages()))
+        return 1;
+    if (socket < 0 || socket >= MAX_NUMA_NODES)
+        return 0;
+    if (rte_socket_count && rte_socket_id_by_idx) {
+        for (unsigned i = 0; i < rte_socket_count(); i++)
+            if (rte_socket_id_by_idx(i) == socket)
+                return 1;
+        return 0;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/sys/devices/system/node/node%d", socket);
+    return access(path, F_OK) == 0;
+}
+
+/* Bind the block's whole pages to the socket's node (MPOL_PREFERRED, best effort: a block smaller
+ * than a page shares its pages, which stay where first touched). */
+static void place_on_socket(void *p, ftmb_size_t size, int socket)
+{
+    if (socket == SOCKET_ID_ANY)
+        return;
+    uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, hi = ((uintptr_t)p + size) & ~(uintptr_t)4095;
+    if (hi > lo) {
+        unsigned long mask[MAX_NUMA_NODES / (8 * sizeof(unsigned long)) + 1] = {0};
+        mask[socket / (8 * sizeof(unsigned long))] = 1ul << (socket % (8 * sizeof(unsigned long)));
+        syscall(SYS_mbind, lo, hi - lo, MPOL_PREFERRED, mask, (unsigned long)MAX_NUMA_NODES + 1, 0u);
+    }
+}
+
+/* As rte_malloc_socket: size 0, an alignment that is not a power of two (0 means a cache line) or a
+ * socket DPDK would not serve (socket_ok) fail with NULL. */
+static void *rte_alloc(ftmb_size_t size, unsigned align, int socket, int zero)
+{
+    if (size == 0 || (align & (align - 1)) || !socket_ok(socket)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *p = ftmb_state_aligned_alloc(align > 64 ? align : 64, size);
+    if (!p)
+        return NULL;
+    if (zero) /* a reused block may hold old bytes */
+        memset(p, 0, size);
+    place_on_socket(p, size, socket);
+    return p;
 }
 
 void *ftmb_rte_malloc(const char *type, ftmb_size_t size, unsigned align)
 {
     (void)type;
-    return ftmb_state_aligned_alloc(align ? align : 64, size); /* rte_malloc aligns to a cache line */
+    return rte_alloc(size, align, SOCKET_ID_ANY, 0);
+}
+
+void *ftmb_rte_malloc_socket(const char *type, ftmb_size_t size, unsigned align, int socket)
+{
+    (void)type;
+    return rte_alloc(size, align, socket, 0);
 }
 
 void *ftmb_rte_zmalloc(const char *type, ftmb_size_t size, unsigned align)
 {
-    void *p = ftmb_rte_malloc(type, size, align);
-    if (p)
-        memset(p, 0, size);
-    return p;
+    (void)type;
+    return rte_alloc(size, align, SOCKET_ID_ANY, 1);
 }
 
-void ftmb_rte_free(void *ptr) { ftmb_state_free(ptr); }
+void *ftmb_rte_zmalloc_socket(const char *type, ftmb_size_t size, unsigned align, int socket)
+{
+    (void)type;
+    return rte_alloc(size, align, socket, 1);
+}
+
+void *ftmb_rte_calloc(const char *type, ftmb_size_t num, ftmb_size_t size, unsigned align)
+{
+    return ftmb_rte_calloc_socket(type, num, size, align, SOCKET_ID_ANY);
+}
+
+void *ftmb_rte_calloc_socket(const char *type, ftmb_size_t num, ftmb_size_t size, unsigned align, int socket)
+{
+    (void)type;
+    if (size && num > (ftmb_size_t)-1 / size) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return rte_alloc(num * size, align, socket, 1);
+}
+
+void *ftmb_rte_realloc(void *ptr, ftmb_size_t size, unsigned align)
+{
+    return ftmb_rte_realloc_socket(ptr, size, align, SOCKET_ID_ANY);
+}
+
+/* An arena pointer is kept when its block is large enough and aligned as asked, else moved; NULL
+ * allocates from the arena; any other pointer is DPDK's and goes to rte_realloc_socket. */
+void *ftmb_rte_realloc_socket(void *ptr, ftmb_size_t size, unsigned align, int socket)
+{
+    if (!ptr)
+        return rte_alloc(size, align, socket, 0);
+    if (!ftmb_state_contains(ptr)) {
+        if (rte_realloc_socket)
+            return rte_realloc_socket(ptr, size, align, socket);
+        fprintf(stderr, "ftmb: rte_realloc(%p): not an arena pointer and DPDK is not linked\n", ptr);
+        abort();
+    }
+    if (size == 0 || (align & (align - 1)) || !socket_ok(socket)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uint64_t have = arena_usable(ptr);
+    if (size <= have && (uintptr_t)ptr % (align ? align : 1) == 0 && socket == SOCKET_ID_ANY)
+        return ptr;
+    void *n = rte_alloc(size, align, socket, 0);
+    if (n) {
+        memcpy(n, ptr, have < size ? have : size);
+        arena_free(ptr);
+    }
+    return n;
+}
+
+/* An arena pointer goes back to the arena, any other to DPDK's rte_free. */
+void ftmb_rte_free(void *ptr)
+{
+    if (!ptr || ftmb_state_contains(ptr))
+        ftmb_state_free(ptr);
+    else if (rte_free)
+        rte_free(ptr);
+    else
+        __libc_free(ptr);
+}

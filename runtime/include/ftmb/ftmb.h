@@ -415,17 +415,37 @@ int ftmb_rte_eal_mp_remote_launch(int (*f)(void *), void *arg, int call_main);
 void *ftmb_state_alloc(ftmb_size_t size);
 /* calloc from the arena. Replaces calloc. */
 void *ftmb_state_calloc(ftmb_size_t nmemb, ftmb_size_t size);
-/* realloc within the arena. Replaces realloc. */
+/* realloc: within the arena for an arena pointer, else the C library's (what the interposed realloc does). */
 void *ftmb_state_realloc(void *ptr, ftmb_size_t size);
-/* aligned_alloc from the arena. Replaces aligned_alloc. */
+/* aligned_alloc / memalign from the arena. Replaces aligned_alloc, memalign. */
 void *ftmb_state_aligned_alloc(ftmb_size_t alignment, ftmb_size_t size);
-/* free into the arena. Replaces free. */
+/* valloc from the arena (page-aligned). Replaces valloc. */
+void *ftmb_state_valloc(ftmb_size_t size);
+/* pvalloc from the arena (page-aligned, size rounded up to pages). Replaces pvalloc. */
+void *ftmb_state_pvalloc(ftmb_size_t size);
+/* strdup into the arena. Replaces strdup. */
+char *ftmb_state_strdup(const char *s);
+/* strndup into the arena. Replaces strndup. */
+char *ftmb_state_strndup(const char *s, ftmb_size_t n);
+/* free: into the arena for an arena pointer, else the C library's (what the interposed free does). */
 void ftmb_state_free(void *ptr);
-/* rte_malloc from the arena. Replaces rte_malloc, rte_malloc_socket. */
+/* rte_malloc from the arena. Replaces rte_malloc. */
 void *ftmb_rte_malloc(const char *type, ftmb_size_t size, unsigned align);
-/* rte_zmalloc from the arena. Replaces rte_zmalloc, rte_zmalloc_socket. */
+/* rte_malloc_socket from the arena: NULL where DPDK would not serve the socket, else whole pages bound to its NUMA node. Replaces rte_malloc_socket. */
+void *ftmb_rte_malloc_socket(const char *type, ftmb_size_t size, unsigned align, int socket);
+/* rte_zmalloc from the arena. Replaces rte_zmalloc. */
 void *ftmb_rte_zmalloc(const char *type, ftmb_size_t size, unsigned align);
-/* rte_free into the arena. Replaces rte_free. */
+/* rte_zmalloc_socket from the arena (the socket as for ftmb_rte_malloc_socket). Replaces rte_zmalloc_socket. */
+void *ftmb_rte_zmalloc_socket(const char *type, ftmb_size_t size, unsigned align, int socket);
+/* rte_calloc from the arena. Replaces rte_calloc. */
+void *ftmb_rte_calloc(const char *type, ftmb_size_t num, ftmb_size_t size, unsigned align);
+/* rte_calloc_socket from the arena (the socket as for ftmb_rte_malloc_socket). Replaces rte_calloc_socket. */
+void *ftmb_rte_calloc_socket(const char *type, ftmb_size_t num, ftmb_size_t size, unsigned align, int socket);
+/* rte_realloc of an arena pointer (the rewriter passes others to rte_realloc). Replaces rte_realloc. */
+void *ftmb_rte_realloc(void *ptr, ftmb_size_t size, unsigned align);
+/* rte_realloc_socket of an arena pointer (others go to rte_realloc_socket). Replaces rte_realloc_socket. */
+void *ftmb_rte_realloc_socket(void *ptr, ftmb_size_t size, unsigned align, int socket);
+/* rte_free of an arena pointer (the rewriter passes others to rte_free). Replaces rte_free. */
 void ftmb_rte_free(void *ptr);
 /* 1 if ptr lies in the arena (the part a checkpoint captures). */
 int ftmb_state_contains(const void *ptr);
