@@ -4,7 +4,8 @@
         [--checkpoint-ms 50]  # the backup is the master's newest checkpoint (0: the standby, from the start)
         [--mutate]    # release rule off + late, lossy log shipping: must report violations
 
-Each trial: one example (built with ftmb-cc into --build, once), 1..3 workers, a generated trace
+Each trial: one example (built with ftmb-cc into --build, once; flowmon is the pthread + libpcap one,
+its trace read as a capture file on one queue), 1..3 workers, a generated trace
 served at --rate packets/s, the master killed at a uniformly random instant while it processes,
 the backup replays and takes over (`run(..., kill_master_at=...)`), then `verify.verify` checks
 exactly-once release and the example's invariants against an uninterrupted run. Prints one line
@@ -28,7 +29,9 @@ from ftmb_instrument import run as runlib, traffic, verify  # noqa: E402
 
 EAL = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:error"]
 VIP = "198.51.100.10"
-ARGS = {"nat": [], "firewall": ["--max-conns", "1000"], "lb": [], "ids": ["--sample-rate", "0"]}
+ARGS = {"nat": [], "firewall": ["--max-conns", "1000"], "lb": [], "ids": ["--sample-rate", "0"],
+        "flowmon": ["--export-ms", "20", "--idle-ms", "50"]}
+PCAP_EXAMPLES = {"flowmon"}  # pthreads + libpcap: one capture handle (one queue), the trace as its file
 
 
 def build(build_dir: Path) -> None:
@@ -52,11 +55,17 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
           checkpoint_ms: int | None = None, args: list[str] | None = None) -> tuple[runlib.RunResult, verify.Verdict]:
     workdir.mkdir(parents=True, exist_ok=True)
     trace = trace_for(example, workdir, seed)
-    argv = [str(build_dir / example), *EAL, f"--file-prefix=ftct{os.getpid()}_{random.getrandbits(32)}",
-            "--lcores", f"(0-{workers})@(0,1)", "--vdev", "net_null0", "--", *(ARGS[example] if args is None else args)]
+    if example in PCAP_EXAMPLES:
+        argv = [str(build_dir / example), "-r", str(trace), "--workers", str(workers),
+                *(ARGS[example] if args is None else args)]
+    else:
+        argv = [str(build_dir / example), *EAL, f"--file-prefix=ftct{os.getpid()}_{random.getrandbits(32)}",
+                "--lcores", f"(0-{workers})@(0,1)", "--vdev", "net_null0", "--",
+                *(ARGS[example] if args is None else args)]
+    queues = 1 if example in PCAP_EXAMPLES else workers
     out = workdir / f"released-{example}-{workers}.pcap"
     env = dict(os.environ, FTMB_REPLAY_WARN_MS="10000")  # a stalled replay fails after 10 s
-    res = runlib.run(argv, trace, out, queues=workers, timeout_s=180, kill_master_at=kill_at, rate=rate,
+    res = runlib.run(argv, trace, out, queues=queues, timeout_s=180, kill_master_at=kill_at, rate=rate,
                      release_rule=not mutate, env=env, grace_s=10.0, checkpoint_ms=checkpoint_ms)
     if not res.ok:
         return res, verify.Verdict(replay_failure=res.failure)
@@ -64,10 +73,10 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     variant = "-".join(args).replace("/", "_") if args is not None else "default"
     reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}.pcap"
     if not reference.exists():  # the uninterrupted run, once per example, worker count and trace
-        ref = runlib.run(ref_argv, trace, reference, queues=workers, timeout_s=120)
+        ref = runlib.run(ref_argv, trace, reference, queues=queues, timeout_s=120)
         if not ref.ok:
             return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
-    v = verify.verify(ref_argv, trace, out, queues=workers, example=example,
+    v = verify.verify(ref_argv, trace, out, queues=queues, example=example,
                       example_args=ARGS[example] if args is None else args, workdir=workdir, reference=reference)
     v.add_replay_check(res.replay_check)
     return res, v
@@ -77,7 +86,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
-    ap.add_argument("--examples", default="nat,firewall,lb,ids")
+    ap.add_argument("--examples", default="nat,firewall,lb,ids,flowmon")
     ap.add_argument("--workers", default="1,2,3")
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-crash-trials/build"))
