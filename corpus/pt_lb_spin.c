@@ -1,4 +1,4 @@
-// ftmb-corpus: style=pthread args="3 1200"
+// ftmb-corpus: style=pthread args="3 1200" output=racy
 /*
  * Layer-4 load balancer: connection buckets each guarded by their own pthread spinlock.
  *

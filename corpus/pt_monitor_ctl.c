@@ -1,4 +1,4 @@
-// ftmb-corpus: style=pthread args="3 4000"
+// ftmb-corpus: style=pthread args="3 4000" output=racy
 /*
  * Traffic monitor that samples packets into a shared top-talker table; a control thread retunes the
  * sampling rate while the workers run.

@@ -2,7 +2,8 @@
 
 corpus/README.md documents both formats. In short:
 
-- line 1 of every program: ``// ftmb-corpus: style=pthread|dpdk [libs="..."] [eal="..."] [args="..."]``;
+- line 1 of every program: ``// ftmb-corpus: style=pthread|dpdk [libs="..."] [eal="..."] [args="..."]
+  [output=racy]`` (racy: the numbers it prints depend on how its threads interleave, by design);
 - on the line of every file-scope variable, file static and static local:
   ``/* EXPECT: <class> [<protection>] [lock=<name>[,<name>...]] [commutative] */``; on the line of an
   allocation whose object becomes shared: ``/* EXPECT-HEAP: ... */``; on the declaration line of a
@@ -62,6 +63,7 @@ class CorpusProgram:
     libs: tuple[str, ...]  # extra link arguments, e.g. ("-lpcap",)
     eal_args: tuple[str, ...]  # EAL arguments after DPDK_BASE_EAL (dpdk only), placeholders kept
     args: tuple[str, ...]  # program arguments (after "--" for dpdk), placeholders kept
+    racy_output: bool = False  # output=racy: its printed numbers depend on the interleaving
 
     @property
     def name(self) -> str:
@@ -169,8 +171,8 @@ def parse_header(path: str | Path) -> CorpusProgram:
     fields: dict[str, str] = {}
     for word in words:
         key, sep, value = word.partition("=")
-        if not sep or key not in ("style", "libs", "eal", "args"):
-            raise ValueError(f"{where}: unexpected {word!r}; keys are style, libs, eal, args")
+        if not sep or key not in ("style", "libs", "eal", "args", "output"):
+            raise ValueError(f"{where}: unexpected {word!r}; keys are style, libs, eal, args, output")
         if key in fields:
             raise ValueError(f"{where}: {key} given twice")
         fields[key] = value
@@ -179,12 +181,15 @@ def parse_header(path: str | Path) -> CorpusProgram:
         raise ValueError(f"{where}: style must be one of {', '.join(STYLES)}")
     if style == "pthread" and "eal" in fields:
         raise ValueError(f"{where}: eal= is for style=dpdk only")
+    if fields.get("output", "racy") != "racy":
+        raise ValueError(f"{where}: output= must be racy")
     return CorpusProgram(
         path=path,
         style=style,
         libs=tuple(shlex.split(fields.get("libs", ""))),
         eal_args=tuple(shlex.split(fields.get("eal", ""))),
         args=tuple(shlex.split(fields.get("args", ""))),
+        racy_output="output" in fields,
     )
 
 

@@ -226,11 +226,6 @@ def test_a_malformed_manifest_is_one_line(trace, tmp_path):
     one_line(proc, 1, "o.pcap.ftmb.json", "program: missing or of the wrong type")
 
 
-def test_verify_refuses_zero_queues(trace, tmp_path):
-    proc = cli(tmp_path, "verify", "--in", trace, "--released", trace, "--queues", "0", "--", FWD, "1")
-    one_line(proc, 1, "--queues 0: expected 1 to 32")
-
-
 def test_out_may_be_a_device(trace, tmp_path):
     # written as it is: /dev/null stays the device (it used to be replaced by a regular file)
     proc = cli(tmp_path, "run", "--in", trace, "--out", "/dev/null", "--", FWD, "1")

@@ -3,8 +3,8 @@ new warnings, and linked against the runtime in passthrough mode prints what the
 
 Some programs print interleaving-dependent numbers. Original and instrumented run side by side
 (up to RUNS rounds) until an instrumented output equals an original one, or until the original
-shows that its own output varies; then only the shape of the output (numbers masked) is compared.
-A program whose original output never varies must be matched exactly.
+shows that its own output varies, or the corpus header declares it (output=racy); then only the
+shape of the output (numbers masked) is compared. Any other program must be matched exactly.
 
 The runtime is built once for this module from runtime/ into a private directory, so that a
 concurrent rebuild of runtime/build cannot race with the links here."""
@@ -109,8 +109,10 @@ def test_corpus_round_trip(program: CorpusProgram, tmp_path: Path, runtime) -> N
             break
     if got & seen:
         return
-    # the original's own output varies: compare the shape of the output only
-    assert len(seen) > 1, f"the original always printed {sorted(seen)}, instrumented: {sorted(got)}"
+    # the original's own output varies (seen here, or declared: output=racy, for a program that may
+    # happen to print the same numbers every time on an idle machine): compare the shape only
+    assert len(seen) > 1 or program.racy_output, \
+        f"the original always printed {sorted(seen)}, instrumented: {sorted(got)}"
     shapes = {_shape(x) for run in seen for x in run}
     last = {_shape(run[-1]) for run in seen if run}
     for c in got:
