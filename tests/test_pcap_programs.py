@@ -160,10 +160,9 @@ def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None):
     return res
 
 
-@pytest.mark.parametrize("trial", range(3))  # a kill instant drawn per trial: 6 failovers per program
 @pytest.mark.parametrize("checkpoint_ms", [None, 20], ids=["standby", "checkpoint"])
 @pytest.mark.parametrize("name", list(PROGRAMS))
-def test_failover(builds, trace, tmp_path, name, checkpoint_ms, trial):
+def test_failover(builds, trace, tmp_path, name, checkpoint_ms):
     res = _failover(builds, trace, tmp_path, name, checkpoint_ms)
     got = _summary(res.nf_stdout, name)
     if name != "flowmon":
