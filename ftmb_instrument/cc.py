@@ -88,8 +88,8 @@ def sources_of(args: list[str]) -> list[int]:
     return out
 
 
-def reads_c_from_stdin(args: list[str]) -> bool:
-    """`-x c -`: a C source read from standard input."""
+def stdin_source_index(args: list[str]) -> int | None:
+    """Where `-` names a C source read from standard input (`-x c -`), or None."""
     lang = "none"
     i = 0
     while i < len(args):
@@ -104,9 +104,9 @@ def reads_c_from_stdin(args: list[str]) -> bool:
             i += 2
             continue
         elif a == "-" and lang == "c":
-            return True
+            return i
         i += 1
-    return False
+    return None
 
 
 def is_link(args: list[str]) -> bool:
@@ -369,28 +369,14 @@ def _compile(cmd: list[str]) -> int:
 def _stdin_source(args: list[str], tmp: Path) -> tuple[list[str], bool]:
     """`args` with a C source read from standard input (`-x c -`) saved to tmp/stdin/stdin.c and
     named instead of `-`; and whether there was one."""
-    if not reads_c_from_stdin(args):
+    at = stdin_source_index(args)
+    if at is None:
         return args, False
     path = tmp / "stdin" / "stdin.c"
     path.parent.mkdir()
     path.write_bytes(sys.stdin.buffer.read())
     out = list(args)
-    lang = "none"
-    i = 0
-    while i < len(out):
-        a = out[i]
-        if a == "-x" and i + 1 < len(out):
-            lang = out[i + 1]
-            i += 2
-            continue
-        if a.startswith("-x") and len(a) > 2:
-            lang = a[2:]
-        elif a in VALUE_FLAGS:
-            i += 2
-            continue
-        elif a == "-" and lang == "c":
-            out[i] = str(path)
-        i += 1
+    out[at] = str(path)
     # `#include "x.h"` in standard input is found from the current directory, as the compiler does
     return ["-iquote", os.getcwd(), *out], True
 
