@@ -41,6 +41,16 @@ struct _ftmb_thread {
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
+    /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external reads
+     * since the thread's last loud record, counted in record and in replay alike. */
+    uint64_t quiet;
+    int quiet_time;                  /* one of them moved its clock (a receive past an EOF) */
+    const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
+    uint64_t ext_size, ext_value;
+    /* Replay: the next loud record (index loud_idx >= rpos, or rlen if none is left) and the quiet
+     * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
+    int loud_valid;
+    uint64_t loud_idx, loud_need;
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
@@ -48,6 +58,7 @@ struct _ftmb_inq {
     alignas(_FTMB_CACHE_LINE) struct _ftmb_ring ring; /* consumer side */
     uint32_t owner;      /* thread index + 1 of the thread polling it, 0 before the first poll */
     int eof;             /* the EOF entry was received */
+    uint64_t eof_time_ns; /* its time: receives after it advance time up to _FTMB_EOF_SPAN_NS past it */
     uint64_t pending;    /* entries handed out by _ftmb_rx_begin, consumed by _ftmb_rx_finish */
     uint64_t empty_polls;
     int replay_synced;   /* replay: the logger was asked to serve from the first logged entry */
