@@ -129,6 +129,15 @@ int _ftmb_locked_acquire(int (*acquire)(volatile void *), int (*blocking)(volati
  * the handover (every thread's log ended) and gets 0: record from then on. */
 int _ftmb_replaying(struct _ftmb_thread *t);
 
+/* A value a real clock chose (a wait's timeout, a libpcap break): always logged, replay takes it
+ * from the thread's stream (runtime.c). _ftmb_replay_at_logged_value: 1 if the replaying thread's
+ * next operation in the log is such a value (every quiet operation before it made). */
+uint64_t _ftmb_logged_value(uint64_t v);
+/* The verification replay: a receive or an external read past the thread's log is quiet while
+ * another thread still replays (runtime.c). */
+int _ftmb_quiet_past_log(struct _ftmb_thread *t);
+int _ftmb_replay_at_logged_value(void);
+
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);
 

@@ -448,6 +448,22 @@ __attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int st
         nanosleep(&grace, NULL);
 }
 
+/* The verification replay, at a receive or an external read past the end of the thread's log: the
+ * record made such operations quietly after its last record (unlogged: nothing came after them to
+ * carry their count) before the thread went on (a capture loop ending at its input's end, then the
+ * thread's exit, which others join). So they stay quiet while any thread still replays: 1, the
+ * operation returns what a quiet one does; 0 once every log is replayed (the caller then ends the
+ * replay at _ftmb_replaying). A backup instead waits for the handover there (_ftmb_replaying). */
+int _ftmb_quiet_past_log(struct _ftmb_thread *t)
+{
+    if (!_ftmb_rt.stop_at_end || __atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY ||
+        t->rpos < t->rlen)
+        return 0;
+    replay_op_done(t);
+    /* Acquire pairs with the release in replay_op_done. */
+    return atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0;
+}
+
 int _ftmb_replaying(struct _ftmb_thread *t)
 {
     if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY)
@@ -1485,7 +1501,9 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     _ftmb_op_enter(t);
     int same_variable = t->ext_addr == p && t->ext_size == size;
     uint64_t v;
-    if (_ftmb_replaying(t)) {
+    if (same_variable && _ftmb_quiet_past_log(t)) {
+        v = t->ext_value;
+    } else if (_ftmb_replaying(t)) {
         if (_ftmb_replay_quiet(t)) {
             if (!same_variable)
                 _ftmb_fatal("replay diverged: thread %u reads an external variable of %zu bytes where the log has "
@@ -1513,6 +1531,37 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     const void *sized[9] = {[1] = &v1, [2] = &v2, [4] = &v4, [8] = &v};
     memcpy(external_slot, sized[size], size);
     return external_slot;
+}
+
+/* A value the runtime itself reads at a point a real clock chose (the end of a libpcap wait: a
+ * timeout, a pcap_breakloop): always logged as an external read (a loud record, carrying the quiet
+ * operations before it), so the replay knows where it happened among the quiet receives; see
+ * _ftmb_replay_at_logged_value. */
+uint64_t _ftmb_logged_value(uint64_t v)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    if (_ftmb_replaying(t)) {
+        v = take_loud(t, _FTMB_REC_ND, _FTMB_ND_EXTERNAL)->value;
+        replay_op_done(t);
+    } else if (_ftmb_mode_now == FTMB_MODE_RECORD)
+        emit_loud(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_EXTERNAL, 0), v, 1);
+    t->ext_addr = NULL; /* the program's next external read logs its value */
+    _ftmb_op_leave(t);
+    return v;
+}
+
+/* Replay: 1 if the thread has made every quiet operation before its next loud record and that
+ * record is an external read, i.e. the record's next operation here was a _ftmb_logged_value. */
+int _ftmb_replay_at_logged_value(void)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    if (!_ftmb_replaying(t))
+        return 0;
+    settle_quiet(t, 1);
+    return t->quiet == t->loud_need && t->loud_idx == t->rpos && t->loud_idx < t->rlen &&
+           _ftmb_rec_kind(t->rlog[t->loud_idx - t->rbase].head) == _FTMB_REC_ND &&
+           _ftmb_rec_obj(t->rlog[t->loud_idx - t->rbase].head) == _FTMB_ND_EXTERNAL;
 }
 
 /* Receives advance virtual time (io.c) and log their composition, with the quiet count. */
