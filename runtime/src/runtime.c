@@ -575,27 +575,42 @@ static const char *kind_name(unsigned k)
 }
 
 static void settle_quiet(struct _ftmb_thread *t, int op_done);
+static int carries_quiet(const struct _ftmb_record *r, uint64_t *count);
 
 /* The next record of this thread's stream, which must be of kind `kind` on `obj`. */
 static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned kind, uint32_t obj, uint32_t site)
 {
     const struct _ftmb_record *r = replay_peek(t);
-    char here[320], logged[320];
+    char here[320], logged[320], quiet[160] = "";
     if (!r)
         _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, %s", t->index,
                     (unsigned long long)t->rlen, kind_name(kind), obj, site_name(here, sizeof here, site));
     unsigned rk = _ftmb_rec_kind(r->head);
     int same_kind = rk == kind || (kind == _FTMB_REC_LOCK && rk == _FTMB_REC_TRYLOCK_FAIL);
-    if (!same_kind || _ftmb_rec_obj(r->head) != obj)
+    if (!same_kind || _ftmb_rec_obj(r->head) != obj) {
+        if (t->loud_valid && t->loud_idx >= t->rpos && t->loud_idx < t->rlen)
+            snprintf(quiet, sizeof quiet, "; %llu quiet operations made of the %llu its record %llu counts",
+                     (unsigned long long)t->quiet, (unsigned long long)t->loud_need,
+                     (unsigned long long)t->loud_idx);
         _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (%s) but the program "
-                    "does a %s on object %u at %s; an access is missing its instrumentation",
+                    "does a %s on object %u at %s; an access is missing its instrumentation%s",
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
                     rk == _FTMB_REC_ND || rk == _FTMB_REC_RX || rk == _FTMB_REC_QUIET ? "no site" :
                     site_name(logged, sizeof logged, _ftmb_rec_site(r->head)),
-                    kind_name(kind), obj, site_name(here, sizeof here, site));
+                    kind_name(kind), obj, site_name(here, sizeof here, site), quiet);
+    }
     t->rpos++;
     if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
         atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+    uint64_t carried;
+    if (carries_quiet(r, &carried)) {
+        /* A loud record (take_loud): the record counted its quiet operations from here on anew, and
+         * so does the replay, before it looks at what follows (a QUIET record right after it counts
+         * the operations after it, not the ones before it). */
+        t->quiet = 0;
+        t->quiet_time = 0;
+        t->loud_valid = 0;
+    }
     if (__builtin_expect(t->rpos < t->rlen && _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) == _FTMB_REC_QUIET, 0))
         settle_quiet(t, 0); /* a QUIET record a transmit wrote after this one (the caller's operation
                                * is not done yet: it counts the thread out, replay_op_done) */
@@ -652,6 +667,7 @@ static void settle_quiet(struct _ftmb_thread *t, int op_done)
             return;
         t->rpos++;
         t->quiet = 0;
+        t->quiet_time = 0; /* as the transmit that wrote it did */
         t->loud_valid = 0;
         if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
             atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
@@ -675,13 +691,10 @@ int _ftmb_replay_quiet(struct _ftmb_thread *t)
     return 0;
 }
 
-/* Replay: take the loud record of this operation. */
+/* Replay: take the loud record of this operation (replay_take starts the quiet count anew). */
 static const struct _ftmb_record *take_loud(struct _ftmb_thread *t, unsigned kind, uint32_t obj)
 {
-    const struct _ftmb_record *r = replay_take(t, kind, obj, 0);
-    t->loud_valid = 0;
-    t->quiet = 0;
-    return r;
+    return replay_take(t, kind, obj, 0);
 }
 
 __attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int stalled);

@@ -519,6 +519,80 @@ static int external_reads_replay_from_the_log(void)
 }
 
 
+/* A loud record followed at once by a QUIET record (a transmit after quiet receives past the input's
+ * end) whose count equals the loud record's own count: replay consumes the QUIET record only after
+ * the quiet operations it counts, not while taking the loud record before it (then with the count the
+ * loud record carried, the replay ended at a receive the log says was quiet: "is a receive but queue 0
+ * has ended"). The queue's end is set by hand: the receives after it touch no input ring. */
+static volatile uint32_t qx, qy, qz;
+
+static int quiet_after_loud_workload(int record)
+{
+    _ftmb_rt.inq[0].eof = 1; /* past the end: each receive is quiet and moves the clock (io.c) */
+    _ftmb_rt.inq[0].eof_time_ns = 0;
+    struct ftmb_pkt *p[4];
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qx, 4) == 0); /* loud, carries 0 */
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qx, 4) == 0); /* quiet: 1 */
+    if (record)
+        qy = 7;
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qy, 4) == 7); /* loud, carries 1 */
+    CHECK(ftmb_pkt_rx_burst(0, p, 4) == 0); /* quiet past the end: 1, the clock moved */
+    struct ftmb_pkt *out = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(out, 60);
+    ftmb_pkt_tx_burst(0, &out, 1); /* record: QUIET 1, right after the loud read of qy */
+    for (int i = 0; i < 3; i++)
+        CHECK(ftmb_pkt_rx_burst(0, p, 4) == 0); /* quiet: 3 */
+    if (record)
+        qz = 9;
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qz, 4) == 9); /* loud, carries 3 */
+    return 0;
+}
+
+static int quiet_after_loud_record(void)
+{
+    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    if (quiet_after_loud_workload(1))
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    CHECKF(n == 4, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ND && _ftmb_rec_site(log[1].head) == 1);
+    CHECK(_ftmb_rec_kind(log[2].head) == _FTMB_REC_QUIET && log[2].value == 1);
+    CHECK(_ftmb_rec_kind(log[3].head) == _FTMB_REC_ND && _ftmb_rec_site(log[3].head) == 3);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int quiet_after_loud_replay(void)
+{
+    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    if (quiet_after_loud_workload(0))
+        return 1;
+    session_close(&S);
+    return 0;
+}
+
+static int quiet_record_after_a_loud_one(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-qlog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-qerr-%d", (int)getpid());
+    CHECK(run_forked(quiet_after_loud_record, NULL, NULL) == 0);
+    int st;
+    int rc = run_forked(quiet_after_loud_replay, err, &st);
+    unlink(log_path);
+    CHECKF(rc == 0, "replay failed: %s", file_contains(err, "replay diverged") ? "diverged" : "see stderr");
+    unlink(err);
+    return 0;
+}
+
 /* ---- modes and set-up errors ---------------------------------------------------------------------- */
 
 static int passthrough_mode(void)
@@ -1031,6 +1105,7 @@ int main(void)
     run_case("replay_detects_divergence", replay_detects_divergence);
     run_case("failover_inside_nested_regions", failover_inside_nested_regions);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
+    run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
     run_case("setup_errors", setup_errors);
