@@ -33,7 +33,7 @@ APPS = {  # source, extra cflags, EAL lcores + app arguments, output-logger thre
                         ["--lcores", "(0-3)@(0,1)", "--", "-p", "0x3"], 6),
 }
 KINDS = {1: "LOCK", 2: "ORD", 3: "HELD", 4: "TRYFAIL", 5: "ND", 6: "RX", 7: "QUIET"}
-LOG_HDR = 24 + 2 * 8 * 32  # struct _ftmb_log_file_hdr
+LOG_HDR = 32 + 16 * 32  # struct _ftmb_log_file_hdr (FTMBLOG4: with its hdr_check)
 
 
 def pkg_config(flag: str) -> list[str]:
@@ -51,7 +51,7 @@ def build(work: Path, name: str) -> Path:
 
 
 def kinds(log: Path) -> collections.Counter:
-    """Records per kind in an output-logger log (FTMBLOG3)."""
+    """Records per kind in an output-logger log (FTMBLOG4)."""
     data = log.read_bytes()
     nthreads = struct.unpack_from("<I", data, 12)[0]
     count = struct.unpack_from("<32Q", data, 24)
