@@ -236,6 +236,11 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
             return s;
         if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
             return NULL;
+        /* The verification replay: a thread waiting here (maybe inside an ordered region others wait
+         * to enter) waits for a live output logger to compare its outputs, not for a record nobody
+         * replays: that is progress, not the replay's end (rt.h). Relaxed: a heuristic's counter. */
+        if (_ftmb_rt.stop_at_end)
+            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
