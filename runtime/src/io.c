@@ -65,12 +65,23 @@ static void eof_tick(struct _ftmb_thread *t, const struct _ftmb_inq *q)
     }
 }
 
+/* The verification replay: a thread waiting for a live logger (input served again, room in its
+ * output ring) waits for a process a loaded machine runs late, not for a record nobody replays:
+ * that is progress, not the replay's end (rt.h; a dead logger is found by _ftmb_check_peers).
+ * Relaxed: a heuristic's counter. */
+static void logger_wait_progress(void)
+{
+    if (_ftmb_rt.stop_at_end)
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+}
+
 /* Replay: wait until the input logger has re-served `count` entries of the queue. */
 static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 {
     for (unsigned spins = 0; _ftmb_ring_refresh(&q->ring) < count; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
+        logger_wait_progress();
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
@@ -236,11 +247,7 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
             return s;
         if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
             return NULL;
-        /* The verification replay: a thread waiting here (maybe inside an ordered region others wait
-         * to enter) waits for a live output logger to compare its outputs, not for a record nobody
-         * replays: that is progress, not the replay's end (rt.h). Relaxed: a heuristic's counter. */
-        if (_ftmb_rt.stop_at_end)
-            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+        logger_wait_progress(); /* (maybe inside an ordered region others wait to enter) */
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
@@ -362,6 +369,7 @@ int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
     for (unsigned spins = 0; atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             return -1;
+        logger_wait_progress();
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }

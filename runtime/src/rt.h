@@ -91,7 +91,7 @@ struct _ftmb_runtime {
     /* Its end: every log replayed, or no thread has consumed a record for 500 ms while one waits
      * past its log or for a turn (an access the master made in a signal handler, e.g. its stop
      * flag, which no thread here replays). replay_progress counts records consumed, and the waits
-     * of a thread whose output ring is full (the output logger, alive, compares slowly). */
+     * for a live logger (input served again, room in an output ring: io.c). */
     _Atomic uint64_t replay_progress;
     /* Warm standby (FTMB_MODE=standby): the backup runs the program's initialization in record
      * mode, its records going to a private ring, and waits at the first spawn wrapper for the
