@@ -593,6 +593,99 @@ static int quiet_record_after_a_loud_one(void)
     return 0;
 }
 
+/* The verification replay's end-of-log heuristic (no record consumed for 500 ms while a thread waits
+ * for a turn) must not fire while the thread whose turn comes first waits for a live but slow output
+ * logger: thread 0 sends 40 packets inside an ordered region (its output ring holds 16) while the
+ * logger does not run for 1.5 s, and thread 1 waits for the next turn on the object. Before the fix
+ * thread 1 took that for the end ("which no thread reaches here") and the replay exited early. */
+static _Atomic int slow_turn_done;
+static int slow_replaying;
+
+static void *slow_second(void *arg)
+{
+    (void)arg;
+    while (!slow_replaying && !atomic_load(&slow_turn_done))
+        sched_yield(); /* record: the second turn on the object */
+    ftmb_ordered_begin(1, 7);
+    ftmb_ordered_end(1);
+    return NULL;
+}
+
+static int slow_workload(void)
+{
+    pthread_t b;
+    CHECK(ftmb_pthread_create(&b, NULL, slow_second, NULL) == 0);
+    ftmb_ordered_begin(1, 6);
+    for (int i = 0; i < 40; i++) {
+        struct ftmb_pkt *out = ftmb_pkt_alloc();
+        ftmb_pkt_set_len(out, 60);
+        ftmb_pkt_tx_burst(0, &out, 1);
+    }
+    ftmb_ordered_end(1);
+    atomic_store(&slow_turn_done, 1);
+    pthread_join(b, NULL);
+    return 0;
+}
+
+static int slow_logger_record(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    session_start_logger(&S);
+    if (slow_workload())
+        return 1;
+    ftmb_exit();
+    session_join_logger(&S);
+    uint64_t n0, n1;
+    _ftmb_ol_log(S.ol, 0, &n0);
+    _ftmb_ol_log(S.ol, 1, &n1);
+    CHECKF(n0 == 1 && n1 == 1, "%llu and %llu records", (unsigned long long)n0, (unsigned long long)n1);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static void *late_logger(void *arg)
+{
+    struct timespec d = {1, 500000000};
+    nanosleep(&d, NULL);
+    return session_logger(arg);
+}
+
+static int slow_logger_replay(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC); /* alive, only late */
+    atomic_store(&S.in->hdr.heartbeat_ns, now);
+    atomic_store(&S.out->hdr.heartbeat_ns, now);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_STOP_AT_END", "1", 1);
+    CHECK(ftmb_init() == 0);
+    pthread_create(&S.thread, NULL, late_logger, &S);
+    slow_replaying = 1;
+    if (slow_workload())
+        return 1;
+    ftmb_ordered_begin(2, 8); /* past its log: the replay ends here (exits) */
+    return 1;                 /* not reached */
+}
+
+static int verifier_waits_for_a_slow_output_logger(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-slog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-serr-%d", (int)getpid());
+    CHECK(run_forked(slow_logger_record, NULL, NULL) == 0);
+    int rc = run_forked(slow_logger_replay, err, NULL);
+    unlink(log_path);
+    CHECK(rc == 0);
+    CHECKF(!file_contains(err, "which no thread reaches here"), "the replay ended early");
+    CHECK(file_contains(err, "every log replayed"));
+    unlink(err);
+    return 0;
+}
+
 /* ---- modes and set-up errors ---------------------------------------------------------------------- */
 
 static int passthrough_mode(void)
@@ -1094,8 +1187,9 @@ static int unknown_start_routine_refused(void)
 }
 
 /* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
-static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 2); }
+static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker,
+                                      (void (*)(void))slow_second};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 3); }
 
 int main(void)
 {
@@ -1106,6 +1200,7 @@ int main(void)
     run_case("failover_inside_nested_regions", failover_inside_nested_regions);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
     run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
+    run_case("verifier_waits_for_a_slow_output_logger", verifier_waits_for_a_slow_output_logger);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
     run_case("setup_errors", setup_errors);
