@@ -77,7 +77,8 @@ def run_command(
                                          "before SIGKILL.")] = 3.0,
     stop_signal: Annotated[StopSignal, typer.Option(help="Signal that stops the program once its "
                                                     "input is drained.")] = StopSignal.INT,
-    tick_us: Annotated[Optional[int], typer.Option(help="Input logger: tick idle queues this often.")] = None,
+    tick_us: Annotated[Optional[int], typer.Option(help="Input logger: tick a queue idle this long (then "
+                                                   "at doubling gaps up to 10 ms).")] = None,
     rate: Annotated[Optional[int], typer.Option(help="Input logger: serve at most this many packets/s.")] = None,
     log: Annotated[Optional[Path], typer.Option(help="Output logger: write the records here "
                                                 "(FTMB_REPLAY_LOG for replay).")] = None,

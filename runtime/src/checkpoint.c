@@ -276,6 +276,7 @@ static void take_over(uint64_t e, pid_t master)
         t->rlen = _ftmb_rt.replay_len[i];
         t->rbase = _ftmb_rt.replay_base[i];
         t->rpos = t->rec.local; /* its record count at the snapshot */
+        t->loud_valid = 0;      /* its next loud record is looked up in this log */
         if (t->rlen < t->rpos || t->rpos < t->rbase) {
             say("ftmb: snapshot: thread %u had %llu records but the log has records %llu to %llu\n", i,
                 (unsigned long long)t->rpos, (unsigned long long)t->rbase, (unsigned long long)t->rlen);
@@ -298,8 +299,10 @@ static void take_over(uint64_t e, pid_t master)
         _ftmb_ring_attach(&iq->ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
         iq->pending = 0;
         if (iq->owner) { /* ... and have it served again from the snapshot's position */
+            int eof = iq->eof; /* the rewind forgets it; a snapshot past the end keeps it (time goes on) */
             if (_ftmb_input_rewind(q, iq->next_seq) != 0)
                 snapshot_fail("the input logger died");
+            iq->eof = eof;
             iq->replay_synced = 1;
         }
     }

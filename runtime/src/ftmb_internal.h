@@ -31,10 +31,21 @@
  * A record is 16 bytes: a head word and a value.
  *   head bits  0..7   kind (enum _ftmb_rec_kind)
  *   head bits  8..23  checksum over (head with these bits zero, value, index in the stream)
- *   head bits 24..39  site id, low 16 bits (diagnostics); for RX: entries consumed
+ *   head bits 24..39  site id, low 16 bits (diagnostics); for RX: entries consumed; for an
+ *                     external read (ND, source _FTMB_ND_EXTERNAL): quiet operations before it
  *   head bits 40..63  object id (PALs), nondeterminism source (ND), input queue (RX)
- *   value             sequence number (PALs), the value (ND), first input entry sequence (RX)
+ *   value             sequence number (PALs), the value (ND), for RX: bits 0..39 the first input
+ *                     entry sequence, bits 40..63 quiet operations before it; for QUIET: a count
  * The stream index in the checksum makes a lost, duplicated or reordered record a mismatch too.
+ *
+ * Quiet operations (runtime/README.md, Time model): a receive that consumes nothing and an external
+ * read that sees the value the thread's previous external read of the same variable saw log no
+ * record of their own. Each thread counts them, and its next loud record (an RX, or an external
+ * read that logs) carries how many came since its previous loud record: in the record's field when
+ * it fits (_FTMB_RX_QUIET_MAX, _FTMB_EXT_QUIET_MAX), else in a QUIET record published together with
+ * it, right before it. A QUIET record carries the count since the thread's previous carrier (a
+ * transmit after quiet receives that moved the clock writes one too). Replay hands out exactly
+ * that many quiet results before it passes the carrier.
  */
 struct _ftmb_record {
     uint64_t head;
@@ -49,7 +60,13 @@ enum _ftmb_rec_kind {
     _FTMB_REC_TRYLOCK_FAIL = 4, /* a try-acquire failed: replay fails it too */
     _FTMB_REC_ND = 5,           /* a nondeterministic value: obj field = enum _ftmb_nd_source */
     _FTMB_REC_RX = 6,           /* a receive consumed `site` input entries of queue `obj` */
+    _FTMB_REC_QUIET = 7,        /* `value` quiet operations since the thread's previous quiet count */
 };
+
+#define _FTMB_RX_SEQ_BITS 40
+#define _FTMB_RX_SEQ_MASK ((1ull << _FTMB_RX_SEQ_BITS) - 1)
+#define _FTMB_RX_QUIET_MAX ((1ull << (64 - _FTMB_RX_SEQ_BITS)) - 1) /* in an RX record's value */
+#define _FTMB_EXT_QUIET_MAX 0xffffull                                  /* in an external read's site */
 
 enum _ftmb_nd_source {
     _FTMB_ND_CLOCK = 1, /* a real clock read by a thread that has not received input yet */
@@ -128,6 +145,13 @@ enum _ftmb_in_kind {
     _FTMB_IN_TICK = 2, /* a clock tick of an idle queue: advances virtual time only */
     _FTMB_IN_EOF = 3,  /* the input of this queue ended */
 };
+
+/* Virtual time a receive adds after its queue's EOF entry (io.c): a constant, not the session's
+ * tick, so a replay in a session with another --tick-us reads the same times. */
+#define _FTMB_EOF_TICK_NS 100000ull
+/* ... for at most this long after the EOF entry's time: timers that release what a program holds
+ * (TX drains: 100 us in DPDK's examples) fire, periodic ones do not go on logging forever. */
+#define _FTMB_EOF_SPAN_NS 10000000ull
 
 /* One input entry. seq numbers every entry of a queue from 0; time_ns is the input logger's
  * CLOCK_REALTIME when it first served the entry (the entry's arrival, and the virtual time). */

@@ -4,7 +4,10 @@
  *
  * Receive: a thread owns each input queue it polls (single consumer). A receive that consumes
  * entries (packets, ticks, the EOF mark) logs one RX record {queue, entries, first sequence}: the
- * burst composition. An empty poll consumes nothing and logs nothing.
+ * burst composition. An empty poll consumes nothing and logs nothing: it is a quiet operation,
+ * counted, and the thread's next RX record carries the count (runtime.c), so replay returns nothing
+ * at exactly the receives that returned nothing. One after the queue's EOF entry also advances the
+ * thread's virtual time by _FTMB_EOF_TICK_NS, for _FTMB_EOF_SPAN_NS (the time model in runtime.c).
  *
  * Transmit: the sender reads every thread's record count (V1) once per burst and stamps each
  * packet of the burst with that vector and its next output sequence number, then publishes the
@@ -19,6 +22,8 @@
 
 void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq);
 uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq);
+int _ftmb_replay_quiet(struct _ftmb_thread *t);
+void _ftmb_emit_quiet(struct _ftmb_thread *t);
 
 struct ftmb_pkt {
     struct ftmb_pkt *next;
@@ -51,12 +56,32 @@ static void take_time(struct _ftmb_thread *t, uint64_t ns)
         t->vtime_ns = ns;
 }
 
+/* A receive after the queue's EOF entry: time goes on by a tick, for a while (ftmb_internal.h). */
+static void eof_tick(struct _ftmb_thread *t, const struct _ftmb_inq *q)
+{
+    if (t->vtime_ns < q->eof_time_ns + _FTMB_EOF_SPAN_NS) {
+        t->vtime_ns += _FTMB_EOF_TICK_NS;
+        t->quiet_time = 1;
+    }
+}
+
+/* The verification replay: a thread waiting for a live logger (input served again, room in its
+ * output ring) waits for a process a loaded machine runs late, not for a record nobody replays:
+ * that is progress, not the replay's end (rt.h; a dead logger is found by _ftmb_check_peers).
+ * Relaxed: a heuristic's counter. */
+static void logger_wait_progress(void)
+{
+    if (_ftmb_rt.stop_at_end)
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+}
+
 /* Replay: wait until the input logger has re-served `count` entries of the queue. */
 static void wait_entries(struct _ftmb_inq *q, uint64_t count, uint16_t queue)
 {
     for (unsigned spins = 0; _ftmb_ring_refresh(&q->ring) < count; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
+        logger_wait_progress();
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
@@ -78,20 +103,40 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
     q->pending = 0;
-    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
+    if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed)) {
+        t->quiet++;
         return 0;
+    }
     /* Before the end-of-input test: a thread whose log has ended is past it at any receive, also
      * one of a queue at its end (a program that only polls after its input ended, such as DPDK's
      * skeleton, does nothing else that is logged): the verification replay stops there, a backup
      * hands over there. */
-    int replay = _ftmb_replaying(t);
-    if (q->eof)
+    if (_ftmb_quiet_past_log(t)) {
+        if (q->eof)
+            eof_tick(t, q);
         return 0;
+    }
+    int replay = _ftmb_replaying(t);
+    if (replay && _ftmb_replay_quiet(t)) { /* this receive got nothing in the record */
+        if (q->eof)
+            eof_tick(t, q);
+        return 0;
+    }
+    if (q->eof) {
+        /* After the end of its input a queue's receives are empty forever and the input logger sends
+         * no more ticks: each one advances the thread's clock by a tick instead, so timers that
+         * release what the program holds (a TX drain) still fire. It is a quiet operation, so the
+         * log has the count and replay reads the same times. */
+        if (replay)
+            _ftmb_fatal("replay diverged: thread %u record %llu is a receive but queue %u has ended", t->index,
+                        (unsigned long long)t->rpos, queue);
+        t->quiet++;
+        eof_tick(t, q);
+        return 0;
+    }
     uint64_t avail, first_seq = 0;
     if (replay) {
         avail = _ftmb_replay_rx(queue, &first_seq);
-        if (avail == 0)
-            return 0;
         if (!q->replay_synced) { /* the log says where this queue's input resumes: start there */
             if (_ftmb_input_rewind(queue, first_seq) != 0)
                 _ftmb_fatal("replay: the input logger died before serving queue %u again", queue);
@@ -105,6 +150,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     } else {
         avail = _ftmb_ring_refresh(&q->ring);
         if (avail == 0) {
+            t->quiet++;
             if ((++q->empty_polls & 4095) == 0)
                 _ftmb_check_peers();
             return 0;
@@ -131,12 +177,15 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
             npk++;
         } else if (e->kind == _FTMB_IN_EOF) {
             q->eof = 1;
+            q->eof_time_ns = e->time_ns;
             i++;
             break;
         }
     }
-    if (i == 0)
+    if (i == 0) { /* asked for no packet: nothing consumed (replay logs no such receive) */
+        t->quiet++;
         return 0;
+    }
     q->pending = i;
     q->next_seq = first_seq + i;
     if (!replay && _ftmb_mode_now == FTMB_MODE_RECORD) /* a failover backup is live once not replaying */
@@ -174,6 +223,8 @@ int _ftmb_tx_begin(uint16_t queue)
     struct _ftmb_thread *t = _ftmb_me();
     t->nvec = 0;
     if (_ftmb_mode_now == FTMB_MODE_RECORD) {
+        if (__builtin_expect(t->quiet_time, 0))
+            _ftmb_emit_quiet(t); /* the packet depends on the times those quiet receives made */
         struct _ftmb_out_region *out = _ftmb_rt.out;
         /* Relaxed: a thread whose records we depend on was claimed before those records
          * happened-before this transmit, so coherence already shows us its index. */
@@ -196,6 +247,7 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
             return s;
         if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
             return NULL;
+        logger_wait_progress(); /* (maybe inside an ordered region others wait to enter) */
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
@@ -317,6 +369,7 @@ int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
     for (unsigned spins = 0; atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
             return -1;
+        logger_wait_progress();
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }

@@ -157,8 +157,7 @@ int ftmb_pcap_setnonblock(pcap_t *p, int nonblock, char *errbuf)
  * handler writes, so a replay ends the same wait the same way (no signal comes in a replay). */
 static int break_seen(struct session_handle *h)
 {
-    int v = h->breakloop;
-    v = *(const volatile int *)ftmb_external_read(&v, sizeof v);
+    int v = (int)_ftmb_logged_value((uint64_t)h->breakloop);
     if (v)
         h->breakloop = 0;
     return v;
@@ -212,10 +211,13 @@ static int session_recv(struct session_handle *h, int may_time_out)
         if (h->offline && ftmb_input_done(h->queue))
             return RECV_END;
         if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
-            if (break_seen(h))
-                return PCAP_ERROR_BREAK;
-            if (may_time_out)
-                return 0;
+            /* The record ended its wait after exactly as many empty polls as the log counts. */
+            if (_ftmb_replay_at_logged_value()) {
+                if (break_seen(h))
+                    return PCAP_ERROR_BREAK;
+                if (may_time_out)
+                    return 0;
+            }
             continue;
         }
         int timed_out = 0;

@@ -41,6 +41,16 @@ struct _ftmb_thread {
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
+    /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external reads
+     * since the thread's last loud record, counted in record and in replay alike. */
+    uint64_t quiet;
+    int quiet_time;                  /* one of them moved its clock (a receive past an EOF) */
+    const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
+    uint64_t ext_size, ext_value;
+    /* Replay: the next loud record (index loud_idx >= rpos, or rlen if none is left) and the quiet
+     * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
+    int loud_valid;
+    uint64_t loud_idx, loud_need;
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
@@ -48,6 +58,7 @@ struct _ftmb_inq {
     alignas(_FTMB_CACHE_LINE) struct _ftmb_ring ring; /* consumer side */
     uint32_t owner;      /* thread index + 1 of the thread polling it, 0 before the first poll */
     int eof;             /* the EOF entry was received */
+    uint64_t eof_time_ns; /* its time: receives after it advance time up to _FTMB_EOF_SPAN_NS past it */
     uint64_t pending;    /* entries handed out by _ftmb_rx_begin, consumed by _ftmb_rx_finish */
     uint64_t empty_polls;
     int replay_synced;   /* replay: the logger was asked to serve from the first logged entry */
@@ -79,7 +90,8 @@ struct _ftmb_runtime {
     _Atomic int stopping;
     /* Its end: every log replayed, or no thread has consumed a record for 500 ms while one waits
      * past its log or for a turn (an access the master made in a signal handler, e.g. its stop
-     * flag, which no thread here replays). replay_progress counts records consumed. */
+     * flag, which no thread here replays). replay_progress counts records consumed, and the waits
+     * for a live logger (input served again, room in an output ring: io.c). */
     _Atomic uint64_t replay_progress;
     /* Warm standby (FTMB_MODE=standby): the backup runs the program's initialization in record
      * mode, its records going to a private ring, and waits at the first spawn wrapper for the
@@ -117,6 +129,15 @@ int _ftmb_locked_acquire(int (*acquire)(volatile void *), int (*blocking)(volati
 /* Replay: 1 while thread t follows its log; with failover, once its log has ended it waits for
  * the handover (every thread's log ended) and gets 0: record from then on. */
 int _ftmb_replaying(struct _ftmb_thread *t);
+
+/* A value a real clock chose (a wait's timeout, a libpcap break): always logged, replay takes it
+ * from the thread's stream (runtime.c). _ftmb_replay_at_logged_value: 1 if the replaying thread's
+ * next operation in the log is such a value (every quiet operation before it made). */
+uint64_t _ftmb_logged_value(uint64_t v);
+/* The verification replay: a receive or an external read past the thread's log is quiet while
+ * another thread still replays (runtime.c). */
+int _ftmb_quiet_past_log(struct _ftmb_thread *t);
+int _ftmb_replay_at_logged_value(void);
 
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);

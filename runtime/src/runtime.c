@@ -10,7 +10,18 @@
  * receive record. Every clock (time, clock_gettime for any clock id, gettimeofday, rte_rdtsc)
  * reads this one time base; rte_rdtsc() returns it scaled by the session's tsc_hz. A thread that
  * has not received any input yet (a control thread) reads the real CLOCK_REALTIME and logs each
- * value. In passthrough mode every clock is the real one.
+ * value. In passthrough mode every clock is the real one. Once a queue has delivered its EOF
+ * entry, each further receive of it advances the receiving thread's time by _FTMB_EOF_TICK_NS:
+ * time goes on after the input ends, as many ticks as the thread polls, which replay repeats (the
+ * log counts the thread's quiet operations, see below).
+ *
+ * Quiet operations. An idle busy-poll iteration logs nothing: a receive that consumes no entry and
+ * an external read that sees what the thread's previous external read of the same variable saw are
+ * quiet; each thread counts them, and its next loud record (an RX, an external read with a new
+ * value) carries the count (ftmb_internal.h). Replay hands out exactly that many quiet results
+ * (nothing received, the same value) before it takes the loud record, so every receive and every
+ * external read returns what it returned in the record, and iteration counts, hence the times
+ * derived from them after the input's end, are reproduced.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -293,6 +304,57 @@ static inline __attribute__((always_inline)) void emit(struct _ftmb_thread *t, u
     emit_into(r, (struct _ftmb_record *)r->buf + (r->local & r->mask), head, value);
 }
 
+/* A loud record whose own fields cannot hold the thread's quiet count: a QUIET record with the count,
+ * then the loud record, published together (a log never ends between the two). */
+__attribute__((noinline)) static void emit_quiet_pair(struct _ftmb_thread *t, uint64_t quiet, uint64_t head,
+                                                      uint64_t value)
+{
+    struct _ftmb_ring *r = &t->rec;
+    uint64_t qhead = _ftmb_rec_head(_FTMB_REC_QUIET, 0, 0);
+    struct _ftmb_record *a = _ftmb_ring_reserve(r);
+    if (!a)
+        a = rec_wait_space(t);
+    a->head = qhead | _ftmb_rec_check(qhead, quiet, r->local);
+    a->value = quiet;
+    r->local++; /* reserve the second slot behind the first, unpublished */
+    struct _ftmb_record *b = _ftmb_ring_reserve(r);
+    if (!b)
+        b = rec_wait_space(t);
+    b->head = head | _ftmb_rec_check(head, value, r->local);
+    b->value = value;
+    r->local--;
+    _ftmb_ring_publish(r, 2); /* R1 for both */
+}
+
+/* A transmit after quiet receives that moved the thread's clock (past its queue's EOF): the packet
+ * may depend on how many there were, so the count goes into the log before it (a QUIET record). */
+void _ftmb_emit_quiet(struct _ftmb_thread *t)
+{
+    emit(t, _ftmb_rec_head(_FTMB_REC_QUIET, 0, 0), t->quiet);
+    t->quiet = 0;
+    t->quiet_time = 0;
+}
+
+/* Append a loud record (an RX, or an external read that logs) carrying the thread's quiet
+ * operations since its previous loud record: in the record's site field (external reads) or the
+ * top of its value (RX) when the count fits, else in a QUIET record right before it. */
+static void emit_loud(struct _ftmb_thread *t, uint64_t head, uint64_t value, int quiet_in_site)
+{
+    uint64_t quiet = t->quiet;
+    t->quiet = 0;
+    t->quiet_time = 0;
+    uint64_t max = quiet_in_site ? _FTMB_EXT_QUIET_MAX : _FTMB_RX_QUIET_MAX;
+    if (quiet > max) {
+        emit_quiet_pair(t, quiet, head, value);
+        return;
+    }
+    if (quiet_in_site)
+        head |= quiet << 24;
+    else
+        value |= quiet << _FTMB_RX_SEQ_BITS;
+    emit(t, head, value);
+}
+
 static inline struct _ftmb_obj *obj_of(ftmb_obj_t obj, ftmb_site_t site)
 {
     if (__builtin_expect(obj >= FTMB_MAX_OBJECTS, 0))
@@ -384,6 +446,22 @@ __attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int st
     }
     for (;;)
         nanosleep(&grace, NULL);
+}
+
+/* The verification replay, at a receive or an external read past the end of the thread's log: the
+ * record made such operations quietly after its last record (unlogged: nothing came after them to
+ * carry their count) before the thread went on (a capture loop ending at its input's end, then the
+ * thread's exit, which others join). So they stay quiet while any thread still replays: 1, the
+ * operation returns what a quiet one does; 0 once every log is replayed (the caller then ends the
+ * replay at _ftmb_replaying). A backup instead waits for the handover there (_ftmb_replaying). */
+int _ftmb_quiet_past_log(struct _ftmb_thread *t)
+{
+    if (!_ftmb_rt.stop_at_end || __atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY ||
+        t->rpos < t->rlen)
+        return 0;
+    replay_op_done(t);
+    /* Acquire pairs with the release in replay_op_done. */
+    return atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0;
 }
 
 int _ftmb_replaying(struct _ftmb_thread *t)
@@ -492,31 +570,131 @@ static const char *site_name(char *buf, size_t len, uint32_t site)
 
 static const char *kind_name(unsigned k)
 {
-    static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx"};
+    static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx", "quiet"};
     return k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
+
+static void settle_quiet(struct _ftmb_thread *t, int op_done);
+static int carries_quiet(const struct _ftmb_record *r, uint64_t *count);
 
 /* The next record of this thread's stream, which must be of kind `kind` on `obj`. */
 static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned kind, uint32_t obj, uint32_t site)
 {
     const struct _ftmb_record *r = replay_peek(t);
-    char here[320], logged[320];
+    char here[320], logged[320], quiet[160] = "";
     if (!r)
         _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, %s", t->index,
                     (unsigned long long)t->rlen, kind_name(kind), obj, site_name(here, sizeof here, site));
     unsigned rk = _ftmb_rec_kind(r->head);
     int same_kind = rk == kind || (kind == _FTMB_REC_LOCK && rk == _FTMB_REC_TRYLOCK_FAIL);
-    if (!same_kind || _ftmb_rec_obj(r->head) != obj)
+    if (!same_kind || _ftmb_rec_obj(r->head) != obj) {
+        if (t->loud_valid && t->loud_idx >= t->rpos && t->loud_idx < t->rlen)
+            snprintf(quiet, sizeof quiet, "; %llu quiet operations made of the %llu its record %llu counts",
+                     (unsigned long long)t->quiet, (unsigned long long)t->loud_need,
+                     (unsigned long long)t->loud_idx);
         _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (%s) but the program "
-                    "does a %s on object %u at %s; an access is missing its instrumentation",
+                    "does a %s on object %u at %s; an access is missing its instrumentation%s",
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
-                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX ? "no site" :
+                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX || rk == _FTMB_REC_QUIET ? "no site" :
                     site_name(logged, sizeof logged, _ftmb_rec_site(r->head)),
-                    kind_name(kind), obj, site_name(here, sizeof here, site));
+                    kind_name(kind), obj, site_name(here, sizeof here, site), quiet);
+    }
     t->rpos++;
     if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
         atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+    uint64_t carried;
+    if (carries_quiet(r, &carried)) {
+        /* A loud record (take_loud): the record counted its quiet operations from here on anew, and
+         * so does the replay, before it looks at what follows (a QUIET record right after it counts
+         * the operations after it, not the ones before it). */
+        t->quiet = 0;
+        t->quiet_time = 0;
+        t->loud_valid = 0;
+    }
+    if (__builtin_expect(t->rpos < t->rlen && _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) == _FTMB_REC_QUIET, 0))
+        settle_quiet(t, 0); /* a QUIET record a transmit wrote after this one (the caller's operation
+                               * is not done yet: it counts the thread out, replay_op_done) */
     return r;
+}
+
+/* ---- quiet operations in replay (see the top) ----------------------------------------------------- */
+
+/* A record that carries a quiet count (the quiet operations since the thread's previous one): a
+ * QUIET record, an RX, an external read. */
+static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
+{
+    unsigned k = _ftmb_rec_kind(r->head);
+    if (k == _FTMB_REC_QUIET)
+        *count = r->value;
+    else if (k == _FTMB_REC_RX)
+        *count = r->value >> _FTMB_RX_SEQ_BITS;
+    else if (k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL)
+        *count = _ftmb_rec_site(r->head);
+    else
+        return 0;
+    return 1;
+}
+
+/* Find the thread's next record that carries a quiet count, and the count. */
+static void find_carrier(struct _ftmb_thread *t)
+{
+    if (t->rpos < t->rbase)
+        _ftmb_fatal("replay: thread %u needs record %llu, but the log keeps its records from %llu on", t->index,
+                    (unsigned long long)t->rpos, (unsigned long long)t->rbase);
+    uint64_t need = UINT64_MAX, i = t->rpos; /* none left: every receive and external read is quiet */
+    for (; i < t->rlen; i++) {
+        const struct _ftmb_record *r = &t->rlog[i - t->rbase];
+        if (!_ftmb_rec_valid(r, i))
+            _ftmb_fatal("replay: thread %u record %llu fails its checksum (head %#llx value %#llx); it is not "
+                        "replayed",
+                        t->index, (unsigned long long)i, (unsigned long long)r->head, (unsigned long long)r->value);
+        if (carries_quiet(r, &need))
+            break;
+    }
+    t->loud_idx = i;
+    t->loud_need = i < t->rlen ? need : UINT64_MAX;
+    t->loud_valid = 1;
+}
+
+/* A QUIET record is consumed once the thread is at it and has made its quiet operations. */
+static void settle_quiet(struct _ftmb_thread *t, int op_done)
+{
+    for (;;) {
+        if (!t->loud_valid || t->loud_idx < t->rpos)
+            find_carrier(t);
+        if (t->loud_idx != t->rpos || t->loud_idx == t->rlen || t->quiet != t->loud_need ||
+            _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) != _FTMB_REC_QUIET)
+            return;
+        t->rpos++;
+        t->quiet = 0;
+        t->quiet_time = 0; /* as the transmit that wrote it did */
+        t->loud_valid = 0;
+        if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
+            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+        if (op_done)
+            replay_op_done(t);
+    }
+}
+
+/* Replay, at a receive or an external read: 1 if the record made it quietly (it is counted), 0 if
+ * it is the operation of the thread's next loud record. */
+int _ftmb_replay_quiet(struct _ftmb_thread *t)
+{
+    settle_quiet(t, 1);
+    if (t->quiet < t->loud_need) {
+        t->quiet++;
+        if (_ftmb_rt.stop_at_end && (t->quiet & 1023) == 0) /* a long quiet stretch is progress too */
+            atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed); /* Relaxed: rt.h */
+        settle_quiet(t, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Replay: take the loud record of this operation (replay_take starts the quiet count anew). */
+static const struct _ftmb_record *take_loud(struct _ftmb_thread *t, unsigned kind, uint32_t obj)
+{
+    return replay_take(t, kind, obj, 0);
 }
 
 __attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int stalled);
@@ -1304,24 +1482,22 @@ void ftmb_nondet_bytes(void *p, ftmb_size_t size)
     nd_bytes(t, _FTMB_ND_BYTES, p, size);
 }
 
-/* A variable only signal handlers write is an input from outside: a read logs the value it saw,
- * replay hands each thread its own logged values (no waiting on other threads; no signal comes in
- * a replay, the logged values carry the handler's effect). The caller dereferences the returned
- * pointer at once, so one slot per thread is enough (a handler interrupting between the call and
- * the dereference reads its own variables uninstrumented: nothing replays a handler). */
+/* A variable only signal handlers write is an input from outside. A read that sees what the
+ * thread's previous external read of the same variable saw is quiet (counted, see the top); one that
+ * sees another value, or reads another variable, logs the value, and replay hands each thread its
+ * own values (no waiting on other threads; no signal comes in a replay, the logged values carry the
+ * handler's effect). The caller dereferences the returned pointer at once, so one slot per thread
+ * is enough (a handler interrupting between the call and the dereference reads its own variables
+ * uninstrumented: nothing replays a handler). */
 static _Thread_local _Alignas(8) unsigned char external_slot[8];
-static _Thread_local struct {
-    const volatile void *p;
-    ftmb_size_t size;
-} ext;
 
-static uint64_t real_external(void)
+static uint64_t external_value(const volatile void *p, ftmb_size_t size)
 {
-    switch (ext.size) {
-    case 1: return *(const volatile uint8_t *)ext.p;
-    case 2: return *(const volatile uint16_t *)ext.p;
-    case 4: return *(const volatile uint32_t *)ext.p;
-    default: return *(const volatile uint64_t *)ext.p;
+    switch (size) {
+    case 1: return *(const volatile uint8_t *)p;
+    case 2: return *(const volatile uint16_t *)p;
+    case 4: return *(const volatile uint32_t *)p;
+    default: return *(const volatile uint64_t *)p;
     }
 }
 
@@ -1332,9 +1508,36 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     if (size != 1 && size != 2 && size != 4 && size != 8)
         _ftmb_fatal("ftmb_external_read of %zu bytes at %p: only 1, 2, 4 or 8 bytes are logged", (size_t)size,
                     (const void *)p);
-    ext.p = p;
-    ext.size = size;
-    uint64_t v = nd_value(_FTMB_ND_EXTERNAL, real_external);
+    if (_ftmb_rt.standby) /* only the master's log has the value: take over here (see nd_value) */
+        _ftmb_standby_takeover();
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    int same_variable = t->ext_addr == p && t->ext_size == size;
+    uint64_t v;
+    if (same_variable && _ftmb_quiet_past_log(t)) {
+        v = t->ext_value;
+    } else if (_ftmb_replaying(t)) {
+        if (_ftmb_replay_quiet(t)) {
+            if (!same_variable)
+                _ftmb_fatal("replay diverged: thread %u reads an external variable of %zu bytes where the log has "
+                            "a read of the variable it read before (record %llu)",
+                            t->index, (size_t)size, (unsigned long long)t->rpos);
+            v = t->ext_value;
+        } else {
+            v = take_loud(t, _FTMB_REC_ND, _FTMB_ND_EXTERNAL)->value;
+            replay_op_done(t);
+        }
+    } else {
+        v = external_value(p, size);
+        if (same_variable && v == t->ext_value)
+            t->quiet++;
+        else
+            emit_loud(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_EXTERNAL, 0), v, 1);
+    }
+    t->ext_addr = p;
+    t->ext_size = size;
+    t->ext_value = v;
+    _ftmb_op_leave(t);
     uint8_t v1 = (uint8_t)v;
     uint16_t v2 = (uint16_t)v;
     uint32_t v4 = (uint32_t)v;
@@ -1343,24 +1546,51 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     return external_slot;
 }
 
-/* Receives advance virtual time (io.c) and log their composition. */
-void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq)
+/* A value the runtime itself reads at a point a real clock chose (the end of a libpcap wait: a
+ * timeout, a pcap_breakloop): always logged as an external read (a loud record, carrying the quiet
+ * operations before it), so the replay knows where it happened among the quiet receives; see
+ * _ftmb_replay_at_logged_value. */
+uint64_t _ftmb_logged_value(uint64_t v)
 {
-    emit(_ftmb_me(), _ftmb_rec_head(_FTMB_REC_RX, queue, entries), first_seq);
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t);
+    if (_ftmb_replaying(t)) {
+        v = take_loud(t, _FTMB_REC_ND, _FTMB_ND_EXTERNAL)->value;
+        replay_op_done(t);
+    } else if (_ftmb_mode_now == FTMB_MODE_RECORD)
+        emit_loud(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_EXTERNAL, 0), v, 1);
+    t->ext_addr = NULL; /* the program's next external read logs its value */
+    _ftmb_op_leave(t);
+    return v;
 }
 
-/* Replay: the next receive of `queue`, or 0 entries when the log's next record is not one. */
+/* Replay: 1 if the thread has made every quiet operation before its next loud record and that
+ * record is an external read, i.e. the record's next operation here was a _ftmb_logged_value. */
+int _ftmb_replay_at_logged_value(void)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    if (!_ftmb_replaying(t))
+        return 0;
+    settle_quiet(t, 1);
+    return t->quiet == t->loud_need && t->loud_idx == t->rpos && t->loud_idx < t->rlen &&
+           _ftmb_rec_kind(t->rlog[t->loud_idx - t->rbase].head) == _FTMB_REC_ND &&
+           _ftmb_rec_obj(t->rlog[t->loud_idx - t->rbase].head) == _FTMB_ND_EXTERNAL;
+}
+
+/* Receives advance virtual time (io.c) and log their composition, with the quiet count. */
+void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq)
+{
+    emit_loud(_ftmb_me(), _ftmb_rec_head(_FTMB_REC_RX, queue, entries), first_seq & _FTMB_RX_SEQ_MASK, 0);
+}
+
+/* Replay: the receive of `queue` that the thread's next loud record logs (the caller asked
+ * _ftmb_replay_quiet first): its entry count and first entry sequence. */
 uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq)
 {
     struct _ftmb_thread *t = _ftmb_me();
-    const struct _ftmb_record *r = replay_peek(t);
-    if (!r || _ftmb_rec_kind(r->head) != _FTMB_REC_RX || _ftmb_rec_obj(r->head) != queue)
-        return 0;
-    t->rpos++;
+    const struct _ftmb_record *r = take_loud(t, _FTMB_REC_RX, queue);
     replay_op_done(t);
-    if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
-        atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
-    *first_seq = r->value;
+    *first_seq = r->value & _FTMB_RX_SEQ_MASK;
     return _ftmb_rec_site(r->head);
 }
 

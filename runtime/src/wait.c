@@ -136,8 +136,9 @@ int ftmb_pthread_cond_timedwait(void *cond, volatile void *mutex, const struct t
             rc = 0;
         woken(mutex, obj, site);
     }
-    /* Logged like a value only a signal handler writes: replay takes it from this thread's stream. */
-    return *(const volatile int *)ftmb_external_read(&rc, sizeof rc);
+    /* A real clock chose it: always logged (a loud record, placed among the thread's quiet
+     * operations), and replay takes it from this thread's stream. */
+    return (int)_ftmb_logged_value((uint64_t)(unsigned)rc);
 }
 
 /*

@@ -434,7 +434,15 @@ static int ext_record(void)
     if (ext_workload(1))
         return 1;
     _ftmb_ol_poll(S.ol);
-    CHECK(_ftmb_ol_received(S.ol, 0) == EXT_READS + 3);
+    /* reads 1..36 and 38..99 of the flag see the value the read before saw: quiet, counted in the
+     * next logged read (flag 0, flag 1 after 36 quiet reads, then the other three, the first after
+     * 62 quiet reads) */
+    CHECK(_ftmb_ol_received(S.ol, 0) == 5);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    CHECK(n == 5 && log[0].value == 0 && _ftmb_rec_site(log[0].head) == 0);
+    CHECK(log[1].value == 1 && _ftmb_rec_site(log[1].head) == EXT_SIGNAL_AT - 1);
+    CHECK(log[2].value == 0xbeef && _ftmb_rec_site(log[2].head) == EXT_READS - EXT_SIGNAL_AT - 1);
     CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
     session_close(&S);
     return 0;
@@ -463,6 +471,19 @@ static int ext_replay_diverged(void)
     return 0; /* not reached */
 }
 
+/* Fewer quiet reads of the flag than the log counts, then another variable: stops replay loudly. */
+static int ext_replay_quiet_diverged(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    for (int i = 0; i < 10; i++)
+        CHECK(*(const volatile _Bool *)ftmb_external_read(&ext_stop, sizeof ext_stop) == 0);
+    ftmb_external_read(&ext_u16, 2);
+    return 0; /* not reached */
+}
+
 static int ext_passthrough(void)
 {
     unsetenv("FTMB_SESSION");
@@ -486,10 +507,184 @@ static int external_reads_replay_from_the_log(void)
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     CHECK(file_contains(err, "replay diverged: thread 0 record 0 is a nondet on object 6"));
     unlink(err);
+    CHECK(run_forked(ext_record, NULL, NULL) == 0);
+    run_forked(ext_replay_quiet_diverged, err, &st);
+    unlink(log_path);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "replay diverged: thread 0 reads an external variable of 2 bytes where the log has "
+                             "a read of the variable it read before"));
+    unlink(err);
     CHECK(run_forked(ext_passthrough, NULL, NULL) == 0);
     return 0;
 }
 
+
+/* A loud record followed at once by a QUIET record (a transmit after quiet receives past the input's
+ * end) whose count equals the loud record's own count: replay consumes the QUIET record only after
+ * the quiet operations it counts, not while taking the loud record before it (then with the count the
+ * loud record carried, the replay ended at a receive the log says was quiet: "is a receive but queue 0
+ * has ended"). The queue's end is set by hand: the receives after it touch no input ring. */
+static volatile uint32_t qx, qy, qz;
+
+static int quiet_after_loud_workload(int record)
+{
+    _ftmb_rt.inq[0].eof = 1; /* past the end: each receive is quiet and moves the clock (io.c) */
+    _ftmb_rt.inq[0].eof_time_ns = 0;
+    struct ftmb_pkt *p[4];
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qx, 4) == 0); /* loud, carries 0 */
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qx, 4) == 0); /* quiet: 1 */
+    if (record)
+        qy = 7;
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qy, 4) == 7); /* loud, carries 1 */
+    CHECK(ftmb_pkt_rx_burst(0, p, 4) == 0); /* quiet past the end: 1, the clock moved */
+    struct ftmb_pkt *out = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(out, 60);
+    ftmb_pkt_tx_burst(0, &out, 1); /* record: QUIET 1, right after the loud read of qy */
+    for (int i = 0; i < 3; i++)
+        CHECK(ftmb_pkt_rx_burst(0, p, 4) == 0); /* quiet: 3 */
+    if (record)
+        qz = 9;
+    CHECK(*(const volatile uint32_t *)ftmb_external_read(&qz, 4) == 9); /* loud, carries 3 */
+    return 0;
+}
+
+static int quiet_after_loud_record(void)
+{
+    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    if (quiet_after_loud_workload(1))
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    CHECKF(n == 4, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ND && _ftmb_rec_site(log[1].head) == 1);
+    CHECK(_ftmb_rec_kind(log[2].head) == _FTMB_REC_QUIET && log[2].value == 1);
+    CHECK(_ftmb_rec_kind(log[3].head) == _FTMB_REC_ND && _ftmb_rec_site(log[3].head) == 3);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int quiet_after_loud_replay(void)
+{
+    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    if (quiet_after_loud_workload(0))
+        return 1;
+    session_close(&S);
+    return 0;
+}
+
+static int quiet_record_after_a_loud_one(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-qlog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-qerr-%d", (int)getpid());
+    CHECK(run_forked(quiet_after_loud_record, NULL, NULL) == 0);
+    int st;
+    int rc = run_forked(quiet_after_loud_replay, err, &st);
+    unlink(log_path);
+    CHECKF(rc == 0, "replay failed: %s", file_contains(err, "replay diverged") ? "diverged" : "see stderr");
+    unlink(err);
+    return 0;
+}
+
+/* The verification replay's end-of-log heuristic (no record consumed for 500 ms while a thread waits
+ * for a turn) must not fire while the thread whose turn comes first waits for a live but slow output
+ * logger: thread 0 sends 40 packets inside an ordered region (its output ring holds 16) while the
+ * logger does not run for 1.5 s, and thread 1 waits for the next turn on the object. Before the fix
+ * thread 1 took that for the end ("which no thread reaches here") and the replay exited early. */
+static _Atomic int slow_turn_done;
+static int slow_replaying;
+
+static void *slow_second(void *arg)
+{
+    (void)arg;
+    while (!slow_replaying && !atomic_load(&slow_turn_done))
+        sched_yield(); /* record: the second turn on the object */
+    ftmb_ordered_begin(1, 7);
+    ftmb_ordered_end(1);
+    return NULL;
+}
+
+static int slow_workload(void)
+{
+    pthread_t b;
+    CHECK(ftmb_pthread_create(&b, NULL, slow_second, NULL) == 0);
+    ftmb_ordered_begin(1, 6);
+    for (int i = 0; i < 40; i++) {
+        struct ftmb_pkt *out = ftmb_pkt_alloc();
+        ftmb_pkt_set_len(out, 60);
+        ftmb_pkt_tx_burst(0, &out, 1);
+    }
+    ftmb_ordered_end(1);
+    atomic_store(&slow_turn_done, 1);
+    pthread_join(b, NULL);
+    return 0;
+}
+
+static int slow_logger_record(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    session_start_logger(&S);
+    if (slow_workload())
+        return 1;
+    ftmb_exit();
+    session_join_logger(&S);
+    uint64_t n0, n1;
+    _ftmb_ol_log(S.ol, 0, &n0);
+    _ftmb_ol_log(S.ol, 1, &n1);
+    CHECKF(n0 == 1 && n1 == 1, "%llu and %llu records", (unsigned long long)n0, (unsigned long long)n1);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static void *late_logger(void *arg)
+{
+    struct timespec d = {1, 500000000};
+    nanosleep(&d, NULL);
+    return session_logger(arg);
+}
+
+static int slow_logger_replay(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC); /* alive, only late */
+    atomic_store(&S.in->hdr.heartbeat_ns, now);
+    atomic_store(&S.out->hdr.heartbeat_ns, now);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_STOP_AT_END", "1", 1);
+    CHECK(ftmb_init() == 0);
+    pthread_create(&S.thread, NULL, late_logger, &S);
+    slow_replaying = 1;
+    if (slow_workload())
+        return 1;
+    ftmb_ordered_begin(2, 8); /* past its log: the replay ends here (exits) */
+    return 1;                 /* not reached */
+}
+
+static int verifier_waits_for_a_slow_output_logger(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-slog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-serr-%d", (int)getpid());
+    CHECK(run_forked(slow_logger_record, NULL, NULL) == 0);
+    int rc = run_forked(slow_logger_replay, err, NULL);
+    unlink(log_path);
+    CHECK(rc == 0);
+    CHECKF(!file_contains(err, "which no thread reaches here"), "the replay ended early");
+    CHECK(file_contains(err, "every log replayed"));
+    unlink(err);
+    return 0;
+}
 
 /* ---- modes and set-up errors ---------------------------------------------------------------------- */
 
@@ -716,14 +911,23 @@ static int receive_path(void)
     CHECK(ftmb_pkt_rx_burst(0, p, 8) == 0);
     CHECK(ftmb_input_done(0));
     CHECK(ftmb_time(NULL) == 9);
+    CHECK(ftmb_pkt_rx_burst(0, p, 8) == 0 && ftmb_pkt_rx_burst(0, p, 8) == 0); /* past the end: quiet, */
+    CHECK(ftmb_clock_gettime(0, &ts) == 0 && ts.tv_sec == 9 && ts.tv_nsec == 2 * (long)_FTMB_EOF_TICK_NS);
+    /* time goes on by a tick per receive */
+    struct ftmb_pkt *out = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(out, 60);
+    ftmb_pkt_tx_burst(0, &out, 1); /* it may depend on those times: their count is logged first */
     _ftmb_ol_poll(S.ol);
     uint64_t n;
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
-    CHECKF(n == 5, "%llu records", (unsigned long long)n);
+    CHECKF(n == 6, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[5].head) == _FTMB_REC_QUIET && log[5].value == 2);
     CHECK(_ftmb_rec_kind(log[3].head) == _FTMB_REC_RX && _ftmb_rec_site(log[3].head) == 1 && log[3].value == 4);
     CHECK(_ftmb_rec_kind(log[4].head) == _FTMB_REC_RX && _ftmb_rec_site(log[4].head) == 1 && log[4].value == 5);
     CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ND && (long)(log[0].value / 1000000000ull) == before);
-    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_RX && _ftmb_rec_site(log[1].head) == 3 && log[1].value == 0);
+    /* the empty poll before it is counted in the top bits of its value: one quiet receive */
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_RX && _ftmb_rec_site(log[1].head) == 3 &&
+          log[1].value == (1ull << _FTMB_RX_SEQ_BITS));
     CHECK(_ftmb_rec_kind(log[2].head) == _FTMB_REC_RX && _ftmb_rec_site(log[2].head) == 1 && log[2].value == 3);
     session_close(&S);
     return 0;
@@ -983,8 +1187,9 @@ static int unknown_start_routine_refused(void)
 }
 
 /* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
-static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 2); }
+static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker,
+                                      (void (*)(void))slow_second};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 3); }
 
 int main(void)
 {
@@ -994,6 +1199,8 @@ int main(void)
     run_case("replay_detects_divergence", replay_detects_divergence);
     run_case("failover_inside_nested_regions", failover_inside_nested_regions);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
+    run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
+    run_case("verifier_waits_for_a_slow_output_logger", verifier_waits_for_a_slow_output_logger);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
     run_case("setup_errors", setup_errors);

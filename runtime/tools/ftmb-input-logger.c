@@ -5,7 +5,8 @@
  * flow to a queue (symmetric 5-tuple hash for IPv4/IPv6 TCP/UDP, addresses only for other IP,
  * the MAC pair otherwise: a flow always lands on the same queue, both directions too), creates
  * /dev/shm/ftmb-<session>.in, waits for a master to attach, then serves each queue: packets in
- * file order, a tick entry whenever a queue has been idle for --tick-us, and an EOF entry once the
+ * file order, a tick entry whenever a queue has been idle for --tick-us (then for twice as long after
+ * each tick, up to --tick-max-us, until its next packet), and an EOF entry once the
  * file is exhausted. Every entry served is kept in the queue's retained log with its sequence
  * number and time, so a rewind request can serve exactly the same entries again from any
  * retained position. Entries before the master's retain_from mark may be forgotten.
@@ -47,6 +48,7 @@ struct queue_state {
     uint64_t base, len, cap;     /* retained: sequences base .. base+len-1 */
     uint64_t serve;              /* next sequence to put in the ring */
     uint64_t last_time_ns;
+    uint64_t tick_gap_ns;        /* idle time before its next tick: --tick-us after a packet, doubling */
     uint64_t rewind_seen;
     int eof_logged;
     uint32_t *pkts;              /* this queue's packets in file order */
@@ -130,7 +132,8 @@ static void usage(FILE *f)
           "                   FTMB_SESSION=NAME\n"
           "  --in FILE        input packets, pcap (read whole before serving; at most 2048 bytes each)\n"
           "  --queues N       master receive queues to spread flows over (default 1, at most 32)\n"
-          "  --tick-us N      an idle queue gets a clock tick this often (default 100)\n"
+          "  --tick-us N      an idle queue gets a clock tick after this long (default 100), then after\n"
+          "                   twice as long as the gap before, up to --tick-max-us (default 10000)\n"
           "  --rate PPS       serve at most PPS packets per second in total (default 0: as fast as taken)\n"
           "  --capacity N     entries per queue ring, a power of two (default 1024)\n"
           "  --until-signal   keep the retained input after the master finishes or dies, for a\n"
@@ -232,11 +235,12 @@ static void trim(struct queue_state *q, uint64_t retain_from)
 int main(int argc, char **argv)
 {
     const char *session = NULL, *in_path = NULL;
-    uint64_t nqueues = 1, tick_us = 100, rate = 0, capacity = 1024;
+    uint64_t nqueues = 1, tick_us = 100, tick_max_us = 10000, rate = 0, capacity = 1024;
     int until_signal = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"in", required_argument, 0, 'i'},
         {"queues", required_argument, 0, 'q'}, {"tick-us", required_argument, 0, 't'},
+        {"tick-max-us", required_argument, 0, 'T'},
         {"rate", required_argument, 0, 'r'}, {"capacity", required_argument, 0, 'c'},
         {"until-signal", no_argument, 0, 'U'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
@@ -246,6 +250,7 @@ int main(int argc, char **argv)
         case 'i': in_path = optarg; break;
         case 'q': if (_ftmb_parse_u64(me, "--queues", optarg, 1, FTMB_MAX_QUEUES, &nqueues)) return 1; break;
         case 't': if (_ftmb_parse_u64(me, "--tick-us", optarg, 1, 60000000, &tick_us)) return 1; break;
+        case 'T': if (_ftmb_parse_u64(me, "--tick-max-us", optarg, 1, 60000000, &tick_max_us)) return 1; break;
         case 'r': if (_ftmb_parse_u64(me, "--rate", optarg, 0, 1000000000, &rate)) return 1; break;
         case 'c': if (_ftmb_parse_pow2(me, "--capacity", optarg, 2, 1u << 20, &capacity)) return 1; break;
         case 'U': until_signal = 1; break;
@@ -301,6 +306,11 @@ int main(int argc, char **argv)
     int32_t reported_pid = 0;
     unsigned idle = 0;
     const uint64_t tick_ns = tick_us * 1000;
+    /* Ticks only move an idle queue's clock; each one the master consumes is a logged receive, so an
+     * idle queue gets fewer and fewer: after tick_ns, then twice the gap before, up to tick_max_ns. */
+    const uint64_t tick_max_ns = (tick_max_us > tick_us ? tick_max_us : tick_us) * 1000;
+    for (uint32_t qi = 0; qi < nqueues; qi++)
+        qs[qi].tick_gap_ns = tick_ns;
     for (;;) {
         uint64_t mono = _ftmb_now_ns(CLOCK_MONOTONIC);
         _ftmb_region_heartbeat(region);
@@ -373,7 +383,7 @@ int main(int argc, char **argv)
                     } else if (q->next_pkt == q->npkts && !q->eof_logged) {
                         log_append(q, _FTMB_IN_EOF, 0, now);
                         q->eof_logged = 1;
-                    } else if (!q->eof_logged && now - q->last_time_ns >= tick_ns) {
+                    } else if (!q->eof_logged && now - q->last_time_ns >= q->tick_gap_ns) {
                         log_append(q, _FTMB_IN_TICK, 0, now);
                     } else {
                         break;
@@ -390,6 +400,10 @@ int main(int argc, char **argv)
                     memcpy(e->data, bytes + pkts[le->pkt].offset, e->len);
                 }
                 q->last_time_ns = le->time_ns;
+                if (le->kind == _FTMB_IN_TICK)
+                    q->tick_gap_ns = 2 * q->tick_gap_ns < tick_max_ns ? 2 * q->tick_gap_ns : tick_max_ns;
+                else
+                    q->tick_gap_ns = tick_ns;
                 q->serve++;
                 _ftmb_ring_publish(&q->ring, 1); /* P1: pairs with the master's C1 */
                 worked = 1;
