@@ -476,7 +476,7 @@ static int run_export(const char *session, const char *listen_addr, const char *
         fprintf(stderr, "%s: no ready region /dev/shm/ftmb-%s.%s (start its logger first)\n", me, session, role);
         return 1;
     }
-    fprintf(stderr, "%s export %s: serving /dev/shm/ftmb-%s.%s on %s\n", me, role, session, role, listen_addr);
+    fprintf(stderr, "%s %s: serving /dev/shm/ftmb-%s.%s on %s\n", me, role, session, role, listen_addr);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     ino_t log_before = 0;

@@ -1,0 +1,196 @@
+"""Each FTMB role as its own process tree, for roles on separate hosts (issue 13).
+
+A role talks to the others over TCP through `ftmb-relay` (runtime/tools/ftmb-relay.c); on its own
+host everything stays shared memory:
+
+- input logger host: `ftmb-input-logger --until-signal` and `ftmb-relay export --region in`;
+- output logger host: `ftmb-output-logger --until-signal --log LOG` and `ftmb-relay export --region out
+  --log LOG` (the log goes to a backup that asks for it);
+- master host: `ftmb-relay import --region in` and `--region out` make local regions of the loggers'
+  layout, then the instrumented program runs in record mode against them;
+- backup host: the same, the out import fetching the log first (`--log`), and the program replays it
+  from the start and goes live (a cold backup: FTMB_MODE=replay, FTMB_REPLAY_HANDOVER=1); with
+  `verify` it replays the complete log with FTMB_REPLAY_STOP_AT_END=1 (the verification replay:
+  the output logger compares every regenerated packet with the released one).
+
+`Role` is one such process tree: it starts the processes, waits for what the next one needs,
+forwards SIGINT/SIGTERM, and stops them all. The CLI (`ftmb-instrument input-logger|output-logger|
+master|backup`) and the tests (tests/test_hosts.py, through `netns.Topology`) use the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .bundle import ensure_runtime
+from .errors import InputError
+
+ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
+
+
+def _region_ready(path: Path) -> bool:
+    from .run import _region_ready as ready
+    return ready(path)
+
+
+@dataclass
+class Role:
+    """One role's processes; `prefix` runs each command elsewhere (e.g. `ip netns exec ...`)."""
+
+    name: str
+    session: str
+    workdir: Path
+    prefix: Sequence[str] = ()
+    shm: Path = Path("/dev/shm")
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def spawn(self, what: str, argv: Sequence[str], env: dict[str, str] | None = None,
+              stdout: bool = False) -> subprocess.Popen:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        err = open(self.workdir / f"{what}.err", "w")
+        out = open(self.workdir / f"{what}.out", "w") if stdout else subprocess.DEVNULL
+        p = subprocess.Popen([*self.prefix, *map(str, argv)], stdout=out, stderr=err, env=env,
+                             start_new_session=True)
+        err.close()
+        if stdout:
+            out.close()
+        self.procs.append((what, p))
+        return p
+
+    def err(self, what: str) -> str:
+        try:
+            return (self.workdir / f"{what}.err").read_text()
+        except OSError:
+            return ""
+
+    def wait_region(self, suffix: str, owner: subprocess.Popen, timeout_s: float) -> None:
+        path = self.shm / f"ftmb-{self.session}.{suffix}"
+        deadline = time.monotonic() + timeout_s
+        while not _region_ready(path):
+            if owner.poll() is not None:
+                raise RuntimeError(f"{self.name}: {owner.args[len(self.prefix)]} exited ({owner.returncode}) "
+                                   f"before /dev/shm/ftmb-{self.session}.{suffix} was ready")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: /dev/shm/ftmb-{self.session}.{suffix} not ready "
+                                   f"within {timeout_s:g} s")
+            time.sleep(0.005)
+
+    def signal(self, sig: int) -> None:
+        for _, p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self, grace_s: float = 5.0) -> dict[str, int]:
+        """SIGTERM every process, SIGKILL what is left after `grace_s`; the exit codes by name."""
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        return {what: p.returncode for what, p in self.procs}
+
+
+def _bins() -> dict[str, Path]:
+    return ensure_runtime(loggers=True)
+
+
+def start_input_logger(role: Role, input_pcap: Path, listen: str, *, queues: int = 1, rate: int | None = None,
+                       tick_us: int | None = None, timeout_ms: int = 1000) -> None:
+    b = _bins()
+    argv = [b["input_logger"], "--session", role.session, "--in", input_pcap, "--queues", queues, "--until-signal"]
+    if rate:
+        argv += ["--rate", rate]
+    if tick_us:
+        argv += ["--tick-us", tick_us]
+    il = role.spawn("input-logger", argv)
+    role.wait_region("in", il, 30)
+    role.spawn("relay-in", [b["relay"], "export", "--session", role.session, "--region", "in", "--listen", listen,
+                            "--timeout-ms", timeout_ms])
+
+
+def start_output_logger(role: Role, output_pcap: Path, log: Path, listen: str, *, timeout_ms: int = 1000) -> None:
+    b = _bins()
+    ol = role.spawn("output-logger", [b["output_logger"], "--session", role.session, "--out", output_pcap,
+                                      "--log", log, "--stats", "--until-signal"])
+    role.wait_region("out", ol, 30)
+    role.spawn("relay-out", [b["relay"], "export", "--session", role.session, "--region", "out", "--listen", listen,
+                             "--log", log, "--timeout-ms", timeout_ms])
+
+
+def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_out: str, *, kind: str = "master",
+                 log: Path | None = None, timeout_ms: int = 1000, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The relays to both loggers, then the program: `kind` master (record), backup (replay the log
+    fetched from the output logger's host from the start, then live) or verify (replay it all)."""
+    if kind not in ("master", "backup", "verify"):
+        raise InputError(f"{kind}: expected master, backup or verify")
+    if kind != "master" and log is None:
+        raise InputError(f"a {kind} needs --log FILE (where the output logger's log is stored)")
+    b = _bins()
+    common = ["--session", role.session, "--timeout-ms", timeout_ms, "--connect-wait-ms", 30000]
+    rin = role.spawn("relay-in", [b["relay"], "import", "--region", "in", "--connect", connect_in, *common])
+    out_argv = [b["relay"], "import", "--region", "out", "--connect", connect_out, *common]
+    if log is not None and kind != "master":
+        out_argv += ["--log", log]
+    rout = role.spawn("relay-out", out_argv)
+    role.wait_region("in", rin, 60)
+    role.wait_region("out", rout, 60)
+    nf_env = dict(os.environ if env is None else env, FTMB_SESSION=role.session,
+                  FTMB_PEER_TIMEOUT_MS=str(max(timeout_ms * 2, 2000)))
+    if kind == "master":
+        nf_env["FTMB_MODE"] = "record"
+    else:
+        nf_env.update(FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log))
+        nf_env.update({"FTMB_REPLAY_HANDOVER": "1"} if kind == "backup" else {"FTMB_REPLAY_STOP_AT_END": "1"})
+    cmd = list(map(str, nf_argv))
+    if shutil.which("setarch"):  # the same addresses in the master and its replays
+        cmd = ["setarch", os.uname().machine, "-R", *cmd]
+    return role.spawn("program", cmd, nf_env, stdout=True)
+
+
+def serve(role: Role, main: subprocess.Popen | None = None) -> int:
+    """Wait until `main` ends (or, without it, a signal), forwarding SIGINT/SIGTERM; stop the rest."""
+    got: list[int] = []
+
+    def on_signal(sig, _frame):
+        got.append(sig)
+        if main is not None:
+            role.signal(sig) if main.poll() is not None else os.killpg(main.pid, sig)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while (main.poll() is None) if main is not None else not got:
+            dead = [(w, p) for w, p in role.procs if p.poll() is not None and p is not main]
+            if dead and main is None:
+                w, p = dead[0]
+                print(f"ftmb-instrument {role.name}: {w} exited ({p.returncode}): "
+                      f"{role.err(w).strip().splitlines()[-1:] or ''}", flush=True)
+                break
+            time.sleep(0.05)
+        rc = main.returncode if main is not None else 0
+        if main is not None:  # the relays finish once they forwarded the program's end
+            deadline = time.monotonic() + 5
+            for _, p in role.procs:
+                while p.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        codes = role.stop()
+        for w, c in codes.items():
+            err = role.err(w).strip()
+            if err:
+                print(f"[{w} exit {c}] {err.splitlines()[-1]}", flush=True)
+        return rc
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
