@@ -54,6 +54,7 @@ enum {
     F_WANT_LOG = 12, /* import -> export parent: send me the log first (0 or 1) */
     F_LOG = 13,      /* export -> import: a chunk of the log file */
     F_LOG_END = 14,
+    F_FREED = 15,    /* import -> export: queue, entries that left the import side (credit) */
 };
 
 #define MAX_FRAME (64 * 1024)
@@ -226,9 +227,13 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
     memcpy(h, hello, 8);
     memcpy(h + 8, hello2, 16);
     send_frame(l, F_HELLO_IN, h, sizeof h);
+    /* Credit: at most `capacity` entries of a queue are on their way or in the import's ring, so an
+     * entry always fits there and one queue whose thread does not receive never stalls another. */
+    uint64_t sent[FTMB_MAX_QUEUES] = {0}, freed[FTMB_MAX_QUEUES] = {0};
     for (uint32_t q = 0; q < r->nqueues; q++)
         _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 0);
     unsigned idle = 0;
+    uint64_t last_check = 0;
     for (;;) {
         int work = 0;
         while (poll_frame(l, 0)) {
@@ -240,8 +245,11 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
                 atomic_store_explicit(&r->hdr.master_mode, (uint32_t)a[1], memory_order_relaxed);
                 /* Release: pairs with the logger's acquire load of master_state. */
                 atomic_store_explicit(&r->hdr.master_state, (uint32_t)a[0], memory_order_release);
-                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED)
+                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED) {
+                    fprintf(stderr, "%s %s: the master %s\n", me, role,
+                            a[0] == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
                     exit(0);
+                }
             } else if (l->type == F_REWIND && a[0] < r->nqueues) {
                 struct _ftmb_in_queue *iq = &r->queue[a[0]];
                 atomic_store_explicit(&iq->rewind_pos, a[2], memory_order_relaxed);
@@ -258,21 +266,28 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
                 send_frame(l, F_REWIND_ACK, ack, sizeof ack);
             } else if (l->type == F_RETAIN && a[0] < r->nqueues) {
                 atomic_store_explicit(&r->queue[a[0]].retain_from, a[1], memory_order_relaxed);
+            } else if (l->type == F_FREED && a[0] < r->nqueues) {
+                freed[a[0]] = a[1];
             }
         }
         struct pollfd pf = {l->fd, POLLOUT, 0};
         if (poll(&pf, 1, 0) > 0) {
             for (uint32_t q = 0; q < r->nqueues; q++) {
-                for (int k = 0; k < 32 && _ftmb_ring_ready(&rings[q]); k++) {
+                for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && _ftmb_ring_ready(&rings[q]); k++) {
                     const struct _ftmb_in_entry *e = _ftmb_ring_peek(&rings[q], 0);
                     send_frame(l, F_ENTRY, e, 32 + (e->len <= FTMB_PKT_MAX ? e->len : 0));
                     _ftmb_ring_consume(&rings[q], 1);
+                    sent[q]++;
                     work = 1;
                 }
             }
         }
-        if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
-            lost("the input logger is gone");
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
+            last_check = now;
+            if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
+                lost("the input logger is gone");
+        }
         ping_if_idle(l);
         if (work)
             idle = 0;
@@ -305,19 +320,22 @@ static uint64_t publish_closed(struct _ftmb_out_region *r, struct _ftmb_ring *re
             while (p->at + 2 * n < p->n) {
                 uint64_t head = p->v[p->at + 2 * n], value = p->v[p->at + 2 * n + 1];
                 uint32_t obj;
+                int claimed = 0;
                 if (rec_ordered(head, &obj)) {
                     if (!obj_known[obj]) { /* a takeover master's object: its predecessors are logged */
                         obj_known[obj] = 1;
                         obj_next[obj] = value;
                     }
-                    if (value != obj_next[obj])
+                    if (value > obj_next[obj]) /* its predecessor has not come yet */
                         break;
-                    obj_next[obj]++;
+                    /* below: an object first seen here at a later sequence (a takeover) */
+                    claimed = value == obj_next[obj];
+                    obj_next[obj] += claimed;
                 }
                 struct _ftmb_record *slot = _ftmb_ring_reserve(&rec[t]);
                 if (!slot) { /* undo the claim: the logger is behind */
                     if (rec_ordered(head, &obj))
-                        obj_next[obj]--;
+                        obj_next[obj] -= claimed;
                     break;
                 }
                 slot->head = head;
@@ -333,6 +351,53 @@ static uint64_t publish_closed(struct _ftmb_out_region *r, struct _ftmb_ring *re
         total += progress;
     } while (progress);
     (void)r;
+    return total;
+}
+
+/* Outputs waiting for room in the logger's ring (it keeps a packet there until its records are
+ * stored): buffered here, so a held output never stops the records behind it on the stream. */
+struct bytes {
+    uint8_t *v;
+    size_t n, cap, at;
+};
+static struct bytes outq[FTMB_MAX_THREADS];
+
+static void push_bytes(struct bytes *b, const void *p, uint32_t len)
+{
+    if (b->n + 4 + len > b->cap) {
+        b->cap = (b->n + 4 + len) * 2;
+        b->v = realloc(b->v, b->cap);
+        if (!b->v) {
+            fprintf(stderr, "%s: out of memory\n", me);
+            exit(1);
+        }
+    }
+    memcpy(b->v + b->n, &len, 4);
+    memcpy(b->v + b->n + 4, p, len);
+    b->n += 4 + len;
+}
+
+static uint64_t publish_outputs(struct _ftmb_ring *out, uint32_t nthreads)
+{
+    uint64_t total = 0;
+    for (uint32_t t = 0; t < nthreads; t++) {
+        struct bytes *b = &outq[t];
+        while (b->at < b->n) {
+            struct _ftmb_out_slot *d = _ftmb_ring_reserve(&out[t]);
+            if (!d)
+                break;
+            const struct _ftmb_out_slot *s = (const void *)(b->v + b->at + 4);
+            memcpy(d, s, OUT_HDR + 8 * (size_t)s->nvec);
+            memcpy(d->data, (const uint8_t *)s + OUT_HDR + 8 * (size_t)s->nvec, s->len);
+            _ftmb_ring_publish(&out[t], 1);
+            uint32_t len;
+            memcpy(&len, b->v + b->at, 4);
+            b->at += 4 + len;
+            total++;
+        }
+        if (b->at == b->n)
+            b->at = b->n = 0;
+    }
     return total;
 }
 
@@ -358,8 +423,9 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
     }
     send_frame(l, F_HELLO_OUT, hello, (uint32_t)(8 * (4 + 2 * r->max_threads)));
     unsigned idle = 0;
+    uint64_t last_check = 0;
     for (;;) {
-        int work = publish_closed(r, rec, nthreads) != 0;
+        int work = (publish_closed(r, rec, nthreads) | publish_outputs(out, nthreads)) != 0;
         while (poll_frame(l, 0)) {
             uint64_t *a = (uint64_t *)l->buf;
             if (l->type == F_RECS) {
@@ -383,14 +449,8 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
                 const struct _ftmb_out_slot *s = (const void *)l->buf;
                 if (s->thread >= nthreads)
                     lost("an output of a thread the master did not announce");
-                struct _ftmb_out_slot *d = _ftmb_ring_reserve(&out[s->thread]);
-                if (!d) { /* the logger holds it: keep the frame, read nothing else meanwhile */
-                    publish_closed(r, rec, nthreads);
-                    break;
-                }
-                memcpy(d, s, OUT_HDR + 8 * (size_t)s->nvec);
-                memcpy(d->data, (const uint8_t *)s + OUT_HDR + 8 * (size_t)s->nvec, s->len);
-                _ftmb_ring_publish(&out[s->thread], 1);
+                push_bytes(&outq[s->thread], s, l->len);
+                publish_outputs(out, nthreads);
             } else if (l->type == F_NTHREADS) {
                 if (a[0] > r->max_threads)
                     lost("more threads than the output logger made rings for");
@@ -405,8 +465,9 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
                     /* Everything the master published came before: store it all first. */
                     while (publish_closed(r, rec, nthreads) || 1) {
                         int left = 0;
+                        publish_outputs(out, nthreads);
                         for (uint32_t t = 0; t < nthreads; t++)
-                            left |= pend[t].n != 0;
+                            left |= pend[t].n != 0 || outq[t].n != 0;
                         if (!left)
                             break;
                         if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
@@ -416,16 +477,23 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
                 }
                 /* Release: pairs with the logger's acquire load of master_state. */
                 atomic_store_explicit(&r->hdr.master_state, (uint32_t)a[0], memory_order_release);
-                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED)
+                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED) {
+                    fprintf(stderr, "%s %s: the master %s\n", me, role,
+                            a[0] == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
                     exit(0);
+                }
             } else if (l->type == F_RETAIN && a[0] < r->max_threads) {
                 atomic_store_explicit(&r->thread[a[0]].retain_from, a[1], memory_order_relaxed);
             }
             l->pending = 0;
             work = 1;
         }
-        if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
-            lost("the output logger is gone");
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
+            last_check = now;
+            if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
+                lost("the output logger is gone");
+        }
         ping_if_idle(l);
         if (work)
             idle = 0;
@@ -587,6 +655,7 @@ static void import_in(struct link *l, const char *session)
     _ftmb_region_populate(r, 0, size);
     struct _ftmb_ring rings[FTMB_MAX_QUEUES];
     uint64_t rewind_sent[FTMB_MAX_QUEUES] = {0}, retain_sent[FTMB_MAX_QUEUES] = {0};
+    uint64_t freed[FTMB_MAX_QUEUES] = {0}, freed_sent[FTMB_MAX_QUEUES] = {0}, tail_seen[FTMB_MAX_QUEUES] = {0};
     for (uint32_t q = 0; q < nq; q++)
         _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 1);
     _ftmb_region_set_ready(r);
@@ -623,6 +692,14 @@ static void import_in(struct link *l, const char *session)
                 send_frame(l, F_RETAIN, a, sizeof a);
                 retain_sent[q] = keep;
             }
+            uint64_t tail = atomic_load_explicit(&iq->ring.tail, memory_order_relaxed);
+            freed[q] += tail - tail_seen[q];
+            tail_seen[q] = tail;
+            if (freed[q] != freed_sent[q]) {
+                uint64_t a[2] = {q, freed[q]};
+                send_frame(l, F_FREED, a, sizeof a);
+                freed_sent[q] = freed[q];
+            }
         }
         while (poll_frame(l, 0)) {
             work = 1;
@@ -633,12 +710,13 @@ static void import_in(struct link *l, const char *session)
                     lost("an entry of a queue the region does not have");
                 uint64_t ack = atomic_load_explicit(&r->queue[q].rewind_ack, memory_order_relaxed);
                 if (ack != rewind_sent[q]) { /* served before the rewind: dropped */
+                    freed[q]++;
                     l->pending = 0;
                     continue;
                 }
                 struct _ftmb_in_entry *e = _ftmb_ring_reserve(&rings[q]);
                 if (!e)
-                    break; /* the master is behind: keep the frame */
+                    lost("an entry beyond the queue's credit (a bug)");
                 memcpy(e, src, l->len);
                 _ftmb_ring_publish(&rings[q], 1);
             } else if (l->type == F_REWIND_ACK) {
@@ -647,6 +725,8 @@ static void import_in(struct link *l, const char *session)
                     /* The master waits for the ack and reads nothing meanwhile: empty the ring. */
                     struct _ftmb_ring *rg = &rings[a[0]];
                     uint64_t tail = atomic_load_explicit(&rg->ctl->tail, memory_order_acquire);
+                    freed[a[0]] += rg->local - tail + (tail - tail_seen[a[0]]);
+                    tail_seen[a[0]] = tail;
                     rg->local = rg->cache = tail;
                     _ftmb_ring_publish(rg, 0);
                     atomic_store_explicit(&r->queue[a[0]].rewind_ack, a[1], memory_order_release);
