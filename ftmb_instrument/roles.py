@@ -35,9 +35,18 @@ from .errors import InputError
 ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
 
 
-def _region_ready(path: Path) -> bool:
-    from .run import _region_ready as ready
-    return ready(path)
+def _region_ready(path: Path, owner_pid: int) -> bool:
+    """Ready, and made by `owner_pid` (not a region an earlier relay of this host still holds)."""
+    from .run import _HDR
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HDR.size)
+    except OSError:
+        return False
+    if len(head) != _HDR.size:
+        return False
+    fields = _HDR.unpack(head)
+    return fields[4] == 1 and fields[5] == owner_pid
 
 
 @dataclass
@@ -73,7 +82,7 @@ class Role:
     def wait_region(self, suffix: str, owner: subprocess.Popen, timeout_s: float) -> None:
         path = self.shm / f"ftmb-{self.session}.{suffix}"
         deadline = time.monotonic() + timeout_s
-        while not _region_ready(path):
+        while not _region_ready(path, owner.pid):
             if owner.poll() is not None:
                 raise RuntimeError(f"{self.name}: {owner.args[len(self.prefix)]} exited ({owner.returncode}) "
                                    f"before /dev/shm/ftmb-{self.session}.{suffix} was ready")
@@ -81,6 +90,16 @@ class Role:
                 raise RuntimeError(f"{self.name}: /dev/shm/ftmb-{self.session}.{suffix} not ready "
                                    f"within {timeout_s:g} s")
             time.sleep(0.005)
+
+    def wait_all(self, timeout_s: float) -> dict[str, int | None]:
+        """Wait up to `timeout_s` for every process to end; the exit codes by name (None: running)."""
+        deadline = time.monotonic() + timeout_s
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        return {what: p.poll() for what, p in self.procs}
 
     def signal(self, sig: int) -> None:
         for _, p in self.procs:

@@ -58,12 +58,15 @@ enum {
 };
 
 #define MAX_FRAME (64 * 1024)
+/* Frames handled per pass of a loop: the pass also beats the heartbeat, pings and sends. */
+#define FRAMES_PER_PASS 64
 #define OUT_HDR 32
 
 static const char *me = "ftmb-relay";
 static const char *role = "";     /* "in" or "out" */
 static const char *peer_addr = "";
-static uint64_t timeout_ns = 1000000000ull;
+static uint64_t timeout_ns = 1000000000ull;      /* the link */
+static uint64_t peer_timeout_ns = 10000000000ull; /* the logger on this host (export) */
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { (void)sig; stop_signal = 1; }
 
@@ -236,7 +239,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
     uint64_t last_check = 0;
     for (;;) {
         int work = 0;
-        while (poll_frame(l, 0)) {
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
             l->pending = 0;
             work = 1;
             uint64_t *a = (uint64_t *)l->buf;
@@ -251,11 +254,13 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
                     exit(0);
                 }
             } else if (l->type == F_REWIND && a[0] < r->nqueues) {
+                /* The logger's own request count goes on across masters (ours starts at 1 with each). */
                 struct _ftmb_in_queue *iq = &r->queue[a[0]];
+                uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed) + 1;
                 atomic_store_explicit(&iq->rewind_pos, a[2], memory_order_relaxed);
-                atomic_store_explicit(&iq->rewind_req, a[1], memory_order_release);
-                while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != a[1]) {
-                    if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
+                atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
+                while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
+                    if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
                         lost("the input logger is gone");
                     ping_if_idle(l);
                     usleep(50);
@@ -285,7 +290,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
         if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
             last_check = now;
-            if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
+            if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
                 lost("the input logger is gone");
         }
         ping_if_idle(l);
@@ -426,7 +431,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
     uint64_t last_check = 0;
     for (;;) {
         int work = (publish_closed(r, rec, nthreads) | publish_outputs(out, nthreads)) != 0;
-        while (poll_frame(l, 0)) {
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
             uint64_t *a = (uint64_t *)l->buf;
             if (l->type == F_RECS) {
                 uint32_t t = (uint32_t)a[0];
@@ -470,7 +475,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
                             left |= pend[t].n != 0 || outq[t].n != 0;
                         if (!left)
                             break;
-                        if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
+                        if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
                             lost("the output logger is gone");
                         usleep(50);
                     }
@@ -491,7 +496,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
         if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
             last_check = now;
-            if (!_ftmb_peer_alive(&r->hdr, timeout_ns))
+            if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
                 lost("the output logger is gone");
         }
         ping_if_idle(l);
@@ -661,6 +666,7 @@ static void import_in(struct link *l, const char *session)
     _ftmb_region_set_ready(r);
     uint32_t state_sent = 0;
     unsigned idle = 0;
+    uint64_t last_check = 0;
     while (!stop_signal) {
         _ftmb_region_heartbeat(r);
         int work = 0;
@@ -673,7 +679,10 @@ static void import_in(struct link *l, const char *session)
             if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED)
                 break;
         }
-        if (state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid)) {
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        int check = now - last_check > 10000000ull; /* every 10 ms: a /proc read */
+        last_check = check ? now : last_check;
+        if (check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid)) {
             fprintf(stderr, "%s in: the master (pid %d) died; closing the link\n", me, (int)mpid);
             break;
         }
@@ -701,7 +710,7 @@ static void import_in(struct link *l, const char *session)
                 freed_sent[q] = freed[q];
             }
         }
-        while (poll_frame(l, 0)) {
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
             work = 1;
             if (l->type == F_ENTRY) {
                 struct _ftmb_in_entry *src = (void *)l->buf;
@@ -806,6 +815,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
     _ftmb_region_set_ready(r);
     uint32_t state_sent = 0, nthreads_sent = nthreads;
     unsigned idle = 0;
+    uint64_t last_check = 0;
     static uint64_t batch[1 + 512];
     static uint8_t slot[OUT_HDR + 8 * FTMB_MAX_THREADS + FTMB_PKT_MAX];
     while (!stop_signal) {
@@ -814,7 +824,10 @@ static void import_out(struct link *l, const char *session, const char *log_path
         uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
         int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
         int finished = state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED;
-        int died = state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid);
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        int check = now - last_check > 10000000ull; /* every 10 ms: a /proc read */
+        last_check = check ? now : last_check;
+        int died = check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid);
         uint32_t n = atomic_load_explicit(&r->nthreads, memory_order_acquire);
         if (n != nthreads_sent) {
             uint64_t a = n;
@@ -827,7 +840,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
         }
         for (uint32_t t = 0; t < n; t++) {
             uint64_t ready;
-            while ((ready = _ftmb_ring_ready(&rec[t])) != 0) {
+            for (int pass = 0; pass < 8 && (ready = _ftmb_ring_ready(&rec[t])) != 0; pass++) {
                 uint64_t k = ready < 256 ? ready : 256;
                 batch[0] = t;
                 for (uint64_t i = 0; i < k; i++)
@@ -836,7 +849,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
                 _ftmb_ring_consume(&rec[t], k);
                 work = 1;
             }
-            while (_ftmb_ring_ready(&out[t])) {
+            for (int k = 0; k < 64 && _ftmb_ring_ready(&out[t]); k++) {
                 const struct _ftmb_out_slot *s = _ftmb_ring_peek(&out[t], 0);
                 uint32_t nvec = s->nvec <= FTMB_MAX_THREADS ? s->nvec : FTMB_MAX_THREADS;
                 uint32_t len = s->len <= FTMB_PKT_MAX ? s->len : FTMB_PKT_MAX;
@@ -868,7 +881,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
                     me, (int)mpid);
             break;
         }
-        while (poll_frame(l, 0))
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++)
             l->pending = 0; /* pings */
         ping_if_idle(l);
         if (work)
@@ -889,7 +902,9 @@ static void usage(FILE *f)
           "  import   on the master's host: make a local region of the same layout and mirror it over TCP;\n"
           "           --log FILE (out): first fetch the log the output logger wrote when the previous master\n"
           "           died (a cold backup replays it)\n"
-          "  --timeout-ms N        a link with no word for N ms is lost (default 1000); exit 3, one line\n",
+          "  --timeout-ms N        a link with no word for N ms is lost (default 1000); exit 3, one line\n"
+          "  --peer-timeout-ms N   (export) the logger is gone when its heartbeat is older (default 10000)\n"
+          "  --connect-wait-ms N   (import) keep trying to connect for N ms (default 10000)\n",
           f);
 }
 
@@ -920,6 +935,11 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--timeout-ms")) {
             if (_ftmb_parse_u64(me, o, v, 10, 3600000, &tmo))
                 return 1;
+        } else if (!strcmp(o, "--peer-timeout-ms") && is_export) {
+            uint64_t v2;
+            if (_ftmb_parse_u64(me, o, v, 10, 3600000, &v2))
+                return 1;
+            peer_timeout_ns = v2 * 1000000ull;
         } else if (!strcmp(o, "--connect-wait-ms") && !is_export) {
             if (_ftmb_parse_u64(me, o, v, 0, 3600000, &cwait))
                 return 1;
