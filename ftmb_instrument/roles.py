@@ -168,8 +168,8 @@ def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_ou
     role.wait_region("out", rout, 60)
     nf_env = dict(os.environ if env is None else env, FTMB_SESSION=role.session,
                   FTMB_PEER_TIMEOUT_MS=str(max(timeout_ms * 2, 2000)))
-    if kind == "master":
-        nf_env["FTMB_MODE"] = "record"
+    if kind == "master" or (kind == "backup" and Path(log).stat().st_size == 0):
+        nf_env["FTMB_MODE"] = "record"  # (a backup of a master that never attached starts afresh)
     else:
         nf_env.update(FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log))
         nf_env.update({"FTMB_REPLAY_HANDOVER": "1"} if kind == "backup" else {"FTMB_REPLAY_STOP_AT_END": "1"})

@@ -509,6 +509,10 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
 
 static void send_log(struct link *l, const char *path)
 {
+    if (!path) { /* no master ever attached: an empty log */
+        send_frame(l, F_LOG_END, NULL, 0);
+        return;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "%s out: %s: cannot read the log: %s\n", me, path, strerror(errno));
@@ -520,6 +524,13 @@ static void send_log(struct link *l, const char *path)
         send_frame(l, F_LOG, chunk, (uint32_t)n);
     fclose(f);
     send_frame(l, F_LOG_END, NULL, 0);
+}
+
+/* Whether any master ever attached to the output region (it then named its threads). */
+static int had_master_attached(const struct _ftmb_region_hdr *h)
+{
+    const struct _ftmb_out_region *r = (const void *)h;
+    return atomic_load_explicit(&r->nthreads, memory_order_acquire) != 0;
 }
 
 static ino_t file_ino(const char *path)
@@ -564,6 +575,7 @@ static int run_export(const char *session, const char *listen_addr, const char *
         static struct link l;
         setup_socket(&l, fd);
         uint64_t want_log = 0;
+        const char *log_path_now = log_path;
         if (!is_in) { /* the importer says first whether it wants the log */
             struct pollfd pr = {fd, POLLIN, 0};
             if (poll(&pr, 1, (int)(timeout_ns / 1000000)) <= 0) {
@@ -584,10 +596,19 @@ static int run_export(const char *session, const char *listen_addr, const char *
                 }
                 /* The output logger writes the log (a new file, renamed into place) once it saw the
                  * previous master die; wait for that file. */
+                const struct _ftmb_region_hdr *rh = region;
                 uint64_t deadline = _ftmb_now_ns(CLOCK_MONOTONIC) + 10000000000ull;
                 while ((!had_master ? file_ino(log_path) == 0 : file_ino(log_path) == log_before) &&
-                       _ftmb_now_ns(CLOCK_MONOTONIC) < deadline)
+                       _ftmb_now_ns(CLOCK_MONOTONIC) < deadline) {
+                    /* A master that died before it attached leaves no log: the backup starts afresh. */
+                    if (atomic_load_explicit(&rh->master_state, memory_order_acquire) == _FTMB_MASTER_NONE &&
+                        !had_master_attached(rh)) {
+                        log_path_now = NULL;
+                        break;
+                    }
+                    ping_if_idle(&l);
                     usleep(1000);
+                }
             }
         }
         log_before = file_ino(log_path);
@@ -598,7 +619,7 @@ static int run_export(const char *session, const char *listen_addr, const char *
             signal(SIGTERM, SIG_DFL);
             me = "ftmb-relay export";
             if (want_log)
-                send_log(&l, log_path);
+                send_log(&l, log_path_now);
             if (is_in)
                 export_in(&l, region);
             else
