@@ -123,7 +123,8 @@ def test_nat_survives_the_loss_of_the_masters_host(nat, trace, reference, kill_a
             assert backup.poll() is None, r["b"].err("program")
             os.killpg(backup.pid, signal.SIGINT)  # the end of the run: the NAT stops through its handler
             assert backup.wait(timeout=60) == 0, r["b"].err("program")[-2000:]
-            assert "live (recording)" in r["b"].err("program")
+            if (tmp_path / "backup.log").stat().st_size:  # (empty: the master died before it attached)
+                assert "live (recording)" in r["b"].err("program")
             # its relays forward the end and finish: the verification replay gets fresh ones
             assert r["b"].wait_all(30) == {"relay-in": 0, "relay-out": 0, "program": 0}
             deadline = time.monotonic() + 30

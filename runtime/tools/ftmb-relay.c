@@ -221,6 +221,23 @@ struct u64s {
     uint64_t n, cap, at;
 };
 
+/* Have the input logger serve queue q again from entry pos (it empties the ring first). */
+static void logger_rewind(struct link *l, struct _ftmb_in_region *r, struct _ftmb_ring *rg, uint32_t q, uint64_t pos)
+{
+    /* The logger's own request count goes on across masters (an importer's starts at 1 with each). */
+    struct _ftmb_in_queue *iq = &r->queue[q];
+    uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed) + 1;
+    atomic_store_explicit(&iq->rewind_pos, pos, memory_order_relaxed);
+    atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
+    while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
+        if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+            lost("the input logger is gone");
+        ping_if_idle(l);
+        usleep(50);
+    }
+    rg->cache = rg->local; /* the logger emptied the ring: head = tail = our local */
+}
+
 static void export_in(struct link *l, struct _ftmb_in_region *r)
 {
     struct _ftmb_ring rings[FTMB_MAX_QUEUES];
@@ -233,6 +250,11 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
     /* Credit: at most `capacity` entries of a queue are on their way or in the import's ring, so an
      * entry always fits there and one queue whose thread does not receive never stalls another. */
     uint64_t sent[FTMB_MAX_QUEUES] = {0}, freed[FTMB_MAX_QUEUES] = {0};
+    /* A master before this one (it died, or finished) took entries through its link that died with
+     * its host: a takeover is served every queue again from the start of the logger's log (a replay
+     * asks again from where its log starts; a queue its log never received from starts there).
+     * Nothing is sent before the master attached, so no entry of the old stream reaches the new one. */
+    int takeover = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed) != 0, serving = 0;
     for (uint32_t q = 0; q < r->nqueues; q++)
         _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 0);
     unsigned idle = 0;
@@ -253,20 +275,13 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
                             a[0] == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
                     exit(0);
                 }
-            } else if (l->type == F_REWIND && a[0] < r->nqueues) {
-                /* The logger's own request count goes on across masters (ours starts at 1 with each). */
-                struct _ftmb_in_queue *iq = &r->queue[a[0]];
-                uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed) + 1;
-                atomic_store_explicit(&iq->rewind_pos, a[2], memory_order_relaxed);
-                atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
-                while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
-                    if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
-                        lost("the input logger is gone");
-                    ping_if_idle(l);
-                    usleep(50);
+                if (a[0] == _FTMB_MASTER_ATTACHED && !serving) {
+                    for (uint32_t q = 0; takeover && q < r->nqueues; q++)
+                        logger_rewind(l, r, &rings[q], q, 0);
+                    serving = 1;
                 }
-                struct _ftmb_ring *rg = &rings[a[0]];
-                rg->cache = rg->local; /* the logger emptied the ring: head = tail = our local */
+            } else if (l->type == F_REWIND && a[0] < r->nqueues) {
+                logger_rewind(l, r, &rings[a[0]], (uint32_t)a[0], a[2]);
                 uint64_t ack[2] = {a[0], a[1]};
                 send_frame(l, F_REWIND_ACK, ack, sizeof ack);
             } else if (l->type == F_RETAIN && a[0] < r->nqueues) {
@@ -276,7 +291,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
             }
         }
         struct pollfd pf = {l->fd, POLLOUT, 0};
-        if (poll(&pf, 1, 0) > 0) {
+        if (serving && poll(&pf, 1, 0) > 0) {
             for (uint32_t q = 0; q < r->nqueues; q++) {
                 for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && _ftmb_ring_ready(&rings[q]); k++) {
                     const struct _ftmb_in_entry *e = _ftmb_ring_peek(&rings[q], 0);
@@ -526,13 +541,6 @@ static void send_log(struct link *l, const char *path)
     send_frame(l, F_LOG_END, NULL, 0);
 }
 
-/* Whether any master ever attached to the output region (it then named its threads). */
-static int had_master_attached(const struct _ftmb_region_hdr *h)
-{
-    const struct _ftmb_out_region *r = (const void *)h;
-    return atomic_load_explicit(&r->nthreads, memory_order_acquire) != 0;
-}
-
 static ino_t file_ino(const char *path)
 {
     struct stat st;
@@ -601,12 +609,12 @@ static int run_export(const char *session, const char *listen_addr, const char *
                 while ((!had_master ? file_ino(log_path) == 0 : file_ino(log_path) == log_before) &&
                        _ftmb_now_ns(CLOCK_MONOTONIC) < deadline) {
                     /* A master that died before it attached leaves no log: the backup starts afresh. */
-                    if (atomic_load_explicit(&rh->master_state, memory_order_acquire) == _FTMB_MASTER_NONE &&
-                        !had_master_attached(rh)) {
+                    if (atomic_load_explicit(&rh->master_state, memory_order_acquire) == _FTMB_MASTER_NONE) {
                         log_path_now = NULL;
                         break;
                     }
-                    ping_if_idle(&l);
+                    if (_ftmb_now_ns(CLOCK_MONOTONIC) - l.last_tx > timeout_ns / 4)
+                        send_frame(&l, F_PING, NULL, 0); /* the importer waits: keep the link alive */
                     usleep(1000);
                 }
             }
