@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .bundle import ensure_runtime
-from .errors import InputError
+from .errors import FtmbError, InputError
 
 ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
 
@@ -84,10 +84,12 @@ class Role:
         deadline = time.monotonic() + timeout_s
         while not _region_ready(path, owner.pid):
             if owner.poll() is not None:
-                raise RuntimeError(f"{self.name}: {owner.args[len(self.prefix)]} exited ({owner.returncode}) "
-                                   f"before /dev/shm/ftmb-{self.session}.{suffix} was ready")
+                what = next(w for w, p in self.procs if p is owner)
+                last = (self.err(what).strip().splitlines() or ["(nothing on stderr)"])[-1]
+                raise FtmbError(f"{self.name}: {what} exited ({owner.returncode}) before "
+                                f"/dev/shm/ftmb-{self.session}.{suffix} was ready: {last}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: /dev/shm/ftmb-{self.session}.{suffix} not ready "
+                raise FtmbError(f"{self.name}: /dev/shm/ftmb-{self.session}.{suffix} not ready "
                                    f"within {timeout_s:g} s")
             time.sleep(0.005)
 

@@ -157,3 +157,45 @@ def test_nat_survives_the_loss_of_the_masters_host(nat, trace, reference, kill_a
         finally:
             for role in (*r.values(), verifier):
                 role.stop()
+
+
+FWD = ROOT / "runtime" / "build" / "ftmb-test-fwd"
+CLI = ROOT / ".venv" / "bin" / "ftmb-instrument"
+
+
+def test_each_role_as_its_own_command(tmp_path):
+    """`ftmb-instrument input-logger|output-logger|master` on three hosts (ftmb-test-fwd, 2 queues):
+    every packet released once; the master's exit status is the command's; a master whose input
+    logger cannot be reached fails with one line naming the address, no traceback."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True, capture_output=True,
+                   timeout=600)
+    trace = tmp_path / "in.pcap"
+    traffic.generate(trace, seed=3, flows=40, packets=2000, duration_s=0.5)
+    with Topology(["il", "ol", "m"]) as topo:
+        in_addr, out_addr = f"{topo.addr('il')}:7101", f"{topo.addr('ol')}:7102"
+        out = tmp_path / "out.pcap"
+        cmds = [(topo.prefix("il"), ["input-logger", str(trace), "--listen", in_addr, "--queues", "2",
+                                     "--workdir", str(tmp_path / "il")]),
+                (topo.prefix("ol"), ["output-logger", str(out), "--listen", out_addr, "--log", str(tmp_path / "log"),
+                                     "--workdir", str(tmp_path / "ol")])]
+        loggers = [subprocess.Popen([*pre, str(CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True) for pre, args in cmds]
+        try:
+            m = subprocess.run([*topo.prefix("m"), str(CLI), "master", "--connect-in", in_addr, "--connect-out",
+                                out_addr, "--workdir", str(tmp_path / "m"), "--", str(FWD), "2"],
+                               capture_output=True, text=True, timeout=120)
+            assert m.returncode == 0, m.stdout + m.stderr
+            assert wait_released(out, 2000, 30) == 2000
+            assert len(set(released(out))) == 2000
+            bad = subprocess.run([*topo.prefix("m"), str(CLI), "master", "--connect-in", f"{topo.addr('il')}:7999",
+                                  "--connect-out", out_addr, "--timeout-ms", "200", "--session", "other",
+                                  "--workdir", str(tmp_path / "bad"), "--", str(FWD), "2"],
+                                 capture_output=True, text=True, timeout=120, env=dict(os.environ))
+            assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+            assert f"cannot connect to {topo.addr('il')}:7999" in bad.stderr, bad.stderr
+        finally:
+            for p in loggers:
+                os.killpg(p.pid, signal.SIGTERM)
+            for p in loggers:
+                _, err = p.communicate(timeout=30)
+        assert [p.returncode for p in loggers] == [0, 0], err
