@@ -215,3 +215,138 @@ def serve(role: Role, main: subprocess.Popen | None = None) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@dataclass
+class HostsResult:
+    """What `run_on_hosts` saw; `ok` when the run carried the session to its end and checked it."""
+
+    released: int = 0             # packets in OUT
+    distinct: int = 0             # of them, distinct byte strings
+    released_at_kill: int = 0     # packets in OUT when the master's host failed
+    killed: int = 0               # processes SIGKILLed on the master's host
+    backup_live: bool = False     # the backup replayed a log and went live
+    verified: int = 0             # released packets the verification replay regenerated
+    mismatches: int = -1
+    held: int = -1
+    failure: str = ""
+    logs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+
+def _master_ends(role: Role) -> list[tuple[int, int, int]]:
+    import re
+    return [tuple(map(int, m)) for m in re.findall(
+        r"the master \(pid \d+\) (?:finished|was stopped by a signal); every output handled; "
+        r"released (\d+) duplicates (\d+) mismatches (\d+)", role.err("output-logger"))]
+
+
+def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
+                 queues: int = 1, rate: int | None = None, kill_master_at: float | None = None,
+                 timeout_ms: int = 2000, timeout_s: float = 120.0) -> HostsResult:
+    """The session with each role on its own host (`netns.Topology`: il, ol, m, b on one machine).
+
+    The master runs on m; with `kill_master_at` host m fails that many seconds after the master
+    started and a cold backup on b fetches the log, replays it and goes live. Once the input is
+    drained (every queue's EOF taken) the program is stopped with SIGINT, then a verification replay
+    on b re-executes the complete log (the output logger compares every regenerated packet)."""
+    import signal as _signal
+    from .netns import Topology
+    from .run import InputRegion
+
+    res = HostsResult()
+    s = "hosts"
+    with Topology(["il", "ol", "m", "b"]) as topo:
+        r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
+        verifier = Role("verify", s, workdir / "verify", topo.prefix("b"), topo.shm("b"))
+
+        def wait(cond, what: str) -> bool:
+            deadline = time.monotonic() + timeout_s
+            while not cond():
+                if time.monotonic() > deadline:
+                    res.failure = f"{what} within {timeout_s:g} s"
+                    return False
+                time.sleep(0.05)
+            return True
+
+        def drained(host: str) -> bool:
+            try:
+                region = InputRegion(s, topo.shm(host))
+            except (OSError, ValueError):
+                return False
+            try:
+                return region.drained()
+            finally:
+                region.close()
+
+        try:
+            in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
+            start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms)
+            start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms)
+            host = "m"
+            prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
+            if kill_master_at is not None:
+                time.sleep(kill_master_at)
+                if prog.poll() is not None:
+                    res.failure = f"the master exited ({prog.returncode}) before {kill_master_at:g} s"
+                    return res
+                res.killed = topo.fail("m")
+                res.released_at_kill = _count(output_pcap)
+                host = "b"
+                prog = start_master(r["b"], nf_argv, in_addr, out_addr, kind="backup", log=workdir / "backup.log",
+                                    timeout_ms=timeout_ms)
+            if not wait(lambda: prog.poll() is not None or drained(host), "the input was not drained"):
+                return res
+            if prog.poll() is None:
+                os.killpg(prog.pid, _signal.SIGINT)
+            try:
+                rc = prog.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                res.failure = "the program did not stop on SIGINT"
+                return res
+            res.backup_live = "live (recording)" in r["b"].err("program") if host == "b" else False
+            if rc != 0:
+                res.failure = f"the program on host {host} exited {rc}"
+                return res
+            if not wait(lambda: len(_master_ends(r["ol"])) >= 1, "the output logger did not report the end"):
+                return res
+            r[host].wait_all(30)
+            v = start_master(verifier, nf_argv, in_addr, out_addr, kind="verify", log=workdir / "verify.log",
+                             timeout_ms=timeout_ms)
+            try:
+                v.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                res.failure = "the verification replay did not finish"
+                return res
+            if not wait(lambda: len(_master_ends(r["ol"])) >= 2, "the verification replay's end was not reported"):
+                return res
+            ends = _master_ends(r["ol"])
+            res.verified = ends[1][1] - ends[0][1]
+            res.mismatches = ends[1][2]
+            r["il"].stop()
+            r["ol"].stop()
+            import re
+            stats = re.search(r"released (\d+) held (\d+) ", r["ol"].err("output-logger"))
+            res.held = int(stats[2]) if stats else -1
+            from .pcap import read_pcap
+            packets = [p.data for p in read_pcap(output_pcap)]
+            res.released, res.distinct = len(packets), len(set(packets))
+            if res.verified != res.released or res.mismatches or res.held:
+                res.failure = (f"replay check: {res.verified} of {res.released} released packets regenerated, "
+                               f"{res.mismatches} with different bytes, {res.held} held")
+            return res
+        finally:
+            for role in (*r.values(), verifier):
+                role.stop()
+            res.logs = {f"{role.name}/{w}": role.err(w) for role in (*r.values(), verifier) for w, _ in role.procs}
+
+
+def _count(path: Path) -> int:
+    from .pcap import read_pcap
+    try:
+        return len(read_pcap(path))
+    except (OSError, ValueError):
+        return 0

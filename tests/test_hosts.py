@@ -199,3 +199,17 @@ def test_each_role_as_its_own_command(tmp_path):
             for p in loggers:
                 _, err = p.communicate(timeout=30)
         assert [p.returncode for p in loggers] == [0, 0], err
+
+
+def test_netns_run_command(tmp_path):
+    """`ftmb-instrument netns-run --kill-master-at`: the whole story in one command (ftmb-test-fwd)."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True, capture_output=True,
+                   timeout=600)
+    trace = tmp_path / "in.pcap"
+    traffic.generate(trace, seed=7, flows=40, packets=4000, duration_s=0.5)
+    p = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "out.pcap"), "--kill-master-at", "0.5",
+                        "--queues", "2", "--rate", "4000", "--workdir", str(tmp_path / "w"), "--", str(FWD), "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "backup live: yes" in p.stdout and "released 4000 (4000 distinct), held 0" in p.stdout, p.stdout
+    assert "replay check: 4000 regenerated, 0 mismatches" in p.stdout, p.stdout

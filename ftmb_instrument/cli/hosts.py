@@ -96,3 +96,38 @@ def backup(
     """A cold backup on this host, started once the master's host is gone: it fetches the log the
     output logger wrote, replays it from the start and goes live (--verify: replays it and exits)."""
     _master("verify" if verify else "backup", ctx, connect_in, connect_out, session, log, timeout_ms, workdir)
+
+
+@app.command("netns-run")
+def netns_run(
+    ctx: typer.Context,
+    input_pcap: Annotated[Path, typer.Argument(help="IN.pcap")],
+    output_pcap: Annotated[Path, typer.Argument(help="OUT.pcap: the released packets.")],
+    kill_master_at: Annotated[Optional[float], typer.Option("--kill-master-at", help="Seconds after the master's start at which its host fails.")] = None,
+    queues: Annotated[int, typer.Option("--queues")] = 1,
+    rate: Annotated[Optional[int], typer.Option("--rate", help="Packets per second.")] = None,
+    timeout_ms: Annotated[int, TIMEOUT] = 2000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """Every role on its own host, on this machine (root: one network namespace and /dev/shm per host,
+    veth pairs and a bridge): input logger, output logger, master; with --kill-master-at the master's
+    host fails (every process SIGKILLed, the namespace deleted) and a cold backup on a fourth host
+    takes over; then a verification replay. Exit 1 with one line when a check fails."""
+    import os
+    nf_argv = ctx.obj.get("clang_args") or []
+    if not nf_argv:
+        raise InputError("no network function: give its command line after --")
+    if os.geteuid() != 0:
+        raise InputError("netns-run makes network namespaces: run it as root")
+    if not input_pcap.is_file():
+        raise InputError(f"{input_pcap}: no such file")
+    work = workdir or Path("ftmb-netns-run")
+    res = roles.run_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(), queues=queues,
+                             rate=rate, kill_master_at=kill_master_at, timeout_ms=timeout_ms)
+    if kill_master_at is not None:
+        print(f"master's host failed at {kill_master_at:g} s ({res.killed} processes killed, "
+              f"{res.released_at_kill} packets released by then); backup live: {'yes' if res.backup_live else 'no'}")
+    print(f"released {res.released} ({res.distinct} distinct), held {res.held}; replay check: {res.verified} "
+          f"regenerated, {res.mismatches} mismatches; stderr of each process in {work}/")
+    if not res.ok:
+        raise InputError(res.failure)
