@@ -238,3 +238,35 @@ def test_unmodified_dpdk_l2fwd_survives_the_loss_of_the_masters_host(tmp_path):
                   p.stdout)
     assert m and int(m[1]) == int(m[3]) > 0, p.stdout
     assert "backup live: yes" in p.stdout, p.stdout
+
+
+def test_a_silent_link_is_reported_by_role(tmp_path):
+    """The input logger's host goes silent (its interface down: no reset, no FIN): the master's input
+    relay reports that host by role and address and exits 3, and the master sees its input logger
+    gone; a relay given a bad address says so in one line."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True, capture_output=True,
+                   timeout=600)
+    relay = ROOT / "runtime" / "build" / "ftmb-relay"
+    bad = subprocess.run([str(relay), "import", "--session", "x", "--region", "in", "--connect", "10.0.0.1"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and bad.stderr.strip() == "ftmb-relay import: --connect 10.0.0.1: expected IPV4:PORT"
+    trace = tmp_path / "in.pcap"
+    traffic.generate(trace, seed=3, flows=40, packets=20000, duration_s=0.5)
+    with Topology(["il", "ol", "m"]) as topo:
+        r = {h: roles.Role(h, "silent", tmp_path / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
+        try:
+            in_addr, out_addr = f"{topo.addr('il')}:7301", f"{topo.addr('ol')}:7302"
+            roles.start_input_logger(r["il"], trace, in_addr, queues=2, rate=2000, timeout_ms=500)
+            roles.start_output_logger(r["ol"], tmp_path / "out.pcap", tmp_path / "log", out_addr, timeout_ms=500)
+            m = roles.start_master(r["m"], [FWD, "2"], in_addr, out_addr, timeout_ms=500)
+            assert wait_released(tmp_path / "out.pcap", 100, 60) >= 100
+            subprocess.run(["ip", "-n", topo.hosts["il"][0], "link", "set", "eth0", "down"], check=True)
+            relay_in = next(p for w, p in r["m"].procs if w == "relay-in")
+            assert relay_in.wait(timeout=60) == 3
+            assert r["m"].err("relay-in").strip() == (
+                f"ftmb-relay import in: the input logger's host {in_addr}: no word within the timeout")
+            m.wait(timeout=60)  # ftmb-test-fwd ends when its input does
+            assert "the input logger of session silent" in r["m"].err("program"), r["m"].err("program")
+        finally:
+            for role in r.values():
+                role.stop()
