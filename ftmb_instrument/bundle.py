@@ -56,7 +56,8 @@ def runtime_paths() -> dict[str, Path]:
     b = runtime_build_dir()
     return {"include": RUNTIME_DIR / "include", "core": b / "libftmb.a", "dpdk": b / "libftmb_dpdk.a",
             "pcap": b / "libftmb_pcap.a",
-            "input_logger": b / "ftmb-input-logger", "output_logger": b / "ftmb-output-logger"}
+            "input_logger": b / "ftmb-input-logger", "output_logger": b / "ftmb-output-logger",
+            "relay": b / "ftmb-relay"}
 
 
 def ensure_runtime(dpdk: bool = False, loggers: bool = False, pcap: bool = False) -> dict[str, Path]:
@@ -66,7 +67,7 @@ def ensure_runtime(dpdk: bool = False, loggers: bool = False, pcap: bool = False
     Parallel builds (`make -j CC=ftmb-cc`) start several ftmb-cc at once: the first one builds
     the runtime under a lock on the build directory, the others wait for it."""
     p = runtime_paths()
-    want = [p["core"]] + ([p["dpdk"]] if dpdk else []) + ([p["pcap"]] if pcap else []) + ([p["input_logger"], p["output_logger"]] if loggers else [])
+    want = [p["core"]] + ([p["dpdk"]] if dpdk else []) + ([p["pcap"]] if pcap else []) + ([p["input_logger"], p["output_logger"], p["relay"]] if loggers else [])
     if _up_to_date(want):
         return p
     if not (RUNTIME_DIR / "Makefile").exists():

@@ -224,8 +224,8 @@ def logger_queue(frame: bytes, queues: int) -> int:
 class InputRegion:
     """A read-only view of a session's input region, kept mapped after its logger unlinks it."""
 
-    def __init__(self, session: str):
-        with open(f"/dev/shm/ftmb-{session}.in", "rb") as f:
+    def __init__(self, session: str, shm: str | Path = "/dev/shm"):
+        with open(f"{shm}/ftmb-{session}.in", "rb") as f:
             self._m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
 
     def close(self) -> None:

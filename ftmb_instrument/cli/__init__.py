@@ -51,7 +51,7 @@ def _root(
 
 def _register_commands() -> None:
     """Importing a command module registers its command on `app`."""
-    from . import analyze, config, demo, diff, instrument, run, traffic, verify  # noqa: F401
+    from . import analyze, config, demo, diff, hosts, instrument, run, traffic, verify  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

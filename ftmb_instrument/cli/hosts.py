@@ -1,0 +1,133 @@
+"""`ftmb-instrument input-logger|output-logger|master|backup`: each role on its own host, over TCP.
+
+The roles talk through `ftmb-relay` (runtime/tools/ftmb-relay.c); see `ftmb_instrument/roles.py` and
+runtime/README.md, "Roles on separate hosts". `run` keeps starting every role on one host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import roles
+from ..errors import InputError
+from . import app
+
+SESSION = typer.Option("--session", help="Session name (the /dev/shm regions on each host).")
+TIMEOUT = typer.Option("--timeout-ms", help="A link with no word for this long is lost (exit 3, one line).")
+WORKDIR = typer.Option("--workdir", help="Where each process's stderr goes (NAME.err).")
+
+
+def _role(name: str, session: str, workdir: Path | None) -> roles.Role:
+    return roles.Role(name, session, workdir or Path(f"ftmb-{name}"))
+
+
+@app.command("input-logger")
+def input_logger(
+    input_pcap: Annotated[Path, typer.Argument(help="IN.pcap, served to the master.")],
+    listen: Annotated[str, typer.Option("--listen", help="IPV4:PORT the master's relay connects to.")],
+    session: Annotated[str, SESSION] = "ftmb",
+    queues: Annotated[int, typer.Option("--queues")] = 1,
+    rate: Annotated[Optional[int], typer.Option("--rate", help="Packets per second.")] = None,
+    tick_us: Annotated[Optional[int], typer.Option("--tick-us")] = None,
+    timeout_ms: Annotated[int, TIMEOUT] = 1000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """The input logger on this host, served over TCP to one master at a time (until SIGINT/SIGTERM)."""
+    if not input_pcap.is_file():
+        raise InputError(f"{input_pcap}: no such file")
+    role = _role("input-logger", session, workdir)
+    roles.start_input_logger(role, input_pcap, listen, queues=queues, rate=rate, tick_us=tick_us,
+                             timeout_ms=timeout_ms)
+    raise typer.Exit(roles.serve(role))
+
+
+@app.command("output-logger")
+def output_logger(
+    output_pcap: Annotated[Path, typer.Argument(help="OUT.pcap: the released packets, as they are released.")],
+    listen: Annotated[str, typer.Option("--listen", help="IPV4:PORT the master's relay connects to.")],
+    log: Annotated[Path, typer.Option("--log", help="The log (written when a master finishes or dies; a backup fetches it).")],
+    session: Annotated[str, SESSION] = "ftmb",
+    timeout_ms: Annotated[int, TIMEOUT] = 1000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """The output logger on this host: release stays here (until SIGINT/SIGTERM)."""
+    role = _role("output-logger", session, workdir)
+    roles.start_output_logger(role, output_pcap, log, listen, timeout_ms=timeout_ms)
+    raise typer.Exit(roles.serve(role))
+
+
+def _master(kind: str, ctx: typer.Context, connect_in: str, connect_out: str, session: str, log: Path | None,
+            timeout_ms: int, workdir: Path | None) -> None:
+    nf_argv = ctx.obj.get("clang_args") or []
+    if not nf_argv:
+        raise InputError("no network function: give its command line after --")
+    role = _role(kind, session, workdir)
+    main = roles.start_master(role, nf_argv, connect_in, connect_out, kind=kind, log=log, timeout_ms=timeout_ms)
+    raise typer.Exit(roles.serve(role, main))
+
+
+@app.command("master")
+def master(
+    ctx: typer.Context,
+    connect_in: Annotated[str, typer.Option("--connect-in", help="The input logger's IPV4:PORT.")],
+    connect_out: Annotated[str, typer.Option("--connect-out", help="The output logger's IPV4:PORT.")],
+    session: Annotated[str, SESSION] = "ftmb",
+    timeout_ms: Annotated[int, TIMEOUT] = 1000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """The instrumented program (after --) in record mode on this host; its exit status."""
+    _master("master", ctx, connect_in, connect_out, session, None, timeout_ms, workdir)
+
+
+@app.command("backup")
+def backup(
+    ctx: typer.Context,
+    connect_in: Annotated[str, typer.Option("--connect-in", help="The input logger's IPV4:PORT.")],
+    connect_out: Annotated[str, typer.Option("--connect-out", help="The output logger's IPV4:PORT.")],
+    log: Annotated[Path, typer.Option("--log", help="Where to store the log fetched from the output logger.")],
+    verify: Annotated[bool, typer.Option("--verify", help="Replay the complete log only (the verification replay).")] = False,
+    session: Annotated[str, SESSION] = "ftmb",
+    timeout_ms: Annotated[int, TIMEOUT] = 1000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """A cold backup on this host, started once the master's host is gone: it fetches the log the
+    output logger wrote, replays it from the start and goes live (--verify: replays it and exits)."""
+    _master("verify" if verify else "backup", ctx, connect_in, connect_out, session, log, timeout_ms, workdir)
+
+
+@app.command("netns-run")
+def netns_run(
+    ctx: typer.Context,
+    input_pcap: Annotated[Path, typer.Argument(help="IN.pcap")],
+    output_pcap: Annotated[Path, typer.Argument(help="OUT.pcap: the released packets.")],
+    kill_master_at: Annotated[Optional[float], typer.Option("--kill-master-at", help="Seconds after the master's start at which its host fails.")] = None,
+    queues: Annotated[int, typer.Option("--queues")] = 1,
+    rate: Annotated[Optional[int], typer.Option("--rate", help="Packets per second.")] = None,
+    timeout_ms: Annotated[int, TIMEOUT] = 2000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """Every role on its own host, on this machine (root: one network namespace and /dev/shm per host,
+    veth pairs and a bridge): input logger, output logger, master; with --kill-master-at the master's
+    host fails (every process SIGKILLed, the namespace deleted) and a cold backup on a fourth host
+    takes over; then a verification replay. Exit 1 with one line when a check fails."""
+    import os
+    nf_argv = ctx.obj.get("clang_args") or []
+    if not nf_argv:
+        raise InputError("no network function: give its command line after --")
+    if os.geteuid() != 0:
+        raise InputError("netns-run makes network namespaces: run it as root")
+    if not input_pcap.is_file():
+        raise InputError(f"{input_pcap}: no such file")
+    work = workdir or Path("ftmb-netns-run")
+    res = roles.run_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(), queues=queues,
+                             rate=rate, kill_master_at=kill_master_at, timeout_ms=timeout_ms)
+    if kill_master_at is not None:
+        print(f"master's host failed at {kill_master_at:g} s ({res.killed} processes killed, "
+              f"{res.released_at_kill} packets released by then); backup live: {'yes' if res.backup_live else 'no'}")
+    print(f"released {res.released} ({res.distinct} distinct), held {res.held}; replay check: {res.verified} "
+          f"regenerated, {res.mismatches} mismatches; stderr of each process in {work}/")
+    if not res.ok:
+        raise InputError(res.failure)

@@ -1,0 +1,352 @@
+"""Each FTMB role as its own process tree, for roles on separate hosts (issue 13).
+
+A role talks to the others over TCP through `ftmb-relay` (runtime/tools/ftmb-relay.c); on its own
+host everything stays shared memory:
+
+- input logger host: `ftmb-input-logger --until-signal` and `ftmb-relay export --region in`;
+- output logger host: `ftmb-output-logger --until-signal --log LOG` and `ftmb-relay export --region out
+  --log LOG` (the log goes to a backup that asks for it);
+- master host: `ftmb-relay import --region in` and `--region out` make local regions of the loggers'
+  layout, then the instrumented program runs in record mode against them;
+- backup host: the same, the out import fetching the log first (`--log`), and the program replays it
+  from the start and goes live (a cold backup: FTMB_MODE=replay, FTMB_REPLAY_HANDOVER=1); with
+  `verify` it replays the complete log with FTMB_REPLAY_STOP_AT_END=1 (the verification replay:
+  the output logger compares every regenerated packet with the released one).
+
+`Role` is one such process tree: it starts the processes, waits for what the next one needs,
+forwards SIGINT/SIGTERM, and stops them all. The CLI (`ftmb-instrument input-logger|output-logger|
+master|backup`) and the tests (tests/test_hosts.py, through `netns.Topology`) use the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .bundle import ensure_runtime
+from .errors import FtmbError, InputError
+
+ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
+
+
+def _region_ready(path: Path, owner_pid: int) -> bool:
+    """Ready, and made by `owner_pid` (not a region an earlier relay of this host still holds)."""
+    from .run import _HDR
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HDR.size)
+    except OSError:
+        return False
+    if len(head) != _HDR.size:
+        return False
+    fields = _HDR.unpack(head)
+    return fields[4] == 1 and fields[5] == owner_pid
+
+
+@dataclass
+class Role:
+    """One role's processes; `prefix` runs each command elsewhere (e.g. `ip netns exec ...`)."""
+
+    name: str
+    session: str
+    workdir: Path
+    prefix: Sequence[str] = ()
+    shm: Path = Path("/dev/shm")
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def spawn(self, what: str, argv: Sequence[str], env: dict[str, str] | None = None,
+              stdout: bool = False) -> subprocess.Popen:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        err = open(self.workdir / f"{what}.err", "w")
+        out = open(self.workdir / f"{what}.out", "w") if stdout else subprocess.DEVNULL
+        p = subprocess.Popen([*self.prefix, *map(str, argv)], stdout=out, stderr=err, env=env,
+                             start_new_session=True)
+        err.close()
+        if stdout:
+            out.close()
+        self.procs.append((what, p))
+        return p
+
+    def err(self, what: str) -> str:
+        try:
+            return (self.workdir / f"{what}.err").read_text()
+        except OSError:
+            return ""
+
+    def wait_region(self, suffix: str, owner: subprocess.Popen, timeout_s: float) -> None:
+        path = self.shm / f"ftmb-{self.session}.{suffix}"
+        deadline = time.monotonic() + timeout_s
+        while not _region_ready(path, owner.pid):
+            if owner.poll() is not None:
+                what = next(w for w, p in self.procs if p is owner)
+                last = (self.err(what).strip().splitlines() or ["(nothing on stderr)"])[-1]
+                raise FtmbError(f"{self.name}: {what} exited ({owner.returncode}) before "
+                                f"/dev/shm/ftmb-{self.session}.{suffix} was ready: {last}")
+            if time.monotonic() > deadline:
+                raise FtmbError(f"{self.name}: /dev/shm/ftmb-{self.session}.{suffix} not ready "
+                                   f"within {timeout_s:g} s")
+            time.sleep(0.005)
+
+    def wait_all(self, timeout_s: float) -> dict[str, int | None]:
+        """Wait up to `timeout_s` for every process to end; the exit codes by name (None: running)."""
+        deadline = time.monotonic() + timeout_s
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        return {what: p.poll() for what, p in self.procs}
+
+    def signal(self, sig: int) -> None:
+        for _, p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self, grace_s: float = 5.0) -> dict[str, int]:
+        """SIGTERM every process, SIGKILL what is left after `grace_s`; the exit codes by name."""
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        return {what: p.returncode for what, p in self.procs}
+
+
+def _bins() -> dict[str, Path]:
+    return ensure_runtime(loggers=True)
+
+
+def start_input_logger(role: Role, input_pcap: Path, listen: str, *, queues: int = 1, rate: int | None = None,
+                       tick_us: int | None = None, timeout_ms: int = 1000) -> None:
+    b = _bins()
+    argv = [b["input_logger"], "--session", role.session, "--in", input_pcap, "--queues", queues, "--until-signal"]
+    if rate:
+        argv += ["--rate", rate]
+    if tick_us:
+        argv += ["--tick-us", tick_us]
+    il = role.spawn("input-logger", argv)
+    role.wait_region("in", il, 30)
+    role.spawn("relay-in", [b["relay"], "export", "--session", role.session, "--region", "in", "--listen", listen,
+                            "--timeout-ms", timeout_ms])
+
+
+def start_output_logger(role: Role, output_pcap: Path, log: Path, listen: str, *, timeout_ms: int = 1000) -> None:
+    b = _bins()
+    ol = role.spawn("output-logger", [b["output_logger"], "--session", role.session, "--out", output_pcap,
+                                      "--log", log, "--stats", "--until-signal"])
+    role.wait_region("out", ol, 30)
+    role.spawn("relay-out", [b["relay"], "export", "--session", role.session, "--region", "out", "--listen", listen,
+                             "--log", log, "--timeout-ms", timeout_ms])
+
+
+def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_out: str, *, kind: str = "master",
+                 log: Path | None = None, timeout_ms: int = 1000, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The relays to both loggers, then the program: `kind` master (record), backup (replay the log
+    fetched from the output logger's host from the start, then live) or verify (replay it all)."""
+    if kind not in ("master", "backup", "verify"):
+        raise InputError(f"{kind}: expected master, backup or verify")
+    if kind != "master" and log is None:
+        raise InputError(f"a {kind} needs --log FILE (where the output logger's log is stored)")
+    b = _bins()
+    common = ["--session", role.session, "--timeout-ms", timeout_ms, "--connect-wait-ms", 30000]
+    rin = role.spawn("relay-in", [b["relay"], "import", "--region", "in", "--connect", connect_in, *common])
+    out_argv = [b["relay"], "import", "--region", "out", "--connect", connect_out, *common]
+    if log is not None and kind != "master":
+        out_argv += ["--log", log]
+    rout = role.spawn("relay-out", out_argv)
+    role.wait_region("in", rin, 60)
+    role.wait_region("out", rout, 60)
+    nf_env = dict(os.environ if env is None else env, FTMB_SESSION=role.session,
+                  FTMB_PEER_TIMEOUT_MS=str(max(timeout_ms * 2, 2000)))
+    if kind == "master" or (kind == "backup" and Path(log).stat().st_size == 0):
+        nf_env["FTMB_MODE"] = "record"  # (a backup of a master that never attached starts afresh)
+    else:
+        nf_env.update(FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log))
+        nf_env.update({"FTMB_REPLAY_HANDOVER": "1"} if kind == "backup" else {"FTMB_REPLAY_STOP_AT_END": "1"})
+    cmd = list(map(str, nf_argv))
+    if shutil.which("setarch"):  # the same addresses in the master and its replays
+        cmd = ["setarch", os.uname().machine, "-R", *cmd]
+    return role.spawn("program", cmd, nf_env, stdout=True)
+
+
+def serve(role: Role, main: subprocess.Popen | None = None) -> int:
+    """Wait until `main` ends (or, without it, a signal), forwarding SIGINT/SIGTERM; stop the rest."""
+    got: list[int] = []
+
+    def on_signal(sig, _frame):
+        got.append(sig)
+        if main is not None:
+            role.signal(sig) if main.poll() is not None else os.killpg(main.pid, sig)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while (main.poll() is None) if main is not None else not got:
+            dead = [(w, p) for w, p in role.procs if p.poll() is not None and p is not main]
+            if dead and main is None:
+                w, p = dead[0]
+                print(f"ftmb-instrument {role.name}: {w} exited ({p.returncode}): "
+                      f"{role.err(w).strip().splitlines()[-1:] or ''}", flush=True)
+                break
+            time.sleep(0.05)
+        rc = main.returncode if main is not None else 0
+        if main is not None:  # the relays finish once they forwarded the program's end
+            deadline = time.monotonic() + 5
+            for _, p in role.procs:
+                while p.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        codes = role.stop()
+        for w, c in codes.items():
+            err = role.err(w).strip()
+            if err:
+                print(f"[{w} exit {c}] {err.splitlines()[-1]}", flush=True)
+        return rc
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class HostsResult:
+    """What `run_on_hosts` saw; `ok` when the run carried the session to its end and checked it."""
+
+    released: int = 0             # packets in OUT
+    distinct: int = 0             # of them, distinct byte strings
+    released_at_kill: int = 0     # packets in OUT when the master's host failed
+    killed: int = 0               # processes SIGKILLed on the master's host
+    backup_live: bool = False     # the backup replayed a log and went live
+    verified: int = 0             # released packets the verification replay regenerated
+    mismatches: int = -1
+    held: int = -1
+    failure: str = ""
+    logs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+
+def _master_ends(role: Role) -> list[tuple[int, int, int]]:
+    import re
+    return [tuple(map(int, m)) for m in re.findall(
+        r"the master \(pid \d+\) (?:finished|was stopped by a signal); every output handled; "
+        r"released (\d+) duplicates (\d+) mismatches (\d+)", role.err("output-logger"))]
+
+
+def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
+                 queues: int = 1, rate: int | None = None, kill_master_at: float | None = None,
+                 timeout_ms: int = 2000, timeout_s: float = 120.0) -> HostsResult:
+    """The session with each role on its own host (`netns.Topology`: il, ol, m, b on one machine).
+
+    The master runs on m; with `kill_master_at` host m fails that many seconds after the master
+    started and a cold backup on b fetches the log, replays it and goes live. Once the input is
+    drained (every queue's EOF taken) the program is stopped with SIGINT, then a verification replay
+    on b re-executes the complete log (the output logger compares every regenerated packet)."""
+    import signal as _signal
+    from .netns import Topology
+    from .run import InputRegion
+
+    res = HostsResult()
+    s = "hosts"
+    with Topology(["il", "ol", "m", "b"]) as topo:
+        r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
+        verifier = Role("verify", s, workdir / "verify", topo.prefix("b"), topo.shm("b"))
+
+        def wait(cond, what: str) -> bool:
+            deadline = time.monotonic() + timeout_s
+            while not cond():
+                if time.monotonic() > deadline:
+                    res.failure = f"{what} within {timeout_s:g} s"
+                    return False
+                time.sleep(0.05)
+            return True
+
+        def drained(host: str) -> bool:
+            try:
+                region = InputRegion(s, topo.shm(host))
+            except (OSError, ValueError):
+                return False
+            try:
+                return region.drained()
+            finally:
+                region.close()
+
+        try:
+            in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
+            start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms)
+            start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms)
+            host = "m"
+            prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
+            if kill_master_at is not None:
+                time.sleep(kill_master_at)
+                if prog.poll() is not None:
+                    res.failure = f"the master exited ({prog.returncode}) before {kill_master_at:g} s"
+                    return res
+                res.killed = topo.fail("m")
+                res.released_at_kill = _count(output_pcap)
+                host = "b"
+                prog = start_master(r["b"], nf_argv, in_addr, out_addr, kind="backup", log=workdir / "backup.log",
+                                    timeout_ms=timeout_ms)
+            if not wait(lambda: prog.poll() is not None or drained(host), "the input was not drained"):
+                return res
+            if prog.poll() is None:
+                os.killpg(prog.pid, _signal.SIGINT)
+            try:
+                rc = prog.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                res.failure = "the program did not stop on SIGINT"
+                return res
+            res.backup_live = "live (recording)" in r["b"].err("program") if host == "b" else False
+            if rc != 0:
+                res.failure = f"the program on host {host} exited {rc}"
+                return res
+            if not wait(lambda: len(_master_ends(r["ol"])) >= 1, "the output logger did not report the end"):
+                return res
+            r[host].wait_all(30)
+            v = start_master(verifier, nf_argv, in_addr, out_addr, kind="verify", log=workdir / "verify.log",
+                             timeout_ms=timeout_ms)
+            try:
+                v.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                res.failure = "the verification replay did not finish"
+                return res
+            if not wait(lambda: len(_master_ends(r["ol"])) >= 2, "the verification replay's end was not reported"):
+                return res
+            ends = _master_ends(r["ol"])
+            res.verified = ends[1][1] - ends[0][1]
+            res.mismatches = ends[1][2]
+            r["il"].stop()
+            r["ol"].stop()
+            import re
+            stats = re.search(r"released (\d+) held (\d+) ", r["ol"].err("output-logger"))
+            res.held = int(stats[2]) if stats else -1
+            from .pcap import read_pcap
+            packets = [p.data for p in read_pcap(output_pcap)]
+            res.released, res.distinct = len(packets), len(set(packets))
+            if res.verified != res.released or res.mismatches or res.held:
+                res.failure = (f"replay check: {res.verified} of {res.released} released packets regenerated, "
+                               f"{res.mismatches} with different bytes, {res.held} held")
+            return res
+        finally:
+            for role in (*r.values(), verifier):
+                role.stop()
+            res.logs = {f"{role.name}/{w}": role.err(w) for role in (*r.values(), verifier) for w, _ in role.procs}
+
+
+def _count(path: Path) -> int:
+    from .pcap import read_pcap
+    try:
+        return len(read_pcap(path))
+    except (OSError, ValueError):
+        return 0

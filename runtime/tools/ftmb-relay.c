@@ -1,0 +1,999 @@
+/*
+ * ftmb-relay: one session region (in or out) carried over TCP between two hosts, so the master, the
+ * loggers and the runtime keep their shared-memory code paths unchanged.
+ *
+ *   export (the logger's host): --listen ADDR. Attaches to the logger's real region as the master
+ *     would and, for each connection in turn, forks a child that stands in for the remote master:
+ *     its pid is the master pid the logger sees, so a lost connection (the child exits) is a master
+ *     that died, and the output logger writes the log.
+ *   import (the master's host): --connect ADDR. Receives the region's geometry, creates a local
+ *     region of the same layout (its owner pid is this process: a lost connection ends it, and the
+ *     master sees its logger gone) and mirrors it: entries into the local rings (in), records and
+ *     outputs out of them (out), the master's state, rewinds and marks back.
+ *
+ * Frames: {u32 type, u32 len, payload}; TCP_NODELAY; a ping every timeout/4 on an idle link; a link
+ * with nothing readable for --timeout-ms is lost (reported by role, exit 3). The out export
+ * publishes records in an order closed under each object's sequence (a record with sequence s on
+ * object o only once s-1 was published), so whatever prefix of the stream arrived before a loss is
+ * a log a backup can replay. With --log FILE an out import first receives the output logger's log
+ * (written when the previous master died) and stores it in FILE: the cold backup's log.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftmb_internal.h"
+#include "tool_util.h"
+
+enum {
+    F_PING = 1,
+    F_HELLO_IN = 2,  /* export -> import: nqueues, capacity, tsc_hz, tick_ns */
+    F_HELLO_OUT = 3, /* export -> import: max_threads, capacities, nthreads, heads */
+    F_ENTRY = 4,     /* export -> import: one input entry (32 bytes + data) */
+    F_REWIND = 5,    /* import -> export: queue, req, pos */
+    F_REWIND_ACK = 6,/* export -> import: queue, req (entries after it are served from pos) */
+    F_RETAIN = 7,    /* import -> export: queue or thread, mark */
+    F_STATE = 8,     /* import -> export: master state, mode, tsc_hz */
+    F_NTHREADS = 9,  /* import -> export */
+    F_RECS = 10,     /* import -> export: thread, records */
+    F_OUTPUT = 11,   /* import -> export: one output slot (header, vector, data) */
+    F_WANT_LOG = 12, /* import -> export parent: send me the log first (0 or 1) */
+    F_LOG = 13,      /* export -> import: a chunk of the log file */
+    F_LOG_END = 14,
+    F_FREED = 15,    /* import -> export: queue, entries that left the import side (credit) */
+};
+
+#define MAX_FRAME (64 * 1024)
+/* Frames handled per pass of a loop: the pass also beats the heartbeat, pings and sends. */
+#define FRAMES_PER_PASS 64
+#define OUT_HDR 32
+
+static const char *me = "ftmb-relay";
+static const char *role = "";     /* "in" or "out" */
+static const char *peer_addr = "";
+static uint64_t timeout_ns = 1000000000ull;      /* the link */
+static uint64_t peer_timeout_ns = 10000000000ull; /* the logger on this host (export) */
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { (void)sig; stop_signal = 1; }
+
+struct link {
+    int fd;
+    uint64_t last_rx, last_tx;
+    uint8_t buf[MAX_FRAME + 8];
+    uint32_t type, len; /* the frame read and not yet handled (len == UINT32_MAX: none) */
+    int pending;
+};
+
+static _Noreturn void lost(const char *why)
+{
+    const char *other = strcmp(me, "ftmb-relay import") == 0
+                            ? (strcmp(role, "in") == 0 ? "the input logger's host" : "the output logger's host")
+                            : "the master's host";
+    fprintf(stderr, "%s %s: %s %s: %s\n", me, role, other, peer_addr, why);
+    exit(3);
+}
+
+static void send_all(struct link *l, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(l->fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            lost("the connection is stuck (nothing sent within the timeout)");
+        if (w <= 0)
+            lost("the connection was lost");
+        b += w;
+        n -= (size_t)w;
+    }
+    l->last_tx = _ftmb_now_ns(CLOCK_MONOTONIC);
+}
+
+static void send_frame(struct link *l, uint32_t type, const void *p, uint32_t len)
+{
+    uint32_t h[2] = {type, len};
+    uint8_t tmp[8 + 512];
+    if (len <= 512) { /* one segment for small frames */
+        memcpy(tmp, h, 8);
+        memcpy(tmp + 8, p, len);
+        send_all(l, tmp, 8 + len);
+        return;
+    }
+    send_all(l, h, 8);
+    send_all(l, p, len);
+}
+
+static void recv_all(struct link *l, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t r = recv(l->fd, b, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            lost("no word within the timeout");
+        if (r == 0)
+            lost("the connection was closed");
+        if (r < 0)
+            lost("the connection was lost");
+        b += r;
+        n -= (size_t)r;
+    }
+}
+
+/* Read one frame if one is readable now (or wait up to wait_ms); 1 if l holds a frame. */
+static int poll_frame(struct link *l, int wait_ms)
+{
+    if (l->pending)
+        return 1;
+    struct pollfd pf = {l->fd, POLLIN, 0};
+    int n = poll(&pf, 1, wait_ms);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    if (n <= 0) {
+        if (now - l->last_rx > timeout_ns)
+            lost("no word within the timeout");
+        return 0;
+    }
+    l->last_rx = now;
+    uint32_t h[2];
+    recv_all(l, h, 8);
+    if (h[1] > MAX_FRAME)
+        lost("a frame over the size limit (not an ftmb-relay peer?)");
+    recv_all(l, l->buf, h[1]);
+    l->type = h[0];
+    l->len = h[1];
+    l->pending = 1;
+    return 1;
+}
+
+static void ping_if_idle(struct link *l)
+{
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    if (now - l->last_tx > timeout_ns / 4)
+        send_frame(l, F_PING, NULL, 0);
+    /* Data waiting to be read is a sign of life even when we do not read it yet (a full ring). */
+    struct pollfd pf = {l->fd, POLLIN, 0};
+    if (poll(&pf, 1, 0) > 0)
+        l->last_rx = now;
+    else if (!l->pending && now - l->last_rx > timeout_ns)
+        lost("no word within the timeout");
+}
+
+static void setup_socket(struct link *l, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {(time_t)(timeout_ns / 1000000000ull), (suseconds_t)(timeout_ns % 1000000000ull / 1000)};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    l->fd = fd;
+    l->last_rx = l->last_tx = _ftmb_now_ns(CLOCK_MONOTONIC);
+    l->pending = 0;
+}
+
+static int parse_addr(const char *addr, struct sockaddr_in *sa)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host)
+        return -1;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port <= 0 || port > 65535)
+        return -1;
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+static void idle_wait(unsigned *idle)
+{
+    if (++*idle > 2000) {
+        struct timespec d = {0, 20000};
+        nanosleep(&d, NULL);
+    } else if (*idle > 100) {
+        sched_yield();
+    }
+}
+
+/* ---- export: the logger's host ------------------------------------------------------------------ */
+
+struct u64s {
+    uint64_t *v;
+    uint64_t n, cap, at;
+};
+
+/* Have the input logger serve queue q again from entry pos (it empties the ring first). */
+static void logger_rewind(struct link *l, struct _ftmb_in_region *r, struct _ftmb_ring *rg, uint32_t q, uint64_t pos)
+{
+    /* The logger's own request count goes on across masters (an importer's starts at 1 with each). */
+    struct _ftmb_in_queue *iq = &r->queue[q];
+    uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed) + 1;
+    atomic_store_explicit(&iq->rewind_pos, pos, memory_order_relaxed);
+    atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
+    while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
+        if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+            lost("the input logger is gone");
+        ping_if_idle(l);
+        usleep(50);
+    }
+    rg->cache = rg->local; /* the logger emptied the ring: head = tail = our local */
+}
+
+static void export_in(struct link *l, struct _ftmb_in_region *r)
+{
+    struct _ftmb_ring rings[FTMB_MAX_QUEUES];
+    uint32_t hello[2] = {r->nqueues, r->capacity};
+    uint64_t hello2[2] = {r->tsc_hz, r->tick_ns};
+    uint8_t h[24];
+    memcpy(h, hello, 8);
+    memcpy(h + 8, hello2, 16);
+    send_frame(l, F_HELLO_IN, h, sizeof h);
+    /* Credit: at most `capacity` entries of a queue are on their way or in the import's ring, so an
+     * entry always fits there and one queue whose thread does not receive never stalls another. */
+    uint64_t sent[FTMB_MAX_QUEUES] = {0}, freed[FTMB_MAX_QUEUES] = {0};
+    /* A master before this one (it died, or finished) took entries through its link that died with
+     * its host: a takeover is served every queue again from the start of the logger's log (a replay
+     * asks again from where its log starts; a queue its log never received from starts there).
+     * Nothing is sent before the master attached, so no entry of the old stream reaches the new one. */
+    int takeover = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed) != 0, serving = 0;
+    for (uint32_t q = 0; q < r->nqueues; q++)
+        _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 0);
+    unsigned idle = 0;
+    uint64_t last_check = 0;
+    for (;;) {
+        int work = 0;
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
+            l->pending = 0;
+            work = 1;
+            uint64_t *a = (uint64_t *)l->buf;
+            if (l->type == F_STATE) {
+                atomic_store_explicit(&r->hdr.master_pid, (int32_t)getpid(), memory_order_relaxed);
+                atomic_store_explicit(&r->hdr.master_mode, (uint32_t)a[1], memory_order_relaxed);
+                /* Release: pairs with the logger's acquire load of master_state. */
+                atomic_store_explicit(&r->hdr.master_state, (uint32_t)a[0], memory_order_release);
+                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED) {
+                    fprintf(stderr, "%s %s: the master %s\n", me, role,
+                            a[0] == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
+                    exit(0);
+                }
+                if (a[0] == _FTMB_MASTER_ATTACHED && !serving) {
+                    for (uint32_t q = 0; takeover && q < r->nqueues; q++)
+                        logger_rewind(l, r, &rings[q], q, 0);
+                    serving = 1;
+                }
+            } else if (l->type == F_REWIND && a[0] < r->nqueues) {
+                logger_rewind(l, r, &rings[a[0]], (uint32_t)a[0], a[2]);
+                uint64_t ack[2] = {a[0], a[1]};
+                send_frame(l, F_REWIND_ACK, ack, sizeof ack);
+            } else if (l->type == F_RETAIN && a[0] < r->nqueues) {
+                atomic_store_explicit(&r->queue[a[0]].retain_from, a[1], memory_order_relaxed);
+            } else if (l->type == F_FREED && a[0] < r->nqueues) {
+                freed[a[0]] = a[1];
+            }
+        }
+        struct pollfd pf = {l->fd, POLLOUT, 0};
+        if (serving && poll(&pf, 1, 0) > 0) {
+            for (uint32_t q = 0; q < r->nqueues; q++) {
+                for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && _ftmb_ring_ready(&rings[q]); k++) {
+                    const struct _ftmb_in_entry *e = _ftmb_ring_peek(&rings[q], 0);
+                    send_frame(l, F_ENTRY, e, 32 + (e->len <= FTMB_PKT_MAX ? e->len : 0));
+                    _ftmb_ring_consume(&rings[q], 1);
+                    sent[q]++;
+                    work = 1;
+                }
+            }
+        }
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
+            last_check = now;
+            if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+                lost("the input logger is gone");
+        }
+        ping_if_idle(l);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(&idle);
+    }
+}
+
+/* Records waiting for their object's predecessor (per thread, in stream order). */
+static struct u64s pend[FTMB_MAX_THREADS];
+static uint64_t obj_next[FTMB_MAX_OBJECTS];
+static uint8_t obj_known[FTMB_MAX_OBJECTS];
+
+static int rec_ordered(uint64_t head, uint32_t *obj)
+{
+    unsigned k = _ftmb_rec_kind(head);
+    *obj = _ftmb_rec_obj(head);
+    return (k == _FTMB_REC_LOCK || k == _FTMB_REC_ORDERED || k == _FTMB_REC_HELD) && *obj < FTMB_MAX_OBJECTS;
+}
+
+/* Publish every pending record whose predecessors are published; returns how many. */
+static uint64_t publish_closed(struct _ftmb_out_region *r, struct _ftmb_ring *rec, uint32_t nthreads)
+{
+    uint64_t total = 0, progress;
+    do {
+        progress = 0;
+        for (uint32_t t = 0; t < nthreads; t++) {
+            struct u64s *p = &pend[t];
+            uint64_t n = 0;
+            while (p->at + 2 * n < p->n) {
+                uint64_t head = p->v[p->at + 2 * n], value = p->v[p->at + 2 * n + 1];
+                uint32_t obj;
+                int claimed = 0;
+                if (rec_ordered(head, &obj)) {
+                    if (!obj_known[obj]) { /* a takeover master's object: its predecessors are logged */
+                        obj_known[obj] = 1;
+                        obj_next[obj] = value;
+                    }
+                    if (value > obj_next[obj]) /* its predecessor has not come yet */
+                        break;
+                    /* below: an object first seen here at a later sequence (a takeover) */
+                    claimed = value == obj_next[obj];
+                    obj_next[obj] += claimed;
+                }
+                struct _ftmb_record *slot = _ftmb_ring_reserve(&rec[t]);
+                if (!slot) { /* undo the claim: the logger is behind */
+                    if (rec_ordered(head, &obj))
+                        obj_next[obj] -= claimed;
+                    break;
+                }
+                slot->head = head;
+                slot->value = value;
+                _ftmb_ring_publish(&rec[t], 1);
+                n++;
+            }
+            p->at += 2 * n;
+            if (p->at == p->n)
+                p->at = p->n = 0;
+            progress += n;
+        }
+        total += progress;
+    } while (progress);
+    (void)r;
+    return total;
+}
+
+/* Outputs waiting for room in the logger's ring (it keeps a packet there until its records are
+ * stored): buffered here, so a held output never stops the records behind it on the stream. */
+struct bytes {
+    uint8_t *v;
+    size_t n, cap, at;
+};
+static struct bytes outq[FTMB_MAX_THREADS];
+
+static void push_bytes(struct bytes *b, const void *p, uint32_t len)
+{
+    if (b->n + 4 + len > b->cap) {
+        b->cap = (b->n + 4 + len) * 2;
+        b->v = realloc(b->v, b->cap);
+        if (!b->v) {
+            fprintf(stderr, "%s: out of memory\n", me);
+            exit(1);
+        }
+    }
+    memcpy(b->v + b->n, &len, 4);
+    memcpy(b->v + b->n + 4, p, len);
+    b->n += 4 + len;
+}
+
+static uint64_t publish_outputs(struct _ftmb_ring *out, uint32_t nthreads)
+{
+    uint64_t total = 0;
+    for (uint32_t t = 0; t < nthreads; t++) {
+        struct bytes *b = &outq[t];
+        while (b->at < b->n) {
+            struct _ftmb_out_slot *d = _ftmb_ring_reserve(&out[t]);
+            if (!d)
+                break;
+            const struct _ftmb_out_slot *s = (const void *)(b->v + b->at + 4);
+            memcpy(d, s, OUT_HDR + 8 * (size_t)s->nvec);
+            memcpy(d->data, (const uint8_t *)s + OUT_HDR + 8 * (size_t)s->nvec, s->len);
+            _ftmb_ring_publish(&out[t], 1);
+            uint32_t len;
+            memcpy(&len, b->v + b->at, 4);
+            b->at += 4 + len;
+            total++;
+        }
+        if (b->at == b->n)
+            b->at = b->n = 0;
+    }
+    return total;
+}
+
+static void export_out(struct link *l, struct _ftmb_out_region *r)
+{
+    struct _ftmb_ring rec[FTMB_MAX_THREADS], out[FTMB_MAX_THREADS];
+    uint32_t nthreads = atomic_load_explicit(&r->nthreads, memory_order_acquire);
+    int fresh = nthreads == 0; /* the session's first master: every object starts at sequence 0 */
+    for (uint32_t o = 0; o < FTMB_MAX_OBJECTS; o++) {
+        obj_known[o] = (uint8_t)fresh;
+        obj_next[o] = 0;
+    }
+    uint64_t hello[4 + 2 * FTMB_MAX_THREADS];
+    hello[0] = r->max_threads;
+    hello[1] = r->rec_capacity;
+    hello[2] = r->out_capacity;
+    hello[3] = nthreads;
+    for (uint32_t t = 0; t < r->max_threads; t++) {
+        _ftmb_ring_attach(&rec[t], r, &r->thread[t].rec, 1);
+        _ftmb_ring_attach(&out[t], r, &r->thread[t].out, 1);
+        hello[4 + 2 * t] = rec[t].local;
+        hello[5 + 2 * t] = out[t].local;
+    }
+    send_frame(l, F_HELLO_OUT, hello, (uint32_t)(8 * (4 + 2 * r->max_threads)));
+    unsigned idle = 0;
+    uint64_t last_check = 0;
+    for (;;) {
+        int work = (publish_closed(r, rec, nthreads) | publish_outputs(out, nthreads)) != 0;
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
+            uint64_t *a = (uint64_t *)l->buf;
+            if (l->type == F_RECS) {
+                uint32_t t = (uint32_t)a[0];
+                uint64_t n = (l->len - 8) / 8;
+                if (t >= nthreads)
+                    lost("records of a thread the master did not announce");
+                struct u64s *p = &pend[t];
+                if (p->n + n > p->cap) {
+                    p->cap = (p->n + n) * 2;
+                    p->v = realloc(p->v, p->cap * 8);
+                    if (!p->v) {
+                        fprintf(stderr, "%s: out of memory\n", me);
+                        exit(1);
+                    }
+                }
+                memcpy(p->v + p->n, a + 1, n * 8);
+                p->n += n;
+                publish_closed(r, rec, nthreads);
+            } else if (l->type == F_OUTPUT) {
+                const struct _ftmb_out_slot *s = (const void *)l->buf;
+                if (s->thread >= nthreads)
+                    lost("an output of a thread the master did not announce");
+                push_bytes(&outq[s->thread], s, l->len);
+                publish_outputs(out, nthreads);
+            } else if (l->type == F_NTHREADS) {
+                if (a[0] > r->max_threads)
+                    lost("more threads than the output logger made rings for");
+                nthreads = (uint32_t)a[0];
+                /* Release: pairs with the logger's acquire load; before the thread's records. */
+                atomic_store_explicit(&r->nthreads, nthreads, memory_order_release);
+            } else if (l->type == F_STATE) {
+                atomic_store_explicit(&r->hdr.master_pid, (int32_t)getpid(), memory_order_relaxed);
+                r->tsc_hz = a[2];
+                atomic_store_explicit(&r->hdr.master_mode, (uint32_t)a[1], memory_order_relaxed);
+                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED) {
+                    /* Everything the master published came before: store it all first. */
+                    while (publish_closed(r, rec, nthreads) || 1) {
+                        int left = 0;
+                        publish_outputs(out, nthreads);
+                        for (uint32_t t = 0; t < nthreads; t++)
+                            left |= pend[t].n != 0 || outq[t].n != 0;
+                        if (!left)
+                            break;
+                        if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+                            lost("the output logger is gone");
+                        usleep(50);
+                    }
+                }
+                /* Release: pairs with the logger's acquire load of master_state. */
+                atomic_store_explicit(&r->hdr.master_state, (uint32_t)a[0], memory_order_release);
+                if (a[0] == _FTMB_MASTER_DONE || a[0] == _FTMB_MASTER_STOPPED) {
+                    fprintf(stderr, "%s %s: the master %s\n", me, role,
+                            a[0] == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
+                    exit(0);
+                }
+            } else if (l->type == F_RETAIN && a[0] < r->max_threads) {
+                atomic_store_explicit(&r->thread[a[0]].retain_from, a[1], memory_order_relaxed);
+            }
+            l->pending = 0;
+            work = 1;
+        }
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
+            last_check = now;
+            if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+                lost("the output logger is gone");
+        }
+        ping_if_idle(l);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(&idle);
+    }
+}
+
+static void send_log(struct link *l, const char *path)
+{
+    if (!path) { /* no master ever attached: an empty log */
+        send_frame(l, F_LOG_END, NULL, 0);
+        return;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s out: %s: cannot read the log: %s\n", me, path, strerror(errno));
+        exit(1);
+    }
+    static uint8_t chunk[60000];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        send_frame(l, F_LOG, chunk, (uint32_t)n);
+    fclose(f);
+    send_frame(l, F_LOG_END, NULL, 0);
+}
+
+static ino_t file_ino(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+static int run_export(const char *session, const char *listen_addr, const char *log_path)
+{
+    struct sockaddr_in sa;
+    if (parse_addr(listen_addr, &sa)) {
+        fprintf(stderr, "%s: --listen %s: expected IPV4:PORT\n", me, listen_addr);
+        return 1;
+    }
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) || listen(ls, 4)) {
+        fprintf(stderr, "%s: --listen %s: %s\n", me, listen_addr, strerror(errno));
+        return 1;
+    }
+    int is_in = strcmp(role, "in") == 0;
+    uint64_t magic = is_in ? _FTMB_IN_MAGIC : _FTMB_OUT_MAGIC;
+    size_t size;
+    void *region = _ftmb_region_attach(session, role, magic, 30000, &size);
+    if (!region) {
+        fprintf(stderr, "%s: no ready region /dev/shm/ftmb-%s.%s (start its logger first)\n", me, session, role);
+        return 1;
+    }
+    fprintf(stderr, "%s %s: serving /dev/shm/ftmb-%s.%s on %s\n", me, role, session, role, listen_addr);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    ino_t log_before = 0;
+    int had_master = 0;
+    while (!stop_signal) {
+        struct pollfd pf = {ls, POLLIN, 0};
+        if (poll(&pf, 1, 100) <= 0)
+            continue;
+        int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        static struct link l;
+        setup_socket(&l, fd);
+        uint64_t want_log = 0;
+        const char *log_path_now = log_path;
+        if (!is_in) { /* the importer says first whether it wants the log */
+            struct pollfd pr = {fd, POLLIN, 0};
+            if (poll(&pr, 1, (int)(timeout_ns / 1000000)) <= 0) {
+                close(fd);
+                continue;
+            }
+            uint32_t h[2];
+            if (recv(fd, h, 8, MSG_WAITALL) != 8 || h[0] != F_WANT_LOG || h[1] != 8 ||
+                recv(fd, &want_log, 8, MSG_WAITALL) != 8) {
+                close(fd);
+                continue;
+            }
+            if (want_log) {
+                if (!log_path) {
+                    fprintf(stderr, "%s export out: an importer asks for the log; start with --log\n", me);
+                    close(fd);
+                    continue;
+                }
+                /* The output logger writes the log (a new file, renamed into place) once it saw the
+                 * previous master die; wait for that file. */
+                const struct _ftmb_region_hdr *rh = region;
+                uint64_t deadline = _ftmb_now_ns(CLOCK_MONOTONIC) + 10000000000ull;
+                while ((!had_master ? file_ino(log_path) == 0 : file_ino(log_path) == log_before) &&
+                       _ftmb_now_ns(CLOCK_MONOTONIC) < deadline) {
+                    /* A master that died before it attached leaves no log: the backup starts afresh. */
+                    if (atomic_load_explicit(&rh->master_state, memory_order_acquire) == _FTMB_MASTER_NONE) {
+                        log_path_now = NULL;
+                        break;
+                    }
+                    if (_ftmb_now_ns(CLOCK_MONOTONIC) - l.last_tx > timeout_ns / 4)
+                        send_frame(&l, F_PING, NULL, 0); /* the importer waits: keep the link alive */
+                    usleep(1000);
+                }
+            }
+        }
+        log_before = file_ino(log_path);
+        pid_t child = fork();
+        if (child == 0) {
+            close(ls);
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            me = "ftmb-relay export";
+            if (want_log)
+                send_log(&l, log_path_now);
+            if (is_in)
+                export_in(&l, region);
+            else
+                export_out(&l, region);
+            _exit(0);
+        }
+        close(fd);
+        had_master = 1;
+        int st;
+        while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+            if (stop_signal)
+                kill(child, SIGTERM);
+        }
+    }
+    close(ls);
+    return 0;
+}
+
+/* ---- import: the master's host ----------------------------------------------------------------- */
+
+static int connect_to(const char *addr, uint64_t wait_ns)
+{
+    struct sockaddr_in sa;
+    if (parse_addr(addr, &sa)) {
+        fprintf(stderr, "%s: --connect %s: expected IPV4:PORT\n", me, addr);
+        exit(1);
+    }
+    uint64_t deadline = _ftmb_now_ns(CLOCK_MONOTONIC) + wait_ns;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            return fd;
+        int err = errno;
+        close(fd);
+        if (_ftmb_now_ns(CLOCK_MONOTONIC) > deadline) {
+            fprintf(stderr, "%s %s: cannot connect to %s: %s\n", me, role, addr, strerror(err));
+            exit(3);
+        }
+        usleep(20000);
+    }
+}
+
+static void import_in(struct link *l, const char *session)
+{
+    if (!poll_frame(l, (int)(timeout_ns / 1000000)) || l->type != F_HELLO_IN)
+        lost("no greeting from the input relay");
+    l->pending = 0;
+    uint32_t nq, cap;
+    uint64_t tsc, tick;
+    memcpy(&nq, l->buf, 4);
+    memcpy(&cap, l->buf + 4, 4);
+    memcpy(&tsc, l->buf + 8, 8);
+    memcpy(&tick, l->buf + 16, 8);
+    size_t size = _ftmb_in_region_size(nq, cap);
+    struct _ftmb_in_region *r = _ftmb_region_create(session, "in", size);
+    if (!r)
+        exit(1);
+    _ftmb_in_region_init(r, size, nq, cap, tsc, tick);
+    _ftmb_region_populate(r, 0, size);
+    struct _ftmb_ring rings[FTMB_MAX_QUEUES];
+    uint64_t rewind_sent[FTMB_MAX_QUEUES] = {0}, retain_sent[FTMB_MAX_QUEUES] = {0};
+    uint64_t freed[FTMB_MAX_QUEUES] = {0}, freed_sent[FTMB_MAX_QUEUES] = {0}, tail_seen[FTMB_MAX_QUEUES] = {0};
+    for (uint32_t q = 0; q < nq; q++)
+        _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 1);
+    _ftmb_region_set_ready(r);
+    uint32_t state_sent = 0;
+    unsigned idle = 0;
+    uint64_t last_check = 0;
+    while (!stop_signal) {
+        _ftmb_region_heartbeat(r);
+        int work = 0;
+        uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
+        int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
+        if (state != state_sent) {
+            uint64_t s[2] = {state, atomic_load_explicit(&r->hdr.master_mode, memory_order_relaxed)};
+            send_frame(l, F_STATE, s, sizeof s);
+            state_sent = state;
+            if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED)
+                break;
+        }
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        int check = now - last_check > 10000000ull; /* every 10 ms: a /proc read */
+        last_check = check ? now : last_check;
+        if (check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid)) {
+            fprintf(stderr, "%s in: the master (pid %d) died; closing the link\n", me, (int)mpid);
+            break;
+        }
+        for (uint32_t q = 0; q < nq; q++) {
+            struct _ftmb_in_queue *iq = &r->queue[q];
+            uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_acquire);
+            if (req != rewind_sent[q]) {
+                uint64_t a[3] = {q, req, atomic_load_explicit(&iq->rewind_pos, memory_order_relaxed)};
+                send_frame(l, F_REWIND, a, sizeof a);
+                rewind_sent[q] = req;
+                work = 1;
+            }
+            uint64_t keep = atomic_load_explicit(&iq->retain_from, memory_order_relaxed);
+            if (keep != retain_sent[q]) {
+                uint64_t a[2] = {q, keep};
+                send_frame(l, F_RETAIN, a, sizeof a);
+                retain_sent[q] = keep;
+            }
+            uint64_t tail = atomic_load_explicit(&iq->ring.tail, memory_order_relaxed);
+            freed[q] += tail - tail_seen[q];
+            tail_seen[q] = tail;
+            if (freed[q] != freed_sent[q]) {
+                uint64_t a[2] = {q, freed[q]};
+                send_frame(l, F_FREED, a, sizeof a);
+                freed_sent[q] = freed[q];
+            }
+        }
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
+            work = 1;
+            if (l->type == F_ENTRY) {
+                struct _ftmb_in_entry *src = (void *)l->buf;
+                uint16_t q = src->queue;
+                if (q >= nq)
+                    lost("an entry of a queue the region does not have");
+                uint64_t ack = atomic_load_explicit(&r->queue[q].rewind_ack, memory_order_relaxed);
+                if (ack != rewind_sent[q]) { /* served before the rewind: dropped */
+                    freed[q]++;
+                    l->pending = 0;
+                    continue;
+                }
+                struct _ftmb_in_entry *e = _ftmb_ring_reserve(&rings[q]);
+                if (!e)
+                    lost("an entry beyond the queue's credit (a bug)");
+                memcpy(e, src, l->len);
+                _ftmb_ring_publish(&rings[q], 1);
+            } else if (l->type == F_REWIND_ACK) {
+                uint64_t *a = (uint64_t *)l->buf;
+                if (a[0] < nq && a[1] == rewind_sent[a[0]]) {
+                    /* The master waits for the ack and reads nothing meanwhile: empty the ring. */
+                    struct _ftmb_ring *rg = &rings[a[0]];
+                    uint64_t tail = atomic_load_explicit(&rg->ctl->tail, memory_order_acquire);
+                    freed[a[0]] += rg->local - tail + (tail - tail_seen[a[0]]);
+                    tail_seen[a[0]] = tail;
+                    rg->local = rg->cache = tail;
+                    _ftmb_ring_publish(rg, 0);
+                    atomic_store_explicit(&r->queue[a[0]].rewind_ack, a[1], memory_order_release);
+                }
+            }
+            l->pending = 0;
+        }
+        ping_if_idle(l);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(&idle);
+    }
+    _ftmb_region_unlink(session, "in");
+}
+
+static void recv_log(struct link *l, const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        fprintf(stderr, "%s out: %s: cannot write the log: %s\n", me, tmp, strerror(errno));
+        exit(1);
+    }
+    for (;;) {
+        if (!poll_frame(l, 100))
+            continue;
+        l->pending = 0;
+        if (l->type == F_LOG_END)
+            break;
+        if (l->type == F_LOG && fwrite(l->buf, 1, l->len, f) != l->len) {
+            fprintf(stderr, "%s out: %s: write failed\n", me, tmp);
+            exit(1);
+        }
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "%s out: %s: cannot write the log: %s\n", me, path, strerror(errno));
+        unlink(tmp);
+        exit(1);
+    }
+}
+
+static void import_out(struct link *l, const char *session, const char *log_path)
+{
+    uint64_t want = log_path != NULL;
+    send_frame(l, F_WANT_LOG, &want, 8);
+    if (log_path)
+        recv_log(l, log_path);
+    while (!poll_frame(l, 100))
+        ;
+    if (l->type != F_HELLO_OUT)
+        lost("no greeting from the output relay");
+    l->pending = 0;
+    uint64_t *h = (uint64_t *)l->buf;
+    uint32_t maxt = (uint32_t)h[0], rcap = (uint32_t)h[1], ocap = (uint32_t)h[2], nthreads = (uint32_t)h[3];
+    size_t size = _ftmb_out_region_size(maxt, rcap, ocap);
+    struct _ftmb_out_region *r = _ftmb_region_create(session, "out", size);
+    if (!r)
+        exit(1);
+    _ftmb_out_region_init(r, size, maxt, rcap, ocap);
+    struct _ftmb_ring rec[FTMB_MAX_THREADS], out[FTMB_MAX_THREADS];
+    uint64_t retain_sent[FTMB_MAX_THREADS] = {0};
+    for (uint32_t t = 0; t < maxt; t++) { /* local rings continue where the remote ones are */
+        atomic_init(&r->thread[t].rec.head, h[4 + 2 * t]);
+        atomic_init(&r->thread[t].rec.tail, h[4 + 2 * t]);
+        atomic_init(&r->thread[t].out.head, h[5 + 2 * t]);
+        atomic_init(&r->thread[t].out.tail, h[5 + 2 * t]);
+        _ftmb_ring_attach(&rec[t], r, &r->thread[t].rec, 0);
+        _ftmb_ring_attach(&out[t], r, &r->thread[t].out, 0);
+    }
+    atomic_init(&r->nthreads, nthreads);
+    for (uint32_t t = 0; t < nthreads; t++) {
+        _ftmb_region_populate(r, r->thread[t].rec.buf_offset, (uint64_t)rcap * sizeof(struct _ftmb_record));
+        _ftmb_region_populate(r, r->thread[t].out.buf_offset, (uint64_t)ocap * _FTMB_OUT_SLOT_SIZE);
+    }
+    _ftmb_region_set_ready(r);
+    uint32_t state_sent = 0, nthreads_sent = nthreads;
+    unsigned idle = 0;
+    uint64_t last_check = 0;
+    static uint64_t batch[1 + 512];
+    static uint8_t slot[OUT_HDR + 8 * FTMB_MAX_THREADS + FTMB_PKT_MAX];
+    while (!stop_signal) {
+        _ftmb_region_heartbeat(r);
+        int work = 0;
+        uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
+        int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
+        int finished = state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED;
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        int check = now - last_check > 10000000ull; /* every 10 ms: a /proc read */
+        last_check = check ? now : last_check;
+        int died = check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid);
+        uint32_t n = atomic_load_explicit(&r->nthreads, memory_order_acquire);
+        if (n != nthreads_sent) {
+            uint64_t a = n;
+            send_frame(l, F_NTHREADS, &a, 8);
+            for (uint32_t t = nthreads_sent; t < n; t++) {
+                _ftmb_region_populate(r, r->thread[t].rec.buf_offset, (uint64_t)rcap * sizeof(struct _ftmb_record));
+                _ftmb_region_populate(r, r->thread[t].out.buf_offset, (uint64_t)ocap * _FTMB_OUT_SLOT_SIZE);
+            }
+            nthreads_sent = n;
+        }
+        for (uint32_t t = 0; t < n; t++) {
+            uint64_t ready;
+            for (int pass = 0; pass < 8 && (ready = _ftmb_ring_ready(&rec[t])) != 0; pass++) {
+                uint64_t k = ready < 256 ? ready : 256;
+                batch[0] = t;
+                for (uint64_t i = 0; i < k; i++)
+                    memcpy(&batch[1 + 2 * i], _ftmb_ring_peek(&rec[t], i), 16);
+                send_frame(l, F_RECS, batch, (uint32_t)(8 + 16 * k));
+                _ftmb_ring_consume(&rec[t], k);
+                work = 1;
+            }
+            for (int k = 0; k < 64 && _ftmb_ring_ready(&out[t]); k++) {
+                const struct _ftmb_out_slot *s = _ftmb_ring_peek(&out[t], 0);
+                uint32_t nvec = s->nvec <= FTMB_MAX_THREADS ? s->nvec : FTMB_MAX_THREADS;
+                uint32_t len = s->len <= FTMB_PKT_MAX ? s->len : FTMB_PKT_MAX;
+                memcpy(slot, s, OUT_HDR);
+                ((struct _ftmb_out_slot *)slot)->nvec = (uint16_t)nvec;
+                ((struct _ftmb_out_slot *)slot)->len = len;
+                memcpy(slot + OUT_HDR, s->vec, 8 * (size_t)nvec);
+                memcpy(slot + OUT_HDR + 8 * nvec, s->data, len);
+                send_frame(l, F_OUTPUT, slot, OUT_HDR + 8 * nvec + len);
+                _ftmb_ring_consume(&out[t], 1);
+                work = 1;
+            }
+            uint64_t keep = atomic_load_explicit(&r->thread[t].retain_from, memory_order_relaxed);
+            if (keep != retain_sent[t]) {
+                uint64_t a[2] = {t, keep};
+                send_frame(l, F_RETAIN, a, sizeof a);
+                retain_sent[t] = keep;
+            }
+        }
+        if (state != state_sent && (!finished || !work)) { /* an end only after everything before it */
+            uint64_t s[3] = {state, atomic_load_explicit(&r->hdr.master_mode, memory_order_relaxed), r->tsc_hz};
+            send_frame(l, F_STATE, s, sizeof s);
+            state_sent = state;
+            if (finished)
+                break;
+        }
+        if (died && !work) {
+            fprintf(stderr, "%s out: the master (pid %d) died; everything it published is sent; closing the link\n",
+                    me, (int)mpid);
+            break;
+        }
+        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++)
+            l->pending = 0; /* pings */
+        ping_if_idle(l);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(&idle);
+    }
+    _ftmb_region_unlink(session, "out");
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: ftmb-relay export --session NAME --region in|out --listen IPV4:PORT [--log FILE] [--timeout-ms N]\n"
+          "       ftmb-relay import --session NAME --region in|out --connect IPV4:PORT [--log FILE] [--timeout-ms N]\n"
+          "                         [--connect-wait-ms N]\n"
+          "  export   on the logger's host: serve its region (/dev/shm/ftmb-NAME.in or .out) to one remote\n"
+          "           master at a time; --log (out): the output logger's --log, sent to an importer that asks\n"
+          "  import   on the master's host: make a local region of the same layout and mirror it over TCP;\n"
+          "           --log FILE (out): first fetch the log the output logger wrote when the previous master\n"
+          "           died (a cold backup replays it)\n"
+          "  --timeout-ms N        a link with no word for N ms is lost (default 1000); exit 3, one line\n"
+          "  --peer-timeout-ms N   (export) the logger is gone when its heartbeat is older (default 10000)\n"
+          "  --connect-wait-ms N   (import) keep trying to connect for N ms (default 10000)\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || (strcmp(argv[1], "export") && strcmp(argv[1], "import"))) {
+        usage(stderr);
+        return 1;
+    }
+    int is_export = strcmp(argv[1], "export") == 0;
+    me = is_export ? "ftmb-relay export" : "ftmb-relay import";
+    const char *session = NULL, *addr = NULL, *log_path = NULL;
+    uint64_t tmo = 1000, cwait = 10000;
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value\n", me, o);
+            return 1;
+        }
+        if (!strcmp(o, "--session"))
+            session = v;
+        else if (!strcmp(o, "--region"))
+            role = v;
+        else if (!strcmp(o, is_export ? "--listen" : "--connect"))
+            addr = v;
+        else if (!strcmp(o, "--log"))
+            log_path = v;
+        else if (!strcmp(o, "--timeout-ms")) {
+            if (_ftmb_parse_u64(me, o, v, 10, 3600000, &tmo))
+                return 1;
+        } else if (!strcmp(o, "--peer-timeout-ms") && is_export) {
+            uint64_t v2;
+            if (_ftmb_parse_u64(me, o, v, 10, 3600000, &v2))
+                return 1;
+            peer_timeout_ns = v2 * 1000000ull;
+        } else if (!strcmp(o, "--connect-wait-ms") && !is_export) {
+            if (_ftmb_parse_u64(me, o, v, 0, 3600000, &cwait))
+                return 1;
+        } else {
+            fprintf(stderr, "%s: unknown option %s\n", me, o);
+            return 1;
+        }
+        i++;
+    }
+    if (!session || !_ftmb_valid_session_name(session) || !addr || (strcmp(role, "in") && strcmp(role, "out"))) {
+        fprintf(stderr, "%s: needs --session NAME, --region in|out and %s IPV4:PORT\n", me,
+                is_export ? "--listen" : "--connect");
+        return 1;
+    }
+    timeout_ns = tmo * 1000000ull;
+    peer_addr = addr;
+    if (is_export)
+        return run_export(session, addr, log_path);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    static struct link l;
+    setup_socket(&l, connect_to(addr, cwait * 1000000ull));
+    if (!strcmp(role, "in"))
+        import_in(&l, session);
+    else
+        import_out(&l, session, log_path);
+    return stop_signal ? 4 : 0;
+}
