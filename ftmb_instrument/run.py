@@ -787,7 +787,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 result.failover.from_snapshot = True
                 return b
             if standby is not None:
-                if not standby.alive():
+                # (exit 0 after taking over: it saw the death before us, replayed, went live and finished)
+                took_over = standby.err_path.exists() and _TAKEOVER.search(standby.err_path.read_text(errors="replace"))
+                if not standby.alive() and not (standby.proc.returncode == 0 and took_over):
                     fail(standby, f"the standby backup was gone when the master died ({_status(standby)}): "
                                   f"{_first_line(standby.err_path)}")
                     return None
