@@ -8,7 +8,8 @@ they link -lpcap), run by `run` between the loggers.
   its counters equal the uninstrumented program's, and its invariants hold on both.
 - Outside a session the same instrumented binary reads its file with libpcap itself.
 - Failover, from the warm standby and from the newest checkpoint, six per program (killed early,
-  midway and late in the input; each instant drawn at random, seed printed): the backup goes live, the output is the uninterrupted run's (summary line; flowmon:
+  midway and late in the input; each instant drawn at random, seed printed): the backup goes live,
+  the output is the uninterrupted run's (summary line; flowmon:
   its invariants on the released frames), and the verification replay regenerates every released
   packet with the same bytes (flowmon sends thousands; the pt_* programs none).
 - flowmon on a "live" handle (-i): in a session it is a session queue whose dispatch times out
