@@ -811,13 +811,15 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if failover and backup is None and not result.failure:
                 due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
                 if due or not nf.alive():
-                    injected = nf.alive()
+                    # (a master past ftmb_exit has finished: killing it in its exit is no failover)
+                    finished = nf.alive() and in_region.master()[1] == 2
+                    injected = nf.alive() and not finished
                     if injected:
                         kill_wall_ns = time.time_ns()
                         nf.status.stopped_by = "SIGKILL"
                         nf.signal(signal.SIGKILL)
                         nf.proc.wait()
-                    elif nf.proc.returncode == 0 or in_region.drained():
+                    elif finished or nf.proc.returncode == 0 or in_region.drained():
                         if standby is not None:  # it sees the master finish and exits
                             try:
                                 standby.proc.wait(timeout=grace_s)
