@@ -313,9 +313,9 @@ static inline struct _ftmb_obj *obj_of(ftmb_obj_t obj, ftmb_site_t site)
  * itself out of replay_left when the operation of its last record has completed; a thread whose
  * log has ended waits at its next logged operation until replay_left is 0, and the first one
  * there switches the process to record mode; the others go live only once it has (before, a
- * receive of theirs went unlogged: io.c logs in record mode only). A thread waiting there holds no lock a replaying
- * thread needs: that thread's logged acquisition would come after a release of ours, and our
- * records up to that release would be in the log.
+ * receive of theirs went unlogged: io.c logs in record mode only). A thread waiting there holds
+ * no lock a replaying thread needs: that thread's logged acquisition would come after a release
+ * of ours, and our records up to that release would be in the log.
  */
 static void replay_op_done(struct _ftmb_thread *t)
 {
