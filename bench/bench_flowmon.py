@@ -3,8 +3,10 @@ recovery time. Writes its section of bench/RESULTS.md (between the flowmon-bench
 
 - Throughput: a 20000-packet trace (200 flows, seed 11) at full speed; input packets / span of the
   released frames' timestamps (as bench_run.py), passthrough (through both loggers, nothing
-  logged) and record; records per input packet from the output logger; REPS repetitions,
-  interleaved; min / median / max.
+  logged) and record; records per input packet from the output logger; plain (gcc) and instr
+  (ftmb-cc) read the trace outside a session (libpcap itself; a savefile cannot send, so nothing
+  is injected): input packets / the process's wall time; REPS repetitions, interleaved;
+  min / median / max.
 - Recovery: a 4000-packet trace paced at 5000 packets/s, the master SIGKILLed at 0.3-0.6 s (seeded),
   from the warm standby and from the newest checkpoint (every 20 ms); recovery = the backup live
   (ms after the SIGKILL), records replayed, and the verification replay's check (every released
@@ -54,6 +56,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-flowmon-"))
     binary = tmp / "flowmon"
     subprocess.run([str(FTMB_CC), "-O2", "-pthread", str(SRC), "-o", str(binary), "-lpcap"], check=True)
+    plain = tmp / "flowmon-plain"
+    subprocess.run(["gcc", "-O2", "-pthread", str(SRC), "-o", str(plain), "-lpcap"], check=True)
+    bare_env = {k: v for k, v in os.environ.items() if not k.startswith("FTMB_")}
     big, paced = tmp / "big.pcap", tmp / "paced.pcap"
     traffic.generate(big, seed=11, flows=200, packets=20000, duration_s=1.0)
     traffic.generate(paced, seed=12, flows=100, packets=4000, duration_s=0.8)
@@ -61,9 +66,14 @@ def main() -> int:
     rows = []
     for workers in (1, 3):
         argv = [str(binary), "-r", None, "--workers", str(workers), "--export-ms", "50", "--idle-ms", "200"]
-        rate = {"passthrough": [], "record": []}
+        rate = {"plain": [], "instr": [], "passthrough": [], "record": []}
         recs = []
         for _ in range(args.reps):
+            for mode, b in (("plain", plain), ("instr", binary)):
+                t0 = time.monotonic()
+                subprocess.run([str(b), "-r", str(big), *argv[3:]], check=True, env=bare_env, capture_output=True,
+                               timeout=120)
+                rate[mode].append(20000 / (time.monotonic() - t0))
             for mode in ("passthrough", "record"):
                 out = tmp / f"{mode}.pcap"
                 res = runlib.run([*argv[:2], str(big), *argv[3:]], big, out, mode=mode, threads=8, timeout_s=120)
@@ -93,14 +103,19 @@ def main() -> int:
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, {os.cpu_count()} CPUs "
              f"shared with other work (load average {load0[0]:.2f} at start, {load1[0]:.2f} at the end); "
              "`--export-ms 50 --idle-ms 200`, `--threads 8`.", "",
-             "Throughput: a 20000-packet trace (200 flows) at full speed, input packets/s over the span of the "
-             "released frames' timestamps, min / median / max; records per input packet in record mode (median).", "",
-             "| workers | passthrough pkt/s | record pkt/s | record/passthrough | records per packet |",
-             "|---|---|---|---|---|"]
+             "Throughput: a 20000-packet trace (200 flows) at full speed, min / median / max. passthrough and "
+             "record: under `run` (both loggers), input packets/s over the span of the released frames' "
+             "timestamps; plain (gcc) and instr (the ftmb-cc build) outside a session, reading the trace with "
+             "libpcap itself (a savefile cannot send: nothing is injected), input packets / the process's wall "
+             "time. Ratios of medians; records per input packet in record mode (median).", "",
+             "| workers | plain pkt/s | instr pkt/s | passthrough pkt/s | record pkt/s | instr/plain | "
+             "record/passthrough | records per packet |",
+             "|---|---|---|---|---|---|---|---|"]
     for workers, rate, recs, _ in rows:
-        ratio = statistics.median(rate["record"]) / statistics.median(rate["passthrough"])
-        lines.append(f"| {workers} | {mmm(rate['passthrough'])} | {mmm(rate['record'])} | {ratio:.2f} | "
-                     f"{statistics.median(recs):.1f} |")
+        med = {m: statistics.median(v) for m, v in rate.items()}
+        lines.append(f"| {workers} | {mmm(rate['plain'])} | {mmm(rate['instr'])} | {mmm(rate['passthrough'])} | "
+                     f"{mmm(rate['record'])} | {med['instr'] / med['plain']:.2f} | "
+                     f"{med['record'] / med['passthrough']:.2f} | {statistics.median(recs):.1f} |")
     lines += ["", "Recovery: a 4000-packet trace at 5000 packets/s, SIGKILL at 0.3-0.6 s; backup live (ms after "
               "the SIGKILL) and records replayed, min / median / max; replay check: runs whose verification "
               "replay regenerated every released frame with the same bytes.", "",

@@ -787,7 +787,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 result.failover.from_snapshot = True
                 return b
             if standby is not None:
-                if not standby.alive():
+                # (exit 0 after taking over: it saw the death before us, replayed, went live and finished)
+                took_over = standby.err_path.exists() and _TAKEOVER.search(standby.err_path.read_text(errors="replace"))
+                if not standby.alive() and not (standby.proc.returncode == 0 and took_over):
                     fail(standby, f"the standby backup was gone when the master died ({_status(standby)}): "
                                   f"{_first_line(standby.err_path)}")
                     return None
@@ -809,13 +811,15 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if failover and backup is None and not result.failure:
                 due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
                 if due or not nf.alive():
-                    injected = nf.alive()
+                    # (a master past ftmb_exit has finished: killing it in its exit is no failover)
+                    finished = nf.alive() and in_region.master()[1] == 2
+                    injected = nf.alive() and not finished
                     if injected:
                         kill_wall_ns = time.time_ns()
                         nf.status.stopped_by = "SIGKILL"
                         nf.signal(signal.SIGKILL)
                         nf.proc.wait()
-                    elif nf.proc.returncode == 0 or in_region.drained():
+                    elif finished or nf.proc.returncode == 0 or in_region.drained():
                         if standby is not None:  # it sees the master finish and exits
                             try:
                                 standby.proc.wait(timeout=grace_s)

@@ -7,8 +7,9 @@ they link -lpcap), run by `run` between the loggers.
   flowmon's released frames equal, per flow, those of a passthrough run through the same loggers,
   its counters equal the uninstrumented program's, and its invariants hold on both.
 - Outside a session the same instrumented binary reads its file with libpcap itself.
-- Failover, from the warm standby and from the newest checkpoint, at a random instant (seed
-  printed): the backup goes live, the output is the uninterrupted run's (summary line; flowmon:
+- Failover, from the warm standby and from the newest checkpoint, six per program (killed early,
+  midway and late in the input; each instant drawn at random, seed printed): the backup goes live,
+  the output is the uninterrupted run's (summary line; flowmon:
   its invariants on the released frames), and the verification replay regenerates every released
   packet with the same bytes (flowmon sends thousands; the pt_* programs none).
 - flowmon on a "live" handle (-i): in a session it is a session queue whose dispatch times out
@@ -140,15 +141,28 @@ def test_outside_a_session_libpcap_reads_the_file(builds, trace, name):
     assert got == _plain_summary(builds, name, trace)
 
 
-def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None):
+KILL_SLOTS = 3  # kill instants per program and kind of failover: one drawn in each third of the window
+
+
+def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None, slot=None):
+    """A failover at an instant drawn in the kill window (in its `slot`-th of KILL_SLOTS parts)."""
     inp = _input(name, trace)
-    # the pt_* trace is 256 packets (0.26 s at 1000/s), flowmon's 2000 (0.4 s at 5000/s)
-    rate, lo, hi = (5000, 0.12, 0.3) if name == "flowmon" else (1000, 0.06, 0.2)
-    seed = random.SystemRandom().randrange(1 << 20)
-    kill_at = random.Random(seed).uniform(lo, hi)
-    print(f"{name}: seed {seed}: kill at {kill_at:.3f} s, checkpoints {checkpoint_ms}")
-    res = runlib.run(argv or _argv(builds[1] / name, name, inp), inp, tmp_path / "out.pcap", threads=8,
-                     rate=rate, kill_master_at=kill_at, checkpoint_ms=checkpoint_ms, timeout_s=90)
+    # the pt_* trace is 256 packets (0.43 s at 600/s), flowmon's 2000 (0.4 s at 5000/s): the window
+    # ends well before the input does, so that a slow machine still kills a master that is running
+    rate, lo, hi = (5000, 0.12, 0.28) if name == "flowmon" else (600, 0.06, 0.27)
+    if checkpoint_ms is not None:  # after the first checkpoint (pt_pcap_loop_cb's came at 0.09-0.12 s)
+        lo = max(lo, 0.12)
+    if slot is not None:
+        lo, hi = lo + (hi - lo) * slot / KILL_SLOTS, lo + (hi - lo) * (slot + 1) / KILL_SLOTS
+    for _ in range(3):  # a master that finished before its kill was due (a starved run) is no failover: again
+        seed = random.SystemRandom().randrange(1 << 20)
+        kill_at = random.Random(seed).uniform(lo, hi)
+        print(f"{name}: seed {seed}: kill at {kill_at:.3f} s, checkpoints {checkpoint_ms}")
+        res = runlib.run(argv or _argv(builds[1] / name, name, inp), inp, tmp_path / "out.pcap", threads=8,
+                         rate=rate, kill_master_at=kill_at, checkpoint_ms=checkpoint_ms, timeout_s=90)
+        if not (res.ok and res.failover is None):
+            break
+        print(f"{name}: seed {seed}: the master finished before its kill")
     where = f"seed {seed}: " + "\n".join(f"{p.name} {p.status}: {p.stderr_tail[-600:]}" for p in res.processes)
     assert res.ok, f"{res.failure}\n{where}"
     assert res.failover is not None and res.failover.recovered, where
@@ -160,10 +174,12 @@ def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None):
     return res
 
 
+@pytest.mark.parametrize("slot", range(KILL_SLOTS))
 @pytest.mark.parametrize("checkpoint_ms", [None, 20], ids=["standby", "checkpoint"])
 @pytest.mark.parametrize("name", list(PROGRAMS))
-def test_failover(builds, trace, tmp_path, name, checkpoint_ms):
-    res = _failover(builds, trace, tmp_path, name, checkpoint_ms)
+def test_failover(builds, trace, tmp_path, name, checkpoint_ms, slot):
+    """Six failovers per program: standby and checkpoint, each killed early, midway and late."""
+    res = _failover(builds, trace, tmp_path, name, checkpoint_ms, slot=slot)
     got = _summary(res.nf_stdout, name)
     if name != "flowmon":
         assert got == _plain_summary(builds, name, trace)

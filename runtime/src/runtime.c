@@ -374,9 +374,10 @@ static inline struct _ftmb_obj *obj_of(ftmb_obj_t obj, ftmb_site_t site)
  * access could take a sequence number the log gives to a replaying thread. Each thread counts
  * itself out of replay_left when the operation of its last record has completed; a thread whose
  * log has ended waits at its next logged operation until replay_left is 0, and the first one
- * there switches the process to record mode. A thread waiting there holds no lock a replaying
- * thread needs: that thread's logged acquisition would come after a release of ours, and our
- * records up to that release would be in the log.
+ * there switches the process to record mode; the others go live only once it has (before, a
+ * receive of theirs went unlogged: io.c logs in record mode only). A thread waiting there holds
+ * no lock a replaying thread needs: that thread's logged acquisition would come after a release
+ * of ours, and our records up to that release would be in the log.
  */
 static void replay_op_done(struct _ftmb_thread *t)
 {
@@ -407,6 +408,10 @@ static void wait_handover(struct _ftmb_thread *t)
         fprintf(stderr, "ftmb: failover: replayed %llu records; live (recording) from thread %u at %llu ns\n",
                 (unsigned long long)_ftmb_rt.replay_records, t->index, (unsigned long long)now);
     }
+    /* The others wait for that store (the exchange's losers could otherwise run live in replay mode:
+     * an unlogged receive, a wait or break flag taken the replay's way). */
+    for (unsigned spins = 0; __atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) == FTMB_MODE_REPLAY; spins++)
+        _ftmb_backoff(spins);
 }
 
 /* The verification replay: a thread past its log has sent everything its log accounts for. Once
