@@ -77,6 +77,8 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     if (__builtin_expect(!t->ckpt_receiver, 0) && _ftmb_mode_now == FTMB_MODE_RECORD)
         _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
+    if (__builtin_expect(_ftmb_follow_mode, 0)) /* a follower's queue moves to the session at its takeover */
+        _ftmb_follow_rx(queue, q);
     q->pending = 0;
     if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
         return 0;
@@ -204,6 +206,8 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns)
 {
     struct _ftmb_thread *t = _ftmb_me();
+    if (__builtin_expect(_ftmb_follow_mode, 0) && _ftmb_follow_drop_output(t))
+        return; /* a follower's regenerated output, counted */
     _ftmb_op_enter(t);
     struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
     if (__builtin_expect(s == NULL, 0) && !(s = out_wait_space(t))) {
