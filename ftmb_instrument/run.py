@@ -179,6 +179,7 @@ class Failover:
     killed_at_s: float               # seconds after the master started
     injected: bool                   # the run sent the SIGKILL (else the master died by itself)
     backup_pid: int = 0
+    reaped_ms: float | None = None      # the killed master was gone (its process reaped): the kernel's teardown
     log_ready_ms: float | None = None   # the output logger stored every record and wrote the log
     detected_ms: float | None = None    # the backup saw the master's death
     from_snapshot: bool = False         # the backup was the master's newest checkpoint (not a replay from the start)
@@ -792,7 +793,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
             nonlocal kill_wall_ns
             result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected,
-                                       killed_wall_ns=kill_wall_ns)
+                                       killed_wall_ns=kill_wall_ns,
+                                       reaped_ms=(time.time_ns() - kill_wall_ns) / 1e6 if injected else None)
             t0 = time.monotonic()
             snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
             if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
