@@ -783,7 +783,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         standby: _Child | None = None  # the warm backup: a standby or a follower
         if follower:
             # it replays the log as the output logger stores it, from the program's start
-            standby = spawn("follower", nf_cmd, dict(nf_env, FTMB_MODE="follow"), capture_stdout=True)
+            # (FTMB_REPLAY_LOG: the empty log the run writes if the master dies before it attaches)
+            standby = spawn("follower", nf_cmd, dict(nf_env, FTMB_MODE="follow", FTMB_REPLAY_LOG=str(log_file)),
+                            capture_stdout=True)
         elif failover and warm_standby:
             # the backup runs the same initialization now and waits at its first spawn wrapper
             standby = spawn("standby", nf_cmd, dict(nf_env, FTMB_MODE="standby", FTMB_REPLAY_LOG=str(log_file)),

@@ -218,6 +218,14 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
             fflush(NULL);
             _exit(0);
         }
+        /* A master that died before it attached leaves no record and the output logger no final
+         * counts: the orchestrator, which saw it die, writes an empty log (FTMB_REPLAY_LOG), as for
+         * the standby; then every count is 0. Acquire pairs with the master's release store. */
+        const char *empty = getenv("FTMB_REPLAY_LOG");
+        if (fin == _FTMB_FOL_FOLLOWING &&
+            atomic_load_explicit(&_ftmb_rt.in->hdr.master_state, memory_order_acquire) == _FTMB_MASTER_NONE &&
+            empty && *empty && access(empty, R_OK) == 0)
+            fin = _FTMB_FOL_DIED;
         if (fin == _FTMB_FOL_DIED && st == FOLLOWING) {
             int expected = FOLLOWING;
             if (atomic_compare_exchange_strong(&fo.state, &expected, TAKING_OVER))
