@@ -54,6 +54,7 @@ static struct {
     struct _ftmb_infol_region *infol;
     size_t fol_size, infol_size;
     _Atomic int state;
+    const char *empty_log; /* FTMB_REPLAY_LOG: where the run writes an empty log (see _ftmb_follow_need) */
     int switched[FTMB_MAX_QUEUES]; /* the queue reads the session's ring again (owner thread only) */
     struct fol_thread th[FTMB_MAX_THREADS];
 } fo;
@@ -106,6 +107,8 @@ int _ftmb_follow_init(const char *session, int attach_ms)
         if (t < fo.fol->max_threads)
             _ftmb_ring_attach(&fo.th[t].ring, fo.fol, &fo.fol->thread[t].rec, 0);
     }
+    const char *log = getenv("FTMB_REPLAY_LOG");
+    fo.empty_log = log && *log ? log : NULL;
     _ftmb_rt.handover = 0; /* set at the takeover: a wait while following only waits */
     atomic_store_explicit(&_ftmb_rt.replay_left, 0, memory_order_relaxed);
     /* Relaxed: a pid the output logger watches. */
@@ -221,10 +224,9 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
         /* A master that died before it attached leaves no record and the output logger no final
          * counts: the orchestrator, which saw it die, writes an empty log (FTMB_REPLAY_LOG), as for
          * the standby; then every count is 0. Acquire pairs with the master's release store. */
-        const char *empty = getenv("FTMB_REPLAY_LOG");
         if (fin == _FTMB_FOL_FOLLOWING &&
             atomic_load_explicit(&_ftmb_rt.in->hdr.master_state, memory_order_acquire) == _FTMB_MASTER_NONE &&
-            empty && *empty && access(empty, R_OK) == 0)
+            fo.empty_log && access(fo.empty_log, R_OK) == 0)
             fin = _FTMB_FOL_DIED;
         if (fin == _FTMB_FOL_DIED && st == FOLLOWING) {
             int expected = FOLLOWING;
