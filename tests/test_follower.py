@@ -49,10 +49,12 @@ def _assert_follower_took_over(res, verdict, what):
     assert "ftmb: follower: the master" in follower.stderr_tail, follower.stderr_tail
 
 
-@pytest.mark.parametrize("workers,kill_at", [(1, 0.35), (2, 0.5), (2, 0.7), (3, 0.6)])
+@pytest.mark.parametrize("workers,kill_at", [(1, 0.9), (2, 1.0), (2, 1.3), (3, 1.15)])
 def test_nat_master_killed_follower_goes_live(build_dir, tmp_path, workers, kill_at):
+    """3000 packets at 2000 packets/s: the kill falls while the master forwards (after its start-up
+    on a loaded machine, before the end of its input)."""
     import crash_trials
-    res, verdict = crash_trials.trial(build_dir, "nat", workers, kill_at, tmp_path, rate=5000, follower=True)
+    res, verdict = crash_trials.trial(build_dir, "nat", workers, kill_at, tmp_path, rate=2000, follower=True)
     _assert_follower_took_over(res, verdict, f"nat, {workers} workers, kill at {kill_at} s")
 
 
@@ -78,7 +80,7 @@ def _l2fwd_cmd(prefix: str, extra: list[str]) -> list[str]:
             "--vdev", "net_null0", "--vdev", "net_null1", "--lcores", "(0-2)@(0,1)", "--", "-p", "0x3", "-T", "0"]
 
 
-@pytest.mark.parametrize("kill_at", [0.8, 1.1])
+@pytest.mark.parametrize("kill_at", [1.0, 1.4])
 def test_l2fwd_master_killed_follower_goes_live(l2fwd, kill_at):
     """Unmodified DPDK l2fwd: its per-process MAC address reaches the follower through the log."""
     prefix = f"ftmbfl_{os.getpid()}_{int(kill_at * 10)}"

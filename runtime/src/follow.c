@@ -266,7 +266,9 @@ void _ftmb_follow_rx(uint16_t queue, struct _ftmb_inq *q)
     /* Consume the session's ring from where the dead master left it, served again from our position. */
     _ftmb_ring_attach(&q->ring, _ftmb_rt.in, &_ftmb_rt.in->queue[queue].ring, 0);
     q->pending = 0;
+    int eof = q->eof; /* (a queue whose EOF entry we took stays ended: nothing is served after it) */
     if (_ftmb_input_rewind(queue, q->next_seq) != 0)
         _ftmb_fatal("follow: the input logger died before serving queue %u again", queue);
+    q->eof = eof;
     q->replay_synced = 1;
 }

@@ -77,8 +77,6 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
     if (__builtin_expect(!t->ckpt_receiver, 0) && _ftmb_mode_now == FTMB_MODE_RECORD)
         _ftmb_ckpt_register(t);
     struct _ftmb_inq *q = queue_for(queue, t);
-    if (__builtin_expect(_ftmb_follow_mode, 0)) /* a follower's queue moves to the session at its takeover */
-        _ftmb_follow_rx(queue, q);
     q->pending = 0;
     if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
         return 0;
@@ -87,6 +85,8 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
      * skeleton, does nothing else that is logged): the verification replay stops there, a backup
      * hands over there. */
     int replay = _ftmb_replaying(t);
+    if (__builtin_expect(_ftmb_follow_mode, 0)) /* (after the wait for a record, which may end in a takeover) */
+        _ftmb_follow_rx(queue, q); /* a follower's queue moves to the session's ring at its takeover */
     if (q->eof)
         return 0;
     uint64_t avail, first_seq = 0;
