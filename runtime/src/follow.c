@@ -38,7 +38,7 @@
 #define KEEP_BEHIND (1ull << 16)       /* records kept mapped behind a thread's position */
 #define PUBLISH_EVERY 256u             /* the applied count is published this often at least */
 
-enum { FOLLOWING = 0, TAKING_OVER = 1, TAKEN_OVER = 2 };
+enum { FOLLOWING = 0, TAKEN_OVER = 2 };
 
 struct fol_thread {
     struct _ftmb_ring ring;  /* consumer side of the thread's record ring (S.fol) */
@@ -114,6 +114,12 @@ int _ftmb_follow_init(const char *session, int attach_ms)
     /* Relaxed: a pid the output logger watches. */
     atomic_store_explicit(&fo.fol->follower_pid, (int32_t)getpid(), memory_order_relaxed);
     _ftmb_follow_mode = 1;
+    pthread_t w;
+    if (pthread_create(&w, NULL, watch, NULL) != 0) {
+        fprintf(stderr, "ftmb: follow: cannot start the watcher thread\n");
+        return -1;
+    }
+    pthread_detach(w);
     return 0;
 }
 
@@ -153,7 +159,7 @@ static void publish_applied(struct _ftmb_thread *t, struct fol_thread *f)
 }
 
 /* The master died and the output logger has set the final counts: see the top. */
-static void take_over(struct _ftmb_thread *self, int32_t master)
+static void take_over(int32_t master)
 {
     uint64_t now = _ftmb_now_ns(CLOCK_REALTIME);
     uint32_t left = 0;
@@ -184,9 +190,8 @@ static void take_over(struct _ftmb_thread *self, int32_t master)
     _ftmb_publish_master(FTMB_MODE_REPLAY); /* the input logger serves (and rewinds for) this process */
     /* Release: everything above is visible to a thread that acquires the state. */
     atomic_store_explicit(&fo.state, TAKEN_OVER, memory_order_release);
-    fprintf(stderr, "ftmb: follower: the master (pid %d) died; taking over at %llu ns with %llu records to replay "
-                    "(thread %u first)\n",
-            (int)master, (unsigned long long)now, (unsigned long long)tail, self->index);
+    fprintf(stderr, "ftmb: follower: the master (pid %d) died; taking over at %llu ns with %llu records to replay\n",
+            (int)master, (unsigned long long)now, (unsigned long long)tail);
 }
 
 void _ftmb_follow_need(struct _ftmb_thread *t)
@@ -212,6 +217,28 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
                             (unsigned long long)t->rpos, (unsigned long long)t->rlen);
             continue;
         }
+        if (spins < 2048) {
+            _ftmb_backoff(spins);
+        } else {
+            struct timespec nap = {0, 20000};
+            nanosleep(&nap, NULL);
+        }
+    }
+}
+
+/*
+ * The watcher: a thread of the runtime (no program thread index; it runs no program code) that
+ * looks at the output logger's final mark every 100 µs: the master's death starts the takeover at
+ * once, wherever the replaying threads are; a master that finished ends the follower (exit 0), even
+ * if a thread waits for a turn nobody here gives (the master's stop: its signal handler's write is
+ * in the log, no signal comes here). It also keeps the follower's heartbeat and watches the output
+ * logger, without which there is nothing to follow.
+ */
+static void *watch(void *arg)
+{
+    (void)arg;
+    struct timespec nap = {0, 100000};
+    for (unsigned n = 0;; n++) {
         /* Acquire pairs with the output logger's release store of final: the counts are visible. */
         uint32_t fin = atomic_load_explicit(&fo.fol->final, memory_order_acquire);
         /* Relaxed: the pid is published with master_state (the output logger saw it). */
@@ -228,25 +255,19 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
             atomic_load_explicit(&_ftmb_rt.in->hdr.master_state, memory_order_acquire) == _FTMB_MASTER_NONE &&
             fo.empty_log && access(fo.empty_log, R_OK) == 0)
             fin = _FTMB_FOL_DIED;
-        if (fin == _FTMB_FOL_DIED && st == FOLLOWING) {
-            int expected = FOLLOWING;
-            if (atomic_compare_exchange_strong(&fo.state, &expected, TAKING_OVER))
-                take_over(t, master);
-            continue;
+        if (fin == _FTMB_FOL_DIED) {
+            take_over(master);
+            return NULL;
         }
-        if ((spins & 1023) == 1023) {
+        if ((n & 127) == 0) {
             /* Relaxed: a clock value the output logger may read. */
-            atomic_store_explicit(&fo.fol->follower_heartbeat_ns, _ftmb_now_ns(CLOCK_MONOTONIC), memory_order_relaxed);
+            atomic_store_explicit(&fo.fol->follower_heartbeat_ns, _ftmb_now_ns(CLOCK_MONOTONIC),
+                                  memory_order_relaxed);
             _ftmb_check_peers();
             if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
                 _ftmb_fatal("follow: the output logger of session %s is gone; nothing to follow", _ftmb_rt.session);
         }
-        if (spins < 2048) {
-            _ftmb_backoff(spins);
-        } else {
-            struct timespec nap = {0, 20000};
-            nanosleep(&nap, NULL);
-        }
+        nanosleep(&nap, NULL);
     }
 }
 
