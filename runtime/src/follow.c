@@ -59,6 +59,8 @@ static struct {
     struct fol_thread th[FTMB_MAX_THREADS];
 } fo;
 
+static void *watch(void *arg);
+
 int _ftmb_follow_init(const char *session, int attach_ms)
 {
     if (!session || !*session) {
