@@ -37,11 +37,21 @@
 #define WINDOW_BYTES (1ull << 36)      /* a thread's reserved record window: 2^32 records */
 #define KEEP_BEHIND (1ull << 16)       /* records kept mapped behind a thread's position */
 #define PUBLISH_EVERY 256u             /* the applied count is published this often at least */
+#define KEEP_OUTPUTS 256u              /* a thread's newest dropped outputs, kept for the takeover */
 
 enum { FOLLOWING = 0, TAKEN_OVER = 2 };
 
+struct kept_output {
+    uint64_t out_seq, in_time_ns;
+    uint32_t len;
+    uint16_t queue;
+    uint8_t data[FTMB_PKT_MAX];
+};
+
 struct fol_thread {
     struct _ftmb_ring ring;  /* consumer side of the thread's record ring (S.fol) */
+    struct kept_output *kept; /* the newest KEEP_OUTPUTS dropped outputs, by out_seq % KEEP_OUTPUTS */
+    int resent;              /* after the takeover: the outputs the master never sent were sent */
     uint64_t pulled;         /* records copied into the window */
     uint64_t published;      /* the applied count last published */
     uint64_t freed;          /* records before this were given back to the kernel */
@@ -60,6 +70,7 @@ static struct {
 } fo;
 
 static void *watch(void *arg);
+static void send_unsent(struct _ftmb_thread *t, struct fol_thread *f);
 
 int _ftmb_follow_init(const char *session, int attach_ms)
 {
@@ -212,6 +223,8 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
             return;
         int st = atomic_load_explicit(&fo.state, memory_order_acquire);
         if (st == TAKEN_OVER) {
+            if (!f->resent && t->has_rings)
+                send_unsent(t, f);
             if (t->rlen == UINT64_MAX)
                 t->rlen = _ftmb_rt.replay_len[t->index];
             if (t->rpos > t->rlen)
@@ -273,11 +286,58 @@ static void *watch(void *arg)
     }
 }
 
-int _ftmb_follow_drop_output(struct _ftmb_thread *t)
+/*
+ * Outputs regenerated while following are dropped, but the master may not have sent the newest
+ * ones: those a thread makes after its last record in the log (the master died before it sent
+ * them). The dead master's output ring of the thread says how many it sent (its head, where the
+ * takeover re-attached the ring); the thread itself, at its first step after the takeover and
+ * before anything else it sends, sends the ones after that from its copies, in order. Their
+ * dependencies are all in the final log: no vector.
+ */
+static void send_unsent(struct _ftmb_thread *t, struct fol_thread *f)
 {
-    if (atomic_load_explicit(&fo.state, memory_order_acquire) == TAKEN_OVER)
+    f->resent = 1;
+    uint64_t sent = t->out.local; /* (no output of this process on the ring yet) */
+    for (uint64_t seq = sent + 1; seq <= t->out_seq; seq++) {
+        const struct kept_output *k = f->kept ? &f->kept[seq % KEEP_OUTPUTS] : NULL;
+        if (!k || k->out_seq != seq)
+            _ftmb_fatal("follow: thread %u's output %llu was never sent by the master and is no longer kept (the "
+                        "newest %u are)", t->index, (unsigned long long)seq, KEEP_OUTPUTS);
+        struct _ftmb_out_slot *s;
+        for (unsigned spins = 0; !(s = _ftmb_ring_reserve(&t->out)); spins++) {
+            if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
+                return;
+            _ftmb_check_peers();
+            _ftmb_backoff(spins);
+        }
+        s->out_seq = seq;
+        s->in_time_ns = k->in_time_ns;
+        s->len = k->len;
+        s->thread = (uint16_t)t->index;
+        s->nvec = 0;
+        s->queue = k->queue;
+        memcpy(s->data, k->data, k->len);
+        _ftmb_ring_publish(&t->out, 1); /* pairs with the output logger's acquire */
+    }
+}
+
+int _ftmb_follow_drop_output(struct _ftmb_thread *t, uint16_t queue, const void *data, uint32_t len,
+                             uint64_t in_time_ns)
+{
+    struct fol_thread *f = &fo.th[t->index];
+    if (atomic_load_explicit(&fo.state, memory_order_acquire) == TAKEN_OVER) {
+        if (!f->resent)
+            send_unsent(t, f);
         return 0;
-    t->out_seq++; /* the master sent it: a live backup continues after it */
+    }
+    if (!f->kept && !(f->kept = calloc(KEEP_OUTPUTS, sizeof *f->kept)))
+        _ftmb_fatal("follow: out of memory for thread %u's outputs", t->index);
+    struct kept_output *k = &f->kept[++t->out_seq % KEEP_OUTPUTS]; /* counted: a live backup continues after it */
+    k->out_seq = t->out_seq;
+    k->in_time_ns = in_time_ns;
+    k->len = len < FTMB_PKT_MAX ? len : FTMB_PKT_MAX;
+    k->queue = queue;
+    memcpy(k->data, data, k->len);
     return 1;
 }
 

@@ -206,7 +206,7 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns)
 {
     struct _ftmb_thread *t = _ftmb_me();
-    if (__builtin_expect(_ftmb_follow_mode, 0) && _ftmb_follow_drop_output(t))
+    if (__builtin_expect(_ftmb_follow_mode, 0) && _ftmb_follow_drop_output(t, queue, data, len, in_time_ns))
         return; /* a follower's regenerated output, counted */
     _ftmb_op_enter(t);
     struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
