@@ -99,11 +99,14 @@ def main() -> int:
               f"{mmm([x.ms_max for x in lags], '{:.2f}')} |",
               f"| records stored but not replayed | {mmm([float(x.records_p50) for x in lags], '{:.0f}')} | "
               f"{mmm([float(x.records_max) for x in lags], '{:.0f}')} |", ""]
-    lines += ["The master's teardown (SIGKILL -> its process gone: a DPDK process unmapping its memory) is the "
-              "largest part of the recovery and no backup sees past it: only then are its published records "
-              "final. From there the follower needs the output logger's check (every 1 ms) and the tail "
-              "(a few hundred records), where the standby replays the whole log. On this shared 2-CPU machine "
-              "the follower competes with the master and both loggers for the CPUs, which is most of its lag.",
+    lines += ["The tail the follower replays after the death is its lag at that instant; the standby replays the "
+              "whole log. The master's teardown (SIGKILL -> its process gone: a DPDK process unmapping its "
+              "memory) comes first for every backup: only then are its published records final. 'gone' is "
+              "when the run's wait for the killed master returned, which on a loaded machine can be after "
+              "the output logger and the follower saw it (negative values). Nothing bounds the lag but the "
+              "follower's share of the CPUs (the master never waits for it): on this shared 2-CPU machine it "
+              "competes with the master, both loggers and other jobs, and most of its lag and of its "
+              "takeover -> live time is waiting to be scheduled.",
               "<!-- follower-bench:end -->"]
     results = ROOT / "bench" / "RESULTS.md"
     text = results.read_text() if results.exists() else ""
