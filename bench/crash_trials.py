@@ -73,10 +73,9 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
         return res, verify.Verdict(replay_failure=res.failure)
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]
     variant = "-".join(args).replace("/", "_") if args is not None else "default"
-    reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}-{rate}.pcap"
-    if not reference.exists():  # the uninterrupted run, once per example, worker count, trace and pace
-        # (served at the same rate: the NAT's bindings expire after an idle time, virtual time)
-        ref = runlib.run(ref_argv, trace, reference, queues=queues, timeout_s=120, rate=rate)
+    reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}.pcap"
+    if not reference.exists():  # the uninterrupted run, once per example, worker count and trace
+        ref = runlib.run(ref_argv, trace, reference, queues=queues, timeout_s=120)
         if not ref.ok:
             return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
     v = verify.verify(ref_argv, trace, out, queues=queues, example=example,
