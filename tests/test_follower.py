@@ -49,10 +49,13 @@ def _assert_follower_took_over(res, verdict, what):
     assert "ftmb: follower: the master" in follower.stderr_tail, follower.stderr_tail
 
 
-@pytest.mark.parametrize("workers,kill_at", [(1, 1.6), (2, 1.8), (2, 2.4), (3, 2.1)])
+@pytest.mark.parametrize("workers,kill_at", [(2, 1.6), (2, 2.4), (3, 1.8), (3, 2.1)])
 def test_nat_master_killed_follower_goes_live(build_dir, tmp_path, workers, kill_at):
     """3000 packets at 1000 packets/s: the kill falls while the master forwards (after its start-up,
-    which takes up to a second on a loaded machine, and before the end of its input)."""
+    which takes up to a second on a loaded machine, and before the end of its input). Several
+    workers: at this pace a one-worker NAT's bytes are not those of an uninterrupted run even
+    without a failover (its bindings expire on virtual time, which the input logger's ticks drive;
+    the standby shows the same difference), so verify compares them only through the replay check."""
     import crash_trials
     res, verdict = crash_trials.trial(build_dir, "nat", workers, kill_at, tmp_path, rate=1000, follower=True)
     _assert_follower_took_over(res, verdict, f"nat, {workers} workers, kill at {kill_at} s")
