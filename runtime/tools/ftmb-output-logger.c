@@ -119,7 +119,10 @@ static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_
                atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING;
     /* Relaxed: a pid to watch, guarding no data. */
     int32_t fpid = atomic_load_explicit(&f->region->follower_pid, memory_order_relaxed);
-    if (fpid > 0 && !f->follower_lost && !_ftmb_pid_alive(fpid)) {
+    /* (after the master's end the follower is the master, or has nothing to follow) */
+    if (fpid > 0 && !f->follower_lost &&
+        atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING &&
+        !_ftmb_pid_alive(fpid)) {
         f->follower_lost = 1;
         fprintf(stderr, "ftmb-output-logger: the follower (pid %d) died; the master goes on without a backup, and "
                         "records are kept from its last applied one\n", (int)fpid);
