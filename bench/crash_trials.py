@@ -52,7 +52,8 @@ def trace_for(example: str, workdir: Path, seed: int) -> Path:
 
 def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: Path, *, rate: int = 10000,
           seed: int = 5, mutate: bool = False,
-          checkpoint_ms: int | None = None, args: list[str] | None = None) -> tuple[runlib.RunResult, verify.Verdict]:
+          checkpoint_ms: int | None = None, args: list[str] | None = None,
+          follower: bool = False) -> tuple[runlib.RunResult, verify.Verdict]:
     workdir.mkdir(parents=True, exist_ok=True)
     trace = trace_for(example, workdir, seed)
     if example in PCAP_EXAMPLES:
@@ -66,7 +67,8 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     out = workdir / f"released-{example}-{workers}.pcap"
     env = dict(os.environ, FTMB_REPLAY_WARN_MS="10000")  # a stalled replay fails after 10 s
     res = runlib.run(argv, trace, out, queues=queues, timeout_s=180, kill_master_at=kill_at, rate=rate,
-                     release_rule=not mutate, env=env, grace_s=10.0, checkpoint_ms=checkpoint_ms)
+                     release_rule=not mutate, env=env, grace_s=10.0, checkpoint_ms=checkpoint_ms,
+                     follower=follower)
     if not res.ok:
         return res, verify.Verdict(replay_failure=res.failure)
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]

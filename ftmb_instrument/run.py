@@ -125,6 +125,7 @@ class RunResult:
     failure: str | None = None     # one line: which process failed and how
     failover: "Failover | None" = None  # set when the run killed the master (or it died) and a backup took over
     fault_tolerance_lost: str | None = None  # the standby backup died while the master ran (it forwards on)
+    follower_lag: "FollowerLag | None" = None  # backup="follower": how far behind the master it replayed
     replay_check: "ReplayCheck | None" = None  # oracle 1 after a failover (verify_replay)
     interrupted: bool = False      # Ctrl-C, SIGTERM or SIGHUP ended the run (OUT keeps what was released)
 
@@ -156,15 +157,33 @@ class ReplayCheck:
 
 
 @dataclass
+class FollowerLag:
+    """The follower's lag, sampled every ms by the output logger while the master ran: the time from a
+    record's storage to its replay (ms) and the records stored but not replayed yet."""
+
+    ms_min: float
+    ms_p50: float
+    ms_p99: float
+    ms_max: float
+    records_min: int
+    records_p50: int
+    records_p99: int
+    records_max: int
+    samples: int
+
+
+@dataclass
 class Failover:
     """A master failure and the backup's takeover, times in ms from the SIGKILL (or the death seen)."""
 
     killed_at_s: float               # seconds after the master started
     injected: bool                   # the run sent the SIGKILL (else the master died by itself)
     backup_pid: int = 0
+    reaped_ms: float | None = None      # the killed master was gone (its process reaped): the kernel's teardown
     log_ready_ms: float | None = None   # the output logger stored every record and wrote the log
     detected_ms: float | None = None    # the backup saw the master's death
     from_snapshot: bool = False         # the backup was the master's newest checkpoint (not a replay from the start)
+    follower: bool = False              # the backup was a follower (it had replayed the log as it came)
     live_ms: float | None = None        # the backup finished replaying and records live (recovery time)
     replayed_records: int = 0
     killed_wall_ns: int = 0             # CLOCK_REALTIME of the SIGKILL: the clock of the released pcap's timestamps
@@ -174,7 +193,7 @@ class Failover:
         return self.live_ms is not None
 
 
-_TAKEOVER = re.compile(r"ftmb: (?:standby|snapshot): the master \(pid \d+\) died; taking over at (\d+) ns")
+_TAKEOVER = re.compile(r"ftmb: (?:standby|snapshot|follower): the master \(pid \d+\) died; taking over at (\d+) ns")
 _LIVE = re.compile(r"ftmb: failover: replayed (\d+) records; live \(recording\) from thread \d+ at (\d+) ns")
 
 
@@ -559,7 +578,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
         workdir: str | Path | None = None, kill_master_at: float | None = None,
         failover: bool = False, replay_log: str | Path | None = None,
-        release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True,
+        release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True, follower: bool = False,
         checkpoint_ms: int | None = None, seed: int | None = None) -> RunResult:
     """Run `nf_argv` (an instrumented program and its arguments) in a session; see the module doc.
 
@@ -592,6 +611,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     child subreaper for the run's duration so that the snapshot becomes its child when the master
     dies. The input logger forgets what precedes the newest checkpoint unless the verification
     replay (which re-executes from the start) needs it.
+    `follower=True` (with failover; not with checkpoints): instead of the standby, a follower
+    (FTMB_MODE=follow, the loggers with --follow) replays the log as the output logger stores it,
+    outputs dropped; when the master dies it finishes the tail of the log and goes live. Without
+    `verify_replay` the loggers forget what the follower has applied (--follow-forget).
     `release_rule=False` is the mutation check only: the output logger releases every packet at
     once (FTMB_OL_NO_RELEASE_RULE=1), which the oracle must catch.
     """
@@ -607,6 +630,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         raise InputError("no network function: give its command line after --")
     if checkpoint_ms is not None and not 1 <= checkpoint_ms <= 3600000:
         raise InputError(f"--checkpoint-ms {checkpoint_ms}: expected 1 to 3600000")
+    if follower and checkpoint_ms is not None:
+        raise InputError("--backup follower and --checkpoint-ms: one backup at a time")
+    if follower and not failover:
+        raise InputError("--backup follower needs failover (--failover or --kill-master-at)")
     if checkpoint_ms is not None and not failover:
         raise InputError("--checkpoint-ms needs failover (--failover or --kill-master-at)")
     if not 1 <= queues <= 32:
@@ -693,6 +720,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         if failover:
             ol_argv.append("--until-signal")
             il_argv.append("--until-signal")
+        if follower:
+            for argv in (ol_argv, il_argv):
+                argv += ["--follow"] if verify_replay else ["--follow", "--follow-forget"]
         if tick_us:
             il_argv += ["--tick-us", str(tick_us)]
         if rate:
@@ -750,8 +780,13 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         backup: _Child | None = None
         kill_wall_ns = 0
 
-        standby: _Child | None = None
-        if failover and warm_standby:
+        standby: _Child | None = None  # the warm backup: a standby or a follower
+        if follower:
+            # it replays the log as the output logger stores it, from the program's start
+            # (FTMB_REPLAY_LOG: the empty log the run writes if the master dies before it attaches)
+            standby = spawn("follower", nf_cmd, dict(nf_env, FTMB_MODE="follow", FTMB_REPLAY_LOG=str(log_file)),
+                            capture_stdout=True)
+        elif failover and warm_standby:
             # the backup runs the same initialization now and waits at its first spawn wrapper
             standby = spawn("standby", nf_cmd, dict(nf_env, FTMB_MODE="standby", FTMB_REPLAY_LOG=str(log_file)),
                             capture_stdout=True)
@@ -760,7 +795,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
             nonlocal kill_wall_ns
             result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected,
-                                       killed_wall_ns=kill_wall_ns)
+                                       killed_wall_ns=kill_wall_ns,
+                                       reaped_ms=(time.time_ns() - kill_wall_ns) / 1e6 if injected else None)
             t0 = time.monotonic()
             snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
             if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
@@ -790,10 +826,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 # (exit 0 after taking over: it saw the death before us, replayed, went live and finished)
                 took_over = standby.err_path.exists() and _TAKEOVER.search(standby.err_path.read_text(errors="replace"))
                 if not standby.alive() and not (standby.proc.returncode == 0 and took_over):
-                    fail(standby, f"the standby backup was gone when the master died ({_status(standby)}): "
-                                  f"{_first_line(standby.err_path)}")
+                    fail(standby, f"the {standby.status.name} backup was gone when the master died "
+                                  f"({_status(standby)}): {_first_line(standby.err_path)}")
                     return None
                 result.failover.backup_pid = standby.proc.pid
+                result.failover.follower = follower
                 return standby
             b_env = dict(nf_env, FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log_file), FTMB_REPLAY_HANDOVER="1")
             b = spawn("backup", nf_cmd, b_env, capture_stdout=True)
@@ -805,7 +842,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             if (standby is not None and backup is None and result.fault_tolerance_lost is None
                     and not standby.alive() and standby.proc.returncode != 0 and nf.alive()):
                 # (exit 0: it saw the master call ftmb_exit, the normal end)
-                result.fault_tolerance_lost = (f"the standby backup (pid {standby.proc.pid}) died "
+                result.fault_tolerance_lost = (f"the {standby.status.name} backup (pid {standby.proc.pid}) died "
                                                f"({_status(standby)}): {_first_line(standby.err_path)}; "
                                                "the master goes on without fault tolerance")
             if failover and backup is None and not result.failure:
@@ -950,7 +987,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             c.status.stderr_tail = _tail(c.err_path)
         if in_region is not None:
             in_region.close()
-        for suffix in ("in", "out"):
+        for suffix in ("in", "out", "fol", "infol"):
             Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
         _collect(result, children, tmp, output_pcap)
         _set_subreaper(False)
@@ -1114,9 +1151,13 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                  result.duplicates) = (int(x) for x in m.groups()[:5])
                 if result.released:
                     result.hold_p50_us, result.hold_p99_us = float(m.group(6)), float(m.group(7))
-        elif c.status.name not in ("input-logger", "verifier", "standby") or (c.status.name == "standby" and
-                                                                           result.failover and
-                                                                           c.status.pid == result.failover.backup_pid):
+            lag = _FOLLOWER_LAG.search(c.status.stderr_tail)
+            if lag:
+                g = lag.groups()
+                result.follower_lag = FollowerLag(*(float(x) for x in g[:4]), *(int(float(x)) for x in g[4:]))
+        elif c.status.name not in ("input-logger", "verifier", "standby", "follower") or (
+                c.status.name in ("standby", "follower") and result.failover and
+                c.status.pid == result.failover.backup_pid):
             try:  # (a snapshot that took over writes to the master's files)
                 result.nf_stdout = c.err_path.with_suffix(".out").read_text(errors="replace")
                 result.nf_stderr = c.err_path.read_text(errors="replace")
@@ -1124,6 +1165,10 @@ def _collect(result: RunResult, children: list[_Child], tmp: Path, output_pcap: 
                 pass
     # (a device or a FIFO cannot be read back: the output logger's own count)
     result.output_packets = _count_released(output_pcap) if output_pcap.is_file() else result.released
+
+
+_FOLLOWER_LAG = re.compile(r"follower lag_ms min ([\d.]+) p50 ([\d.]+) p99 ([\d.]+) max ([\d.]+) lag_records "
+                           r"min (\d+) p50 (\d+) p99 (\d+) max (\d+) samples (\d+)")
 
 
 def _count_released(path: Path) -> int:

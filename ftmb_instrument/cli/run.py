@@ -42,7 +42,9 @@ backup replays it and goes live, and the run goes on to the end of the input. Th
 when the master died, when the log was stored and when the backup was live (the recovery time).
 With --checkpoint-ms N the master also forks a snapshot of itself every N ms; when it dies the
 newest snapshot takes over instead and replays only the log since that checkpoint (the standby
-steps aside). Check the released output with `ftmb-instrument verify`.
+steps aside). With --backup follower the backup is a follower instead of the standby: it replays
+the log as the output logger stores it (its outputs dropped), and when the master dies it replays
+only the tail and goes live; the summary gives its lag. Check the released output with `ftmb-instrument verify`.
 
 Exit codes: 0 every process finished cleanly; 1 bad input, a process failed (named on
 stderr), or after a failover the verification replay did not regenerate every released packet
@@ -54,6 +56,11 @@ error; 130 interrupted.
 class Mode(str, Enum):
     record = "record"
     passthrough = "passthrough"
+
+
+class Backup(str, Enum):
+    standby = "standby"
+    follower = "follower"
 
 
 class StopSignal(str, Enum):
@@ -93,6 +100,9 @@ def run_command(
                                            "(implied by --kill-master-at).")] = False,
     checkpoint_ms: Annotated[Optional[int], typer.Option(
         help="Failover: checkpoint the master this often (ms); the newest checkpoint takes over.")] = None,
+    backup: Annotated[Backup, typer.Option(
+        help="Failover: standby (runs the initialization, then waits and replays the whole log) or follower "
+             "(replays the log as it comes, then finishes its tail).")] = Backup.standby,
 ) -> None:
     nf_argv = list((ctx.obj or {}).get("clang_args", [])) + list(ctx.args)
     kill_at = None
@@ -115,7 +125,7 @@ def run_command(
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
                             log_file=log, attach_timeout_s=attach_timeout, kill_master_at=kill_at,
-                            failover=failover, checkpoint_ms=checkpoint_ms,
+                            failover=failover, checkpoint_ms=checkpoint_ms, follower=backup is Backup.follower,
                             seed=seed if kill_master_at == "random" else None)
     finally:
         for s, handler in previous.items():
@@ -157,6 +167,10 @@ def render(result: runlib.RunResult, console: Console) -> None:
         ("corrupt records / duplicate outputs", f"{result.corrupt} / {result.duplicates}"),
         ("input drained", "yes" if result.drained else "no"),
     ]
+    lag = result.follower_lag
+    if lag is not None:
+        rows.append(("follower lag p50 / max", f"{lag.ms_p50:.2f} / {lag.ms_max:.2f} ms, "
+                                               f"{lag.records_p50} / {lag.records_max} records"))
     if result.fault_tolerance_lost:
         rows.append(("fault tolerance", f"LOST: {result.fault_tolerance_lost}"))
     fo = result.failover
@@ -165,6 +179,7 @@ def render(result: runlib.RunResult, console: Console) -> None:
             ("master failure", f"{'SIGKILL by the run' if fo.injected else 'died'} at {fo.killed_at_s:.3f} s"),
             ("log stored and written", "-" if fo.log_ready_ms is None else f"{fo.log_ready_ms:.1f} ms after"),
             ("backup", f"pid {fo.backup_pid}: " + ("the master's newest checkpoint" if fo.from_snapshot
+                                                   else "the follower, replaying the log's tail" if fo.follower
                                                    else "the standby, replaying from the start")),
             ("backup live (recovery time)", "not recovered" if fo.live_ms is None
              else f"{fo.live_ms:.1f} ms after the failure ({fo.replayed_records} records replayed)"),

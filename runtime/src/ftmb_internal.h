@@ -232,6 +232,7 @@ void *_ftmb_region_attach(const char *session, const char *suffix, uint64_t magi
                           size_t *size_out);
 void _ftmb_region_unlink(const char *session, const char *suffix);
 void _ftmb_region_set_ready(void *region);
+void _ftmb_region_hdr_init(struct _ftmb_region_hdr *h, uint64_t magic, size_t size);
 void _ftmb_region_populate(void *region, uint64_t off, uint64_t len);
 void _ftmb_region_heartbeat(void *region);
 uint64_t _ftmb_now_ns(int clock);

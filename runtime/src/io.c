@@ -117,6 +117,8 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         return 0;
     }
     int replay = _ftmb_replaying(t);
+    if (__builtin_expect(_ftmb_follow_mode, 0)) /* (after the wait for a record, which may end in a takeover) */
+        _ftmb_follow_rx(queue, q); /* a follower's queue moves to the session's ring at its takeover */
     if (replay && _ftmb_replay_quiet(t)) { /* this receive got nothing in the record */
         if (q->eof)
             eof_tick(t, q);
@@ -256,6 +258,8 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns)
 {
     struct _ftmb_thread *t = _ftmb_me();
+    if (__builtin_expect(_ftmb_follow_mode, 0) && _ftmb_follow_drop_output(t, queue, data, len, in_time_ns))
+        return; /* a follower's regenerated output, counted */
     _ftmb_op_enter(t);
     struct _ftmb_out_slot *s = _ftmb_ring_reserve(&t->out);
     if (__builtin_expect(s == NULL, 0) && !(s = out_wait_space(t))) {

@@ -192,6 +192,16 @@ static inline void _ftmb_op_leave(struct _ftmb_thread *t)
 }
 
 /* Failover from a snapshot (checkpoint.c): load the log, re-attach every thread to the session. */
+/* The follower (FTMB_MODE=follow, follow.c): replay of the log as it arrives, then the takeover.
+ * _ftmb_follow_mode is set once by ftmb_init, before any other thread exists. */
+extern int _ftmb_follow_mode __attribute__((visibility("hidden")));
+int _ftmb_follow_init(const char *session, int attach_ms);
+void _ftmb_follow_need(struct _ftmb_thread *t);          /* a record to replay, or the log's end */
+/* 1: an output regenerated while following (kept until the takeover says whether the master sent it) */
+int _ftmb_follow_drop_output(struct _ftmb_thread *t, uint16_t queue, const void *data, uint32_t len,
+                             uint64_t in_time_ns);
+void _ftmb_follow_rx(uint16_t queue, struct _ftmb_inq *q); /* a queue's move to the session's ring */
+
 int _ftmb_map_replay_log(const char *path);
 void _ftmb_publish_master(int mode);
 

@@ -473,6 +473,8 @@ int _ftmb_replaying(struct _ftmb_thread *t)
 {
     if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY)
         return 0;
+    if (__builtin_expect(_ftmb_follow_mode, 0)) /* a follower: the next record may still be coming */
+        _ftmb_follow_need(t);
     if (t->rpos < t->rlen)
         return 1;
     /* The log has ended at this operation, maybe inside a region our last record entered (nested
@@ -490,6 +492,8 @@ int _ftmb_replaying(struct _ftmb_thread *t)
 
 static const struct _ftmb_record *replay_peek(struct _ftmb_thread *t)
 {
+    if (__builtin_expect(_ftmb_follow_mode, 0)) /* a follower: the next record may still be coming */
+        _ftmb_follow_need(t);
     if (t->rpos >= t->rlen)
         return NULL;
     if (t->rpos < t->rbase)
@@ -1869,13 +1873,16 @@ int ftmb_init(void)
         return 0;
     const char *m = getenv("FTMB_MODE");
     int mode = FTMB_MODE_PASSTHROUGH, standby = m && strcmp(m, "standby") == 0;
+    int follow = m && strcmp(m, "follow") == 0;
     if (standby)
         mode = FTMB_MODE_RECORD; /* into a private ring until the takeover */
+    else if (follow)
+        mode = FTMB_MODE_REPLAY; /* of the log as it arrives (follow.c) */
     else if (m && *m) {
         for (mode = 0; mode < 3 && strcmp(m, mode_names[mode]) != 0; mode++)
             ;
         if (mode == 3) {
-            fprintf(stderr, "ftmb: FTMB_MODE=%s: expected passthrough, record, replay or standby\n", m);
+            fprintf(stderr, "ftmb: FTMB_MODE=%s: expected passthrough, record, replay, standby or follow\n", m);
             return -1;
         }
     }
@@ -1894,11 +1901,15 @@ int ftmb_init(void)
         if (standby_init(session, (int)attach_ms) != 0)
             return -1;
         session = NULL; /* attached at the takeover */
+    } else if (follow) {
+        if (_ftmb_follow_init(session, (int)attach_ms) != 0)
+            return -1;
+        session = NULL; /* the master of the session at the takeover */
     } else if (mode == FTMB_MODE_RECORD && !(session && *session)) {
         fprintf(stderr, "ftmb: FTMB_MODE=record needs FTMB_SESSION naming a running output logger's session\n");
         return -1;
     }
-    if (mode == FTMB_MODE_REPLAY) {
+    if (mode == FTMB_MODE_REPLAY && !follow) {
         const char *log = getenv("FTMB_REPLAY_LOG");
         if (!log || !*log) {
             fprintf(stderr, "ftmb: FTMB_MODE=replay needs FTMB_REPLAY_LOG naming a log file\n");
@@ -1938,7 +1949,7 @@ int ftmb_init(void)
     atexit(ftmb_exit);
     if (_ftmb_rt.in || standby)
         stop_signals_default();
-    if (!standby && _ftmb_ckpt_start() != 0)
+    if (!standby && !follow && _ftmb_ckpt_start() != 0)
         return -1;
     return 0;
 }
@@ -1950,7 +1961,9 @@ void ftmb_exit(void)
     struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
                                       _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
     for (int i = 0; i < 2; i++)
-        if (hs[i])
+        /* Only the session's master ends it (a follower that exits before its takeover does not).
+         * Relaxed: a process compares its own pid, which only it publishes. */
+        if (hs[i] && atomic_load_explicit(&hs[i]->master_pid, memory_order_relaxed) == (int32_t)getpid())
             /* Release: everything this process published before is visible to a logger that acquires
              * master_state == DONE (the threads have stopped producing; the program joined them). */
             atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_DONE, memory_order_release);

@@ -189,7 +189,7 @@ int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
     return now < beat || now - beat < timeout_ns;
 }
 
-static void hdr_init(struct _ftmb_region_hdr *h, uint64_t magic, size_t size)
+void _ftmb_region_hdr_init(struct _ftmb_region_hdr *h, uint64_t magic, size_t size)
 {
     h->magic = magic;
     h->abi_version = FTMB_ABI_VERSION;
@@ -211,7 +211,7 @@ size_t _ftmb_in_region_size(uint32_t nqueues, uint32_t capacity)
 void _ftmb_in_region_init(struct _ftmb_in_region *r, size_t size, uint32_t nqueues, uint32_t capacity,
                           uint64_t tsc_hz, uint64_t tick_ns)
 {
-    hdr_init(&r->hdr, _FTMB_IN_MAGIC, size);
+    _ftmb_region_hdr_init(&r->hdr, _FTMB_IN_MAGIC, size);
     r->nqueues = nqueues;
     r->capacity = capacity;
     r->tsc_hz = tsc_hz;
@@ -238,7 +238,7 @@ size_t _ftmb_out_region_size(uint32_t max_threads, uint32_t rec_capacity, uint32
 void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max_threads,
                            uint32_t rec_capacity, uint32_t out_capacity)
 {
-    hdr_init(&r->hdr, _FTMB_OUT_MAGIC, size);
+    _ftmb_region_hdr_init(&r->hdr, _FTMB_OUT_MAGIC, size);
     r->max_threads = max_threads;
     r->rec_capacity = rec_capacity;
     r->out_capacity = out_capacity;

@@ -780,7 +780,7 @@ static int setup_errors(void)
     char err[128];
     snprintf(err, sizeof err, "/tmp/ftmb-test-err-%d", (int)getpid());
     CHECK(run_forked(bad_mode, err, NULL) == 0);
-    CHECK(file_contains(err, "FTMB_MODE=fast: expected passthrough, record, replay or standby"));
+    CHECK(file_contains(err, "FTMB_MODE=fast: expected passthrough, record, replay, standby or follow"));
     CHECK(run_forked(record_without_session, err, NULL) == 0);
     CHECK(file_contains(err, "FTMB_MODE=record needs FTMB_SESSION"));
     CHECK(run_forked(session_missing, err, NULL) == 0);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "follow.h"
 #include "ftmb_internal.h"
 #include "tool_util.h"
 
@@ -53,6 +54,8 @@ struct queue_state {
     int eof_logged;
     uint32_t *pkts;              /* this queue's packets in file order */
     uint32_t npkts, next_pkt;
+    struct _ftmb_ring fring;     /* --follow: producer side of the queue's follower ring */
+    uint64_t pushed;             /* entries published there (sequences 0 .. pushed-1) */
 };
 
 static uint32_t mix(uint32_t h, uint32_t v)
@@ -136,10 +139,46 @@ static void usage(FILE *f)
           "                   twice as long as the gap before, up to --tick-max-us (default 10000)\n"
           "  --rate PPS       serve at most PPS packets per second in total (default 0: as fast as taken)\n"
           "  --capacity N     entries per queue ring, a power of two (default 1024)\n"
+          "  --follow         publish every served entry for a follower (FTMB_MODE=follow) on\n"
+          "                   /dev/shm/ftmb-NAME.infol\n"
+          "  --follow-forget  with --follow: forget the entries the follower has taken (a replay\n"
+          "                   from the start, or a rewind before them, then fails)\n"
           "  --until-signal   keep the retained input after the master finishes or dies, for a\n"
           "                   replaying master; stop on SIGINT/SIGTERM with exit 0\n"
           "exit: 0 the master finished, 1 bad arguments or input file, 3 the master died, 4 signal\n",
           f);
+}
+
+/* Entry `seq` of queue `qi`, as served (the retained log says what it was). */
+static void fill_entry(struct _ftmb_in_entry *e, const struct queue_state *q, uint32_t qi, uint64_t seq,
+                       const struct packet *pkts, const uint8_t *bytes)
+{
+    const struct logged_entry *le = &q->log[seq - q->base];
+    e->seq = seq;
+    e->time_ns = le->time_ns;
+    e->kind = le->kind;
+    e->queue = (uint16_t)qi;
+    e->len = 0;
+    if (le->kind == _FTMB_IN_PKT) {
+        e->len = pkts[le->pkt].len;
+        memcpy(e->data, bytes + pkts[le->pkt].offset, e->len);
+    }
+}
+
+/* --follow: publish the retained entries the follower has not been given yet; 1 if any. */
+static int follow_push(struct queue_state *q, uint32_t qi, const struct packet *pkts, const uint8_t *bytes)
+{
+    int worked = 0;
+    while (q->pushed < q->base + q->len) {
+        struct _ftmb_in_entry *e = _ftmb_ring_reserve(&q->fring);
+        if (!e)
+            break;
+        fill_entry(e, q, qi, q->pushed, pkts, bytes);
+        q->pushed++;
+        _ftmb_ring_publish(&q->fring, 1); /* P1: pairs with the follower's C1 */
+        worked = 1;
+    }
+    return worked;
 }
 
 static int load_pcap(const char *path, uint32_t nqueues, uint8_t **bytes_out, struct packet **pkts_out,
@@ -236,13 +275,14 @@ int main(int argc, char **argv)
 {
     const char *session = NULL, *in_path = NULL;
     uint64_t nqueues = 1, tick_us = 100, tick_max_us = 10000, rate = 0, capacity = 1024;
-    int until_signal = 0;
+    int until_signal = 0, follow_on = 0, follow_forget = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"in", required_argument, 0, 'i'},
         {"queues", required_argument, 0, 'q'}, {"tick-us", required_argument, 0, 't'},
         {"tick-max-us", required_argument, 0, 'T'},
         {"rate", required_argument, 0, 'r'}, {"capacity", required_argument, 0, 'c'},
-        {"until-signal", no_argument, 0, 'U'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"until-signal", no_argument, 0, 'U'}, {"follow", no_argument, 0, 'F'},
+        {"follow-forget", no_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -254,6 +294,8 @@ int main(int argc, char **argv)
         case 'r': if (_ftmb_parse_u64(me, "--rate", optarg, 0, 1000000000, &rate)) return 1; break;
         case 'c': if (_ftmb_parse_pow2(me, "--capacity", optarg, 2, 1u << 20, &capacity)) return 1; break;
         case 'U': until_signal = 1; break;
+        case 'F': follow_on = 1; break;
+        case 'G': follow_forget = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -264,6 +306,10 @@ int main(int argc, char **argv)
     }
     if (!session || !in_path) {
         fprintf(stderr, "%s: --session and --in are required (--help for usage)\n", me);
+        return 1;
+    }
+    if (follow_forget && !follow_on) {
+        fprintf(stderr, "%s: --follow-forget needs --follow\n", me);
         return 1;
     }
     if (!_ftmb_valid_session_name(session)) {
@@ -297,6 +343,20 @@ int main(int argc, char **argv)
     _ftmb_region_populate(region, 0, size);
     for (uint32_t q = 0; q < nqueues; q++)
         _ftmb_ring_attach(&qs[q].ring, region, &region->queue[q].ring, 1);
+    struct _ftmb_infol_region *fol = NULL;
+    if (follow_on) {
+        size_t fsize = _ftmb_infol_region_size((uint32_t)nqueues, (uint32_t)capacity);
+        fol = _ftmb_region_create(session, "infol", fsize);
+        if (!fol) {
+            _ftmb_region_unlink(session, "in");
+            return 1;
+        }
+        _ftmb_infol_region_init(fol, fsize, (uint32_t)nqueues, (uint32_t)capacity);
+        _ftmb_region_populate(fol, 0, fsize);
+        for (uint32_t q = 0; q < nqueues; q++)
+            _ftmb_ring_attach(&qs[q].fring, fol, &fol->queue[q], 1);
+        _ftmb_region_set_ready(fol); /* before the input region: a follower finds both */
+    }
     _ftmb_region_set_ready(region);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -336,6 +396,9 @@ int main(int argc, char **argv)
                 }
             }
         }
+        int pushed = 0; /* whatever the master does: a follower finishes what it was served */
+        for (uint32_t qi = 0; fol && qi < nqueues; qi++)
+            pushed |= follow_push(&qs[qi], qi, pkts, bytes);
         if (state != _FTMB_MASTER_ATTACHED || pid == reported_pid) { /* no master to serve (yet) */
             struct timespec d = {0, 100000};
             nanosleep(&d, NULL);
@@ -343,7 +406,7 @@ int main(int argc, char **argv)
         }
         if (!start_ns)
             start_ns = mono;
-        int worked = 0;
+        int worked = pushed;
         uint64_t now = _ftmb_now_ns(CLOCK_REALTIME);
         for (uint32_t qi = 0; qi < nqueues; qi++) {
             struct queue_state *q = &qs[qi];
@@ -369,8 +432,10 @@ int main(int argc, char **argv)
                 /* Release: the emptied ring is visible before the ack; pairs with the master's acquire. */
                 atomic_store_explicit(&iq->rewind_ack, req, memory_order_release);
             }
-            /* Relaxed: a hint (see _ftmb_input_retain_from); trimming late only keeps more. */
-            trim(q, atomic_load_explicit(&iq->retain_from, memory_order_relaxed));
+            /* Relaxed: a hint (see _ftmb_input_retain_from); trimming late only keeps more. With
+             * --follow-forget the follower's position (its ring's tail: the entries it took). */
+            trim(q, follow_forget ? atomic_load_explicit(&q->fring.ctl->tail, memory_order_relaxed)
+                                  : atomic_load_explicit(&iq->retain_from, memory_order_relaxed));
             for (;;) {
                 struct _ftmb_in_entry *e = _ftmb_ring_reserve(&q->ring);
                 if (!e)
@@ -389,18 +454,9 @@ int main(int argc, char **argv)
                         break;
                     }
                 }
-                const struct logged_entry *le = &q->log[q->serve - q->base];
-                e->seq = q->serve;
-                e->time_ns = le->time_ns;
-                e->kind = le->kind;
-                e->queue = (uint16_t)qi;
-                e->len = 0;
-                if (le->kind == _FTMB_IN_PKT) {
-                    e->len = pkts[le->pkt].len;
-                    memcpy(e->data, bytes + pkts[le->pkt].offset, e->len);
-                }
-                q->last_time_ns = le->time_ns;
-                if (le->kind == _FTMB_IN_TICK)
+                fill_entry(e, q, qi, q->serve, pkts, bytes);
+                q->last_time_ns = e->time_ns;
+                if (e->kind == _FTMB_IN_TICK)
                     q->tick_gap_ns = 2 * q->tick_gap_ns < tick_max_ns ? 2 * q->tick_gap_ns : tick_max_ns;
                 else
                     q->tick_gap_ns = tick_ns;
@@ -419,6 +475,8 @@ int main(int argc, char **argv)
         }
     }
     _ftmb_region_unlink(session, "in");
+    if (fol)
+        _ftmb_region_unlink(session, "infol");
     for (uint32_t q = 0; q < nqueues; q++) {
         free(qs[q].log);
         free(qs[q].pkts);

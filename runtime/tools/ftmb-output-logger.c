@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "follow.h"
 #include "ftmb_internal.h"
 #include "tool_util.h"
 
@@ -33,6 +34,23 @@ struct sink_ctx {
     int write_failed;
     int unflushed; /* released packets still in stdio's buffer: flushed when a pass finds no work */
 };
+
+struct samples {
+    uint64_t *v, n, cap;
+};
+
+static void sample(struct samples *s, uint64_t v)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 4096;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        if (!s->v) {
+            fprintf(stderr, "ftmb-output-logger: out of memory for samples\n");
+            exit(1);
+        }
+    }
+    s->v[s->n++] = v;
+}
 
 static void release_packet(void *p, const struct _ftmb_out_slot *s)
 {
@@ -70,6 +88,110 @@ static int write_log(const struct _ftmb_ol *ol, const char *path)
     return 0;
 }
 
+/*
+ * --follow: every stored record is published again, in each thread's order, on the thread's ring of
+ * the follow region (S.fol), which a follower consumes; when the master dies, once every record it
+ * published is stored, each thread's count is set and `final` says so (the follower then finishes
+ * the tail and goes live). With --follow-forget the records the follower has applied are forgotten
+ * (the follower's `applied` is the output region's retain_from mark). The follower's lag: every
+ * 1 ms, each thread's stored count is noted with the time; when the follower's applied count
+ * passes it, the time since is one lag sample, and the records stored but not applied another.
+ */
+#define LAG_NOTES 1024
+struct follow {
+    struct _ftmb_fol_region *region;
+    struct _ftmb_ring ring[FTMB_MAX_THREADS]; /* producer side */
+    uint64_t pushed[FTMB_MAX_THREADS];       /* records published on the ring */
+    int forget;
+    int follower_lost;                       /* reported once */
+    struct { uint64_t count, ns; } note[FTMB_MAX_THREADS][LAG_NOTES];
+    uint32_t note_head[FTMB_MAX_THREADS], note_tail[FTMB_MAX_THREADS];
+    uint64_t last_note_ns;
+    struct samples lag_ns, lag_rec;
+};
+
+/* Publish the stored records the follower has not been given yet; returns how many. */
+static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_out_region *out)
+{
+    uint64_t work = 0, now = _ftmb_now_ns(CLOCK_MONOTONIC), stored = 0, applied_all = 0;
+    /* Relaxed: only this process writes final. */
+    int note = now - f->last_note_ns >= 1000000ull &&
+               atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING;
+    /* Relaxed: a pid to watch, guarding no data. */
+    int32_t fpid = atomic_load_explicit(&f->region->follower_pid, memory_order_relaxed);
+    /* (after the master's end the follower is the master, or has nothing to follow) */
+    if (fpid > 0 && !f->follower_lost &&
+        atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING &&
+        !_ftmb_pid_alive(fpid)) {
+        f->follower_lost = 1;
+        fprintf(stderr, "ftmb-output-logger: the follower (pid %d) died; the master goes on without a backup, and "
+                        "records are kept from its last applied one\n", (int)fpid);
+    }
+    for (uint32_t t = 0; t < f->region->max_threads; t++) {
+        uint64_t n, base = _ftmb_ol_base(ol, t);
+        const struct _ftmb_record *log = _ftmb_ol_log(ol, t, &n);
+        uint64_t received = base + n;
+        /* Relaxed: a count only the follower writes; no data is read through it. */
+        uint64_t applied = atomic_load_explicit(&f->region->thread[t].applied, memory_order_relaxed);
+        stored += received;
+        applied_all += applied;
+        if (note && received && fpid > 0) {
+            uint32_t h = f->note_head[t];
+            if (h - f->note_tail[t] < LAG_NOTES) {
+                f->note[t][h % LAG_NOTES].count = received;
+                f->note[t][h % LAG_NOTES].ns = now;
+                f->note_head[t] = h + 1;
+            }
+        }
+        while (f->note_tail[t] != f->note_head[t] && f->note[t][f->note_tail[t] % LAG_NOTES].count <= applied)
+            sample(&f->lag_ns, now - f->note[t][f->note_tail[t]++ % LAG_NOTES].ns);
+        if (f->forget && !f->follower_lost && applied > base)
+            /* Relaxed: a mark only (the core forgets lazily, never past what it stored). */
+            atomic_store_explicit(&out->thread[t].retain_from, applied, memory_order_relaxed);
+        if (f->pushed[t] < base) {
+            if (!f->follower_lost) {
+                f->follower_lost = 1;
+                fprintf(stderr, "ftmb-output-logger: thread %u's records before %llu were forgotten before the "
+                                "follower got them; it cannot follow\n",
+                        t, (unsigned long long)base);
+            }
+            continue;
+        }
+        struct _ftmb_ring *r = &f->ring[t];
+        while (f->pushed[t] < received) {
+            r->cache = atomic_load_explicit(&r->ctl->tail, memory_order_acquire); /* P0 */
+            uint64_t space = r->mask + 1 - (r->local - r->cache);
+            uint64_t k = received - f->pushed[t] < space ? received - f->pushed[t] : space;
+            if (k == 0)
+                break;
+            for (uint64_t i = 0; i < k; i++)
+                *(struct _ftmb_record *)_ftmb_ring_slot(r, r->local + i) = log[f->pushed[t] + i - base];
+            _ftmb_ring_publish(r, k); /* P1: pairs with the follower's C1 */
+            f->pushed[t] += k;
+            work += k;
+        }
+    }
+    if (note) {
+        f->last_note_ns = now;
+        if (fpid > 0 && !f->follower_lost && stored) /* the record lag, once per ms */
+            sample(&f->lag_rec, stored - applied_all);
+    }
+    return work;
+}
+
+/* The master died and every record it published is stored: the follower may finish the tail. */
+static void follow_final(struct follow *f, struct _ftmb_ol *ol, uint32_t state)
+{
+    uint32_t following = _FTMB_FOL_FOLLOWING;
+    if (atomic_load_explicit(&f->region->final, memory_order_relaxed) != following)
+        return;
+    for (uint32_t t = 0; t < f->region->max_threads; t++)
+        /* Relaxed: published by the release store of final below. */
+        atomic_store_explicit(&f->region->thread[t].final_count, _ftmb_ol_received(ol, t), memory_order_relaxed);
+    /* Release: pairs with the follower's acquire load of final; the counts are visible. */
+    atomic_store_explicit(&f->region->final, state, memory_order_release);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -89,6 +211,10 @@ static void usage(FILE *f)
           "  --out-capacity N    output packets per thread ring, a power of two (default 1024)\n"
           "  --linktype N        pcap link type of --out (default 1, Ethernet)\n"
           "  --stats             print released/held counts and release latency (p50/p99) on stderr\n"
+          "  --follow            publish every stored record for a follower (FTMB_MODE=follow) on\n"
+          "                      /dev/shm/ftmb-NAME.fol, and tell it when the master died\n"
+          "  --follow-forget     with --follow: forget the records the follower has applied (the log\n"
+          "                      then starts there; a replay from the start needs them kept)\n"
           "  --until-signal      keep running after the master finishes or dies (a replaying master\n"
           "                      may attach next; --log is written each time a master finishes or dies,\n"
           "                      after every record it published is stored: a failover backup replays it); stop\n"
@@ -101,13 +227,14 @@ int main(int argc, char **argv)
 {
     const char *session = NULL, *out_path = NULL, *log_path = NULL;
     uint64_t threads = FTMB_MAX_THREADS, rec_cap = 65536, out_cap = 1024, linktype = 1;
-    int stats = 0, until_signal = 0;
+    int stats = 0, until_signal = 0, follow_on = 0, follow_forget = 0;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"out", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 't'}, {"log", required_argument, 0, 'l'},
         {"rec-capacity", required_argument, 0, 'r'}, {"out-capacity", required_argument, 0, 'c'},
         {"linktype", required_argument, 0, 'k'}, {"stats", no_argument, 0, 'S'},
-        {"until-signal", no_argument, 0, 'U'},
+        {"until-signal", no_argument, 0, 'U'}, {"follow", no_argument, 0, 'F'},
+        {"follow-forget", no_argument, 0, 'G'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *me = "ftmb-output-logger";
     int c;
@@ -122,6 +249,8 @@ int main(int argc, char **argv)
         case 'k': if (_ftmb_parse_u64(me, "--linktype", optarg, 0, 65535, &linktype)) return 1; break;
         case 'S': stats = 1; break;
         case 'U': until_signal = 1; break;
+        case 'F': follow_on = 1; break;
+        case 'G': follow_forget = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -132,6 +261,10 @@ int main(int argc, char **argv)
     }
     if (!session || !out_path) {
         fprintf(stderr, "%s: --session and --out are required (--help for usage)\n", me);
+        return 1;
+    }
+    if (follow_forget && !follow_on) {
+        fprintf(stderr, "%s: --follow-forget needs --follow\n", me);
         return 1;
     }
     if (!_ftmb_valid_session_name(session)) {
@@ -149,6 +282,20 @@ int main(int argc, char **argv)
     if (!region)
         return 1;
     _ftmb_out_region_init(region, size, (uint32_t)threads, (uint32_t)rec_cap, (uint32_t)out_cap);
+    static struct follow follow; /* (large: the lag notes) */
+    if (follow_on) {
+        size_t fsize = _ftmb_fol_region_size((uint32_t)threads, (uint32_t)rec_cap);
+        follow.region = _ftmb_region_create(session, "fol", fsize);
+        if (!follow.region) {
+            _ftmb_region_unlink(session, "out");
+            return 1;
+        }
+        _ftmb_fol_region_init(follow.region, fsize, (uint32_t)threads, (uint32_t)rec_cap);
+        for (uint32_t t = 0; t < threads; t++)
+            _ftmb_ring_attach(&follow.ring[t], follow.region, &follow.region->thread[t].rec, 1);
+        follow.forget = follow_forget;
+        _ftmb_region_set_ready(follow.region); /* before the output region: a follower finds both */
+    }
     _ftmb_region_set_ready(region);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -172,6 +319,10 @@ int main(int argc, char **argv)
         /* Acquire pairs with the master's release in ftmb_exit: what it published is visible. */
         uint32_t state = atomic_load_explicit(&region->hdr.master_state, memory_order_acquire);
         uint64_t work = _ftmb_ol_poll(ol);
+        if (follow.region) {
+            _ftmb_region_heartbeat(follow.region);
+            work += follow_push(&follow, ol, region);
+        }
         if (stop_signal) {
             rc = until_signal ? 0 : 4;
             break;
@@ -184,8 +335,11 @@ int main(int argc, char **argv)
                         !_ftmb_pid_alive(atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed)));
         if (finished && work == 0) {
             _ftmb_ol_poll(ol); /* one more pass after the last one found nothing */
-            if (!until_signal)
+            if (!until_signal) {
+                if (follow.region)
+                    follow_final(&follow, ol, _FTMB_FOL_FINISHED);
                 break;
+            }
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
             /* A pid that was never seen ATTACHED may be a new master caught between its store of
@@ -194,6 +348,8 @@ int main(int argc, char **argv)
             if (pid != done_pid && (pid == attached_pid || !_ftmb_pid_alive(pid))) {
                 /* keep serving: a replaying master may attach next */
                 done_pid = pid;
+                if (follow.region) /* a follower has nothing to take over */
+                    follow_final(&follow, ol, _FTMB_FOL_FINISHED);
                 if (log_path && write_log(ol, log_path) != 0)
                     rc = 1;
                 fprintf(stderr, "%s: the master (pid %d) %s; every output handled; released %llu duplicates "
@@ -213,6 +369,8 @@ int main(int argc, char **argv)
                 /* Everything the master published is in its rings: store all of it, so the log
                  * is a prefix of every thread's stream closed under the order on each object. */
                 _ftmb_ol_master_died(ol);
+                if (follow.region) /* the follower finishes the tail and goes live */
+                    follow_final(&follow, ol, _FTMB_FOL_DIED);
                 fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
                         session);
                 reported_pid = pid;
@@ -270,8 +428,31 @@ int main(int argc, char **argv)
                 (unsigned long long)_ftmb_ol_corrupt(ol), (unsigned long long)_ftmb_ol_duplicates(ol), p50, p99,
                 (unsigned long long)_ftmb_ol_mismatches(ol));
     }
+    if (stats && follow.region) {
+        qsort(follow.lag_ns.v, follow.lag_ns.n, sizeof(uint64_t), cmp_u64);
+        qsort(follow.lag_rec.v, follow.lag_rec.n, sizeof(uint64_t), cmp_u64);
+        struct samples *ls[2] = {&follow.lag_ns, &follow.lag_rec};
+        double q[2][4] = {{0}};
+        for (int i = 0; i < 2; i++)
+            if (ls[i]->n) {
+                double scale = i == 0 ? 1e-6 : 1.0;
+                q[i][0] = (double)ls[i]->v[0] * scale;
+                q[i][1] = (double)ls[i]->v[ls[i]->n / 2] * scale;
+                q[i][2] = (double)ls[i]->v[(ls[i]->n * 99) / 100] * scale;
+                q[i][3] = (double)ls[i]->v[ls[i]->n - 1] * scale;
+            }
+        fprintf(stderr,
+                "%s: follower lag_ms min %.3f p50 %.3f p99 %.3f max %.3f lag_records min %.0f p50 %.0f p99 %.0f max "
+                "%.0f samples %llu\n",
+                me, q[0][0], q[0][1], q[0][2], q[0][3], q[1][0], q[1][1], q[1][2], q[1][3],
+                (unsigned long long)follow.lag_rec.n);
+    }
     _ftmb_ol_free(ol);
     free(sink.lat_ns);
+    free(follow.lag_ns.v);
+    free(follow.lag_rec.v);
+    if (follow.region)
+        _ftmb_region_unlink(session, "fol");
     _ftmb_region_unlink(session, "out");
     return rc;
 }
