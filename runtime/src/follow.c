@@ -152,7 +152,7 @@ static int pull(struct _ftmb_thread *t, struct fol_thread *f)
         _ftmb_ring_consume(&f->ring, ready);
         f->pulled += ready;
     }
-    return t->rpos < f->pulled;
+    return 1;
 }
 
 /* The thread has applied t->rpos records: the output logger may forget them, and so may we. */
@@ -207,20 +207,18 @@ static void take_over(int32_t master)
             (int)master, (unsigned long long)now, (unsigned long long)tail);
 }
 
-void _ftmb_follow_need(struct _ftmb_thread *t)
+/* Record idx of thread t's stream: 1 once it is in the window, 0 if the log ends before it (after
+ * the takeover) or, without `wait`, if it has not arrived yet. */
+int _ftmb_follow_have(struct _ftmb_thread *t, uint64_t idx, int wait)
 {
     struct fol_thread *f = &fo.th[t->index];
-    if (t->rpos < f->pulled) {
-        if (t->rpos - f->published >= PUBLISH_EVERY)
-            publish_applied(t, f);
-        return;
-    }
-    publish_applied(t, f);
     for (unsigned spins = 0;; spins++) {
-        if (t->rpos >= t->rlen)
-            return; /* the log has ended here (after the takeover) */
-        if (pull(t, f))
-            return;
+        if (idx < f->pulled)
+            return 1;
+        if (idx >= t->rlen)
+            return 0; /* the log has ended here (after the takeover) */
+        if (pull(t, f) && idx < f->pulled)
+            return 1;
         int st = atomic_load_explicit(&fo.state, memory_order_acquire);
         if (st == TAKEN_OVER) {
             if (!f->resent && t->has_rings)
@@ -232,6 +230,8 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
                             (unsigned long long)t->rpos, (unsigned long long)t->rlen);
             continue;
         }
+        if (!wait)
+            return 0;
         if (spins < 2048) {
             _ftmb_backoff(spins);
         } else {
@@ -239,6 +239,18 @@ void _ftmb_follow_need(struct _ftmb_thread *t)
             nanosleep(&nap, NULL);
         }
     }
+}
+
+void _ftmb_follow_need(struct _ftmb_thread *t)
+{
+    struct fol_thread *f = &fo.th[t->index];
+    if (t->rpos < f->pulled) {
+        if (t->rpos - f->published >= PUBLISH_EVERY)
+            publish_applied(t, f);
+        return;
+    }
+    publish_applied(t, f);
+    (void)_ftmb_follow_have(t, t->rpos, 1);
 }
 
 /*

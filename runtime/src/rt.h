@@ -197,6 +197,9 @@ static inline void _ftmb_op_leave(struct _ftmb_thread *t)
 extern int _ftmb_follow_mode __attribute__((visibility("hidden")));
 int _ftmb_follow_init(const char *session, int attach_ms);
 void _ftmb_follow_need(struct _ftmb_thread *t);          /* a record to replay, or the log's end */
+/* Record idx in the window (1), or the log ends before it / it has not arrived and !wait (0):
+ * the quiet-count lookahead reads records ahead of the thread's position (runtime.c). */
+int _ftmb_follow_have(struct _ftmb_thread *t, uint64_t idx, int wait);
 /* 1: an output regenerated while following (kept until the takeover says whether the master sent it) */
 int _ftmb_follow_drop_output(struct _ftmb_thread *t, uint16_t queue, const void *data, uint32_t len,
                              uint64_t in_time_ns);

@@ -591,6 +591,13 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
 {
     const struct _ftmb_record *r = replay_peek(t);
     char here[320], logged[320], quiet[160] = "";
+    if (__builtin_expect(_ftmb_follow_mode, 0) && r && kind != _FTMB_REC_QUIET &&
+        _ftmb_rec_kind(r->head) == _FTMB_REC_QUIET) {
+        /* A QUIET record behind the thread's previous record that had not arrived when that one was
+         * taken: settled now, as it would have been then. */
+        settle_quiet(t, 0);
+        r = replay_peek(t);
+    }
     if (!r)
         _ftmb_fatal("replay: thread %u ran past its log (%llu records) at a %s on object %u, %s", t->index,
                     (unsigned long long)t->rlen, kind_name(kind), obj, site_name(here, sizeof here, site));
@@ -620,7 +627,12 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
         t->quiet_time = 0;
         t->loud_valid = 0;
     }
-    if (__builtin_expect(t->rpos < t->rlen && _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) == _FTMB_REC_QUIET, 0))
+    /* (A follower looks only at a record that has arrived: waiting here, before this operation is
+     * made, could wait on the master's thread for what this one does; one that arrives later is
+     * settled when the thread takes its next record, replay_take.) */
+    if (__builtin_expect(t->rpos < t->rlen && (!_ftmb_follow_mode || _ftmb_follow_have(t, t->rpos, 0)) &&
+                             _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) == _FTMB_REC_QUIET,
+                         0))
         settle_quiet(t, 0); /* a QUIET record a transmit wrote after this one (the caller's operation
                                * is not done yet: it counts the thread out, replay_op_done) */
     return r;
@@ -651,7 +663,13 @@ static void find_carrier(struct _ftmb_thread *t)
         _ftmb_fatal("replay: thread %u needs record %llu, but the log keeps its records from %llu on", t->index,
                     (unsigned long long)t->rpos, (unsigned long long)t->rbase);
     uint64_t need = UINT64_MAX, i = t->rpos; /* none left: every receive and external read is quiet */
-    for (; i < t->rlen; i++) {
+    for (;; i++) {
+        /* A follower waits for the carrier (the master writes it later); after its takeover the
+         * log's end ends the search as in any replay. */
+        if (__builtin_expect(_ftmb_follow_mode, 0) && !_ftmb_follow_have(t, i, 1))
+            break;
+        if (i >= t->rlen)
+            break;
         const struct _ftmb_record *r = &t->rlog[i - t->rbase];
         if (!_ftmb_rec_valid(r, i))
             _ftmb_fatal("replay: thread %u record %llu fails its checksum (head %#llx value %#llx); it is not "
