@@ -105,7 +105,7 @@ static void arena_map(void)
      * page-table entry per 2 MiB of state instead of 512 (the pause grows with the entries). Not
      * for the object table: a program uses a few of its lines, and with huge pages the first use
      * in each 2 MiB half committed it whole, which the master's first write after a fork splits
-     * into 512 entries that every later fork copies (1,024 for the 4 MiB, where 4 KiB pages
+     * into 512 entries that every later fork copies (up to 1,024 for the 4 MiB, where 4 KiB pages
      * commit the few that hold used lines). */
     madvise(p, RUNTIME_PART, MADV_NOHUGEPAGE);
     madvise((char *)p + RUNTIME_PART, size - RUNTIME_PART, MADV_HUGEPAGE);

@@ -225,7 +225,7 @@ static int remap_chunk(const struct rte_memseg_list *msl, const struct rte_memse
 /*
  * The other way round for the page descriptors (one struct rte_memseg per 4 KiB page: 6 MiB for
  * `--no-huge -m 512`): with --no-shconf DPDK keeps them in private anonymous memory that it writes
- * once at initialization, so every fork copied their ~1,500 page-table entries (a third of a DPDK
+ * once at initialization, so every fork copied their ~1,500 page-table entries (two fifths of a DPDK
  * app's anonymous pages). Without hugepages DPDK's memory is fixed at initialization (no-huge is
  * its legacy mode: no segment is ever allocated or freed), so the descriptors never change again:
  * move them into shared memory (same address, same contents), which a fork does not copy. Only the
