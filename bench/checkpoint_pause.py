@@ -51,22 +51,13 @@ STATS = re.compile(r"ftmb: checkpoints (\d+) skipped (\d+) pause_us p50 ([\d.]+)
 NAT_APP = App(("--vdev", "net_null0", "--lcores", "(0-2)@(0,1)"), (), 2, 3)
 
 
-def static_dpdk_libs() -> list[str]:
-    """DPDK's libraries and drivers as static archives. pkg-config also names -lsystemd, which this
-    link does not need (no undefined symbol without it on Debian 12's DPDK 22.11) and Debian 12 does
-    not install without libsystemd-dev: left out."""
-    out = subprocess.run(["pkg-config", "--static", "--libs", "libdpdk"], capture_output=True, text=True,
-                         check=True).stdout.split()
-    return [f for f in out if f != "-lsystemd"]
-
-
 def build_nat(work: Path, static: bool) -> Path:
     """examples/nat built with ftmb-cc into WORK/examples (make: the runtime is ftmb-cc's)."""
     build_dir = work / "examples"
     cmd = ["make", "-s", "-C", str(ROOT / "examples"), f"BUILD={build_dir}", f"CC={BIN / 'ftmb-cc'}",
            str(build_dir / "nat")]
     if static:
-        cmd.append("LDLIBS=" + " ".join([*static_dpdk_libs(), "-lpthread", "-lm"]))
+        cmd.append("LDLIBS=" + " ".join([*build.dpdk_libs(static=True), "-lpthread", "-lm"]))
     subprocess.run(cmd, check=True, capture_output=True)
     return build_dir / "nat"
 
@@ -84,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=3000)
     ap.add_argument("--static-dpdk", action="store_true", help="link DPDK statically (see above)")
     a = ap.parse_args(argv)
-    if a.static_dpdk:
-        build._dpdk_libs = static_dpdk_libs  # how instrument_dpdk_examples links the apps
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs (shared), load {os.getloadavg()[0]:.1f}")
     examples = {e.name: e for e in enumerate_examples()[0]}
     sem = load_semantics()
@@ -102,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 app, app_bin = NAT_APP, build_nat(work, a.static_dpdk)
             else:
                 app = APPS[name]
-                outcome = build.run_one(examples[name], sem, work, rt)
+                outcome = build.run_one(examples[name], sem, work, rt, static_dpdk=a.static_dpdk)
                 if outcome.status != "built":
                     print(f"{name}: not built: {outcome.status}: {outcome.detail}")
                     return 1
