@@ -60,12 +60,18 @@ class Outcome:
     linked_uninstrumented: bool
 
 
-def _dpdk_libs() -> list[str]:
-    return subprocess.run(["pkg-config", "--libs", "libdpdk"], capture_output=True, text=True, check=True).stdout.split()
+def dpdk_libs(static: bool = False) -> list[str]:
+    """How the apps link DPDK: its shared libraries (drivers loaded from its plugin directory at
+    rte_eal_init), or with `static` its static archives, drivers included. pkg-config --static also
+    names -lsystemd, which that link does not need (no undefined symbol without it, DPDK 22.11 on
+    Debian 12) and which Debian 12 installs only with libsystemd-dev: left out."""
+    cmd = ["pkg-config", *(["--static"] if static else []), "--libs", "libdpdk"]
+    libs = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    return [f for f in libs if not (static and f == "-lsystemd")]
 
 
-def _link(objs: list[Path], out: Path, extra: list[str]) -> str | None:
-    proc = subprocess.run(["gcc", *map(str, objs), *extra, *_dpdk_libs(), "-lm", "-pthread", "-o", str(out)],
+def _link(objs: list[Path], out: Path, extra: list[str], static_dpdk: bool) -> str | None:
+    proc = subprocess.run(["gcc", *map(str, objs), *extra, *dpdk_libs(static_dpdk), "-lm", "-pthread", "-o", str(out)],
                           capture_output=True, text=True)
     if proc.returncode == 0:
         return None
@@ -81,7 +87,7 @@ def _compile(flags: list[str], src: Path, obj: Path, cwd: Path) -> str | None:
     return (lines or proc.stderr.splitlines() or ["compile failed"])[0]
 
 
-def run_one(e: Example, sem, work: Path, rt: dict) -> Outcome:
+def run_one(e: Example, sem, work: Path, rt: dict, static_dpdk: bool = False) -> Outcome:
     t0 = time.monotonic()
     d = work / e.name.replace("/", "__")
     (d / "orig").mkdir(parents=True)
@@ -91,7 +97,7 @@ def run_one(e: Example, sem, work: Path, rt: dict) -> Outcome:
         o = d / "orig" / (s.stem + ".o")
         if _compile(list(e.flags), s, o, e.directory) is None:
             orig_objs.append(o)
-    linked0 = len(orig_objs) == len(e.sources) and _link(orig_objs, d / "orig" / "app", []) is None
+    linked0 = len(orig_objs) == len(e.sources) and _link(orig_objs, d / "orig" / "app", [], static_dpdk) is None
     commands = [CompileCommand(str(s.resolve()), sanitize(["gcc", *e.flags, "-c", str(s)], str(e.directory), str(s)))
                 for s in e.sources]
     try:
@@ -116,7 +122,7 @@ def run_one(e: Example, sem, work: Path, rt: dict) -> Outcome:
         objs.append(o)
     problems = plan.errors
     if linked0:
-        err = _link(objs, d / "inst" / "app", [str(rt["dpdk"]), str(rt["core"])])
+        err = _link(objs, d / "inst" / "app", [str(rt["dpdk"]), str(rt["core"])], static_dpdk)
         if err is not None:
             return Outcome(e.name, "link-failed", err, len(plan.sites), len(rewritten), time.monotonic() - t0, linked0)
     status = "problems" if problems else "built"

@@ -102,8 +102,13 @@ static void arena_map(void)
         return;
     }
     /* Transparent huge pages where the kernel offers them: a checkpoint's fork then copies one
-     * page-table entry per 2 MiB of state instead of 512 (the pause grows with the entries). */
-    madvise(p, size, MADV_HUGEPAGE);
+     * page-table entry per 2 MiB of state instead of 512 (the pause grows with the entries). Not
+     * for the object table: a program uses a few of its lines, and with huge pages the first use
+     * in each 2 MiB half committed it whole, which the master's first write after a fork splits
+     * into 512 entries that every later fork copies (up to 1,024 for the 4 MiB, where 4 KiB pages
+     * commit the few that hold used lines). */
+    madvise(p, RUNTIME_PART, MADV_NOHUGEPAGE);
+    madvise((char *)p + RUNTIME_PART, size - RUNTIME_PART, MADV_HUGEPAGE);
     arena_base = p;
     arena_size = size;
     uint64_t per = ((size - RUNTIME_PART) / FTMB_MAX_THREADS) & ~4095ull;

@@ -24,7 +24,9 @@
 #include <rte_random.h>
 #include <rte_rwlock.h>
 
+#include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "rt.h"
 
@@ -220,6 +222,38 @@ static int remap_chunk(const struct rte_memseg_list *msl, const struct rte_memse
     return 0;
 }
 
+/*
+ * The other way round for the page descriptors (one struct rte_memseg per 4 KiB page: 6 MiB for
+ * `--no-huge -m 512`): with --no-shconf DPDK keeps them in private anonymous memory that it writes
+ * once at initialization, so every fork copied their ~1,500 page-table entries (two fifths of a DPDK
+ * app's anonymous pages). Without hugepages DPDK's memory is fixed at initialization (no-huge is
+ * its legacy mode: no segment is ever allocated or freed), so the descriptors never change again:
+ * move them into shared memory (same address, same contents), which a fork does not copy. Only the
+ * whole pages of the element array, which its mapping holds alone.
+ */
+static int share_descriptors(const struct rte_memseg_list *msl, void *arg)
+{
+    int *failed = arg;
+    const struct rte_fbarray *a = &msl->memseg_arr;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t len = ((size_t)a->len * a->elt_sz) / (size_t)page * (size_t)page;
+    if (msl->external || !a->data || len == 0 || (uintptr_t)a->data % (uintptr_t)page)
+        return 0;
+    void *shared = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+        *failed = 1;
+        return -1;
+    }
+    memcpy(shared, a->data, len);
+    /* Replaces the private pages in one step: a thread reading them meanwhile sees the same bytes. */
+    if (mremap(shared, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, a->data) != a->data) {
+        munmap(shared, len);
+        *failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
 static void dpdk_memory_private(void)
 {
     static int done;
@@ -230,6 +264,8 @@ static void dpdk_memory_private(void)
     int failed = 0;
     if (rte_memseg_contig_walk(remap_chunk, &failed) != 0 || failed)
         _ftmb_fatal("checkpoints: cannot remap DPDK's memory private (hugepages without a private mapping?)");
+    if (!rte_eal_has_hugepages() && (rte_memseg_list_walk(share_descriptors, &failed) != 0 || failed))
+        _ftmb_fatal("checkpoints: cannot move DPDK's page descriptors into shared memory");
 }
 
 static int launch(int (*f)(void *), void *arg, unsigned worker_id)
