@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from clang import cindex as ci
 
+from ..deep import TOO_DEEP, call_deep, too_deep
 from ..errors import SuppressionError
 from ..facts import (
     BITFIELDS,
@@ -131,7 +132,7 @@ def parse_translation_unit(job: TuJob, sem: Semantics) -> TuResult:
     _setup_lib()
     _child_cache.clear()
     try:
-        return _parse_and_walk(index, job, sem)
+        return call_deep(_parse_and_walk, index, job, sem)  # the walks recurse along the AST's nesting
     finally:
         _child_cache.clear()
 
@@ -171,9 +172,10 @@ def _parse_and_walk(index: ci.Index, job: TuJob, sem: Semantics) -> TuResult:
     except SuppressionError as exc:
         diags.append(Diagnostic(str(exc).split(": ", 1)[0], "error", str(exc).split(": ", 1)[-1]))
         return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
-    except (WalkError, RecursionError) as exc:  # a walk that could not see the whole AST: no facts
-        why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the analysis walk (please report it)"
-        diags.append(Diagnostic(f"{name}:1:1", "fatal", why))
+    except Exception as exc:  # a walk that could not see the whole AST: no facts
+        if not isinstance(exc, WalkError) and not too_deep(exc):
+            raise
+        diags.append(Diagnostic(f"{name}:1:1", "fatal", str(exc) if isinstance(exc, WalkError) else TOO_DEEP))
         return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
     sites = None
     if job.sites:
