@@ -7,9 +7,13 @@ swallowed inside a libclang callback. Real libclang parses, real files."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
-from bad_input_util import THREADED, cli, refused, snapshot, unwritable
+from bad_input_util import CLI, THREADED, cli, refused, snapshot, unwritable
 
 A_C = """#include <pthread.h>
 int counter;
@@ -167,6 +171,29 @@ def test_long_lvalue_chains_are_instrumented_whole(tmp_path, decls, lvalue):
     # a 1000-long p->q chain was a traceback, then minutes (each sub-lvalue walked the rest of the chain)
     src = nested_program(tmp_path, "chain.c", "", "", 0, decls, f"{lvalue} = counter++;")
     instrumented_whole(src, "ftmb_")
+
+
+def test_sigint_to_instrument_ends_its_parse_workers_and_writes_nothing(tmp_path):
+    # its parses (analysis and site scan in one) run in the pool analyze uses, which ends on SIGINT
+    terms = " + ".join(["counter"] * 20000)
+    files = []
+    for i in range(6):
+        files.append(tmp_path / f"big{i}.c")
+        files[-1].write_text(f"int counter;\nint f{i}(void) {{ return {terms}; }}\n")
+    before = snapshot(tmp_path)
+    proc = subprocess.Popen([*CLI, "instrument", *map(str, files), "-j", "2", "-o", str(tmp_path / "out"), "--"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    while not workers and proc.poll() is None:  # the parse pool has started
+        time.sleep(0.05)
+        workers = [int(x) for x in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert workers, "instrument finished before its workers were seen"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and err.strip() == "ftmb-instrument: interrupted", (proc.returncode, err)
+    for w in workers:
+        assert not Path(f"/proc/{w}").exists() or "Z" in Path(f"/proc/{w}/stat").read_text().split()[2]
+    assert snapshot(tmp_path) == before  # no OUTDIR, no temporary directory
 
 
 def test_verify_refuses_zero_and_negative_queues(tmp_path):
