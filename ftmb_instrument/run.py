@@ -195,6 +195,9 @@ class Failover:
 
 _TAKEOVER = re.compile(r"ftmb: (?:standby|snapshot|follower): the master \(pid \d+\) died; taking over at (\d+) ns")
 _LIVE = re.compile(r"ftmb: failover: replayed (\d+) records; live \(recording\) from thread \d+ at (\d+) ns")
+# The runtime's line when a master gives up on a logger (runtime/src/runtime.c, report_dead).
+_LOGGER_GONE = re.compile(r"ftmb: the (input|output) logger of session \S+ \(pid (\d+)\) is gone "
+                          r"\(no heartbeat for (\d+) ms\); (.*)")
 
 
 
@@ -562,6 +565,7 @@ class _Child:
             return
         self.status.stopped_by = signal.Signals(first).name
         self.signal(first)
+        self.signal(signal.SIGCONT)  # a stopped process (SIGSTOP) acts on `first` only once continued
         try:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
@@ -907,6 +911,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 break
             time.sleep(0.01)
 
+        for c in children:  # a master that gave up on a logger lost outputs or input: never a success
+            gone = None if c in loggers else _logger_gone(c.err_path)
+            if gone:
+                fail(c, gone)
         if not result.failure:
             nf.proc.wait()
             nf.status.returncode = nf.proc.returncode
@@ -1123,6 +1131,22 @@ def _telling_line(path: Path) -> str:
 
 
 _CHATTER = ("EAL:", "TELEMETRY:")
+
+
+def _logger_gone(path: Path) -> str | None:
+    """What a master said when it declared a logger gone (its heartbeat too old: the logger died,
+    was stopped, or was starved of CPU for FTMB_PEER_TIMEOUT_MS), as the run's failure; None if it did not."""
+    try:
+        with open(path, errors="replace") as fh:
+            for line in fh:
+                m = _LOGGER_GONE.match(line.strip())
+                if m:
+                    who, pid, ms, then = m.groups()
+                    return (f"declared the {who} logger (pid {pid}) gone: no heartbeat for {ms} ms "
+                            f"(FTMB_PEER_TIMEOUT_MS); {then}")
+    except OSError:
+        pass
+    return None
 
 
 def _first_line(path: Path) -> str:

@@ -1,13 +1,19 @@
 """`instrument` and `analyze` on hostile inputs (issue 14): unwritable output places are one line and
 nothing is half-done (`--in-place` checks every file before rewriting any); expressions thousands of
-terms long and macros nested hundreds deep are walked without recursion limits, and no exception is
+terms long, macros nested hundreds deep, statements nested thousands deep and lvalue chains
+thousands long are walked without recursion limits, and no exception is
 swallowed inside a libclang callback. Real libclang parses, real files."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+from pathlib import Path
 
-from bad_input_util import THREADED, cli, refused, snapshot, unwritable
+import pytest
+from bad_input_util import CLI, THREADED, cli, refused, snapshot, unwritable
 
 A_C = """#include <pthread.h>
 int counter;
@@ -114,6 +120,80 @@ def test_a_jump_out_of_a_long_expression_is_still_seen(tmp_path):
     proc = cli("instrument", src, "--")
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, 1), proc.stderr
+
+
+def nested_program(tmp_path, name, opener, closer, depth, decls="", statement="counter++;"):
+    """THREADED with the worker's statement inside `depth` nested statements."""
+    src = tmp_path / name
+    src.write_text(THREADED.replace("int counter;", f"int counter;\n{decls}").replace(
+        "counter++; return arg;", opener * depth + statement + closer * depth + " return arg;"))
+    return src
+
+
+def instrumented_whole(src, *needles):
+    """`analyze` sees the unit whole and `instrument` rewrites it (one parse each, walks as deep as
+    the program: no recursion limit, no traceback, no unit failed for its depth)."""
+    proc = cli("analyze", src, "--")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
+        proc.stderr
+    assert "1 translation units ok, 0 failed" in proc.stderr + proc.stdout, proc.stderr
+    proc = cli("instrument", src, "--")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
+        proc.stderr
+    for n in needles:
+        assert n in proc.stdout, n
+
+
+@pytest.mark.parametrize("opener,closer,depth", [
+    ("while (counter) ", "", 3000),   # nests without brackets: no clang limit (5000 passes too, slowly)
+    ("if (counter) ", "", 3000),
+    ("{ ", " }", 2000),               # clang allows 2048 nested brackets
+    ("if (counter) { ", " }", 2000),
+])
+def test_deeply_nested_statements_are_instrumented_whole(tmp_path, opener, closer, depth):
+    # 20 nested loops took 32 s (the lockset walk went through the innermost body 2**depth times),
+    # 2000 a traceback (a RecursionError wrapped by ctypes)
+    instrumented_whole(nested_program(tmp_path, "nest.c", opener, closer, depth), "ftmb_")
+
+
+def chain_types(depth, member):
+    """struct t0 { int v; }; struct tK { struct tK-1 MEMBER; } ..."""
+    return "struct t0 { int v; };\n" + "".join(
+        f"struct t{i} {{ struct t{i - 1} {member}; }};\n" for i in range(1, depth + 1))
+
+
+@pytest.mark.parametrize("decls,lvalue", [
+    (chain_types(1000, "m") + "struct t1000 a;", "a" + ".m" * 1000 + ".v"),
+    (chain_types(1000, "*q") + "struct t1000 *a;", "a" + "->q" * 1000 + "->v"),
+    ("int x" + "[1]" * 300 + ";", "x" + "[0]" * 300),
+])
+def test_long_lvalue_chains_are_instrumented_whole(tmp_path, decls, lvalue):
+    # a 1000-long p->q chain was a traceback, then minutes (each sub-lvalue walked the rest of the chain)
+    src = nested_program(tmp_path, "chain.c", "", "", 0, decls, f"{lvalue} = counter++;")
+    instrumented_whole(src, "ftmb_")
+
+
+def test_sigint_to_instrument_ends_its_parse_workers_and_writes_nothing(tmp_path):
+    # its parses (analysis and site scan in one) run in the pool analyze uses, which ends on SIGINT
+    terms = " + ".join(["counter"] * 20000)
+    files = []
+    for i in range(6):
+        files.append(tmp_path / f"big{i}.c")
+        files[-1].write_text(f"int counter;\nint f{i}(void) {{ return {terms}; }}\n")
+    before = snapshot(tmp_path)
+    proc = subprocess.Popen([*CLI, "instrument", *map(str, files), "-j", "2", "-o", str(tmp_path / "out"), "--"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    while not workers and proc.poll() is None:  # the parse pool has started
+        time.sleep(0.05)
+        workers = [int(x) for x in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert workers, "instrument finished before its workers were seen"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and err.strip() == "ftmb-instrument: interrupted", (proc.returncode, err)
+    for w in workers:
+        assert not Path(f"/proc/{w}").exists() or "Z" in Path(f"/proc/{w}/stat").read_text().split()[2]
+    assert snapshot(tmp_path) == before  # no OUTDIR, no temporary directory
 
 
 def test_verify_refuses_zero_and_negative_queues(tmp_path):

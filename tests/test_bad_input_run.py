@@ -122,12 +122,12 @@ def test_an_unwritable_output_is_refused_at_the_start(trace, tmp_path, opt):
     assert not (tmp_path / "o.pcap").exists() and not (tmp_path / "l.log").exists()
 
 
-def start_paced(tmp_path, trace, out, rate=300):
+def start_paced(tmp_path, trace, out, rate=300, **env):
     """A 10 s run (3000 packets at 300/s on two queues) that has released some packets already (long,
     so that on a loaded machine the test's signal still comes before the input ends)."""
     proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(out), "--queues", "2", "--rate", str(rate),
                              "--", str(FWD), "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=env_for(tmp_path))
+                            cwd=ROOT, env=dict(env_for(tmp_path), **env))
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if out.exists() and out.stat().st_size > 24 + 16 * 10:  # the pcap header and some packets
@@ -186,6 +186,45 @@ def test_released_packets_stay_in_out_whatever_dies(trace, tmp_path, victim):
                     "killed by SIGKILL", f"{out} keeps the")
     n = released(out)
     assert n > 0 and f"keeps the {n} packets" in line, (n, line)
+    assert leftovers(proc.pid, tmp_path / "tmpdir") == []
+
+
+def stop_for(pid: int, seconds: float) -> None:
+    """SIGSTOP `pid`, SIGCONT it `seconds` later (if the run has not ended it meanwhile)."""
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.parametrize("victim,who", [("ftmb-output-logger", "output"), ("ftmb-input-logger", "input")])
+def test_a_logger_stopped_past_the_peer_timeout_is_declared_gone_and_the_run_says_so(trace, tmp_path, victim, who):
+    # stopped 5 s with a 1 s peer timeout: the master gives up on it (as on a dead one: one line, no
+    # hang), and the run fails saying so instead of exiting 0 with part of the packets
+    out = tmp_path / "o.pcap"
+    proc = start_paced(tmp_path, trace, out, FTMB_PEER_TIMEOUT_MS="1000")
+    pid = run_children(proc.pid)[victim]
+    stop_for(pid, 5)
+    stdout, stderr = proc.communicate(timeout=90)
+    line = one_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), 1,
+                    f"ftmb-test-fwd (pid ", f"declared the {who} logger (pid {pid}) gone: no heartbeat for 1000 ms",
+                    f"{out} keeps the")
+    n = released(out)
+    assert 0 < n < 3000 and f"keeps the {n} packets" in line, (n, line)
+    assert leftovers(proc.pid, tmp_path / "tmpdir") == []
+
+
+def test_a_master_stopped_for_a_while_is_waited_for(trace, tmp_path):
+    # the loggers judge the master by its process only: a stopped master may resume, and giving up
+    # on it would leave two masters; the run's --timeout bounds the wait
+    out = tmp_path / "o.pcap"
+    proc = start_paced(tmp_path, trace, out, FTMB_PEER_TIMEOUT_MS="1000")
+    stop_for(run_children(proc.pid)["ftmb-test-fwd"], 5)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 0, stderr
+    assert released(out) == 3000
     assert leftovers(proc.pid, tmp_path / "tmpdir") == []
 
 

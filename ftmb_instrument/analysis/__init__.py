@@ -10,8 +10,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import __version__
+from ..deep import call_deep
 from ..facts import CallFact
 from ..frontend import CompileCommand, TuJob, TuResult, parse_translation_unit
 from ..model import Access, Coverage, Finding, Report, Site, Thread, TranslationUnit, Variable
@@ -94,36 +93,9 @@ def analyze(commands: list[CompileCommand], sem: Semantics, opts: Options, conso
     return build_report(results, sem, opts)
 
 
-# Points-to resolution and the walks over the merged program recurse along the program's pointer
-# chains: thousands of calls deep on HAProxy once its own headers are project code. They run in a
-# thread with a large stack (reserved, committed on touch) under a raised recursion limit.
-DEEP_STACK = 1 << 30
-DEEP_RECURSION = 200_000
-
-
 def build_report(results: list[TuResult], sem: Semantics, opts: Options) -> Report:
-    """The Report of parsed units (run with a deep stack: see DEEP_STACK)."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append(_build_report(results, sem, opts))
-        except BaseException as exc:  # re-raised in the caller's thread
-            out.append(exc)
-
-    old_stack = threading.stack_size(DEEP_STACK)
-    old_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_limit, DEEP_RECURSION))
-    try:
-        t = threading.Thread(target=run, name="ftmb-analysis", daemon=True)
-        t.start()
-        t.join()
-    finally:
-        threading.stack_size(old_stack)
-        sys.setrecursionlimit(old_limit)
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
+    """The Report of parsed units (its walks recurse along the program's pointer chains: see deep.py)."""
+    return call_deep(_build_report, results, sem, opts)
 
 
 def _build_report(results: list[TuResult], sem: Semantics, opts: Options) -> Report:

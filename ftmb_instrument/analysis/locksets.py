@@ -102,6 +102,7 @@ class Locksets:
         """Walk a whole function; its summary is the join of the states at every return."""
         self._returns: list[State] = []
         self._jumps: list[list[State]] = [[]]
+        self._loops: dict[tuple[int, State], tuple[State, tuple[State, ...]]] = {}
         end = self._walk(usr, self.p.functions[usr].events, EMPTY, record)
         ends = self._returns + ([end] if end is not None else [])
         return _join(ends) if ends else EMPTY
@@ -122,13 +123,7 @@ class Locksets:
                     return None
                 state = _join(live)
             elif isinstance(e, Loop):
-                self._jumps.append([])
-                once = self._walk(usr, e.body, state, record=False)
-                start = _join([state] + ([once] if once is not None else []) + self._jumps[-1])
-                self._jumps[-1] = []
-                again = self._walk(usr, e.body, start, record)
-                exits = self._jumps.pop()
-                state = _join([state] + ([again] if again is not None else []) + exits)
+                state = self._loop(usr, e, state, record)
             elif isinstance(e, AccessFact):
                 if record:
                     self.at[(usr, e.id)] = state
@@ -137,6 +132,28 @@ class Locksets:
                     self.at[(usr, e.id)] = state
                 state = self._apply_call(usr, e, state)
         return state
+
+    def _loop(self, usr: str, loop: Loop, state: State, record: bool) -> State:
+        """The state after `loop`: its body walked once to find the state at its head, then again
+        from there. A walk that records nothing is remembered by (loop, state), with the returns it
+        met (its only effect outside the loop): each body walks twice, and nested loops would
+        otherwise walk their innermost body 2**depth times."""
+        key = (id(loop), state)
+        if not record and key in self._loops:
+            after, returns = self._loops[key]
+            self._returns.extend(returns)
+            return after
+        first_return = len(self._returns)
+        self._jumps.append([])
+        once = self._walk(usr, loop.body, state, record=False)
+        start = _join([state] + ([once] if once is not None else []) + self._jumps[-1])
+        self._jumps[-1] = []
+        again = self._walk(usr, loop.body, start, record)
+        exits = self._jumps.pop()
+        after = _join([state] + ([again] if again is not None else []) + exits)
+        if not record:
+            self._loops[key] = (after, tuple(self._returns[first_return:]))
+        return after
 
     def _apply_call(self, usr: str, call: CallFact, state: State) -> State:
         held, released = state

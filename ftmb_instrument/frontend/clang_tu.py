@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from clang import cindex as ci
 
+from ..deep import TOO_DEEP, call_deep, too_deep
 from ..errors import SuppressionError
 from ..facts import (
     BITFIELDS,
@@ -131,7 +132,7 @@ def parse_translation_unit(job: TuJob, sem: Semantics) -> TuResult:
     _setup_lib()
     _child_cache.clear()
     try:
-        return _parse_and_walk(index, job, sem)
+        return call_deep(_parse_and_walk, index, job, sem)  # the walks recurse along the AST's nesting
     finally:
         _child_cache.clear()
 
@@ -171,9 +172,10 @@ def _parse_and_walk(index: ci.Index, job: TuJob, sem: Semantics) -> TuResult:
     except SuppressionError as exc:
         diags.append(Diagnostic(str(exc).split(": ", 1)[0], "error", str(exc).split(": ", 1)[-1]))
         return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
-    except (WalkError, RecursionError) as exc:  # a walk that could not see the whole AST: no facts
-        why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the analysis walk (please report it)"
-        diags.append(Diagnostic(f"{name}:1:1", "fatal", why))
+    except Exception as exc:  # a walk that could not see the whole AST: no facts
+        if not isinstance(exc, WalkError) and not too_deep(exc):
+            raise
+        diags.append(Diagnostic(f"{name}:1:1", "fatal", str(exc) if isinstance(exc, WalkError) else TOO_DEEP))
         return TuResult(TranslationUnit(name, "failed", tuple(diags)), None)
     sites = None
     if job.sites:
@@ -370,10 +372,15 @@ def _is_global_var(d: ci.Cursor | None) -> bool:
 _child_cache: dict[tuple, list[ci.Cursor]] = {}
 
 
+def _key(c: ci.Cursor) -> tuple:
+    """A cursor's identity within its translation unit (its fields: the AST node it stands for)."""
+    d = c.data
+    return c._kind_id, c.xdata, d[0], d[1], d[2]
+
+
 def _children(c: ci.Cursor) -> list[ci.Cursor]:
     """The children of `c` (a shared list: do not modify it)."""
-    d = c.data
-    key = (c._kind_id, c.xdata, d[0], d[1], d[2])
+    key = _key(c)
     kids = _child_cache.get(key)
     if kids is None:
         kids = _child_cache[key] = children(c)
@@ -520,6 +527,11 @@ class _FunctionWalker:
         self.loop_written: dict[str, str] = {}  # usr -> reason
         self.for_counters: set[str] = set()
         self.escaping: set[str] = set()  # locals whose address is taken: stack objects
+        # Results of `taint` and `lvalue_obj` by cursor, kept from pass 2 on, where what they depend on
+        # (the locals' refs, taint and escaping, from pass 1) no longer changes: each sub-lvalue of a
+        # chain `a->b->...->z` is an access whose object is computed along the rest of the chain, and
+        # each step asks for its base's taint (quadratic, then cubic, in the chain's length).
+        self.memo: dict[tuple, object] | None = None
 
     # ---- helpers ---------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -658,7 +670,17 @@ class _FunctionWalker:
 
     def lvalue_obj(self, e: ci.Cursor, record: bool = True) -> tuple[set[Ref], set[str], list[ci.Cursor]]:
         """The objects an lvalue lives in, the taint of its element selection, and the
-        sub-expressions whose values are read to compute its address."""
+        sub-expressions whose values are read to compute its address (fresh containers: the memo
+        keeps its own)."""
+        if self.memo is None:
+            return self._lvalue_obj(e, record)
+        key = ("lvalue", record, _key(e))
+        if key not in self.memo:
+            self.memo[key] = self._lvalue_obj(e, record)
+        refs, taint, subs = self.memo[key]
+        return set(refs), set(taint), list(subs)
+
+    def _lvalue_obj(self, e: ci.Cursor, record: bool) -> tuple[set[Ref], set[str], list[ci.Cursor]]:
         e = _strip(e)
         k = e.kind
         if k == CK.DECL_REF_EXPR:
@@ -722,6 +744,14 @@ class _FunctionWalker:
         """What makes this value per-thread: "core" (the core id, thread-local storage) or
         "param:K" (parameter K, or a field of the struct it points to). Data read through arrays
         or computed by calls (hashes of packet fields) is not an identity and carries none."""
+        if self.memo is None:
+            return self._taint(e)
+        key = ("taint", _key(e))
+        if key not in self.memo:
+            self.memo[key] = self._taint(e)
+        return set(self.memo[key])
+
+    def _taint(self, e: ci.Cursor) -> set[str]:
         e = _strip(e)
         k = e.kind
         if k == CK.DECL_REF_EXPR and e.referenced is not None:
@@ -861,6 +891,7 @@ class _FunctionWalker:
         events: list = []
         if body is not None:
             self.collect_locals(body)
+            self.memo = {}
             self.stmt(body, events, depth=0)
         path, line, _, _ = self.tw.loc(self.fn)
         loop_state = []

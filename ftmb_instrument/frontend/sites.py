@@ -3,8 +3,9 @@
 The analysis names accesses and calls by location ("path:line:col", the expansion location). The
 rewriter needs more: the statement that contains a location, the byte ranges of its condition,
 initializers or returned value, and for a call its callee token, parentheses and arguments. This
-pass parses a translation unit once more (with the preprocessing record, to see macro
-invocations) and returns these extents, per project file, as plain data.
+pass scans the translation unit the analysis parsed (with the preprocessing record, to see macro
+invocations: clang_tu.parse_translation_unit with `sites`) and returns these extents, per project
+file, as plain data.
 
 All offsets are byte offsets into the file as it is on disk, end exclusive. A statement or call
 that a macro expansion produced is described by the extent of the invocation in the file, never
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 
 from clang import cindex as ci
 
-from .clang_tu import (UO_ADDR_OF, WalkError, _child_cache, _children, _setup_lib, _strip, _under, spelling_location,
-                       unary_kind)
+from ..deep import TOO_DEEP, too_deep
+from .clang_tu import UO_ADDR_OF, WalkError, _children, _strip, _under, spelling_location, unary_kind
 
 CK = ci.CursorKind
 TK = ci.TypeKind
@@ -227,25 +228,6 @@ def unqualified(spelling: str) -> str:
 
 # ---- the pass ----------------------------------------------------------------------------------
 
-def scan_sites(file: str, args: tuple[str, ...], project_root: str) -> TuSites:
-    """Parse `file` with `args`; extents for every function defined in a file under project_root."""
-    _setup_lib()
-    index = ci.Index.create()
-    try:
-        tu = index.parse(file, args=list(args), options=ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD)
-    except ci.TranslationUnitLoadError:
-        return TuSites(file, False, f"{file}:1:1: libclang could not parse this file")
-    for d in tu.diagnostics:
-        if d.severity >= ci.Diagnostic.Error:
-            f = d.location.file
-            return TuSites(file, False, f"{f.name if f else file}:{d.location.line}:{d.location.column}: {d.spelling}")
-    _child_cache.clear()
-    try:
-        return scan_parsed(tu, file, project_root)
-    finally:
-        _child_cache.clear()
-
-
 def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites:
     """The sites of a translation unit parsed without errors, with PARSE_DETAILED_PROCESSING_RECORD.
     Children come from clang_tu's cache (the analysis walk of the same parse has filled it; the
@@ -253,9 +235,10 @@ def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites
     scanner = _Scanner(tu, os.path.realpath(project_root))
     try:
         scanner.run()
-    except (WalkError, RecursionError) as exc:  # a scan that missed part of the AST must not be used
-        why = str(exc) if isinstance(exc, WalkError) else "nested too deeply for the site scan (please report it)"
-        return TuSites(file, False, f"{file}:1:1: {why}")
+    except Exception as exc:  # a scan that missed part of the AST must not be used
+        if not isinstance(exc, WalkError) and not too_deep(exc):
+            raise
+        return TuSites(file, False, f"{file}:1:1: {exc if isinstance(exc, WalkError) else TOO_DEEP}")
     return TuSites(file, True, "", scanner.files)
 
 
