@@ -270,3 +270,30 @@ def test_a_silent_link_is_reported_by_role(tmp_path):
         finally:
             for role in r.values():
                 role.stop()
+
+
+# A logger (or its whole host) killed mid-run, each role on its own host: the master does what
+# runtime/README.md documents (The loggers, Faults), reached through the relays, and OUT keeps what
+# was released (it is written as released). A NAT run of 12,000 packets at 3,000/s (about 4 s).
+@pytest.mark.parametrize("whole_host", [False, True], ids=["process", "host"])
+@pytest.mark.parametrize("victim", ["ol", "il"])
+def test_a_killed_logger_across_hosts(nat, tmp_path, victim, whole_host):
+    trace = tmp_path / "trace.pcap"
+    traffic.generate(trace, seed=7, flows=150, packets=12000, duration_s=0.5)
+    out = tmp_path / "out.pcap"
+    res = roles.logger_loss_on_hosts(nat_argv(nat, f"l{victim}"), trace, out, tmp_path, victim=victim,
+                                     kill_at=1.5, whole_host=whole_host, rate=3000)
+    logs = "\n".join(res.report)
+    assert res.ok, res.failure + "\n" + logs
+    assert [line.split(":")[0] for line in res.report] == ["il", "ol", "m"]
+    assert f"the {roles.LOGGERS[victim]} of session hosts" in res.master_said
+    assert res.released_at_kill > 0  # the output logger had been releasing
+    assert res.released >= res.released_at_kill
+    m_line = res.report[2]
+    assert res.master_said in m_line
+    if victim == "ol":
+        assert res.master_rc is None and "program running" in m_line  # forwarding without fault tolerance
+        assert "no fault tolerance" in res.master_said, res.master_said
+    else:
+        assert res.master_rc == 0 and "program exit 0" in m_line  # the input ended: a clean stop
+        assert len(released(out)) == res.released
