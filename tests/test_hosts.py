@@ -284,6 +284,7 @@ def test_a_killed_logger_across_hosts(nat, tmp_path, victim, whole_host):
     res = roles.logger_loss_on_hosts(nat_argv(nat, f"l{victim}"), trace, out, tmp_path, victim=victim,
                                      kill_at=1.5, whole_host=whole_host, rate=3000)
     logs = "\n".join(res.report)
+    print(f"{victim} {whole_host}: released {res.released_at_kill} at the kill, {res.released} in the end\n{logs}")
     assert res.ok, res.failure + "\n" + logs
     assert [line.split(":")[0] for line in res.report] == ["il", "ol", "m"]
     assert f"the {roles.LOGGERS[victim]} of session hosts" in res.master_said
