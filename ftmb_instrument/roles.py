@@ -374,7 +374,8 @@ class LoggerLossResult:
 
 
 def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
-                         victim: str, kill_at: float, whole_host: bool = False, rate: int | None = None,
+                         victim: str, kill_at: float, whole_host: bool = False, queues: int = 1,
+                         rate: int | None = None,
                          timeout_ms: int = 500, timeout_s: float = 120.0) -> LoggerLossResult:
     """A logger dies mid-run, each role on its own host (il, ol, m): `victim` il or ol, its process
     SIGKILLed `kill_at` s after the master started (`whole_host`: every process of its host, the
@@ -384,7 +385,7 @@ def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: 
     - input logger: the input ends; the NAT stops through its SIGINT handler, exit 0, and the
       output logger releases everything the master sent before (its end is reported);
     - output logger: logging off, the master goes on forwarding through its port (no fault
-      tolerance) until stopped; what the logger released is in OUT (written as released)."""
+      tolerance) until stopped or its input ends; what the logger released is in OUT (written as released)."""
     from .netns import Topology
 
     if victim not in LOGGERS:
@@ -396,7 +397,7 @@ def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: 
         r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
         try:
             in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
-            start_input_logger(r["il"], input_pcap, in_addr, rate=rate, timeout_ms=timeout_ms)
+            start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms)
             start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms)
             prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
             time.sleep(kill_at)
@@ -423,7 +424,7 @@ def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: 
                 res.failure = f"the master did not declare its {LOGGERS[victim]} gone"
             elif victim == "il" and res.master_rc != 0:
                 res.failure = f"the master did not stop cleanly once its input ended (exit {res.master_rc})"
-            elif victim == "ol" and res.master_rc is not None:
+            elif victim == "ol" and res.master_rc not in (None, 0):  # (0: it finished its input meanwhile)
                 res.failure = f"the master stopped ({res.master_rc}) instead of forwarding without its output logger"
             elif victim == "il" and not _wait(lambda: _master_ends(r["ol"]), 30):
                 res.failure = "the output logger did not report the master's end"

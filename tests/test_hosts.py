@@ -216,6 +216,31 @@ def test_netns_run_command(tmp_path):
     assert "replay check: 4000 regenerated, 0 mismatches" in p.stdout, p.stdout
 
 
+def test_netns_run_kill_logger_command(tmp_path):
+    """`netns-run --kill-logger ol --whole-host`: the output logger's host fails; one line per role,
+    the master forwarding on without fault tolerance; a bad role is one line."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True, capture_output=True,
+                   timeout=600)
+    trace = tmp_path / "in.pcap"
+    traffic.generate(trace, seed=7, flows=40, packets=20000, duration_s=0.5)
+    p = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "out.pcap"), "--kill-logger", "ol",
+                        "--kill-at", "1.0", "--whole-host", "--queues", "2", "--rate", "2000", "--timeout-ms", "500",
+                        "--workdir", str(tmp_path / "w"), "--", str(FWD), "2"], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:3]] == ["il", "ol", "m"], p.stdout
+    # forwarding on: still running, or finished its input (exit 0) while the loss was settling
+    assert re.search(r"program (running|exit 0); ftmb: the output logger of session hosts", lines[2]), p.stdout
+    m = re.match(r"output logger's host killed at 1 s; released (\d+) by then, (\d+) in the end", lines[3])
+    assert m and 0 < int(m[1]) == int(m[2]) < 20000, p.stdout  # nothing released after the death
+    bad = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "o2.pcap"), "--kill-logger", "master",
+                          "--workdir", str(tmp_path / "w2"), "--", str(FWD), "2"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "master: expected il (input logger) or ol (output logger)" in bad.stderr, bad.stderr
+
+
 def test_unmodified_dpdk_l2fwd_survives_the_loss_of_the_masters_host(tmp_path):
     """Debian's l2fwd (dpdk-doc sources copied at test time, built with ftmb-cc, 2 lcores on 2 ports)
     under `netns-run`: the master's host fails at 1.0 s, the cold backup replays the log and goes

@@ -129,7 +129,7 @@ def netns_run(
         if kill_master_at is not None:
             raise InputError("--kill-logger and --kill-master-at: one failure per run")
         loss = roles.logger_loss_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(),
-                                          victim=kill_logger, kill_at=kill_at, whole_host=whole_host, rate=rate,
+                                          victim=kill_logger, kill_at=kill_at, whole_host=whole_host, queues=queues, rate=rate,
                                           timeout_ms=timeout_ms)
         for line in loss.report:
             print(line)
