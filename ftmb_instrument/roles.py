@@ -365,6 +365,7 @@ class LoggerLossResult:
     released: int = 0             # packets in OUT at the end (OUT is written as released: kept)
     master_rc: int | None = None  # None: still forwarding when it was stopped
     master_said: str = ""         # the master's line about the logger it declared gone
+    declared_after_s: float = -1  # from the kill to that line (within 50 ms): link and peer timeouts
     report: list[str] = field(default_factory=list)  # one line per role
     failure: str = ""
 
@@ -413,8 +414,11 @@ def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: 
             res.released_at_kill = _count(output_pcap)
             # the export's check, the link's timeout, the master's peer timeout, and a margin
             settle = (timeout_ms * 3 + peer_timeout_ms) / 1000 + 3
+            killed = time.monotonic()
+            if _wait(lambda: " is gone (" in r["m"].err("program"), settle):
+                res.declared_after_s = time.monotonic() - killed
             try:
-                prog.wait(timeout=settle if victim == "ol" else timeout_s)
+                prog.wait(timeout=max(0.0, killed + settle - time.monotonic()) if victim == "ol" else timeout_s)
             except subprocess.TimeoutExpired:
                 pass
             res.master_rc = prog.poll()

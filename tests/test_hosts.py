@@ -232,7 +232,7 @@ def test_netns_run_kill_logger_command(tmp_path):
     assert [ln.split(":")[0] for ln in lines[:3]] == ["il", "ol", "m"], p.stdout
     # forwarding on: still running, or finished its input (exit 0) while the loss was settling
     assert re.search(r"program (running|exit 0); ftmb: the output logger of session hosts", lines[2]), p.stdout
-    m = re.match(r"output logger's host killed at 1 s; released (\d+) by then, (\d+) in the end", lines[3])
+    m = re.match(r"output logger's host killed at 1 s; released (\d+) by then, (\d+) in the end; the master declared it gone \d+\.\d+ s after", lines[3])
     assert m and 0 < int(m[1]) == int(m[2]) < 20000, p.stdout  # nothing released after the death
     bad = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "o2.pcap"), "--kill-logger", "master",
                           "--workdir", str(tmp_path / "w2"), "--", str(FWD), "2"], capture_output=True, text=True,
@@ -309,10 +309,12 @@ def test_a_killed_logger_across_hosts(nat, tmp_path, victim, whole_host):
     res = roles.logger_loss_on_hosts(nat_argv(nat, f"l{victim}"), trace, out, tmp_path, victim=victim,
                                      kill_at=1.5, whole_host=whole_host, rate=3000)
     logs = "\n".join(res.report)
-    print(f"{victim} {whole_host}: released {res.released_at_kill} at the kill, {res.released} in the end\n{logs}")
+    print(f"{victim} {whole_host}: released {res.released_at_kill} at the kill, {res.released} in the end, "
+          f"declared gone {res.declared_after_s:.2f} s after the kill\n{logs}")
     assert res.ok, res.failure + "\n" + logs
     assert [line.split(":")[0] for line in res.report] == ["il", "ol", "m"]
     assert f"the {roles.LOGGERS[victim]} of session hosts" in res.master_said
+    assert res.declared_after_s > 0
     assert res.released_at_kill > 0  # the output logger had been releasing
     assert res.released >= res.released_at_kill
     m_line = res.report[2]

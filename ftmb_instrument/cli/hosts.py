@@ -135,7 +135,8 @@ def netns_run(
             print(line)
         where = "'s host" if whole_host else ""
         print(f"{roles.LOGGERS[kill_logger]}{where} killed at {kill_at:g} s; "
-              f"released {loss.released_at_kill} by then, {loss.released} in the end; stderr of each process in {work}/")
+              f"released {loss.released_at_kill} by then, {loss.released} in the end; the master declared it gone "
+              f"{loss.declared_after_s:.2f} s after; stderr of each process in {work}/")
         if not loss.ok:
             raise InputError(loss.failure)
         return
