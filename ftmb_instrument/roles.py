@@ -344,6 +344,121 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
             res.logs = {f"{role.name}/{w}": role.err(w) for role in (*r.values(), verifier) for w, _ in role.procs}
 
 
+LOGGERS = {"il": "input logger", "ol": "output logger"}
+
+
+def report(role: Role) -> str:
+    """One line for a role: each process's state, and the master's word on a logger it declared gone."""
+    parts = []
+    for what, p in role.procs:
+        rc = p.poll()
+        parts.append(f"{what} " + ("running" if rc is None else f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"))
+    gone = [ln for ln in role.err("program").splitlines() if " is gone (" in ln]
+    return f"{role.name}: " + ", ".join(parts or ["nothing started"]) + (f"; {gone[0].strip()}" if gone else "")
+
+
+@dataclass
+class LoggerLossResult:
+    """What `logger_loss_on_hosts` saw; `ok` when the master did what runtime/README.md documents."""
+
+    released_at_kill: int = 0     # packets in OUT when the logger (or its host) was killed
+    released: int = 0             # packets in OUT at the end (OUT is written as released: kept)
+    master_rc: int | None = None  # None: still forwarding when it was stopped
+    master_said: str = ""         # the master's line about the logger it declared gone
+    declared_after_s: float = -1  # from the kill to that line (within 50 ms): link and peer timeouts
+    report: list[str] = field(default_factory=list)  # one line per role
+    failure: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+
+def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
+                         victim: str, kill_at: float, whole_host: bool = False, queues: int = 1,
+                         rate: int | None = None,
+                         timeout_ms: int = 500, timeout_s: float = 120.0) -> LoggerLossResult:
+    """A logger dies mid-run, each role on its own host (il, ol, m): `victim` il or ol, its process
+    SIGKILLed `kill_at` s after the master started (`whole_host`: every process of its host, the
+    namespace deleted). The master's documented behaviour (runtime/README.md, The loggers, Faults),
+    which the link's loss reaches through the relays (the export sees its logger die, the import its
+    link close, the master the import's region go silent):
+    - input logger: the input ends; the NAT stops through its SIGINT handler, exit 0, and the
+      output logger releases everything the master sent before (its end is reported);
+    - output logger: logging off, the master goes on forwarding through its port (no fault
+      tolerance) until stopped or its input ends; what the logger released is in OUT (written as released)."""
+    from .netns import Topology
+
+    if victim not in LOGGERS:
+        raise InputError(f"{victim}: expected il (input logger) or ol (output logger)")
+    res = LoggerLossResult()
+    s = "hosts"
+    peer_timeout_ms = max(timeout_ms * 2, 2000)  # (start_master's FTMB_PEER_TIMEOUT_MS)
+    with Topology(["il", "ol", "m"]) as topo:
+        r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
+        try:
+            in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
+            start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms)
+            start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms)
+            prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
+            time.sleep(kill_at)
+            if prog.poll() is not None:
+                res.failure = f"the master exited ({prog.returncode}) before {kill_at:g} s"
+                return res
+            if whole_host:
+                topo.fail(victim)
+            else:
+                logger = dict(r[victim].procs)["input-logger" if victim == "il" else "output-logger"]
+                os.kill(logger.pid, signal.SIGKILL)
+                logger.wait()
+            res.released_at_kill = _count(output_pcap)
+            # the export's check, the link's timeout, the master's peer timeout, and a margin
+            settle = (timeout_ms * 3 + peer_timeout_ms) / 1000 + 3
+            killed = time.monotonic()
+            if _wait(lambda: " is gone (" in r["m"].err("program"), settle):
+                res.declared_after_s = time.monotonic() - killed
+            try:
+                prog.wait(timeout=max(0.0, killed + settle - time.monotonic()) if victim == "ol" else timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+            res.master_rc = prog.poll()
+            said = [ln.strip() for ln in r["m"].err("program").splitlines() if " is gone (" in ln]
+            res.master_said = said[0] if said else ""
+            if f"the {LOGGERS[victim]} of session {s}" not in res.master_said:
+                res.failure = f"the master did not declare its {LOGGERS[victim]} gone"
+            elif victim == "il" and res.master_rc != 0:
+                res.failure = f"the master did not stop cleanly once its input ended (exit {res.master_rc})"
+            elif victim == "ol" and res.master_rc not in (None, 0):  # (0: it finished its input meanwhile)
+                res.failure = f"the master stopped ({res.master_rc}) instead of forwarding without its output logger"
+            elif victim == "il" and not _wait(lambda: _master_ends(r["ol"]), 30):
+                res.failure = "the output logger did not report the master's end"
+            res.report = [report(role) for role in r.values()]
+            if victim == "ol" and prog.poll() is None:
+                os.killpg(prog.pid, signal.SIGINT)
+                try:
+                    prog.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            res.released = _count(output_pcap)
+            if not res.failure and res.released < res.released_at_kill:
+                res.failure = f"OUT lost packets: {res.released_at_kill} at the kill, {res.released} at the end"
+            return res
+        finally:
+            for role in r.values():
+                role.stop()
+            if not res.report:
+                res.report = [report(role) for role in r.values()]
+
+
+def _wait(cond, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _count(path: Path) -> int:
     from .pcap import read_pcap
     try:

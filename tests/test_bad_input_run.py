@@ -216,6 +216,24 @@ def test_a_logger_stopped_past_the_peer_timeout_is_declared_gone_and_the_run_say
     assert leftovers(proc.pid, tmp_path / "tmpdir") == []
 
 
+@pytest.mark.parametrize("victim,who", [("ftmb-output-logger", "output"), ("ftmb-input-logger", "input")])
+def test_a_logger_killed_mid_run_keeps_what_was_released_and_the_run_says_so(trace, tmp_path, victim, who):
+    # a real SIGKILL of a logger on one host: the master declares it gone (runtime/README.md, The
+    # loggers, Faults), the run fails in one line, and OUT keeps every packet released before the kill
+    out = tmp_path / "o.pcap"
+    proc = start_paced(tmp_path, trace, out, FTMB_PEER_TIMEOUT_MS="1000")
+    pid = run_children(proc.pid)[victim]
+    os.kill(pid, signal.SIGKILL)
+    at_kill = released(out)
+    stdout, stderr = proc.communicate(timeout=90)
+    line = one_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), 1, f"{out} keeps the")
+    n = released(out)
+    assert 0 < at_kill <= n < 3000 and f"keeps the {n} packets" in line, (at_kill, n, line)
+    if who == "output":
+        assert n == at_kill  # nothing released after its death
+    assert leftovers(proc.pid, tmp_path / "tmpdir") == []
+
+
 def test_a_master_stopped_for_a_while_is_waited_for(trace, tmp_path):
     # the loggers judge the master by its process only: a stopped master may resume, and giving up
     # on it would leave two masters; the run's --timeout bounds the wait

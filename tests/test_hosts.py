@@ -216,6 +216,31 @@ def test_netns_run_command(tmp_path):
     assert "replay check: 4000 regenerated, 0 mismatches" in p.stdout, p.stdout
 
 
+def test_netns_run_kill_logger_command(tmp_path):
+    """`netns-run --kill-logger ol --whole-host`: the output logger's host fails; one line per role,
+    the master forwarding on without fault tolerance; a bad role is one line."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True, capture_output=True,
+                   timeout=600)
+    trace = tmp_path / "in.pcap"
+    traffic.generate(trace, seed=7, flows=40, packets=20000, duration_s=0.5)
+    p = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "out.pcap"), "--kill-logger", "ol",
+                        "--kill-at", "1.0", "--whole-host", "--queues", "2", "--rate", "2000", "--timeout-ms", "500",
+                        "--workdir", str(tmp_path / "w"), "--", str(FWD), "2"], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:3]] == ["il", "ol", "m"], p.stdout
+    # forwarding on: still running, or finished its input (exit 0) while the loss was settling
+    assert re.search(r"program (running|exit 0); ftmb: the output logger of session hosts", lines[2]), p.stdout
+    m = re.match(r"output logger's host killed at 1 s; released (\d+) by then, (\d+) in the end; the master declared it gone \d+\.\d+ s after", lines[3])
+    assert m and 0 < int(m[1]) == int(m[2]) < 20000, p.stdout  # nothing released after the death
+    bad = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "o2.pcap"), "--kill-logger", "master",
+                          "--workdir", str(tmp_path / "w2"), "--", str(FWD), "2"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "master: expected il (input logger) or ol (output logger)" in bad.stderr, bad.stderr
+
+
 def test_unmodified_dpdk_l2fwd_survives_the_loss_of_the_masters_host(tmp_path):
     """Debian's l2fwd (dpdk-doc sources copied at test time, built with ftmb-cc, 2 lcores on 2 ports)
     under `netns-run`: the master's host fails at 1.0 s, the cold backup replays the log and goes
@@ -270,3 +295,33 @@ def test_a_silent_link_is_reported_by_role(tmp_path):
         finally:
             for role in r.values():
                 role.stop()
+
+
+# A logger (or its whole host) killed mid-run, each role on its own host: the master does what
+# runtime/README.md documents (The loggers, Faults), reached through the relays, and OUT keeps what
+# was released (it is written as released). A NAT run of 12,000 packets at 3,000/s (about 4 s).
+@pytest.mark.parametrize("whole_host", [False, True], ids=["process", "host"])
+@pytest.mark.parametrize("victim", ["ol", "il"])
+def test_a_killed_logger_across_hosts(nat, tmp_path, victim, whole_host):
+    trace = tmp_path / "trace.pcap"
+    traffic.generate(trace, seed=7, flows=150, packets=12000, duration_s=0.5)
+    out = tmp_path / "out.pcap"
+    res = roles.logger_loss_on_hosts(nat_argv(nat, f"l{victim}"), trace, out, tmp_path, victim=victim,
+                                     kill_at=1.5, whole_host=whole_host, rate=3000)
+    logs = "\n".join(res.report)
+    print(f"{victim} {whole_host}: released {res.released_at_kill} at the kill, {res.released} in the end, "
+          f"declared gone {res.declared_after_s:.2f} s after the kill\n{logs}")
+    assert res.ok, res.failure + "\n" + logs
+    assert [line.split(":")[0] for line in res.report] == ["il", "ol", "m"]
+    assert f"the {roles.LOGGERS[victim]} of session hosts" in res.master_said
+    assert res.declared_after_s > 0
+    assert res.released_at_kill > 0  # the output logger had been releasing
+    assert res.released >= res.released_at_kill
+    m_line = res.report[2]
+    assert res.master_said in m_line
+    if victim == "ol":
+        assert res.master_rc is None and "program running" in m_line  # forwarding without fault tolerance
+        assert "no fault tolerance" in res.master_said, res.master_said
+    else:
+        assert res.master_rc == 0 and "program exit 0" in m_line  # the input ended: a clean stop
+        assert len(released(out)) == res.released

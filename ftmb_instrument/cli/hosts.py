@@ -108,6 +108,9 @@ def netns_run(
     rate: Annotated[Optional[int], typer.Option("--rate", help="Packets per second.")] = None,
     timeout_ms: Annotated[int, TIMEOUT] = 2000,
     workdir: Annotated[Optional[Path], WORKDIR] = None,
+    kill_logger: Annotated[Optional[str], typer.Option("--kill-logger", help="il or ol: SIGKILL that logger at --kill-at seconds instead (no backup; the master's documented behaviour is checked).")] = None,
+    kill_at: Annotated[float, typer.Option("--kill-at", help="Seconds after the master's start, for --kill-logger.")] = 1.5,
+    whole_host: Annotated[bool, typer.Option("--whole-host", help="With --kill-logger: the logger's whole host fails.")] = False,
 ) -> None:
     """Every role on its own host, on this machine (root: one network namespace and /dev/shm per host,
     veth pairs and a bridge): input logger, output logger, master; with --kill-master-at the master's
@@ -122,6 +125,21 @@ def netns_run(
     if not input_pcap.is_file():
         raise InputError(f"{input_pcap}: no such file")
     work = workdir or Path("ftmb-netns-run")
+    if kill_logger is not None:
+        if kill_master_at is not None:
+            raise InputError("--kill-logger and --kill-master-at: one failure per run")
+        loss = roles.logger_loss_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(),
+                                          victim=kill_logger, kill_at=kill_at, whole_host=whole_host, queues=queues, rate=rate,
+                                          timeout_ms=timeout_ms)
+        for line in loss.report:
+            print(line)
+        where = "'s host" if whole_host else ""
+        print(f"{roles.LOGGERS[kill_logger]}{where} killed at {kill_at:g} s; "
+              f"released {loss.released_at_kill} by then, {loss.released} in the end; the master declared it gone "
+              f"{loss.declared_after_s:.2f} s after; stderr of each process in {work}/")
+        if not loss.ok:
+            raise InputError(loss.failure)
+        return
     res = roles.run_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(), queues=queues,
                              rate=rate, kill_master_at=kill_master_at, timeout_ms=timeout_ms)
     if kill_master_at is not None:
