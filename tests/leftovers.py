@@ -7,7 +7,8 @@ instrumented programs (FTMB_SESSION in their environment) or loggers (ftmb-input
 ftmb-output-logger). Paths are compared with a snapshot taken when the session starts, so what a
 developer's own runs left before is not counted, and a path that a live process outside the session
 names on its command line (a run of another session on the same machine: its loggers' --session,
-its --file-prefix, its run directory) is not counted either; processes are the session's by a token
+its --file-prefix, its run directory) or whose name carries the pid of a live process outside the
+session (run-PID-..., a test's --file-prefix=ftmbhPID...) is not counted either; processes are the session's by a token
 in the environment every process it starts inherits (FTMB_TEST_SESSION).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import time
 import uuid
 
@@ -61,8 +63,16 @@ def key(path: str) -> str:
 def leftovers(before: set[str], token: str) -> list[str]:
     mine = f"{TOKEN_VAR}={token}".encode()
     procs = live_processes()
-    others = "\0".join(a for _, env, argv in procs if mine not in env for a in argv)
-    left = sorted(p for p in paths() - before if key(p) not in others)
+    theirs = [(pid, argv) for pid, env, argv in procs if mine not in env and int(pid) != os.getpid()]
+    others = "\0".join(a for _, argv in theirs for a in argv)
+    their_pids = {pid for pid, _ in theirs}
+
+    def another_sessions(path: str) -> bool:
+        """Named on a live process's command line, or after its pid (run-PID-..., a test's
+        --file-prefix=ftmbhPID...): a process outside this session made it."""
+        return key(path) in others or bool(set(re.findall(r"\d{3,}", os.path.basename(path))) & their_pids)
+
+    left = sorted(p for p in paths() - before if not another_sessions(p))
     for pid, env, argv in procs:
         if mine in env and (any(e.startswith(b"FTMB_SESSION=") for e in env)
                             or os.path.basename(argv[0]) in LOGGERS):
