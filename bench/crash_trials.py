@@ -72,14 +72,16 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     if not res.ok:
         return res, verify.Verdict(replay_failure=res.failure)
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]
+    served = verify.run_conditions(out)  # the reference run is served as this run was (its manifest)
     variant = "-".join(args).replace("/", "_") if args is not None else "default"
-    reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}.pcap"
+    reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}-{served['rate']}-{served['tick_us']}.pcap"
     if not reference.exists():  # the uninterrupted run, once per example, worker count and trace
-        ref = runlib.run(ref_argv, trace, reference, queues=queues, timeout_s=120)
+        ref = runlib.run(ref_argv, trace, reference, queues=queues, timeout_s=120, **served)
         if not ref.ok:
             return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
     v = verify.verify(ref_argv, trace, out, queues=queues, example=example,
-                      example_args=ARGS[example] if args is None else args, workdir=workdir, reference=reference)
+                      example_args=ARGS[example] if args is None else args, workdir=workdir, reference=reference,
+                      **served)
     v.add_replay_check(res.replay_check)
     return res, v
 

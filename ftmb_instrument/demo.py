@@ -90,7 +90,8 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
         say(f"4/5 the backup ({'the newest checkpoint' if fo and fo.from_snapshot else 'replaying from the start'}) "
             "replayed the log and took over; verifying against an uninterrupted run ...")
         ref_argv = [a + "r" if a.startswith("--file-prefix") else a for a in argv]
-        v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir)
+        v = verify.verify(ref_argv, trace, out, queues=workers, example="nat", workdir=workdir,
+                          **verify.run_conditions(out))
         v.add_replay_check(res.replay_check)
     finally:
         # DPDK makes a runtime directory per --file-prefix even with --no-shconf (its telemetry

@@ -145,6 +145,16 @@ def exactly_once(released: Path, reference: Path) -> list[inv.Violation]:
     return out
 
 
+def run_conditions(released: str | Path) -> dict:
+    """How the run that released `released` was served, from its manifest (OUT.ftmb.json): the
+    input logger's `rate` and `tick_us`, as keyword arguments for `verify` and `run.run` (both None
+    when there is no manifest: served unpaced, at the default tick)."""
+    manifest = runlib.read_manifest(released)
+    if manifest is None:
+        return {"rate": None, "tick_us": None}
+    return {"rate": manifest["rate"], "tick_us": manifest["tick_us"]}
+
+
 def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
            queues: int, threads: int | None = None, example: str | None = None,
            example_args: Sequence[str] = (),
@@ -184,4 +194,4 @@ def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
     return v
 
 
-__all__ = ["CHECKERS", "Verdict", "verify", "compare", "exactly_once", "split_input"]
+__all__ = ["CHECKERS", "Verdict", "run_conditions", "verify", "compare", "exactly_once", "split_input"]

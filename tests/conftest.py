@@ -11,3 +11,6 @@ import signal  # noqa: E402
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# After the suite, fail the run if anything of ours it started is left (tests/leftovers.py).
+from leftovers import pytest_sessionfinish, pytest_sessionstart  # noqa: E402,F401

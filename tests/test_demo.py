@@ -11,7 +11,11 @@ from ftmb_instrument.cli import main
 from ftmb_instrument.demo import dpdk_runtime_dir
 
 
-def test_demo_recovers_and_verifies(tmp_path, capsys):
+def test_demo_recovers_and_verifies(tmp_path, capsys, monkeypatch):
+    from ftmb_instrument import verify
+    served = []  # verify's reference run is served as the demo's run was (its manifest: rate and tick)
+    real = verify.verify
+    monkeypatch.setattr(verify, "verify", lambda *a, **kw: served.append(kw) or real(*a, **kw))
     rc = main(["demo", "--workdir", str(tmp_path), "--workers", "1", "--kill-at", "0.5"])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -24,6 +28,7 @@ def test_demo_recovers_and_verifies(tmp_path, capsys):
     assert re.search(r"pool_exhausted_drops nat\.c:\d+ atomic each result logged", cells), out
     assert re.search(r"What the plan does: \d+ edited sites \(.*\d+ lock,", text), text
     assert "verification: PASS" in text
+    assert [kw.get("rate") for kw in served] == [5000], served  # the demo's default rate
     assert re.search(r"(the newest checkpoint|the standby \(from the start\)) live [\d.]+ ms after the failure",
                      text) or "no failure happened" in text, text
     if "no failure happened" not in text:

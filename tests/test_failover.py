@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ftmb_instrument import run as runlib
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -36,6 +38,8 @@ def test_master_killed_mid_run_backup_takes_over(build_dir, tmp_path, example, w
     res, verdict = crash_trials.trial(build_dir, example, workers, kill_at, tmp_path, rate=5000)
     assert res.ok, f"seed {seed}: {res.failure}\n{res.nf_stderr[-2000:]}"
     assert verdict.ok, f"seed {seed}: " + "\n".join(str(v) for v in verdict.violations[:10])
+    reference, = tmp_path.glob("reference-*.pcap")  # the uninterrupted run was served as the failover run
+    assert runlib.read_manifest(reference)["rate"] == 5000
     if res.failover is not None:  # the master may have finished before the kill on a slow machine
         assert res.failover.recovered, f"seed {seed}: the backup never went live"
         assert res.held == 0

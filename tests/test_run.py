@@ -331,10 +331,10 @@ def test_program_that_never_drains_times_out(trace, tmp_path):
     one_line_error(proc, "stuck-nf", "still running after 3 s", "queue 1: took 0 of")
 
 
-def start_paced_run(trace, tmp_path, rate=1000, extra=()):
+def start_paced_run(trace, tmp_path, rate=1000, extra=(), env=None):
     proc = subprocess.Popen([*CLI, "run", "--in", str(trace), "--out", str(tmp_path / "o.pcap"), "--queues", "2",
                              "--rate", str(rate), *extra, "--", str(FWD), "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # 3000 packets at 1000/s: a 3 s run
         kids = children_of(proc.pid)
@@ -387,12 +387,58 @@ def test_snapshots_do_not_outlive_their_session(trace, tmp_path):
         time.sleep(0.05)
 
 
+def test_a_backup_that_took_over_does_not_outlive_its_session(trace, tmp_path):
+    """The master SIGKILLed, its newest snapshot took over (a process the run adopted as subreaper,
+    without the parent-death signal of the processes it started), then the run SIGKILLed: the loggers
+    die with the run, and the backup must see its session gone and exit (runtime.c,
+    _ftmb_exit_if_session_gone) instead of polling and forking checkpoints forever. The forwarder
+    polls on after its input ends (FTMB_TEST_FWD_FOREVER=1), as a DPDK application's loop does."""
+    proc, kids = start_paced_run(trace, tmp_path, rate=100,
+                                 extra=("--failover", "--checkpoint-ms", "20", "--kill-master-at", "1.5"),
+                                 env=dict(os.environ, FTMB_TEST_FWD_FOREVER="1"))
+    master, = [pid for pid in _children(proc.pid) if b"FTMB_MODE=record" in _environ(pid)]  # (the other: standby)
+    deadline = time.monotonic() + 30
+    while True:  # the backup: a snapshot the run adopted when the master died, in record mode (not the standby)
+        backup = [pid for pid in _children(proc.pid) if pid != master and _state(pid) not in ("Z", "gone")
+                  and b"FTMB_MODE=record" in _environ(pid)]
+        if backup and _state(master) in ("Z", "gone"):
+            break
+        assert time.monotonic() < deadline and proc.poll() is None, "no backup took over"
+        time.sleep(0.05)
+    time.sleep(0.5)  # live, forwarding and checkpointing
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while _state(backup[0]) not in ("Z", "gone") or leftovers(proc.pid):
+        assert time.monotonic() < deadline, (_state(backup[0]), leftovers(proc.pid))
+        time.sleep(0.05)
+
+
 def test_nothing_of_the_session_outlives_the_run(trace, tmp_path):
     # A helper in a session of its own (no process group or parent-death signal of the run's reaches
     # it), with the session in its environment: the run ends it too (cli() checks for leftovers).
     prog = script(tmp_path, "helper-nf", f"setsid sleep 60 & exec {FWD} 1")
     proc = cli("run", "--in", trace, "--out", tmp_path / "o.pcap", "--", prog)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 def _state(pid: int) -> str:

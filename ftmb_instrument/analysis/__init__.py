@@ -12,6 +12,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -54,10 +55,20 @@ def _parse(job: TuJob) -> TuResult:
 
 
 def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, console: Console | None,
-              sites: bool = False) -> list[TuResult]:
-    """Parse and walk every unit (with `sites`, also scan the rewriter's sites from the same parse)."""
+              sites: Callable[[object], None] | None = None) -> list[TuResult]:
+    """Parse and walk every unit. With `sites`, also scan the rewriter's sites from the same parse
+    and hand each parsed unit's scan (a frontend.sites.TuSites) to `sites` as it arrives, in the
+    order of `commands`; the results then carry none (they would hold every header once per unit)."""
     root = os.path.realpath(opts.project_root)
-    jobs = [TuJob(c.file, c.args, root, root, sites) for c in commands]
+    jobs = [TuJob(c.file, c.args, root, root, sites is not None) for c in commands]
+
+    def done(r: TuResult) -> None:
+        if sites is not None:
+            if r.unit.status == "ok" and r.sites is not None:
+                sites(r.sites)
+            r.sites = None
+        results.append(r)
+
     n = opts.jobs or os.cpu_count() or 1
     show = opts.progress and console is not None and len(jobs) >= PROGRESS_THRESHOLD
     results: list[TuResult] = []
@@ -67,7 +78,7 @@ def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, con
         if n == 1 or len(jobs) == 1:
             _init_worker(sem)
             for j in jobs:
-                results.append(_parse(j))
+                done(_parse(j))
                 bar.advance(task)
         else:
             # Leaving the block terminates the workers: on SIGINT (or an error) the parses under way
@@ -83,7 +94,7 @@ def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, con
             with pool:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 for r in pool.imap(_parse, jobs):
-                    results.append(r)
+                    done(r)
                     bar.advance(task)
     return results
 

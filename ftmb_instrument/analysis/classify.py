@@ -201,17 +201,19 @@ class Classifier:
         merged: dict[ObjKey, ObjectInfo] = {}
         for (kind, key), infos in by_object.items():
             paths = [i.key[2] for i in infos]
+            # each proper prefix of a path -> the struct types of the steps taken from it (linear in
+            # the paths; comparing every pair was quadratic: thousands of members on HAProxy)
+            steps: dict[Path, set[str]] = {}
+            for q in paths:
+                for n in range(len(q)):
+                    steps.setdefault(q[:n], set()).add(q[n][0])
             whole: set[Path] = set()
             for info in infos:
                 p = info.key[2]
-                inside = any(len(q) > len(p) and q[:len(p)] == p for q in paths)
-                if inside and any(self._concurrent(a) for a in info.accesses):
+                if p in steps and any(self._concurrent(a) for a in info.accesses):  # parts inside it
                     whole.add(p)
-            for i, a in enumerate(paths):
-                for b in paths[i + 1:]:
-                    n = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), None)
-                    if n is not None and a[n][0] != b[n][0]:
-                        whole.add(a[:n])
+            # two paths that part through different struct types: the object seen through a cast
+            whole.update(prefix for prefix, types in steps.items() if len(types) > 1)
 
             def owner(p: Path) -> Path:
                 return next((p[:n] for n in range(len(p) + 1) if p[:n] in whole), p)

@@ -54,8 +54,7 @@ def verify_command(
                                  param_hint="--example")
     argv_opts = nf_argv[nf_argv.index("--") + 1:] if "--" in nf_argv else []
     v = verifylib.verify(nf_argv, input_pcap, released, queues=queues, threads=threads, example=example,
-                         example_args=argv_opts, rate=manifest["rate"] if manifest else None,
-                         tick_us=manifest["tick_us"] if manifest else None)
+                         example_args=argv_opts, **verifylib.run_conditions(released))
     console = Console(highlight=False)
     if manifest is not None:
         console.print(f"conditions from {runlib.manifest_path(released)}: {len(nf_argv) and nf_argv[0]}, "

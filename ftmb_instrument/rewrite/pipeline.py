@@ -12,16 +12,43 @@ from ..model import Report
 from ..plan import Plan, PlanOptions, build_plan, is_instrumented
 
 
+SITE_LISTS = ("stmts", "calls", "functions", "macros", "address_only", "reads")
+
+
+class SitesMerger:
+    """One FileSites per file, merged as each unit's scan arrives: a header seen by many units is
+    kept once (each unit's copy is dropped as soon as it is merged, so memory holds one copy of
+    the project's headers, not one per unit), and what is already there is looked up in a set kept
+    per file and list (not rebuilt per unit: that grew with units x header sites)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, FileSites] = {}
+        self._seen: dict[str, dict[str, set]] = {}
+        self.failed: TuSites | None = None  # the first unit whose scan failed
+
+    def add(self, sites: TuSites) -> None:
+        if not sites.ok:
+            self.failed = self.failed or sites
+            return
+        for path, fs in sites.files.items():
+            m = self.files.get(path)
+            if m is None:
+                m = self.files[path] = FileSites(path)
+                self._seen[path] = {name: set() for name in SITE_LISTS}
+            seen = self._seen[path]
+            for name in SITE_LISTS:
+                have = seen[name]
+                new = [x for x in getattr(fs, name) if x not in have]
+                getattr(m, name).extend(new)
+                have.update(new)
+
+
 def merge_sites(results: list[TuSites]) -> dict[str, FileSites]:
     """One FileSites per file: a header seen by several translation units is merged, not repeated."""
-    out: dict[str, FileSites] = {}
+    merger = SitesMerger()
     for r in results:
-        for path, fs in r.files.items():
-            m = out.setdefault(path, FileSites(path))
-            for name in ("stmts", "calls", "functions", "macros", "address_only", "reads"):
-                have = set(getattr(m, name))
-                getattr(m, name).extend(x for x in getattr(fs, name) if x not in have)
-    return out
+        merger.add(r)
+    return merger.files
 
 
 def make_plan(commands: list[CompileCommand], sem, root: str, options: PlanOptions = PlanOptions(),
@@ -32,12 +59,12 @@ def make_plan(commands: list[CompileCommand], sem, root: str, options: PlanOptio
                 raise RewriteError(f"{c.file}:1: already instrumented (it carries the FTMB-INSTRUMENTED marker); "
                                    f"instrument the original sources")
     opts = Options(root, entries, jobs, console is not None)
-    results = parse_all(commands, sem, opts, console, sites=True)  # one parse per unit for both
+    merger = SitesMerger()
+    results = parse_all(commands, sem, opts, console, sites=merger.add)  # one parse per unit for both
+    if merger.failed is not None:
+        s = merger.failed
+        raise RewriteError(f"{s.error} (translation unit {s.file} not rewritten)")
     report = build_report(results, sem, opts)
-    scanned = [r.sites for r in results if r.unit.status == "ok"]
-    for s in scanned:
-        if not s.ok:
-            raise RewriteError(f"{s.error} (translation unit {s.file} not rewritten)")
     rootr = os.path.realpath(root)
-    plan = build_plan(report, merge_sites(scanned), rootr, sem, options)
+    plan = build_plan(report, merger.files, rootr, sem, options)
     return report, plan

@@ -491,6 +491,7 @@ static void *coordinator(void *arg)
         nanosleep(&nap, NULL);
         if (atomic_load_explicit(&_ftmb_rt.exited, memory_order_relaxed))
             break;
+        _ftmb_exit_if_session_gone(); /* a program idle in a wait checks no peers */
         if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) == FTMB_MODE_RECORD)
             checkpoint(); /* (a backup restored from a snapshot replays first) */
     }

@@ -239,6 +239,8 @@ uint64_t _ftmb_now_ns(int clock);
 int _ftmb_pid_alive(int32_t pid);
 int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
+int _ftmb_session_gone(const struct _ftmb_region_hdr *in, const struct _ftmb_region_hdr *out);
+void _ftmb_exit_if_session_gone(void);
 size_t _ftmb_in_region_size(uint32_t nqueues, uint32_t capacity);
 size_t _ftmb_out_region_size(uint32_t max_threads, uint32_t rec_capacity, uint32_t out_capacity);
 void _ftmb_in_region_init(struct _ftmb_in_region *r, size_t size, uint32_t nqueues, uint32_t capacity,

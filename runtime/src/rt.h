@@ -147,6 +147,7 @@ void _ftmb_standby_takeover(void);
  * refused: one line on stderr naming it and exit(FTMB_EXIT_UNKNOWN_THREAD), unless
  * FTMB_ALLOW_UNKNOWN_THREADS=1 (then a one-line warning). `wrapper` names the spawn call. */
 #define FTMB_EXIT_UNKNOWN_THREAD 70 /* EX_SOFTWARE */
+#define FTMB_EXIT_SESSION_GONE 75 /* EX_TEMPFAIL: the run of its session ended (its loggers exited) */
 void _ftmb_spawn_begin(void (*start)(void), const char *wrapper);
 
 /* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread parks at its next

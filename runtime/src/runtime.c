@@ -221,6 +221,18 @@ static void report_dead(_Atomic int *flag, const char *who, const struct _ftmb_r
                 (unsigned long long)(_ftmb_rt.peer_timeout_ns / 1000000), then);
 }
 
+/* A master (or a backup that took over) whose session is gone exits: nothing it does is logged or
+ * released, and a process whose run was SIGKILLed would otherwise poll (and fork checkpoints)
+ * forever. Called with the peer checks and by the checkpoint coordinator. */
+void _ftmb_exit_if_session_gone(void)
+{
+    if (!_ftmb_rt.in || !_ftmb_rt.out || _ftmb_rt.standby || !_ftmb_session_gone(&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr))
+        return;
+    fprintf(stderr, "ftmb: session %s is gone (both loggers have exited: its run ended); exiting\n",
+            _ftmb_rt.session);
+    _exit(FTMB_EXIT_SESSION_GONE);
+}
+
 void _ftmb_check_peers(void)
 {
     uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
@@ -229,6 +241,7 @@ void _ftmb_check_peers(void)
     if (now - last < 10000000ull)
         return;
     atomic_store_explicit(&_ftmb_rt.last_peer_check_ns, now, memory_order_relaxed);
+    _ftmb_exit_if_session_gone();
     if (_ftmb_rt.in && !atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed) &&
         !_ftmb_peer_alive(&_ftmb_rt.in->hdr, _ftmb_rt.peer_timeout_ns)) {
         /* No input can arrive any more. A program with a SIGINT handler gets its own clean stop

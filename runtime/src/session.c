@@ -177,6 +177,17 @@ int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid)
     return state == _FTMB_MASTER_ATTACHED && atomic_load_explicit(&hdr->master_pid, memory_order_relaxed) == pid;
 }
 
+/* The session is gone when neither logger's process exists any more: its run ended, or was killed
+ * (the loggers die with it, runtime/README.md). A master or backup then has no input and nowhere to
+ * release to, and nobody will stop it. Syscalls only (a caller may be a snapshot whose parked
+ * threads hold libc locks). */
+int _ftmb_session_gone(const struct _ftmb_region_hdr *in, const struct _ftmb_region_hdr *out)
+{
+    /* Relaxed: each owner pid is written once, before its region was marked ready. */
+    return !_ftmb_pid_alive(atomic_load_explicit(&in->owner_pid, memory_order_relaxed)) &&
+           !_ftmb_pid_alive(atomic_load_explicit(&out->owner_pid, memory_order_relaxed));
+}
+
 /* A peer is alive while its process exists and its heartbeat is younger than timeout_ns. */
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
 {

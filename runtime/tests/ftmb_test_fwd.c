@@ -9,7 +9,8 @@
  * it observed (counter values, atomic results, times): a replay must print the same digests.
  * FTMB_TEST_FWD_STAMP=1 writes the queue into each packet's last byte; =pid writes the process id
  * read with getpid() and not logged (a per-process value the instrumentation missed: a replay in
- * another process sends other bytes).
+ * another process sends other bytes). FTMB_TEST_FWD_FOREVER=1 polls on after the input ends, as a
+ * DPDK application's endless receive loop does (it never exits by itself).
  * Exit: 0 done, 1 bad arguments or set-up.
  */
 #include <pthread.h>
@@ -33,6 +34,7 @@ static struct {
 static unsigned long long digest[FTMB_MAX_THREADS];
 static int stamp_queue;
 static int stamp_pid;
+static int forever;
 static unsigned char *state; /* FTMB_TEST_FWD_STATE_MIB: per-thread-written state in the arena */
 static size_t state_len;
 
@@ -49,7 +51,7 @@ static void *worker(void *arg)
     for (;;) {
         ftmb_u16 n = ftmb_pkt_rx_burst((ftmb_u16)queue, pkts, 32);
         if (n == 0) {
-            if (ftmb_input_done((ftmb_u16)queue))
+            if (!forever && ftmb_input_done((ftmb_u16)queue))
                 break;
             sched_yield(); /* more threads than cores: let the loggers run */
             continue;
@@ -106,6 +108,8 @@ int main(int argc, char **argv)
     const char *stamp = getenv("FTMB_TEST_FWD_STAMP");
     stamp_queue = stamp && strcmp(stamp, "1") == 0;
     stamp_pid = stamp && strcmp(stamp, "pid") == 0;
+    const char *ever = getenv("FTMB_TEST_FWD_FOREVER");
+    forever = ever && strcmp(ever, "1") == 0;
     pthread_t th[FTMB_MAX_THREADS];
     for (long q = 0; q < queues; q++)
         if (ftmb_pthread_create(&th[q], NULL, worker, (void *)q) != 0) {
