@@ -255,7 +255,7 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
     on b re-executes the complete log (the output logger compares every regenerated packet)."""
     import signal as _signal
     from .netns import Topology
-    from .run import InputRegion
+    from .run import input_drained
 
     res = HostsResult()
     s = "hosts"
@@ -271,16 +271,6 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
                     return False
                 time.sleep(0.05)
             return True
-
-        def drained(host: str) -> bool:
-            try:
-                region = InputRegion(s, topo.shm(host))
-            except (OSError, ValueError):
-                return False
-            try:
-                return region.drained()
-            finally:
-                region.close()
 
         try:
             in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
@@ -298,7 +288,7 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
                 host = "b"
                 prog = start_master(r["b"], nf_argv, in_addr, out_addr, kind="backup", log=workdir / "backup.log",
                                     timeout_ms=timeout_ms)
-            if not wait(lambda: prog.poll() is not None or drained(host), "the input was not drained"):
+            if not wait(lambda: prog.poll() is not None or input_drained(s, topo.shm(host)), "the input was not drained"):
                 return res
             if prog.poll() is None:
                 os.killpg(prog.pid, _signal.SIGINT)

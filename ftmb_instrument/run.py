@@ -316,10 +316,11 @@ class InputRegion:
             return False
 
 
-def input_drained(session: str) -> bool:
-    """True once every input queue of `session` served its EOF entry and the master took it."""
+def input_drained(session: str, shm: str | Path = "/dev/shm") -> bool:
+    """True once every input queue of `session` (its region in `shm`) served its EOF entry and the
+    master took it."""
     try:
-        region = InputRegion(session)
+        region = InputRegion(session, shm)
     except (OSError, ValueError):
         return False
     try:
