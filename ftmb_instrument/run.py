@@ -914,7 +914,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
         for c in children:  # a master that gave up on a logger lost outputs or input: never a success
             gone = None if c in loggers else _logger_gone(c.err_path)
-            if gone:
+            if gone:  # a logger that died is the cause: its own status says why (SIGKILL, a crash)
+                dead = [d for d in loggers if not d.alive() and d.proc.returncode != 0]
+                if dead:
+                    fail(dead[0], f"exited while the network function was running ({_status(dead[0])}): "
+                                  f"{_first_line(dead[0].err_path)}")
                 fail(c, gone)
         if not result.failure:
             nf.proc.wait()
