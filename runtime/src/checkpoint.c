@@ -260,6 +260,7 @@ __attribute__((noreturn)) static void snapshot_fail(const char *why)
 static void take_over(uint64_t e, pid_t master)
 {
     uint64_t died = _ftmb_now_ns(CLOCK_REALTIME);
+    _ftmb_rt.fo_died_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
     struct timespec nap = {0, 20000};
     while (access(ck.log, R_OK) != 0) { /* the output logger writes it once it stored every record */
         if (!_ftmb_peer_alive(&_ftmb_rt.out->hdr, _ftmb_rt.peer_timeout_ns))
@@ -268,6 +269,7 @@ static void take_over(uint64_t e, pid_t master)
     }
     if (_ftmb_map_replay_log(ck.log) != 0)
         snapshot_fail("the log cannot be read");
+    _ftmb_rt.fo_log_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
     uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
     uint32_t left = 0;
     uint64_t records = 0;
@@ -327,8 +329,9 @@ static void take_over(uint64_t e, pid_t master)
                   ctid) < 0)
             snapshot_fail("clone failed");
     }
-    /* Release: the replay state above is visible to every restored thread (pairs with the park's
-     * acquire of resume). */
+    _ftmb_rt.fo_restored_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
+    /* Release: the replay state above (and the stamp) is visible to every restored thread (pairs
+     * with the park's acquire of resume). */
     atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
 }
 

@@ -102,6 +102,9 @@ struct _ftmb_runtime {
     _Atomic uint32_t replay_left;
     _Atomic int handed_over;
     uint64_t replay_records;
+    /* The failover's split (CLOCK_MONOTONIC ns; reported in one line at the handover, runtime.c):
+     * the backup saw the master's death, had the complete log mapped, had its threads running. */
+    uint64_t fo_died_ns, fo_log_ns, fo_restored_ns;
     /* Set once by _ftmb_check_peers; every access is relaxed: the flags guard no other data, and
      * a thread that reads a stale 0 only notices the dead logger one poll later. */
     _Atomic int in_dead, out_dead;

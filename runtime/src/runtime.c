@@ -420,6 +420,13 @@ static void wait_handover(struct _ftmb_thread *t)
                 atomic_store_explicit(&hs[i]->master_mode, FTMB_MODE_RECORD, memory_order_relaxed);
         fprintf(stderr, "ftmb: failover: replayed %llu records; live (recording) from thread %u at %llu ns\n",
                 (unsigned long long)_ftmb_rt.replay_records, t->index, (unsigned long long)now);
+        uint64_t mono = _ftmb_now_ns(CLOCK_MONOTONIC), replay_ns = mono - _ftmb_rt.fo_restored_ns;
+        fprintf(stderr, "ftmb: failover: split log_us %.1f restore_us %.1f replay_us %.1f records %llu "
+                        "records_per_s %.0f\n",
+                (double)(_ftmb_rt.fo_log_ns - _ftmb_rt.fo_died_ns) / 1e3,
+                (double)(_ftmb_rt.fo_restored_ns - _ftmb_rt.fo_log_ns) / 1e3, (double)replay_ns / 1e3,
+                (unsigned long long)_ftmb_rt.replay_records,
+                replay_ns ? (double)_ftmb_rt.replay_records * 1e9 / (double)replay_ns : 0.0);
     }
     /* The others wait for that store (the exchange's losers could otherwise run live in replay mode:
      * an unlogged receive, a wait or break flag taken the replay's way). */
@@ -1858,12 +1865,14 @@ void _ftmb_standby_takeover(void)
         exit(0);
     }
     uint64_t died = _ftmb_now_ns(CLOCK_REALTIME);
+    _ftmb_rt.fo_died_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
     const char *log = getenv("FTMB_REPLAY_LOG");
     struct timespec short_nap = {0, 20000};
     while (access(log, R_OK) != 0) /* the output logger writes it once it stored every record */
         nanosleep(&short_nap, NULL);
     if (load_replay_log(log) != 0)
         _ftmb_fatal("standby: cannot take over");
+    _ftmb_rt.fo_log_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
     _ftmb_rt.handover = 1;
     /* The initialization's records must be thread 0's first records in the log. */
     struct _ftmb_thread *t = _ftmb_me();
@@ -1894,6 +1903,7 @@ void _ftmb_standby_takeover(void)
     _ftmb_rt.standby = 0;
     __atomic_store_n(&_ftmb_mode_now, FTMB_MODE_REPLAY, __ATOMIC_RELEASE);
     replay_op_done(t); /* counts thread 0 out if the initialization was its whole log */
+    _ftmb_rt.fo_restored_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
     fprintf(stderr, "ftmb: standby: the master (pid %d) died; taking over at %llu ns with %llu records to replay\n",
             (int)pid, (unsigned long long)died, (unsigned long long)_ftmb_rt.replay_records);
 }
