@@ -216,7 +216,6 @@ def main() -> int:
               f"replayed={fo.replayed_records if fo else '-'} live_ms={fo.live_ms if fo else '-'} "
               + (f"split detect/log/restore/replay ms {fo.detected_ms:.1f}/{split[0]:.1f}/{split[1]:.1f}/"
                  f"{split[2]:.1f} ({split[4]} rec/s) " if fo and split and fo.detected_ms is not None else "") +
-              f"
               f"released={v.released} violations={len(v.violations)} "
               f"{'FAILED: ' + v.replay_failure if v.replay_failure else ''}"
               f"{'; '.join(str(x) for x in v.violations[:2])}", flush=True)
