@@ -48,7 +48,7 @@ ARGS = {"nat": [], "firewall": ["--max-conns", "1000"], "lb": [], "ids": ["--sam
         "flowmon": ["--export-ms", "20", "--idle-ms", "50"]}
 PCAP_EXAMPLES = {"flowmon"}  # pthreads + libpcap: one capture handle (one queue), the trace as its file
 SPLIT = re.compile(r"ftmb: failover: split log_us ([\d.]+) restore_us ([\d.]+) replay_us ([\d.]+) records (\d+) "
-                   r"records_per_s (\d+)")
+                   r"records_per_s (\d+) replay_cpu_us ([\d.]+)")
 DPDK_KILL_S = (0.8, 1.4)  # instrumented DPDK apps initialize for ~0.5-0.8 s here (EAL, 189 drivers)
 DPDK_PACKETS = 8000       # 1.6 s at 5 kpps: the kill falls while they process
 
@@ -144,13 +144,14 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
 
 
 def split_of(res: runlib.RunResult) -> tuple[float, float, float, int, int] | None:
-    """The backup's split line: log, restore and replay ms, records replayed, records/s."""
+    """The backup's split line: log, restore and replay ms, records replayed, records/s, replay CPU ms
+    (the backup's CPU time over the replay, every thread's: load-independent, and spinning counts)."""
     fo = res.failover
     for p in res.processes:
         m = SPLIT.search(p.stderr_tail) if fo and p.pid == fo.backup_pid else None
         if m:
             return (float(m.group(1)) / 1e3, float(m.group(2)) / 1e3, float(m.group(3)) / 1e3, int(m.group(4)),
-                    int(m.group(5)))
+                    int(m.group(5)), float(m.group(6)) / 1e3)
     return None
 
 
@@ -181,8 +182,8 @@ def main() -> int:
     dpdk = build_dpdk([n for n in a.dpdk.split(",") if n], a.build) if a.dpdk else {}
     bad = failed = no_crash = 0
     live = []
-    parts: dict[str, list[float]] = {"detect": [], "log": [], "restore": [], "replay": [], "records": [],
-                                     "records/s": []}
+    parts: dict[str, list[float]] = {"reaped": [], "detect": [], "log": [], "restore": [], "replay": [], "records": [],
+                                     "records/s": [], "replay CPU": []}
     draw = [x for x in a.examples.split(",") if x] + list(dpdk)
     for i in range(a.trials):
         ex = rng.choice(draw)
@@ -194,9 +195,10 @@ def main() -> int:
                        checkpoint_ms=a.checkpoint_ms or None, dpdk_app=dpdk.get(ex))
         fo = res.failover
         split = split_of(res)
-        if fo and fo.live_ms is not None and split:
+        if fo and fo.live_ms is not None and split and fo.from_snapshot:  # (from the start: a cold start)
+            parts["reaped"].append(fo.reaped_ms)
             parts["detect"].append(fo.detected_ms)
-            for key, x in zip(("log", "restore", "replay", "records", "records/s"), split):
+            for key, x in zip(("log", "restore", "replay", "records", "records/s", "replay CPU"), split):
                 parts[key].append(x)
         if v.replay_failure:
             failed += 1
@@ -214,8 +216,9 @@ def main() -> int:
         print(f"trial {i} {ex} workers={w} kill_at={kill_at:.3f}s "
               f"from={('checkpoint' if fo.from_snapshot else 'start') if fo else '-'} "
               f"replayed={fo.replayed_records if fo else '-'} live_ms={fo.live_ms if fo else '-'} "
-              + (f"split detect/log/restore/replay ms {fo.detected_ms:.1f}/{split[0]:.1f}/{split[1]:.1f}/"
-                 f"{split[2]:.1f} ({split[4]} rec/s) " if fo and split and fo.detected_ms is not None else "") +
+              + (f"split reaped/detect/log/restore/replay ms {fo.reaped_ms or 0:.1f}/{fo.detected_ms:.1f}/"
+                 f"{split[0]:.1f}/{split[1]:.1f}/"
+                 f"{split[2]:.1f} ({split[4]} rec/s, replay CPU {split[5]:.1f} ms) " if fo and split and fo.detected_ms is not None else "") +
               f"released={v.released} violations={len(v.violations)} "
               f"{'FAILED: ' + v.replay_failure if v.replay_failure else ''}"
               f"{'; '.join(str(x) for x in v.violations[:2])}", flush=True)
@@ -223,9 +226,10 @@ def main() -> int:
     print(f"summary: {a.trials} trials ({no_crash} ended before the kill), {bad} with violations, {failed} failed runs; recovery (kill -> backup "
           f"live) ms min/median/max: "
           + (f"{live[0]:.1f}/{live[len(live)//2]:.1f}/{live[-1]:.1f}" if live else "-"))
-    print(f"recovery split over {len(parts['replay'])} failovers (min / median / p99 / max): "
+    print(f"recovery split over the {len(parts['replay'])} failovers from a checkpoint (min / median / p99 / max; "
+          f"reaped: the orchestrator reaped the killed master): "
           f"live ms {spread(live)}; "
-          + "; ".join(f"{k}{' ms' if k in ('detect', 'log', 'restore', 'replay') else ''} {spread(v)}"
+          + "; ".join(f"{k}{' ms' if k in ('reaped', 'detect', 'log', 'restore', 'replay', 'replay CPU') else ''} {spread(v)}"
                       for k, v in parts.items()))
     if a.mutate:  # a recovery that fails (replay stalls on a log with lost records) is caught too
         print(f"mutation: {bad + failed} of {a.trials - no_crash} crashed trials caught")

@@ -330,6 +330,7 @@ static void take_over(uint64_t e, pid_t master)
             snapshot_fail("clone failed");
     }
     _ftmb_rt.fo_restored_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
+    _ftmb_rt.fo_restored_cpu_ns = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     /* Release: the replay state above (and the stamp) is visible to every restored thread (pairs
      * with the park's acquire of resume). */
     atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);

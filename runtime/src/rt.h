@@ -105,6 +105,7 @@ struct _ftmb_runtime {
     /* The failover's split (CLOCK_MONOTONIC ns; reported in one line at the handover, runtime.c):
      * the backup saw the master's death, had the complete log mapped, had its threads running. */
     uint64_t fo_died_ns, fo_log_ns, fo_restored_ns;
+    uint64_t fo_restored_cpu_ns; /* CLOCK_PROCESS_CPUTIME_ID then: the replay's CPU time, all threads */
     /* Set once by _ftmb_check_peers; every access is relaxed: the flags guard no other data, and
      * a thread that reads a stale 0 only notices the dead logger one poll later. */
     _Atomic int in_dead, out_dead;
