@@ -49,8 +49,8 @@ ARGS = {"nat": [], "firewall": ["--max-conns", "1000"], "lb": [], "ids": ["--sam
 PCAP_EXAMPLES = {"flowmon"}  # pthreads + libpcap: one capture handle (one queue), the trace as its file
 SPLIT = re.compile(r"ftmb: failover: split log_us ([\d.]+) restore_us ([\d.]+) replay_us ([\d.]+) records (\d+) "
                    r"records_per_s (\d+) replay_cpu_us ([\d.]+)")
-DPDK_KILL_S = (0.8, 1.4)  # instrumented DPDK apps initialize for ~0.5-0.8 s here (EAL, 189 drivers)
-DPDK_PACKETS = 8000       # 1.6 s at 5 kpps: the kill falls while they process
+DPDK_KILL_DELAY_S = 0.5  # instrumented DPDK apps initialize ~0.5 s longer (EAL loads 189 drivers): later kills
+DPDK_PACKETS = 8000      # at least 1.6 s at 5 kpps: the kill falls while they process
 
 
 def build_dpdk(names: list[str], build_dir: Path) -> dict[str, tuple[Path, "object"]]:
@@ -100,10 +100,10 @@ def trace_for(example: str, workdir: Path, seed: int, packets: int = 3000) -> Pa
 def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: Path, *, rate: int = 10000,
           seed: int = 5, mutate: bool = False,
           checkpoint_ms: int | None = None, args: list[str] | None = None,
-          follower: bool = False, dpdk_app=None) -> tuple[runlib.RunResult, verify.Verdict]:
+          follower: bool = False, dpdk_app=None, packets: int = 3000) -> tuple[runlib.RunResult, verify.Verdict]:
     """dpdk_app: (binary, failover_dpdk_examples.App) of a DPDK example app; then `example` is its name."""
     workdir.mkdir(parents=True, exist_ok=True)
-    trace = trace_for(example, workdir, seed, 3000 if dpdk_app is None else DPDK_PACKETS)
+    trace = trace_for(example, workdir, seed, packets if dpdk_app is None else max(packets, DPDK_PACKETS))
     threads = None
     if dpdk_app is not None:
         app_bin, app = dpdk_app
@@ -174,32 +174,37 @@ def main() -> int:
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-crash-trials/build"))
     ap.add_argument("--checkpoint-ms", type=int, default=50)
     ap.add_argument("--mutate", action="store_true")
+    ap.add_argument("--kill-window", default="0.3,0.7",
+                    help="LO,HI: the SIGKILL's instant, uniform, seconds after the master's start (DPDK apps: "
+                         f"+{DPDK_KILL_DELAY_S} s); on a loaded machine initialization takes longer: move it later")
+    ap.add_argument("--packets", type=int, default=3000, help="packets of each trace (0.6 s at 5 kpps)")
     ap.add_argument("--dpdk", default="", help="DPDK example apps drawn too (comma-separated; see above)")
     a = ap.parse_args()
+    lo, hi = (float(x) for x in a.kill_window.split(","))
     print(f"seed {a.seed}", flush=True)
     rng = random.Random(a.seed)
     build(a.build)  # make: rebuilt when the examples or the runtime changed
     dpdk = build_dpdk([n for n in a.dpdk.split(",") if n], a.build) if a.dpdk else {}
     bad = failed = no_crash = 0
     live = []
-    parts: dict[str, list[float]] = {"reaped": [], "detect": [], "log": [], "restore": [], "replay": [], "records": [],
-                                     "records/s": [], "replay CPU": []}
+    keys = ("live", "reaped", "detect", "log", "restore", "replay", "records", "records/s", "replay CPU")
+    groups: dict[str, dict[str, list[float]]] = {}  # all, the examples, the DPDK apps: the split of each
     draw = [x for x in a.examples.split(",") if x] + list(dpdk)
     for i in range(a.trials):
         ex = rng.choice(draw)
         w = rng.choice([int(x) for x in a.workers.split(",")])
-        kill_at = rng.uniform(0.3, 0.7)   # EAL init takes ~0.2-0.3 s; the trace lasts 0.6 s at 5 kpps
+        kill_at = rng.uniform(lo, hi)   # EAL init takes ~0.2-0.3 s (idle machine); 3000 packets last 0.6 s
         if ex in dpdk:
-            w, kill_at = dpdk[ex][1].queues, rng.uniform(*DPDK_KILL_S)
+            w, kill_at = dpdk[ex][1].queues, kill_at + DPDK_KILL_DELAY_S
         res, v = trial(a.build, ex, w, kill_at, a.build.parent / "work", rate=a.rate, mutate=a.mutate,
-                       checkpoint_ms=a.checkpoint_ms or None, dpdk_app=dpdk.get(ex))
+                       checkpoint_ms=a.checkpoint_ms or None, dpdk_app=dpdk.get(ex), packets=a.packets)
         fo = res.failover
         split = split_of(res)
         if fo and fo.live_ms is not None and split and fo.from_snapshot:  # (from the start: a cold start)
-            parts["reaped"].append(fo.reaped_ms)
-            parts["detect"].append(fo.detected_ms)
-            for key, x in zip(("log", "restore", "replay", "records", "records/s", "replay CPU"), split):
-                parts[key].append(x)
+            for g in ("all", "DPDK apps" if ex in dpdk else "examples"):
+                parts = groups.setdefault(g, {k: [] for k in keys})
+                for key, x in zip(keys, (fo.live_ms, fo.reaped_ms, fo.detected_ms, *split)):
+                    parts[key].append(x)
         if v.replay_failure:
             failed += 1
         elif v.violations:
@@ -215,6 +220,7 @@ def main() -> int:
                         print(f"  {p.name} {p.pid} {p.status}: {ln}")
         print(f"trial {i} {ex} workers={w} kill_at={kill_at:.3f}s "
               f"from={('checkpoint' if fo.from_snapshot else 'start') if fo else '-'} "
+              f"{'dpdk-app ' if ex in dpdk else ''}"
               f"replayed={fo.replayed_records if fo else '-'} live_ms={fo.live_ms if fo else '-'} "
               + (f"split reaped/detect/log/restore/replay ms {fo.reaped_ms or 0:.1f}/{fo.detected_ms:.1f}/"
                  f"{split[0]:.1f}/{split[1]:.1f}/"
@@ -226,11 +232,10 @@ def main() -> int:
     print(f"summary: {a.trials} trials ({no_crash} ended before the kill), {bad} with violations, {failed} failed runs; recovery (kill -> backup "
           f"live) ms min/median/max: "
           + (f"{live[0]:.1f}/{live[len(live)//2]:.1f}/{live[-1]:.1f}" if live else "-"))
-    print(f"recovery split over the {len(parts['replay'])} failovers from a checkpoint (min / median / p99 / max; "
-          f"reaped: the orchestrator reaped the killed master): "
-          f"live ms {spread(live)}; "
-          + "; ".join(f"{k}{' ms' if k in ('reaped', 'detect', 'log', 'restore', 'replay', 'replay CPU') else ''} {spread(v)}"
-                      for k, v in parts.items()))
+    for g, parts in groups.items():
+        print(f"recovery split, {g}, over the {len(parts['replay'])} failovers from a checkpoint (min / median / p99 "
+              f"/ max; reaped: the orchestrator reaped the killed master): "
+              + "; ".join(f"{k}{'' if k in ('records', 'records/s') else ' ms'} {spread(v)}" for k, v in parts.items()))
     if a.mutate:  # a recovery that fails (replay stalls on a log with lost records) is caught too
         print(f"mutation: {bad + failed} of {a.trials - no_crash} crashed trials caught")
         return 0 if bad + failed else 1
