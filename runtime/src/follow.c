@@ -175,6 +175,7 @@ static void publish_applied(struct _ftmb_thread *t, struct fol_thread *f)
 static void take_over(int32_t master)
 {
     uint64_t now = _ftmb_now_ns(CLOCK_REALTIME);
+    _ftmb_rt.fo_died_ns = _ftmb_rt.fo_log_ns = _ftmb_now_ns(CLOCK_MONOTONIC); /* (the final counts: the log) */
     uint32_t left = 0;
     uint64_t tail = 0;
     /* Relaxed: a count of spawns this process made; a thread spawned during this loop reads its
@@ -201,6 +202,8 @@ static void take_over(int32_t master)
     }
     __atomic_store_n(&_ftmb_rt.handover, 1, __ATOMIC_RELAXED);
     _ftmb_publish_master(FTMB_MODE_REPLAY); /* the input logger serves (and rewinds for) this process */
+    _ftmb_rt.fo_restored_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
+    _ftmb_rt.fo_restored_cpu_ns = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     /* Release: everything above is visible to a thread that acquires the state. */
     atomic_store_explicit(&fo.state, TAKEN_OVER, memory_order_release);
     fprintf(stderr, "ftmb: follower: the master (pid %d) died; taking over at %llu ns with %llu records to replay\n",

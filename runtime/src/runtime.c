@@ -422,12 +422,13 @@ static void wait_handover(struct _ftmb_thread *t)
                 (unsigned long long)_ftmb_rt.replay_records, t->index, (unsigned long long)now);
         uint64_t mono = _ftmb_now_ns(CLOCK_MONOTONIC), replay_ns = mono - _ftmb_rt.fo_restored_ns;
         uint64_t cpu = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID) - _ftmb_rt.fo_restored_cpu_ns;
-        fprintf(stderr, "ftmb: failover: split log_us %.1f restore_us %.1f replay_us %.1f records %llu "
-                        "records_per_s %.0f replay_cpu_us %.1f\n",
-                (double)(_ftmb_rt.fo_log_ns - _ftmb_rt.fo_died_ns) / 1e3,
-                (double)(_ftmb_rt.fo_restored_ns - _ftmb_rt.fo_log_ns) / 1e3, (double)replay_ns / 1e3,
-                (unsigned long long)_ftmb_rt.replay_records,
-                replay_ns ? (double)_ftmb_rt.replay_records * 1e9 / (double)replay_ns : 0.0, (double)cpu / 1e3);
+        if (_ftmb_rt.fo_restored_ns) /* (a backup started after the death replays from its start: no split) */
+            fprintf(stderr, "ftmb: failover: split log_us %.1f restore_us %.1f replay_us %.1f records %llu "
+                            "records_per_s %.0f replay_cpu_us %.1f\n",
+                    (double)(_ftmb_rt.fo_log_ns - _ftmb_rt.fo_died_ns) / 1e3,
+                    (double)(_ftmb_rt.fo_restored_ns - _ftmb_rt.fo_log_ns) / 1e3, (double)replay_ns / 1e3,
+                    (unsigned long long)_ftmb_rt.replay_records,
+                    replay_ns ? (double)_ftmb_rt.replay_records * 1e9 / (double)replay_ns : 0.0, (double)cpu / 1e3);
     }
     /* The others wait for that store (the exchange's losers could otherwise run live in replay mode:
      * an unlogged receive, a wait or break flag taken the replay's way). */
