@@ -301,9 +301,14 @@ static void take_over(uint64_t e, pid_t master)
         /* Consume from where the dead master left the ring, ... */
         _ftmb_ring_attach(&iq->ring, _ftmb_rt.in, &_ftmb_rt.in->queue[q].ring, 0);
         iq->pending = 0;
-        if (iq->owner) { /* ... and have it served again from the snapshot's position */
+        if (iq->owner) /* ... and have it served again from the snapshot's position (every queue's */
+            _ftmb_input_rewind_request(q, iq->next_seq); /* request first: one pass of the logger) */
+    }
+    for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++) {
+        struct _ftmb_inq *iq = &_ftmb_rt.inq[q];
+        if (iq->owner) {
             int eof = iq->eof; /* the rewind forgets it; a snapshot past the end keeps it (time goes on) */
-            if (_ftmb_input_rewind(q, iq->next_seq) != 0)
+            if (_ftmb_input_rewind_wait(q) != 0)
                 snapshot_fail("the input logger died");
             iq->eof = eof;
             iq->replay_synced = 1;

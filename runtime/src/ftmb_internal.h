@@ -342,6 +342,9 @@ int _ftmb_tx_begin(uint16_t queue);
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns);
 /* Replay support: serve a queue again from an entry sequence; let the logger forget before one. */
 int _ftmb_input_rewind(uint16_t queue, uint64_t pos);
+/* The same in two steps (a valid queue): every request, then every wait (io.c). */
+void _ftmb_input_rewind_request(uint16_t queue, uint64_t pos);
+int _ftmb_input_rewind_wait(uint16_t queue);
 void _ftmb_input_retain_from(uint16_t queue, uint64_t seq);
 
 #endif /* FTMB_INTERNAL_H */

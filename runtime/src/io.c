@@ -357,18 +357,25 @@ ftmb_u16 ftmb_pkt_tx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 n
  * Ask the input logger to serve `queue` again from entry sequence `pos` (which it must still
  * retain). Entries in the ring that were not received yet are dropped by the logger. Called by the
  * thread that owns the queue, or before any thread polls it. Returns 0, or -1 if the logger died.
+ * In two steps for a caller with several queues (a snapshot taking over): every request first,
+ * then every wait, so it waits for one pass of the logger, not one per queue.
  */
-int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
+void _ftmb_input_rewind_request(uint16_t queue, uint64_t pos)
 {
-    if (!_ftmb_rt.in || queue >= _ftmb_rt.in->nqueues)
-        return -1;
     struct _ftmb_in_queue *iq = &_ftmb_rt.in->queue[queue];
-    struct _ftmb_inq *q = &_ftmb_rt.inq[queue];
     /* Relaxed: only this thread writes rewind_req. */
     uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed) + 1;
     atomic_store_explicit(&iq->rewind_pos, pos, memory_order_relaxed);
     /* Release: rewind_pos is visible before the request; pairs with the logger's acquire. */
     atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
+}
+
+int _ftmb_input_rewind_wait(uint16_t queue)
+{
+    struct _ftmb_in_queue *iq = &_ftmb_rt.in->queue[queue];
+    struct _ftmb_inq *q = &_ftmb_rt.inq[queue];
+    /* Relaxed: only this thread writes rewind_req. */
+    uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_relaxed);
     /* Acquire pairs with the logger's release of rewind_ack: its emptied ring is visible. */
     for (unsigned spins = 0; atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req; spins++) {
         if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed))
@@ -381,6 +388,14 @@ int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
     q->eof = 0;
     q->pending = 0;
     return 0;
+}
+
+int _ftmb_input_rewind(uint16_t queue, uint64_t pos)
+{
+    if (!_ftmb_rt.in || queue >= _ftmb_rt.in->nqueues)
+        return -1;
+    _ftmb_input_rewind_request(queue, pos);
+    return _ftmb_input_rewind_wait(queue);
 }
 
 /* Checkpoints call this: entries of `queue` before `seq` will not be needed again. */
