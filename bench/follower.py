@@ -100,7 +100,7 @@ def main() -> int:
              f"{len(rows['standby'])} of {a.standby} standby trials, {len(rows['checkpoint'])} of {a.checkpoint} "
              f"checkpoint trials (a checkpoint every {a.checkpoint_ms} ms); "
              f"{sum(map(len, ended.values()))} ended before the kill was due, {len(failures)} failed "
-             f"({'; '.join(str(r.failure) for r in failures) or 'none'}); the kinds interleaved trial by trial).", "",
+             f"({'; '.join(str(r.failure)[:160] for r in failures) or 'none'}); the kinds interleaved trial by trial).", "",
              "| backup | trials | recovery: SIGKILL -> live ms | SIGKILL -> master gone ms | gone -> takeover ms | "
              "takeover -> live ms | records replayed after the death |",
              "|---|---|---|---|---|---|---|"]
