@@ -32,7 +32,7 @@ from typing import Sequence
 
 from .bundle import ensure_runtime
 from .errors import FtmbError, InputError
-from .run import input_logger_argv, output_logger_argv, program_env, same_addresses
+from .run import MASTER_END, input_logger_argv, output_logger_argv, program_env, same_addresses
 
 ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
 
@@ -232,9 +232,7 @@ class HostsResult:
 
 def _master_ends(role: Role) -> list[tuple[int, int, int]]:
     import re
-    return [tuple(map(int, m)) for m in re.findall(
-        r"the master \(pid \d+\) (?:finished|was stopped by a signal); every output handled; "
-        r"released (\d+) duplicates (\d+) mismatches (\d+)", role.err("output-logger"))]
+    return [tuple(map(int, m)) for m in re.findall(r"the master \(pid \d+\) " + MASTER_END, role.err("output-logger"))]
 
 
 def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,

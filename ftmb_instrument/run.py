@@ -1246,11 +1246,15 @@ def _kill_session_leftovers(session: str, within_s: float = 5.0) -> None:
                 pass
 
 
+# The output logger's line once it has handled a master's end (after "the master (pid P) "): its
+# released, duplicates and mismatches counts so far. Read here and by roles.py.
+MASTER_END = r"(?:finished|was stopped by a signal); every output handled; released (\d+) duplicates (\d+) mismatches (\d+)"
+
+
 def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:
     """The output logger's released/duplicates/mismatches when it handled master `pid`'s exit (or its
     death by a stop signal it does not handle)."""
-    pat = re.compile(re.escape(f"(pid {pid}) ") + r"(?:finished|was stopped by a signal); every output handled; "
-                     r"released (\d+) duplicates (\d+) mismatches (\d+)")
+    pat = re.compile(re.escape(f"(pid {pid}) ") + MASTER_END)
     while True:
         last = time.monotonic() > until or not ol.alive()  # (then one more look: it may have just written it)
         m = pat.search(_tail(ol.err_path, 200))
