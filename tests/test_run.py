@@ -499,6 +499,26 @@ def test_forwarder_fails_over_to_its_newest_checkpoint(trace, tmp_path):
     assert leftovers(os.getpid()) == []
 
 
+def test_no_checkpoint_while_a_thread_exits(trace, tmp_path):
+    """A thread whose start routine returned is still exiting (its TLS destructor sleeps 2 s) while
+    main waits in pthread_join for it. A snapshot forked then would keep the thread's tid set for
+    ever (the kernel clears it in the master only) and its main would wait in that join for ever:
+    no checkpoint is taken while a thread exits, so the master's newest snapshot is from before
+    (100 ms in), and the backup restored from it finishes by itself (crash trial 68 of seed 7)."""
+    out = tmp_path / "out.pcap"
+    env = dict(os.environ, FTMB_TEST_FWD_SLOW_EXIT_MS="2000")  # (settle_s: the backup joins it ~2.6 s in)
+    res = runlib.run([str(FWD), "2"], trace, out, queues=2, timeout_s=60, rate=3000, kill_master_at=0.6,
+                     checkpoint_ms=10, env=env, settle_s=6)
+    assert res.ok, f"{res.failure}\n" + "\n".join(p.stderr_tail for p in res.processes)
+    fo = res.failover
+    assert fo is not None and fo.from_snapshot and fo.recovered, fo
+    backup = next(p for p in res.processes if p.pid == fo.backup_pid)
+    assert backup.returncode == 0 and not res.stopped_nf, (backup, res.stopped_nf)  # not stopped: done
+    assert res.released == 3000 and res.held == 0
+    assert per_flow(pcap.read_pcap(out)) == per_flow(pcap.read_pcap(trace))
+    assert leftovers(os.getpid()) == []
+
+
 def test_checkpoints_let_the_output_logger_forget_older_records(trace, tmp_path):
     """Without the verification replay, each checkpoint lets the loggers drop what precedes it: the
     log keeps each thread's records from its count at the newest checkpoint (a `base` per thread),
