@@ -804,6 +804,11 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                                        reaped_ms=(time.time_ns() - kill_wall_ns) / 1e6 if injected else None)
             t0 = time.monotonic()
             snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
+            taken_by = in_region.master()[0]  # (read after it: a snapshot named by a backup implies this)
+            if snapshot > 0 and taken_by not in (0, nf.proc.pid):
+                # the snapshot took over already, went live and names snapshots of its own (the run
+                # was descheduled that long): the backup is the new master, not its newest snapshot
+                snapshot = taken_by
             if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
                 _write_empty_log(Path(log_file), in_region)
             while not Path(log_file).exists():

@@ -519,6 +519,30 @@ def test_no_checkpoint_while_a_thread_exits(trace, tmp_path):
     assert leftovers(os.getpid()) == []
 
 
+def test_a_late_run_adopts_the_snapshot_that_took_over(trace, tmp_path, monkeypatch):
+    """The run looks for the dead master's snapshot 0.4 s late (descheduled on a loaded machine):
+    by then that snapshot has taken over, gone live and named snapshots of its own (every 10 ms).
+    The run still adopts the backup, not the backup's newest snapshot (which it cannot wait for:
+    not its child), and sees it finish (crash trial 89 of seed 7)."""
+    late = runlib.InputRegion.snapshot_pid
+
+    def snapshot_pid(self):
+        time.sleep(0.4)
+        return late(self)
+
+    monkeypatch.setattr(runlib.InputRegion, "snapshot_pid", snapshot_pid)
+    out = tmp_path / "out.pcap"
+    res = runlib.run([str(FWD), "2"], trace, out, queues=2, timeout_s=60, rate=3000, kill_master_at=0.25,
+                     checkpoint_ms=10)
+    assert res.ok, f"{res.failure}\n" + "\n".join(p.stderr_tail for p in res.processes)
+    fo = res.failover
+    assert fo is not None and fo.from_snapshot and fo.recovered, fo
+    backup = next(p for p in res.processes if p.pid == fo.backup_pid)
+    assert backup.returncode == 0 and "taking over at" in backup.stderr_tail
+    assert res.drained and res.released == 3000 and res.held == 0
+    assert leftovers(os.getpid()) == []
+
+
 def test_checkpoints_let_the_output_logger_forget_older_records(trace, tmp_path):
     """Without the verification replay, each checkpoint lets the loggers drop what precedes it: the
     log keeps each thread's records from its count at the newest checkpoint (a `base` per thread),
