@@ -86,6 +86,7 @@ class ProcessStatus:
     returncode: int | None = None   # negative: killed by that signal (subprocess convention)
     stopped_by: str | None = None   # the signal the run sent to end it, if any
     stderr_tail: str = ""
+    stuck: str = ""                 # its threads when the stop signal had not ended it (before the SIGKILL)
 
     @property
     def status(self) -> str:
@@ -570,9 +571,30 @@ class _Child:
         try:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
+            self.status.stuck = _thread_states(self.proc.pid)
             self.status.stopped_by = "SIGKILL"
             self.signal(signal.SIGKILL)
             self.proc.wait()
+
+
+def _thread_states(pid: int) -> str:
+    """Where each thread of `pid` is: tid, state, kernel wait channel, and the signals it blocks
+    and has pending (hex masks as in /proc), then those pending for the whole process."""
+    out, shared = [], ""
+    try:
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name))
+    except OSError:
+        return ""
+    for t in tasks:
+        try:
+            st = dict(ln.split(":\t", 1) for ln in (t / "status").read_text().splitlines() if ":\t" in ln)
+            wchan = (t / "wchan").read_text().strip() or "-"
+        except OSError:
+            continue
+        shared = st.get("ShdPnd", "").lstrip("0") or "0"
+        out.append(f"{t.name} {st.get('State', '?')[:1]} {wchan} blk {st.get('SigBlk', '').lstrip('0') or '0'} "
+                   f"pnd {st.get('SigPnd', '').lstrip('0') or '0'}")
+    return f"{'; '.join(out)}; process pending {shared}" if out else ""
 
 
 def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path, *, mode: str = "record",
@@ -904,7 +926,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 nf.stop(stop_signal, grace_s)
                 if nf.status.stopped_by == "SIGKILL":
                     fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
-                             "after its input was drained")
+                             f"after its input was drained (its threads then: {nf.status.stuck or 'unknown'})")
                 break
             if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
                 attached = in_region.attached()

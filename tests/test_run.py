@@ -5,6 +5,7 @@ command line or environment names one of its sessions, no shared-memory region).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -540,6 +541,25 @@ def test_a_late_run_adopts_the_snapshot_that_took_over(trace, tmp_path, monkeypa
     backup = next(p for p in res.processes if p.pid == fo.backup_pid)
     assert backup.returncode == 0 and "taking over at" in backup.stderr_tail
     assert res.drained and res.released == 3000 and res.held == 0
+    assert leftovers(os.getpid()) == []
+
+
+def test_a_program_that_does_not_stop_is_described(trace, tmp_path):
+    """A program that ignores the stop signal (SIG_IGN inherited through exec) polls on after its
+    input is drained: the run SIGKILLs it after the grace period and says where each of its threads
+    was (state, kernel wait channel, blocked and pending signals): what a hang needs to be diagnosed
+    (crash trial 55 of seed 7 only said that it did not stop)."""
+    prog = script(tmp_path, "deaf-fwd", f'trap "" INT\nexec {FWD} 1')
+    res = runlib.run([str(prog)], trace, tmp_path / "o.pcap", rate=20000, grace_s=0.5,
+                     env=dict(os.environ, FTMB_TEST_FWD_FOREVER="1"))
+    assert not res.ok and res.drained and res.stopped_nf
+    assert "did not stop within 0.5 s of SIGINT after its input was drained (its threads then: " in res.failure, \
+        res.failure
+    nf = next(p for p in res.processes if p.name == "deaf-fwd")
+    assert nf.stopped_by == "SIGKILL" and nf.returncode == -signal.SIGKILL
+    threads = re.findall(r"(\d+) [RSD] \S+ blk ([0-9a-f]+) pnd ([0-9a-f]+)", nf.stuck)
+    assert str(nf.pid) in [tid for tid, _, _ in threads] and len(threads) >= 2, nf.stuck  # main and its worker
+    assert nf.stuck.endswith("process pending 0"), nf.stuck  # (the ignored SIGINT is discarded, not pending)
     assert leftovers(os.getpid()) == []
 
 
