@@ -224,7 +224,8 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
             if (state == _FTMB_OS_EXITING) {
                 if (exited(t))
                     continue;
-                return 0; /* still on its way out: skip the round (see _ftmb_thread_exiting) */
+                ck.skipped++; /* still on its way out: skip the round (see _ftmb_thread_exiting) */
+                return 0;
             }
             if (state == _FTMB_OS_NOT_STARTED) { /* launched, not running yet: a snapshot would miss it */
                 waiting_other++;
