@@ -637,8 +637,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     replays only the log since that checkpoint, and the standby steps aside. The run makes itself a
     child subreaper for the run's duration so that the snapshot becomes its child when the master
     dies; the backup is the snapshot the region names then, or, once it has published itself as
-    the master (a run that looks late: it may already name snapshots of its own), that master. The input logger forgets what precedes the newest checkpoint unless the verification
-    replay (which re-executes from the start) needs it.
+    the master (a run that looks late: it may already name snapshots of its own), that master.
+    The input logger forgets what precedes the newest checkpoint unless the verification replay
+    (which re-executes from the start) needs it.
     `follower=True` (with failover; not with checkpoints): instead of the standby, a follower
     (FTMB_MODE=follow, the loggers with --follow) replays the log as the output logger stores it,
     outputs dropped; when the master dies it finishes the tail of the log and goes live. Without

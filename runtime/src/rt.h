@@ -17,10 +17,10 @@ struct _ftmb_obj {
 _Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per line");
 
 /* A thread index's OS thread: claimed by a spawn wrapper (not started), adopted by the thread
- * (running), its start routine returned (finished). Checkpoints wait for started threads. */
-/* EXITING: a pthread whose start routine returned, its OS thread still on its way out (TLS
- * destructors, glibc's thread exit: it may hold libc locks, and the kernel clears its tid, which
- * pthread_join waits for, only at the very end); FINISHED once the coordinator saw it gone. */
+ * (running), its start routine returned (finished). Checkpoints wait for started threads. Exiting:
+ * a pthread whose start routine returned, its OS thread still on its way out (TLS destructors,
+ * glibc's thread exit: it may hold libc locks, and the kernel clears its tid, which pthread_join
+ * waits for, only at the very end); finished once the checkpoint coordinator saw it gone. */
 enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_FINISHED = 2, _FTMB_OS_EXITING = 3 };
 
 /* A master thread's private state: only its own thread writes it. */
