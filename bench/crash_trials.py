@@ -3,6 +3,8 @@
     .venv/bin/python bench/crash_trials.py --trials 200 --seed 1 [--examples nat,lb] [--workers 1,2]
         [--checkpoint-ms 50]  # the backup is the master's newest checkpoint (0: the standby, from the start)
         [--mutate]    # release rule off + late, lossy log shipping: must report violations
+        [--only N [--repeat K]]  # exactly trial N of the seed's sequence (same example, workers, kill
+                                 # instant), K times: to reproduce one failed trial
 
 Each trial: one example (built with ftmb-cc into --build, once; flowmon is the pthread + libpcap one,
 its trace read as a capture file on one queue), 1..3 workers, a generated trace
@@ -96,16 +98,28 @@ def main() -> int:
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-crash-trials/build"))
     ap.add_argument("--checkpoint-ms", type=int, default=50)
     ap.add_argument("--mutate", action="store_true")
+    ap.add_argument("--only", type=int, default=None, metavar="N",
+                    help="run only trial N of the seed's sequence (its example, workers and kill instant)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="K", help="with --only: run that trial K times")
     a = ap.parse_args()
+    if a.only is not None and not 0 <= a.only < a.trials:
+        ap.error(f"--only {a.only}: expected a trial number from 0 to {a.trials - 1} (--trials {a.trials})")
+    if a.repeat < 1 or (a.repeat > 1 and a.only is None):
+        ap.error(f"--repeat {a.repeat}: expected 1 or more, and more than 1 only with --only")
     print(f"seed {a.seed}", flush=True)
     rng = random.Random(a.seed)
     build(a.build)  # make: rebuilt when the examples or the runtime changed
-    bad = failed = no_crash = 0
-    live = []
+    plan = []  # the seed's sequence: (trial number, example, workers, kill instant)
     for i in range(a.trials):
         ex = rng.choice(a.examples.split(","))
         w = rng.choice([int(x) for x in a.workers.split(",")])
         kill_at = rng.uniform(0.3, 0.7)   # EAL init takes ~0.2-0.3 s; the trace lasts 0.6 s at 5 kpps
+        plan.append((i, ex, w, kill_at))
+    if a.only is not None:
+        plan = [plan[a.only]] * a.repeat
+    bad = failed = no_crash = 0
+    live = []
+    for i, ex, w, kill_at in plan:
         res, v = trial(a.build, ex, w, kill_at, a.build.parent / "work", rate=a.rate, mutate=a.mutate,
                        checkpoint_ms=a.checkpoint_ms or None)
         fo = res.failover
@@ -129,11 +143,11 @@ def main() -> int:
               f"{'FAILED: ' + v.replay_failure if v.replay_failure else ''}"
               f"{'; '.join(str(x) for x in v.violations[:2])}", flush=True)
     live.sort()
-    print(f"summary: {a.trials} trials ({no_crash} ended before the kill), {bad} with violations, {failed} failed runs; recovery (kill -> backup "
+    print(f"summary: {len(plan)} trials ({no_crash} ended before the kill), {bad} with violations, {failed} failed runs; recovery (kill -> backup "
           f"live) ms min/median/max: "
           + (f"{live[0]:.1f}/{live[len(live)//2]:.1f}/{live[-1]:.1f}" if live else "-"))
     if a.mutate:  # a recovery that fails (replay stalls on a log with lost records) is caught too
-        print(f"mutation: {bad + failed} of {a.trials - no_crash} crashed trials caught")
+        print(f"mutation: {bad + failed} of {len(plan) - no_crash} crashed trials caught")
         return 0 if bad + failed else 1
     return 1 if bad or failed else 0
 

@@ -94,6 +94,7 @@ class ProcessStatus:
     returncode: int | None = None   # negative: killed by that signal (subprocess convention)
     stopped_by: str | None = None   # the signal the run sent to end it, if any
     stderr_tail: str = ""
+    stuck: str = ""                 # its threads when the stop signal had not ended it (before the SIGKILL)
 
     @property
     def status(self) -> str:
@@ -578,9 +579,30 @@ class _Child:
         try:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
+            self.status.stuck = _thread_states(self.proc.pid)
             self.status.stopped_by = "SIGKILL"
             self.signal(signal.SIGKILL)
             self.proc.wait()
+
+
+def _thread_states(pid: int) -> str:
+    """Where each thread of `pid` is: tid, state, kernel wait channel, and the signals it blocks
+    and has pending (hex masks as in /proc), then those pending for the whole process."""
+    out, shared = [], ""
+    try:
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name))
+    except OSError:
+        return ""
+    for t in tasks:
+        try:
+            st = dict(ln.split(":\t", 1) for ln in (t / "status").read_text().splitlines() if ":\t" in ln)
+            wchan = (t / "wchan").read_text().strip() or "-"
+        except OSError:
+            continue
+        shared = st.get("ShdPnd", "").lstrip("0") or "0"
+        out.append(f"{t.name} {st.get('State', '?')[:1]} {wchan} blk {st.get('SigBlk', '').lstrip('0') or '0'} "
+                   f"pnd {st.get('SigPnd', '').lstrip('0') or '0'}")
+    return f"{'; '.join(out)}; process pending {shared}" if out else ""
 
 
 # What each role runs: shared by `run` (every role on this host, children of the run) and roles.py
@@ -792,6 +814,11 @@ class _Backup:
                                    reaped_ms=(time.time_ns() - kill_wall_ns) / 1e6 if injected else None)
         t0 = time.monotonic()
         snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
+        taken_by = in_region.master()[0]  # (read after it: a snapshot named by a backup implies this)
+        if snapshot > 0 and taken_by not in (0, nf.proc.pid):
+            # the snapshot took over already, went live and names snapshots of its own (the run
+            # was descheduled that long): the backup is the new master, not its newest snapshot
+            snapshot = taken_by
         if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
             _write_empty_log(log_file, in_region)
         if not ol.wait_log(log_file, t0):
@@ -888,8 +915,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     `checkpoint_ms` ms (runtime/src/checkpoint.c); when it dies the newest snapshot takes over and
     replays only the log since that checkpoint, and the standby steps aside. The run makes itself a
     child subreaper for the run's duration so that the snapshot becomes its child when the master
-    dies. The input logger forgets what precedes the newest checkpoint unless the verification
-    replay (which re-executes from the start) needs it.
+    dies; the backup is the snapshot the region names then, or, once it has published itself as
+    the master (a run that looks late: it may already name snapshots of its own), that master.
+    The input logger forgets what precedes the newest checkpoint unless the verification replay
+    (which re-executes from the start) needs it.
     `follower=True` (with failover; not with checkpoints): instead of the standby, a follower
     (FTMB_MODE=follow, the loggers with --follow) replays the log as the output logger stores it,
     outputs dropped; when the master dies it finishes the tail of the log and goes live. Without
@@ -1097,7 +1126,7 @@ def _drain(s: _Session, master: _Child, nf_start: float, backups: _Backup, ol: _
             nf.stop(stop_signal, grace_s)
             if nf.status.stopped_by == "SIGKILL":
                 fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
-                         "after its input was drained")
+                         f"after its input was drained (its threads then: {nf.status.stuck or 'unknown'})")
             break
         if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
             attached = in_region.attached()

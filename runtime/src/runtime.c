@@ -150,7 +150,7 @@ static void *spawn_trampoline(void *p)
     free(p);
     _ftmb_adopt_thread_index(c.index);
     void *ret = c.start(c.arg);
-    _ftmb_thread_finished(_ftmb_self);
+    _ftmb_thread_exiting(_ftmb_self); /* (an EAL worker instead stays in its launch loop: finished) */
     return ret;
 }
 
