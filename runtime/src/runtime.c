@@ -15,13 +15,15 @@
  * time goes on after the input ends, as many ticks as the thread polls, which replay repeats (the
  * log counts the thread's quiet operations, see below).
  *
- * Quiet operations. An idle busy-poll iteration logs nothing: a receive that consumes no entry and
- * an external read that sees what the thread's previous external read of the same variable saw are
- * quiet; each thread counts them, and its next loud record (an RX, an external read with a new
- * value) carries the count (ftmb_internal.h). Replay hands out exactly that many quiet results
- * (nothing received, the same value) before it takes the loud record, so every receive and every
- * external read returns what it returned in the record, and iteration counts, hence the times
- * derived from them after the input's end, are reproduced.
+ * Quiet operations. An idle busy-poll iteration logs nothing: a receive that consumes no entry, an
+ * external read that sees what the thread's previous external read of the same variable saw, and a
+ * quiet-capable ordered call that returned its quiet result (an empty ring dequeue, see
+ * ftmb_ordered_quiet_begin) are quiet; each thread counts them, and its next loud record (an RX, an
+ * external read with a new value, an ORDQ) carries the count (ftmb_internal.h). Replay hands out
+ * exactly that many quiet results (nothing received, the same value, the call not made) before it
+ * takes the loud record, so every receive, external read and quiet-capable call returns what it
+ * returned in the record, and iteration counts, hence the times derived from them after the
+ * input's end, are reproduced.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
