@@ -59,6 +59,7 @@ static int consumer(void *arg)
         if (rte_ring_dequeue(ring, &objs[k++ % 32]) == 0) /* QUIET_SINGLE */
             got[rte_lcore_id()]++;
         got[rte_lcore_id()] += rte_ring_dequeue_burst(ring, objs, quit ? 1 : 32, NULL); /* PLAIN */
+        rte_ring_sc_dequeue_bulk_elem(ring, objs, sizeof objs[0], 2, NULL); /* QUIET_UNUSED */
     }
     return 0;
 }
@@ -104,6 +105,7 @@ def test_ring_dequeues_become_quiet_calls_that_compile(tmp_path):
     # the burst dequeue's site is at its first line (the call spans two)
     assert by_line.get(burst - 1) == {"ftmb_ordered_quiet_begin"}, by_line
     assert by_line.get(single) == {"ftmb_ordered_quiet_begin"}, by_line
+    assert by_line.get(_line(original, "QUIET_UNUSED")) == {"ftmb_ordered_quiet_begin"}, by_line
     # an external read (quit) inside the arguments: its edit would be copied, so the plain form
     assert by_line.get(plain) == {"ftmb_ordered_begin"}, by_line
     enqueue = _line(original, "rte_ring_enqueue_burst")
