@@ -334,7 +334,8 @@ static int rec_ordered(uint64_t head, uint32_t *obj)
 {
     unsigned k = _ftmb_rec_kind(head);
     *obj = _ftmb_rec_obj(head);
-    return (k == _FTMB_REC_LOCK || k == _FTMB_REC_ORDERED || k == _FTMB_REC_HELD) && *obj < FTMB_MAX_OBJECTS;
+    return (k == _FTMB_REC_LOCK || k == _FTMB_REC_ORDERED || k == _FTMB_REC_HELD || k == _FTMB_REC_ORDQ) &&
+           *obj < FTMB_MAX_OBJECTS;
 }
 
 /* Publish every pending record whose predecessors are published; returns how many. */
