@@ -3,6 +3,8 @@
     .venv/bin/python bench/crash_trials.py --trials 200 --seed 1 [--examples nat,lb] [--workers 1,2]
         [--checkpoint-ms 50]  # the backup is the master's newest checkpoint (0: the standby, from the start)
         [--mutate]    # release rule off + late, lossy log shipping: must report violations
+        [--only N [--repeat K]]  # exactly trial N of the seed's sequence (same example, workers, kill
+                                 # instant), K times: to reproduce one failed trial
         [--dpdk l2fwd,skeleton]  # also DPDK's own example apps, unmodified, instrumented whole (see below)
 
 Each trial: one example (built with ftmb-cc into --build, once; flowmon is the pthread + libpcap one,
@@ -201,28 +203,40 @@ def main() -> int:
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-crash-trials/build"))
     ap.add_argument("--checkpoint-ms", type=int, default=50)
     ap.add_argument("--mutate", action="store_true")
+    ap.add_argument("--only", type=int, default=None, metavar="N",
+                    help="run only trial N of the seed's sequence (its example, workers and kill instant)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="K", help="with --only: run that trial K times")
     ap.add_argument("--kill-window", default="0.3,0.7",
                     help="LO,HI: the SIGKILL's instant, uniform, seconds after the master's start (DPDK apps: "
                          f"+{DPDK_KILL_DELAY_S} s); on a loaded machine initialization takes longer: move it later")
     ap.add_argument("--packets", type=int, default=3000, help="packets of each trace (0.6 s at 5 kpps)")
     ap.add_argument("--dpdk", default="", help="DPDK example apps drawn too (comma-separated; see above)")
     a = ap.parse_args()
+    if a.only is not None and not 0 <= a.only < a.trials:
+        ap.error(f"--only {a.only}: expected a trial number from 0 to {a.trials - 1} (--trials {a.trials})")
+    if a.repeat < 1 or (a.repeat > 1 and a.only is None):
+        ap.error(f"--repeat {a.repeat}: expected 1 or more, and more than 1 only with --only")
     lo, hi = (float(x) for x in a.kill_window.split(","))
     print(f"seed {a.seed}", flush=True)
     rng = random.Random(a.seed)
     build(a.build)  # make: rebuilt when the examples or the runtime changed
     dpdk = build_dpdk([n for n in a.dpdk.split(",") if n], a.build) if a.dpdk else {}
-    bad = failed = no_crash = 0
-    live = []
     keys = ("live", "reaped", "detect", "log", "restore", "replay", "records", "records/s", "replay CPU")
     groups: dict[str, dict[str, list[float]]] = {}  # all, the examples, the DPDK apps: the split of each
     draw = [x for x in a.examples.split(",") if x] + list(dpdk)
+    plan = []  # the seed's sequence: (trial number, example, workers, kill instant)
     for i in range(a.trials):
         ex = rng.choice(draw)
         w = rng.choice([int(x) for x in a.workers.split(",")])
         kill_at = rng.uniform(lo, hi)   # EAL init takes ~0.2-0.3 s (idle machine); 3000 packets last 0.6 s
         if ex in dpdk:
             w, kill_at = dpdk[ex][1].queues, kill_at + DPDK_KILL_DELAY_S
+        plan.append((i, ex, w, kill_at))
+    if a.only is not None:
+        plan = [plan[a.only]] * a.repeat
+    bad = failed = no_crash = 0
+    live = []
+    for i, ex, w, kill_at in plan:
         res, v = trial(a.build, ex, w, kill_at, a.build.parent / "work", rate=a.rate, mutate=a.mutate,
                        checkpoint_ms=a.checkpoint_ms or None, dpdk_app=dpdk.get(ex), packets=a.packets)
         fo = res.failover
@@ -256,7 +270,7 @@ def main() -> int:
               f"{'FAILED: ' + v.replay_failure if v.replay_failure else ''}"
               f"{'; '.join(str(x) for x in v.violations[:2])}", flush=True)
     live.sort()
-    print(f"summary: {a.trials} trials ({no_crash} ended before the kill), {bad} with violations, {failed} failed runs; recovery (kill -> backup "
+    print(f"summary: {len(plan)} trials ({no_crash} ended before the kill), {bad} with violations, {failed} failed runs; recovery (kill -> backup "
           f"live) ms min/median/max: "
           + (f"{live[0]:.1f}/{live[len(live)//2]:.1f}/{live[-1]:.1f}" if live else "-"))
     for g, parts in groups.items():
@@ -264,7 +278,7 @@ def main() -> int:
               f"/ max; reaped: the orchestrator reaped the killed master): "
               + "; ".join(f"{k}{'' if k in ('records', 'records/s') else ' ms'} {spread(v)}" for k, v in parts.items()))
     if a.mutate:  # a recovery that fails (replay stalls on a log with lost records) is caught too
-        print(f"mutation: {bad + failed} of {a.trials - no_crash} crashed trials caught")
+        print(f"mutation: {bad + failed} of {len(plan) - no_crash} crashed trials caught")
         return 0 if bad + failed else 1
     return 1 if bad or failed else 0
 

@@ -4,8 +4,9 @@ tests/dpdk_example.py and tests/test_failover_packet_ordering.py build them).
 
 Each app runs once per rate under `ftmb-instrument run --json --log` (record mode, no failure) on the
 same trace; the table gives the records the output logger stored and the log file's size, per input
-packet, with the records split by kind (RX receives, ORD ordered accesses, ND nondeterministic values
-and external reads, QUIET counts; runtime/src/ftmb_internal.h). `--rates 0` is "as fast as the input
+packet, with the records split by kind (RX receives, ORD ordered accesses, ORDQ loud quiet-capable
+ordered calls (non-empty ring dequeues), ND nondeterministic values and external reads, QUIET counts;
+runtime/src/ftmb_internal.h). `--rates 0` is "as fast as the input
 logger serves" (no --rate). FTMB_RUNTIME_BUILD picks the runtime (to compare with another build).
 
     .venv/bin/python bench/idle_records.py [--rates 1000,3000,10000,0] [--packets 3000] [--apps l2fwd,packet_ordering]
@@ -32,7 +33,7 @@ APPS = {  # source, extra cflags, EAL lcores + app arguments, output-logger thre
     "packet_ordering": ("packet_ordering/main.c", ["-DALLOW_EXPERIMENTAL_API"],
                         ["--lcores", "(0-3)@(0,1)", "--", "-p", "0x3"], 6),
 }
-KINDS = {1: "LOCK", 2: "ORD", 3: "HELD", 4: "TRYFAIL", 5: "ND", 6: "RX", 7: "QUIET"}
+KINDS = {1: "LOCK", 2: "ORD", 3: "HELD", 4: "TRYFAIL", 5: "ND", 6: "RX", 7: "QUIET", 8: "ORDQ"}
 LOG_HDR = 32 + 16 * 32  # struct _ftmb_log_file_hdr (FTMBLOG4: with its hdr_check)
 
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"runtime: {os.environ.get('FTMB_RUNTIME_BUILD', 'this checkout')}; {a.packets} packets, 2 queues, "
           f"{os.cpu_count()} CPUs")
     print("| app | rate (pps) | released / input | records | records per packet | log bytes per packet "
-          "| RX / ORD / ND / QUIET per packet |")
+          "| RX / ORD / ORDQ / ND / QUIET per packet |")
     print("|---|---|---|---|---|---|---|")
     bad = 0
     with tempfile.TemporaryDirectory(prefix="ftmb-idle-") as tmp:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 n = res["input_packets"]
                 k = res["kinds"]
-                split = " / ".join(f"{k.get(x, 0) / n:.2f}" for x in ("RX", "ORD", "ND", "QUIET"))
+                split = " / ".join(f"{k.get(x, 0) / n:.2f}" for x in ("RX", "ORD", "ORDQ", "ND", "QUIET"))
                 print(f"| {name} | {rate or 'max'} | {res['released']} / {n} | {res['records']} | "
                       f"{res['records'] / n:.2f} | {res['log_bytes'] / n:.1f} | {split} |", flush=True)
     return 1 if bad else 0

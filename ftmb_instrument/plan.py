@@ -573,6 +573,13 @@ class Planner:
                                         "memory is accessed here; what is done through the address is ordered "
                                         "where it happens"))
             return
+        quiet = self.quiet_call(f, off)
+        if quiet is not None:
+            c, _ = quiet
+            key = (f.path, c.start, c.rparen + 1)
+            self.region(f, c.start, c.rparen + 1, "quiet", obj, v, a, f"{c.callee}() is quiet when it finds nothing")
+            self.regions[key]["call"] = quiet
+            return
         chain = f.containing(off)
         chain = [s for s in chain if s.kind != "compound" or s.from_macro]
         if not chain:
@@ -668,6 +675,46 @@ class Planner:
         self.region(f, s, e, f"expr:{shape}:argument", obj, v, a, "call argument (the statement calls project code)")
         return True
 
+    def quiet_call(self, f: _File, off: int):
+        """(call, model role) when the access at `off` is a library call the model makes quiet when it
+        returns its quiet result (an empty ring dequeue) and the call can be spliced as one expression:
+        written in the file, its parameter types known, its result used as a value."""
+        for c in f.calls_by_loc.get(off, []):
+            role = self.sem.role(c.callee, "opaque_access")
+            if role is None or not role.get("quiet"):
+                continue
+            zero = role.get("quiet_zero_arg")
+            if (c.spliceable and not c.macro and c.params and len(c.params) == len(c.args) and zero < len(c.args)
+                    and c.result not in ("", "void") and c.stmt_start >= 0):
+                return c, role
+        return None
+
+    def quiet_region_edits(self, f: _File, start: int, end: int, obj: int, sid: int, c, role) -> tuple[Edit, ...] | None:
+        """The quiet form of an ordered library call (see ftmb_ordered_quiet_begin): its arguments
+        evaluated once, in order, into temporaries of the parameters' types; in a replay that the log
+        says was quiet the call is not made and the quiet result is returned (0 in the `available`
+        argument); otherwise it is made and ftmb_ordered_quiet_end learns whether it was quiet. None
+        when another edit falls inside the call (its text is copied into the temporaries)."""
+        for s in self.sites:
+            if s.file == self.rel(f.path) and any(start < e.start < end or start < e.end < end for e in s.edits):
+                return None
+        for (path, rs, re_), r in self.regions.items():
+            if path == f.path and (rs, re_) != (start, end) and (start < rs < end or start < re_ < end):
+                return None
+        q = f"_ftmb_q{sid}_"
+        v = f"_ftmb_v{sid}"
+        decls = "".join(f"__typeof__({t}) {q}{i} = ({f.text(a, b)}); " for i, (t, (a, b)) in enumerate(zip(c.params, c.args)))
+        args = ", ".join(f"{q}{i}" for i in range(len(c.args)))
+        qv = f"({role.get('quiet_result')})"
+        zero = role.get("quiet_zero_arg")
+        set_zero = f" if ({q}{zero}) *{q}{zero} = 0;" if zero >= 0 else ""
+        is_quiet = f"{v} == {qv}" + (f" && (!{q}{zero} || *{q}{zero} == 0)" if zero >= 0 else "")
+        lines = "\n" * f.data.count(b"\n", start, end)  # the lines after the call keep their numbers
+        text = (f"__extension__ ({{ {decls}__typeof__({c.result}) {v}; if (ftmb_ordered_quiet_begin({obj}, {sid})) "
+                f"{{ {v} = {qv};{set_zero} }} else {{ {v} = {f.text(c.start, c.name_end)}({args}); "
+                f"ftmb_ordered_quiet_end({is_quiet}, {obj}, {sid}); }} {v};{lines} }})")
+        return (Edit(start, end, text),)
+
     def region(self, f: _File, start: int, end: int, how: str, obj: int, v: Variable, a, reason: str) -> None:
         key = (f.path, start, end)
         r = self.regions.setdefault(key, {"objs": {}, "file": f, "reasons": set(), "how": how})
@@ -743,7 +790,16 @@ class Planner:
             ends = " ".join(f"ftmb_ordered_end({o});" for o in reversed(objs))
             names = ", ".join(r["objs"][o] for o in objs)
             op, cl = opening(end - start), closing(end - start)
-            if how == "statement":
+            entry = "ftmb_ordered_begin"
+            if how == "quiet":
+                edits = self.quiet_region_edits(f, start, end, objs[0], sid, *r["call"]) if len(objs) == 1 else None
+                if edits is not None:
+                    entry = "ftmb_ordered_quiet_begin"
+                else:  # the plain form around the call expression
+                    how = "expr:value:call"
+            if how == "quiet":
+                pass
+            elif how == "statement":
                 edits = (Edit(start, start, "{ " + begins + " ", op), Edit(end, end, " " + ends + " }", cl))
             elif how == "declaration":
                 edits = (Edit(start, start, begins + " ", op), Edit(end, end, " " + ends, cl))
@@ -761,7 +817,7 @@ class Planner:
             if calls:
                 reason += f" (the region also encloses calls to {', '.join(sorted(calls))})"
             self.sites.append(PlanSite(sid, "ordered", self.rel(path), f.line_of(start), start, end,
-                                       "ftmb_ordered_begin", tuple(objs), reason, edits,
+                                       entry, tuple(objs), reason, edits,
                                        how.split(":")[0] if ":" in how else how))
 
     def project_calls_in(self, f: _File, start: int, end: int) -> set[str]:

@@ -14,14 +14,15 @@ host everything stays shared memory:
   the output logger compares every regenerated packet with the released one).
 
 `Role` is one such process tree: it starts the processes, waits for what the next one needs,
-forwards SIGINT/SIGTERM, and stops them all. The CLI (`ftmb-instrument input-logger|output-logger|
+forwards SIGINT/SIGTERM, and stops them all. What each process is (a logger's command line, the
+environment of the master's binary in each role) comes from run.py, which starts the same roles on
+one host: only the transport differs (`Role.spawn` with a host's prefix, and the relays). The CLI (`ftmb-instrument input-logger|output-logger|
 master|backup`) and the tests (tests/test_hosts.py, through `netns.Topology`) use the same code.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -31,6 +32,7 @@ from typing import Sequence
 
 from .bundle import ensure_runtime
 from .errors import FtmbError, InputError
+from .run import MASTER_END, input_logger_argv, output_logger_argv, program_env, same_addresses
 
 ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
 
@@ -131,12 +133,8 @@ def _bins() -> dict[str, Path]:
 def start_input_logger(role: Role, input_pcap: Path, listen: str, *, queues: int = 1, rate: int | None = None,
                        tick_us: int | None = None, timeout_ms: int = 1000) -> None:
     b = _bins()
-    argv = [b["input_logger"], "--session", role.session, "--in", input_pcap, "--queues", queues, "--until-signal"]
-    if rate:
-        argv += ["--rate", rate]
-    if tick_us:
-        argv += ["--tick-us", tick_us]
-    il = role.spawn("input-logger", argv)
+    il = role.spawn("input-logger", input_logger_argv(b["input_logger"], role.session, input_pcap, queues=queues,
+                                                      until_signal=True, tick_us=tick_us, rate=rate))
     role.wait_region("in", il, 30)
     role.spawn("relay-in", [b["relay"], "export", "--session", role.session, "--region", "in", "--listen", listen,
                             "--timeout-ms", timeout_ms])
@@ -144,8 +142,8 @@ def start_input_logger(role: Role, input_pcap: Path, listen: str, *, queues: int
 
 def start_output_logger(role: Role, output_pcap: Path, log: Path, listen: str, *, timeout_ms: int = 1000) -> None:
     b = _bins()
-    ol = role.spawn("output-logger", [b["output_logger"], "--session", role.session, "--out", output_pcap,
-                                      "--log", log, "--stats", "--until-signal"])
+    ol = role.spawn("output-logger", output_logger_argv(b["output_logger"], role.session, output_pcap, log=log,
+                                                        until_signal=True))
     role.wait_region("out", ol, 30)
     role.spawn("relay-out", [b["relay"], "export", "--session", role.session, "--region", "out", "--listen", listen,
                              "--log", log, "--timeout-ms", timeout_ms])
@@ -168,17 +166,12 @@ def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_ou
     rout = role.spawn("relay-out", out_argv)
     role.wait_region("in", rin, 60)
     role.wait_region("out", rout, 60)
-    nf_env = dict(os.environ if env is None else env, FTMB_SESSION=role.session,
+    nf_env = dict(os.environ if env is None else env, FTMB_MODE="record", FTMB_SESSION=role.session,
                   FTMB_PEER_TIMEOUT_MS=str(max(timeout_ms * 2, 2000)))
-    if kind == "master" or (kind == "backup" and Path(log).stat().st_size == 0):
-        nf_env["FTMB_MODE"] = "record"  # (a backup of a master that never attached starts afresh)
-    else:
-        nf_env.update(FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log))
-        nf_env.update({"FTMB_REPLAY_HANDOVER": "1"} if kind == "backup" else {"FTMB_REPLAY_STOP_AT_END": "1"})
-    cmd = list(map(str, nf_argv))
-    if shutil.which("setarch"):  # the same addresses in the master and its replays
-        cmd = ["setarch", os.uname().machine, "-R", *cmd]
-    return role.spawn("program", cmd, nf_env, stdout=True)
+    # (a backup of a master that never attached starts afresh: it records)
+    if kind == "verify" or (kind == "backup" and Path(log).stat().st_size > 0):
+        nf_env = program_env(nf_env, "verifier" if kind == "verify" else "backup", log)
+    return role.spawn("program", same_addresses(nf_argv), nf_env, stdout=True)
 
 
 def serve(role: Role, main: subprocess.Popen | None = None) -> int:
@@ -239,9 +232,7 @@ class HostsResult:
 
 def _master_ends(role: Role) -> list[tuple[int, int, int]]:
     import re
-    return [tuple(map(int, m)) for m in re.findall(
-        r"the master \(pid \d+\) (?:finished|was stopped by a signal); every output handled; "
-        r"released (\d+) duplicates (\d+) mismatches (\d+)", role.err("output-logger"))]
+    return [tuple(map(int, m)) for m in re.findall(r"the master \(pid \d+\) " + MASTER_END, role.err("output-logger"))]
 
 
 def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,

@@ -21,6 +21,14 @@ Failover (`kill_master_at`, `failover`): see `run()`; the loggers then keep the 
 master's death (`--until-signal`), a warm standby backup waits next to the master, and the run
 stops the loggers itself once the last master's outputs are handled.
 
+The code is one object or function per role, each starting its processes through the session's
+`_Session.spawn` (the transport: here children of the run on this host): `_OutputLogger`,
+`_InputLogger`, the master (started by `run`, watched by `_drain`), `_Backup` (standby, follower,
+snapshot or cold backup: `take_over`) and `_verify_replay` (the verifier). What each process is,
+its command line (`output_logger_argv`, `input_logger_argv`) or the environment of the master's
+binary in each role (`program_env`, `same_addresses`), is shared with roles.py, which starts the
+same roles each on its own host through ftmb-relay.
+
 Whatever happens (a failure, a timeout, an exception, Ctrl-C), a `finally` kills every process
 group the run started that is still alive, reaps it, and removes the session's regions. The result
 is data (`RunResult`): each process's exit status, packet counts, records logged, and the output
@@ -86,6 +94,7 @@ class ProcessStatus:
     returncode: int | None = None   # negative: killed by that signal (subprocess convention)
     stopped_by: str | None = None   # the signal the run sent to end it, if any
     stderr_tail: str = ""
+    stuck: str = ""                 # its threads when the stop signal had not ended it (before the SIGKILL)
 
     @property
     def status(self) -> str:
@@ -570,9 +579,301 @@ class _Child:
         try:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
+            self.status.stuck = _thread_states(self.proc.pid)
             self.status.stopped_by = "SIGKILL"
             self.signal(signal.SIGKILL)
             self.proc.wait()
+
+
+def _thread_states(pid: int) -> str:
+    """Where each thread of `pid` is: tid, state, kernel wait channel, and the signals it blocks
+    and has pending (hex masks as in /proc), then those pending for the whole process."""
+    out, shared = [], ""
+    try:
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name))
+    except OSError:
+        return ""
+    for t in tasks:
+        try:
+            st = dict(ln.split(":\t", 1) for ln in (t / "status").read_text().splitlines() if ":\t" in ln)
+            wchan = (t / "wchan").read_text().strip() or "-"
+        except OSError:
+            continue
+        shared = st.get("ShdPnd", "").lstrip("0") or "0"
+        out.append(f"{t.name} {st.get('State', '?')[:1]} {wchan} blk {st.get('SigBlk', '').lstrip('0') or '0'} "
+                   f"pnd {st.get('SigPnd', '').lstrip('0') or '0'}")
+    return f"{'; '.join(out)}; process pending {shared}" if out else ""
+
+
+# What each role runs: shared by `run` (every role on this host, children of the run) and roles.py
+# (each role on its own host, started through ftmb-relay). Placing a role elsewhere changes how its
+# processes are started, not what they are.
+
+def output_logger_argv(binary: str | Path, session: str, output_pcap: str | Path, *, threads: int | None = None,
+                       log: str | Path | None = None, until_signal: bool = False,
+                       follow: str | None = None) -> list[str]:
+    """`ftmb-output-logger`'s command line. `until_signal`: it keeps the session for another master
+    (failover); `follow` "keep" or "forget": it publishes every stored record to a follower (and,
+    with "forget", forgets what the follower applied)."""
+    argv = [binary, "--session", session, "--out", output_pcap, "--stats"]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    if log:
+        argv += ["--log", str(log)]
+    if until_signal:
+        argv.append("--until-signal")
+    return argv + _follow_args(follow)
+
+
+def input_logger_argv(binary: str | Path, session: str, input_pcap: str | Path, *, queues: int = 1,
+                      until_signal: bool = False, follow: str | None = None, tick_us: int | None = None,
+                      rate: int | None = None) -> list[str]:
+    """`ftmb-input-logger`'s command line (`until_signal`, `follow`: as for the output logger)."""
+    argv = [binary, "--session", session, "--in", input_pcap, "--queues", str(queues)]
+    if until_signal:
+        argv.append("--until-signal")
+    argv += _follow_args(follow)
+    if tick_us:
+        argv += ["--tick-us", str(tick_us)]
+    if rate:
+        argv += ["--rate", str(rate)]
+    return argv
+
+
+def _follow_args(follow: str | None) -> list[str]:
+    return {None: [], "keep": ["--follow"], "forget": ["--follow", "--follow-forget"]}[follow]
+
+
+# The processes of the master's binary besides the master, by role: what each adds to the master's
+# environment (FTMB_REPLAY_LOG, the log it reads, comes with it: program_env).
+PROGRAM_ROLES: dict[str, dict[str, str]] = {
+    "standby": {"FTMB_MODE": "standby"},  # warm: runs the initialization, waits for the master's death
+    "follower": {"FTMB_MODE": "follow"},  # warm: replays the log as it is stored, outputs dropped
+    "backup": {"FTMB_MODE": "replay", "FTMB_REPLAY_HANDOVER": "1"},  # cold: replays the log, goes live
+    "verifier": {"FTMB_MODE": "replay", "FTMB_REPLAY_STOP_AT_END": "1"},  # replays the complete log (oracle 1)
+}
+
+
+def program_env(master_env: Mapping[str, str], role: str, log: str | Path) -> dict[str, str]:
+    """The environment of a process of the master's binary in `role` (PROGRAM_ROLES), from the master's."""
+    return dict(master_env, **PROGRAM_ROLES[role], FTMB_REPLAY_LOG=str(log))
+
+
+def same_addresses(cmd: Sequence[str]) -> list[str]:
+    """`cmd` with address-space randomization off (`setarch -R`, where there is one): a master and
+    the processes that replay its log map the same addresses."""
+    cmd = [str(a) for a in cmd]
+    return ["setarch", os.uname().machine, "-R", *cmd] if shutil.which("setarch") else cmd
+
+
+class _Session:
+    """One run's processes on this host and its verdict. Every role starts its processes through
+    `spawn` (children of the run, each leading its own process group and dying with the run) and
+    reports through `fail` (the first failure is the run's)."""
+
+    def __init__(self, result: RunResult, tmp: Path, deadline: float, grace_s: float):
+        self.result, self.tmp, self.deadline, self.grace_s = result, tmp, deadline, grace_s
+        self.children: list[_Child] = []
+
+    def spawn(self, name: str, argv: list[str], child_env: Mapping[str, str] | None = None,
+              capture_stdout: bool = False, logger: bool = False) -> _Child:
+        st = ProcessStatus(name=name, argv=[str(a) for a in argv])
+        err_path = self.tmp / f"{name}.err"
+        out = open(self.tmp / f"{name}.out", "wb") if capture_stdout else subprocess.DEVNULL
+        try:
+            with open(err_path, "wb") as err:
+                proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        env=dict(child_env) if child_env is not None else None,
+                                        start_new_session=True,
+                                        preexec_fn=_logger_dies_with_the_run if logger else _die_with_the_run)
+        except OSError as exc:
+            raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
+        finally:
+            if capture_stdout:
+                out.close()
+        st.pid = proc.pid
+        self.result.processes.append(st)
+        child = _Child(st, proc, err_path)
+        self.children.append(child)
+        return child
+
+    def adopt(self, name: str, argv: list[str], pid: int, err_path: Path) -> _Child:
+        """A process of the session the run did not start (a snapshot the master forked)."""
+        st = ProcessStatus(name=name, argv=argv, pid=pid)
+        self.result.processes.append(st)
+        child = _Child(st, _Adopted(pid), err_path)
+        self.children.append(child)
+        return child
+
+    def fail(self, child: _Child, why: str) -> None:
+        if self.result.failure is None:
+            self.result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
+
+
+class _OutputLogger:
+    """The output logger role: stores the records, releases the held outputs into OUT, writes the log."""
+
+    def __init__(self, s: _Session, argv: list[str], env: Mapping[str, str] | None):
+        self.s = s
+        self.child = s.spawn("output-logger", argv, env, logger=True)
+
+    def wait_log(self, log_file: Path, t0: float) -> bool:
+        """After the master's death: wait until the output logger has written the log for the backup."""
+        ol = self.child
+        while not log_file.exists():
+            if not ol.alive():
+                self.s.fail(ol, f"exited before writing the log for the backup ({_status(ol)})")
+                return False
+            if time.monotonic() - t0 > 10:
+                self.s.fail(ol, "did not write the log for the backup within 10 s of the master's death")
+                return False
+            time.sleep(0.0005)
+        return True
+
+    def finished(self, pid: int, until: float) -> tuple[int, int, int] | None:
+        return _ol_finished(self.child, pid, until)
+
+
+class _InputLogger:
+    """The input logger role: serves IN on the session's queues; its region says whether the input is drained."""
+
+    def __init__(self, s: _Session, argv: list[str]):
+        self.s = s
+        self.child = s.spawn("input-logger", argv, logger=True)
+
+    def open_region(self, session: str) -> InputRegion | None:
+        il = self.child
+        try:
+            return InputRegion(session)
+        except (OSError, ValueError) as exc:
+            self.s.fail(il, f"region vanished as the session started ({_status(il)}): {exc}")
+            return None
+
+
+def _wait_for_regions(s: _Session, session: str, ol: _Child, il: _Child, attach_timeout_s: float) -> bool:
+    """Step 1: both regions are ready (a logger that exits first failed on its arguments or input)."""
+    loggers = [ol, il]
+    regions = [Path(f"/dev/shm/ftmb-{session}.out"), Path(f"/dev/shm/ftmb-{session}.in")]
+    attach_deadline = min(s.deadline, time.monotonic() + attach_timeout_s)
+    while not all(_region_ready(r) for r in regions):
+        dead = [c for c in loggers if not c.alive()]
+        if dead:
+            c = dead[0]
+            s.fail(c, f"exited before the session was ready ({_status(c)}): {_first_line(c.err_path)}")
+            return False
+        if time.monotonic() > attach_deadline:
+            late = ol if not _region_ready(regions[0]) else il
+            s.fail(late, f"did not create its region within {attach_timeout_s:g} s")
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class _Backup:
+    """The backup role: a warm one started next to the master (`kind` "standby" or "follower"), or
+    none (`kind` None: a cold backup is started at the master's death); `take_over` names the
+    process that carries the session on (the master's newest snapshot, the warm backup, or a cold one)."""
+
+    def __init__(self, s: _Session, kind: str | None, nf_cmd: list[str], nf_env: Mapping[str, str],
+                 log_file: Path | None):
+        self.s, self.kind, self.nf_cmd, self.nf_env, self.log_file = s, kind, nf_cmd, nf_env, log_file
+        self.warm: _Child | None = None
+        if kind == "follower":
+            # it replays the log as the output logger stores it, from the program's start
+            # (FTMB_REPLAY_LOG: the empty log the run writes if the master dies before it attaches)
+            self.warm = s.spawn("follower", nf_cmd, program_env(nf_env, "follower", log_file), capture_stdout=True)
+        elif kind == "standby":
+            # the backup runs the same initialization now and waits at its first spawn wrapper
+            self.warm = s.spawn("standby", nf_cmd, program_env(nf_env, "standby", log_file), capture_stdout=True)
+
+    def lost(self, nf: _Child) -> None:
+        """While the master runs: a warm backup that died leaves it without fault tolerance (it forwards on)."""
+        standby, result = self.warm, self.s.result
+        if (standby is not None and result.fault_tolerance_lost is None
+                and not standby.alive() and standby.proc.returncode != 0 and nf.alive()):
+            # (exit 0: it saw the master call ftmb_exit, the normal end)
+            result.fault_tolerance_lost = (f"the {standby.status.name} backup (pid {standby.proc.pid}) died "
+                                           f"({_status(standby)}): {_first_line(standby.err_path)}; "
+                                           "the master goes on without fault tolerance")
+
+    def step_aside(self) -> None:
+        """The master finished: a warm backup sees it and exits."""
+        standby = self.warm
+        if standby is not None:
+            try:
+                standby.proc.wait(timeout=self.s.grace_s)
+            except subprocess.TimeoutExpired:
+                standby.stop(signal.SIGTERM, self.s.grace_s)
+
+    def take_over(self, nf: _Child, ol: _OutputLogger, in_region: InputRegion, nf_start: float,
+                  injected: bool, kill_wall_ns: int) -> _Child | None:
+        """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
+        s, result, log_file, standby = self.s, self.s.result, self.log_file, self.warm
+        result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected,
+                                   killed_wall_ns=kill_wall_ns,
+                                   reaped_ms=(time.time_ns() - kill_wall_ns) / 1e6 if injected else None)
+        t0 = time.monotonic()
+        snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
+        taken_by = in_region.master()[0]  # (read after it: a snapshot named by a backup implies this)
+        if snapshot > 0 and taken_by not in (0, nf.proc.pid):
+            # the snapshot took over already, went live and names snapshots of its own (the run
+            # was descheduled that long): the backup is the new master, not its newest snapshot
+            snapshot = taken_by
+        if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
+            _write_empty_log(log_file, in_region)
+        if not ol.wait_log(log_file, t0):
+            return None
+        result.failover.log_ready_ms = (time.monotonic() - t0) * 1e3
+        if snapshot > 0 and not _pid_alive(snapshot):  # (the standby stepped aside for it)
+            s.fail(nf, f"died, and its snapshot (pid {snapshot}) could not take over: "
+                       f"{_last_ftmb_line(nf.err_path)}")
+            return None
+        if snapshot > 0:
+            b = s.adopt("backup", nf.status.argv, snapshot, nf.err_path)
+            result.failover.backup_pid = snapshot
+            result.failover.from_snapshot = True
+            return b
+        if standby is not None:
+            # (exit 0 after taking over: it saw the death before us, replayed, went live and finished)
+            took_over = standby.err_path.exists() and _TAKEOVER.search(standby.err_path.read_text(errors="replace"))
+            if not standby.alive() and not (standby.proc.returncode == 0 and took_over):
+                s.fail(standby, f"the {standby.status.name} backup was gone when the master died "
+                                f"({_status(standby)}): {_first_line(standby.err_path)}")
+                return None
+            result.failover.backup_pid = standby.proc.pid
+            result.failover.follower = self.kind == "follower"
+            return standby
+        b = s.spawn("backup", self.nf_cmd, program_env(self.nf_env, "backup", log_file), capture_stdout=True)
+        result.failover.backup_pid = b.proc.pid
+        return b
+
+
+def _verify_replay(s: _Session, ol: _OutputLogger, nf_cmd: list[str], nf_env: Mapping[str, str], log_file: Path,
+                   done: tuple[int, int, int]) -> ReplayCheck:
+    """The verifier role (oracle 1): an uninterrupted re-execution that follows the complete log, from
+    the initial state, on the same session (the input logger kept every entry); each of its outputs is
+    a duplicate, which the output logger compares with the released one."""
+    grace_s, deadline = s.grace_s, s.deadline
+    v = s.spawn("verifier", nf_cmd, program_env(nf_env, "verifier", log_file), capture_stdout=True)
+    try:
+        v.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        v.stop(signal.SIGKILL, grace_s)
+    # The output logger reports the verifier's end once it has compared every output the
+    # verifier left in its rings: on a loaded machine that may take longer than the
+    # grace period, so wait for it as long as the run may last (it is alive and working).
+    after = ol.finished(v.proc.pid, max(time.monotonic() + grace_s, deadline))
+    why = None
+    if v.proc.returncode != 0:
+        why = f"the verification replay did not finish ({_status(v)}): {_telling_line(v.err_path)}"
+    elif after is None:
+        why = (f"the output logger did not report the verification replay's end ({_status(ol.child)}; "
+               f"the verifier exited 0: {_last_ftmb_line(v.err_path)})")
+    check = ReplayCheck(released=done[0], compared=(after[1] - done[1]) if after else 0,
+                        mismatches=(after[2] - done[2]) if after else 0, failure=why)
+    if not check.ok:  # fail closed: a recovery nobody could reproduce
+        s.fail(v, check.summary())
+    return check
 
 
 def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path, *, mode: str = "record",
@@ -614,8 +915,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     `checkpoint_ms` ms (runtime/src/checkpoint.c); when it dies the newest snapshot takes over and
     replays only the log since that checkpoint, and the standby steps aside. The run makes itself a
     child subreaper for the run's duration so that the snapshot becomes its child when the master
-    dies. The input logger forgets what precedes the newest checkpoint unless the verification
-    replay (which re-executes from the start) needs it.
+    dies; the backup is the snapshot the region names then, or, once it has published itself as
+    the master (a run that looks late: it may already name snapshots of its own), that master.
+    The input logger forgets what precedes the newest checkpoint unless the verification replay
+    (which re-executes from the start) needs it.
     `follower=True` (with failover; not with checkpoints): instead of the standby, a follower
     (FTMB_MODE=follow, the loggers with --follow) replays the log as the output logger stores it,
     outputs dropped; when the master dies it finishes the tail of the log and goes live. Without
@@ -679,82 +982,31 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     # Orphans of the session (a dead master's snapshot, a helper the program left) become the run's
     # children, so it can wait for them and reap what it kills at the end.
     _set_subreaper(True)
-    children: list[_Child] = []
     in_region: InputRegion | None = None
     start = time.monotonic()
     deadline = start + timeout_s
 
-    def spawn(name: str, argv: list[str], child_env: Mapping[str, str] | None = None,
-              capture_stdout: bool = False, logger: bool = False) -> _Child:
-        st = ProcessStatus(name=name, argv=[str(a) for a in argv])
-        err_path = tmp / f"{name}.err"
-        out = open(tmp / f"{name}.out", "wb") if capture_stdout else subprocess.DEVNULL
-        try:
-            with open(err_path, "wb") as err:
-                proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                        env=dict(child_env) if child_env is not None else None,
-                                        start_new_session=True,
-                                        preexec_fn=_logger_dies_with_the_run if logger else _die_with_the_run)
-        except OSError as exc:
-            raise InputError(f"{argv[0]}: cannot start the {name}: {exc.strerror}") from None
-        finally:
-            if capture_stdout:
-                out.close()
-        st.pid = proc.pid
-        result.processes.append(st)
-        child = _Child(st, proc, err_path)
-        children.append(child)
-        return child
-
-    def fail(child: _Child, why: str) -> None:
-        if result.failure is None:
-            result.failure = f"{child.status.name} (pid {child.status.pid}) {why}"
-
+    s = _Session(result, tmp, deadline, grace_s)
     try:
-        # Without --threads the output logger has rings for the runtime's maximum (32): the region is
-        # sparse, so threads that never start cost nothing, and no guess of the program's threads is needed.
-        ol_argv = [ol_bin, "--session", session, "--out", output_pcap, "--stats"]
-        if threads is not None:
-            ol_argv += ["--threads", str(threads)]
         if failover and not log_file:
             log_file = tmp / "ftmb.log"
         if log_file:
             Path(log_file).unlink(missing_ok=True)
-            ol_argv += ["--log", str(log_file)]
-        il_argv = [il_bin, "--session", session, "--in", input_pcap, "--queues", str(queues)]
-        if failover:
-            ol_argv.append("--until-signal")
-            il_argv.append("--until-signal")
-        if follower:
-            for argv in (ol_argv, il_argv):
-                argv += ["--follow"] if verify_replay else ["--follow", "--follow-forget"]
-        if tick_us:
-            il_argv += ["--tick-us", str(tick_us)]
-        if rate:
-            il_argv += ["--rate", str(rate)]
-        ol_env = None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1")
-        ol = spawn("output-logger", ol_argv, ol_env, logger=True)
-        il = spawn("input-logger", il_argv, logger=True)
-        loggers = [ol, il]
+        follow = ("keep" if verify_replay else "forget") if follower else None
+        # Without --threads the output logger has rings for the runtime's maximum (32): the region is
+        # sparse, so threads that never start cost nothing, and no guess of the program's threads is needed.
+        ol = _OutputLogger(s, output_logger_argv(ol_bin, session, output_pcap, threads=threads, log=log_file,
+                                                 until_signal=failover, follow=follow),
+                           None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1"))
+        il = _InputLogger(s, input_logger_argv(il_bin, session, input_pcap, queues=queues, until_signal=failover,
+                                               follow=follow, tick_us=tick_us, rate=rate))
+        loggers = [ol.child, il.child]
 
-        # 1. both regions are ready (a logger that exits first failed on its arguments or input)
-        regions = [Path(f"/dev/shm/ftmb-{session}.out"), Path(f"/dev/shm/ftmb-{session}.in")]
-        attach_deadline = min(deadline, time.monotonic() + attach_timeout_s)
-        while not all(_region_ready(r) for r in regions):
-            dead = [c for c in loggers if not c.alive()]
-            if dead:
-                c = dead[0]
-                fail(c, f"exited before the session was ready ({_status(c)}): {_first_line(c.err_path)}")
-                return result
-            if time.monotonic() > attach_deadline:
-                late = ol if not _region_ready(regions[0]) else il
-                fail(late, f"did not create its region within {attach_timeout_s:g} s")
-                return result
-            time.sleep(0.005)
-        try:
-            in_region = InputRegion(session)
-        except (OSError, ValueError) as exc:
-            fail(il, f"region vanished as the session started ({_status(il)}): {exc}")
+        # 1. both regions are ready
+        if not _wait_for_regions(s, session, ol.child, il.child, attach_timeout_s):
+            return result
+        in_region = il.open_region(session)
+        if in_region is None:
             return result
         if output_pcap.is_file():
             _write_manifest(output_pcap, dict(
@@ -764,7 +1016,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
                 checkpoint_ms=checkpoint_ms, session=session,
                 runtime={"abi_version": _HDR.unpack_from(in_region._m, 0)[1], "layout_version": _LAYOUT_VERSION}))
 
-        # 2. the master
+        # 2. the master, and a warm backup beside it
         nf_env = dict(os.environ if env is None else env, FTMB_MODE=mode, FTMB_SESSION=session)
         # The master declares a logger gone when its heartbeat is older than this; on a loaded
         # machine a descheduled logger misses the runtime's default (and the master then drops its
@@ -777,250 +1029,36 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
             nf_env.update(FTMB_CHECKPOINT_MS=str(checkpoint_ms), FTMB_REPLAY_LOG=str(log_file),
                           FTMB_CHECKPOINT_GC="0" if verify_replay else "1")
         nf_cmd = [program, *nf_argv[1:]]
-        if failover and shutil.which("setarch"):
-            nf_cmd = ["setarch", os.uname().machine, "-R", *nf_cmd]
-        nf = spawn(Path(program).name, nf_cmd, nf_env, capture_stdout=True)
+        if failover:
+            nf_cmd = same_addresses(nf_cmd)
+        nf = s.spawn(Path(program).name, nf_cmd, nf_env, capture_stdout=True)
         nf_start = time.monotonic()
-        attached = False
-        backup: _Child | None = None
-        kill_wall_ns = 0
-
-        standby: _Child | None = None  # the warm backup: a standby or a follower
-        if follower:
-            # it replays the log as the output logger stores it, from the program's start
-            # (FTMB_REPLAY_LOG: the empty log the run writes if the master dies before it attaches)
-            standby = spawn("follower", nf_cmd, dict(nf_env, FTMB_MODE="follow", FTMB_REPLAY_LOG=str(log_file)),
-                            capture_stdout=True)
-        elif failover and warm_standby:
-            # the backup runs the same initialization now and waits at its first spawn wrapper
-            standby = spawn("standby", nf_cmd, dict(nf_env, FTMB_MODE="standby", FTMB_REPLAY_LOG=str(log_file)),
-                            capture_stdout=True)
-
-        def take_over(injected: bool) -> _Child | None:
-            """The master is dead: wait for the output logger's log, start the backup (or wake the standby)."""
-            nonlocal kill_wall_ns
-            result.failover = Failover(killed_at_s=time.monotonic() - nf_start, injected=injected,
-                                       killed_wall_ns=kill_wall_ns,
-                                       reaped_ms=(time.time_ns() - kill_wall_ns) / 1e6 if injected else None)
-            t0 = time.monotonic()
-            snapshot = in_region.snapshot_pid()  # final: nobody names another until a new master checkpoints
-            if not in_region.attached():  # it died before attaching: nothing logged, the backup starts afresh
-                _write_empty_log(Path(log_file), in_region)
-            while not Path(log_file).exists():
-                if not ol.alive():
-                    fail(ol, f"exited before writing the log for the backup ({_status(ol)})")
-                    return None
-                if time.monotonic() - t0 > 10:
-                    fail(ol, "did not write the log for the backup within 10 s of the master's death")
-                    return None
-                time.sleep(0.0005)
-            result.failover.log_ready_ms = (time.monotonic() - t0) * 1e3
-            if snapshot > 0 and not _pid_alive(snapshot):  # (the standby stepped aside for it)
-                fail(nf, f"died, and its snapshot (pid {snapshot}) could not take over: "
-                         f"{_last_ftmb_line(nf.err_path)}")
-                return None
-            if snapshot > 0:
-                st = ProcessStatus(name="backup", argv=nf.status.argv, pid=snapshot)
-                result.processes.append(st)
-                b = _Child(st, _Adopted(snapshot), nf.err_path)
-                children.append(b)
-                result.failover.backup_pid = snapshot
-                result.failover.from_snapshot = True
-                return b
-            if standby is not None:
-                # (exit 0 after taking over: it saw the death before us, replayed, went live and finished)
-                took_over = standby.err_path.exists() and _TAKEOVER.search(standby.err_path.read_text(errors="replace"))
-                if not standby.alive() and not (standby.proc.returncode == 0 and took_over):
-                    fail(standby, f"the {standby.status.name} backup was gone when the master died "
-                                  f"({_status(standby)}): {_first_line(standby.err_path)}")
-                    return None
-                result.failover.backup_pid = standby.proc.pid
-                result.failover.follower = follower
-                return standby
-            b_env = dict(nf_env, FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log_file), FTMB_REPLAY_HANDOVER="1")
-            b = spawn("backup", nf_cmd, b_env, capture_stdout=True)
-            result.failover.backup_pid = b.proc.pid
-            return b
+        backups = _Backup(s, "follower" if follower else "standby" if failover and warm_standby else None,
+                          nf_cmd, nf_env, Path(log_file) if log_file else None)
 
         # 3. the drain
-        while True:
-            if (standby is not None and backup is None and result.fault_tolerance_lost is None
-                    and not standby.alive() and standby.proc.returncode != 0 and nf.alive()):
-                # (exit 0: it saw the master call ftmb_exit, the normal end)
-                result.fault_tolerance_lost = (f"the {standby.status.name} backup (pid {standby.proc.pid}) died "
-                                               f"({_status(standby)}): {_first_line(standby.err_path)}; "
-                                               "the master goes on without fault tolerance")
-            if failover and backup is None and not result.failure:
-                due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
-                if due or not nf.alive():
-                    # (a master past ftmb_exit has finished: killing it in its exit is no failover)
-                    finished = nf.alive() and in_region.master()[1] == 2
-                    injected = nf.alive() and not finished
-                    if injected:
-                        kill_wall_ns = time.time_ns()
-                        nf.status.stopped_by = "SIGKILL"
-                        nf.signal(signal.SIGKILL)
-                        nf.proc.wait()
-                    elif finished or nf.proc.returncode == 0 or in_region.drained():
-                        if standby is not None:  # it sees the master finish and exits
-                            try:
-                                standby.proc.wait(timeout=grace_s)
-                            except subprocess.TimeoutExpired:
-                                standby.stop(signal.SIGTERM, grace_s)
-                        break   # it finished by itself before the failure was due
-                    else:
-                        kill_wall_ns = time.time_ns()
-                    backup = take_over(injected)
-                    if backup is None:
-                        if result.fault_tolerance_lost:
-                            result.failure = f"the master died without a backup: {result.fault_tolerance_lost}"
-                        break
-                    nf = backup
-                    continue
-            if not nf.alive():
-                break
-            for c in loggers:  # exit 0 is a logger that saw the master's ftmb_exit: fine
-                if not c.alive() and c.proc.returncode != 0 and nf.alive():  # (else the master's fault)
-                    fail(c, f"exited while the network function was running ({_status(c)}): "
-                            f"{_first_line(c.err_path)}")
-            if result.failure:
-                break
-            handed_over = backup is None or in_region.master()[::2] == (backup.proc.pid, 1)
-            if handed_over and in_region.drained():
-                result.drained = True
-                result.drain_s = time.monotonic() - nf_start
-                try:  # a program that watches ftmb_input_done exits by itself
-                    nf.proc.wait(timeout=settle_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                result.stopped_nf = True
-                nf.stop(stop_signal, grace_s)
-                if nf.status.stopped_by == "SIGKILL":
-                    fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
-                             "after its input was drained")
-                break
-            if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
-                attached = in_region.attached()
-                if not attached:
-                    fail(nf, f"did not join session {session} within {attach_timeout_s:g} s: was it built "
-                             "with ftmb-cc?")
-                    break
-            if time.monotonic() > deadline:
-                fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
-                         f"its stderr: {_first_line(nf.err_path)})")
-                break
-            time.sleep(0.01)
-
-        for c in children:  # a master that gave up on a logger lost outputs or input: never a success
-            gone = None if c in loggers else _logger_gone(c.err_path)
-            if gone:  # a logger that died is the cause: its own status says why (SIGKILL, a crash)
-                dead = [d for d in loggers if not d.alive() and d.proc.returncode != 0]
-                if dead:
-                    fail(dead[0], f"exited while the network function was running ({_status(dead[0])}): "
-                                  f"{_first_line(dead[0].err_path)}")
-                fail(c, gone)
-        if not result.failure:
-            nf.proc.wait()
-            nf.status.returncode = nf.proc.returncode
-            # A program without a handler for the stop signal dies of it: after the drain that is
-            # the stop the run asked for (the runtime marked it so; the loggers' exit statuses say
-            # whether every output was released), any other death a failure.
-            stopped = (result.stopped_nf and nf.status.stopped_by == signal.Signals(stop_signal).name
-                       and nf.proc.returncode == -stop_signal)
-            if nf.proc.returncode != 0 and not stopped:
-                fail(nf, f"failed ({_status(nf)}): {_telling_line(nf.err_path)}")
-            elif backup is None and not in_region.attached():  # (the loggers would wait for it in vain)
-                fail(nf, f"exited ({_status(nf)}) but never joined the session: was it built with ftmb-cc?")
-            result.drained = result.drained or in_region.drained()
-            if backup is not None and not result.drained:  # a backup must carry the session to its end
-                fail(nf, f"exited before its input was drained ({_status(nf)}"
-                         f"{'; not the run child: status unknown' if getattr(nf.proc, 'unknown', False) else ''})"
-                         f": {_last_ftmb_line(nf.err_path)}")
+        nf, backup = _drain(s, nf, nf_start, backups, ol, il, in_region, session=session, failover=failover,
+                            kill_master_at=kill_master_at, settle_s=settle_s, stop_signal=stop_signal,
+                            attach_timeout_s=attach_timeout_s, timeout_s=timeout_s)
+        _check_end(s, nf, backup, loggers, in_region, stop_signal)
         if failover and result.failure is None:
             # the loggers stay for another master (--until-signal): once the output logger has
             # handled the last master's exit (it rewrites the log then), stop them; both exit 0
-            done = _ol_finished(ol, nf.proc.pid, time.monotonic() + grace_s)
+            done = ol.finished(nf.proc.pid, time.monotonic() + grace_s)
             if verify_replay and result.failover is not None and done is not None:
-                # Oracle 1: an uninterrupted re-execution that follows the complete log, from the
-                # initial state, on the same session (the input logger kept every entry); each of
-                # its outputs is a duplicate, which the output logger compares with the released one.
-                v = spawn("verifier", nf_cmd, dict(nf_env, FTMB_MODE="replay", FTMB_REPLAY_LOG=str(log_file),
-                                                   FTMB_REPLAY_STOP_AT_END="1"), capture_stdout=True)
-                try:
-                    v.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    v.stop(signal.SIGKILL, grace_s)
-                # The output logger reports the verifier's end once it has compared every output the
-                # verifier left in its rings: on a loaded machine that may take longer than the
-                # grace period, so wait for it as long as the run may last (it is alive and working).
-                after = _ol_finished(ol, v.proc.pid, max(time.monotonic() + grace_s, deadline))
-                why = None
-                if v.proc.returncode != 0:
-                    why = f"the verification replay did not finish ({_status(v)}): {_telling_line(v.err_path)}"
-                elif after is None:
-                    why = (f"the output logger did not report the verification replay's end ({_status(ol)}; "
-                           f"the verifier exited 0: {_last_ftmb_line(v.err_path)})")
-                result.replay_check = ReplayCheck(
-                    released=done[0], compared=(after[1] - done[1]) if after else 0,
-                    mismatches=(after[2] - done[2]) if after else 0, failure=why)
-                if not result.replay_check.ok:  # fail closed: a recovery nobody could reproduce
-                    fail(v, result.replay_check.summary())
+                result.replay_check = _verify_replay(s, ol, nf_cmd, nf_env, Path(log_file), done)
             elif verify_replay and result.failover is not None:  # fail closed: no check, no success
-                fail(ol, f"did not report the end of the last master (pid {nf.proc.pid}): no replay check "
-                         f"({_status(ol)}): {_last_ftmb_line(ol.err_path)}")
+                s.fail(ol.child, f"did not report the end of the last master (pid {nf.proc.pid}): no replay check "
+                                 f"({_status(ol.child)}): {_last_ftmb_line(ol.child.err_path)}")
             for c in loggers:
                 c.stop(signal.SIGTERM, grace_s)
         # 4. the loggers finish by themselves once the master is gone
-        # (a master that failed may never have attached: the loggers would wait for it forever)
-        logger_deadline = time.monotonic() + (grace_s if result.failure is None else min(grace_s, 0.5))
-        for c in loggers:
-            try:
-                c.proc.wait(timeout=max(0.0, logger_deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.stop(signal.SIGTERM, grace_s)
-                fail(c, f"did not exit within {grace_s:g} s of the network function ({_status(c)})")
-        for c in loggers:
-            if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
-                fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
+        _stop_loggers(s, loggers, failover)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP through the command's handler
         result.interrupted = True
         result.failure = "interrupted" if result.failure is None else f"interrupted ({result.failure})"
     finally:
-        # The loggers first (SIGTERM: the output logger closes OUT with every released packet in
-        # it, both remove their regions): a snapshot whose master dies next then finds the session
-        # gone and exits instead of taking over (runtime/src/checkpoint.c); then everyone else, and
-        # whatever of the session is left that the run did not start (a backup's own snapshots, a
-        # helper in a session of its own). The verification replay has ended before this point.
-        for c in loggers_first(children):
-            c.stop(signal.SIGTERM if c.status.name in _LOGGERS else signal.SIGKILL, grace_s)
-        _kill_session_leftovers(session)
-        for c in children:
-            c.status.returncode = c.proc.returncode
-            c.status.stderr_tail = _tail(c.err_path)
-        if in_region is not None:
-            in_region.close()
-        for suffix in ("in", "out", "fol", "infol"):
-            Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
-        _collect(result, children, tmp, output_pcap)
-        _set_subreaper(False)
-        if result.failover is not None:
-            b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
-            m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
-            t = _TAKEOVER.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
-            if t:
-                result.failover.detected_ms = (int(t.group(1)) - kill_wall_ns) / 1e6
-            if m:
-                result.failover.replayed_records = int(m.group(1))
-                result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
-        if result.failure is not None:  # (one line: what OUT holds after all)
-            result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
-                               if result.output_packets else "; nothing was released")
-            if output_pcap.is_file() and output_pcap.stat().st_size <= 24:  # OUT without a packet: not kept
-                output_pcap.unlink()
-                manifest_path(output_pcap).unlink(missing_ok=True)
-        if output_pcap.is_file() and output_pcap.stat().st_size == 0:  # the lock's file; no logger wrote it
-            output_pcap.unlink()
+        _end_session(s, session, in_region, output_pcap)
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(tmp, ignore_errors=True)
         _stop_janitor(janitor)
@@ -1028,6 +1066,167 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     return result
 
 
+def _drain(s: _Session, master: _Child, nf_start: float, backups: _Backup, ol: _OutputLogger, il: _InputLogger,
+           in_region: InputRegion, *, session: str, failover: bool, kill_master_at: float | None, settle_s: float,
+           stop_signal: int, attach_timeout_s: float, timeout_s: float) -> tuple[_Child, _Child | None]:
+    """Step 3, the drain: watch the master (the run SIGKILLs it at `kill_master_at`; a backup takes
+    over when it dies) until its input is drained, then stop it; the process that ran last and the
+    backup that took over (or None)."""
+    result, grace_s, deadline = s.result, s.grace_s, s.deadline
+    fail = s.fail
+    nf = master
+    loggers = [ol.child, il.child]
+    attached = False
+    backup: _Child | None = None
+    kill_wall_ns = 0
+    while True:
+        if backup is None:
+            backups.lost(nf)
+        if failover and backup is None and not result.failure:
+            due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
+            if due or not nf.alive():
+                # (a master past ftmb_exit has finished: killing it in its exit is no failover)
+                finished = nf.alive() and in_region.master()[1] == 2
+                injected = nf.alive() and not finished
+                if injected:
+                    kill_wall_ns = time.time_ns()
+                    nf.status.stopped_by = "SIGKILL"
+                    nf.signal(signal.SIGKILL)
+                    nf.proc.wait()
+                elif finished or nf.proc.returncode == 0 or in_region.drained():
+                    backups.step_aside()
+                    break   # it finished by itself before the failure was due
+                else:
+                    kill_wall_ns = time.time_ns()
+                backup = backups.take_over(nf, ol, in_region, nf_start, injected, kill_wall_ns)
+                if backup is None:
+                    if result.fault_tolerance_lost:
+                        result.failure = f"the master died without a backup: {result.fault_tolerance_lost}"
+                    break
+                nf = backup
+                continue
+        if not nf.alive():
+            break
+        for c in loggers:  # exit 0 is a logger that saw the master's ftmb_exit: fine
+            if not c.alive() and c.proc.returncode != 0 and nf.alive():  # (else the master's fault)
+                fail(c, f"exited while the network function was running ({_status(c)}): "
+                        f"{_first_line(c.err_path)}")
+        if result.failure:
+            break
+        handed_over = backup is None or in_region.master()[::2] == (backup.proc.pid, 1)
+        if handed_over and in_region.drained():
+            result.drained = True
+            result.drain_s = time.monotonic() - nf_start
+            try:  # a program that watches ftmb_input_done exits by itself
+                nf.proc.wait(timeout=settle_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            result.stopped_nf = True
+            nf.stop(stop_signal, grace_s)
+            if nf.status.stopped_by == "SIGKILL":
+                fail(nf, f"did not stop within {grace_s:g} s of {signal.Signals(stop_signal).name} "
+                         f"after its input was drained (its threads then: {nf.status.stuck or 'unknown'})")
+            break
+        if not attached and backup is None and time.monotonic() - nf_start > attach_timeout_s:
+            attached = in_region.attached()
+            if not attached:
+                fail(nf, f"did not join session {session} within {attach_timeout_s:g} s: was it built "
+                         "with ftmb-cc?")
+                break
+        if time.monotonic() > deadline:
+            fail(nf, f"was still running after {timeout_s:g} s (input not drained: {in_region.describe()}; "
+                     f"its stderr: {_first_line(nf.err_path)})")
+            break
+        time.sleep(0.01)
+    return nf, backup
+
+
+def _check_end(s: _Session, nf: _Child, backup: _Child | None, loggers: list[_Child], in_region: InputRegion,
+               stop_signal: int) -> None:
+    """After the drain: how the last master ended, and whether a master gave up on a logger."""
+    result, fail = s.result, s.fail
+    for c in s.children:  # a master that gave up on a logger lost outputs or input: never a success
+        gone = None if c in loggers else _logger_gone(c.err_path)
+        if gone:  # a logger that died is the cause: its own status says why (SIGKILL, a crash)
+            dead = [d for d in loggers if not d.alive() and d.proc.returncode != 0]
+            if dead:
+                fail(dead[0], f"exited while the network function was running ({_status(dead[0])}): "
+                              f"{_first_line(dead[0].err_path)}")
+            fail(c, gone)
+    if not result.failure:
+        nf.proc.wait()
+        nf.status.returncode = nf.proc.returncode
+        # A program without a handler for the stop signal dies of it: after the drain that is
+        # the stop the run asked for (the runtime marked it so; the loggers' exit statuses say
+        # whether every output was released), any other death a failure.
+        stopped = (result.stopped_nf and nf.status.stopped_by == signal.Signals(stop_signal).name
+                   and nf.proc.returncode == -stop_signal)
+        if nf.proc.returncode != 0 and not stopped:
+            fail(nf, f"failed ({_status(nf)}): {_telling_line(nf.err_path)}")
+        elif backup is None and not in_region.attached():  # (the loggers would wait for it in vain)
+            fail(nf, f"exited ({_status(nf)}) but never joined the session: was it built with ftmb-cc?")
+        result.drained = result.drained or in_region.drained()
+        if backup is not None and not result.drained:  # a backup must carry the session to its end
+            fail(nf, f"exited before its input was drained ({_status(nf)}"
+                     f"{'; not the run child: status unknown' if getattr(nf.proc, 'unknown', False) else ''})"
+                     f": {_last_ftmb_line(nf.err_path)}")
+
+
+def _stop_loggers(s: _Session, loggers: list[_Child], failover: bool) -> None:
+    """Step 4: the loggers finish by themselves once the master is gone (a master that failed may
+    never have attached: the loggers would wait for it forever)."""
+    result, grace_s, fail = s.result, s.grace_s, s.fail
+    logger_deadline = time.monotonic() + (grace_s if result.failure is None else min(grace_s, 0.5))
+    for c in loggers:
+        try:
+            c.proc.wait(timeout=max(0.0, logger_deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            c.stop(signal.SIGTERM, grace_s)
+            fail(c, f"did not exit within {grace_s:g} s of the network function ({_status(c)})")
+    for c in loggers:
+        if c.proc.returncode != 0 and (not c.status.stopped_by or failover):
+            fail(c, f"failed ({_status(c)}): {_first_line(c.err_path)}")
+
+
+def _end_session(s: _Session, session: str, in_region: InputRegion | None, output_pcap: Path) -> None:
+    """Whatever ended the run: stop every process, remove the session's regions, collect the result."""
+    result, children, grace_s = s.result, s.children, s.grace_s
+    # The loggers first (SIGTERM: the output logger closes OUT with every released packet in
+    # it, both remove their regions): a snapshot whose master dies next then finds the session
+    # gone and exits instead of taking over (runtime/src/checkpoint.c); then everyone else, and
+    # whatever of the session is left that the run did not start (a backup's own snapshots, a
+    # helper in a session of its own). The verification replay has ended before this point.
+    for c in loggers_first(children):
+        c.stop(signal.SIGTERM if c.status.name in _LOGGERS else signal.SIGKILL, grace_s)
+    _kill_session_leftovers(session)
+    for c in children:
+        c.status.returncode = c.proc.returncode
+        c.status.stderr_tail = _tail(c.err_path)
+    if in_region is not None:
+        in_region.close()
+    for suffix in ("in", "out", "fol", "infol"):
+        Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
+    _collect(result, children, s.tmp, output_pcap)
+    _set_subreaper(False)
+    if result.failover is not None:
+        kill_wall_ns = result.failover.killed_wall_ns
+        b = next((c for c in children if c.status.pid == result.failover.backup_pid), None)
+        m = _LIVE.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
+        t = _TAKEOVER.search(b.err_path.read_text(errors="replace")) if b and b.err_path.exists() else None
+        if t:
+            result.failover.detected_ms = (int(t.group(1)) - kill_wall_ns) / 1e6
+        if m:
+            result.failover.replayed_records = int(m.group(1))
+            result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
+    if result.failure is not None:  # (one line: what OUT holds after all)
+        result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
+                           if result.output_packets else "; nothing was released")
+        if output_pcap.is_file() and output_pcap.stat().st_size <= 24:  # OUT without a packet: not kept
+            output_pcap.unlink()
+            manifest_path(output_pcap).unlink(missing_ok=True)
+    if output_pcap.is_file() and output_pcap.stat().st_size == 0:  # the lock's file; no logger wrote it
+        output_pcap.unlink()
 
 
 _LOGGERS = ("output-logger", "input-logger")
@@ -1076,11 +1275,15 @@ def _kill_session_leftovers(session: str, within_s: float = 5.0) -> None:
                 pass
 
 
+# The output logger's line once it has handled a master's end (after "the master (pid P) "): its
+# released, duplicates and mismatches counts so far. Read here and by roles.py.
+MASTER_END = r"(?:finished|was stopped by a signal); every output handled; released (\d+) duplicates (\d+) mismatches (\d+)"
+
+
 def _ol_finished(ol: _Child, pid: int, until: float) -> tuple[int, int, int] | None:
     """The output logger's released/duplicates/mismatches when it handled master `pid`'s exit (or its
     death by a stop signal it does not handle)."""
-    pat = re.compile(re.escape(f"(pid {pid}) ") + r"(?:finished|was stopped by a signal); every output handled; "
-                     r"released (\d+) duplicates (\d+) mismatches (\d+)")
+    pat = re.compile(re.escape(f"(pid {pid}) ") + MASTER_END)
     while True:
         last = time.monotonic() > until or not ol.alive()  # (then one more look: it may have just written it)
         m = pat.search(_tail(ol.err_path, 200))
@@ -1221,4 +1424,5 @@ def _count_released(path: Path) -> int:
 
 
 __all__ = ["MODES", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "ProcessStatus", "RunError",
-           "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run"]
+           "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run",
+           "PROGRAM_ROLES", "input_logger_argv", "output_logger_argv", "program_env", "same_addresses"]

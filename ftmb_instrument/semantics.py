@@ -33,7 +33,8 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "packet_io": {"direction": (str, "rx"), "handle_arg": (int, -1)},
     "alloc": {},
     "opaque_create": {},
-    "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False), "object": (str, "")},
+    "opaque_access": {"handle_arg": (int, 0), "mode": (str, "rmw"), "thread_safe": (bool, False), "object": (str, ""),
+                      "quiet": (bool, False), "quiet_result": (int, 0), "quiet_zero_arg": (int, -1)},
     "signal": {"handler_arg": (int, 1)},
     "unreplayable": {"reason": (str, "")},
     "callback": {"function_arg": (int, 0), "function_in_struct": (bool, False), "arg_arg": (int, -1),
@@ -144,6 +145,10 @@ class Semantics:
         if kind == "callback" and (params["runs_in"] == "driver") != bool(params["driver"]):
             raise ModelError(f"{where}: 'driver' lists the functions that run the callback, "
                              f"required with runs_in = \"driver\" and only with it")
+        if kind == "opaque_access" and not params["quiet"] and (params["quiet_result"] != 0 or
+                                                                params["quiet_zero_arg"] != -1):
+            raise ModelError(f"{where}: 'quiet_result' and 'quiet_zero_arg' describe a quiet call, only with "
+                             f"quiet = true")
         role = Role(kind, tuple(sorted(params.items())), where)
         for name in names:
             if any(ch in name for ch in "*?["):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -133,3 +134,42 @@ def test_warm_standby_replays_from_the_start(app, tmp_path, kill_at):
     assert not res["failover"]["from_snapshot"]
     _recovered_exactly(app, res, out)
 
+
+
+def _records_by_thread(log: Path) -> dict[int, Counter]:
+    """(kind, object) counts per thread of an output-logger log (FTMBLOG4: runtime/src/ftmb_internal.h)."""
+    data = log.read_bytes()
+    nthreads = struct.unpack_from("<I", data, 12)[0]
+    count = struct.unpack_from("<32Q", data, 24)
+    base = struct.unpack_from("<32Q", data, 24 + 256)
+    off, out = 32 + 16 * 32, {}
+    for t in range(nthreads):
+        c: Counter = Counter()
+        for i in range(count[t] - base[t]):
+            head = struct.unpack_from("<Q", data, off + 16 * i)[0]
+            c[(head & 0xff, head >> 40)] += 1
+        off += 16 * (count[t] - base[t])
+        out[t] = c
+    return out
+
+
+ORD, ORDQ = 2, 8
+
+
+def test_empty_ring_dequeues_log_nothing(app, tmp_path):
+    """The workers poll rx_to_workers thousands of times a second and find it empty nearly always:
+    only the dequeues that got packets are logged (ORDQ records), each followed by the worker's
+    enqueue on workers_to_tx (an ORD record), so a worker logs as many enqueues as dequeues. Before
+    empty dequeues were quiet a worker logged one record per poll (bench/RESULTS.md). The run's own
+    failover (warm standby, from the start) and replay check still reproduce every released packet."""
+    out, log = tmp_path / "out.pcap", tmp_path / "r.log"
+    res = _run(app, out, "--log", str(log), "--kill-master-at", "1.4")
+    _recovered_exactly(app, res, out)
+    by_thread = _records_by_thread(log)
+    workers = [t for t, c in by_thread.items() if any(k == ORDQ for k, _ in c) and t != max(by_thread)]
+    assert workers, by_thread
+    for t in workers:
+        c = by_thread[t]
+        dequeues = sum(n for (k, _), n in c.items() if k == ORDQ)
+        enqueues = sum(n for (k, _), n in c.items() if k == ORD)
+        assert dequeues == enqueues > 0, (t, c)

@@ -5,6 +5,7 @@ command line or environment names one of its sessions, no shared-memory region).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -496,6 +497,71 @@ def test_forwarder_fails_over_to_its_newest_checkpoint(trace, tmp_path):
     assert backup.returncode == 0 and "taking over at" in backup.stderr_tail
     assert res.drained and res.released == 3000 and res.held == 0
     assert per_flow(pcap.read_pcap(out)) == per_flow(pcap.read_pcap(trace))  # exactly once, in flow order
+    assert leftovers(os.getpid()) == []
+
+
+def test_no_checkpoint_while_a_thread_exits(trace, tmp_path):
+    """A thread whose start routine returned is still exiting (its TLS destructor sleeps 2 s) while
+    main waits in pthread_join for it. A snapshot forked then would keep the thread's tid set for
+    ever (the kernel clears it in the master only) and its main would wait in that join for ever:
+    no checkpoint is taken while a thread exits, so the master's newest snapshot is from before
+    (100 ms in), and the backup restored from it finishes by itself (crash trial 68 of seed 7)."""
+    out = tmp_path / "out.pcap"
+    env = dict(os.environ, FTMB_TEST_FWD_SLOW_EXIT_MS="2000")  # (settle_s: the backup joins it ~2.6 s in)
+    res = runlib.run([str(FWD), "2"], trace, out, queues=2, timeout_s=60, rate=3000, kill_master_at=0.6,
+                     checkpoint_ms=10, env=env, settle_s=6)
+    assert res.ok, f"{res.failure}\n" + "\n".join(p.stderr_tail for p in res.processes)
+    fo = res.failover
+    assert fo is not None and fo.from_snapshot and fo.recovered, fo
+    backup = next(p for p in res.processes if p.pid == fo.backup_pid)
+    assert backup.returncode == 0 and not res.stopped_nf, (backup, res.stopped_nf)  # not stopped: done
+    # the backup started that thread again: its own rounds during the thread's exit were skipped
+    assert re.search(r"ftmb: checkpoints \d+ skipped [1-9]", backup.stderr_tail), backup.stderr_tail
+    assert res.released == 3000 and res.held == 0
+    assert per_flow(pcap.read_pcap(out)) == per_flow(pcap.read_pcap(trace))
+    assert leftovers(os.getpid()) == []
+
+
+def test_a_late_run_adopts_the_snapshot_that_took_over(trace, tmp_path, monkeypatch):
+    """The run looks for the dead master's snapshot 0.4 s late (descheduled on a loaded machine):
+    by then that snapshot has taken over, gone live and named snapshots of its own (every 10 ms).
+    The run still adopts the backup, not the backup's newest snapshot (which it cannot wait for:
+    not its child), and sees it finish (crash trial 89 of seed 7)."""
+    late = runlib.InputRegion.snapshot_pid
+
+    def snapshot_pid(self):
+        time.sleep(0.4)
+        return late(self)
+
+    monkeypatch.setattr(runlib.InputRegion, "snapshot_pid", snapshot_pid)
+    out = tmp_path / "out.pcap"
+    res = runlib.run([str(FWD), "2"], trace, out, queues=2, timeout_s=60, rate=3000, kill_master_at=0.25,
+                     checkpoint_ms=10)
+    assert res.ok, f"{res.failure}\n" + "\n".join(p.stderr_tail for p in res.processes)
+    fo = res.failover
+    assert fo is not None and fo.from_snapshot and fo.recovered, fo
+    backup = next(p for p in res.processes if p.pid == fo.backup_pid)
+    assert backup.returncode == 0 and "taking over at" in backup.stderr_tail
+    assert res.drained and res.released == 3000 and res.held == 0
+    assert leftovers(os.getpid()) == []
+
+
+def test_a_program_that_does_not_stop_is_described(trace, tmp_path):
+    """A program that ignores the stop signal (SIG_IGN inherited through exec) polls on after its
+    input is drained: the run SIGKILLs it after the grace period and says where each of its threads
+    was (state, kernel wait channel, blocked and pending signals): what a hang needs to be diagnosed
+    (crash trial 55 of seed 7 only said that it did not stop)."""
+    prog = script(tmp_path, "deaf-fwd", f'trap "" INT\nexec {FWD} 1')
+    res = runlib.run([str(prog)], trace, tmp_path / "o.pcap", rate=20000, grace_s=0.5,
+                     env=dict(os.environ, FTMB_TEST_FWD_FOREVER="1"))
+    assert not res.ok and res.drained and res.stopped_nf
+    assert "did not stop within 0.5 s of SIGINT after its input was drained (its threads then: " in res.failure, \
+        res.failure
+    nf = next(p for p in res.processes if p.name == "deaf-fwd")
+    assert nf.stopped_by == "SIGKILL" and nf.returncode == -signal.SIGKILL
+    threads = re.findall(r"(\d+) [RSD] \S+ blk ([0-9a-f]+) pnd ([0-9a-f]+)", nf.stuck)
+    assert str(nf.pid) in [tid for tid, _, _ in threads] and len(threads) >= 2, nf.stuck  # main and its worker
+    assert nf.stuck.endswith("process pending 0"), nf.stuck  # (the ignored SIGINT is discarded, not pending)
     assert leftovers(os.getpid()) == []
 
 

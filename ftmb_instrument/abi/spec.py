@@ -123,6 +123,15 @@ def _ordered_entries():
            "Start an access to obj that nothing else orders: take obj's next sequence number.",
            ids=OBJ_SITE),
         _e("ftmb_ordered_end", "void", [], "ordered", "End the access begun on obj.", ids=("obj",)),
+        _e("ftmb_ordered_quiet_begin", "int", [], "ordered",
+           "Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an "
+           "empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and "
+           "call ftmb_ordered_quiet_end.",
+           ids=OBJ_SITE),
+        _e("ftmb_ordered_quiet_end", "void", [("int", "quiet")], "ordered",
+           "End the access begun by ftmb_ordered_quiet_begin; quiet: the call returned its quiet result (record: "
+           "counted, not logged, obj's sequence not advanced).",
+           ids=OBJ_SITE),
         _e("ftmb_held_access", "void", [], "ordered",
            "Log an access to obj under a lock the caller holds that was not taken by an ftmb_ wrapper.",
            ids=OBJ_SITE),

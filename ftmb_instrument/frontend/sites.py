@@ -80,6 +80,7 @@ class Call:
     defined_at: tuple[str, int] | None = None  # (file, offset) of the callee name inside a #define of a project file
     arg_shapes: tuple[str, ...] = ()  # Part.shape of each written argument ("" when unknown)
     result: str = ""  # canonical spelling of the call's result type
+    params: tuple[str, ...] = ()  # canonical spellings of the callee's parameter types (prototyped, not variadic)
 
 
 @dataclass(frozen=True)
@@ -650,5 +651,10 @@ class _Scanner:
         if spliceable and not macro and len(cargs) == len(args) and all(x is not None for x in cargs):
             shapes = tuple(self.part("value", x).shape if (x.extent.start.offset, x.extent.end.offset) == a else ""
                            for x, a in zip(cargs, args))
+        params: tuple[str, ...] = ()
+        if c.kind != CK.UNEXPOSED_EXPR:
+            ft = c.referenced.type.get_canonical()
+            if ft.kind == TK.FUNCTIONPROTO and not ft.is_function_variadic():
+                params = tuple(t.get_canonical().spelling for t in ft.argument_types())
         return Call(name, loc, at, name_end, lp, rp, args, macro, spliceable, size, ptype, is_ptr, fn, stmt_start,
-                    defined_at, shapes, c.type.get_canonical().spelling)
+                    defined_at, shapes, c.type.get_canonical().spelling, params)

@@ -178,6 +178,31 @@ void _ftmb_thread_finished(struct _ftmb_thread *t)
         atomic_store_explicit(&t->os_state, _FTMB_OS_FINISHED, memory_order_release);
 }
 
+/* A pthread whose start routine returned: its OS thread still runs glibc's exit (TLS destructors,
+ * freeing its malloc cache under the arena lock), and the kernel clears the tid in its pthread,
+ * which pthread_join waits for, only when it is gone. A snapshot forked meanwhile would keep that
+ * tid set forever (the kernel clears it in the master only) and a joiner restored from it would
+ * wait for ever. So no checkpoint is taken while such a thread exists (capture_all). */
+void _ftmb_thread_exiting(struct _ftmb_thread *t)
+{
+    if (!t)
+        return;
+    t->os_tid = (int)syscall(SYS_gettid);
+    /* Release: os_tid is set; pairs with the coordinator's acquire. */
+    atomic_store_explicit(&t->os_state, _FTMB_OS_EXITING, memory_order_release);
+}
+
+/* An EXITING thread's OS thread is gone (then it is FINISHED for good: its tid may be reused). */
+static int exited(struct _ftmb_thread *t)
+{
+    if (syscall(SYS_tgkill, getpid(), t->os_tid, 0) == 0 || errno != ESRCH)
+        return 0;
+    int exiting = _FTMB_OS_EXITING;
+    atomic_compare_exchange_strong_explicit(&t->os_state, &exiting, _FTMB_OS_FINISHED, memory_order_relaxed,
+                                            memory_order_relaxed);
+    return 1;
+}
+
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
  * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
  * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
@@ -196,6 +221,12 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
             int state = atomic_load_explicit(&t->os_state, memory_order_acquire);
             if (state == _FTMB_OS_FINISHED)
                 continue;
+            if (state == _FTMB_OS_EXITING) {
+                if (exited(t))
+                    continue;
+                ck.skipped++; /* still on its way out: skip the round (see _ftmb_thread_exiting) */
+                return 0;
+            }
             if (state == _FTMB_OS_NOT_STARTED) { /* launched, not running yet: a snapshot would miss it */
                 waiting_other++;
                 continue;

@@ -32,16 +32,17 @@
  *   head bits  0..7   kind (enum _ftmb_rec_kind)
  *   head bits  8..23  checksum over (head with these bits zero, value, index in the stream)
  *   head bits 24..39  site id, low 16 bits (diagnostics); for RX: entries consumed; for an
- *                     external read (ND, source _FTMB_ND_EXTERNAL): quiet operations before it
+ *                     external read (ND, source _FTMB_ND_EXTERNAL) and ORDQ: quiet operations before it
  *   head bits 40..63  object id (PALs), nondeterminism source (ND), input queue (RX)
  *   value             sequence number (PALs), the value (ND), for RX: bits 0..39 the first input
  *                     entry sequence, bits 40..63 quiet operations before it; for QUIET: a count
  * The stream index in the checksum makes a lost, duplicated or reordered record a mismatch too.
  *
- * Quiet operations (runtime/README.md, Time model): a receive that consumes nothing and an external
- * read that sees the value the thread's previous external read of the same variable saw log no
- * record of their own. Each thread counts them, and its next loud record (an RX, or an external
- * read that logs) carries how many came since its previous loud record: in the record's field when
+ * Quiet operations (runtime/README.md, Time model): a receive that consumes nothing, an external
+ * read that sees the value the thread's previous external read of the same variable saw, and a
+ * quiet-capable ordered call (an empty ring dequeue) that returned its quiet result log no record
+ * of their own. Each thread counts them, and its next loud record (an RX, an external read that
+ * logs, an ORDQ) carries how many came since its previous loud record: in the record's field when
  * it fits (_FTMB_RX_QUIET_MAX, _FTMB_EXT_QUIET_MAX), else in a QUIET record published together with
  * it, right before it. A QUIET record carries the count since the thread's previous carrier (a
  * transmit after quiet receives that moved the clock writes one too). Replay hands out exactly
@@ -61,6 +62,8 @@ enum _ftmb_rec_kind {
     _FTMB_REC_ND = 5,           /* a nondeterministic value: obj field = enum _ftmb_nd_source */
     _FTMB_REC_RX = 6,           /* a receive consumed `site` input entries of queue `obj` */
     _FTMB_REC_QUIET = 7,        /* `value` quiet operations since the thread's previous quiet count */
+    _FTMB_REC_ORDQ = 8,         /* a quiet-capable ordered call (ftmb_ordered_quiet_begin) that was loud:
+                                 * value = object sequence, site field = quiet operations before it */
 };
 
 #define _FTMB_RX_SEQ_BITS 40

@@ -17,8 +17,11 @@ struct _ftmb_obj {
 _Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per line");
 
 /* A thread index's OS thread: claimed by a spawn wrapper (not started), adopted by the thread
- * (running), its start routine returned (finished). Checkpoints wait for started threads. */
-enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_FINISHED = 2 };
+ * (running), its start routine returned (finished). Checkpoints wait for started threads. Exiting:
+ * a pthread whose start routine returned, its OS thread still on its way out (TLS destructors,
+ * glibc's thread exit: it may hold libc locks, and the kernel clears its tid, which pthread_join
+ * waits for, only at the very end); finished once the checkpoint coordinator saw it gone. */
+enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_FINISHED = 2, _FTMB_OS_EXITING = 3 };
 
 /* A master thread's private state: only its own thread writes it. */
 struct _ftmb_thread {
@@ -38,6 +41,7 @@ struct _ftmb_thread {
     uint64_t ckpt_seen;              /* the last checkpoint epoch it parked for */
     _Atomic int os_state;            /* enum _ftmb_os_state: whether its OS thread runs the program */
     uintptr_t pthread;               /* pthread_self() of that thread: its TCB, restored by a failover */
+    int os_tid;                      /* its kernel thread id once it is EXITING */
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
@@ -167,6 +171,7 @@ int _ftmb_ckpt_start(void);
 void _ftmb_ckpt_stop(void);
 /* A program thread's start routine returned: checkpoints no longer capture it. */
 void _ftmb_thread_finished(struct _ftmb_thread *t);
+void _ftmb_thread_exiting(struct _ftmb_thread *t);
 
 /* A runtime operation that touches the session's rings or an object's sequence word: a checkpoint
  * never captures a thread in the middle of one (a failover would resume it half done). Only threads

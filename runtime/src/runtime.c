@@ -15,13 +15,15 @@
  * time goes on after the input ends, as many ticks as the thread polls, which replay repeats (the
  * log counts the thread's quiet operations, see below).
  *
- * Quiet operations. An idle busy-poll iteration logs nothing: a receive that consumes no entry and
- * an external read that sees what the thread's previous external read of the same variable saw are
- * quiet; each thread counts them, and its next loud record (an RX, an external read with a new
- * value) carries the count (ftmb_internal.h). Replay hands out exactly that many quiet results
- * (nothing received, the same value) before it takes the loud record, so every receive and every
- * external read returns what it returned in the record, and iteration counts, hence the times
- * derived from them after the input's end, are reproduced.
+ * Quiet operations. An idle busy-poll iteration logs nothing: a receive that consumes no entry, an
+ * external read that sees what the thread's previous external read of the same variable saw, and a
+ * quiet-capable ordered call that returned its quiet result (an empty ring dequeue, see
+ * ftmb_ordered_quiet_begin) are quiet; each thread counts them, and its next loud record (an RX, an
+ * external read with a new value, an ORDQ) carries the count (ftmb_internal.h). Replay hands out
+ * exactly that many quiet results (nothing received, the same value, the call not made) before it
+ * takes the loud record, so every receive, external read and quiet-capable call returns what it
+ * returned in the record, and iteration counts, hence the times derived from them after the
+ * input's end, are reproduced.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -150,7 +152,7 @@ static void *spawn_trampoline(void *p)
     free(p);
     _ftmb_adopt_thread_index(c.index);
     void *ret = c.start(c.arg);
-    _ftmb_thread_finished(_ftmb_self);
+    _ftmb_thread_exiting(_ftmb_self); /* (an EAL worker instead stays in its launch loop: finished) */
     return ret;
 }
 
@@ -601,7 +603,8 @@ static const char *site_name(char *buf, size_t len, uint32_t site)
 
 static const char *kind_name(unsigned k)
 {
-    static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx", "quiet"};
+    static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx", "quiet",
+                                        "ordered (quiet-capable)"};
     return k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
@@ -633,7 +636,8 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
         _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (%s) but the program "
                     "does a %s on object %u at %s; an access is missing its instrumentation%s",
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
-                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX || rk == _FTMB_REC_QUIET ? "no site" :
+                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX || rk == _FTMB_REC_QUIET || rk == _FTMB_REC_ORDQ ?
+                    "no site" :
                     site_name(logged, sizeof logged, _ftmb_rec_site(r->head)),
                     kind_name(kind), obj, site_name(here, sizeof here, site), quiet);
     }
@@ -663,7 +667,7 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
 /* ---- quiet operations in replay (see the top) ----------------------------------------------------- */
 
 /* A record that carries a quiet count (the quiet operations since the thread's previous one): a
- * QUIET record, an RX, an external read. */
+ * QUIET record, an RX, an external read, a loud quiet-capable ordered call (ORDQ). */
 static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
 {
     unsigned k = _ftmb_rec_kind(r->head);
@@ -671,7 +675,7 @@ static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
         *count = r->value;
     else if (k == _FTMB_REC_RX)
         *count = r->value >> _FTMB_RX_SEQ_BITS;
-    else if (k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL)
+    else if ((k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL) || k == _FTMB_REC_ORDQ)
         *count = _ftmb_rec_site(r->head);
     else
         return 0;
@@ -935,6 +939,93 @@ void ftmb_ordered_end(ftmb_obj_t obj)
 {
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
+}
+
+/* ---- quiet-capable ordered calls ---------------------------------------------------------------- */
+
+/*
+ * A library call that provably writes nothing when it returns its quiet result (the models'
+ * `quiet_result`: an empty rte_ring dequeue reads the ring, finds no entry and moves no head) has
+ * no effect any other thread could depend on: its only effect is its result. The rewriter puts it
+ * between ftmb_ordered_quiet_begin and ftmb_ordered_quiet_end (with whether it returned that
+ * result). Record: the call runs under the object's sequence lock like any ordered access; one that
+ * returned its quiet result gives the lock back without advancing the sequence and is counted as a
+ * quiet operation of the thread (no record); one that did not logs an ORDQ record (the sequence,
+ * and the thread's quiet count since its previous loud record) before the sequence moves on (R1
+ * before E1, as for every ordered access). Replay: where the count says the call was quiet, it is
+ * not made (begin returns 1: the emitted code returns the quiet result, with zero in the entries
+ * left); the loud ones wait for their logged turn as every ordered access does, and one that
+ * returns the quiet result there diverged. General path only: an idle poll is not the hot path.
+ */
+int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return 0;
+    struct _ftmb_obj *o = obj_of(obj, site);
+    struct _ftmb_thread *t = _ftmb_me();
+    _ftmb_op_enter(t); /* left in ftmb_ordered_quiet_end, or here for a quiet replayed call */
+    if (_ftmb_quiet_past_log(t)) { /* the verification replay past this thread's log (see there) */
+        _ftmb_op_leave(t);
+        return 1;
+    }
+    if (_ftmb_replaying(t)) {
+        if (_ftmb_replay_quiet(t)) {
+            _ftmb_op_leave(t);
+            return 1;
+        }
+        uint64_t want = replay_take(t, _FTMB_REC_ORDQ, obj, site)->value << 1;
+        replay_wait_word(t, &o->word, want, obj);
+        /* A1 as in ordered_enter_general; only this thread may take the word at `want`. */
+        uint64_t w = want;
+        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+            w = want;
+        return 0;
+    }
+    /* Record: take the sequence lock; the record (if any) is written at the end. */
+    uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed); /* relaxed first look */
+    for (unsigned spins = 0;;) {
+        if (w & 1) {
+            _ftmb_backoff(spins++);
+            w = atomic_load_explicit(&o->word, memory_order_relaxed);
+            continue;
+        }
+        /* A1: acquire, pairs with E1 (or the quiet release below) of the previous holder. */
+        if (atomic_compare_exchange_weak_explicit(&o->word, &w, w | 1, memory_order_acquire, memory_order_relaxed))
+            return 0;
+    }
+}
+
+void ftmb_ordered_quiet_end(int quiet, ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    struct _ftmb_obj *o = obj_of(obj, site);
+    struct _ftmb_thread *t = _ftmb_me();
+    /* Relaxed: we hold the sequence lock, nobody else writes the word. */
+    uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY) { /* a loud call, made at its logged turn */
+        if (quiet) {
+            char here[320];
+            _ftmb_fatal("replay diverged: thread %u record %llu logs a call on object %u that returned a result, "
+                        "but the program's call at %s returned its quiet result (nothing)",
+                        t->index, (unsigned long long)t->rpos - 1, obj, site_name(here, sizeof here, site));
+        }
+        atomic_store_explicit(&o->word, w + 1, memory_order_release); /* E1 */
+        replay_op_done(t);
+        _ftmb_op_leave(t);
+        return;
+    }
+    if (quiet) {
+        /* Nothing written: give the lock back at the same sequence (release: the next holder's A1
+         * sees the state this call read, which it did not change) and count the call. */
+        atomic_store_explicit(&o->word, w & ~1ull, memory_order_release);
+        t->quiet++;
+    } else {
+        emit_loud(t, _ftmb_rec_head(_FTMB_REC_ORDQ, obj, 0), w >> 1, 1); /* R1 */
+        atomic_store_explicit(&o->word, w + 1, memory_order_release);   /* E1, after R1 */
+    }
+    _ftmb_op_leave(t);
 }
 
 /* ---- locks: the order is taken inside the program's lock ------------------------------------ */

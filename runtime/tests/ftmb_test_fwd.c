@@ -11,12 +11,16 @@
  * read with getpid() and not logged (a per-process value the instrumentation missed: a replay in
  * another process sends other bytes). FTMB_TEST_FWD_FOREVER=1 polls on after the input ends, as a
  * DPDK application's endless receive loop does (it never exits by itself).
+ * FTMB_TEST_FWD_SLOW_EXIT_MS=N: 100 ms after starting the workers main starts one more thread,
+ * which returns at once but whose exit takes N ms (a TLS destructor that sleeps), and joins it
+ * before the workers.
  * Exit: 0 done, 1 bad arguments or set-up.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -80,9 +84,26 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static long slow_exit_ms;
+static pthread_key_t slow_key;
+
+static void slow_destructor(void *v)
+{
+    (void)v;
+    struct timespec ts = {slow_exit_ms / 1000, (slow_exit_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static void *slow_exit(void *arg)
+{
+    pthread_setspecific(slow_key, arg);
+    return NULL;
+}
+
 /* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
-static void (*const roots[])(void) = {(void (*)(void))worker};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 1); }
+static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))slow_exit};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 2); }
 
 int main(int argc, char **argv)
 {
@@ -110,12 +131,25 @@ int main(int argc, char **argv)
     stamp_pid = stamp && strcmp(stamp, "pid") == 0;
     const char *ever = getenv("FTMB_TEST_FWD_FOREVER");
     forever = ever && strcmp(ever, "1") == 0;
+    const char *slow = getenv("FTMB_TEST_FWD_SLOW_EXIT_MS");
+    slow_exit_ms = slow && *slow ? strtol(slow, NULL, 10) : 0;
     pthread_t th[FTMB_MAX_THREADS];
     for (long q = 0; q < queues; q++)
         if (ftmb_pthread_create(&th[q], NULL, worker, (void *)q) != 0) {
             fprintf(stderr, "ftmb-test-fwd: cannot start worker %ld\n", q);
             return 1;
         }
+    if (slow_exit_ms > 0) {
+        struct timespec ts = {0, 100000000L}; /* (a checkpoint's signal may end it early: no matter) */
+        nanosleep(&ts, NULL);
+        pthread_t slow_thread;
+        if (pthread_key_create(&slow_key, slow_destructor) != 0 ||
+            ftmb_pthread_create(&slow_thread, NULL, slow_exit, &slow_key) != 0) {
+            fprintf(stderr, "ftmb-test-fwd: cannot start the slow-exit thread\n");
+            return 1;
+        }
+        pthread_join(slow_thread, NULL);
+    }
     for (long q = 0; q < queues; q++)
         pthread_join(th[q], NULL);
     ftmb_exit();

@@ -1186,10 +1186,257 @@ static int unknown_start_routine_refused(void)
     return 0;
 }
 
+/* ---- quiet-capable ordered calls (an empty ring dequeue) ------------------------------------------ */
+
+/* A queue the program's calls on object OBJ_TQ reach only through quiet-capable ordered calls
+ * (dequeue: quiet when it returns 0, writes nothing then) and ordinary ordered regions (enqueue),
+ * as the rewriter emits them for rte_ring_dequeue_burst and rte_ring_enqueue_burst. tq_calls counts
+ * the dequeues really made: replay makes none of the quiet ones. */
+#define OBJ_TQ 12
+#define TQ_ITEMS 300
+static uint32_t tq_buf[1024], tq_head, tq_tail;
+static _Atomic uint64_t tq_calls;
+
+static unsigned tq_dequeue_raw(uint32_t *out)
+{
+    atomic_fetch_add(&tq_calls, 1);
+    if (tq_head == tq_tail)
+        return 0;
+    *out = tq_buf[tq_head++ % 1024];
+    return 1;
+}
+
+static unsigned tq_dequeue(uint32_t *out, ftmb_site_t site) /* what the rewriter emits around the call */
+{
+    unsigned v;
+    if (ftmb_ordered_quiet_begin(OBJ_TQ, site))
+        v = 0;
+    else {
+        v = tq_dequeue_raw(out);
+        ftmb_ordered_quiet_end(v == 0, OBJ_TQ, site);
+    }
+    return v;
+}
+
+static void tq_enqueue(uint32_t x, int really)
+{
+    ftmb_ordered_begin(OBJ_TQ, 70);
+    if (really)
+        tq_buf[tq_tail++ % 1024] = x;
+    ftmb_ordered_end(OBJ_TQ);
+}
+
+/* Thread 1 produces TQ_ITEMS items, yielding in between; thread 2 polls until it has them all and
+ * notes how many empty polls came before each item: what replay must observe again. */
+static uint32_t tq_got[TQ_ITEMS], tq_empty[TQ_ITEMS];
+
+static void *tq_producer(void *arg)
+{
+    (void)arg;
+    for (uint32_t i = 0; i < TQ_ITEMS; i++) {
+        tq_enqueue(1000 + i, 1);
+        for (uint32_t k = 0; k < i % 7; k++)
+            sched_yield();
+    }
+    return NULL;
+}
+
+static void *tq_consumer(void *arg)
+{
+    (void)arg;
+    for (uint32_t n = 0, empty = 0; n < TQ_ITEMS;) {
+        uint32_t x;
+        if (tq_dequeue(&x, 71) == 0) {
+            empty++;
+            continue;
+        }
+        tq_got[n] = x;
+        tq_empty[n++] = empty;
+        empty = 0;
+    }
+    return NULL;
+}
+
+static int tq_workload(void)
+{
+    pthread_t a, b;
+    CHECK(ftmb_pthread_create(&a, NULL, tq_producer, NULL) == 0);
+    CHECK(ftmb_pthread_create(&b, NULL, tq_consumer, NULL) == 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    for (uint32_t i = 0; i < TQ_ITEMS; i++)
+        CHECKF(tq_got[i] == 1000 + i, "item %u is %u", i, tq_got[i]);
+    return 0;
+}
+
+static int tq_record(void)
+{
+    CHECK(session_open(&S, 3, 4096, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    if (tq_workload())
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    uint64_t n, quiet = 0, loud = 0, empty = 0;
+    for (uint32_t i = 0; i < TQ_ITEMS; i++)
+        empty += tq_empty[i];
+    /* The consumer (thread 2) logs one ORDQ record per item and nothing for its empty polls: their
+     * count travels in the ORDQ records (a QUIET record before one when it exceeds 16 bits). */
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 2, &n);
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned k = _ftmb_rec_kind(log[i].head);
+        CHECKF(k == _FTMB_REC_ORDQ || k == _FTMB_REC_QUIET, "record %llu is of kind %u", (unsigned long long)i, k);
+        if (k == _FTMB_REC_ORDQ) {
+            loud++;
+            quiet += _ftmb_rec_site(log[i].head);
+        } else
+            quiet += log[i].value;
+    }
+    CHECKF(loud == TQ_ITEMS && quiet == empty, "%llu loud, %llu quiet counted, %llu empty polls",
+           (unsigned long long)loud, (unsigned long long)quiet, (unsigned long long)empty);
+    CHECK(atomic_load(&tq_calls) == TQ_ITEMS + empty);
+    /* The empty polls did not advance the object: its sequences are 0..2*TQ_ITEMS-1. */
+    uint64_t np;
+    const struct _ftmb_record *plog = _ftmb_ol_log(S.ol, 1, &np);
+    CHECK(np == TQ_ITEMS);
+    static uint8_t seen[2 * TQ_ITEMS];
+    for (uint64_t i = 0; i < np; i++)
+        CHECK(plog[i].value < 2 * TQ_ITEMS && !seen[plog[i].value]++);
+    for (uint64_t i = 0; i < n; i++)
+        if (_ftmb_rec_kind(log[i].head) == _FTMB_REC_ORDQ)
+            CHECK(log[i].value < 2 * TQ_ITEMS && !seen[log[i].value]++);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    FILE *f = fopen(obs_path, "wb");
+    CHECK(f && fwrite(tq_empty, sizeof tq_empty, 1, f) == 1);
+    fclose(f);
+    session_close(&S);
+    return 0;
+}
+
+static int tq_replay(void)
+{
+    static uint32_t want[TQ_ITEMS];
+    FILE *f = fopen(obs_path, "rb");
+    CHECK(f && fread(want, sizeof want, 1, f) == 1);
+    fclose(f);
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    if (tq_workload())
+        return 1;
+    for (uint32_t i = 0; i < TQ_ITEMS; i++)
+        CHECKF(tq_empty[i] == want[i], "item %u: %u empty polls before it in replay, %u in the record", i,
+               tq_empty[i], want[i]);
+    CHECKF(atomic_load(&tq_calls) == TQ_ITEMS, "replay made %llu dequeues, not the %u loud ones",
+           (unsigned long long)atomic_load(&tq_calls), TQ_ITEMS);
+    return 0;
+}
+
+/* A failover in the middle of a quiet run: the master polled an empty queue 5 times, enqueued,
+ * dequeued (loud, carrying 5), and died while polling again (3 quiet polls nobody logged). The
+ * backup replays the 5 quiet polls without making them, the enqueue and the loud dequeue, then goes
+ * live at its next poll and records from there. */
+static int tq_failover_record(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    uint32_t x;
+    for (int i = 0; i < 5; i++)
+        CHECK(tq_dequeue(&x, 71) == 0);
+    tq_enqueue(7, 1);
+    CHECK(tq_dequeue(&x, 71) == 1 && x == 7);
+    for (int i = 0; i < 3; i++)
+        CHECK(tq_dequeue(&x, 71) == 0);
+    _ftmb_ol_poll(S.ol);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    CHECKF(n == 2, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ORDERED && log[0].value == 0);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDQ && _ftmb_rec_site(log[1].head) == 5 &&
+          log[1].value == 1 && _ftmb_rec_obj(log[1].head) == OBJ_TQ);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int tq_failover(void)
+{
+    alarm(10);
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_HANDOVER", "1", 1);
+    CHECK(ftmb_init() == 0);
+    uint32_t x = 0;
+    for (int i = 0; i < 5; i++)
+        CHECK(tq_dequeue(&x, 71) == 0);
+    CHECK(atomic_load(&tq_calls) == 0); /* quiet in the log: not made */
+    tq_enqueue(7, 1);
+    CHECK(tq_dequeue(&x, 71) == 1 && x == 7 && atomic_load(&tq_calls) == 1);
+    CHECK(ftmb_mode() == FTMB_MODE_REPLAY);
+    CHECK(tq_dequeue(&x, 71) == 0); /* past the log: live, made, quiet in the new record */
+    CHECK(ftmb_mode() == FTMB_MODE_RECORD && atomic_load(&tq_calls) == 2);
+    tq_enqueue(8, 1);
+    CHECK(tq_dequeue(&x, 71) == 1 && x == 8);
+    _ftmb_ol_poll(S.ol);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    /* the live records (this session's logger holds only them): the enqueue at sequence 2, the dequeue
+     * at 3 after 1 quiet poll */
+    CHECKF(n == 2, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ORDERED && log[0].value == 2);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDQ && _ftmb_rec_site(log[1].head) == 1 && log[1].value == 3);
+    session_close(&S);
+    return 0;
+}
+
+/* A loud dequeue that finds nothing in replay (here the program's enqueue before it enqueues nothing)
+ * stops the replay loudly. */
+static int tq_diverged(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    uint32_t x;
+    for (int i = 0; i < 5; i++)
+        CHECK(tq_dequeue(&x, 71) == 0);
+    tq_enqueue(7, 0);
+    tq_dequeue(&x, 71);
+    return 0; /* not reached */
+}
+
+static int quiet_dequeues_replay(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-tqlog-%d", (int)getpid());
+    snprintf(obs_path, sizeof obs_path, "/tmp/ftmb-test-tqobs-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-tqerr-%d", (int)getpid());
+    CHECK(run_forked(tq_record, NULL, NULL) == 0);
+    int rc = run_forked(tq_replay, NULL, NULL);
+    unlink(obs_path);
+    unlink(log_path);
+    CHECK(rc == 0);
+    CHECK(run_forked(tq_failover_record, NULL, NULL) == 0);
+    rc = run_forked(tq_failover, NULL, NULL);
+    CHECK(rc == 0);
+    int st;
+    run_forked(tq_diverged, err, &st);
+    unlink(log_path);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "replay diverged: thread 0 record 1 logs a call on object 12 that returned a result, "
+                             "but the program's call at site 71 returned its quiet result"));
+    unlink(err);
+    return 0;
+}
+
 /* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
 static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker,
-                                      (void (*)(void))slow_second};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 3); }
+                                      (void (*)(void))slow_second, (void (*)(void))tq_producer,
+                                      (void (*)(void))tq_consumer};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 5); }
 
 int main(void)
 {
@@ -1200,6 +1447,7 @@ int main(void)
     run_case("failover_inside_nested_regions", failover_inside_nested_regions);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
     run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
+    run_case("quiet_dequeues_replay", quiet_dequeues_replay);
     run_case("verifier_waits_for_a_slow_output_logger", verifier_waits_for_a_slow_output_logger);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);

@@ -26,7 +26,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,14 +203,24 @@ static int parse_addr(const char *addr, struct sockaddr_in *sa)
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
-static void idle_wait(unsigned *idle)
+/* A pass found nothing to do. Spin a few passes (the next entry or record is often microseconds
+ * away), then block in poll() on the link for up to 50 µs: a frame from the peer wakes the relay at
+ * once (the kernel's wakeup, not its next look), and a relay that sleeps leaves the CPUs to the
+ * master and the loggers it waits for; four relays that yield in a loop took most of a small
+ * machine's (bench/RESULTS.md, remote logging). The shared-memory side has nothing to block on: it
+ * is looked at again after each nap. A frame held back (a full ring) keeps the socket readable, so
+ * then the relay naps instead of polling. */
+static void idle_wait(struct link *l, unsigned *idle)
 {
-    if (++*idle > 2000) {
-        struct timespec d = {0, 20000};
+    if (++*idle <= 64)
+        return;
+    struct timespec d = {0, 50000};
+    if (l->pending) {
         nanosleep(&d, NULL);
-    } else if (*idle > 100) {
-        sched_yield();
+        return;
     }
+    struct pollfd pf = {l->fd, POLLIN, 0};
+    ppoll(&pf, 1, &d, NULL);
 }
 
 /* ---- export: the logger's host ------------------------------------------------------------------ */
@@ -312,7 +321,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
         if (work)
             idle = 0;
         else
-            idle_wait(&idle);
+            idle_wait(l, &idle);
     }
 }
 
@@ -325,7 +334,8 @@ static int rec_ordered(uint64_t head, uint32_t *obj)
 {
     unsigned k = _ftmb_rec_kind(head);
     *obj = _ftmb_rec_obj(head);
-    return (k == _FTMB_REC_LOCK || k == _FTMB_REC_ORDERED || k == _FTMB_REC_HELD) && *obj < FTMB_MAX_OBJECTS;
+    return (k == _FTMB_REC_LOCK || k == _FTMB_REC_ORDERED || k == _FTMB_REC_HELD || k == _FTMB_REC_ORDQ) &&
+           *obj < FTMB_MAX_OBJECTS;
 }
 
 /* Publish every pending record whose predecessors are published; returns how many. */
@@ -518,7 +528,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
         if (work)
             idle = 0;
         else
-            idle_wait(&idle);
+            idle_wait(l, &idle);
     }
 }
 
@@ -776,7 +786,7 @@ static void import_in(struct link *l, const char *session)
         if (work)
             idle = 0;
         else
-            idle_wait(&idle);
+            idle_wait(l, &idle);
     }
     _ftmb_region_unlink(session, "in");
 }
@@ -916,7 +926,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
         if (work)
             idle = 0;
         else
-            idle_wait(&idle);
+            idle_wait(l, &idle);
     }
     _ftmb_region_unlink(session, "out");
 }

@@ -69,6 +69,10 @@ void ftmb_register_file(const ftmb_u32 *sites, const char *const *where, ftmb_u3
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site);
 /* End the access begun on obj. */
 void ftmb_ordered_end(ftmb_obj_t obj);
+/* Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and call ftmb_ordered_quiet_end. */
+int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site);
+/* End the access begun by ftmb_ordered_quiet_begin; quiet: the call returned its quiet result (record: counted, not logged, obj's sequence not advanced). */
+void ftmb_ordered_quiet_end(int quiet, ftmb_obj_t obj, ftmb_site_t site);
 /* Log an access to obj under a lock the caller holds that was not taken by an ftmb_ wrapper. */
 void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site);
 
