@@ -44,6 +44,7 @@
 struct _ftmb_runtime _ftmb_rt;
 struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
 _Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
+_Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
 int _ftmb_mode_now = FTMB_MODE_PASSTHROUGH;
 
 static const char *const mode_names[] = {"passthrough", "record", "replay"};
@@ -797,10 +798,7 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  */
 static inline __attribute__((always_inline)) struct _ftmb_thread *recording_receiver(void)
 {
-    if (__builtin_expect(_ftmb_mode_now != FTMB_MODE_RECORD, 0))
-        return NULL;
-    struct _ftmb_thread *t = _ftmb_self;
-    return __builtin_expect(t != NULL && t->ckpt_receiver, 1) ? t : NULL;
+    return _ftmb_rec_fast; /* rt.h: set at the thread's receives */
 }
 
 static inline __attribute__((always_inline)) struct _ftmb_thread *fast_recorder(ftmb_obj_t obj)
@@ -918,13 +916,18 @@ static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj
 
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
 {
+    if (__builtin_expect(ordered_enter_fast(obj, site) != NULL, 1))
+        return;
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
-        ordered_enter(obj, site);
+        ordered_enter_general(obj, site);
 }
 
 void ftmb_ordered_end(ftmb_obj_t obj)
 {
-    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    /* A recording receiver's begin took the fast path or did nothing the leave must undo (above). */
+    if (__builtin_expect(recording_receiver() != NULL && obj < FTMB_MAX_OBJECTS, 1))
+        ordered_leave_as(&_ftmb_rt.objs[obj], 1);
+    else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
 }
 
@@ -936,11 +939,20 @@ static inline __attribute__((always_inline)) void pal_locked(struct _ftmb_thread
                                                              ftmb_obj_t obj, ftmb_site_t site, unsigned kind,
                                                              int shared, int is_fast)
 {
-    /* Atomically, also for a lock held alone: readers of an rwlock hold it together, and one object
-     * id may stand for several locks (an array of locks, locks the analysis pooled by type), whose
-     * holders would otherwise take the same sequence. Relaxed: the program's lock orders the rest. */
+    /* A wrapper's acquisition takes the sequence atomically, also for a lock held alone: readers of an
+     * rwlock hold it together, and one object id may stand for several locks (an array of locks,
+     * locks the analysis pooled by type), whose holders would otherwise take the same sequence. A
+     * held access (ftmb_held_access) is under one lock held exclusively: replay only checks its
+     * sequence, it cannot order holders of different locks, so nothing shares its object's word
+     * concurrently and a load and a store do (no locked instruction). Relaxed: the program's lock
+     * orders the rest. */
     (void)shared;
-    uint64_t s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
+    uint64_t s;
+    if (kind == _FTMB_REC_HELD) {
+        s = atomic_load_explicit(&o->word, memory_order_relaxed);
+        atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
+    } else
+        s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
     if (is_fast)
         emit_fast(t, _ftmb_rec_head(kind, obj, site), s);
     else
@@ -1183,12 +1195,13 @@ static inline int release_or_stronger(int memorder)
     RET NAME PARAMS                                                                                          \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
-        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                         \
-            return PASSTHROUGH;                                                                              \
         const int fast_ = 1;                                                                                 \
         struct _ftmb_obj *o_ = ordered_enter_fast(obj, site);                                                \
-        if (__builtin_expect(o_ == NULL, 0))                                                                 \
+        if (__builtin_expect(o_ == NULL, 0)) {                                                               \
+            if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                     \
+                return PASSTHROUGH;                                                                          \
             return NAME##_general ARGS;                                                                      \
+        }                                                                                                    \
         BODY                                                                                                 \
     }
 #define LEAVE(o) ordered_leave_as(o, fast_)
