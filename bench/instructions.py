@@ -12,14 +12,17 @@ Per app (the four examples, flowmon, and DPDK's unmodified l2fwd and packet_orde
   record / passthrough is what logging adds; record / plain also counts the different input path
   (a net_pcap vdev or libpcap reading a file against the session's shared-memory rings).
 
-Each runs under `valgrind --tool=cachegrind --cache-sim=no` (an instruction counter) twice, on N and
-on 2N packets (the same generator, seed 7): instructions per packet = (I(2N) - I(N)) / N, which takes
-out the start-up (EAL, the session's attach) common to both. What it does not take out is the idle
-polling at the end, between the last packet and the stop (a busy-polling app polls for as long as
-the stop takes: `run`'s drain and settle for record, `--idle-exit-ms 1` for the examples' plain
-runs, a SIGINT once the output stops growing for plain l2fwd and packet_ordering): that part grows
-with the wall time under valgrind, so every figure is given over REPS repetitions (min / median /
-max). Records and log bytes per packet come from the record run on 2N packets (the output logger's count and the
+Each runs under `valgrind --tool=callgrind` (an instruction counter) twice, on N and on 2N packets
+(the same generator, seed 7): instructions per packet = (I(2N) - I(N)) / N, which takes out the
+start-up (EAL, the session's attach) common to both; I leaves out what DPDK's main lcore spends in
+`rte_eal_wait_lcore`, a spin for as long as the workers run. The count is load-independent only
+where the run's end is: the examples stop by themselves 1 ms after their input ends
+(`--idle-exit-ms 1`; in a session that is virtual time, which the receives after the input's EOF
+advance) and flowmon at the end of its input. DPDK's l2fwd and packet_ordering poll until a SIGINT
+(`run`'s, after the input is drained and `settle_s`; plain: once the output files stop growing for
+2 s), and every poll of that tail counts: their figures grow with the wall time the tail takes
+under valgrind, i.e. with the machine's load. Every figure is given over REPS repetitions (min /
+median / max), which shows how much. Records and log bytes per packet come from the record run on 2N packets (the output logger's count and the
 log file's size).
 
     .venv/bin/python bench/instructions.py [--packets 2000] [--reps 2] [--apps nat,firewall,...]
@@ -96,18 +99,24 @@ def build(work: Path, name: str) -> tuple[Path, Path]:
 
 
 def counted(out_file: Path) -> int:
-    """Instructions in a cachegrind output file (its summary line)."""
-    for line in out_file.read_text().splitlines():
-        if line.startswith("summary:"):
-            return int(line.split()[1])
-    raise SystemExit(f"instructions: {out_file}: no summary line (valgrind did not finish)")
+    """Instructions in a callgrind output file, less those inside rte_eal_wait_lcore: DPDK's main lcore
+    spins there (rte_pause) until its workers return, for as long as the run takes."""
+    total = next((int(line.split()[1]) for line in out_file.read_text().splitlines()
+                  if line.startswith(("summary:", "totals:"))), None)
+    if total is None:
+        raise SystemExit(f"instructions: {out_file}: no summary line (valgrind did not finish)")
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out_file)],
+                               capture_output=True, text=True, check=True).stdout
+    waiting = sum(int(line.split()[0].replace(",", "")) for line in annotated.splitlines()
+                  if ":rte_eal_wait_lcore [" in line and not line.lstrip().startswith("=>"))
+    return total - waiting
 
 
 _ids = iter(range(10**9))
 
 
 def valgrind(out_file: Path) -> list[str]:
-    return ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out_file}"]
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
 
 
 def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
@@ -154,12 +163,13 @@ def session_run(name: str, binary: Path, trace: Path, work: Path, mode: str) -> 
     log = work / "record.log"
     if dpdk:
         argv = [str(binary), *EAL, f"--file-prefix=ftmbis{os.getpid()}_{next(_ids)}", "--lcores", lcores,
-                "--vdev", "net_null0", *(["--vdev", "net_null1"] if queues > 1 else []), "--", *args]
+                "--vdev", "net_null0", *(["--vdev", "net_null1"] if queues > 1 else []), "--", *args,
+                *(["--idle-exit-ms", "1"] if name in EXAMPLE_APPS else [])]
     else:
         argv = [str(binary), "-r", str(trace), *args]
     res = runlib.run([*valgrind(cg), *argv], trace, work / "released.pcap", mode=mode, queues=queues,
-                     threads=threads, timeout_s=1200, settle_s=0.05, log_file=log if mode == "record" else None,
-                     peer_timeout_ms=600000)
+                     threads=threads, timeout_s=1200, attach_timeout_s=600, settle_s=0.05,
+                     log_file=log if mode == "record" else None, peer_timeout_ms=600000)
     if not res.ok:
         raise SystemExit(f"instructions: {name} {mode} failed: {res.failure}")
     size = log.stat().st_size if mode == "record" else 0
