@@ -16,9 +16,11 @@ Each runs under `valgrind --tool=callgrind` (an instruction counter) twice, on N
 (the same generator, seed 7): instructions per packet = (I(2N) - I(N)) / N, which takes out the
 start-up (EAL, the session's attach) common to both; I leaves out what DPDK's main lcore spends in
 `rte_eal_wait_lcore`, a spin for as long as the workers run. The count is load-independent only
-where the run's end is: the examples stop by themselves 1 ms after their input ends
-(`--idle-exit-ms 1`; in a session that is virtual time, which the receives after the input's EOF
-advance) and flowmon at the end of its input. DPDK's l2fwd and packet_ordering poll until a SIGINT
+where the app's time is: in record mode a master's clock is virtual (the input's arrival times), so
+its timers (the examples' idle-flow scans on the TSC) and its end (`--idle-exit-ms 1`: the receives
+after the input's EOF advance virtual time) come after the same work in every run; flowmon ends at
+the end of its input. Plain and passthrough runs read the real clock: their timers fire by wall
+time, which valgrind stretches, so their counts move with the machine's load. DPDK's l2fwd and packet_ordering poll until a SIGINT
 (`run`'s, after the input is drained and `settle_s`; plain: once the output files stop growing for
 2 s), and every poll of that tail counts: their figures grow with the wall time the tail takes
 under valgrind, i.e. with the machine's load. Every figure is given over REPS repetitions (min /
