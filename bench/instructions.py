@@ -144,13 +144,15 @@ def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if tail:
         _, err = proc.communicate(timeout=1200)
-    else:  # SIGINT once the outputs have not grown for 2 s (the input is all forwarded)
-        last, since = -1, time.monotonic()
-        while proc.poll() is None and time.monotonic() - since < 2.0:
+    else:  # SIGINT once the outputs hold packets and have not grown for 2 s (the input is all forwarded)
+        last, since, start = -1, time.monotonic(), time.monotonic()
+        while proc.poll() is None and time.monotonic() - start < 1200:
             time.sleep(0.2)
             size = sum(o.stat().st_size for o in outs if o.exists())
             if size != last:
                 last, since = size, time.monotonic()
+            elif size > 24 * len(outs) and time.monotonic() - since >= 2.0:  # more than the files' headers
+                break
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=600)
     if proc.returncode != 0:
