@@ -130,6 +130,8 @@ def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
         subprocess.run(cmd, check=True, capture_output=True, timeout=1200)
         return counted(cg)
     outs = [work / f"out{p}.pcap" for p in range(queues)]
+    for o in outs:  # an earlier run's: the stop below watches these grow
+        o.unlink(missing_ok=True)
     if name in EXAMPLE_APPS:  # one port, one worker; stops 1 ms after its input ends
         vdevs = ["--vdev", f"net_pcap0,rx_pcap={trace},tx_pcap={outs[0]}"]
         tail = ["--idle-exit-ms", "1"]
