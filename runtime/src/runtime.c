@@ -787,9 +787,9 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  * general path, a separate function that handles every case correctly. The fast path is record
  * mode and a thread that receives input (recording_receiver): checkpoints park such a thread at
  * the top of its receives, never inside an operation, so its operations carry no in_op mark and no
- * park check, and in record mode _ftmb_replaying() is 0. Its cost: the mode (a read-mostly global),
- * one thread-local pointer load, and the thread's own record-ring line, which the record is
- * written through anyway. An operation enters the fast path only when nothing can make it wait or
+ * park check, and in record mode _ftmb_replaying() is 0. Its cost: one thread-local pointer load
+ * (_ftmb_rec_fast, which says record mode and a receiver at once, rt.h), and the thread's own
+ * record-ring line, which the record is written through anyway. An operation enters the fast path only when nothing can make it wait or
  * fail (fast_recorder: an object id in range, room in the record ring by the cached tail, and for
  * a sequence lock a first CAS that takes it); anything else goes to the general path, so the fast
  * path makes no call but tail calls and saves no registers. The general path covers replay, the
