@@ -98,6 +98,7 @@ static void held(void) { CHUNKED(ftmb_held_access(1, 1)); }
 static void held_control_thread(void)
 {
     _ftmb_me()->ckpt_receiver = 0;
+    _ftmb_rec_fast_refresh(_ftmb_me());
     held();
 }
 
@@ -252,6 +253,7 @@ static int run_bench(const struct bench *b)
         for (int i = 1; i < b->threads_registered; i++)
             _ftmb_claim_thread_index();
         _ftmb_ckpt_register(_ftmb_me()); /* see the top */
+        _ftmb_rec_fast_refresh(_ftmb_me()); /* what its receives do */
     }
     double per_op[64];
     int r = reps < 64 ? reps : 64;

@@ -86,7 +86,7 @@ enum _ftmb_nd_source {
 
 static inline uint64_t _ftmb_rec_head(unsigned kind, uint32_t obj, uint32_t site)
 {
-    return (uint64_t)kind | ((uint64_t)(site & 0xffff) << 24) | ((uint64_t)obj << 40);
+    return (uint64_t)kind | ((uint64_t)(uint16_t)site << 24) | ((uint64_t)obj << 40);
 }
 
 static inline unsigned _ftmb_rec_kind(uint64_t head) { return (unsigned)(head & 0xff); }

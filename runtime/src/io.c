@@ -101,6 +101,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         _ftmb_ckpt_park(t);
     if (__builtin_expect(!t->ckpt_receiver, 0) && _ftmb_mode_now == FTMB_MODE_RECORD)
         _ftmb_ckpt_register(t);
+    _ftmb_rec_fast_refresh(t); /* after the park: a snapshot that took over resumes here in replay */
     struct _ftmb_inq *q = queue_for(queue, t);
     q->pending = 0;
     if (atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed)) {

@@ -158,6 +158,22 @@ void _ftmb_standby_takeover(void);
 #define FTMB_EXIT_SESSION_GONE 75 /* EX_TEMPFAIL: the run of its session ended (its loggers exited) */
 void _ftmb_spawn_begin(void (*start)(void), const char *wrapper);
 
+/* The record fast path's thread (runtime.c): the calling thread's own state while it may take the
+ * PALs' record fast path (record mode, and it receives input, so checkpoints park it at its
+ * receives), else NULL. One thread-local load is the whole mode/thread/receiver check of a PAL. It
+ * changes only at the thread's receives (_ftmb_rec_fast_refresh, after the checkpoint's park), never
+ * inside an operation: the mode leaves record only while every receiver is parked at a receive (a
+ * snapshot taking over) or before any thread receives (a standby), and a thread that has become
+ * a receiver, or whose process has gone live after a replay, takes the general path, which is
+ * correct in every mode, until its next receive. */
+extern _Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
+static inline void _ftmb_rec_fast_refresh(struct _ftmb_thread *t)
+{
+    struct _ftmb_thread *want = _ftmb_mode_now == FTMB_MODE_RECORD && t->ckpt_receiver ? t : NULL;
+    if (__builtin_expect(_ftmb_rec_fast != want, 0))
+        _ftmb_rec_fast = want;
+}
+
 /* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread parks at its next
  * receive, every other program thread in a signal handler, until resume >= req. */
 struct _ftmb_ckpt_state {

@@ -46,6 +46,7 @@
 struct _ftmb_runtime _ftmb_rt;
 struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
 _Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
+_Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
 int _ftmb_mode_now = FTMB_MODE_PASSTHROUGH;
 
 static const char *const mode_names[] = {"passthrough", "record", "replay"};
@@ -799,9 +800,9 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  * general path, a separate function that handles every case correctly. The fast path is record
  * mode and a thread that receives input (recording_receiver): checkpoints park such a thread at
  * the top of its receives, never inside an operation, so its operations carry no in_op mark and no
- * park check, and in record mode _ftmb_replaying() is 0. Its cost: the mode (a read-mostly global),
- * one thread-local pointer load, and the thread's own record-ring line, which the record is
- * written through anyway. An operation enters the fast path only when nothing can make it wait or
+ * park check, and in record mode _ftmb_replaying() is 0. Its cost: one thread-local pointer load
+ * (_ftmb_rec_fast, which says record mode and a receiver at once, rt.h), and the thread's own
+ * record-ring line, which the record is written through anyway. An operation enters the fast path only when nothing can make it wait or
  * fail (fast_recorder: an object id in range, room in the record ring by the cached tail, and for
  * a sequence lock a first CAS that takes it); anything else goes to the general path, so the fast
  * path makes no call but tail calls and saves no registers. The general path covers replay, the
@@ -810,27 +811,40 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  */
 static inline __attribute__((always_inline)) struct _ftmb_thread *recording_receiver(void)
 {
-    if (__builtin_expect(_ftmb_mode_now != FTMB_MODE_RECORD, 0))
-        return NULL;
-    struct _ftmb_thread *t = _ftmb_self;
-    return __builtin_expect(t != NULL && t->ckpt_receiver, 1) ? t : NULL;
+    return _ftmb_rec_fast; /* rt.h: set at the thread's receives */
 }
 
 static inline __attribute__((always_inline)) struct _ftmb_thread *fast_recorder(ftmb_obj_t obj)
 {
     struct _ftmb_thread *t = recording_receiver();
-    /* The ring only gains room while we run (we are its only producer), so room now is room at
-     * the emit. */
+    /* The ring only gains room while we run (we are its only producer, and only this thread
+     * writes its handle), so room now is room at the emit. */
     if (__builtin_expect(t != NULL && obj < FTMB_MAX_OBJECTS && t->rec.local - t->rec.cache <= t->rec.mask, 1))
         return t;
     return NULL;
 }
 
-/* emit() when fast_recorder() said there is room. */
-static inline __attribute__((always_inline)) void emit_fast(struct _ftmb_thread *t, uint64_t head, uint64_t value)
+/* Where the fast path's record goes (after fast_recorder() said there is room). A held access
+ * reads it before its object's word, whose store the compiler must assume may alias the ring
+ * handle; a sequence lock after its CAS (fewer registers live across it). */
+struct fast_rec {
+    struct _ftmb_thread *t;
+    struct _ftmb_record *slot;
+    uint64_t local; /* the slot's stream index */
+};
+static inline __attribute__((always_inline)) struct fast_rec fast_slot(struct _ftmb_thread *t)
 {
-    struct _ftmb_ring *r = &t->rec;
-    emit_into(r, (struct _ftmb_record *)r->buf + (r->local & r->mask), head, value);
+    uint64_t local = t->rec.local;
+    return (struct fast_rec){t, (struct _ftmb_record *)t->rec.buf + (local & t->rec.mask), local};
+}
+
+/* emit() into the slot fast_recorder() found: the record, then R1 as in emit_into. */
+static inline __attribute__((always_inline)) void emit_fast(const struct fast_rec *f, uint64_t head, uint64_t value)
+{
+    f->slot->head = head | _ftmb_rec_check(head, value, f->local);
+    f->slot->value = value;
+    f->t->rec.local = f->local + 1;
+    atomic_store_explicit(&f->t->rec.ctl->head, f->local + 1, memory_order_release); /* R1 */
 }
 
 /* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
@@ -890,7 +904,8 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fas
                                                                   memory_order_relaxed),
                          0))
         return NULL;
-    emit_fast(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+    struct fast_rec f = fast_slot(t);
+    emit_fast(&f, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
     return o;
 }
 
@@ -931,13 +946,18 @@ static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj
 
 void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
 {
+    if (__builtin_expect(ordered_enter_fast(obj, site) != NULL, 1))
+        return;
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
-        ordered_enter(obj, site);
+        ordered_enter_general(obj, site);
 }
 
 void ftmb_ordered_end(ftmb_obj_t obj)
 {
-    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    /* A recording receiver's begin took the fast path or did nothing the leave must undo (above). */
+    if (__builtin_expect(recording_receiver() != NULL && obj < FTMB_MAX_OBJECTS, 1))
+        ordered_leave_as(&_ftmb_rt.objs[obj], 1);
+    else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
 }
 
@@ -1030,19 +1050,28 @@ void ftmb_ordered_quiet_end(int quiet, ftmb_obj_t obj, ftmb_site_t site)
 
 /* ---- locks: the order is taken inside the program's lock ------------------------------------ */
 
-/* Record an acquisition of lock-kind object obj while its lock is held (is_fast: fast_recorder()
- * said there is room). */
+/* Record an acquisition of lock-kind object obj while its lock is held (f: where fast_recorder()
+ * said the record goes; NULL: the general path's emit). */
 static inline __attribute__((always_inline)) void pal_locked(struct _ftmb_thread *t, struct _ftmb_obj *o,
                                                              ftmb_obj_t obj, ftmb_site_t site, unsigned kind,
-                                                             int shared, int is_fast)
+                                                             int shared, const struct fast_rec *f)
 {
-    /* Atomically, also for a lock held alone: readers of an rwlock hold it together, and one object
-     * id may stand for several locks (an array of locks, locks the analysis pooled by type), whose
-     * holders would otherwise take the same sequence. Relaxed: the program's lock orders the rest. */
+    /* A wrapper's acquisition takes the sequence atomically, also for a lock held alone: readers of an
+     * rwlock hold it together, and one object id may stand for several locks (an array of locks,
+     * locks the analysis pooled by type), whose holders would otherwise take the same sequence. A
+     * held access (ftmb_held_access) is under one lock held exclusively: replay only checks its
+     * sequence, it cannot order holders of different locks, so nothing shares its object's word
+     * concurrently and a load and a store do (no locked instruction). Relaxed: the program's lock
+     * orders the rest. */
     (void)shared;
-    uint64_t s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
-    if (is_fast)
-        emit_fast(t, _ftmb_rec_head(kind, obj, site), s);
+    uint64_t s;
+    if (kind == _FTMB_REC_HELD) {
+        s = atomic_load_explicit(&o->word, memory_order_relaxed);
+        atomic_store_explicit(&o->word, s + 1, memory_order_relaxed);
+    } else
+        s = atomic_fetch_add_explicit(&o->word, 1, memory_order_relaxed);
+    if (f)
+        emit_fast(f, _ftmb_rec_head(kind, obj, site), s);
     else
         emit(t, _ftmb_rec_head(kind, obj, site), s);
     /* The program releases its lock after this: its unlock (release) comes after R1, so the next
@@ -1055,7 +1084,7 @@ __attribute__((noinline)) static void held_access_general(ftmb_obj_t obj, ftmb_s
     struct _ftmb_thread *t = _ftmb_me();
     _ftmb_op_enter(t);
     if (!_ftmb_replaying(t))
-        pal_locked(t, o, obj, site, _FTMB_REC_HELD, 0, 0);
+        pal_locked(t, o, obj, site, _FTMB_REC_HELD, 0, NULL);
     else {
         uint64_t s = replay_take(t, _FTMB_REC_HELD, obj, site)->value;
         /* The caller already holds the lock, so its turn has come unless the log is inconsistent.
@@ -1073,9 +1102,10 @@ __attribute__((noinline)) static void held_access_general(ftmb_obj_t obj, ftmb_s
 void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct _ftmb_thread *t = fast_recorder(obj);
-    if (__builtin_expect(t != NULL, 1))
-        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_HELD, 0, 1);
-    else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    if (__builtin_expect(t != NULL, 1)) {
+        struct fast_rec f = fast_slot(t);
+        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_HELD, 0, &f);
+    } else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         held_access_general(obj, site);
 }
 
@@ -1085,13 +1115,13 @@ typedef int (*lock_fn)(volatile void *);
 static inline __attribute__((always_inline)) int locked_acquire_record(struct _ftmb_thread *t, lock_fn acquire,
                                                                        volatile void *lock, ftmb_obj_t obj,
                                                                        ftmb_site_t site, int is_try, int shared,
-                                                                       int is_fast)
+                                                                       const struct fast_rec *f)
 {
     int rc = acquire(lock);
     if (__builtin_expect(rc == 0, 1))
-        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_LOCK, shared, is_fast);
-    else if (is_try && is_fast)
-        emit_fast(t, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
+        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_LOCK, shared, f);
+    else if (is_try && f)
+        emit_fast(f, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
     else if (is_try)
         emit(t, _ftmb_rec_head(_FTMB_REC_TRYLOCK_FAIL, obj, site), (uint64_t)rc);
     return rc;
@@ -1130,7 +1160,7 @@ __attribute__((noinline)) static int locked_acquire_general(lock_fn acquire, loc
         }
         replay_op_done(t);
     } else
-        rc = locked_acquire_record(t, acquire, lock, obj, site, is_try, shared, 0);
+        rc = locked_acquire_record(t, acquire, lock, obj, site, is_try, shared, NULL);
     _ftmb_op_leave(t);
     return rc;
 }
@@ -1140,8 +1170,10 @@ static inline __attribute__((always_inline)) int locked_acquire(lock_fn acquire,
                                                                 ftmb_site_t site, int is_try, int shared)
 {
     struct _ftmb_thread *t = fast_recorder(obj);
-    if (__builtin_expect(t != NULL, 1))
-        return locked_acquire_record(t, acquire, lock, obj, site, is_try, shared, 1);
+    if (__builtin_expect(t != NULL, 1)) {
+        struct fast_rec f = fast_slot(t);
+        return locked_acquire_record(t, acquire, lock, obj, site, is_try, shared, &f);
+    }
     if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
         return acquire(lock);
     return locked_acquire_general(acquire, blocking, lock, obj, site, is_try, shared);
@@ -1247,23 +1279,17 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
  * two). This relies on every write to an object logged as atomic going through the runtime, which
  * instrumentation guarantees (an uninstrumented concurrent writer would break replay anyway).
  * Memory order: A1 is a sequentially consistent RMW (a full barrier), so the operation is ordered
- * after everything before it; the store inside is a release store when the caller asked for
- * release or stronger, and E1 releases the lock after it; the next atomic on any logged object
+ * after everything before it; the store inside is a release store whatever order the caller asked
+ * for (on x86 every store is one; the order is not looked at, which keeps the fast path's registers
+ * free), and E1 releases the lock after it; the next atomic on any logged object
  * starts with its own A1, which keeps sequentially consistent operations in one total order.
  */
-static inline int release_or_stronger(int memorder)
-{
-    return memorder == __ATOMIC_RELEASE || memorder == __ATOMIC_ACQ_REL || memorder == __ATOMIC_SEQ_CST;
-}
-
-/* The store inside the lock, with a constant order in each branch: an order known only at run time
- * compiles to a sequentially consistent store (an xchg on x86, a second locked instruction). */
+/* The store inside the lock, with a constant order: an order known only at run time compiles to a
+ * sequentially consistent store (an xchg on x86, a second locked instruction). */
 #define STORE_INSIDE(p, v, memorder)                                                                         \
     do {                                                                                                     \
-        if (release_or_stronger(memorder))                                                                   \
-            __atomic_store_n(p, v, __ATOMIC_RELEASE);                                                        \
-        else                                                                                                 \
-            __atomic_store_n(p, v, __ATOMIC_RELAXED);                                                        \
+        (void)(memorder);                                                                                    \
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);                                                            \
     } while (0)
 
 /*
@@ -1283,12 +1309,13 @@ static inline int release_or_stronger(int memorder)
     RET NAME PARAMS                                                                                          \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
-        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                         \
-            return PASSTHROUGH;                                                                              \
         const int fast_ = 1;                                                                                 \
         struct _ftmb_obj *o_ = ordered_enter_fast(obj, site);                                                \
-        if (__builtin_expect(o_ == NULL, 0))                                                                 \
+        if (__builtin_expect(o_ == NULL, 0)) {                                                               \
+            if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                     \
+                return PASSTHROUGH;                                                                          \
             return NAME##_general ARGS;                                                                      \
+        }                                                                                                    \
         BODY                                                                                                 \
     }
 #define LEAVE(o) ordered_leave_as(o, fast_)
