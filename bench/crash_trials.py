@@ -158,7 +158,10 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     ref_argv = [a if not a.startswith("--file-prefix") else a + "r" for a in argv]
     served = verify.run_conditions(out)  # the reference run is served as this run was (its manifest)
     variant = "-".join(args).replace("/", "_") if args is not None else "default"
-    reference = workdir / f"reference-{example}-{workers}-{seed}-{variant}-{served['rate']}-{served['tick_us']}.pcap"
+    # named by its trace (example, seed, packets), workers, variant and served conditions: a workdir
+    # kept from a run with other --packets must not lend its reference (a false 'never forwarded')
+    reference = workdir / (f"reference-{trace.stem}-{workers}-{variant}-{served['rate']}-"
+                           f"{served['tick_us']}.pcap")
     if not reference.exists():  # the uninterrupted run, once per example, worker count and trace
         ref = runlib.run(ref_argv, trace, reference, queues=queues, threads=threads, timeout_s=120, **served)
         if not ref.ok:
