@@ -5,8 +5,9 @@ Main's code before its first spawn and after its last join runs alone; between t
 concurrently with the roots already started: those launched by a spawn call (or a call that spawns,
 through its callees or the roots it starts) earlier in main, or in the same loop of main, and every
 root main does not start itself. A launch is a happens-before edge: main's access of an object
-that only roots launched later touch does not conflict with them. A function runs in the contexts of all its callers (a callback: of
-the library call that runs it); an exit handler runs in main after its last join.
+that only roots launched later touch does not conflict with them. A function runs in the contexts
+of all its callers (a callback: of the library call that runs it); an exit handler runs in main
+after its last join.
 
 Objects are field-sensitive: the members of a struct that the program accesses by name are
 objects of their own (`app.pool`, `app_stats.rx.rx_pkts`), unless an access to the enclosing struct
@@ -174,7 +175,8 @@ class Classifier:
                 for r in started_by(todo.pop()) - roots:
                     roots.add(r)
                     todo.append(r)
-            names = frozenset(self.roots[r].name for r in roots if r in self.roots and self.roots[r].how != "main")
+            names = frozenset(self.roots[r].name for r in roots
+                              if r in self.roots and self.roots[r].how != "main")
             if names:
                 self.main_spawns.append((ev, names))
                 from_main |= names
@@ -274,7 +276,7 @@ class Classifier:
             running = self.main_running(a.fact)
         else:
             running = self.callee_running.get(a.fn.usr, self.all_roots)
-        if running & others:
+        if running & others or others & self.handlers:  # a handler may interrupt any of main's code
             return a
         return replace(a, contexts=(a.contexts - {("main", True)}) | {("main", False)})
 
