@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from analyzer_util import analyze_source, var
+from analyzer_util import analyze_source, dpdk_cflags, var
+from dpdk_example import source
 
 SOURCE = """
 #include <pthread.h>
@@ -68,3 +69,14 @@ def test_write_after_a_launch_of_a_reader_stays_shared(tmp_path):
     assert var(r, "grandchild_cfg").cls == "shared_rw"
     # written in the spawn loop before the spawn: threads of earlier iterations read it
     assert var(r, "loop_cfg").cls == "shared_rw"
+
+
+def test_packet_ordering_send_args_is_read_only_to_the_send_lcore(tmp_path):
+    """DPDK's packet_ordering writes send_args.ring_in after launching the workers and before
+    launching the send lcore, the only lcore that reads it: no ordered region on its every poll."""
+    r = analyze_source(tmp_path, source("packet_ordering/main.c").read_text(), name="main.c",
+                       args=(*dpdk_cflags(), "-DALLOW_EXPERIMENTAL_API"))
+    ring_in = var(r, "send_args.ring_in")
+    assert ring_in.cls == "shared_ro"
+    assert any(a.function == "main" and a.mode == "write" for a in ring_in.accesses)
+    assert any(a.function == "send_thread" and a.mode == "read" for a in ring_in.accesses)
