@@ -2,8 +2,12 @@
 
 Threads: `main`, every function passed to a spawn call, every signal handler, every `--entry`.
 Main's code before its first spawn and after its last join runs alone; between them it runs
-concurrently with the workers. A function runs in the contexts of all its callers (a callback: of
-the library call that runs it); an exit handler runs in main after its last join.
+concurrently with the roots already started: those launched by a spawn call (or a call that spawns,
+through its callees or the roots it starts) earlier in main, or in the same loop of main, and every
+root main does not start itself. A launch is a happens-before edge: main's access of an object
+that only roots launched later touch does not conflict with them. A function runs in the contexts
+of all its callers (a callback: of the library call that runs it); an exit handler runs in main
+after its last join.
 
 Objects are field-sensitive: the members of a struct that the program accesses by name are
 objects of their own (`app.pool`, `app_stats.rx.rx_pkts`), unless an access to the enclosing struct
@@ -21,7 +25,7 @@ Classes (exactly one per object; see the README and the report schema):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..facts import AccessFact, CallFact, FunctionFacts, Ref
 from .locksets import Locksets
@@ -63,6 +67,10 @@ class Classifier:
         self.handlers = {r.name for r in program.roots if r.how == "signal"}
         self.contexts: dict[str, set[Ctx]] = {}
         self.window: tuple[int, int] | None = None
+        self.all_roots = frozenset(r.name for r in program.roots if r.how not in ("main", "signal"))
+        self.main_spawns: list[tuple[CallFact, frozenset]] = []  # main's calls that start roots, and which
+        self.callee_running: dict[str, frozenset] = {}  # function run by main -> roots that may run meanwhile
+        self.unordered = self.all_roots  # roots main does not start (set with the window)
         self.main_usr = next((r.usr for r in program.roots if r.how == "main"), None)
         self.pts = PointsTo(program)
         self.escaped = self.pts.escaped_stack_objects()
@@ -77,16 +85,27 @@ class Classifier:
             if r.how == "main":
                 continue
             self._add_ctx(r.usr, {(r.name, True)}, work)
+        running_work: list[str] = []
         if self.main_usr:
             self._add_ctx(self.main_usr, {("main", False)}, [])
             fn = self.p.functions[self.main_usr]
             for ev in walk_events(fn.events):
                 if isinstance(ev, CallFact):
+                    launched = next((roots for call, roots in self.main_spawns if call is ev), frozenset())
                     for t in self.p.targets.get((fn.usr, ev.id), []):
                         if t not in self.roots:
                             self._add_ctx(t, {("main", self.main_concurrent(ev.span))}, work)
+                            if self.main_concurrent(ev.span) or launched:
+                                self._add_running(t, self.main_running(ev) | launched, running_work)
+        at_exit_concurrent = self.window is not None and self.window[1] == NEVER_JOINED
         for usr in self.p.exit_callbacks - set(self.roots):  # main at exit: alone once it has joined
-            self._add_ctx(usr, {("main", self.window is not None and self.window[1] == NEVER_JOINED)}, work)
+            self._add_ctx(usr, {("main", at_exit_concurrent)}, work)
+            if at_exit_concurrent:
+                self._add_running(usr, self.all_roots, running_work)
+        while running_work:  # what main's callees run alongside: the union over their calls from main
+            usr = running_work.pop()
+            for t in self._reach(self.p.graph, usr) - set(self.roots):
+                self._add_running(t, self.callee_running[usr], [])
         while work:
             usr = work.pop()
             ctx = self.contexts[usr]
@@ -101,6 +120,12 @@ class Classifier:
         have = self.contexts.setdefault(usr, set())
         if not ctx <= have:
             have |= ctx
+            work.append(usr)
+
+    def _add_running(self, usr: str, running: frozenset, work: list[str]) -> None:
+        have = self.callee_running.get(usr, frozenset())
+        if not running <= have:
+            self.callee_running[usr] = have | running
             work.append(usr)
 
     def _main_window(self) -> None:
@@ -122,6 +147,52 @@ class Classifier:
                 end = ev.span[1] if end is None else max(end, ev.span[1])
         if start is not None:
             self.window = (start, end if end is not None and end >= start else NEVER_JOINED)
+        self._main_launches(fn)
+
+    def _main_launches(self, main: FunctionFacts) -> None:
+        """The roots each call in main may start: a spawn call's own, those started by the functions
+        it calls, and, transitively, those the started roots start."""
+        spawners: dict[str, set[str]] = {}  # function -> root usrs its own spawn calls start
+        for (usr, _), targets in self.p.spawns.items():
+            spawners.setdefault(usr, set()).update(targets)
+        memo: dict[str, set[str]] = {}
+
+        def started_by(usr: str) -> set[str]:  # spawn targets of usr and everything it calls
+            if usr not in memo:
+                memo[usr] = {r for f in {usr} | self._reach(self.p.graph, usr) for r in spawners.get(f, ())}
+            return memo[usr]
+
+        from_main: set[str] = set()
+        for ev in walk_events(main.events):
+            if not isinstance(ev, CallFact):
+                continue
+            roots = set(self.p.spawns.get((main.usr, ev.id), ()))
+            for t in self.p.targets.get((main.usr, ev.id), []):
+                if t not in self.roots:
+                    roots |= started_by(t)
+            todo = list(roots)
+            while todo:  # roots started by started roots
+                for r in started_by(todo.pop()) - roots:
+                    roots.add(r)
+                    todo.append(r)
+            names = frozenset(self.roots[r].name for r in roots
+                              if r in self.roots and self.roots[r].how != "main")
+            if names:
+                self.main_spawns.append((ev, names))
+                from_main |= names
+        self.unordered = self.all_roots - from_main  # roots main does not start: running at any time
+
+    def main_running(self, ev: AccessFact | CallFact) -> frozenset:
+        """Roots that may run while main executes `ev`: none outside the window; inside it those started
+        by an earlier call of main or by a call in the same outermost loop (a later iteration), and the
+        roots main does not start itself."""
+        if not self.main_concurrent(ev.span):
+            return frozenset()
+        out = set(self.unordered)
+        for call, names in self.main_spawns:
+            if call.offset <= ev.offset or (call.span == ev.span and call.span[0] != call.span[1]):
+                out |= names
+        return frozenset(out)
 
     def _transitively(self, pred) -> set[str]:
         direct = {usr for usr, f in self.p.functions.items()
@@ -189,6 +260,25 @@ class Classifier:
                 elif isinstance(ev, CallFact):
                     self._call_effects(fn, ev)
         self._merge_overlapping_parts()
+        self._order_main_by_launch()
+
+    def _order_main_by_launch(self) -> None:
+        """A concurrent access by main that no root already running at that point touches runs alone
+        for this object: the roots that access it are launched after it (a happens-before edge)."""
+        for info in self.objects.values():
+            others = {t for a in info.accesses for (t, _) in a.contexts if t != "main"}
+            info.accesses = [self._narrow_main(a, others) for a in info.accesses]
+
+    def _narrow_main(self, a: ResolvedAccess, others: set[str]) -> ResolvedAccess:
+        if ("main", True) not in a.contexts:
+            return a
+        if a.fn.usr == self.main_usr:
+            running = self.main_running(a.fact)
+        else:
+            running = self.callee_running.get(a.fn.usr, self.all_roots)
+        if running & others or others & self.handlers:  # a handler may interrupt any of main's code
+            return a
+        return replace(a, contexts=(a.contexts - {("main", True)}) | {("main", False)})
 
     def _merge_overlapping_parts(self) -> None:
         """Turn the locations accessed in each object into disjoint objects. A location accessed

@@ -77,6 +77,7 @@ class Program:
     roots: list[Root] = field(default_factory=list)
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (function usr, call loc)
     unresolved_spawns: list[tuple[str, CallFact, int]] = field(default_factory=list)  # (usr, call, candidates)
+    spawns: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (caller, spawn call id) -> roots
     registrations: list[Registration] = field(default_factory=list)
     callback_args: dict[str, list[tuple[int, tuple[Ref, ...]]]] = field(default_factory=dict)  # usr -> (param, refs)
     exit_callbacks: set[str] = field(default_factory=set)  # run by main when the program exits
@@ -249,6 +250,7 @@ class Program:
                 instances = spawn.get("instances")
                 several = instances == "several" or (instances == "per_call" and ev.in_loop)
                 per_thread = bool(arg) and instances != "several" and ev.in_loop and _per_thread_arg(arg.text)
+                self.spawns[(f.usr, ev.id)] = [t for t in targets if t in self.functions]
                 for t in targets:
                     self._add_root(seen, t, ev.callee, ev.loc, several, per_thread, arg.refs if arg else ())
         for name in entries:
