@@ -395,7 +395,14 @@ static void snapshot_main(uint64_t e, pid_t master)
     struct _ftmb_region_hdr *h = &_ftmb_rt.in->hdr;
     struct timespec wait = {0, 20000000}, nap = {0, 100000};
     int dying = 0; /* the death signal came with the forking thread; the others follow within moments */
+    /* The death watch, when the master armed it, polls every ms: every registered thread of the
+     * master past its robust-list processing (before its address space is torn down). */
+    int watch = atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_acquire) == master;
+    if (watch)
+        wait.tv_nsec = 1000000;
     while (getppid() == master) {
+        if (watch && _ftmb_master_threads_dead(_ftmb_rt.out, master))
+            break;
         /* Acquire pairs with ftmb_exit's release: a master that finished, or that a stop signal is
          * ending (runtime.c, stop_by_default), needs no backup. */
         uint32_t state = atomic_load_explicit(&h->master_state, memory_order_acquire);
@@ -526,6 +533,7 @@ static void *coordinator(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    _ftmb_live_hold(_ftmb_rt.out, FTMB_MAX_THREADS); /* its death-watch slot (set counted in _ftmb_ckpt_start) */
     struct timespec nap = {(time_t)(ck.interval_ns / 1000000000ull), (long)(ck.interval_ns % 1000000000ull)};
     for (;;) {
         nanosleep(&nap, NULL);
@@ -584,6 +592,10 @@ int _ftmb_ckpt_start(void)
     sa.sa_sigaction = on_capture;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    /* The coordinator's death-watch slot counts from now (it reads as alive until the thread locks
+     * it). Release: pairs with the watchers' acquire. Relaxed: live_pid is this process's store. */
+    if (_ftmb_rt.out && atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_relaxed) == getpid())
+        atomic_store_explicit(&_ftmb_rt.out->live_coord, 1, memory_order_release);
     if (sigaction(CAPTURE_SIGNAL, &sa, NULL) != 0 || pthread_create(&ck.thread, NULL, coordinator, NULL) != 0) {
         fprintf(stderr, "ftmb: cannot start the checkpoint thread\n");
         return -1;

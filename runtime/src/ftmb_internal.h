@@ -18,6 +18,7 @@
 #ifndef FTMB_INTERNAL_H
 #define FTMB_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -113,7 +114,7 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
 /* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 2). */
 #define _FTMB_IN_LAYOUT_VERSION 2
-#define _FTMB_OUT_LAYOUT_VERSION 3
+#define _FTMB_OUT_LAYOUT_VERSION 4
 static inline uint32_t _ftmb_layout_version(uint64_t magic)
 {
     return magic == _FTMB_IN_MAGIC ? _FTMB_IN_LAYOUT_VERSION : _FTMB_OUT_LAYOUT_VERSION;
@@ -227,6 +228,14 @@ struct _ftmb_out_region {
                                 * before the thread's first record, pairs with the logger's
                                 * acquire load */
     alignas(_FTMB_CACHE_LINE) struct _ftmb_out_thread thread[FTMB_MAX_THREADS];
+    /* Death watch (session.c, _ftmb_master_threads_dead): robust process-shared mutexes, one per
+     * thread index and one (the last) for the checkpoint coordinator, each held for its thread's
+     * lifetime and never unlocked; the kernel marks one FUTEX_OWNER_DIED in its thread's do_exit
+     * (exit_mm -> mm_release -> exit_robust_list) before the address space is torn down. */
+    _Atomic int32_t live_pid;   /* the master whose threads hold them; 0: none (release, after its
+                                 * own thread's lock); only the session's first record master */
+    _Atomic uint32_t live_coord; /* set before the coordinator starts: its slot counts */
+    alignas(_FTMB_CACHE_LINE) pthread_mutex_t live[FTMB_MAX_THREADS + 1];
 };
 
 /* Region helpers (session.c). */
@@ -241,6 +250,8 @@ void _ftmb_region_heartbeat(void *region);
 uint64_t _ftmb_now_ns(int clock);
 int _ftmb_pid_alive(int32_t pid);
 int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid);
+int _ftmb_master_threads_dead(struct _ftmb_out_region *out, int32_t pid);
+void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
 int _ftmb_session_gone(const struct _ftmb_region_hdr *in, const struct _ftmb_region_hdr *out);
 void _ftmb_exit_if_session_gone(void);

@@ -110,6 +110,7 @@ uint32_t _ftmb_claim_thread_index(void)
 
 void _ftmb_adopt_thread_index(uint32_t idx)
 {
+    _ftmb_live_hold(_ftmb_rt.out, idx); /* before any store to the regions (death watch) */
     struct _ftmb_thread *t = &_ftmb_threads[idx];
     t->index = idx;
     if (_ftmb_rt.out && !t->has_rings) {
@@ -1893,6 +1894,23 @@ static int attach_session(const char *session, int timeout_ms, int mode)
     return 0;
 }
 
+/* The session's first record master arms the death watch (session.c, _ftmb_master_threads_dead):
+ * this thread takes its slot, then names the process; every thread adopted later takes its own in
+ * _ftmb_adopt_thread_index, the coordinator its own. A master that takes over from a snapshot, or
+ * attaches after another, leaves it unarmed (its threads may carry the old master's robust list
+ * entries); the pid then tells its death. */
+static void arm_death_watch(void)
+{
+    struct _ftmb_out_region *out = _ftmb_rt.out;
+    /* Relaxed: only one master attaches at a time; a stale value only leaves the watch unarmed. */
+    if (!out || atomic_load_explicit(&out->live_pid, memory_order_relaxed) != 0 || !_ftmb_self)
+        return;
+    if (pthread_mutex_trylock(&out->live[_ftmb_self->index]) != 0)
+        return;
+    /* Release: pairs with the watchers' acquire; this thread's slot is held. */
+    atomic_store_explicit(&out->live_pid, (int32_t)getpid(), memory_order_release);
+}
+
 /* This process is the session's master from now on, in `mode`. */
 void _ftmb_publish_master(int mode)
 {
@@ -2106,6 +2124,8 @@ int ftmb_init(void)
         _ftmb_self_slow();
     else
         _ftmb_adopt_thread_index(_ftmb_self->index); /* attach rings made before the session */
+    if (session && *session && mode == FTMB_MODE_RECORD)
+        arm_death_watch();
     if (standby)
         _ftmb_ring_attach(&_ftmb_self->rec, standby_ring, &standby_ring->ctl, 1);
     atexit(ftmb_exit);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +264,52 @@ void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max
         atomic_init(&r->thread[t].retain_from, 0);
         off += (uint64_t)out_capacity * _FTMB_OUT_SLOT_SIZE;
     }
+    atomic_init(&r->live_pid, 0);
+    atomic_init(&r->live_coord, 0);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+    for (uint32_t t = 0; t <= FTMB_MAX_THREADS; t++)
+        pthread_mutex_init(&r->live[t], &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+/* The calling thread holds death-watch slot `slot` until it exits (never unlocked: a thread that
+ * ends, any way, is marked dead by the kernel). Called before the thread's first store to the
+ * session's regions; only by the master that armed the watch (live_pid). */
+void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot)
+{
+    /* Relaxed: live_pid is this process's own store (or another master's, which it never matches). */
+    if (!out || slot > FTMB_MAX_THREADS || atomic_load_explicit(&out->live_pid, memory_order_relaxed) != getpid())
+        return;
+    pthread_mutex_trylock(&out->live[slot]); /* EBUSY: this thread holds it already */
+}
+
+/* Every thread of master `pid` that may store to the session's regions has entered do_exit: each
+ * registered thread's slot is FUTEX_OWNER_DIED (the kernel's robust list processing, before mmput,
+ * so well before the pid is gone). A slot claimed but not yet locked reads 0 and counts as alive, so
+ * does one of a thread that existed before the watch was armed: the answer is then "not known" and
+ * the caller relies on the pid (_ftmb_master_died). Syscall-free: a snapshot may call it. */
+int _ftmb_master_threads_dead(struct _ftmb_out_region *out, int32_t pid)
+{
+    /* Acquire pairs with the release store of live_pid after the arming thread's lock. */
+    if (pid <= 0 || atomic_load_explicit(&out->live_pid, memory_order_acquire) != pid ||
+        !atomic_load_explicit(&out->live_coord, memory_order_acquire))
+        return 0;
+    /* Acquire pairs with publish_nthreads: an index is counted before its thread runs. */
+    uint32_t n = atomic_load_explicit(&out->nthreads, memory_order_acquire);
+    if (n > FTMB_MAX_THREADS)
+        return 0;
+    for (uint32_t t = 0; t < n; t++)
+        if (!(__atomic_load_n(&out->live[t].__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_OWNER_DIED))
+            return 0;
+    if (!(__atomic_load_n(&out->live[FTMB_MAX_THREADS].__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_OWNER_DIED))
+        return 0;
+    /* Acquire pairs with ftmb_exit's release: a master that marked itself done did not die. */
+    uint32_t state = atomic_load_explicit(&out->hdr.master_state, memory_order_acquire);
+    return state == _FTMB_MASTER_ATTACHED && atomic_load_explicit(&out->hdr.master_pid, memory_order_relaxed) == pid;
 }
 
 /* Cycles per second of the TSC, measured against CLOCK_MONOTONIC over 20 ms. */

@@ -365,7 +365,9 @@ int main(int argc, char **argv)
             last_master_check = now;
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
-            if (pid != reported_pid && _ftmb_master_died(&region->hdr, pid)) {
+            /* Its threads' robust mutexes tell first (before its memory is torn down), its pid after. */
+            if (pid != reported_pid &&
+                (_ftmb_master_threads_dead(region, pid) || _ftmb_master_died(&region->hdr, pid))) {
                 /* Everything the master published is in its rings: store all of it, so the log
                  * is a prefix of every thread's stream closed under the order on each object. */
                 _ftmb_ol_master_died(ol);
