@@ -22,6 +22,9 @@ EXPECTED_CASES = [
     "unknown_start_routine_refused",
     # test_release
     "release_rule_under_concurrency",
+    # test_deathwatch
+    "killed_master_is_dead", "claimed_unlocked_slot_keeps_it_alive", "done_master_did_not_die",
+    "no_coordinator_no_answer",
 ]
 
 
