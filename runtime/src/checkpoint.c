@@ -18,7 +18,8 @@
  * logger forget the entries before the snapshot's positions (`retain_from`; not with
  * FTMB_CHECKPOINT_GC=0, which the verification replay needs: it re-executes from the start).
  *
- * The snapshot waits (PR_SET_PDEATHSIG, and getppid) for the master to die. Then, if the regions
+ * The snapshot waits (PR_SET_PDEATHSIG, and getppid; sooner, the death watch: every registered
+ * thread's robust slot marked by the kernel, session.c) for the master to die. Then, if the regions
  * name it, it takes over: it maps the output logger's log (FTMB_REPLAY_LOG), starts each thread's
  * replay at its record count in the snapshot, re-attaches every thread to the session's rings where
  * the dead master left them, asks the input logger to serve each queue again from the snapshot's
@@ -428,8 +429,9 @@ static void snapshot_main(uint64_t e, pid_t master)
             (int)master, (int)named, (int)getpid());
         _exit(0);
     }
-    /* The master's process is exiting (its last thread reparented us; /proc may still show it
-     * running for a moment): it died unless it marked itself done. Acquire pairs with ftmb_exit. */
+    /* The master's process is exiting (every registered thread is past its robust list, or its last
+     * thread reparented us; /proc may still show it running for a moment): it died unless it marked
+     * itself done. Acquire pairs with ftmb_exit. */
     uint32_t state = atomic_load_explicit(&h->master_state, memory_order_acquire);
     if (!session_alive()) {
         say("ftmb: snapshot: the master (pid %d) is gone and so are the session's loggers; nothing to take over\n",
