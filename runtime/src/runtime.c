@@ -1915,6 +1915,12 @@ static void arm_death_watch(void)
 void _ftmb_publish_master(int mode)
 {
     struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};
+    /* A master after the one that armed the death watch retires it for good (-1: no pid matches, and
+     * arm_death_watch arms only from 0): a later master with the armed one's pid (reused) must not be
+     * judged by the slots its threads do not hold. Relaxed: a watcher acquires master_state below. */
+    int32_t armed = atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_relaxed);
+    if (armed != 0 && armed != (int32_t)getpid())
+        atomic_store_explicit(&_ftmb_rt.out->live_pid, -1, memory_order_relaxed);
     for (int i = 0; i < 2; i++) {
         /* Relaxed: published by the release store of master_state below. */
         atomic_store_explicit(&hs[i]->master_pid, (int32_t)getpid(), memory_order_relaxed);
