@@ -131,22 +131,33 @@ def _bins() -> dict[str, Path]:
 
 
 def start_input_logger(role: Role, input_pcap: Path, listen: str, *, queues: int = 1, rate: int | None = None,
-                       tick_us: int | None = None, timeout_ms: int = 1000) -> None:
+                       tick_us: int | None = None, timeout_ms: int = 1000, follow_listen: str | None = None) -> None:
+    """`follow_listen`: the logger publishes every entry it serves for a follower (--follow), and
+    `ftmb-relay export --region infol` serves them there to a follower's host."""
     b = _bins()
     il = role.spawn("input-logger", input_logger_argv(b["input_logger"], role.session, input_pcap, queues=queues,
-                                                      until_signal=True, tick_us=tick_us, rate=rate))
+                                                      until_signal=True, tick_us=tick_us, rate=rate,
+                                                      follow="keep" if follow_listen else None))
     role.wait_region("in", il, 30)
     role.spawn("relay-in", [b["relay"], "export", "--session", role.session, "--region", "in", "--listen", listen,
                             "--timeout-ms", timeout_ms])
+    if follow_listen:
+        role.spawn("relay-infol", [b["relay"], "export", "--session", role.session, "--region", "infol",
+                                   "--listen", follow_listen, "--timeout-ms", timeout_ms])
 
 
-def start_output_logger(role: Role, output_pcap: Path, log: Path, listen: str, *, timeout_ms: int = 1000) -> None:
+def start_output_logger(role: Role, output_pcap: Path, log: Path, listen: str, *, timeout_ms: int = 1000,
+                        follow_listen: str | None = None) -> None:
+    """`follow_listen`: as for the input logger, the records it stores (--follow, `--region fol`)."""
     b = _bins()
     ol = role.spawn("output-logger", output_logger_argv(b["output_logger"], role.session, output_pcap, log=log,
-                                                        until_signal=True))
+                                                        until_signal=True, follow="keep" if follow_listen else None))
     role.wait_region("out", ol, 30)
     role.spawn("relay-out", [b["relay"], "export", "--session", role.session, "--region", "out", "--listen", listen,
                              "--log", log, "--timeout-ms", timeout_ms])
+    if follow_listen:
+        role.spawn("relay-fol", [b["relay"], "export", "--session", role.session, "--region", "fol",
+                                 "--listen", follow_listen, "--timeout-ms", timeout_ms])
 
 
 def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_out: str, *, kind: str = "master",
@@ -172,6 +183,29 @@ def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_ou
     if kind == "verify" or (kind == "backup" and Path(log).stat().st_size > 0):
         nf_env = program_env(nf_env, "verifier" if kind == "verify" else "backup", log)
     return role.spawn("program", same_addresses(nf_argv), nf_env, stdout=True)
+
+
+def start_follower(role: Role, nf_argv: Sequence[str], connect_in: str, connect_out: str, follow_in: str,
+                   follow_out: str, *, timeout_ms: int = 1000, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A follower on this host: each import (`--follow`) makes the logger's follow region and the
+    session's region here, fills the follow rings from the follow export, and keeps a session link
+    waiting for its turn (served once the master's link ends); then the program as a follower
+    (FTMB_MODE=follow), which replays the log as it arrives and takes over when the master dies.
+    Start it once the master's links are up (the exports serve their connections in turn)."""
+    b = _bins()
+    common = ["--session", role.session, "--timeout-ms", timeout_ms, "--connect-wait-ms", 30000]
+    rin = role.spawn("relay-in", [b["relay"], "import", "--region", "in", "--connect", connect_in,
+                                  "--follow", follow_in, *common])
+    rout = role.spawn("relay-out", [b["relay"], "import", "--region", "out", "--connect", connect_out,
+                                    "--follow", follow_out, *common])
+    role.wait_region("in", rin, 60)
+    role.wait_region("out", rout, 60)
+    nf_env = dict(os.environ if env is None else env, FTMB_SESSION=role.session,
+                  FTMB_PEER_TIMEOUT_MS=str(max(timeout_ms * 2, 2000)))
+    # (FTMB_REPLAY_LOG names a file nobody writes here: a master that dies before it attaches is not
+    # taken over across hosts, runtime/README.md)
+    return role.spawn("program", same_addresses(nf_argv),
+                      program_env(nf_env, "follower", role.workdir / "no-master.log"), stdout=True)
 
 
 def serve(role: Role, main: subprocess.Popen | None = None) -> int:
@@ -217,11 +251,15 @@ class HostsResult:
     released: int = 0             # packets in OUT
     distinct: int = 0             # of them, distinct byte strings
     released_at_kill: int = 0     # packets in OUT when the master's host failed
-    killed: int = 0               # processes SIGKILLed on the master's host
+    killed: int = 0               # processes SIGKILLed on the master's (or follower's) host
     backup_live: bool = False     # the backup replayed a log and went live
     verified: int = 0             # released packets the verification replay regenerated
     mismatches: int = -1
     held: int = -1
+    takeover_ms: float = -1       # follower: from the host's failure to its takeover line
+    live_ms: float = -1           # from the host's failure to the backup's `live (recording)` line
+    fault_tolerance_lost: str = ""  # the output logger's line about a follower that died
+    follower_lag: str = ""        # the output logger's `follower lag_ms ...` line (--stats)
     failure: str = ""
     logs: dict[str, str] = field(default_factory=dict)
 
@@ -235,24 +273,54 @@ def _master_ends(role: Role) -> list[tuple[int, int, int]]:
     return [tuple(map(int, m)) for m in re.findall(r"the master \(pid \d+\) " + MASTER_END, role.err("output-logger"))]
 
 
+PORTS = {"in": 7001, "out": 7002, "infol": 7003, "fol": 7004}
+
+
+def _start_session(topo, r: dict[str, Role], nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path,
+                   workdir: Path, *, queues: int, rate: int | None, timeout_ms: int,
+                   follower: bool = False) -> tuple[subprocess.Popen, str, str]:
+    """The loggers on il and ol, the master on m (and, with `follower`, a follower on b): the master's
+    program and the two loggers' addresses. The one start-up of every run across hosts."""
+    in_addr, out_addr = f"{topo.addr('il')}:{PORTS['in']}", f"{topo.addr('ol')}:{PORTS['out']}"
+    fin = f"{topo.addr('il')}:{PORTS['infol']}" if follower else None
+    fout = f"{topo.addr('ol')}:{PORTS['fol']}" if follower else None
+    start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms, follow_listen=fin)
+    start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms,
+                        follow_listen=fout)
+    prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
+    if follower:  # (after the master's links: the exports serve their connections in turn)
+        start_follower(r["b"], nf_argv, in_addr, out_addr, fin, fout, timeout_ms=timeout_ms)
+    return prog, in_addr, out_addr
+
+
 def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
                  queues: int = 1, rate: int | None = None, kill_master_at: float | None = None,
+                 backup: str = "cold", kill_follower_at: float | None = None,
                  timeout_ms: int = 2000, timeout_s: float = 120.0) -> HostsResult:
-    """The session with each role on its own host (`netns.Topology`: il, ol, m, b on one machine).
+    """The session with each role on its own host (`netns.Topology`: il, ol, m, b, v on one machine).
 
     The master runs on m; with `kill_master_at` host m fails that many seconds after the master
-    started and a cold backup on b fetches the log, replays it and goes live. Once the input is
-    drained (every queue's EOF taken) the program is stopped with SIGINT, then a verification replay
-    on b re-executes the complete log (the output logger compares every regenerated packet)."""
+    started. `backup` "cold": a backup on b then fetches the log, replays it and goes live;
+    "follower": a follower on b has replayed the log as it came since the start and takes over.
+    `kill_follower_at` (follower): host b fails instead; the master forwards on, without fault
+    tolerance (the output logger says so). Once the input is drained (every queue's EOF taken) the
+    program is stopped with SIGINT, then a verification replay on v re-executes the complete log
+    (the output logger compares every regenerated packet)."""
+    import re
     import signal as _signal
     from .netns import Topology
     from .run import input_drained
 
+    if backup not in ("cold", "follower"):
+        raise InputError(f"--backup {backup}: expected cold or follower")
+    if kill_follower_at is not None and (backup != "follower" or kill_master_at is not None):
+        raise InputError("killing the follower's host needs --backup follower, and no --kill-master-at")
+    follower = backup == "follower"
     res = HostsResult()
     s = "hosts"
-    with Topology(["il", "ol", "m", "b"]) as topo:
-        r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
-        verifier = Role("verify", s, workdir / "verify", topo.prefix("b"), topo.shm("b"))
+    with Topology(["il", "ol", "m", "b", "v"]) as topo:
+        r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts if h != "v"}
+        verifier = Role("verify", s, workdir / "verify", topo.prefix("v"), topo.shm("v"))
 
         def wait(cond, what: str) -> bool:
             deadline = time.monotonic() + timeout_s
@@ -264,21 +332,29 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
             return True
 
         try:
-            in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
-            start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms)
-            start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms)
+            prog, in_addr, out_addr = _start_session(topo, r, nf_argv, input_pcap, output_pcap, workdir, queues=queues,
+                                                     rate=rate, timeout_ms=timeout_ms, follower=follower)
             host = "m"
-            prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
-            if kill_master_at is not None:
-                time.sleep(kill_master_at)
+            fol = dict(r["b"].procs).get("program")
+            kill_at = kill_master_at if kill_master_at is not None else kill_follower_at
+            if kill_at is not None:
+                time.sleep(kill_at)
                 if prog.poll() is not None:
-                    res.failure = f"the master exited ({prog.returncode}) before {kill_master_at:g} s"
+                    res.failure = f"the master exited ({prog.returncode}) before {kill_at:g} s"
                     return res
-                res.killed = topo.fail("m")
+                if fol is not None and fol.poll() is not None:
+                    res.failure = f"the follower exited ({fol.returncode}) before {kill_at:g} s: {r['b'].err('program')[-500:]}"
+                    return res
+                kill_ns = time.time_ns()
+                res.killed = topo.fail("m" if kill_master_at is not None else "b")
                 res.released_at_kill = _count(output_pcap)
+            if kill_master_at is not None:
                 host = "b"
-                prog = start_master(r["b"], nf_argv, in_addr, out_addr, kind="backup", log=workdir / "backup.log",
-                                    timeout_ms=timeout_ms)
+                if follower:
+                    prog = fol
+                else:
+                    prog = start_master(r["b"], nf_argv, in_addr, out_addr, kind="backup", log=workdir / "backup.log",
+                                        timeout_ms=timeout_ms)
             if not wait(lambda: prog.poll() is not None or input_drained(s, topo.shm(host)), "the input was not drained"):
                 return res
             if prog.poll() is None:
@@ -288,13 +364,31 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
             except subprocess.TimeoutExpired:
                 res.failure = "the program did not stop on SIGINT"
                 return res
-            res.backup_live = "live (recording)" in r["b"].err("program") if host == "b" else False
+            err_b = r["b"].err("program") if host == "b" else ""
+            res.backup_live = "live (recording)" in err_b
+            if kill_master_at is not None:
+                took = re.search(r"ftmb: follower: the master \(pid \d+\) died; taking over at (\d+) ns", err_b)
+                live = re.search(r"ftmb: failover: replayed \d+ records; live \(recording\) from thread \d+ at (\d+) ns",
+                                 err_b)
+                res.takeover_ms = (int(took[1]) - kill_ns) / 1e6 if took else -1
+                res.live_ms = (int(live[1]) - kill_ns) / 1e6 if live else -1
             if rc != 0:
                 res.failure = f"the program on host {host} exited {rc}"
                 return res
             if not wait(lambda: len(_master_ends(r["ol"])) >= 1, "the output logger did not report the end"):
                 return res
             r[host].wait_all(30)
+            if follower and host == "m" and "b" in topo.hosts:
+                # the follower saw the master finish and exited 0; its relays' session links wait for a
+                # turn the verification replay needs
+                try:
+                    fol.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
+                if fol.poll() != 0:
+                    res.failure = f"the follower exited {fol.poll()} after the master finished: {r['b'].err('program')[-500:]}"
+                    return res
+                r["b"].stop()
             v = start_master(verifier, nf_argv, in_addr, out_addr, kind="verify", log=workdir / "verify.log",
                              timeout_ms=timeout_ms)
             try:
@@ -309,15 +403,23 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
             res.mismatches = ends[1][2]
             r["il"].stop()
             r["ol"].stop()
-            import re
-            stats = re.search(r"released (\d+) held (\d+) ", r["ol"].err("output-logger"))
+            ol_err = r["ol"].err("output-logger")
+            stats = re.search(r"released (\d+) held (\d+) ", ol_err)
             res.held = int(stats[2]) if stats else -1
+            gone = re.search(r"the follower \(pid \d+\) died; [^\n]*", ol_err)
+            res.fault_tolerance_lost = gone[0] if gone else ""
+            lag = re.search(r"follower lag_ms [^\n]*", ol_err)
+            res.follower_lag = lag[0] if lag else ""
             from .pcap import read_pcap
             packets = [p.data for p in read_pcap(output_pcap)]
             res.released, res.distinct = len(packets), len(set(packets))
             if res.verified != res.released or res.mismatches or res.held:
                 res.failure = (f"replay check: {res.verified} of {res.released} released packets regenerated, "
                                f"{res.mismatches} with different bytes, {res.held} held")
+            elif kill_master_at is not None and follower and not res.backup_live:
+                res.failure = "the follower did not take over"
+            elif kill_follower_at is not None and not res.fault_tolerance_lost:
+                res.failure = "the output logger did not report the follower's loss"
             return res
         finally:
             for role in (*r.values(), verifier):

@@ -111,11 +111,15 @@ def netns_run(
     kill_logger: Annotated[Optional[str], typer.Option("--kill-logger", help="il or ol: SIGKILL that logger at --kill-at seconds instead (no backup; the master's documented behaviour is checked).")] = None,
     kill_at: Annotated[float, typer.Option("--kill-at", help="Seconds after the master's start, for --kill-logger.")] = 1.5,
     whole_host: Annotated[bool, typer.Option("--whole-host", help="With --kill-logger: the logger's whole host fails.")] = False,
+    backup: Annotated[str, typer.Option("--backup", help="cold: a backup started after the master's host failed replays the whole log; follower: a follower on its own host replays the log as it comes and takes over.")] = "cold",
+    kill_follower_at: Annotated[Optional[float], typer.Option("--kill-follower-at", help="With --backup follower: the follower's host fails at that many seconds instead (the master forwards on without fault tolerance).")] = None,
 ) -> None:
     """Every role on its own host, on this machine (root: one network namespace and /dev/shm per host,
     veth pairs and a bridge): input logger, output logger, master; with --kill-master-at the master's
-    host fails (every process SIGKILLed, the namespace deleted) and a cold backup on a fourth host
-    takes over; then a verification replay. Exit 1 with one line when a check fails."""
+    host fails (every process SIGKILLed, the namespace deleted) and a backup on a fourth host takes
+    over: a cold one (it fetches and replays the whole log) or, with --backup follower, a follower
+    that replayed the log as it came since the start; then a verification replay on a fifth host.
+    --kill-follower-at: the follower's host fails instead. Exit 1 with one line when a check fails."""
     import os
     nf_argv = ctx.obj.get("clang_args") or []
     if not nf_argv:
@@ -140,11 +144,23 @@ def netns_run(
         if not loss.ok:
             raise InputError(loss.failure)
         return
+    if backup not in ("cold", "follower"):
+        raise InputError(f"--backup {backup}: expected cold or follower")
+    if kill_follower_at is not None and (backup != "follower" or kill_master_at is not None):
+        raise InputError("--kill-follower-at needs --backup follower, and no --kill-master-at")
     res = roles.run_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(), queues=queues,
-                             rate=rate, kill_master_at=kill_master_at, timeout_ms=timeout_ms)
+                             rate=rate, kill_master_at=kill_master_at, backup=backup, kill_follower_at=kill_follower_at,
+                             timeout_ms=timeout_ms)
     if kill_master_at is not None:
+        took = f"; took over {res.takeover_ms:.1f} ms, live {res.live_ms:.1f} ms after" if backup == "follower" else ""
         print(f"master's host failed at {kill_master_at:g} s ({res.killed} processes killed, "
-              f"{res.released_at_kill} packets released by then); backup live: {'yes' if res.backup_live else 'no'}")
+              f"{res.released_at_kill} packets released by then, {backup} backup); backup live: "
+              f"{'yes' if res.backup_live else 'no'}{took}")
+    if kill_follower_at is not None:
+        print(f"follower's host failed at {kill_follower_at:g} s ({res.killed} processes killed); the master forwarded "
+              f"on; fault tolerance lost: {res.fault_tolerance_lost or 'not reported'}")
+    if res.follower_lag:
+        print(res.follower_lag)
     print(f"released {res.released} ({res.distinct} distinct), held {res.held}; replay check: {res.verified} "
           f"regenerated, {res.mismatches} mismatches; stderr of each process in {work}/")
     if not res.ok:

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "ftmb_internal.h"
+#include "follow.h"
 #include "tool_util.h"
 
 enum {
@@ -53,7 +54,15 @@ enum {
     F_WANT_LOG = 12, /* import -> export parent: send me the log first (0 or 1) */
     F_LOG = 13,      /* export -> import: a chunk of the log file */
     F_LOG_END = 14,
-    F_FREED = 15,    /* import -> export: queue, entries that left the import side (credit) */
+    F_FREED = 15,    /* import -> export: queue (or thread), entries (records) that left the import side */
+    /* The follow links (a follower on its own host): */
+    F_HELLO_FOL = 16,   /* export -> import: fol max_threads, capacity; out max_threads, capacities */
+    F_HELLO_INFOL = 17, /* export -> import: infol nqueues, capacity; in nqueues, capacity, tsc_hz, tick_ns */
+    F_FRECS = 18,       /* export -> import: thread, records of its follow ring */
+    F_FENTRY = 19,      /* export -> import: queue, one entry of its follow ring */
+    F_FINAL = 20,       /* export -> import: final (died or finished), each thread's final count */
+    F_APPLIED = 21,     /* import -> export: thread, records the follower applied */
+    F_FOLLOWER = 22,    /* import -> export: a follower attached */
 };
 
 #define MAX_FRAME (64 * 1024)
@@ -79,9 +88,10 @@ struct link {
 
 static _Noreturn void lost(const char *why)
 {
+    int follow = !strcmp(role, "fol") || !strcmp(role, "infol");
     const char *other = strcmp(me, "ftmb-relay import") == 0
                             ? (strcmp(role, "in") == 0 ? "the input logger's host" : "the output logger's host")
-                            : "the master's host";
+                            : follow ? "the follower's host" : "the master's host";
     fprintf(stderr, "%s %s: %s %s: %s\n", me, role, other, peer_addr, why);
     exit(3);
 }
@@ -532,6 +542,141 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
     }
 }
 
+/* ---- the follow links: a follower on its own host ---------------------------------------------
+ * export --region fol (the output logger's host, its --follow region S.fol) and --region infol (the
+ * input logger's, S.infol) send each ring's records or entries to the follower's host; the import
+ * there (import --region out|in --follow ADDR) fills local rings of the same layout, which the
+ * follower consumes as on one host. A slot of the logger's ring is consumed only once the import
+ * says the follower took it (F_FREED): the ring's tail is the follower's position, as on one host,
+ * and at most a ring's capacity is on its way. The follower's applied counts go back (the output
+ * logger forgets with --follow-forget), and the export stands in for the follower: its pid is the
+ * follower_pid the output logger watches, so a lost link is a follower that died. */
+
+static void export_fol(struct link *l, struct _ftmb_fol_region *f, struct _ftmb_out_region *o)
+{
+    uint64_t hello[5] = {f->max_threads, f->capacity, o->max_threads, o->rec_capacity, o->out_capacity};
+    send_frame(l, F_HELLO_FOL, hello, sizeof hello);
+    static struct _ftmb_ring rings[FTMB_MAX_THREADS];
+    static uint64_t sent[FTMB_MAX_THREADS], done[FTMB_MAX_THREADS], batch[1 + 512];
+    for (uint32_t t = 0; t < f->max_threads; t++)
+        _ftmb_ring_attach(&rings[t], f, &f->thread[t].rec, 0);
+    int attached = 0, final_sent = 0;
+    unsigned idle = 0;
+    uint64_t last_check = 0;
+    for (;;) {
+        int work = 0;
+        for (int k = 0; k < FRAMES_PER_PASS && poll_frame(l, 0); k++) {
+            uint64_t *a = (uint64_t *)l->buf;
+            if (l->type == F_FREED && a[0] < f->max_threads && a[1] > done[a[0]] && a[1] <= sent[a[0]]) {
+                _ftmb_ring_consume(&rings[a[0]], a[1] - done[a[0]]);
+                done[a[0]] = a[1];
+            } else if (l->type == F_APPLIED && a[0] < f->max_threads) {
+                /* Relaxed: a mark the output logger reads, as the follower's own store. */
+                atomic_store_explicit(&f->thread[a[0]].applied, a[1], memory_order_relaxed);
+            } else if (l->type == F_FOLLOWER && !attached) {
+                attached = 1;
+                atomic_store_explicit(&f->follower_pid, (int32_t)getpid(), memory_order_relaxed);
+                fprintf(stderr, "%s fol: a follower attached from %s\n", me, peer_addr);
+            }
+            l->pending = 0;
+            work = 1;
+        }
+        for (uint32_t t = 0; t < f->max_threads; t++) {
+            uint64_t avail = _ftmb_ring_refresh(&rings[t]), out = sent[t] - done[t];
+            uint64_t k = avail - out;
+            if (k > f->capacity - out)
+                k = f->capacity - out;
+            if (k > 512 / 2)
+                k = 512 / 2;
+            if (!k)
+                continue;
+            batch[0] = t;
+            for (uint64_t i = 0; i < k; i++)
+                memcpy(&batch[1 + 2 * i], _ftmb_ring_peek(&rings[t], out + i), 16);
+            send_frame(l, F_FRECS, batch, (uint32_t)(8 + 16 * k));
+            sent[t] += k;
+            work = 1;
+        }
+        /* Acquire pairs with the output logger's release store of final: the counts are visible. */
+        uint32_t fin = atomic_load_explicit(&f->final, memory_order_acquire);
+        if (fin != _FTMB_FOL_FOLLOWING && !final_sent) {
+            uint64_t a[1 + FTMB_MAX_THREADS];
+            a[0] = fin;
+            for (uint32_t t = 0; t < f->max_threads; t++)
+                a[1 + t] = atomic_load_explicit(&f->thread[t].final_count, memory_order_relaxed);
+            send_frame(l, F_FINAL, a, 8 * (1 + f->max_threads));
+            final_sent = 1;
+            work = 1;
+        }
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        if (attached) /* Relaxed: a clock value. */
+            atomic_store_explicit(&f->follower_heartbeat_ns, now, memory_order_relaxed);
+        if (now - last_check > 10000000ull) {
+            last_check = now;
+            if (!_ftmb_peer_alive(&f->hdr, peer_timeout_ns))
+                lost("the output logger is gone");
+        }
+        ping_if_idle(l);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(l, &idle);
+    }
+}
+
+static void export_infol(struct link *l, struct _ftmb_infol_region *f, struct _ftmb_in_region *in)
+{
+    uint32_t h32[4] = {f->nqueues, f->capacity, in->nqueues, in->capacity};
+    uint64_t h64[2] = {in->tsc_hz, in->tick_ns};
+    uint8_t hello[32];
+    memcpy(hello, h32, 16);
+    memcpy(hello + 16, h64, 16);
+    send_frame(l, F_HELLO_INFOL, hello, sizeof hello);
+    static struct _ftmb_ring rings[FTMB_MAX_QUEUES];
+    static uint64_t sent[FTMB_MAX_QUEUES], done[FTMB_MAX_QUEUES];
+    static uint8_t frame[8 + _FTMB_IN_SLOT_SIZE];
+    for (uint32_t q = 0; q < f->nqueues; q++)
+        _ftmb_ring_attach(&rings[q], f, &f->queue[q], 0);
+    unsigned idle = 0;
+    uint64_t last_check = 0;
+    for (;;) {
+        int work = 0;
+        for (int k = 0; k < FRAMES_PER_PASS && poll_frame(l, 0); k++) {
+            uint64_t *a = (uint64_t *)l->buf;
+            if (l->type == F_FREED && a[0] < f->nqueues && a[1] > done[a[0]] && a[1] <= sent[a[0]]) {
+                _ftmb_ring_consume(&rings[a[0]], a[1] - done[a[0]]);
+                done[a[0]] = a[1];
+            }
+            l->pending = 0;
+            work = 1;
+        }
+        for (uint32_t q = 0; q < f->nqueues; q++) {
+            uint64_t avail = _ftmb_ring_refresh(&rings[q]);
+            for (int k = 0; k < 32 && sent[q] - done[q] < avail && sent[q] - done[q] < f->capacity; k++) {
+                const struct _ftmb_in_entry *e = _ftmb_ring_peek(&rings[q], sent[q] - done[q]);
+                uint32_t len = 32 + (e->len <= FTMB_PKT_MAX ? e->len : 0);
+                uint64_t qq = q;
+                memcpy(frame, &qq, 8);
+                memcpy(frame + 8, e, len);
+                send_frame(l, F_FENTRY, frame, 8 + len);
+                sent[q]++;
+                work = 1;
+            }
+        }
+        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+        if (now - last_check > 10000000ull) {
+            last_check = now;
+            if (!_ftmb_peer_alive(&f->hdr, peer_timeout_ns))
+                lost("the input logger is gone");
+        }
+        ping_if_idle(l);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(l, &idle);
+    }
+}
+
 static void send_log(struct link *l, const char *path)
 {
     if (!path) { /* no master ever attached: an empty log */
@@ -557,6 +702,21 @@ static ino_t file_ino(const char *path)
     return path && stat(path, &st) == 0 ? st.st_ino : 0;
 }
 
+/* The logs the output logger wrote: one each time a master ends (a new file renamed into place). */
+struct logs_seen {
+    ino_t last;
+    unsigned n;
+};
+
+static void note_log(struct logs_seen *ls, const char *path)
+{
+    ino_t i = file_ino(path);
+    if (i && i != ls->last) {
+        ls->last = i;
+        ls->n++;
+    }
+}
+
 static int run_export(const char *session, const char *listen_addr, const char *log_path)
 {
     struct sockaddr_in sa;
@@ -570,20 +730,27 @@ static int run_export(const char *session, const char *listen_addr, const char *
         fprintf(stderr, "%s: --listen %s: %s\n", me, listen_addr, strerror(errno));
         return 1;
     }
-    int is_in = strcmp(role, "in") == 0;
-    uint64_t magic = is_in ? _FTMB_IN_MAGIC : _FTMB_OUT_MAGIC;
+    int is_in = strcmp(role, "in") == 0, is_out = strcmp(role, "out") == 0, is_fol = strcmp(role, "fol") == 0;
+    uint64_t magic = is_in ? _FTMB_IN_MAGIC : is_out ? _FTMB_OUT_MAGIC : is_fol ? _FTMB_FOL_MAGIC : _FTMB_INFOL_MAGIC;
     size_t size;
-    void *region = _ftmb_region_attach(session, role, magic, 30000, &size);
-    if (!region) {
-        fprintf(stderr, "%s: no ready region /dev/shm/ftmb-%s.%s (start its logger first)\n", me, session, role);
+    void *region = _ftmb_region_attach(session, role, magic, 30000, &size), *session_region = NULL;
+    if (region && !is_in && !is_out) /* a follow region: the session's, for its layout */
+        session_region = _ftmb_region_attach(session, is_fol ? "out" : "in", is_fol ? _FTMB_OUT_MAGIC : _FTMB_IN_MAGIC,
+                                             30000, &size);
+    if (!region || (!is_in && !is_out && !session_region)) {
+        fprintf(stderr, "%s: no ready region /dev/shm/ftmb-%s.%s (start its logger first%s)\n", me, session, role,
+                is_in || is_out ? "" : ", with --follow");
         return 1;
     }
     fprintf(stderr, "%s %s: serving /dev/shm/ftmb-%s.%s on %s\n", me, role, session, role, listen_addr);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    ino_t log_before = 0;
-    int had_master = 0;
+    /* An importer that asks for the log gets the one written after the last master ended: each
+     * master that attached through this export (its child) ends in a log. */
+    struct logs_seen logs = {file_ino(log_path), 0};
+    unsigned masters_ended = 0;
     while (!stop_signal) {
+        note_log(&logs, log_path);
         struct pollfd pf = {ls, POLLIN, 0};
         if (poll(&pf, 1, 100) <= 0)
             continue;
@@ -594,7 +761,7 @@ static int run_export(const char *session, const char *listen_addr, const char *
         setup_socket(&l, fd);
         uint64_t want_log = 0;
         const char *log_path_now = log_path;
-        if (!is_in) { /* the importer says first whether it wants the log */
+        if (is_out) { /* the importer says first whether it wants the log */
             struct pollfd pr = {fd, POLLIN, 0};
             if (poll(&pr, 1, (int)(timeout_ns / 1000000)) <= 0) {
                 close(fd);
@@ -612,15 +779,14 @@ static int run_export(const char *session, const char *listen_addr, const char *
                     close(fd);
                     continue;
                 }
-                /* The output logger writes the log (a new file, renamed into place) once it saw the
-                 * previous master die; wait for that file. */
+                /* The output logger writes the log once it saw the previous master end; wait for it. */
                 const struct _ftmb_region_hdr *rh = region;
                 uint64_t deadline = _ftmb_now_ns(CLOCK_MONOTONIC) + 10000000000ull;
-                while ((!had_master ? file_ino(log_path) == 0 : file_ino(log_path) == log_before) &&
-                       _ftmb_now_ns(CLOCK_MONOTONIC) < deadline) {
+                for (note_log(&logs, log_path); logs.n < masters_ended || !file_ino(log_path); note_log(&logs, log_path)) {
                     /* A master that died before it attached leaves no log: the backup starts afresh. */
-                    if (atomic_load_explicit(&rh->master_state, memory_order_acquire) == _FTMB_MASTER_NONE) {
-                        log_path_now = NULL;
+                    if (atomic_load_explicit(&rh->master_state, memory_order_acquire) == _FTMB_MASTER_NONE ||
+                        _ftmb_now_ns(CLOCK_MONOTONIC) > deadline) {
+                        log_path_now = file_ino(log_path) ? log_path : NULL;
                         break;
                     }
                     if (_ftmb_now_ns(CLOCK_MONOTONIC) - l.last_tx > timeout_ns / 4)
@@ -629,7 +795,6 @@ static int run_export(const char *session, const char *listen_addr, const char *
                 }
             }
         }
-        log_before = file_ino(log_path);
         pid_t child = fork();
         if (child == 0) {
             close(ls);
@@ -640,17 +805,28 @@ static int run_export(const char *session, const char *listen_addr, const char *
                 send_log(&l, log_path_now);
             if (is_in)
                 export_in(&l, region);
-            else
+            else if (is_out)
                 export_out(&l, region);
+            else if (is_fol)
+                export_fol(&l, region, session_region);
+            else
+                export_infol(&l, region, session_region);
             _exit(0);
         }
         close(fd);
-        had_master = 1;
         int st;
-        while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+        for (;;) { /* (watching the log meanwhile: a master's log may come while the next one is served) */
+            pid_t w = waitpid(child, &st, WNOHANG);
+            if (w == child || (w < 0 && errno != EINTR))
+                break;
             if (stop_signal)
                 kill(child, SIGTERM);
+            note_log(&logs, log_path);
+            usleep(1000);
         }
+        /* Relaxed: the child wrote it before it exited (waitpid orders it). */
+        if (is_out && atomic_load_explicit(&((struct _ftmb_region_hdr *)region)->master_pid, memory_order_relaxed) == child)
+            masters_ended++;
     }
     close(ls);
     return 0;
@@ -680,6 +856,118 @@ static int connect_to(const char *addr, uint64_t wait_ns)
     }
 }
 
+/* The master's side of an in link, once its region exists: one pass of the loop. */
+struct in_imp {
+    struct _ftmb_in_region *r;
+    uint32_t nq, cap;
+    struct _ftmb_ring rings[FTMB_MAX_QUEUES];
+    uint64_t rewind_sent[FTMB_MAX_QUEUES], retain_sent[FTMB_MAX_QUEUES];
+    uint64_t freed[FTMB_MAX_QUEUES], freed_sent[FTMB_MAX_QUEUES], tail_seen[FTMB_MAX_QUEUES];
+    uint32_t state_sent;
+    uint64_t last_check;
+};
+
+static void in_imp_create(struct in_imp *st, const char *session, uint32_t nq, uint32_t cap, uint64_t tsc,
+                          uint64_t tick)
+{
+    memset(st, 0, sizeof *st);
+    size_t size = _ftmb_in_region_size(nq, cap);
+    struct _ftmb_in_region *r = _ftmb_region_create(session, "in", size);
+    if (!r)
+        exit(1);
+    _ftmb_in_region_init(r, size, nq, cap, tsc, tick);
+    _ftmb_region_populate(r, 0, size);
+    for (uint32_t q = 0; q < nq; q++)
+        _ftmb_ring_attach(&st->rings[q], r, &r->queue[q].ring, 1);
+    st->r = r;
+    st->nq = nq;
+    st->cap = cap;
+}
+
+/* Returns whether it did anything; *end once the link is to close (the master ended or died). */
+static int in_imp_pass(struct link *l, struct in_imp *st, int *end)
+{
+    struct _ftmb_in_region *r = st->r;
+    int work = 0;
+    uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
+    int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
+    if (state != st->state_sent) {
+        uint64_t s[2] = {state, atomic_load_explicit(&r->hdr.master_mode, memory_order_relaxed)};
+        send_frame(l, F_STATE, s, sizeof s);
+        st->state_sent = state;
+        if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED) {
+            *end = 1;
+            return 1;
+        }
+    }
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    int check = now - st->last_check > 10000000ull; /* every 10 ms: a /proc read */
+    st->last_check = check ? now : st->last_check;
+    if (check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid)) {
+        fprintf(stderr, "%s in: the master (pid %d) died; closing the link\n", me, (int)mpid);
+        *end = 1;
+        return 1;
+    }
+    for (uint32_t q = 0; q < st->nq; q++) {
+        struct _ftmb_in_queue *iq = &r->queue[q];
+        uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_acquire);
+        if (req != st->rewind_sent[q]) {
+            uint64_t a[3] = {q, req, atomic_load_explicit(&iq->rewind_pos, memory_order_relaxed)};
+            send_frame(l, F_REWIND, a, sizeof a);
+            st->rewind_sent[q] = req;
+            work = 1;
+        }
+        uint64_t keep = atomic_load_explicit(&iq->retain_from, memory_order_relaxed);
+        if (keep != st->retain_sent[q]) {
+            uint64_t a[2] = {q, keep};
+            send_frame(l, F_RETAIN, a, sizeof a);
+            st->retain_sent[q] = keep;
+        }
+        uint64_t tail = atomic_load_explicit(&iq->ring.tail, memory_order_relaxed);
+        st->freed[q] += tail - st->tail_seen[q];
+        st->tail_seen[q] = tail;
+        if (st->freed[q] != st->freed_sent[q]) {
+            uint64_t a[2] = {q, st->freed[q]};
+            send_frame(l, F_FREED, a, sizeof a);
+            st->freed_sent[q] = st->freed[q];
+        }
+    }
+    for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
+        work = 1;
+        if (l->type == F_ENTRY) {
+            struct _ftmb_in_entry *src = (void *)l->buf;
+            uint16_t q = src->queue;
+            if (q >= st->nq)
+                lost("an entry of a queue the region does not have");
+            uint64_t ack = atomic_load_explicit(&r->queue[q].rewind_ack, memory_order_relaxed);
+            if (ack != st->rewind_sent[q]) { /* served before the rewind: dropped */
+                st->freed[q]++;
+                l->pending = 0;
+                continue;
+            }
+            struct _ftmb_in_entry *e = _ftmb_ring_reserve(&st->rings[q]);
+            if (!e)
+                lost("an entry beyond the queue's credit (a bug)");
+            memcpy(e, src, l->len);
+            _ftmb_ring_publish(&st->rings[q], 1);
+        } else if (l->type == F_REWIND_ACK) {
+            uint64_t *a = (uint64_t *)l->buf;
+            if (a[0] < st->nq && a[1] == st->rewind_sent[a[0]]) {
+                /* The master waits for the ack and reads nothing meanwhile: empty the ring. */
+                struct _ftmb_ring *rg = &st->rings[a[0]];
+                uint64_t tail = atomic_load_explicit(&rg->ctl->tail, memory_order_acquire);
+                st->freed[a[0]] += rg->local - tail + (tail - st->tail_seen[a[0]]);
+                st->tail_seen[a[0]] = tail;
+                rg->local = rg->cache = tail;
+                _ftmb_ring_publish(rg, 0);
+                atomic_store_explicit(&r->queue[a[0]].rewind_ack, a[1], memory_order_release);
+            }
+        }
+        l->pending = 0;
+    }
+    return work;
+}
+
 static void import_in(struct link *l, const char *session)
 {
     if (!poll_frame(l, (int)(timeout_ns / 1000000)) || l->type != F_HELLO_IN)
@@ -691,97 +979,16 @@ static void import_in(struct link *l, const char *session)
     memcpy(&cap, l->buf + 4, 4);
     memcpy(&tsc, l->buf + 8, 8);
     memcpy(&tick, l->buf + 16, 8);
-    size_t size = _ftmb_in_region_size(nq, cap);
-    struct _ftmb_in_region *r = _ftmb_region_create(session, "in", size);
-    if (!r)
-        exit(1);
-    _ftmb_in_region_init(r, size, nq, cap, tsc, tick);
-    _ftmb_region_populate(r, 0, size);
-    struct _ftmb_ring rings[FTMB_MAX_QUEUES];
-    uint64_t rewind_sent[FTMB_MAX_QUEUES] = {0}, retain_sent[FTMB_MAX_QUEUES] = {0};
-    uint64_t freed[FTMB_MAX_QUEUES] = {0}, freed_sent[FTMB_MAX_QUEUES] = {0}, tail_seen[FTMB_MAX_QUEUES] = {0};
-    for (uint32_t q = 0; q < nq; q++)
-        _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 1);
-    _ftmb_region_set_ready(r);
-    uint32_t state_sent = 0;
+    static struct in_imp st;
+    in_imp_create(&st, session, nq, cap, tsc, tick);
+    _ftmb_region_set_ready(st.r);
     unsigned idle = 0;
-    uint64_t last_check = 0;
-    while (!stop_signal) {
-        _ftmb_region_heartbeat(r);
-        int work = 0;
-        uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
-        int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
-        if (state != state_sent) {
-            uint64_t s[2] = {state, atomic_load_explicit(&r->hdr.master_mode, memory_order_relaxed)};
-            send_frame(l, F_STATE, s, sizeof s);
-            state_sent = state;
-            if (state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED)
-                break;
-        }
-        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
-        int check = now - last_check > 10000000ull; /* every 10 ms: a /proc read */
-        last_check = check ? now : last_check;
-        if (check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid)) {
-            fprintf(stderr, "%s in: the master (pid %d) died; closing the link\n", me, (int)mpid);
+    int end = 0;
+    while (!stop_signal && !end) {
+        _ftmb_region_heartbeat(st.r);
+        int work = in_imp_pass(l, &st, &end);
+        if (end)
             break;
-        }
-        for (uint32_t q = 0; q < nq; q++) {
-            struct _ftmb_in_queue *iq = &r->queue[q];
-            uint64_t req = atomic_load_explicit(&iq->rewind_req, memory_order_acquire);
-            if (req != rewind_sent[q]) {
-                uint64_t a[3] = {q, req, atomic_load_explicit(&iq->rewind_pos, memory_order_relaxed)};
-                send_frame(l, F_REWIND, a, sizeof a);
-                rewind_sent[q] = req;
-                work = 1;
-            }
-            uint64_t keep = atomic_load_explicit(&iq->retain_from, memory_order_relaxed);
-            if (keep != retain_sent[q]) {
-                uint64_t a[2] = {q, keep};
-                send_frame(l, F_RETAIN, a, sizeof a);
-                retain_sent[q] = keep;
-            }
-            uint64_t tail = atomic_load_explicit(&iq->ring.tail, memory_order_relaxed);
-            freed[q] += tail - tail_seen[q];
-            tail_seen[q] = tail;
-            if (freed[q] != freed_sent[q]) {
-                uint64_t a[2] = {q, freed[q]};
-                send_frame(l, F_FREED, a, sizeof a);
-                freed_sent[q] = freed[q];
-            }
-        }
-        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
-            work = 1;
-            if (l->type == F_ENTRY) {
-                struct _ftmb_in_entry *src = (void *)l->buf;
-                uint16_t q = src->queue;
-                if (q >= nq)
-                    lost("an entry of a queue the region does not have");
-                uint64_t ack = atomic_load_explicit(&r->queue[q].rewind_ack, memory_order_relaxed);
-                if (ack != rewind_sent[q]) { /* served before the rewind: dropped */
-                    freed[q]++;
-                    l->pending = 0;
-                    continue;
-                }
-                struct _ftmb_in_entry *e = _ftmb_ring_reserve(&rings[q]);
-                if (!e)
-                    lost("an entry beyond the queue's credit (a bug)");
-                memcpy(e, src, l->len);
-                _ftmb_ring_publish(&rings[q], 1);
-            } else if (l->type == F_REWIND_ACK) {
-                uint64_t *a = (uint64_t *)l->buf;
-                if (a[0] < nq && a[1] == rewind_sent[a[0]]) {
-                    /* The master waits for the ack and reads nothing meanwhile: empty the ring. */
-                    struct _ftmb_ring *rg = &rings[a[0]];
-                    uint64_t tail = atomic_load_explicit(&rg->ctl->tail, memory_order_acquire);
-                    freed[a[0]] += rg->local - tail + (tail - tail_seen[a[0]]);
-                    tail_seen[a[0]] = tail;
-                    rg->local = rg->cache = tail;
-                    _ftmb_ring_publish(rg, 0);
-                    atomic_store_explicit(&r->queue[a[0]].rewind_ack, a[1], memory_order_release);
-                }
-            }
-            l->pending = 0;
-        }
         ping_if_idle(l);
         if (work)
             idle = 0;
@@ -818,6 +1025,129 @@ static void recv_log(struct link *l, const char *path)
     }
 }
 
+/* The master's side of an out link, once its region exists: one pass of the loop. */
+struct out_imp {
+    struct _ftmb_out_region *r;
+    uint32_t maxt, rcap, ocap;
+    struct _ftmb_ring rec[FTMB_MAX_THREADS], out[FTMB_MAX_THREADS];
+    uint64_t retain_sent[FTMB_MAX_THREADS];
+    uint32_t state_sent, nthreads_sent;
+    uint64_t last_check;
+};
+
+static void out_imp_create(struct out_imp *st, const char *session, uint32_t maxt, uint32_t rcap, uint32_t ocap)
+{
+    memset(st, 0, sizeof *st);
+    size_t size = _ftmb_out_region_size(maxt, rcap, ocap);
+    struct _ftmb_out_region *r = _ftmb_region_create(session, "out", size);
+    if (!r)
+        exit(1);
+    _ftmb_out_region_init(r, size, maxt, rcap, ocap);
+    st->r = r;
+    st->maxt = maxt;
+    st->rcap = rcap;
+    st->ocap = ocap;
+}
+
+static void out_imp_populate(struct out_imp *st, uint32_t from, uint32_t to)
+{
+    for (uint32_t t = from; t < to; t++) {
+        _ftmb_region_populate(st->r, st->r->thread[t].rec.buf_offset, (uint64_t)st->rcap * sizeof(struct _ftmb_record));
+        _ftmb_region_populate(st->r, st->r->thread[t].out.buf_offset, (uint64_t)st->ocap * _FTMB_OUT_SLOT_SIZE);
+    }
+}
+
+/* The local rings continue where the remote ones are (h: the greeting's head pairs); the count of
+ * threads the remote side knows. Before anyone produces on the local rings. */
+static void out_imp_adopt(struct out_imp *st, const uint64_t *h, uint32_t nthreads)
+{
+    struct _ftmb_out_region *r = st->r;
+    for (uint32_t t = 0; t < st->maxt; t++) {
+        atomic_store_explicit(&r->thread[t].rec.head, h[2 * t], memory_order_relaxed);
+        atomic_store_explicit(&r->thread[t].rec.tail, h[2 * t], memory_order_relaxed);
+        atomic_store_explicit(&r->thread[t].out.head, h[2 * t + 1], memory_order_relaxed);
+        atomic_store_explicit(&r->thread[t].out.tail, h[2 * t + 1], memory_order_relaxed);
+        _ftmb_ring_attach(&st->rec[t], r, &r->thread[t].rec, 0);
+        _ftmb_ring_attach(&st->out[t], r, &r->thread[t].out, 0);
+    }
+    uint32_t cur = atomic_load_explicit(&r->nthreads, memory_order_relaxed);
+    if (cur < nthreads)
+        atomic_store_explicit(&r->nthreads, nthreads, memory_order_release);
+    out_imp_populate(st, 0, cur > nthreads ? cur : nthreads);
+    st->nthreads_sent = nthreads;
+}
+
+static int out_imp_pass(struct link *l, struct out_imp *st, int *end)
+{
+    static uint64_t batch[1 + 512];
+    static uint8_t slot[OUT_HDR + 8 * FTMB_MAX_THREADS + FTMB_PKT_MAX];
+    struct _ftmb_out_region *r = st->r;
+    int work = 0;
+    uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
+    int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
+    int finished = state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED;
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    int check = now - st->last_check > 10000000ull; /* every 10 ms: a /proc read */
+    st->last_check = check ? now : st->last_check;
+    int died = check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid);
+    uint32_t n = atomic_load_explicit(&r->nthreads, memory_order_acquire);
+    if (n != st->nthreads_sent) {
+        uint64_t a = n;
+        send_frame(l, F_NTHREADS, &a, 8);
+        out_imp_populate(st, st->nthreads_sent, n);
+        st->nthreads_sent = n;
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        uint64_t ready;
+        for (int pass = 0; pass < 8 && (ready = _ftmb_ring_ready(&st->rec[t])) != 0; pass++) {
+            uint64_t k = ready < 256 ? ready : 256;
+            batch[0] = t;
+            for (uint64_t i = 0; i < k; i++)
+                memcpy(&batch[1 + 2 * i], _ftmb_ring_peek(&st->rec[t], i), 16);
+            send_frame(l, F_RECS, batch, (uint32_t)(8 + 16 * k));
+            _ftmb_ring_consume(&st->rec[t], k);
+            work = 1;
+        }
+        for (int k = 0; k < 64 && _ftmb_ring_ready(&st->out[t]); k++) {
+            const struct _ftmb_out_slot *s = _ftmb_ring_peek(&st->out[t], 0);
+            uint32_t nvec = s->nvec <= FTMB_MAX_THREADS ? s->nvec : FTMB_MAX_THREADS;
+            uint32_t len = s->len <= FTMB_PKT_MAX ? s->len : FTMB_PKT_MAX;
+            memcpy(slot, s, OUT_HDR);
+            ((struct _ftmb_out_slot *)slot)->nvec = (uint16_t)nvec;
+            ((struct _ftmb_out_slot *)slot)->len = len;
+            memcpy(slot + OUT_HDR, s->vec, 8 * (size_t)nvec);
+            memcpy(slot + OUT_HDR + 8 * nvec, s->data, len);
+            send_frame(l, F_OUTPUT, slot, OUT_HDR + 8 * nvec + len);
+            _ftmb_ring_consume(&st->out[t], 1);
+            work = 1;
+        }
+        uint64_t keep = atomic_load_explicit(&r->thread[t].retain_from, memory_order_relaxed);
+        if (keep != st->retain_sent[t]) {
+            uint64_t a[2] = {t, keep};
+            send_frame(l, F_RETAIN, a, sizeof a);
+            st->retain_sent[t] = keep;
+        }
+    }
+    if (state != st->state_sent && (!finished || !work)) { /* an end only after everything before it */
+        uint64_t s[3] = {state, atomic_load_explicit(&r->hdr.master_mode, memory_order_relaxed), r->tsc_hz};
+        send_frame(l, F_STATE, s, sizeof s);
+        st->state_sent = state;
+        if (finished) {
+            *end = 1;
+            return 1;
+        }
+    }
+    if (died && !work) {
+        fprintf(stderr, "%s out: the master (pid %d) died; everything it published is sent; closing the link\n",
+                me, (int)mpid);
+        *end = 1;
+        return 1;
+    }
+    for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++)
+        l->pending = 0; /* pings */
+    return work;
+}
+
 static void import_out(struct link *l, const char *session, const char *log_path)
 {
     uint64_t want = log_path != NULL;
@@ -830,98 +1160,17 @@ static void import_out(struct link *l, const char *session, const char *log_path
         lost("no greeting from the output relay");
     l->pending = 0;
     uint64_t *h = (uint64_t *)l->buf;
-    uint32_t maxt = (uint32_t)h[0], rcap = (uint32_t)h[1], ocap = (uint32_t)h[2], nthreads = (uint32_t)h[3];
-    size_t size = _ftmb_out_region_size(maxt, rcap, ocap);
-    struct _ftmb_out_region *r = _ftmb_region_create(session, "out", size);
-    if (!r)
-        exit(1);
-    _ftmb_out_region_init(r, size, maxt, rcap, ocap);
-    struct _ftmb_ring rec[FTMB_MAX_THREADS], out[FTMB_MAX_THREADS];
-    uint64_t retain_sent[FTMB_MAX_THREADS] = {0};
-    for (uint32_t t = 0; t < maxt; t++) { /* local rings continue where the remote ones are */
-        atomic_init(&r->thread[t].rec.head, h[4 + 2 * t]);
-        atomic_init(&r->thread[t].rec.tail, h[4 + 2 * t]);
-        atomic_init(&r->thread[t].out.head, h[5 + 2 * t]);
-        atomic_init(&r->thread[t].out.tail, h[5 + 2 * t]);
-        _ftmb_ring_attach(&rec[t], r, &r->thread[t].rec, 0);
-        _ftmb_ring_attach(&out[t], r, &r->thread[t].out, 0);
-    }
-    atomic_init(&r->nthreads, nthreads);
-    for (uint32_t t = 0; t < nthreads; t++) {
-        _ftmb_region_populate(r, r->thread[t].rec.buf_offset, (uint64_t)rcap * sizeof(struct _ftmb_record));
-        _ftmb_region_populate(r, r->thread[t].out.buf_offset, (uint64_t)ocap * _FTMB_OUT_SLOT_SIZE);
-    }
-    _ftmb_region_set_ready(r);
-    uint32_t state_sent = 0, nthreads_sent = nthreads;
+    static struct out_imp st;
+    out_imp_create(&st, session, (uint32_t)h[0], (uint32_t)h[1], (uint32_t)h[2]);
+    out_imp_adopt(&st, h + 4, (uint32_t)h[3]);
+    _ftmb_region_set_ready(st.r);
     unsigned idle = 0;
-    uint64_t last_check = 0;
-    static uint64_t batch[1 + 512];
-    static uint8_t slot[OUT_HDR + 8 * FTMB_MAX_THREADS + FTMB_PKT_MAX];
+    int end = 0;
     while (!stop_signal) {
-        _ftmb_region_heartbeat(r);
-        int work = 0;
-        uint32_t state = atomic_load_explicit(&r->hdr.master_state, memory_order_acquire);
-        int32_t mpid = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed);
-        int finished = state == _FTMB_MASTER_DONE || state == _FTMB_MASTER_STOPPED;
-        uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
-        int check = now - last_check > 10000000ull; /* every 10 ms: a /proc read */
-        last_check = check ? now : last_check;
-        int died = check && state == _FTMB_MASTER_ATTACHED && _ftmb_master_died(&r->hdr, mpid);
-        uint32_t n = atomic_load_explicit(&r->nthreads, memory_order_acquire);
-        if (n != nthreads_sent) {
-            uint64_t a = n;
-            send_frame(l, F_NTHREADS, &a, 8);
-            for (uint32_t t = nthreads_sent; t < n; t++) {
-                _ftmb_region_populate(r, r->thread[t].rec.buf_offset, (uint64_t)rcap * sizeof(struct _ftmb_record));
-                _ftmb_region_populate(r, r->thread[t].out.buf_offset, (uint64_t)ocap * _FTMB_OUT_SLOT_SIZE);
-            }
-            nthreads_sent = n;
-        }
-        for (uint32_t t = 0; t < n; t++) {
-            uint64_t ready;
-            for (int pass = 0; pass < 8 && (ready = _ftmb_ring_ready(&rec[t])) != 0; pass++) {
-                uint64_t k = ready < 256 ? ready : 256;
-                batch[0] = t;
-                for (uint64_t i = 0; i < k; i++)
-                    memcpy(&batch[1 + 2 * i], _ftmb_ring_peek(&rec[t], i), 16);
-                send_frame(l, F_RECS, batch, (uint32_t)(8 + 16 * k));
-                _ftmb_ring_consume(&rec[t], k);
-                work = 1;
-            }
-            for (int k = 0; k < 64 && _ftmb_ring_ready(&out[t]); k++) {
-                const struct _ftmb_out_slot *s = _ftmb_ring_peek(&out[t], 0);
-                uint32_t nvec = s->nvec <= FTMB_MAX_THREADS ? s->nvec : FTMB_MAX_THREADS;
-                uint32_t len = s->len <= FTMB_PKT_MAX ? s->len : FTMB_PKT_MAX;
-                memcpy(slot, s, OUT_HDR);
-                ((struct _ftmb_out_slot *)slot)->nvec = (uint16_t)nvec;
-                ((struct _ftmb_out_slot *)slot)->len = len;
-                memcpy(slot + OUT_HDR, s->vec, 8 * (size_t)nvec);
-                memcpy(slot + OUT_HDR + 8 * nvec, s->data, len);
-                send_frame(l, F_OUTPUT, slot, OUT_HDR + 8 * nvec + len);
-                _ftmb_ring_consume(&out[t], 1);
-                work = 1;
-            }
-            uint64_t keep = atomic_load_explicit(&r->thread[t].retain_from, memory_order_relaxed);
-            if (keep != retain_sent[t]) {
-                uint64_t a[2] = {t, keep};
-                send_frame(l, F_RETAIN, a, sizeof a);
-                retain_sent[t] = keep;
-            }
-        }
-        if (state != state_sent && (!finished || !work)) { /* an end only after everything before it */
-            uint64_t s[3] = {state, atomic_load_explicit(&r->hdr.master_mode, memory_order_relaxed), r->tsc_hz};
-            send_frame(l, F_STATE, s, sizeof s);
-            state_sent = state;
-            if (finished)
-                break;
-        }
-        if (died && !work) {
-            fprintf(stderr, "%s out: the master (pid %d) died; everything it published is sent; closing the link\n",
-                    me, (int)mpid);
+        _ftmb_region_heartbeat(st.r);
+        int work = out_imp_pass(l, &st, &end);
+        if (end)
             break;
-        }
-        for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++)
-            l->pending = 0; /* pings */
         ping_if_idle(l);
         if (work)
             idle = 0;
@@ -931,16 +1180,224 @@ static void import_out(struct link *l, const char *session, const char *log_path
     _ftmb_region_unlink(session, "out");
 }
 
+/* ---- import for a follower on this host: the follow link and a session link in waiting ----------
+ * import --region in|out --connect ADDR --follow FADDR: the follow link (FADDR, the follow export)
+ * gives the follow region's and the session region's layouts; this process makes both regions here
+ * (S.infol and S.in, or S.fol and S.out; it owns them: its heartbeat is the logger's, as for any
+ * import) and fills the follow rings. The session link (ADDR) is opened at once and waits its turn:
+ * the export serves one master at a time, so it answers once the master's link has ended (the
+ * master died or finished). From then on this process relays the session region as a master's
+ * import does, for the follower once it has taken over. On the out side the follower's takeover
+ * waits for that turn: the master's death (F_FINAL, died) reaches the local follow region only
+ * once the local rings continue where the remote ones ended. */
+
+static int session_turn(struct link *sl, uint32_t type)
+{
+    struct pollfd pf = {sl->fd, POLLIN, 0};
+    if (poll(&pf, 1, 0) <= 0)
+        return 0;
+    sl->last_rx = _ftmb_now_ns(CLOCK_MONOTONIC);
+    while (poll_frame(sl, 0) && sl->type == F_PING)
+        sl->pending = 0;
+    if (!sl->pending)
+        return 0;
+    if (sl->type != type)
+        lost("no greeting on the session link");
+    sl->pending = 0;
+    sl->last_rx = sl->last_tx = _ftmb_now_ns(CLOCK_MONOTONIC);
+    return 1;
+}
+
+static void import_in_follow(struct link *sl, struct link *fl, const char *session)
+{
+    if (!poll_frame(fl, (int)(timeout_ns / 1000000)) || fl->type != F_HELLO_INFOL)
+        lost("no greeting from the input logger's follow relay");
+    fl->pending = 0;
+    uint32_t h32[4];
+    uint64_t h64[2];
+    memcpy(h32, fl->buf, 16);
+    memcpy(h64, fl->buf + 16, 16);
+    size_t fsize = _ftmb_infol_region_size(h32[0], h32[1]);
+    struct _ftmb_infol_region *f = _ftmb_region_create(session, "infol", fsize);
+    if (!f)
+        exit(1);
+    _ftmb_infol_region_init(f, fsize, h32[0], h32[1]);
+    static struct _ftmb_ring rings[FTMB_MAX_QUEUES];
+    uint64_t freed_sent[FTMB_MAX_QUEUES] = {0};
+    for (uint32_t q = 0; q < h32[0]; q++)
+        _ftmb_ring_attach(&rings[q], f, &f->queue[q], 1);
+    static struct in_imp st;
+    in_imp_create(&st, session, h32[2], h32[3], h64[0], h64[1]);
+    _ftmb_region_set_ready(f); /* before the session's region: a follower that finds it finds both */
+    _ftmb_region_set_ready(st.r);
+    int active = 0, end = 0;
+    unsigned idle = 0;
+    while (!stop_signal && !end) {
+        _ftmb_region_heartbeat(f);
+        _ftmb_region_heartbeat(st.r);
+        int work = 0;
+        for (int k = 0; k < FRAMES_PER_PASS && poll_frame(fl, 0); k++) {
+            if (fl->type == F_FENTRY) {
+                uint64_t q;
+                memcpy(&q, fl->buf, 8);
+                if (q >= h32[0])
+                    lost("an entry of a queue the follow region does not have");
+                void *e = _ftmb_ring_reserve(&rings[q]);
+                if (!e)
+                    lost("an entry beyond the follow ring's credit (a bug)");
+                memcpy(e, fl->buf + 8, fl->len - 8);
+                _ftmb_ring_publish(&rings[q], 1);
+            }
+            fl->pending = 0;
+            work = 1;
+        }
+        for (uint32_t q = 0; q < h32[0]; q++) {
+            uint64_t tail = atomic_load_explicit(&f->queue[q].tail, memory_order_relaxed);
+            if (tail != freed_sent[q]) {
+                uint64_t a[2] = {q, tail};
+                send_frame(fl, F_FREED, a, sizeof a);
+                freed_sent[q] = tail;
+            }
+        }
+        if (!active && session_turn(sl, F_HELLO_IN)) {
+            uint32_t nq, cap;
+            memcpy(&nq, sl->buf, 4);
+            memcpy(&cap, sl->buf + 4, 4);
+            if (nq != st.nq || cap != st.cap)
+                lost("the session's input region differs from what the follow link said");
+            active = 1;
+            fprintf(stderr, "%s in: the session link's turn came; relaying for the follower\n", me);
+        }
+        if (active) {
+            work |= in_imp_pass(sl, &st, &end);
+            ping_if_idle(sl);
+        }
+        ping_if_idle(fl);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(fl, &idle);
+    }
+    _ftmb_region_unlink(session, "in");
+    _ftmb_region_unlink(session, "infol");
+}
+
+static void import_out_follow(struct link *sl, struct link *fl, const char *session)
+{
+    uint64_t want = 0;
+    send_frame(sl, F_WANT_LOG, &want, 8); /* (read by the export when this link's turn comes) */
+    if (!poll_frame(fl, (int)(timeout_ns / 1000000)) || fl->type != F_HELLO_FOL)
+        lost("no greeting from the output logger's follow relay");
+    fl->pending = 0;
+    uint64_t h[5];
+    memcpy(h, fl->buf, sizeof h);
+    uint32_t fmax = (uint32_t)h[0];
+    size_t fsize = _ftmb_fol_region_size(fmax, (uint32_t)h[1]);
+    struct _ftmb_fol_region *f = _ftmb_region_create(session, "fol", fsize);
+    if (!f)
+        exit(1);
+    _ftmb_fol_region_init(f, fsize, fmax, (uint32_t)h[1]);
+    static struct _ftmb_ring rings[FTMB_MAX_THREADS];
+    uint64_t freed_sent[FTMB_MAX_THREADS] = {0}, applied_sent[FTMB_MAX_THREADS] = {0};
+    static uint64_t counts[FTMB_MAX_THREADS];
+    for (uint32_t t = 0; t < fmax; t++)
+        _ftmb_ring_attach(&rings[t], f, &f->thread[t].rec, 1);
+    static struct out_imp st;
+    out_imp_create(&st, session, (uint32_t)h[2], (uint32_t)h[3], (uint32_t)h[4]);
+    static uint64_t zero[2 * FTMB_MAX_THREADS];
+    out_imp_adopt(&st, zero, 0); /* (again with the remote heads when the session link's turn comes) */
+    _ftmb_region_set_ready(f); /* before the session's region: a follower that finds it finds both */
+    _ftmb_region_set_ready(st.r);
+    int active = 0, end = 0, follower_sent = 0;
+    uint32_t final = _FTMB_FOL_FOLLOWING; /* received, not yet published here */
+    unsigned idle = 0;
+    while (!stop_signal && !end) {
+        _ftmb_region_heartbeat(f);
+        _ftmb_region_heartbeat(st.r);
+        int work = 0;
+        for (int k = 0; k < FRAMES_PER_PASS && poll_frame(fl, 0); k++) {
+            uint64_t *a = (uint64_t *)fl->buf;
+            if (fl->type == F_FRECS) {
+                if (a[0] >= fmax)
+                    lost("records of a thread the follow region does not have");
+                for (uint64_t i = 0; i < (fl->len - 8) / 16; i++) {
+                    struct _ftmb_record *r = _ftmb_ring_reserve(&rings[a[0]]);
+                    if (!r)
+                        lost("records beyond the follow ring's credit (a bug)");
+                    memcpy(r, a + 1 + 2 * i, 16);
+                    _ftmb_ring_publish(&rings[a[0]], 1);
+                }
+            } else if (fl->type == F_FINAL) {
+                final = (uint32_t)a[0];
+                for (uint32_t t = 0; t < fmax; t++)
+                    counts[t] = a[1 + t];
+            }
+            fl->pending = 0;
+            work = 1;
+        }
+        for (uint32_t t = 0; t < fmax; t++) {
+            uint64_t tail = atomic_load_explicit(&f->thread[t].rec.tail, memory_order_relaxed);
+            if (tail != freed_sent[t]) {
+                uint64_t a[2] = {t, tail};
+                send_frame(fl, F_FREED, a, sizeof a);
+                freed_sent[t] = tail;
+            }
+            /* Relaxed: a mark the follower writes. */
+            uint64_t applied = atomic_load_explicit(&f->thread[t].applied, memory_order_relaxed);
+            if (applied != applied_sent[t]) {
+                uint64_t a[2] = {t, applied};
+                send_frame(fl, F_APPLIED, a, sizeof a);
+                applied_sent[t] = applied;
+            }
+        }
+        if (!follower_sent && atomic_load_explicit(&f->follower_pid, memory_order_relaxed) > 0) {
+            follower_sent = 1;
+            send_frame(fl, F_FOLLOWER, NULL, 0);
+        }
+        if (!active && session_turn(sl, F_HELLO_OUT)) {
+            uint64_t *g = (uint64_t *)sl->buf;
+            if (g[0] != st.maxt || g[1] != st.rcap || g[2] != st.ocap)
+                lost("the session's output region differs from what the follow link said");
+            out_imp_adopt(&st, g + 4, (uint32_t)g[3]);
+            active = 1;
+            fprintf(stderr, "%s out: the session link's turn came; relaying for the follower\n", me);
+        }
+        /* The master's end reaches the follower once it can take over the session here. */
+        if (final != _FTMB_FOL_FOLLOWING && (active || final == _FTMB_FOL_FINISHED) &&
+            atomic_load_explicit(&f->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING) {
+            for (uint32_t t = 0; t < fmax; t++)
+                atomic_store_explicit(&f->thread[t].final_count, counts[t], memory_order_relaxed);
+            /* Release: pairs with the follower's acquire load of final; the counts are visible. */
+            atomic_store_explicit(&f->final, final, memory_order_release);
+        }
+        if (active) {
+            work |= out_imp_pass(sl, &st, &end);
+            ping_if_idle(sl);
+        }
+        ping_if_idle(fl);
+        if (work)
+            idle = 0;
+        else
+            idle_wait(fl, &idle);
+    }
+    _ftmb_region_unlink(session, "out");
+    _ftmb_region_unlink(session, "fol");
+}
+
 static void usage(FILE *f)
 {
-    fputs("usage: ftmb-relay export --session NAME --region in|out --listen IPV4:PORT [--log FILE] [--timeout-ms N]\n"
-          "       ftmb-relay import --session NAME --region in|out --connect IPV4:PORT [--log FILE] [--timeout-ms N]\n"
-          "                         [--connect-wait-ms N]\n"
+    fputs("usage: ftmb-relay export --session NAME --region in|out|fol|infol --listen IPV4:PORT [--log FILE]\n"
+          "                         [--timeout-ms N]\n"
+          "       ftmb-relay import --session NAME --region in|out --connect IPV4:PORT [--log FILE | --follow IPV4:PORT]\n"
+          "                         [--timeout-ms N] [--connect-wait-ms N]\n"
           "  export   on the logger's host: serve its region (/dev/shm/ftmb-NAME.in or .out) to one remote\n"
           "           master at a time; --log (out): the output logger's --log, sent to an importer that asks\n"
           "  import   on the master's host: make a local region of the same layout and mirror it over TCP;\n"
           "           --log FILE (out): first fetch the log the output logger wrote when the previous master\n"
           "           died (a cold backup replays it)\n"
+          "  export --region fol|infol: serve the logger's follow region (its --follow) to a follower's host\n"
+          "  import --follow ADDR  for a follower on this host: the follow region from ADDR (the fol or infol\n"
+          "           export) and the session region, relayed once the master's link has ended\n"
           "  --timeout-ms N        a link with no word for N ms is lost (default 1000); exit 3, one line\n"
           "  --peer-timeout-ms N   (export) the logger is gone when its heartbeat is older (default 10000)\n"
           "  --connect-wait-ms N   (import) keep trying to connect for N ms (default 10000)\n",
@@ -955,7 +1412,7 @@ int main(int argc, char **argv)
     }
     int is_export = strcmp(argv[1], "export") == 0;
     me = is_export ? "ftmb-relay export" : "ftmb-relay import";
-    const char *session = NULL, *addr = NULL, *log_path = NULL;
+    const char *session = NULL, *addr = NULL, *log_path = NULL, *follow_addr = NULL;
     uint64_t tmo = 1000, cwait = 10000;
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -971,6 +1428,8 @@ int main(int argc, char **argv)
             addr = v;
         else if (!strcmp(o, "--log"))
             log_path = v;
+        else if (!strcmp(o, "--follow") && !is_export)
+            follow_addr = v;
         else if (!strcmp(o, "--timeout-ms")) {
             if (_ftmb_parse_u64(me, o, v, 10, 3600000, &tmo))
                 return 1;
@@ -988,9 +1447,15 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (!session || !_ftmb_valid_session_name(session) || !addr || (strcmp(role, "in") && strcmp(role, "out"))) {
-        fprintf(stderr, "%s: needs --session NAME, --region in|out and %s IPV4:PORT\n", me,
-                is_export ? "--listen" : "--connect");
+    int follow_region = !strcmp(role, "fol") || !strcmp(role, "infol");
+    if (!session || !_ftmb_valid_session_name(session) || !addr ||
+        (strcmp(role, "in") && strcmp(role, "out") && !(is_export && follow_region))) {
+        fprintf(stderr, "%s: needs --session NAME, --region %s and %s IPV4:PORT\n", me,
+                is_export ? "in|out|fol|infol" : "in|out", is_export ? "--listen" : "--connect");
+        return 1;
+    }
+    if (follow_addr && log_path) {
+        fprintf(stderr, "%s: --follow and --log: a follower takes over from the log it followed\n", me);
         return 1;
     }
     timeout_ns = tmo * 1000000ull;
@@ -1000,6 +1465,18 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     static struct link l;
+    if (follow_addr) {
+        static struct link fl;
+        peer_addr = follow_addr;
+        setup_socket(&fl, connect_to(follow_addr, cwait * 1000000ull));
+        peer_addr = addr;
+        setup_socket(&l, connect_to(addr, cwait * 1000000ull));
+        if (!strcmp(role, "in"))
+            import_in_follow(&l, &fl, session);
+        else
+            import_out_follow(&l, &fl, session);
+        return stop_signal ? 4 : 0;
+    }
     setup_socket(&l, connect_to(addr, cwait * 1000000ull));
     if (!strcmp(role, "in"))
         import_in(&l, session);
