@@ -576,7 +576,7 @@ static void export_fol(struct link *l, struct _ftmb_fol_region *f, struct _ftmb_
             } else if (l->type == F_FOLLOWER && !attached) {
                 attached = 1;
                 atomic_store_explicit(&f->follower_pid, (int32_t)getpid(), memory_order_relaxed);
-                fprintf(stderr, "%s fol: a follower attached from %s\n", me, peer_addr);
+                fprintf(stderr, "%s fol: a follower attached (on %s)\n", me, peer_addr);
             }
             l->pending = 0;
             work = 1;
