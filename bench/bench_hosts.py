@@ -9,12 +9,25 @@ bridge, the master's regions mirrored by ftmb-relay. Latency is the output logge
 minus the input entry's arrival (both the machine's CLOCK_REALTIME), p50 and p99 over every packet.
 
     sudo .venv/bin/python bench/bench_hosts.py [--packets 10000] [--rate 5000] [--trials 3]
+
+With --follower-trials N (the follower on its own host, issue 13): N trials of examples/nat (2
+workers, 6000 packets at 5000/s) with the follower on host b, the master's host failed at a random
+instant in [0.8, 1.5) s (seeded by the trial number); per trial the follower's lag (the output
+logger's samples, every ms: ms from a record's storage to the follower's replay of it, and records
+stored but not replayed) and the recovery: host destroyed -> the follower's takeover line, and
+-> its `live (recording)` line (both CLOCK_REALTIME of this machine); each trial must pass the
+verification replay. With --throughput-trials N: examples/nat (1 worker) forwarding a 40,000-packet
+trace as fast as the input logger serves it, in four configurations interleaved N times:
+uninstrumented (gcc, net_pcap vdev, no session), same host (the ftmb-cc build in record mode, the
+loggers' rings), remote (3 hosts, ftmb-relay) and remote with a follower on a fourth host; rate =
+input packets / span of the output timestamps (bench_run.py's measure).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,13 +80,138 @@ def trial(work: Path, trace: Path, packets: int, rate: int, remote: bool) -> tup
                 role.stop()
 
 
+NAT_EAL = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:error"]
+
+
+def nat_argv(nat: Path, tag: str, workers: int) -> list[str]:
+    import os
+    return [str(nat), *NAT_EAL, f"--file-prefix=ftbh{os.getpid()}{tag}", "--lcores", f"(0-{workers})@(0,1)",
+            "--vdev", "net_null0", "--"]
+
+
+def mmm(values: list[float], fmt: str = "{:.1f}") -> str:
+    if not values:
+        return "-"
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+def follower_trials(n: int, build: Path, work: Path) -> None:
+    import random
+    trace = work / "fol-trace.pcap"
+    traffic.generate(trace, seed=5, flows=150, packets=6000, duration_s=0.5)
+    rows, failed = [], []
+    for i in range(n):
+        kill_at = random.Random(i).uniform(0.8, 1.5)
+        w = work / f"fol{i}"
+        res = roles.run_on_hosts(nat_argv(build / "nat", f"f{i}", 2), trace, w / "out.pcap", w, queues=2, rate=5000,
+                                 kill_master_at=kill_at, backup="follower")
+        lag = re.search(r"lag_ms min [\d.]+ p50 ([\d.]+) p99 [\d.]+ max ([\d.]+) lag_records min \d+ p50 (\d+) "
+                        r"p99 \d+ max (\d+)", res.follower_lag)
+        ok = res.ok and res.backup_live and lag is not None
+        print(f"follower trial {i}: kill at {kill_at:.2f} s, {'ok' if ok else 'FAILED ' + res.failure}, takeover "
+              f"{res.takeover_ms:.1f} ms, live {res.live_ms:.1f} ms, {res.follower_lag}", flush=True)
+        if ok:
+            rows.append((res.takeover_ms, res.live_ms, *map(float, lag.groups())))
+        else:
+            failed.append(f"{i}: {res.failure or 'no takeover'}")
+        shutil.rmtree(w, ignore_errors=True)
+    print(f"\nfollower on its own host: {len(rows)} of {n} trials passed the verification replay"
+          f"{'; failed: ' + '; '.join(failed) if failed else ''}; min / median / max")
+    cols = list(zip(*rows)) if rows else [[]] * 6
+    print(f"| host destroyed -> takeover ms | {mmm(cols[0])} |")
+    print(f"| host destroyed -> live ms | {mmm(cols[1])} |")
+    print(f"| lag ms, per-trial p50 | {mmm(cols[2], '{:.2f}')} |")
+    print(f"| lag ms, per-trial max | {mmm(cols[3], '{:.2f}')} |")
+    print(f"| lag records, per-trial p50 | {mmm(cols[4], '{:.0f}')} |")
+    print(f"| lag records, per-trial max | {mmm(cols[5], '{:.0f}')} |")
+
+
+CONFIGS = ("uninstrumented", "same host", "remote", "remote + follower")
+
+
+def throughput_trial(config: str, plain: Path, nat: Path, trace: Path, work: Path, i: int) -> float:
+    import os
+    import signal
+    from ftmb_instrument.run import input_drained
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_run  # noqa: E402
+    work.mkdir(parents=True, exist_ok=True)
+    if config == "uninstrumented":
+        return bench_run.direct(plain, trace, 1, work, [])
+    hosts = {"same host": ["h"], "remote": ["il", "ol", "m"], "remote + follower": ["il", "ol", "m", "b"]}[config]
+    follow = config == "remote + follower"
+    with Topology(hosts) as topo:
+        place = {"il": "h", "ol": "h", "m": "h"} if config == "same host" else {h: h for h in hosts}
+        r = {k: roles.Role(k, "bench", work / k, topo.prefix(h), topo.shm(h)) for k, h in place.items()}
+        try:
+            ia, oa = f"{topo.addr(place['il'])}:7201", f"{topo.addr(place['ol'])}:7202"
+            fi, fo = (f"{topo.addr('il')}:7203", f"{topo.addr('ol')}:7204") if follow else (None, None)
+            out = work / "out.pcap"
+            roles.start_input_logger(r["il"], trace, ia, follow_listen=fi)
+            roles.start_output_logger(r["ol"], out, work / "log", oa, follow_listen=fo)
+            argv = nat_argv(nat, f"t{i}{config[:2]}", 1)
+            if config == "same host":
+                m = r["m"].spawn("program", argv, dict(os.environ, FTMB_MODE="record", FTMB_SESSION="bench"))
+            else:
+                m = roles.start_master(r["m"], argv, ia, oa)
+            if follow:
+                roles.start_follower(r["b"], argv, ia, oa, fi, fo)
+            deadline = time.monotonic() + 120
+            while not input_drained("bench", topo.shm(place["m"])) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.killpg(m.pid, signal.SIGINT)
+            assert m.wait(timeout=60) == 0, r["m"].err("program")
+            deadline = time.monotonic() + 60
+            while "the master (pid" not in r["ol"].err("output-logger") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return bench_run.span_rate([out], len(pcap.read_pcap(trace)))
+        finally:
+            for role in r.values():
+                role.stop()
+
+
+def throughput(n: int, build: Path, work: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_run  # noqa: E402
+    plain = work / "plain"
+    if not (plain / "nat").exists():
+        bench_run.build(plain, None)
+    trace = work / "tp-trace.pcap"
+    traffic.generate(trace, seed=11, flows=400, packets=40000, duration_s=1.0)
+    rates: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    for i in range(n):  # interleaved: each configuration sees the same drift of the machine's load
+        for c in CONFIGS:
+            rates[c].append(throughput_trial(c, plain / "nat", build / "nat", trace, work / f"tp{i}{c[:3]}", i))
+            print(f"throughput trial {i} {c}: {rates[c][-1]:.0f} packets/s", flush=True)
+    import os
+    print(f"\nexamples/nat, 1 worker, 40000 packets as fast as served, {n} trials each, interleaved; load average "
+          f"{os.getloadavg()[0]:.1f} at the end; packets/s min / median / max")
+    med = {c: statistics.median(v) for c, v in rates.items()}
+    for c in CONFIGS:
+        print(f"| {c} | {mmm(rates[c], '{:.0f}')} | {med[c] / med['uninstrumented']:.2f} | {med[c] / med['same host']:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=10000)
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--follower-trials", type=int, default=0)
+    ap.add_argument("--throughput-trials", type=int, default=0)
+    ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-bench-hosts/build"))
     a = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True)
+    if a.follower_trials or a.throughput_trials:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import crash_trials  # noqa: E402
+        crash_trials.build(a.build)
+        work = a.build.parent / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        if a.throughput_trials:
+            throughput(a.throughput_trials, a.build, work)
+        if a.follower_trials:
+            follower_trials(a.follower_trials, a.build, work)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "in.pcap"
         traffic.generate(trace, seed=4, flows=100, packets=a.packets, duration_s=1.0)
