@@ -11,7 +11,13 @@ host everything stays shared memory:
 - backup host: the same, the out import fetching the log first (`--log`), and the program replays it
   from the start and goes live (a cold backup: FTMB_MODE=replay, FTMB_REPLAY_HANDOVER=1); with
   `verify` it replays the complete log with FTMB_REPLAY_STOP_AT_END=1 (the verification replay:
-  the output logger compares every regenerated packet with the released one).
+  the output logger compares every regenerated packet with the released one);
+- follower host (`start_follower`): the loggers also run `ftmb-relay export --region infol|fol`
+  (started with --follow); `ftmb-relay import --region in|out --follow ADDR` make the follow regions
+  and the session regions here, and the program follows (FTMB_MODE=follow) and takes over when the
+  master's link ends (runtime/README.md, Roles on separate hosts, Follower links).
+
+`_start_session` is the one start-up of a run across hosts (`run_on_hosts`, `logger_loss_on_hosts`).
 
 `Role` is one such process tree: it starts the processes, waits for what the next one needs,
 forwards SIGINT/SIGTERM, and stops them all. What each process is (a logger's command line, the
@@ -480,10 +486,8 @@ def logger_loss_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: 
     with Topology(["il", "ol", "m"]) as topo:
         r = {h: Role(h, s, workdir / h, topo.prefix(h), topo.shm(h)) for h in topo.hosts}
         try:
-            in_addr, out_addr = f"{topo.addr('il')}:7001", f"{topo.addr('ol')}:7002"
-            start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms)
-            start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms)
-            prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
+            prog, _, _ = _start_session(topo, r, nf_argv, input_pcap, output_pcap, workdir, queues=queues, rate=rate,
+                                        timeout_ms=timeout_ms)
             time.sleep(kill_at)
             if prog.poll() is not None:
                 res.failure = f"the master exited ({prog.returncode}) before {kill_at:g} s"
