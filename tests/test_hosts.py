@@ -8,7 +8,9 @@ deleted) at several instants; the backup fetches the log from the output logger'
 from the start and goes live. Then a verification replay on host `b` re-executes the complete log
 against the same loggers. Checks: OUT holds every input packet the same NAT forwards in a one-host run (by the
 packets' tags), each exactly once, and the NAT's invariants hold on it; the verification replay regenerated every released packet and the output logger
-found 0 mismatches; nothing was held.
+found 0 mismatches; nothing was held. The same with a follower on host b instead of the cold
+backup (the follow links of ftmb-relay; NAT at 3 instants, l2fwd at 2), and the follower's host
+destroyed instead (the master forwards on; the output logger reports the lost fault tolerance).
 
 Needs root (ip netns) and libdpdk-dev; both are this project's test machine (dev.sh installs them).
 """
