@@ -379,3 +379,19 @@ def test_a_killed_logger_across_hosts(nat, tmp_path, victim, whole_host):
     else:
         assert res.master_rc == 0 and "program exit 0" in m_line  # the input ended: a clean stop
         assert len(released(out)) == res.released
+
+
+def test_netns_run_follower_options_are_checked(tmp_path):
+    """A wrong --backup, or --kill-follower-at without a follower: one line, nonzero, no traceback,
+    before any namespace is made."""
+    trace = tmp_path / "in.pcap"
+    traffic.generate(trace, seed=7, flows=4, packets=40, duration_s=0.1)
+    for extra, said in ((["--backup", "warm"], "--backup warm: expected cold or follower"),
+                        (["--kill-follower-at", "1"], "--kill-follower-at needs --backup follower"),
+                        (["--backup", "follower", "--kill-follower-at", "1", "--kill-master-at", "1"],
+                         "--kill-follower-at needs --backup follower, and no --kill-master-at")):
+        p = subprocess.run([str(CLI), "netns-run", str(trace), str(tmp_path / "out.pcap"), *extra, "--workdir",
+                            str(tmp_path / "w"), "--", str(FWD), "2"], capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+        assert said in p.stderr, p.stderr
+        assert not (tmp_path / "w").exists()
