@@ -299,6 +299,42 @@ def _start_session(topo, r: dict[str, Role], nf_argv: Sequence[str], input_pcap:
     return prog, in_addr, out_addr
 
 
+def _follower_drained(session: str, shm: Path) -> bool:
+    """On a follower's host after its takeover: every queue's EOF taken, through the follow ring
+    (S.infol, before the takeover) or the session's ring (S.in, after), and nothing left unread in
+    the session's ring. (The follower may have taken a queue's EOF before the master died: the
+    session's ring here then never serves it, and `input_drained` alone would wait forever.)"""
+    import mmap
+    import struct
+    from .run import _ENTRY_KIND_OFFSET, _HDR, _IN_EOF, InputRegion
+    try:
+        region = InputRegion(session, shm)
+        with open(shm / f"ftmb-{session}.infol", "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    except (OSError, ValueError):
+        return False
+    try:
+        local = region.queues()
+        nq, _ = struct.unpack_from("<II", m, _HDR.size)
+        base = (_HDR.size + 8 + 63) // 64 * 64  # (struct _ftmb_infol_region: queue[] on a cache line)
+        for q in range(min(nq, len(local))):
+            ctl = base + q * 192  # (struct _ftmb_ring_ctl: head, tail, geometry, a line each)
+            head, = struct.unpack_from("<Q", m, ctl)
+            tail, = struct.unpack_from("<Q", m, ctl + 64)
+            buf, cap, slot = struct.unpack_from("<QII", m, ctl + 128)
+            fol_eof = head > 0 and tail == head and struct.unpack_from(
+                "<H", m, buf + ((head - 1) & (cap - 1)) * slot + _ENTRY_KIND_OFFSET)[0] == _IN_EOF
+            lhead, ltail, leof = local[q]
+            if not (lhead == ltail and (fol_eof or (lhead and leof))):
+                return False
+        return True
+    except (ValueError, struct.error):
+        return False
+    finally:
+        m.close()
+        region.close()
+
+
 def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
                  queues: int = 1, rate: int | None = None, kill_master_at: float | None = None,
                  backup: str = "cold", kill_follower_at: float | None = None,
@@ -361,7 +397,8 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
                 else:
                     prog = start_master(r["b"], nf_argv, in_addr, out_addr, kind="backup", log=workdir / "backup.log",
                                         timeout_ms=timeout_ms)
-            if not wait(lambda: prog.poll() is not None or input_drained(s, topo.shm(host)), "the input was not drained"):
+            drained = _follower_drained if follower and host == "b" else input_drained
+            if not wait(lambda: prog.poll() is not None or drained(s, topo.shm(host)), "the input was not drained"):
                 return res
             if prog.poll() is None:
                 os.killpg(prog.pid, _signal.SIGINT)
