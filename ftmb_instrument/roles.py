@@ -587,5 +587,5 @@ def _count(path: Path) -> int:
     from .pcap import read_pcap
     try:
         return len(read_pcap(path))
-    except (OSError, ValueError):
+    except (OSError, ValueError, FtmbError):  # (InputError: a packet being written, cut short)
         return 0
