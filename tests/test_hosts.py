@@ -395,3 +395,59 @@ def test_netns_run_follower_options_are_checked(tmp_path):
         assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
         assert said in p.stderr, p.stderr
         assert not (tmp_path / "w").exists()
+
+
+def test_the_follower_as_its_own_command(nat, trace, reference, tmp_path):
+    """`ftmb-instrument input-logger|output-logger --follow-listen`, `master` and `follower`, each on its
+    own host: the master's host fails at 1.0 s, the follower command's program takes over and goes
+    live; OUT holds every packet of the one-host run once; SIGINT stops the follower command, exit 0."""
+    s = "fcmd"
+    with Topology(["il", "ol", "m", "b"]) as topo:
+        ia, oa = f"{topo.addr('il')}:7301", f"{topo.addr('ol')}:7302"
+        fi, fo = f"{topo.addr('il')}:7303", f"{topo.addr('ol')}:7304"
+        out = tmp_path / "out.pcap"
+        common = ["--session", s, "--timeout-ms", "2000"]
+        cmds = {"il": ["input-logger", str(trace), "--listen", ia, "--rate", str(RATE), "--follow-listen", fi],
+                "ol": ["output-logger", str(out), "--listen", oa, "--log", str(tmp_path / "log"), "--follow-listen", fo],
+                "m": ["master", "--connect-in", ia, "--connect-out", oa, "--", *nat_argv(nat, "cm")],
+                "b": ["follower", "--connect-in", ia, "--connect-out", oa, "--follow-in", fi, "--follow-out", fo,
+                      "--", *nat_argv(nat, "cb")]}
+        procs = {}
+
+        def start(h: str) -> None:
+            argv = cmds[h]
+            cut = argv.index("--") if "--" in argv else len(argv)
+            procs[h] = subprocess.Popen([*topo.prefix(h), str(CLI), *argv[:cut], *common, "--workdir",
+                                         str(tmp_path / h), *argv[cut:]], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            for h in ("il", "ol", "m"):
+                start(h)
+            deadline = time.monotonic() + 60  # the master's links served: its imports made its regions
+            while not all((topo.shm("m") / f"ftmb-{s}.{x}").exists() for x in ("in", "out")):
+                assert time.monotonic() < deadline and procs["m"].poll() is None, procs["m"].communicate()
+                time.sleep(0.05)
+            start("b")
+            time.sleep(1.0)
+            assert procs["m"].poll() is None and procs["b"].poll() is None
+            topo.fail("m")
+            total = sum(reference.values())
+            assert wait_released(out, total, 120) == total, (tmp_path / "b" / "program.err").read_text()[-2000:]
+            os.killpg(procs["b"].pid, signal.SIGINT)
+            _, err = procs["b"].communicate(timeout=60)
+            assert procs["b"].returncode == 0, err
+            prog = (tmp_path / "b" / "program.err").read_text()
+            assert "taking over at" in prog and "live (recording)" in prog, prog[-2000:]
+            assert Counter(tags(released(out))) == reference
+        finally:
+            for h, p in procs.items():
+                if p.poll() is None:
+                    try:
+                        os.killpg(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            for p in procs.values():
+                try:
+                    p.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)

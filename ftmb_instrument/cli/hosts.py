@@ -1,4 +1,4 @@
-"""`ftmb-instrument input-logger|output-logger|master|backup`: each role on its own host, over TCP.
+"""`ftmb-instrument input-logger|output-logger|master|backup|follower`: each role on its own host, over TCP.
 
 The roles talk through `ftmb-relay` (runtime/tools/ftmb-relay.c); see `ftmb_instrument/roles.py` and
 runtime/README.md, "Roles on separate hosts". `run` keeps starting every role on one host.
@@ -18,6 +18,8 @@ from . import app
 SESSION = typer.Option("--session", help="Session name (the /dev/shm regions on each host).")
 TIMEOUT = typer.Option("--timeout-ms", help="A link with no word for this long is lost (exit 3, one line).")
 WORKDIR = typer.Option("--workdir", help="Where each process's stderr goes (NAME.err).")
+FOLLOW_LISTEN = typer.Option("--follow-listen", help="IPV4:PORT a follower's host connects to for the "
+                             "logger's follow stream (the logger runs with --follow).")
 
 
 def _role(name: str, session: str, workdir: Path | None) -> roles.Role:
@@ -34,13 +36,14 @@ def input_logger(
     tick_us: Annotated[Optional[int], typer.Option("--tick-us")] = None,
     timeout_ms: Annotated[int, TIMEOUT] = 1000,
     workdir: Annotated[Optional[Path], WORKDIR] = None,
+    follow_listen: Annotated[Optional[str], FOLLOW_LISTEN] = None,
 ) -> None:
     """The input logger on this host, served over TCP to one master at a time (until SIGINT/SIGTERM)."""
     if not input_pcap.is_file():
         raise InputError(f"{input_pcap}: no such file")
     role = _role("input-logger", session, workdir)
     roles.start_input_logger(role, input_pcap, listen, queues=queues, rate=rate, tick_us=tick_us,
-                             timeout_ms=timeout_ms)
+                             timeout_ms=timeout_ms, follow_listen=follow_listen)
     raise typer.Exit(roles.serve(role))
 
 
@@ -52,10 +55,11 @@ def output_logger(
     session: Annotated[str, SESSION] = "ftmb",
     timeout_ms: Annotated[int, TIMEOUT] = 1000,
     workdir: Annotated[Optional[Path], WORKDIR] = None,
+    follow_listen: Annotated[Optional[str], FOLLOW_LISTEN] = None,
 ) -> None:
     """The output logger on this host: release stays here (until SIGINT/SIGTERM)."""
     role = _role("output-logger", session, workdir)
-    roles.start_output_logger(role, output_pcap, log, listen, timeout_ms=timeout_ms)
+    roles.start_output_logger(role, output_pcap, log, listen, timeout_ms=timeout_ms, follow_listen=follow_listen)
     raise typer.Exit(roles.serve(role))
 
 
@@ -96,6 +100,28 @@ def backup(
     """A cold backup on this host, started once the master's host is gone: it fetches the log the
     output logger wrote, replays it from the start and goes live (--verify: replays it and exits)."""
     _master("verify" if verify else "backup", ctx, connect_in, connect_out, session, log, timeout_ms, workdir)
+
+
+@app.command("follower")
+def follower(
+    ctx: typer.Context,
+    connect_in: Annotated[str, typer.Option("--connect-in", help="The input logger's IPV4:PORT.")],
+    connect_out: Annotated[str, typer.Option("--connect-out", help="The output logger's IPV4:PORT.")],
+    follow_in: Annotated[str, typer.Option("--follow-in", help="The input logger's --follow-listen IPV4:PORT.")],
+    follow_out: Annotated[str, typer.Option("--follow-out", help="The output logger's --follow-listen IPV4:PORT.")],
+    session: Annotated[str, SESSION] = "ftmb",
+    timeout_ms: Annotated[int, TIMEOUT] = 1000,
+    workdir: Annotated[Optional[Path], WORKDIR] = None,
+) -> None:
+    """A follower on this host, started once the master runs: it replays the master's log as it
+    arrives and takes over when the master's host fails (exit status: the program's; 0 when the
+    master finished and there was nothing to take over)."""
+    nf_argv = ctx.obj.get("clang_args") or []
+    if not nf_argv:
+        raise InputError("no network function: give its command line after --")
+    role = _role("follower", session, workdir)
+    main = roles.start_follower(role, nf_argv, connect_in, connect_out, follow_in, follow_out, timeout_ms=timeout_ms)
+    raise typer.Exit(roles.serve(role, main))
 
 
 @app.command("netns-run")
