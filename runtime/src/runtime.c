@@ -868,6 +868,19 @@ static void seq_lock_record(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_ob
     emit(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
 }
 
+/* Replay: take the thread's next record (kind `kind` on `obj`), wait for the object's word to
+ * reach the logged sequence, and take the sequence lock at that turn. */
+static void replay_seq_lock(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, unsigned kind,
+                            ftmb_site_t site)
+{
+    uint64_t want = replay_take(t, kind, obj, site)->value << 1;
+    replay_wait_word(t, &o->word, want, obj);
+    /* A1 as in seq_lock_record; only this thread may take the word at `want`. */
+    uint64_t w = want;
+    while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire, memory_order_relaxed))
+        w = want;
+}
+
 /* The general path of ordered_enter: op mark, replay (wait for the logged turn), or record. */
 __attribute__((noinline)) static struct _ftmb_obj *ordered_enter_general(ftmb_obj_t obj, ftmb_site_t site)
 {
@@ -875,13 +888,7 @@ __attribute__((noinline)) static struct _ftmb_obj *ordered_enter_general(ftmb_ob
     struct _ftmb_thread *t = _ftmb_me();
     _ftmb_op_enter(t); /* left in ordered_leave */
     if (_ftmb_replaying(t)) {
-        uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
-        replay_wait_word(t, &o->word, want, obj);
-        /* A1 as above; only this thread may take the word at `want`. */
-        uint64_t w = want;
-        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
-                                                      memory_order_relaxed))
-            w = want;
+        replay_seq_lock(t, o, obj, _FTMB_REC_ORDERED, site);
         return o;
     }
     seq_lock_record(t, o, obj, site);
@@ -994,13 +1001,7 @@ int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site)
             _ftmb_op_leave(t);
             return 1;
         }
-        uint64_t want = replay_take(t, _FTMB_REC_ORDQ, obj, site)->value << 1;
-        replay_wait_word(t, &o->word, want, obj);
-        /* A1 as in ordered_enter_general; only this thread may take the word at `want`. */
-        uint64_t w = want;
-        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
-                                                      memory_order_relaxed))
-            w = want;
+        replay_seq_lock(t, o, obj, _FTMB_REC_ORDQ, site);
         return 0;
     }
     /* Record: take the sequence lock; the record (if any) is written at the end. */
