@@ -1442,11 +1442,100 @@ static int quiet_dequeues_replay(void)
     return 0;
 }
 
+/* ---- claims: a thread's run of accesses logs nothing ------------------------------------------- */
+
+/* Thread 1 makes two accesses of object 30 (a claim, then its run: no record), then thread 2 takes the
+ * object (a claim at sequence 2). The master dies there: thread 1's log ends at its claim. The
+ * backup's thread 1 makes its run's access past its log (no logged access has sequence 1), so thread
+ * 2's claim gets its turn and reads what it read in the record; were thread 1 to wait for the
+ * handover there instead, thread 2 would wait for its turn forever (the alarm fails the case). */
+#define OBJ_RUN 30
+static uint64_t run_counter, run_seen;
+static _Atomic int run_step;
+
+static void *run_first(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        ftmb_ordered_begin(OBJ_RUN, 80);
+        run_counter++;
+        ftmb_ordered_end(OBJ_RUN);
+    }
+    atomic_store(&run_step, 1);
+    return NULL;
+}
+
+static void *run_second(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&run_step) == 0)
+        sched_yield();
+    ftmb_ordered_begin(OBJ_RUN, 81);
+    run_seen = run_counter++;
+    ftmb_ordered_end(OBJ_RUN);
+    return NULL;
+}
+
+static int run_workload_pair(void)
+{
+    pthread_t a, b;
+    CHECK(ftmb_pthread_create(&a, NULL, run_first, NULL) == 0);
+    CHECK(ftmb_pthread_create(&b, NULL, run_second, NULL) == 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CHECKF(run_seen == 2 && run_counter == 3, "thread 2 saw %llu, counter %llu", (unsigned long long)run_seen,
+           (unsigned long long)run_counter);
+    return 0;
+}
+
+static int run_record(void)
+{
+    CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    if (run_workload_pair())
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    uint64_t n1, n2;
+    const struct _ftmb_record *l1 = _ftmb_ol_log(S.ol, 1, &n1), *l2 = _ftmb_ol_log(S.ol, 2, &n2);
+    CHECKF(n1 == 1 && n2 == 1, "%llu and %llu records", (unsigned long long)n1, (unsigned long long)n2);
+    CHECK(_ftmb_rec_kind(l1[0].head) == _FTMB_REC_ORDERED && l1[0].value == _ftmb_ord_value(0, 0));
+    CHECK(_ftmb_rec_kind(l2[0].head) == _FTMB_REC_ORDERED && l2[0].value == _ftmb_ord_value(2, 0));
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int run_failover(void)
+{
+    alarm(10); /* a hang is the failure this case looks for */
+    CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_HANDOVER", "1", 1);
+    CHECK(ftmb_init() == 0);
+    if (run_workload_pair())
+        return 1;
+    session_close(&S);
+    return 0;
+}
+
+static int runs_replay_past_the_log(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-rlog-%d", (int)getpid());
+    CHECK(run_forked(run_record, NULL, NULL) == 0);
+    int rc = run_forked(run_failover, NULL, NULL);
+    unlink(log_path);
+    CHECK(rc == 0);
+    return 0;
+}
+
 /* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
 static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker,
                                       (void (*)(void))slow_second, (void (*)(void))tq_producer,
-                                      (void (*)(void))tq_consumer};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 5); }
+                                      (void (*)(void))tq_consumer, (void (*)(void))run_first,
+                                      (void (*)(void))run_second};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 7); }
 
 int main(void)
 {
@@ -1458,6 +1547,7 @@ int main(void)
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
     run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
     run_case("quiet_dequeues_replay", quiet_dequeues_replay);
+    run_case("runs_replay_past_the_log", runs_replay_past_the_log);
     run_case("verifier_waits_for_a_slow_output_logger", verifier_waits_for_a_slow_output_logger);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);
