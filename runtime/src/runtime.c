@@ -494,7 +494,10 @@ int _ftmb_quiet_past_log(struct _ftmb_thread *t)
         return 0;
     replay_op_done(t);
     /* Acquire pairs with the release in replay_op_done. */
-    return atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0;
+    if (atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) == 0)
+        return 0;
+    t->quiet++; /* counted as in record: no run of an ordered access goes on past it (replay_past_log_run) */
+    return 1;
 }
 
 int _ftmb_replaying(struct _ftmb_thread *t)
