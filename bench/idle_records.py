@@ -9,7 +9,7 @@ ordered calls (non-empty ring dequeues), ND nondeterministic values and external
 runtime/src/ftmb_internal.h). `--rates 0` is "as fast as the input
 logger serves" (no --rate). FTMB_RUNTIME_BUILD picks the runtime (to compare with another build).
 
-    .venv/bin/python bench/idle_records.py [--rates 1000,3000,10000,0] [--packets 3000] [--apps l2fwd,packet_ordering]
+    .venv/bin/python bench/idle_records.py [--rates 1000,3000,10000,0] [--packets 3000] [--apps l2fwd,packet_ordering] [--objects]
 """
 
 from __future__ import annotations
@@ -66,6 +66,28 @@ def kinds(log: Path) -> collections.Counter:
     return c
 
 
+def ordered_by_object(log: Path) -> dict[int, tuple[int, int]]:
+    """Per object: its ORD/ORDQ records and how many of them change the object's thread (records
+    sorted by the object's sequence; an ORD value holds the sequence in bits 0-47)."""
+    data = log.read_bytes()
+    nthreads = struct.unpack_from("<I", data, 12)[0]
+    count = struct.unpack_from("<32Q", data, 24)
+    base = struct.unpack_from("<32Q", data, 24 + 256)
+    seqs: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    off = LOG_HDR
+    for t in range(nthreads):
+        for i in range(count[t] - base[t]):
+            head, value = struct.unpack_from("<QQ", data, off + 16 * i)
+            if head & 0xFF in (2, 8):
+                seqs[head >> 40].append((value & ((1 << 48) - 1), t))
+        off += 16 * (count[t] - base[t])
+    out = {}
+    for obj, s in seqs.items():
+        s.sort()
+        out[obj] = (len(s), sum(1 for a, b in zip(s, s[1:]) if a[1] != b[1]))
+    return out
+
+
 def run(app: Path, name: str, trace: Path, rate: int) -> dict:
     _, _, args, threads = APPS[name]
     log = app.parent / f"r{rate}.log"
@@ -81,6 +103,7 @@ def run(app: Path, name: str, trace: Path, rate: int) -> dict:
         return {"failure": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
     res["log_bytes"] = log.stat().st_size if log.exists() else 0
     res["kinds"] = kinds(log) if log.exists() else {}
+    res["objects"] = ordered_by_object(log) if log.exists() else {}
     log.unlink(missing_ok=True)
     return res
 
@@ -90,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="1000,3000,10000,0")
     ap.add_argument("--packets", type=int, default=3000)
     ap.add_argument("--apps", default="l2fwd,packet_ordering")
+    ap.add_argument("--objects", action="store_true",
+                    help="also print each object's ordered records and thread changes per run")
     a = ap.parse_args(argv)
     print(f"runtime: {os.environ.get('FTMB_RUNTIME_BUILD', 'this checkout')}; {a.packets} packets, 2 queues, "
           f"{os.cpu_count()} CPUs")
@@ -115,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                 split = " / ".join(f"{k.get(x, 0) / n:.2f}" for x in ("RX", "ORD", "ORDQ", "ND", "QUIET"))
                 print(f"| {name} | {rate or 'max'} | {res['released']} / {n} | {res['records']} | "
                       f"{res['records'] / n:.2f} | {res['log_bytes'] / n:.1f} | {split} |", flush=True)
+                if a.objects:
+                    print("  objects (ordered records / thread changes): " + ", ".join(
+                        f"{o}: {r} / {c}" for o, (r, c) in sorted(res["objects"].items())), flush=True)
     return 1 if bad else 0
 
 

@@ -137,7 +137,7 @@ def test_warm_standby_replays_from_the_start(app, tmp_path, kill_at):
 
 
 def _records_by_thread(log: Path) -> dict[int, Counter]:
-    """(kind, object) counts per thread of an output-logger log (FTMBLOG4: runtime/src/ftmb_internal.h)."""
+    """(kind, object) counts per thread of an output-logger log (FTMBLOG4, layout 5: runtime/src/ftmb_internal.h)."""
     data = log.read_bytes()
     nthreads = struct.unpack_from("<I", data, 12)[0]
     count = struct.unpack_from("<32Q", data, 24)
@@ -159,9 +159,12 @@ ORD, ORDQ = 2, 8
 def test_empty_ring_dequeues_log_nothing(app, tmp_path):
     """The workers poll rx_to_workers thousands of times a second and find it empty nearly always:
     only the dequeues that got packets are logged (ORDQ records), each followed by the worker's
-    enqueue on workers_to_tx (an ORD record), so a worker logs as many enqueues as dequeues. Before
-    empty dequeues were quiet a worker logged one record per poll (bench/RESULTS.md). The run's own
-    failover (warm standby, from the start) and replay check still reproduce every released packet."""
+    enqueue on workers_to_tx, an ORD record when the worker takes the ring from another thread (the
+    send lcore dequeued since, or the other worker enqueued), none when its previous enqueue was the
+    ring's latest access (a claim, runtime/README.md), so a worker logs at most as many enqueues as
+    dequeues. Before empty dequeues were quiet a worker logged one record per poll
+    (bench/RESULTS.md). The run's own failover (warm standby, from the start) and replay check still
+    reproduce every released packet."""
     out, log = tmp_path / "out.pcap", tmp_path / "r.log"
     res = _run(app, out, "--log", str(log), "--kill-master-at", "1.4")
     _recovered_exactly(app, res, out)
@@ -172,4 +175,4 @@ def test_empty_ring_dequeues_log_nothing(app, tmp_path):
         c = by_thread[t]
         dequeues = sum(n for (k, _), n in c.items() if k == ORDQ)
         enqueues = sum(n for (k, _), n in c.items() if k == ORD)
-        assert dequeues == enqueues > 0, (t, c)
+        assert 0 < enqueues <= dequeues, (t, c)

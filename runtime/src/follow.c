@@ -93,6 +93,7 @@ int _ftmb_follow_init(const char *session, int attach_ms)
         return -1;
     }
     _ftmb_rt.out = _ftmb_region_attach(session, "out", _FTMB_OUT_MAGIC, attach_ms, &_ftmb_rt.out_size);
+    _ftmb_rt.every_ordered = 1; /* an output logger with --follow sets it too (ftmb_internal.h) */
     _ftmb_rt.in = _ftmb_rt.out ? _ftmb_region_attach(session, "in", _FTMB_IN_MAGIC, attach_ms, &_ftmb_rt.in_size)
                                : NULL;
     if (!_ftmb_rt.in) {

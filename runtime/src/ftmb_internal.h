@@ -39,6 +39,16 @@
  *                     entry sequence, bits 40..63 quiet operations before it; for QUIET: a count
  * The stream index in the checksum makes a lost, duplicated or reordered record a mismatch too.
  *
+ * ORD records are claims (runtime/README.md, Ordered regions: records on a change of owner): an
+ * ordered access (region or atomic) of an object logs a record only when its thread takes the
+ * object from another (some other thread made an access of it since this thread's previous one),
+ * when the thread made quiet operations since its last loud record, or when the sequence reaches
+ * a multiple of 2^16 (a renewal). Value bits 0..47: the object sequence of the access; bits
+ * 48..63: the low 16 bits of the thread's run mark on the object before it (its previous access's
+ * sequence + 2, 0 if none: _ftmb_ord_value). Site field: quiet operations before it (a claim is a
+ * loud record). The accesses of the thread after its claim, up to its next record on the object,
+ * have no record; replay tells a claim from such an access by the run mark (see runtime.c).
+ *
  * Quiet operations (runtime/README.md, Time model): a receive that consumes nothing, an external
  * read that sees the value the thread's previous external read of the same variable saw, and a
  * quiet-capable ordered call (an empty ring dequeue) that returned its quiet result log no record
@@ -57,7 +67,8 @@ _Static_assert(sizeof(struct _ftmb_record) == 16, "records are 16 bytes");
 
 enum _ftmb_rec_kind {
     _FTMB_REC_LOCK = 1,         /* lock acquired: value = object sequence */
-    _FTMB_REC_ORDERED = 2,      /* ordered region or atomic: value = object sequence */
+    _FTMB_REC_ORDERED = 2,      /* ordered region or atomic that takes the object (a claim, above):
+                                 * value = _ftmb_ord_value, site field = quiet operations before it */
     _FTMB_REC_HELD = 3,         /* access inside a lock taken without a wrapper */
     _FTMB_REC_TRYLOCK_FAIL = 4, /* a try-acquire failed: replay fails it too */
     _FTMB_REC_ND = 5,           /* a nondeterministic value: obj field = enum _ftmb_nd_source */
@@ -71,6 +82,14 @@ enum _ftmb_rec_kind {
 #define _FTMB_RX_SEQ_MASK ((1ull << _FTMB_RX_SEQ_BITS) - 1)
 #define _FTMB_RX_QUIET_MAX ((1ull << (64 - _FTMB_RX_SEQ_BITS)) - 1) /* in an RX record's value */
 #define _FTMB_EXT_QUIET_MAX 0xffffull                                  /* in an external read's site */
+/* ORD claims (above): the access's object sequence and the low bits of the thread's run mark. */
+#define _FTMB_ORD_SEQ_BITS 48
+#define _FTMB_ORD_SEQ_MASK ((1ull << _FTMB_ORD_SEQ_BITS) - 1)
+#define _FTMB_ORD_MARK_MASK 0xffffull /* also: a run of accesses without a record ends at a multiple of it + 1 */
+static inline uint64_t _ftmb_ord_value(uint64_t seq, uint64_t mark)
+{
+    return (seq & _FTMB_ORD_SEQ_MASK) | (mark & _FTMB_ORD_MARK_MASK) << _FTMB_ORD_SEQ_BITS;
+}
 
 enum _ftmb_nd_source {
     _FTMB_ND_CLOCK = 1, /* a real clock read by a thread that has not received input yet */
@@ -114,7 +133,7 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
 /* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 2). */
 #define _FTMB_IN_LAYOUT_VERSION 2
-#define _FTMB_OUT_LAYOUT_VERSION 4
+#define _FTMB_OUT_LAYOUT_VERSION 5 /* 5: ORD records are claims (records on a change of owner) */
 static inline uint32_t _ftmb_layout_version(uint64_t magic)
 {
     return magic == _FTMB_IN_MAGIC ? _FTMB_IN_LAYOUT_VERSION : _FTMB_OUT_LAYOUT_VERSION;
@@ -221,7 +240,11 @@ struct _ftmb_out_region {
     uint32_t max_threads;      /* threads the output logger made rings for (--threads limits it) */
     uint32_t rec_capacity;
     uint32_t out_capacity;
-    uint32_t _pad;
+    uint32_t every_ordered;    /* 1: the master logs every ordered access (no runs without records), set
+                                * at creation by whoever's consumer needs each object's records to be
+                                * consecutive: ftmb-relay (its export publishes by sequence) and an
+                                * output logger with --follow (a follower cannot see the other
+                                * threads' logs ahead of its own) */
     uint64_t tsc_hz;           /* the master's virtual cycle rate, copied into the log for replay;
                                 * written before master_state (release) */
     _Atomic uint32_t nthreads; /* thread indexes the master handed out; published (release)

@@ -55,6 +55,10 @@ struct _ftmb_thread {
      * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
     int loud_valid;
     uint64_t loud_idx, loud_need;
+    /* Ordered accesses (runtime.c, claims): own[obj] is the sequence of the thread's latest access
+     * of obj + 2 (0: none), in record and in replay alike; the thread owns obj while the object's
+     * sequence is own[obj] - 1. FTMB_MAX_OBJECTS entries, allocated when the thread gets its index. */
+    uint64_t *own;
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
@@ -88,6 +92,8 @@ struct _ftmb_runtime {
      * replay_left counts threads whose log still has records; each decrements it (release) after
      * its last record; the handover (mode := record) happens once it reads 0 (acquire). */
     int handover;
+    /* The output region's every_ordered (ftmb_internal.h): every ordered access logs a claim. */
+    int every_ordered;
     /* FTMB_REPLAY_STOP_AT_END=1 (the verification replay): once every log has been replayed and
      * the threads have gone past their logs (their outputs sent), the process exits cleanly. */
     int stop_at_end;

@@ -118,6 +118,8 @@ void _ftmb_adopt_thread_index(uint32_t idx)
         _ftmb_ring_attach(&t->out, _ftmb_rt.out, &_ftmb_rt.out->thread[idx].out, 1);
         t->has_rings = 1;
     }
+    if (!t->own && !(t->own = calloc(FTMB_MAX_OBJECTS, sizeof *t->own)))
+        _ftmb_fatal("out of memory for thread %u's ordered-access marks", idx);
     t->rlog = _ftmb_rt.replay_log[idx];
     t->rlen = _ftmb_rt.replay_len[idx];
     t->rbase = _ftmb_rt.replay_base[idx];
@@ -492,7 +494,10 @@ int _ftmb_quiet_past_log(struct _ftmb_thread *t)
         return 0;
     replay_op_done(t);
     /* Acquire pairs with the release in replay_op_done. */
-    return atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) != 0;
+    if (atomic_load_explicit(&_ftmb_rt.replay_left, memory_order_acquire) == 0)
+        return 0;
+    t->quiet++; /* counted as in record: no run of an ordered access goes on past it (replay_past_log_run) */
+    return 1;
 }
 
 int _ftmb_replaying(struct _ftmb_thread *t)
@@ -638,7 +643,8 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
         _ftmb_fatal("replay diverged: thread %u record %llu is a %s on object %u (%s) but the program "
                     "does a %s on object %u at %s; an access is missing its instrumentation%s",
                     t->index, (unsigned long long)t->rpos, kind_name(rk), _ftmb_rec_obj(r->head),
-                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX || rk == _FTMB_REC_QUIET || rk == _FTMB_REC_ORDQ ?
+                    rk == _FTMB_REC_ND || rk == _FTMB_REC_RX || rk == _FTMB_REC_QUIET || rk == _FTMB_REC_ORDQ ||
+                            rk == _FTMB_REC_ORDERED ?
                     "no site" :
                     site_name(logged, sizeof logged, _ftmb_rec_site(r->head)),
                     kind_name(kind), obj, site_name(here, sizeof here, site), quiet);
@@ -669,7 +675,7 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
 /* ---- quiet operations in replay (see the top) ----------------------------------------------------- */
 
 /* A record that carries a quiet count (the quiet operations since the thread's previous one): a
- * QUIET record, an RX, an external read, a loud quiet-capable ordered call (ORDQ). */
+ * QUIET record, an RX, an external read, a loud quiet-capable ordered call (ORDQ), a claim (ORD). */
 static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
 {
     unsigned k = _ftmb_rec_kind(r->head);
@@ -677,7 +683,8 @@ static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
         *count = r->value;
     else if (k == _FTMB_REC_RX)
         *count = r->value >> _FTMB_RX_SEQ_BITS;
-    else if ((k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL) || k == _FTMB_REC_ORDQ)
+    else if ((k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL) || k == _FTMB_REC_ORDQ ||
+             k == _FTMB_REC_ORDERED)
         *count = _ftmb_rec_site(r->head);
     else
         return 0;
@@ -850,8 +857,11 @@ static inline __attribute__((always_inline)) void emit_fast(const struct fast_re
 
 /* ---- ordered regions and atomics: the runtime's sequence lock on the object ----------------- */
 
-/* Record mode: take the object's sequence lock and log the sequence it had. */
-static void seq_lock_record(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, ftmb_site_t site)
+static inline __attribute__((always_inline)) int run_continues(const struct _ftmb_thread *t, uint64_t mark,
+                                                               uint64_t seq);
+
+/* Record mode: take the object's sequence lock; log a claim unless the thread's run goes on. */
+static void seq_lock_record(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj)
 {
     /* Relaxed first look: the CAS below decides. */
     uint64_t w = atomic_load_explicit(&o->word, memory_order_relaxed);
@@ -865,7 +875,149 @@ static void seq_lock_record(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_ob
         if (atomic_compare_exchange_weak_explicit(&o->word, &w, w | 1, memory_order_acquire, memory_order_relaxed))
             break;
     }
-    emit(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+    uint64_t seq = w >> 1, mark = t->own[obj];
+    t->own[obj] = seq + 2;
+    if (_ftmb_rt.every_ordered || !run_continues(t, mark, seq))
+        emit_loud(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, 0), _ftmb_ord_value(seq, mark), 1); /* R1 */
+}
+
+/* Replay: wait for the object's sequence to reach `seq` and take its sequence lock at that turn. */
+static void replay_take_turn(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, uint64_t seq)
+{
+    uint64_t want = seq << 1;
+    replay_wait_word(t, &o->word, want, obj);
+    /* A1 as in seq_lock_record; only this thread may take the word at `want`. */
+    uint64_t w = want;
+    while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire, memory_order_relaxed))
+        w = want;
+}
+
+/* Replay: take the thread's next record (kind `kind` on `obj`) and the object's sequence lock at the
+ * turn it logs; returns that sequence. */
+static uint64_t replay_seq_lock(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, unsigned kind,
+                                ftmb_site_t site)
+{
+    const struct _ftmb_record *r = replay_take(t, kind, obj, site);
+    uint64_t seq = kind == _FTMB_REC_ORDERED ? r->value & _FTMB_ORD_SEQ_MASK : r->value;
+    replay_take_turn(t, o, obj, seq);
+    return seq;
+}
+
+/*
+ * Records on a change of owner (ftmb_internal.h, ORD records). A thread owns an object while no
+ * other thread has made an access of it since its own latest one (t->own[obj] == the object's
+ * sequence + 1). An ordered access of an owned object logs nothing (its run continues) unless the
+ * thread made quiet operations since its last loud record (their count must come before the
+ * access in its stream, see below) or the sequence is a multiple of 2^16 (a renewal, which bounds
+ * a run: see replay_ordered); every other access is a claim, a loud ORD record with the sequence
+ * and the low bits of the thread's mark before it. The object's sequence still advances at every
+ * access, so the next claimant's record names where it took the object.
+ *
+ * Why a run needs no record: the thread's accesses in it follow its previous record with no quiet
+ * operation in between, so a replay that has its records up to there makes them too, in program
+ * order; the claim that ends the run waits for them (its sequence), and the transmit of the
+ * claimant, whose vector holds every record published before the run's last access (R1 before
+ * E1, as for every access), covers what they need. Replay tells a claim from a run's access by the
+ * thread's next record: a claim is its next record, an ORD on the object whose mark is the
+ * thread's own mark; an access inside a run has no record, and the thread's next ORD on the object
+ * (if it is next at all) carries the mark of the run's end, which differs in its low 16 bits
+ * because a run never crosses a multiple of 2^16. A backup's replay goes on with a run past the end
+ * of the thread's log as long as no logged record has that sequence (replay_past_log_run).
+ * every_ordered (a relay or a follower behind the output logger) makes every access a claim.
+ */
+static inline __attribute__((always_inline)) int run_continues(const struct _ftmb_thread *t, uint64_t mark,
+                                                               uint64_t seq)
+{
+    return mark == seq + 1 && t->quiet == 0 && (seq & _FTMB_ORD_MARK_MASK) != 0;
+}
+
+/* The sorted (object, sequence) keys of every logged ordered access (ORD, ORDQ) of all threads, built
+ * once, when a thread first goes on with a run past its log (the logs are complete then). */
+static uint64_t *logged_keys;
+static size_t nlogged;
+static pthread_once_t logged_once = PTHREAD_ONCE_INIT;
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void build_logged(void)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        nlogged = 0;
+        for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++) {
+            const struct _ftmb_record *log = _ftmb_rt.replay_log[i];
+            uint64_t n = _ftmb_rt.replay_len[i] - _ftmb_rt.replay_base[i];
+            for (uint64_t j = 0; log && j < n; j++) {
+                unsigned k = _ftmb_rec_kind(log[j].head);
+                if (k != _FTMB_REC_ORDERED && k != _FTMB_REC_ORDQ)
+                    continue;
+                if (pass)
+                    logged_keys[nlogged] = (uint64_t)_ftmb_rec_obj(log[j].head) << _FTMB_ORD_SEQ_BITS |
+                                           (log[j].value & _FTMB_ORD_SEQ_MASK);
+                nlogged++;
+            }
+        }
+        if (!pass && !(logged_keys = malloc((nlogged ? nlogged : 1) * sizeof *logged_keys)))
+            _ftmb_fatal("out of memory indexing %zu logged ordered accesses", nlogged);
+    }
+    qsort(logged_keys, nlogged, sizeof *logged_keys, cmp_u64);
+}
+
+static int logged_at(ftmb_obj_t obj, uint64_t seq)
+{
+    pthread_once(&logged_once, build_logged);
+    uint64_t key = (uint64_t)obj << _FTMB_ORD_SEQ_BITS | (seq & _FTMB_ORD_SEQ_MASK);
+    return bsearch(&key, logged_keys, nlogged, sizeof key, cmp_u64) != NULL;
+}
+
+/* A backup's or the verification replay's access past the end of the thread's log: 1 (the access
+ * made, its turn taken) when it goes on with the thread's run on the object: the record would have
+ * let it (run_continues), and no thread's log has an access at that sequence, so the old master
+ * made it there without a record (or died before its record was published, and then nothing
+ * logged comes after it on the object). Otherwise 0: it waits for the handover (_ftmb_replaying).
+ * Another thread's claim after the run may wait for exactly these accesses. Not a follower's
+ * (every_ordered: its logs have a claim at every access, and it cannot see the other threads'
+ * records ahead of theirs). */
+static int replay_past_log_run(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj)
+{
+    if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY || _ftmb_follow_mode ||
+        t->rpos < t->rlen)
+        return 0;
+    uint64_t mark = t->own[obj];
+    if (mark == 0 || !run_continues(t, mark, mark - 1) || logged_at(obj, mark - 1))
+        return 0;
+    replay_take_turn(t, o, obj, mark - 1);
+    t->own[obj] = mark + 1;
+    return 1;
+}
+
+/* Replay of an ordered access (the thread's log has records left): a claim at its logged turn, or
+ * the next access of the thread's run (see above). */
+static void replay_ordered(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, ftmb_site_t site)
+{
+    uint64_t mark = t->own[obj];
+    const struct _ftmb_record *r = replay_peek(t);
+    if (!r || (_ftmb_rec_kind(r->head) == _FTMB_REC_ORDERED && _ftmb_rec_obj(r->head) == obj &&
+               (r->value >> _FTMB_ORD_SEQ_BITS) == (mark & _FTMB_ORD_MARK_MASK))) {
+        t->own[obj] = replay_seq_lock(t, o, obj, _FTMB_REC_ORDERED, site) + 2;
+        return;
+    }
+    if (mark == 0 || !run_continues(t, mark, mark - 1)) {
+        char here[320];
+        if (_ftmb_rec_kind(r->head) != _FTMB_REC_ORDERED || _ftmb_rec_obj(r->head) != obj)
+            (void)replay_take(t, _FTMB_REC_ORDERED, obj, site); /* names the record found instead */
+        _ftmb_fatal("replay diverged: thread %u record %llu is a claim of object %u after its access at sequence "
+                    "%llu (mark %llu), but the program's access at %s is the thread's %s",
+                    t->index, (unsigned long long)t->rpos, obj,
+                    (unsigned long long)(((r->value >> _FTMB_ORD_SEQ_BITS) - 2) & _FTMB_ORD_MARK_MASK),
+                    (unsigned long long)(r->value >> _FTMB_ORD_SEQ_BITS), site_name(here, sizeof here, site),
+                    mark == 0 ? "first access of the object" : "access after quiet operations or at a renewal");
+    }
+    replay_take_turn(t, o, obj, mark - 1);
+    t->own[obj] = mark + 1;
 }
 
 /* The general path of ordered_enter: op mark, replay (wait for the logged turn), or record. */
@@ -874,17 +1026,13 @@ __attribute__((noinline)) static struct _ftmb_obj *ordered_enter_general(ftmb_ob
     struct _ftmb_obj *o = obj_of(obj, site);
     struct _ftmb_thread *t = _ftmb_me();
     _ftmb_op_enter(t); /* left in ordered_leave */
+    if (replay_past_log_run(t, o, obj))
+        return o;
     if (_ftmb_replaying(t)) {
-        uint64_t want = replay_take(t, _FTMB_REC_ORDERED, obj, site)->value << 1;
-        replay_wait_word(t, &o->word, want, obj);
-        /* A1 as above; only this thread may take the word at `want`. */
-        uint64_t w = want;
-        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
-                                                      memory_order_relaxed))
-            w = want;
+        replay_ordered(t, o, obj, site);
         return o;
     }
-    seq_lock_record(t, o, obj, site);
+    seq_lock_record(t, o, obj);
     return o;
 }
 
@@ -893,7 +1041,8 @@ __attribute__((noinline)) static struct _ftmb_obj *ordered_enter_general(ftmb_ob
 static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fast(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct _ftmb_thread *t = fast_recorder(obj);
-    if (__builtin_expect(t == NULL, 0))
+    /* (a quiet count too large for the claim's site field: the general path writes a QUIET record) */
+    if (__builtin_expect(t == NULL || t->quiet > _FTMB_EXT_QUIET_MAX, 0))
         return NULL;
     struct _ftmb_obj *o = &_ftmb_rt.objs[obj];
     if (o == NULL) /* never: tells the compiler that NULL here means the general path */
@@ -905,8 +1054,15 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fas
                                                                   memory_order_relaxed),
                          0))
         return NULL;
+    (void)site;
+    uint64_t seq = w >> 1, mark = t->own[obj];
+    t->own[obj] = seq + 2;
+    if (__builtin_expect(run_continues(t, mark, seq) && !_ftmb_rt.every_ordered, 1))
+        return o;
     struct fast_rec f = fast_slot(t);
-    emit_fast(&f, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, site), w >> 1);
+    emit_fast(&f, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, (uint32_t)t->quiet), _ftmb_ord_value(seq, mark)); /* R1 */
+    t->quiet = 0;
+    t->quiet_time = 0;
     return o;
 }
 
@@ -994,13 +1150,7 @@ int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site)
             _ftmb_op_leave(t);
             return 1;
         }
-        uint64_t want = replay_take(t, _FTMB_REC_ORDQ, obj, site)->value << 1;
-        replay_wait_word(t, &o->word, want, obj);
-        /* A1 as in ordered_enter_general; only this thread may take the word at `want`. */
-        uint64_t w = want;
-        while (!atomic_compare_exchange_weak_explicit(&o->word, &w, want | 1, memory_order_acquire,
-                                                      memory_order_relaxed))
-            w = want;
+        t->own[obj] = replay_seq_lock(t, o, obj, _FTMB_REC_ORDQ, site) + 2;
         return 0;
     }
     /* Record: take the sequence lock; the record (if any) is written at the end. */
@@ -1044,6 +1194,7 @@ void ftmb_ordered_quiet_end(int quiet, ftmb_obj_t obj, ftmb_site_t site)
         t->quiet++;
     } else {
         emit_loud(t, _ftmb_rec_head(_FTMB_REC_ORDQ, obj, 0), w >> 1, 1); /* R1 */
+        t->own[obj] = (w >> 1) + 2; /* a logged access: the thread's run on the object starts here */
         atomic_store_explicit(&o->word, w + 1, memory_order_release);   /* E1, after R1 */
     }
     _ftmb_op_leave(t);
@@ -1874,6 +2025,7 @@ static int attach_session(const char *session, int timeout_ms, int mode)
                 session, session, timeout_ms, session);
         return -1;
     }
+    _ftmb_rt.every_ordered = _ftmb_rt.out->every_ordered != 0; /* set before ready (acquired by the attach) */
     _ftmb_rt.in = _ftmb_region_attach(session, "in", _FTMB_IN_MAGIC, timeout_ms, &_ftmb_rt.in_size);
     if (!_ftmb_rt.in) {
         fprintf(stderr, "ftmb: FTMB_SESSION=%s: no input logger (/dev/shm/ftmb-%s.in) within %d ms; start "

@@ -254,6 +254,7 @@ void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max
     r->max_threads = max_threads;
     r->rec_capacity = rec_capacity;
     r->out_capacity = out_capacity;
+    r->every_ordered = 0;
     r->tsc_hz = 0;
     atomic_init(&r->nthreads, 0);
     uint64_t off = sizeof *r;

@@ -119,6 +119,10 @@ struct test_session {
     int manual; /* no logger thread: the test drives the output logger core itself */
 };
 
+/* The output region's every_ordered (ftmb_internal.h) for the next session_open: 1 makes every
+ * ordered access log a claim (tests of each access's record). */
+static int session_every_ordered;
+
 static inline int session_open(struct test_session *s, uint32_t threads, uint32_t rec_cap, uint32_t out_cap,
                                struct _ftmb_ol_sink sink)
 {
@@ -131,6 +135,7 @@ static inline int session_open(struct test_session *s, uint32_t threads, uint32_
         return -1;
     _ftmb_in_region_init(s->in, in_size, 1, 64, 1000000000ull, 100000);
     _ftmb_out_region_init(s->out, out_size, threads, rec_cap, out_cap);
+    s->out->every_ordered = (uint32_t)session_every_ordered;
     atomic_store(&s->in->hdr.ready, 1);
     atomic_store(&s->out->hdr.ready, 1);
     s->ol = _ftmb_ol_new(s->out, sink, stderr);

@@ -149,7 +149,7 @@ static int index_object(uint32_t obj, unsigned kind, struct where *w, uint64_t n
         for (uint64_t i = 0; i < cnt; i++) {
             if (_ftmb_rec_obj(log[i].head) != obj || _ftmb_rec_kind(log[i].head) != kind)
                 continue;
-            uint64_t s = log[i].value;
+            uint64_t s = kind == _FTMB_REC_ORDERED ? log[i].value & _FTMB_ORD_SEQ_MASK : log[i].value;
             CHECKF(s < n, "object %u sequence %llu out of range", obj, (unsigned long long)s);
             CHECKF(w[s].thread == -1, "object %u sequence %llu logged twice", obj, (unsigned long long)s);
             w[s].thread = (int32_t)t;
@@ -168,7 +168,8 @@ static int stream_matches(uint32_t t, uint32_t obj, unsigned kind, const uint64_
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, t, &cnt);
     for (uint64_t i = 0; i < cnt; i++)
         if (_ftmb_rec_obj(log[i].head) == obj && _ftmb_rec_kind(log[i].head) == kind) {
-            CHECKF(k < ITERS && log[i].value == seen[k],
+            uint64_t v = kind == _FTMB_REC_ORDERED ? log[i].value & _FTMB_ORD_SEQ_MASK : log[i].value;
+            CHECKF(k < ITERS && v == seen[k],
                    "thread %u object %u access %llu: logged %llu, observed %llu", t, obj, (unsigned long long)k,
                    (unsigned long long)log[i].value, (unsigned long long)(k < ITERS ? seen[k] : 0));
             k++;
@@ -205,6 +206,7 @@ static int record_run(const char *log_path, const char *obs_path)
 
 static int record_orders_and_release(void)
 {
+    session_every_ordered = 1; /* every access's record (replay_reproduces records runs without them) */
     if (record_run(NULL, NULL))
         return 1;
     /* Every packet released exactly once, in per-thread order. */
@@ -346,7 +348,9 @@ static int replay_detects_divergence(void)
 
 /* A failover whose log ends between two nested ordered begins (the master logged begin(8) and died
  * before begin(9)) goes live there: the thread counts itself out of the replay at once instead of
- * waiting for the handover inside the region it alone can end. */
+ * waiting for the handover inside the region it alone can end. The second begin(8) continues the
+ * thread's run on object 8 (no record): the replay makes it past the log (nothing logged has its
+ * sequence) and stops at begin(9), the thread's first access of object 9. */
 static int nested_record(void)
 {
     CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
@@ -356,7 +360,7 @@ static int nested_record(void)
     ftmb_ordered_end(8);
     ftmb_ordered_begin(8, 2); /* the master dies in here */
     _ftmb_ol_poll(S.ol);
-    CHECK(_ftmb_ol_received(S.ol, 0) == 2);
+    CHECK(_ftmb_ol_received(S.ol, 0) == 1);
     CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
     session_close(&S);
     return 0;
@@ -749,7 +753,8 @@ static int atomics_logged_semantics(void)
     CHECK_ATOMICS(4, uint32_t);
     CHECK_ATOMICS(8, uint64_t);
     _ftmb_ol_poll(S.ol);
-    CHECK(_ftmb_ol_received(S.ol, 0) == 4 * 39 * 11);
+    /* One claim per object (sizes 1, 2, 4, 8): the thread alone runs on each after its first access. */
+    CHECK(_ftmb_ol_received(S.ol, 0) == 4);
     session_close(&S);
     return 0;
 }
@@ -1295,13 +1300,16 @@ static int tq_record(void)
     CHECKF(loud == TQ_ITEMS && quiet == empty, "%llu loud, %llu quiet counted, %llu empty polls",
            (unsigned long long)loud, (unsigned long long)quiet, (unsigned long long)empty);
     CHECK(atomic_load(&tq_calls) == TQ_ITEMS + empty);
-    /* The empty polls did not advance the object: its sequences are 0..2*TQ_ITEMS-1. */
+    /* The empty polls did not advance the object: its sequences are 0..2*TQ_ITEMS-1. The producer
+     * logs claims only (its enqueues between two of the consumer's dequeues are one run). */
     uint64_t np;
     const struct _ftmb_record *plog = _ftmb_ol_log(S.ol, 1, &np);
-    CHECK(np == TQ_ITEMS);
+    CHECK(np >= 1 && np <= TQ_ITEMS);
     static uint8_t seen[2 * TQ_ITEMS];
-    for (uint64_t i = 0; i < np; i++)
-        CHECK(plog[i].value < 2 * TQ_ITEMS && !seen[plog[i].value]++);
+    for (uint64_t i = 0; i < np; i++) {
+        uint64_t seq = plog[i].value & _FTMB_ORD_SEQ_MASK;
+        CHECK(_ftmb_rec_kind(plog[i].head) == _FTMB_REC_ORDERED && seq < 2 * TQ_ITEMS && !seen[seq]++);
+    }
     for (uint64_t i = 0; i < n; i++)
         if (_ftmb_rec_kind(log[i].head) == _FTMB_REC_ORDQ)
             CHECK(log[i].value < 2 * TQ_ITEMS && !seen[log[i].value]++);
@@ -1333,8 +1341,8 @@ static int tq_replay(void)
     return 0;
 }
 
-/* A failover in the middle of a quiet run: the master polled an empty queue 5 times, enqueued,
- * dequeued (loud, carrying 5), and died while polling again (3 quiet polls nobody logged). The
+/* A failover in the middle of a quiet run: the master polled an empty queue 5 times, enqueued (a
+ * claim, loud: it carries the 5), dequeued (loud, carrying 0), and died while polling again (3 quiet polls nobody logged). The
  * backup replays the 5 quiet polls without making them, the enqueue and the loud dequeue, then goes
  * live at its next poll and records from there. */
 static int tq_failover_record(void)
@@ -1353,8 +1361,9 @@ static int tq_failover_record(void)
     uint64_t n;
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
     CHECKF(n == 2, "%llu records", (unsigned long long)n);
-    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ORDERED && log[0].value == 0);
-    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDQ && _ftmb_rec_site(log[1].head) == 5 &&
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ORDERED && _ftmb_rec_site(log[0].head) == 5 &&
+          (log[0].value & _FTMB_ORD_SEQ_MASK) == 0);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDQ && _ftmb_rec_site(log[1].head) == 0 &&
           log[1].value == 1 && _ftmb_rec_obj(log[1].head) == OBJ_TQ);
     CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
     session_close(&S);
@@ -1383,11 +1392,12 @@ static int tq_failover(void)
     _ftmb_ol_poll(S.ol);
     uint64_t n;
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
-    /* the live records (this session's logger holds only them): the enqueue at sequence 2, the dequeue
-     * at 3 after 1 quiet poll */
+    /* the live records (this session's logger holds only them): the enqueue at sequence 2 (a claim:
+     * the quiet poll before it ends the thread's run; it carries that 1), the dequeue at 3 */
     CHECKF(n == 2, "%llu records", (unsigned long long)n);
-    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ORDERED && log[0].value == 2);
-    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDQ && _ftmb_rec_site(log[1].head) == 1 && log[1].value == 3);
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ORDERED && (log[0].value & _FTMB_ORD_SEQ_MASK) == 2 &&
+          _ftmb_rec_site(log[0].head) == 1);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDQ && _ftmb_rec_site(log[1].head) == 0 && log[1].value == 3);
     session_close(&S);
     return 0;
 }
@@ -1432,11 +1442,100 @@ static int quiet_dequeues_replay(void)
     return 0;
 }
 
+/* ---- claims: a thread's run of accesses logs nothing ------------------------------------------- */
+
+/* Thread 1 makes two accesses of object 30 (a claim, then its run: no record), then thread 2 takes the
+ * object (a claim at sequence 2). The master dies there: thread 1's log ends at its claim. The
+ * backup's thread 1 makes its run's access past its log (no logged access has sequence 1), so thread
+ * 2's claim gets its turn and reads what it read in the record; were thread 1 to wait for the
+ * handover there instead, thread 2 would wait for its turn forever (the alarm fails the case). */
+#define OBJ_RUN 30
+static uint64_t run_counter, run_seen;
+static _Atomic int run_step;
+
+static void *run_first(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        ftmb_ordered_begin(OBJ_RUN, 80);
+        run_counter++;
+        ftmb_ordered_end(OBJ_RUN);
+    }
+    atomic_store(&run_step, 1);
+    return NULL;
+}
+
+static void *run_second(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&run_step) == 0)
+        sched_yield();
+    ftmb_ordered_begin(OBJ_RUN, 81);
+    run_seen = run_counter++;
+    ftmb_ordered_end(OBJ_RUN);
+    return NULL;
+}
+
+static int run_workload_pair(void)
+{
+    pthread_t a, b;
+    CHECK(ftmb_pthread_create(&a, NULL, run_first, NULL) == 0);
+    CHECK(ftmb_pthread_create(&b, NULL, run_second, NULL) == 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CHECKF(run_seen == 2 && run_counter == 3, "thread 2 saw %llu, counter %llu", (unsigned long long)run_seen,
+           (unsigned long long)run_counter);
+    return 0;
+}
+
+static int run_record(void)
+{
+    CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    if (run_workload_pair())
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    uint64_t n1, n2;
+    const struct _ftmb_record *l1 = _ftmb_ol_log(S.ol, 1, &n1), *l2 = _ftmb_ol_log(S.ol, 2, &n2);
+    CHECKF(n1 == 1 && n2 == 1, "%llu and %llu records", (unsigned long long)n1, (unsigned long long)n2);
+    CHECK(_ftmb_rec_kind(l1[0].head) == _FTMB_REC_ORDERED && l1[0].value == _ftmb_ord_value(0, 0));
+    CHECK(_ftmb_rec_kind(l2[0].head) == _FTMB_REC_ORDERED && l2[0].value == _ftmb_ord_value(2, 0));
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int run_failover(void)
+{
+    alarm(10); /* a hang is the failure this case looks for */
+    CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_HANDOVER", "1", 1);
+    CHECK(ftmb_init() == 0);
+    if (run_workload_pair())
+        return 1;
+    session_close(&S);
+    return 0;
+}
+
+static int runs_replay_past_the_log(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-rlog-%d", (int)getpid());
+    CHECK(run_forked(run_record, NULL, NULL) == 0);
+    int rc = run_forked(run_failover, NULL, NULL);
+    unlink(log_path);
+    CHECK(rc == 0);
+    return 0;
+}
+
 /* The thread roots, registered the way the rewriter's constructor registers an instrumented file's. */
 static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker,
                                       (void (*)(void))slow_second, (void (*)(void))tq_producer,
-                                      (void (*)(void))tq_consumer};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 5); }
+                                      (void (*)(void))tq_consumer, (void (*)(void))run_first,
+                                      (void (*)(void))run_second};
+__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 7); }
 
 int main(void)
 {
@@ -1448,6 +1547,7 @@ int main(void)
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
     run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
     run_case("quiet_dequeues_replay", quiet_dequeues_replay);
+    run_case("runs_replay_past_the_log", runs_replay_past_the_log);
     run_case("verifier_waits_for_a_slow_output_logger", verifier_waits_for_a_slow_output_logger);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);

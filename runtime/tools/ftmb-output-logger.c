@@ -282,6 +282,7 @@ int main(int argc, char **argv)
     if (!region)
         return 1;
     _ftmb_out_region_init(region, size, (uint32_t)threads, (uint32_t)rec_cap, (uint32_t)out_cap);
+    region->every_ordered = follow_on; /* before ready: the master reads it at its attach */
     static struct follow follow; /* (large: the lag notes) */
     if (follow_on) {
         size_t fsize = _ftmb_fol_region_size((uint32_t)threads, (uint32_t)rec_cap);

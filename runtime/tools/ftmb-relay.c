@@ -375,10 +375,12 @@ static struct u64s pend[FTMB_MAX_THREADS];
 static uint64_t obj_next[FTMB_MAX_OBJECTS];
 static uint8_t obj_known[FTMB_MAX_OBJECTS];
 
-static int rec_ordered(uint64_t head, uint32_t *obj)
+/* An ordered record: its object and sequence (an ORD record's value also holds a run mark). */
+static int rec_ordered(uint64_t head, uint64_t value, uint32_t *obj, uint64_t *seq)
 {
     unsigned k = _ftmb_rec_kind(head);
     *obj = _ftmb_rec_obj(head);
+    *seq = k == _FTMB_REC_ORDERED ? value & _FTMB_ORD_SEQ_MASK : value;
     return (k == _FTMB_REC_LOCK || k == _FTMB_REC_ORDERED || k == _FTMB_REC_HELD || k == _FTMB_REC_ORDQ) &&
            *obj < FTMB_MAX_OBJECTS;
 }
@@ -395,21 +397,22 @@ static uint64_t publish_closed(struct _ftmb_out_region *r, struct _ftmb_ring *re
             while (p->at + 2 * n < p->n) {
                 uint64_t head = p->v[p->at + 2 * n], value = p->v[p->at + 2 * n + 1];
                 uint32_t obj;
-                int claimed = 0;
-                if (rec_ordered(head, &obj)) {
+                uint64_t seq;
+                int claimed = 0, ordered = rec_ordered(head, value, &obj, &seq);
+                if (ordered) {
                     if (!obj_known[obj]) { /* a takeover master's object: its predecessors are logged */
                         obj_known[obj] = 1;
-                        obj_next[obj] = value;
+                        obj_next[obj] = seq;
                     }
-                    if (value > obj_next[obj]) /* its predecessor has not come yet */
+                    if (seq > obj_next[obj]) /* its predecessor has not come yet */
                         break;
                     /* below: an object first seen here at a later sequence (a takeover) */
-                    claimed = value == obj_next[obj];
+                    claimed = seq == obj_next[obj];
                     obj_next[obj] += claimed;
                 }
                 struct _ftmb_record *slot = _ftmb_ring_reserve(&rec[t]);
                 if (!slot) { /* undo the claim: the logger is behind */
-                    if (rec_ordered(head, &obj))
+                    if (ordered)
                         obj_next[obj] -= claimed;
                     break;
                 }
@@ -1081,6 +1084,7 @@ static void out_imp_create(struct out_imp *st, const char *session, uint32_t max
     if (!r)
         exit(1);
     _ftmb_out_region_init(r, size, maxt, rcap, ocap);
+    r->every_ordered = 1; /* the export publishes each object's records by consecutive sequence */
     st->r = r;
     st->maxt = maxt;
     st->rcap = rcap;
