@@ -299,6 +299,19 @@ def _start_session(topo, r: dict[str, Role], nf_argv: Sequence[str], input_pcap:
     return prog, in_addr, out_addr
 
 
+def _took_input(session: str, shm: Path) -> bool:
+    """The master of `session` (its input region in `shm`) has taken an input entry."""
+    from .run import InputRegion
+    try:
+        region = InputRegion(session, shm)
+    except (OSError, ValueError):
+        return False
+    try:
+        return any(tail > 0 for _head, tail, _eof in region.queues())
+    finally:
+        region.close()
+
+
 def _follower_drained(session: str, shm: Path) -> bool:
     """On a follower's host after its takeover: every queue's EOF taken, through the follow ring
     (S.infol, before the takeover) or the session's ring (S.in, after), and nothing left unread in
@@ -342,7 +355,7 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
     """The session with each role on its own host (`netns.Topology`: il, ol, m, b, v on one machine).
 
     The master runs on m; with `kill_master_at` host m fails that many seconds after the master
-    started. `backup` "cold": a backup on b then fetches the log, replays it and goes live;
+    took its first input (mid-run, however long its start-up took). `backup` "cold": a backup on b then fetches the log, replays it and goes live;
     "follower": a follower on b has replayed the log as it came since the start and takes over.
     `kill_follower_at` (follower): host b fails instead; the master forwards on, without fault
     tolerance (the output logger says so). Once the input is drained (every queue's EOF taken) the
@@ -380,6 +393,9 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
             fol = dict(r["b"].procs).get("program")
             kill_at = kill_master_at if kill_master_at is not None else kill_follower_at
             if kill_at is not None:
+                if not wait(lambda: prog.poll() is not None or _took_input(s, topo.shm("m")),
+                            "the master took no input"):
+                    return res
                 time.sleep(kill_at)
                 if prog.poll() is not None:
                     res.failure = f"the master exited ({prog.returncode}) before {kill_at:g} s"

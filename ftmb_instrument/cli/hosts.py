@@ -129,7 +129,7 @@ def netns_run(
     ctx: typer.Context,
     input_pcap: Annotated[Path, typer.Argument(help="IN.pcap")],
     output_pcap: Annotated[Path, typer.Argument(help="OUT.pcap: the released packets.")],
-    kill_master_at: Annotated[Optional[float], typer.Option("--kill-master-at", help="Seconds after the master's start at which its host fails.")] = None,
+    kill_master_at: Annotated[Optional[float], typer.Option("--kill-master-at", help="Seconds after the master took its first input at which its host fails.")] = None,
     queues: Annotated[int, typer.Option("--queues")] = 1,
     rate: Annotated[Optional[int], typer.Option("--rate", help="Packets per second.")] = None,
     timeout_ms: Annotated[int, TIMEOUT] = 2000,
