@@ -46,7 +46,7 @@
 struct _ftmb_runtime _ftmb_rt;
 struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
 _Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
-_Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
+__thread struct ftmb_fast *ftmb_fast_thread __attribute__((tls_model("initial-exec")));
 int _ftmb_mode_now = FTMB_MODE_PASSTHROUGH;
 
 static const char *const mode_names[] = {"passthrough", "record", "replay"};
@@ -812,7 +812,7 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  */
 static inline __attribute__((always_inline)) struct _ftmb_thread *recording_receiver(void)
 {
-    return _ftmb_rec_fast; /* rt.h: set at the thread's receives */
+    return _ftmb_rec_fast(); /* rt.h: set at the thread's receives */
 }
 
 static inline __attribute__((always_inline)) struct _ftmb_thread *fast_recorder(ftmb_obj_t obj)
@@ -945,7 +945,7 @@ static inline __attribute__((always_inline)) void ordered_leave_as(struct _ftmb_
 
 static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj *o) { ordered_leave_as(o, 0); }
 
-void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
+void ftmb_ordered_begin_slow(ftmb_obj_t obj, ftmb_site_t site)
 {
     if (__builtin_expect(ordered_enter_fast(obj, site) != NULL, 1))
         return;
@@ -953,7 +953,7 @@ void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
         ordered_enter_general(obj, site);
 }
 
-void ftmb_ordered_end(ftmb_obj_t obj)
+void ftmb_ordered_end_slow(ftmb_obj_t obj)
 {
     /* A recording receiver's begin took the fast path or did nothing the leave must undo (above). */
     if (__builtin_expect(recording_receiver() != NULL && obj < FTMB_MAX_OBJECTS, 1))
@@ -1100,7 +1100,7 @@ __attribute__((noinline)) static void held_access_general(ftmb_obj_t obj, ftmb_s
     _ftmb_op_leave(t);
 }
 
-void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
+void ftmb_held_access_slow(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct _ftmb_thread *t = fast_recorder(obj);
     if (__builtin_expect(t != NULL, 1)) {
@@ -1307,7 +1307,7 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
         struct _ftmb_obj *o_ = ordered_enter_general(obj, site);                                             \
         BODY                                                                                                 \
     }                                                                                                        \
-    RET NAME PARAMS                                                                                          \
+    RET NAME##_slow PARAMS                                                                                   \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
         const int fast_ = 1;                                                                                 \
