@@ -945,20 +945,18 @@ static inline __attribute__((always_inline)) void ordered_leave_as(struct _ftmb_
 
 static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj *o) { ordered_leave_as(o, 0); }
 
+/* The entries whose fast path is inline in the program (ftmb/ftmb.h, ABI v3) come here when it
+ * did not apply: passthrough, or the general path. */
 void ftmb_ordered_begin_slow(ftmb_obj_t obj, ftmb_site_t site)
 {
-    if (__builtin_expect(ordered_enter_fast(obj, site) != NULL, 1))
-        return;
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_enter_general(obj, site);
 }
 
 void ftmb_ordered_end_slow(ftmb_obj_t obj)
 {
-    /* A recording receiver's begin took the fast path or did nothing the leave must undo (above). */
-    if (__builtin_expect(recording_receiver() != NULL && obj < FTMB_MAX_OBJECTS, 1))
-        ordered_leave_as(&_ftmb_rt.objs[obj], 1);
-    else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    /* (A recording receiver's end with an object id in range is the inline one.) */
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
 }
 
@@ -1102,11 +1100,7 @@ __attribute__((noinline)) static void held_access_general(ftmb_obj_t obj, ftmb_s
 
 void ftmb_held_access_slow(ftmb_obj_t obj, ftmb_site_t site)
 {
-    struct _ftmb_thread *t = fast_recorder(obj);
-    if (__builtin_expect(t != NULL, 1)) {
-        struct fast_rec f = fast_slot(t);
-        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_HELD, 0, &f);
-    } else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH) /* (the fast path is inline: ftmb/ftmb.h) */
         held_access_general(obj, site);
 }
 
@@ -1294,29 +1288,19 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
     } while (0)
 
 /*
- * Each logged atomic is two functions made from one text: the entry point, whose fast path
- * (ordered_enter_fast) runs BODY and returns without a call, so it saves no registers, and
- * NAME_general (the general enter, BODY, the general leave), which the entry point tail-calls
- * otherwise. BODY, in braces, works on `p` and `o_` and ends with LEAVE(o_) and a return.
+ * Each logged atomic's fast path is inline in the program (ftmb/ftmb.h, ABI v3: the same sequence
+ * lock, plain load and release store). NAME_slow is what it calls otherwise: the builtin in
+ * passthrough, else the general enter, BODY, the general leave. BODY, in braces, works on `p` and
+ * `o_` and ends with LEAVE(o_) and a return.
  */
 #define LOGGED_FN(RET, NAME, T, PARAMS, ARGS, PASSTHROUGH, BODY)                                             \
-    __attribute__((noinline)) static RET NAME##_general PARAMS                                               \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        const int fast_ = 0;                                                                                 \
-        struct _ftmb_obj *o_ = ordered_enter_general(obj, site);                                             \
-        BODY                                                                                                 \
-    }                                                                                                        \
     RET NAME##_slow PARAMS                                                                                   \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
-        const int fast_ = 1;                                                                                 \
-        struct _ftmb_obj *o_ = ordered_enter_fast(obj, site);                                                \
-        if (__builtin_expect(o_ == NULL, 0)) {                                                               \
-            if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                     \
-                return PASSTHROUGH;                                                                          \
-            return NAME##_general ARGS;                                                                      \
-        }                                                                                                    \
+        const int fast_ = 0;                                                                                 \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                         \
+            return PASSTHROUGH;                                                                              \
+        struct _ftmb_obj *o_ = ordered_enter_general(obj, site);                                             \
         BODY                                                                                                 \
     }
 #define LEAVE(o) ordered_leave_as(o, fast_)
