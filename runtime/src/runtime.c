@@ -809,6 +809,9 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  * path makes no call but tail calls and saves no registers. The general path covers replay, the
  * handover, the standby's initialization before any receive, threads that do not receive (with
  * the checkpoints' in_op mark, rt.h), a full ring, a contended object and a bad object id.
+ * Held accesses, ordered regions and the generic atomics have the same fast path inline in the
+ * program (ftmb/ftmb.h, written from ftmb_instrument/abi/fast_path.py: ABI v3), which calls their
+ * *_slow entries below otherwise; the functions here serve the lock wrappers and rte_atomic*.
  */
 static inline __attribute__((always_inline)) struct _ftmb_thread *recording_receiver(void)
 {
