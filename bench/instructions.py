@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -114,7 +115,7 @@ def build(work: Path, name: str) -> tuple[Path, Path]:
                        capture_output=True, timeout=900)
         syms = subprocess.run(["nm", str(d / out)], capture_output=True, text=True, check=True).stdout
         own = [f for f in PER_PACKET[name] if not f.startswith(("rte_", "eth_", "ftmb_"))]
-        missing = [f for f in own if f" {f}\n" not in syms]
+        missing = [f for f in own if not re.search(rf" {f}(\.\w+\.\d+)?$", syms, re.M)]
         if missing:
             raise SystemExit(f"instructions: {name} {out}: no function {', '.join(missing)} in the binary (inlined?)")
     return d / "plain", d / "record"
@@ -134,7 +135,8 @@ _ids = iter(range(10**9))
 
 def valgrind(out_file: Path, name: str) -> list[str]:
     return ["valgrind", "--tool=callgrind", "--collect-atstart=no",
-            *(f"--toggle-collect={f}" for f in PER_PACKET[name]), f"--callgrind-out-file={out_file}"]
+            # f*: also gcc's clones of f (f.isra.0, f.constprop.0), which replace it
+            *(f"--toggle-collect={f}*" for f in PER_PACKET[name]), f"--callgrind-out-file={out_file}"]
 
 
 def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
