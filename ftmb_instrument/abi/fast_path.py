@@ -38,8 +38,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_head_of(unsi
 static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_check_of(ftmb_u64 head, ftmb_u64 value,
                                                                              ftmb_u64 index)
 {
-    ftmb_u64 x = ((head ^ (index << 1)) * 0x9e3779b97f4a7c15ull) ^ value;
-    x *= 0xd6e8feb86659fd93ull;
+    ftmb_u64 x = ((head ^ (index << 1)) * 0x9e3779b97f4a7c15ul) ^ value;
+    x *= 0xd6e8feb86659fd93ul;
     return (x >> 48) << 8;
 }
 
@@ -80,12 +80,14 @@ static __inline__ __attribute__((always_inline)) void _ftmb_fast_emit(struct ftm
 static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct ftmb_fast *f = _ftmb_fast_room(obj);
+    struct ftmb_record *slot;
+    ftmb_u64 local, s, *w;
     if (__builtin_expect(f == 0, 0))
         return 0;
-    ftmb_u64 local = f->local;
-    struct ftmb_record *slot = f->slots + (local & f->mask);
-    ftmb_u64 *w = f->objs + (ftmb_size_t)obj * 8;
-    ftmb_u64 s = __atomic_load_n(w, __ATOMIC_RELAXED);
+    local = f->local;
+    slot = f->slots + (local & f->mask);
+    w = f->objs + (ftmb_size_t)obj * 8;
+    s = __atomic_load_n(w, __ATOMIC_RELAXED);
     __atomic_store_n(w, s + 1, __ATOMIC_RELAXED);
     _ftmb_fast_emit(f, slot, local, _ftmb_rec_head_of(FTMB_REC_HELD, obj, site), s);
     return 1;
@@ -95,14 +97,15 @@ static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t 
 static __inline__ __attribute__((always_inline)) ftmb_u64 *_ftmb_fast_seq_lock(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct ftmb_fast *f = _ftmb_fast_room(obj);
+    ftmb_u64 *w, v, local;
     if (__builtin_expect(f == 0, 0))
         return 0;
-    ftmb_u64 *w = f->objs + (ftmb_size_t)obj * 8;
-    ftmb_u64 v = __atomic_load_n(w, __ATOMIC_RELAXED);
+    w = f->objs + (ftmb_size_t)obj * 8;
+    v = __atomic_load_n(w, __ATOMIC_RELAXED);
     if (__builtin_expect(v & 1, 0) ||
         __builtin_expect(!__atomic_compare_exchange_n(w, &v, v | 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
         return 0;
-    ftmb_u64 local = f->local;
+    local = f->local;
     _ftmb_fast_emit(f, f->slots + (local & f->mask), local, _ftmb_rec_head_of(FTMB_REC_ORDERED, obj, site), v >> 1);
     return w;
 }
@@ -131,47 +134,50 @@ ORDERED_END = "if (__builtin_expect(_ftmb_fast_seq_end(obj_), 1))\n        retur
 # runtime's general path does the same: runtime/README.md, Record path and memory ordering).
 
 
-def _locked(*lines: str) -> str:
+def _locked(unused: str, *lines: str) -> str:
+    """The body of a logged atomic: the sequence lock, the operation, the unlock (declarations first:
+    the header also compiles as C90)."""
     body = "\n".join(f"        {line}" for line in lines)
     return ("ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);\n"
-            "    if (__builtin_expect(w_ != 0, 1)) {\n"
+            + "".join(f"    (void){p};\n" for p in unused.split())
+            + "    if (__builtin_expect(w_ != 0, 1)) {\n"
             f"{body}\n"
             "    }")
 
 
 def atomic_load(t: str) -> str:
-    return "(void)memorder_;\n    " + _locked(f"{t} v_ = __atomic_load_n((const volatile {t} *)ptr_, __ATOMIC_RELAXED);",
+    return _locked("memorder_", f"{t} v_ = __atomic_load_n((const volatile {t} *)ptr_, __ATOMIC_RELAXED);",
                                              "_ftmb_fast_seq_unlock(w_);", "return v_;")
 
 
 def atomic_store(t: str) -> str:
-    return "(void)memorder_;\n    " + _locked(f"__atomic_store_n((volatile {t} *)ptr_, val_, __ATOMIC_RELEASE);",
+    return _locked("memorder_", f"__atomic_store_n((volatile {t} *)ptr_, val_, __ATOMIC_RELEASE);",
                                              "_ftmb_fast_seq_unlock(w_);", "return;")
 
 
 def atomic_exchange(t: str) -> str:
-    return "(void)memorder_;\n    " + _locked(f"{t} old_ = __atomic_load_n((volatile {t} *)ptr_, __ATOMIC_RELAXED);",
+    return _locked("memorder_", f"{t} old_ = __atomic_load_n((volatile {t} *)ptr_, __ATOMIC_RELAXED);",
                                              f"__atomic_store_n((volatile {t} *)ptr_, val_, __ATOMIC_RELEASE);",
                                              "_ftmb_fast_seq_unlock(w_);", "return old_;")
 
 
 def atomic_compare_exchange(t: str) -> str:
     # logged, a weak CAS never fails spuriously: replay could not reproduce that
-    return ("(void)weak_;\n    (void)success_memorder_;\n    (void)failure_memorder_;\n    "
-            + _locked(f"{t} cur_ = __atomic_load_n((volatile {t} *)ptr_, __ATOMIC_RELAXED);",
-                      f"_Bool ok_ = cur_ == *({t} *)expected_;",
-                      "if (ok_)",
-                      f"    __atomic_store_n((volatile {t} *)ptr_, desired_, __ATOMIC_RELEASE);",
-                      "else",
-                      f"    *({t} *)expected_ = cur_;",
-                      "_ftmb_fast_seq_unlock(w_);", "return ok_;"))
+    return _locked("weak_ success_memorder_ failure_memorder_",
+                   f"{t} cur_ = __atomic_load_n((volatile {t} *)ptr_, __ATOMIC_RELAXED);",
+                   f"_Bool ok_ = cur_ == *({t} *)expected_;",
+                   "if (ok_)",
+                   f"    __atomic_store_n((volatile {t} *)ptr_, desired_, __ATOMIC_RELEASE);",
+                   "else",
+                   f"    *({t} *)expected_ = cur_;",
+                   "_ftmb_fast_seq_unlock(w_);", "return ok_;")
 
 
 _RMW = {"add": "+", "sub": "-", "and": "&", "or": "|", "xor": "^"}
 
 
 def atomic_rmw(t: str, op: str, fetch_first: bool) -> str:
-    return "(void)memorder_;\n    " + _locked(f"{t} old_ = __atomic_load_n((volatile {t} *)ptr_, __ATOMIC_RELAXED);",
+    return _locked("memorder_", f"{t} old_ = __atomic_load_n((volatile {t} *)ptr_, __ATOMIC_RELAXED);",
                                              f"{t} new_ = ({t})(old_ {_RMW[op]} val_);",
                                              f"__atomic_store_n((volatile {t} *)ptr_, new_, __ATOMIC_RELEASE);",
                                              "_ftmb_fast_seq_unlock(w_);",

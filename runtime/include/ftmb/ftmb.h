@@ -68,8 +68,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_head_of(unsi
 static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_check_of(ftmb_u64 head, ftmb_u64 value,
                                                                              ftmb_u64 index)
 {
-    ftmb_u64 x = ((head ^ (index << 1)) * 0x9e3779b97f4a7c15ull) ^ value;
-    x *= 0xd6e8feb86659fd93ull;
+    ftmb_u64 x = ((head ^ (index << 1)) * 0x9e3779b97f4a7c15ul) ^ value;
+    x *= 0xd6e8feb86659fd93ul;
     return (x >> 48) << 8;
 }
 
@@ -110,12 +110,14 @@ static __inline__ __attribute__((always_inline)) void _ftmb_fast_emit(struct ftm
 static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct ftmb_fast *f = _ftmb_fast_room(obj);
+    struct ftmb_record *slot;
+    ftmb_u64 local, s, *w;
     if (__builtin_expect(f == 0, 0))
         return 0;
-    ftmb_u64 local = f->local;
-    struct ftmb_record *slot = f->slots + (local & f->mask);
-    ftmb_u64 *w = f->objs + (ftmb_size_t)obj * 8;
-    ftmb_u64 s = __atomic_load_n(w, __ATOMIC_RELAXED);
+    local = f->local;
+    slot = f->slots + (local & f->mask);
+    w = f->objs + (ftmb_size_t)obj * 8;
+    s = __atomic_load_n(w, __ATOMIC_RELAXED);
     __atomic_store_n(w, s + 1, __ATOMIC_RELAXED);
     _ftmb_fast_emit(f, slot, local, _ftmb_rec_head_of(FTMB_REC_HELD, obj, site), s);
     return 1;
@@ -125,14 +127,15 @@ static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t 
 static __inline__ __attribute__((always_inline)) ftmb_u64 *_ftmb_fast_seq_lock(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct ftmb_fast *f = _ftmb_fast_room(obj);
+    ftmb_u64 *w, v, local;
     if (__builtin_expect(f == 0, 0))
         return 0;
-    ftmb_u64 *w = f->objs + (ftmb_size_t)obj * 8;
-    ftmb_u64 v = __atomic_load_n(w, __ATOMIC_RELAXED);
+    w = f->objs + (ftmb_size_t)obj * 8;
+    v = __atomic_load_n(w, __ATOMIC_RELAXED);
     if (__builtin_expect(v & 1, 0) ||
         __builtin_expect(!__atomic_compare_exchange_n(w, &v, v | 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
         return 0;
-    ftmb_u64 local = f->local;
+    local = f->local;
     _ftmb_fast_emit(f, f->slots + (local & f->mask), local, _ftmb_rec_head_of(FTMB_REC_ORDERED, obj, site), v >> 1);
     return w;
 }
@@ -255,8 +258,8 @@ int ftmb_sem_post(void *sem, ftmb_obj_t obj, ftmb_site_t site);
 ftmb_u8 ftmb_atomic_load_1_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_load_1(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 v_ = __atomic_load_n((const volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         _ftmb_fast_seq_unlock(w_);
@@ -268,8 +271,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_load_1(cons
 void ftmb_atomic_store_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         __atomic_store_n((volatile ftmb_u8 *)ptr_, val_, __ATOMIC_RELEASE);
         _ftmb_fast_seq_unlock(w_);
@@ -281,8 +284,8 @@ static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_1(volati
 ftmb_u8 ftmb_atomic_exchange_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_exchange_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         __atomic_store_n((volatile ftmb_u8 *)ptr_, val_, __ATOMIC_RELEASE);
@@ -295,10 +298,10 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_exchange_1(
 _Bool ftmb_atomic_compare_exchange_1_slow(volatile void *ptr, void *expected, ftmb_u8 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_1(volatile void *ptr_, void *expected_, ftmb_u8 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     (void)weak_;
     (void)success_memorder_;
     (void)failure_memorder_;
-    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 cur_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         _Bool ok_ = cur_ == *(ftmb_u8 *)expected_;
@@ -315,8 +318,8 @@ static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_excha
 ftmb_u8 ftmb_atomic_fetch_add_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_add_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ + val_);
@@ -330,8 +333,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_add_1
 ftmb_u8 ftmb_atomic_add_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_add_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ + val_);
@@ -345,8 +348,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_add_fetch_1
 ftmb_u8 ftmb_atomic_fetch_sub_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_sub_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ - val_);
@@ -360,8 +363,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_sub_1
 ftmb_u8 ftmb_atomic_sub_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_sub_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ - val_);
@@ -375,8 +378,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_sub_fetch_1
 ftmb_u8 ftmb_atomic_fetch_and_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_and_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ & val_);
@@ -390,8 +393,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_and_1
 ftmb_u8 ftmb_atomic_and_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_and_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ & val_);
@@ -405,8 +408,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_and_fetch_1
 ftmb_u8 ftmb_atomic_fetch_or_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_or_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ | val_);
@@ -420,8 +423,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_or_1(
 ftmb_u8 ftmb_atomic_or_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_or_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ | val_);
@@ -435,8 +438,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_or_fetch_1(
 ftmb_u8 ftmb_atomic_fetch_xor_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_xor_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ ^ val_);
@@ -450,8 +453,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_xor_1
 ftmb_u8 ftmb_atomic_xor_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_xor_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u8 new_ = (ftmb_u8)(old_ ^ val_);
@@ -465,8 +468,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_xor_fetch_1
 ftmb_u16 ftmb_atomic_load_2_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_load_2(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 v_ = __atomic_load_n((const volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         _ftmb_fast_seq_unlock(w_);
@@ -478,8 +481,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_load_2(con
 void ftmb_atomic_store_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         __atomic_store_n((volatile ftmb_u16 *)ptr_, val_, __ATOMIC_RELEASE);
         _ftmb_fast_seq_unlock(w_);
@@ -491,8 +494,8 @@ static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_2(volati
 ftmb_u16 ftmb_atomic_exchange_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_exchange_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         __atomic_store_n((volatile ftmb_u16 *)ptr_, val_, __ATOMIC_RELEASE);
@@ -505,10 +508,10 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_exchange_2
 _Bool ftmb_atomic_compare_exchange_2_slow(volatile void *ptr, void *expected, ftmb_u16 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_2(volatile void *ptr_, void *expected_, ftmb_u16 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     (void)weak_;
     (void)success_memorder_;
     (void)failure_memorder_;
-    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 cur_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         _Bool ok_ = cur_ == *(ftmb_u16 *)expected_;
@@ -525,8 +528,8 @@ static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_excha
 ftmb_u16 ftmb_atomic_fetch_add_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_add_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ + val_);
@@ -540,8 +543,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_add_
 ftmb_u16 ftmb_atomic_add_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_add_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ + val_);
@@ -555,8 +558,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_add_fetch_
 ftmb_u16 ftmb_atomic_fetch_sub_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_sub_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ - val_);
@@ -570,8 +573,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_sub_
 ftmb_u16 ftmb_atomic_sub_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_sub_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ - val_);
@@ -585,8 +588,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_sub_fetch_
 ftmb_u16 ftmb_atomic_fetch_and_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_and_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ & val_);
@@ -600,8 +603,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_and_
 ftmb_u16 ftmb_atomic_and_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_and_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ & val_);
@@ -615,8 +618,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_and_fetch_
 ftmb_u16 ftmb_atomic_fetch_or_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_or_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ | val_);
@@ -630,8 +633,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_or_2
 ftmb_u16 ftmb_atomic_or_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_or_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ | val_);
@@ -645,8 +648,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_or_fetch_2
 ftmb_u16 ftmb_atomic_fetch_xor_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_xor_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ ^ val_);
@@ -660,8 +663,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_xor_
 ftmb_u16 ftmb_atomic_xor_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_xor_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u16 new_ = (ftmb_u16)(old_ ^ val_);
@@ -675,8 +678,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_xor_fetch_
 ftmb_u32 ftmb_atomic_load_4_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_load_4(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 v_ = __atomic_load_n((const volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         _ftmb_fast_seq_unlock(w_);
@@ -688,8 +691,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_load_4(con
 void ftmb_atomic_store_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         __atomic_store_n((volatile ftmb_u32 *)ptr_, val_, __ATOMIC_RELEASE);
         _ftmb_fast_seq_unlock(w_);
@@ -701,8 +704,8 @@ static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_4(volati
 ftmb_u32 ftmb_atomic_exchange_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_exchange_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         __atomic_store_n((volatile ftmb_u32 *)ptr_, val_, __ATOMIC_RELEASE);
@@ -715,10 +718,10 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_exchange_4
 _Bool ftmb_atomic_compare_exchange_4_slow(volatile void *ptr, void *expected, ftmb_u32 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_4(volatile void *ptr_, void *expected_, ftmb_u32 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     (void)weak_;
     (void)success_memorder_;
     (void)failure_memorder_;
-    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 cur_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         _Bool ok_ = cur_ == *(ftmb_u32 *)expected_;
@@ -735,8 +738,8 @@ static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_excha
 ftmb_u32 ftmb_atomic_fetch_add_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_add_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ + val_);
@@ -750,8 +753,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_add_
 ftmb_u32 ftmb_atomic_add_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_add_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ + val_);
@@ -765,8 +768,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_add_fetch_
 ftmb_u32 ftmb_atomic_fetch_sub_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_sub_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ - val_);
@@ -780,8 +783,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_sub_
 ftmb_u32 ftmb_atomic_sub_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_sub_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ - val_);
@@ -795,8 +798,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_sub_fetch_
 ftmb_u32 ftmb_atomic_fetch_and_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_and_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ & val_);
@@ -810,8 +813,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_and_
 ftmb_u32 ftmb_atomic_and_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_and_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ & val_);
@@ -825,8 +828,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_and_fetch_
 ftmb_u32 ftmb_atomic_fetch_or_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_or_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ | val_);
@@ -840,8 +843,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_or_4
 ftmb_u32 ftmb_atomic_or_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_or_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ | val_);
@@ -855,8 +858,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_or_fetch_4
 ftmb_u32 ftmb_atomic_fetch_xor_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_xor_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ ^ val_);
@@ -870,8 +873,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_xor_
 ftmb_u32 ftmb_atomic_xor_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_xor_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u32 new_ = (ftmb_u32)(old_ ^ val_);
@@ -885,8 +888,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_xor_fetch_
 ftmb_u64 ftmb_atomic_load_8_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_load_8(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 v_ = __atomic_load_n((const volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         _ftmb_fast_seq_unlock(w_);
@@ -898,8 +901,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_load_8(con
 void ftmb_atomic_store_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         __atomic_store_n((volatile ftmb_u64 *)ptr_, val_, __ATOMIC_RELEASE);
         _ftmb_fast_seq_unlock(w_);
@@ -911,8 +914,8 @@ static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_8(volati
 ftmb_u64 ftmb_atomic_exchange_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_exchange_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         __atomic_store_n((volatile ftmb_u64 *)ptr_, val_, __ATOMIC_RELEASE);
@@ -925,10 +928,10 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_exchange_8
 _Bool ftmb_atomic_compare_exchange_8_slow(volatile void *ptr, void *expected, ftmb_u64 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_8(volatile void *ptr_, void *expected_, ftmb_u64 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     (void)weak_;
     (void)success_memorder_;
     (void)failure_memorder_;
-    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 cur_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         _Bool ok_ = cur_ == *(ftmb_u64 *)expected_;
@@ -945,8 +948,8 @@ static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_excha
 ftmb_u64 ftmb_atomic_fetch_add_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_add_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ + val_);
@@ -960,8 +963,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_add_
 ftmb_u64 ftmb_atomic_add_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_add_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ + val_);
@@ -975,8 +978,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_add_fetch_
 ftmb_u64 ftmb_atomic_fetch_sub_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_sub_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ - val_);
@@ -990,8 +993,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_sub_
 ftmb_u64 ftmb_atomic_sub_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_sub_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ - val_);
@@ -1005,8 +1008,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_sub_fetch_
 ftmb_u64 ftmb_atomic_fetch_and_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_and_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ & val_);
@@ -1020,8 +1023,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_and_
 ftmb_u64 ftmb_atomic_and_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_and_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ & val_);
@@ -1035,8 +1038,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_and_fetch_
 ftmb_u64 ftmb_atomic_fetch_or_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_or_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ | val_);
@@ -1050,8 +1053,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_or_8
 ftmb_u64 ftmb_atomic_or_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_or_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ | val_);
@@ -1065,8 +1068,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_or_fetch_8
 ftmb_u64 ftmb_atomic_fetch_xor_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_xor_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ ^ val_);
@@ -1080,8 +1083,8 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_xor_
 ftmb_u64 ftmb_atomic_xor_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
 static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_xor_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
 {
-    (void)memorder_;
     ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
     if (__builtin_expect(w_ != 0, 1)) {
         ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
         ftmb_u64 new_ = (ftmb_u64)(old_ ^ val_);
