@@ -25,7 +25,15 @@ enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_F
 
 /* A master thread's private state: only its own thread writes it. */
 struct _ftmb_thread {
-    alignas(_FTMB_CACHE_LINE) struct _ftmb_ring rec; /* producer side of its record ring */
+    /* The producer side of its record ring, with the object table's address: what the inline fast
+     * path of ftmb/ftmb.h reads, as struct ftmb_fast (the same layout, asserted below). */
+    alignas(_FTMB_CACHE_LINE) union {
+        struct {
+            struct _ftmb_ring rec; /* producer side of its record ring */
+            uint64_t *fast_objs;   /* _ftmb_rt.objs' words, set with ftmb_fast_thread */
+        };
+        struct ftmb_fast fast;
+    };
     int in_op;                       /* inside a runtime operation: a checkpoint signal does not park it */
     int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input); both
                                       * on the line emit() writes anyway */
@@ -172,12 +180,24 @@ void _ftmb_spawn_begin(void (*start)(void), const char *wrapper);
  * snapshot taking over) or before any thread receives (a standby), and a thread that has become
  * a receiver, or whose process has gone live after a replay, takes the general path, which is
  * correct in every mode, until its next receive. */
-extern _Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
+/* It is ftmb/ftmb.h's ftmb_fast_thread (the thread's `fast` view, at offset 0 of its state), which
+ * the program's inline fast path reads too. */
+#define _FTMB_FAST_SAME(f, r) (offsetof(struct _ftmb_thread, fast.f) == offsetof(struct _ftmb_thread, r))
+_Static_assert(offsetof(struct _ftmb_thread, fast) == 0 && _FTMB_FAST_SAME(head, rec.ctl) &&
+                   _FTMB_FAST_SAME(slots, rec.buf) && _FTMB_FAST_SAME(mask, rec.mask) &&
+                   _FTMB_FAST_SAME(slot_size, rec.slot_size) && _FTMB_FAST_SAME(local, rec.local) &&
+                   _FTMB_FAST_SAME(cache, rec.cache) && _FTMB_FAST_SAME(objs, fast_objs) &&
+                   offsetof(struct _ftmb_ring_ctl, head) == 0 && sizeof(struct _ftmb_obj) == 8 * sizeof(uint64_t),
+               "struct ftmb_fast (ftmb/ftmb.h) is the record ring's producer view");
+static inline struct _ftmb_thread *_ftmb_rec_fast(void) { return (struct _ftmb_thread *)(void *)ftmb_fast_thread; }
 static inline void _ftmb_rec_fast_refresh(struct _ftmb_thread *t)
 {
     struct _ftmb_thread *want = _ftmb_mode_now == FTMB_MODE_RECORD && t->ckpt_receiver ? t : NULL;
-    if (__builtin_expect(_ftmb_rec_fast != want, 0))
-        _ftmb_rec_fast = want;
+    if (__builtin_expect(_ftmb_rec_fast() != want, 0)) {
+        if (want)
+            want->fast_objs = (uint64_t *)(void *)_ftmb_rt.objs;
+        ftmb_fast_thread = want ? &want->fast : NULL;
+    }
 }
 
 /* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread parks at its next
