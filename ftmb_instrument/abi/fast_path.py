@@ -26,8 +26,12 @@ struct ftmb_record {
     ftmb_u64 head;
     ftmb_u64 value;
 };
-#define FTMB_REC_ORDERED 2 /* an ordered region or a logged atomic: value = the object's sequence */
+#define FTMB_REC_ORDERED 2 /* a claim of an object by an ordered region or a logged atomic (below) */
 #define FTMB_REC_HELD 3    /* an access under a lock taken without a wrapper: value = the sequence */
+/* A claim's value: the access's object sequence (bits 0..47) and the low 16 bits of the thread's
+ * run mark on the object before it (bits 48..63); runtime/README.md, records on a change of owner. */
+#define FTMB_ORD_SEQ_BITS 48
+#define FTMB_ORD_MARK_MASK 0xffffu
 /* The record's head without its check bits. */
 static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_head_of(unsigned kind, ftmb_u32 obj,
                                                                             ftmb_u32 site)
@@ -54,6 +58,9 @@ struct ftmb_fast {
     ftmb_u64 local;            /* the next record's stream index */
     ftmb_u64 cache;            /* the consumer's tail, as last read: room while local - cache <= mask */
     ftmb_u64 *objs;            /* the objects' words: obj's is objs[obj * 8] (one per cache line) */
+    ftmb_u64 *own;             /* the thread's run marks: own[obj] = its latest access's sequence + 2 */
+    ftmb_u64 quiet;            /* quiet operations since its last loud record */
+    ftmb_u64 every;            /* every ordered access logs a claim (a relay or a follower session) */
 };
 extern __thread struct ftmb_fast *ftmb_fast_thread __attribute__((tls_model("initial-exec")));
 
@@ -92,21 +99,32 @@ static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t 
     _ftmb_fast_emit(f, slot, local, _ftmb_rec_head_of(FTMB_REC_HELD, obj, site), s);
     return 1;
 }
-/* Take obj's sequence lock ((seq << 1) | locked) with one acquire CAS and log its sequence; the
- * word, or NULL when nothing was done (a held or contended word too: the slow path waits). */
+/* Take obj's sequence lock ((seq << 1) | locked) with one acquire CAS; log a claim unless the
+ * thread's run on obj goes on (its own access was the object's previous one, no quiet operation
+ * since its last loud record, no renewal at a multiple of 2^16: runtime.c, run_continues). The
+ * word, or NULL when nothing was done (quiet operations to carry, a held or contended word: the
+ * slow path). The site is not logged (a claim's site field carries the quiet count, 0 here). */
 static __inline__ __attribute__((always_inline)) ftmb_u64 *_ftmb_fast_seq_lock(ftmb_obj_t obj, ftmb_site_t site)
 {
     struct ftmb_fast *f = _ftmb_fast_room(obj);
-    ftmb_u64 *w, v, local;
-    if (__builtin_expect(f == 0, 0))
+    ftmb_u64 *w, v, local, seq, mark;
+    (void)site;
+    if (__builtin_expect(f == 0 || f->quiet != 0, 0))
         return 0;
     w = f->objs + (ftmb_size_t)obj * 8;
     v = __atomic_load_n(w, __ATOMIC_RELAXED);
     if (__builtin_expect(v & 1, 0) ||
         __builtin_expect(!__atomic_compare_exchange_n(w, &v, v | 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
         return 0;
+    seq = v >> 1;
+    mark = f->own[obj];
+    f->own[obj] = seq + 2;
+    if (__builtin_expect(mark == seq + 1 && (seq & FTMB_ORD_MARK_MASK) != 0 && f->every == 0, 1))
+        return w;
     local = f->local;
-    _ftmb_fast_emit(f, f->slots + (local & f->mask), local, _ftmb_rec_head_of(FTMB_REC_ORDERED, obj, site), v >> 1);
+    _ftmb_fast_emit(f, f->slots + (local & f->mask), local, _ftmb_rec_head_of(FTMB_REC_ORDERED, obj, 0),
+                    (seq & ((((ftmb_u64)1) << FTMB_ORD_SEQ_BITS) - 1)) |
+                        ((mark & FTMB_ORD_MARK_MASK) << FTMB_ORD_SEQ_BITS));
     return w;
 }
 /* Release the sequence lock, one sequence on (after the record's publication). */

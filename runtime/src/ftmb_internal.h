@@ -83,9 +83,9 @@ enum _ftmb_rec_kind {
 #define _FTMB_RX_QUIET_MAX ((1ull << (64 - _FTMB_RX_SEQ_BITS)) - 1) /* in an RX record's value */
 #define _FTMB_EXT_QUIET_MAX 0xffffull                                  /* in an external read's site */
 /* ORD claims (above): the access's object sequence and the low bits of the thread's run mark. */
-#define _FTMB_ORD_SEQ_BITS 48
+#define _FTMB_ORD_SEQ_BITS FTMB_ORD_SEQ_BITS
 #define _FTMB_ORD_SEQ_MASK ((1ull << _FTMB_ORD_SEQ_BITS) - 1)
-#define _FTMB_ORD_MARK_MASK 0xffffull /* also: a run of accesses without a record ends at a multiple of it + 1 */
+#define _FTMB_ORD_MARK_MASK ((uint64_t)FTMB_ORD_MARK_MASK) /* also: a run of accesses without a record ends at a multiple of it + 1 */
 static inline uint64_t _ftmb_ord_value(uint64_t seq, uint64_t mark)
 {
     return (seq & _FTMB_ORD_SEQ_MASK) | (mark & _FTMB_ORD_MARK_MASK) << _FTMB_ORD_SEQ_BITS;

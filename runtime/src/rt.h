@@ -31,6 +31,15 @@ struct _ftmb_thread {
         struct {
             struct _ftmb_ring rec; /* producer side of its record ring */
             uint64_t *fast_objs;   /* _ftmb_rt.objs' words, set with ftmb_fast_thread */
+            /* Ordered accesses (runtime.c, claims): own[obj] is the sequence of the thread's latest
+             * access of obj + 2 (0: none), in record and in replay alike; the thread owns obj while
+             * the object's sequence is own[obj] - 1. FTMB_MAX_OBJECTS entries, allocated when the
+             * thread gets its index. */
+            uint64_t *own;
+            /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external
+             * reads since the thread's last loud record, counted in record and in replay alike. */
+            uint64_t quiet;
+            uint64_t fast_every; /* _ftmb_rt.every_ordered, set with ftmb_fast_thread */
         };
         struct ftmb_fast fast;
     };
@@ -53,9 +62,6 @@ struct _ftmb_thread {
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
-    /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external reads
-     * since the thread's last loud record, counted in record and in replay alike. */
-    uint64_t quiet;
     int quiet_time;                  /* one of them moved its clock (a receive past an EOF) */
     const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
     uint64_t ext_size, ext_value;
@@ -63,10 +69,6 @@ struct _ftmb_thread {
      * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
     int loud_valid;
     uint64_t loud_idx, loud_need;
-    /* Ordered accesses (runtime.c, claims): own[obj] is the sequence of the thread's latest access
-     * of obj + 2 (0: none), in record and in replay alike; the thread owns obj while the object's
-     * sequence is own[obj] - 1. FTMB_MAX_OBJECTS entries, allocated when the thread gets its index. */
-    uint64_t *own;
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
@@ -187,6 +189,7 @@ _Static_assert(offsetof(struct _ftmb_thread, fast) == 0 && _FTMB_FAST_SAME(head,
                    _FTMB_FAST_SAME(slots, rec.buf) && _FTMB_FAST_SAME(mask, rec.mask) &&
                    _FTMB_FAST_SAME(slot_size, rec.slot_size) && _FTMB_FAST_SAME(local, rec.local) &&
                    _FTMB_FAST_SAME(cache, rec.cache) && _FTMB_FAST_SAME(objs, fast_objs) &&
+                   _FTMB_FAST_SAME(own, own) && _FTMB_FAST_SAME(quiet, quiet) && _FTMB_FAST_SAME(every, fast_every) &&
                    offsetof(struct _ftmb_ring_ctl, head) == 0 && sizeof(struct _ftmb_obj) == 8 * sizeof(uint64_t),
                "struct ftmb_fast (ftmb/ftmb.h) is the record ring's producer view");
 static inline struct _ftmb_thread *_ftmb_rec_fast(void) { return (struct _ftmb_thread *)(void *)ftmb_fast_thread; }
@@ -194,8 +197,10 @@ static inline void _ftmb_rec_fast_refresh(struct _ftmb_thread *t)
 {
     struct _ftmb_thread *want = _ftmb_mode_now == FTMB_MODE_RECORD && t->ckpt_receiver ? t : NULL;
     if (__builtin_expect(_ftmb_rec_fast() != want, 0)) {
-        if (want)
+        if (want) {
             want->fast_objs = (uint64_t *)(void *)_ftmb_rt.objs;
+            want->fast_every = (uint64_t)_ftmb_rt.every_ordered;
+        }
         ftmb_fast_thread = want ? &want->fast : NULL;
     }
 }

@@ -966,7 +966,9 @@ static int inline_fast_path(void)
     CHECK(!ftmb_atomic_compare_exchange_2(&y, &e, 9, 1, 5, 5, 8, 6) && e == 1 && y == 1); /* never spurious */
     CHECK(ftmb_atomic_compare_exchange_2(&y, &e, 9, 1, 5, 5, 8, 7) && y == 9);
     CHECK(ftmb_atomic_sub_fetch_2(&y, 4, 0, 8, 8) == 5 && ftmb_atomic_load_2(&y, 2, 8, 9) == 5);
-    CHECK(ftmb_fast_thread->local == at + 8); /* one record each, written by the inline code */
+    /* the held access and one claim per object (the first access of each), written by the inline
+     * code; the later accesses of 6 and 8 continue the thread's run and log nothing */
+    CHECK(ftmb_fast_thread->local == at + 4);
     CHECK(atomic_load(&_ftmb_rt.objs[6].word) == 4); /* two ordered accesses: sequence 2, unlocked */
     struct ftmb_pkt *out = ftmb_pkt_alloc();
     ftmb_pkt_set_len(out, 60);
@@ -975,15 +977,18 @@ static int inline_fast_path(void)
     CHECKF(_ftmb_ol_corrupt(S.ol) == 0, "%llu corrupt records", (unsigned long long)_ftmb_ol_corrupt(S.ol));
     uint64_t n;
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
-    CHECKF(n == 10, "%llu records", (unsigned long long)n); /* held, RX, then the fast path's eight */
+    CHECKF(n == 6, "%llu records", (unsigned long long)n); /* held, RX, then the fast path's four */
+    /* claims: sequence 0, no earlier mark, no quiet count in the site field */
     static const struct { unsigned kind, obj, site; uint64_t value; } want[] = {
-        {_FTMB_REC_HELD, 5, 2, 1},    {_FTMB_REC_ORDERED, 6, 3, 0}, {_FTMB_REC_ORDERED, 6, 4, 1},
-        {_FTMB_REC_ORDERED, 7, 5, 0}, {_FTMB_REC_ORDERED, 8, 6, 0}, {_FTMB_REC_ORDERED, 8, 7, 1},
-        {_FTMB_REC_ORDERED, 8, 8, 2}, {_FTMB_REC_ORDERED, 8, 9, 3},
+        {_FTMB_REC_HELD, 5, 2, 1},
+        {_FTMB_REC_ORDERED, 6, 0, 0},
+        {_FTMB_REC_ORDERED, 7, 0, 0},
+        {_FTMB_REC_ORDERED, 8, 0, 0},
     };
     CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_HELD && log[0].value == 0);
     CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_RX);
-    for (unsigned i = 0; i < 8; i++)
+    CHECK(atomic_load(&_ftmb_rt.objs[8].word) == 8 && _ftmb_self->own[8] == 5); /* four accesses: run mark 3 + 2 */
+    for (unsigned i = 0; i < 4; i++)
         CHECKF(_ftmb_rec_kind(log[2 + i].head) == want[i].kind && _ftmb_rec_obj(log[2 + i].head) == want[i].obj &&
                    _ftmb_rec_site(log[2 + i].head) == want[i].site && log[2 + i].value == want[i].value,
                "record %u: head %#llx value %llu", 2 + i, (unsigned long long)log[2 + i].head,
