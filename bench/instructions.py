@@ -12,20 +12,21 @@ Per app (the four examples, flowmon, and DPDK's unmodified l2fwd and packet_orde
   record / passthrough is what logging adds; record / plain also counts the different input path
   (a net_pcap vdev or libpcap reading a file against the session's shared-memory rings).
 
-Each runs under `valgrind --tool=callgrind` (an instruction counter) twice, on N and on 2N packets
-(the same generator, seed 7): instructions per packet = (I(2N) - I(N)) / N, which takes out the
-start-up (EAL, the session's attach) common to both; I leaves out what DPDK's main lcore spends in
-`rte_eal_wait_lcore`, a spin for as long as the workers run. The count is load-independent only
-where the app's time is: in record mode a master's clock is virtual (the input's arrival times), so
-its timers (the examples' idle-flow scans on the TSC) and its end (`--idle-exit-ms 1`: the receives
-after the input's EOF advance virtual time) come after the same work in every run; flowmon ends at
-the end of its input. Plain and passthrough runs read the real clock: their timers fire by wall
-time, which valgrind stretches, so their counts move with the machine's load. DPDK's l2fwd and packet_ordering poll until a SIGINT
-(`run`'s, after the input is drained and `settle_s`; plain: once the output files stop growing for
-2 s), and every poll of that tail counts: their figures grow with the wall time the tail takes
-under valgrind, i.e. with the machine's load. Every figure is given over REPS repetitions (min /
-median / max), which shows how much. Records and log bytes per packet come from the record run on 2N packets (the output logger's count and the
-log file's size).
+Each runs under `valgrind --tool=callgrind` (an instruction counter) on N packets (generator seed
+7), which counts only the app's per-packet work: `--toggle-collect` on the functions that handle
+received packets (PER_PACKET: the examples' per-packet function and their transmit of a burst,
+l2fwd's forward of one packet with its transmit, packet_ordering's reorder insert and drain and
+its transmit, flowmon's capture callback and its worker thread), with everything they call (the
+PALs, the transmit path). Idle polls, timers (flow-table scans, l2fwd's drain and statistics,
+flowmon's exporter), start-up and the receive itself (which an empty poll also runs) are left out:
+those depend on how long the run waits, i.e. on the machine's load. Instructions per packet =
+that count / N. All builds add NO_INLINE (gcc inlines no function that is not declared inline) so
+that the functions stay functions (each is checked in the binary's symbols); the app's own helpers
+are calls there too, which a default -O2 build would inline. The plain build reads the trace from a net_pcap vdev (flowmon: `-r`)
+and writes pcap files; passthrough and record use the session's rings, so record / plain also
+counts the different transmit path. Every figure is given over REPS repetitions (min / median /
+max): two runs that agree show it holds. Records and log bytes per packet come from each record
+run (the output logger's count and the log file's size; they include the receives' records).
 
     .venv/bin/python bench/instructions.py [--packets 2000] [--reps 2] [--apps nat,firewall,...]
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -65,6 +67,20 @@ APPS = {
 }
 VIP_SERVERS = ["198.51.100.10", "198.51.100.99"]  # lb balances connections to the first (bench/bench_run.py)
 EXAMPLE_APPS = ("nat", "firewall", "lb", "ids")
+# The functions whose instructions are counted (callgrind toggles collection on entry and exit, so
+# none of an app's may call another of its list).
+PER_PACKET = {
+    "nat": ["nat_packet", "send_burst"],
+    "firewall": ["filter_packet", "send_burst"],
+    "lb": ["balance_packet", "send_burst"],
+    "ids": ["inspect_packet", "send_burst"],
+    "flowmon": ["on_packet", "worker"],
+    "l2fwd": ["l2fwd_simple_forward"],
+    # its transmit is inline in the plain build, into net_pcap's stripped PMD: not countable by name
+    "packet_ordering": ["rte_reorder_insert", "rte_reorder_drain"],
+}
+# gcc -O2 inlines functions not declared inline too; these keep them (DPDK's inline ones still inline).
+NO_INLINE = ["-fno-inline-functions", "-fno-inline-small-functions", "-fno-inline-functions-called-once"]
 
 
 def sh(cmd: list[str]) -> str:
@@ -95,30 +111,32 @@ def build(work: Path, name: str) -> tuple[Path, Path]:
     flags = [*cflags, *(pkg_config("--cflags") if dpdk else [])]
     libs = pkg_config("--libs") + ["-lpthread", "-lm"] if dpdk else ["-lpcap"]
     for cc, out in (("gcc", "plain"), (str(BIN / "ftmb-cc"), "record")):
-        subprocess.run([cc, "-O2", "-g", *flags, "main.c", "-o", out, *libs], cwd=d, check=True,
+        subprocess.run([cc, "-O2", "-g", *NO_INLINE, *flags, "main.c", "-o", out, *libs], cwd=d, check=True,
                        capture_output=True, timeout=900)
+        syms = subprocess.run(["nm", str(d / out)], capture_output=True, text=True, check=True).stdout
+        own = [f for f in PER_PACKET[name] if not f.startswith(("rte_", "eth_", "ftmb_"))]
+        missing = [f for f in own if not re.search(rf" {f}(\.\w+\.\d+)?$", syms, re.M)]
+        if missing:
+            raise SystemExit(f"instructions: {name} {out}: no function {', '.join(missing)} in the binary (inlined?)")
     return d / "plain", d / "record"
 
 
 def counted(out_file: Path) -> int:
-    """Instructions in a callgrind output file, less those inside rte_eal_wait_lcore: DPDK's main lcore
-    spins there (rte_pause) until its workers return, for as long as the run takes."""
+    """Instructions in a callgrind output file (only those collected: inside the PER_PACKET functions)."""
     total = next((int(line.split()[1]) for line in out_file.read_text().splitlines()
                   if line.startswith(("summary:", "totals:"))), None)
     if total is None:
         raise SystemExit(f"instructions: {out_file}: no summary line (valgrind did not finish)")
-    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out_file)],
-                               capture_output=True, text=True, check=True).stdout
-    waiting = sum(int(line.split()[0].replace(",", "")) for line in annotated.splitlines()
-                  if ":rte_eal_wait_lcore [" in line and not line.lstrip().startswith("=>"))
-    return total - waiting
+    return total
 
 
 _ids = iter(range(10**9))
 
 
-def valgrind(out_file: Path) -> list[str]:
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
+def valgrind(out_file: Path, name: str) -> list[str]:
+    return ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+            # f*: also gcc's clones of f (f.isra.0, f.constprop.0), which replace it
+            *(f"--toggle-collect={f}*" for f in PER_PACKET[name]), f"--callgrind-out-file={out_file}"]
 
 
 def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
@@ -126,7 +144,7 @@ def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
     _, _, dpdk, lcores, args, queues, _ = APPS[name]
     cg = work / f"cg-plain-{next(_ids)}"
     if not dpdk:  # flowmon reads the savefile and exits at its end
-        cmd = [*valgrind(cg), str(binary), "-r", str(trace), *args]
+        cmd = [*valgrind(cg, name), str(binary), "-r", str(trace), *args]
         subprocess.run(cmd, check=True, capture_output=True, timeout=1200)
         return counted(cg)
     outs = [work / f"out{p}.pcap" for p in range(queues)]
@@ -141,7 +159,7 @@ def plain_run(name: str, binary: Path, trace: Path, work: Path) -> int:
         vdevs = ["--vdev", f"net_pcap0,rx_pcap={trace},tx_pcap={outs[0]}",
                  "--vdev", f"net_pcap1,rx_pcap={empty},tx_pcap={outs[1]}"]
         tail = []
-    cmd = [*valgrind(cg), str(binary), *EAL, f"--file-prefix=ftmbin{os.getpid()}_{next(_ids)}", "--lcores", lcores,
+    cmd = [*valgrind(cg, name), str(binary), *EAL, f"--file-prefix=ftmbin{os.getpid()}_{next(_ids)}", "--lcores", lcores,
            *vdevs, "--", *args, *tail]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if tail:
@@ -173,7 +191,7 @@ def session_run(name: str, binary: Path, trace: Path, work: Path, mode: str) -> 
                 *(["--idle-exit-ms", "1"] if name in EXAMPLE_APPS else [])]
     else:
         argv = [str(binary), "-r", str(trace), *args]
-    res = runlib.run([*valgrind(cg), *argv], trace, work / "released.pcap", mode=mode, queues=queues,
+    res = runlib.run([*valgrind(cg, name), *argv], trace, work / "released.pcap", mode=mode, queues=queues,
                      threads=threads, timeout_s=1200, attach_timeout_s=600, grace_s=600, settle_s=0.05,
                      log_file=log if mode == "record" else None, peer_timeout_ms=600000)
     if not res.ok:
@@ -208,10 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         traces = {}
         for vip in (False, True):
-            for k in (1, 2):
-                p = work / f"in-{int(vip)}-{k}.pcap"
-                traffic.generate(p, seed=7, flows=40 * k, packets=k * n, **({"servers": VIP_SERVERS} if vip else {}))
-                traces[vip, k] = p
+            p = work / f"in-{int(vip)}.pcap"
+            traffic.generate(p, seed=7, flows=40, packets=n, **({"servers": VIP_SERVERS} if vip else {}))
+            traces[vip] = p
         failed = 0
         for name in apps:
             try:
@@ -225,29 +242,34 @@ def main(argv: list[str] | None = None) -> int:
 def table(name: str, n: int, reps: int, work: Path, traces: dict) -> str:
     """The app's table: instructions per packet per build, records and log bytes per packet."""
     plain, record = build(work, name)
+    trace = traces[name == "lb"]
     per = {"plain": [], "passthrough": [], "record": []}
-    recs = logb = 0.0
+    recs, logb = [], []
     for _ in range(reps):
         for mode in per:
-            counts = {}
-            for k in (1, 2):
-                trace = traces[name == "lb", k]
-                if mode == "plain":
-                    counts[k] = plain_run(name, plain, trace, work)
-                else:
-                    counts[k], res, size = session_run(name, record, trace, work, mode)
-                    if k == 2 and mode == "record":
-                        recs, logb = res.records / res.input_packets, size / res.input_packets
-            per[mode].append((counts[2] - counts[1]) / n)
+            if mode == "plain":
+                count = plain_run(name, plain, trace, work)
+            else:
+                count, res, size = session_run(name, record, trace, work, mode)
+                if mode == "record":
+                    recs.append(res.records / res.input_packets)
+                    logb.append(size / res.input_packets)
+            per[mode].append(count / n)
     med = {m: statistics.median(v) for m, v in per.items()}
     return "\n".join([
+        f"Counted: {', '.join(PER_PACKET[name])}.",
+        "",
         "| build | instructions per packet (min / median / max) | record / this | records per packet "
         "| log bytes per packet |",
         "|---|---|---|---|---|",
         f"| plain (gcc, outside a session) | {mmm(per['plain'])} | {med['record'] / med['plain']:.2f} | | |",
         f"| passthrough (ftmb-cc, `run`) | {mmm(per['passthrough'])} | "
         f"{med['record'] / med['passthrough']:.2f} | | |",
-        f"| record (ftmb-cc, `run`) | {mmm(per['record'])} | | {recs:.2f} | {logb:.1f} |"])
+        f"| record (ftmb-cc, `run`) | {mmm(per['record'])} | | {mmm2(recs)} | {mmm2(logb, 1)} |"])
+
+
+def mmm2(xs: list[float], digits: int = 2) -> str:
+    return " / ".join(f"{x:.{digits}f}" for x in (min(xs), statistics.median(xs), max(xs)))
 
 
 if __name__ == "__main__":

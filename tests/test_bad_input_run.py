@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ftmb_instrument import pcap, traffic
+from ftmb_instrument.abi.spec import ABI_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 FWD = ROOT / "runtime" / "build" / "ftmb-test-fwd"
@@ -267,7 +268,7 @@ def test_the_manifest_says_how_the_run_ran_and_verify_reproduces_it(trace, tmp_p
     doc = json.loads((tmp_path / "o.pcap.ftmb.json").read_text())
     assert doc["format"] == "ftmb-run-manifest/1" and doc["program"] == [str(FWD), "2"], doc
     assert (doc["queues"], doc["rate"], doc["tick_us"], doc["checkpoint_ms"]) == (2, 20000, None, None), doc
-    assert doc["tool"]["version"] and doc["runtime"]["abi_version"] == 2, doc
+    assert doc["tool"]["version"] and doc["runtime"]["abi_version"] == ABI_VERSION, doc
     # verify without the program or the queues: both, and the rate, come from the manifest
     checked = cli(tmp_path, "verify", "--in", trace, "--released", out)
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,5 +1,6 @@
 /*
- * ns per PAL and per transmit stamp, through the public ABI (built by `make -C runtime bench`).
+ * ns per PAL and per transmit stamp, through the public ABI (built by `make -C runtime bench`): held,
+ * ordered and atomic benchmarks run ftmb/ftmb.h's inline fast path, as a rewritten program does.
  *
  * usage: bench_pal [ITERS] [REPS] [FILTER]   prints one line per benchmark (FILTER: the one of
  *                                           that name, else those whose name contains it):

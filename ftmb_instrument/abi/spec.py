@@ -19,7 +19,11 @@ Each entry point is an `Entry`:
 - `library`: `core` (libftmb, usable by any pthread program), `dpdk` (libftmb_dpdk, the mbuf and
   EAL adapter linked only into DPDK programs) or `pcap` (libftmb_pcap, the libpcap adapter linked
   only into programs that link -lpcap);
-- `doc`: one line for the header and the table.
+- `doc`: one line for the header and the table;
+- `fast`: for the record fast path's entries (held accesses, ordered regions, the generic atomics),
+  the C statements of its common case, which the header puts in a `static inline` of the entry's
+  name (parameters suffixed `_`; they return when they are done). Otherwise the inline calls
+  `<name>_slow`, the runtime's out-of-line function that handles every case (fast_path.py).
 
 Bump ABI_VERSION whenever a signature or a meaning changes: the header then references
 `ftmb_abi_version_<N>`, which only a runtime built from the same table defines, so an object
@@ -30,7 +34,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ABI_VERSION = 2
+from . import fast_path
+
+ABI_VERSION = 3
 
 # Compile-time ids the rewriter appends to lock, atomic and ordered calls: `obj` names the shared
 # object (dense, 0 <= obj < MAX_OBJECTS, one id per object, one synchronization kind per id),
@@ -80,6 +86,12 @@ class Entry:
     library: str = "core"
     trailing_ids: tuple[str, ...] = field(default=())
     args: tuple[tuple[str, str], ...] = field(default=())
+    fast: str = ""
+
+    @property
+    def slow(self) -> str:
+        """The runtime's symbol for this entry: its own name, or `<name>_slow` behind an inline fast path."""
+        return f"{self.name}_slow" if self.fast else self.name
 
     @property
     def all_params(self) -> tuple[tuple[str, str], ...]:
@@ -87,10 +99,10 @@ class Entry:
         return self.params + ids
 
 
-def _e(name, ret, params, kind, doc, wraps=(), library="core", ids=(), args=None):
+def _e(name, ret, params, kind, doc, wraps=(), library="core", ids=(), args=None, fast=""):
     args = tuple(sorted((args or {}).items()))
     wraps = tuple(wraps) + tuple(call for call, _ in args if call not in wraps)
-    return Entry(name, ret, tuple(params), kind, doc, wraps, library, tuple(ids), args)
+    return Entry(name, ret, tuple(params), kind, doc, wraps, library, tuple(ids), args, fast)
 
 
 SEQ_CST = "5"  # __ATOMIC_SEQ_CST, the order of C11 calls without _explicit and of __sync builtins
@@ -121,8 +133,9 @@ def _ordered_entries():
     return [
         _e("ftmb_ordered_begin", "void", [], "ordered",
            "Start an access to obj that nothing else orders: take obj's next sequence number.",
-           ids=OBJ_SITE),
-        _e("ftmb_ordered_end", "void", [], "ordered", "End the access begun on obj.", ids=("obj",)),
+           ids=OBJ_SITE, fast=fast_path.ORDERED_BEGIN),
+        _e("ftmb_ordered_end", "void", [], "ordered", "End the access begun on obj.", ids=("obj",),
+           fast=fast_path.ORDERED_END),
         _e("ftmb_ordered_quiet_begin", "int", [], "ordered",
            "Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an "
            "empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and "
@@ -134,7 +147,7 @@ def _ordered_entries():
            ids=OBJ_SITE),
         _e("ftmb_held_access", "void", [], "ordered",
            "Log an access to obj under a lock the caller holds that was not taken by an ftmb_ wrapper.",
-           ids=OBJ_SITE),
+           ids=OBJ_SITE, fast=fast_path.HELD),
     ]
 
 
@@ -195,16 +208,16 @@ def _atomic_entries():
         gcc = lambda op: (f"__atomic_{op}", f"__atomic_{op.removesuffix('_n')}_{n}")  # noqa: E731
         out.append(_e(f"ftmb_atomic_load_{n}", u, [("const volatile void *", "ptr"), ("int", "memorder")],
                       "atomic", f"__atomic_load_n on {n} bytes.", wraps=gcc("load_n") + ("atomic_load_explicit",),
-                      ids=OBJ_SITE, args={"atomic_load": f"$0, {SEQ_CST}"}))
+                      ids=OBJ_SITE, args={"atomic_load": f"$0, {SEQ_CST}"}, fast=fast_path.atomic_load(u)))
         out.append(_e(f"ftmb_atomic_store_{n}", "void",
                       [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                       f"__atomic_store_n on {n} bytes.", wraps=gcc("store_n") + ("atomic_store_explicit",),
-                      ids=OBJ_SITE, args={"atomic_store": f"$0, $1, {SEQ_CST}"}))
+                      ids=OBJ_SITE, args={"atomic_store": f"$0, $1, {SEQ_CST}"}, fast=fast_path.atomic_store(u)))
         out.append(_e(f"ftmb_atomic_exchange_{n}", u,
                       [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                       f"__atomic_exchange_n on {n} bytes.",
                       wraps=gcc("exchange_n") + ("atomic_exchange_explicit",), ids=OBJ_SITE,
-                      args={"atomic_exchange": f"$0, $1, {SEQ_CST}"}))
+                      args={"atomic_exchange": f"$0, $1, {SEQ_CST}"}, fast=fast_path.atomic_exchange(u)))
         out.append(_e(f"ftmb_atomic_compare_exchange_{n}", "_Bool",
                       [("volatile void *", "ptr"), ("void *", "expected"), (u, "desired"), ("_Bool", "weak"),
                        ("int", "success_memorder"), ("int", "failure_memorder")], "atomic",
@@ -217,18 +230,21 @@ def _atomic_entries():
                             # oldval is passed by value: a compound literal holds it (typeof does not
                             # evaluate $0 a second time)
                             "__sync_bool_compare_and_swap":
-                                f"$0, (void *)&(__typeof__(*($0))){{ $1 }}, $2, 0, {SEQ_CST}, {SEQ_CST}"}))
+                                f"$0, (void *)&(__typeof__(*($0))){{ $1 }}, $2, 0, {SEQ_CST}, {SEQ_CST}"},
+                      fast=fast_path.atomic_compare_exchange(u)))
         for op in ATOMIC_RMW:
             c11 = {f"atomic_fetch_{op}": f"$0, $1, {SEQ_CST}", f"__sync_fetch_and_{op}": f"$0, $1, {SEQ_CST}"}
             out.append(_e(f"ftmb_atomic_fetch_{op}_{n}", u,
                           [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                           f"__atomic_fetch_{op} on {n} bytes.",
-                          wraps=gcc(f"fetch_{op}") + (f"atomic_fetch_{op}_explicit",), ids=OBJ_SITE, args=c11))
+                          wraps=gcc(f"fetch_{op}") + (f"atomic_fetch_{op}_explicit",), ids=OBJ_SITE, args=c11,
+                          fast=fast_path.atomic_rmw(u, op, fetch_first=True)))
             out.append(_e(f"ftmb_atomic_{op}_fetch_{n}", u,
                           [("volatile void *", "ptr"), (u, "val"), ("int", "memorder")], "atomic",
                           f"__atomic_{op}_fetch on {n} bytes.",
                           wraps=gcc(f"{op}_fetch"), ids=OBJ_SITE,
-                          args={f"__sync_{op}_and_fetch": f"$0, $1, {SEQ_CST}"}))
+                          args={f"__sync_{op}_and_fetch": f"$0, $1, {SEQ_CST}"},
+                          fast=fast_path.atomic_rmw(u, op, fetch_first=False)))
     for bits in (16, 32, 64):
         i, u, t = f"ftmb_i{bits}", f"ftmb_u{bits}", f"rte_atomic{bits}"
         v = ("volatile void *", "v")

@@ -63,7 +63,7 @@ struct _ftmb_record {
     uint64_t head;
     uint64_t value;
 };
-_Static_assert(sizeof(struct _ftmb_record) == 16, "records are 16 bytes");
+_Static_assert(sizeof(struct _ftmb_record) == 16 && sizeof(struct ftmb_record) == 16, "records are 16 bytes");
 
 enum _ftmb_rec_kind {
     _FTMB_REC_LOCK = 1,         /* lock acquired: value = object sequence */
@@ -83,9 +83,9 @@ enum _ftmb_rec_kind {
 #define _FTMB_RX_QUIET_MAX ((1ull << (64 - _FTMB_RX_SEQ_BITS)) - 1) /* in an RX record's value */
 #define _FTMB_EXT_QUIET_MAX 0xffffull                                  /* in an external read's site */
 /* ORD claims (above): the access's object sequence and the low bits of the thread's run mark. */
-#define _FTMB_ORD_SEQ_BITS 48
+#define _FTMB_ORD_SEQ_BITS FTMB_ORD_SEQ_BITS
 #define _FTMB_ORD_SEQ_MASK ((1ull << _FTMB_ORD_SEQ_BITS) - 1)
-#define _FTMB_ORD_MARK_MASK 0xffffull /* also: a run of accesses without a record ends at a multiple of it + 1 */
+#define _FTMB_ORD_MARK_MASK ((uint64_t)FTMB_ORD_MARK_MASK) /* also: a run of accesses without a record ends at a multiple of it + 1 */
 static inline uint64_t _ftmb_ord_value(uint64_t seq, uint64_t mark)
 {
     return (seq & _FTMB_ORD_SEQ_MASK) | (mark & _FTMB_ORD_MARK_MASK) << _FTMB_ORD_SEQ_BITS;
@@ -104,9 +104,11 @@ enum _ftmb_nd_source {
 #define _FTMB_OBJ_BITS 24
 #define _FTMB_REC_CHECK_MASK (0xffffull << 8)
 
+/* The record format is the header's (the inline fast path writes records in the program). */
+_Static_assert(_FTMB_REC_ORDERED == FTMB_REC_ORDERED && _FTMB_REC_HELD == FTMB_REC_HELD, "ftmb.h's kinds");
 static inline uint64_t _ftmb_rec_head(unsigned kind, uint32_t obj, uint32_t site)
 {
-    return (uint64_t)kind | ((uint64_t)(uint16_t)site << 24) | ((uint64_t)obj << 40);
+    return _ftmb_rec_head_of(kind, obj, site);
 }
 
 static inline unsigned _ftmb_rec_kind(uint64_t head) { return (unsigned)(head & 0xff); }
@@ -116,9 +118,7 @@ static inline uint32_t _ftmb_rec_obj(uint64_t head) { return (uint32_t)(head >> 
 /* 16-bit check of a record at stream index `index` (head given with its check bits zero). */
 static inline uint64_t _ftmb_rec_check(uint64_t head, uint64_t value, uint64_t index)
 {
-    uint64_t x = (head ^ (index << 1)) * 0x9e3779b97f4a7c15ull ^ value;
-    x *= 0xd6e8feb86659fd93ull;
-    return (x >> 48) << 8;
+    return _ftmb_rec_check_of(head, value, index);
 }
 
 static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)

@@ -25,7 +25,24 @@ enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_F
 
 /* A master thread's private state: only its own thread writes it. */
 struct _ftmb_thread {
-    alignas(_FTMB_CACHE_LINE) struct _ftmb_ring rec; /* producer side of its record ring */
+    /* The producer side of its record ring, with the object table's address: what the inline fast
+     * path of ftmb/ftmb.h reads, as struct ftmb_fast (the same layout, asserted below). */
+    alignas(_FTMB_CACHE_LINE) union {
+        struct {
+            struct _ftmb_ring rec; /* producer side of its record ring */
+            uint64_t *fast_objs;   /* _ftmb_rt.objs' words, set with ftmb_fast_thread */
+            /* Ordered accesses (runtime.c, claims): own[obj] is the sequence of the thread's latest
+             * access of obj + 2 (0: none), in record and in replay alike; the thread owns obj while
+             * the object's sequence is own[obj] - 1. FTMB_MAX_OBJECTS entries, allocated when the
+             * thread gets its index. */
+            uint64_t *own;
+            /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external
+             * reads since the thread's last loud record, counted in record and in replay alike. */
+            uint64_t quiet;
+            uint64_t fast_every; /* _ftmb_rt.every_ordered, set with ftmb_fast_thread */
+        };
+        struct ftmb_fast fast;
+    };
     int in_op;                       /* inside a runtime operation: a checkpoint signal does not park it */
     int ckpt_receiver;               /* checkpoints park it at its next receive (it receives input); both
                                       * on the line emit() writes anyway */
@@ -45,9 +62,6 @@ struct _ftmb_thread {
     struct ftmb_pkt *free_pkts;      /* opaque packet cache */
     uint64_t vec[FTMB_MAX_THREADS];  /* record counts read by the current transmit */
     uint16_t nvec;
-    /* Quiet operations (ftmb_internal.h, records): empty receives and unchanged external reads
-     * since the thread's last loud record, counted in record and in replay alike. */
-    uint64_t quiet;
     int quiet_time;                  /* one of them moved its clock (a receive past an EOF) */
     const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
     uint64_t ext_size, ext_value;
@@ -55,10 +69,6 @@ struct _ftmb_thread {
      * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
     int loud_valid;
     uint64_t loud_idx, loud_need;
-    /* Ordered accesses (runtime.c, claims): own[obj] is the sequence of the thread's latest access
-     * of obj + 2 (0: none), in record and in replay alike; the thread owns obj while the object's
-     * sequence is own[obj] - 1. FTMB_MAX_OBJECTS entries, allocated when the thread gets its index. */
-    uint64_t *own;
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
@@ -172,12 +182,27 @@ void _ftmb_spawn_begin(void (*start)(void), const char *wrapper);
  * snapshot taking over) or before any thread receives (a standby), and a thread that has become
  * a receiver, or whose process has gone live after a replay, takes the general path, which is
  * correct in every mode, until its next receive. */
-extern _Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
+/* It is ftmb/ftmb.h's ftmb_fast_thread (the thread's `fast` view, at offset 0 of its state), which
+ * the program's inline fast path reads too. */
+#define _FTMB_FAST_SAME(f, r) (offsetof(struct _ftmb_thread, fast.f) == offsetof(struct _ftmb_thread, r))
+_Static_assert(offsetof(struct _ftmb_thread, fast) == 0 && _FTMB_FAST_SAME(head, rec.ctl) &&
+                   _FTMB_FAST_SAME(slots, rec.buf) && _FTMB_FAST_SAME(mask, rec.mask) &&
+                   _FTMB_FAST_SAME(slot_size, rec.slot_size) && _FTMB_FAST_SAME(local, rec.local) &&
+                   _FTMB_FAST_SAME(cache, rec.cache) && _FTMB_FAST_SAME(objs, fast_objs) &&
+                   _FTMB_FAST_SAME(own, own) && _FTMB_FAST_SAME(quiet, quiet) && _FTMB_FAST_SAME(every, fast_every) &&
+                   offsetof(struct _ftmb_ring_ctl, head) == 0 && sizeof(struct _ftmb_obj) == 8 * sizeof(uint64_t),
+               "struct ftmb_fast (ftmb/ftmb.h) is the record ring's producer view");
+static inline struct _ftmb_thread *_ftmb_rec_fast(void) { return (struct _ftmb_thread *)(void *)ftmb_fast_thread; }
 static inline void _ftmb_rec_fast_refresh(struct _ftmb_thread *t)
 {
     struct _ftmb_thread *want = _ftmb_mode_now == FTMB_MODE_RECORD && t->ckpt_receiver ? t : NULL;
-    if (__builtin_expect(_ftmb_rec_fast != want, 0))
-        _ftmb_rec_fast = want;
+    if (__builtin_expect(_ftmb_rec_fast() != want, 0)) {
+        if (want) {
+            want->fast_objs = (uint64_t *)(void *)_ftmb_rt.objs;
+            want->fast_every = (uint64_t)_ftmb_rt.every_ordered;
+        }
+        ftmb_fast_thread = want ? &want->fast : NULL;
+    }
 }
 
 /* Checkpoints (checkpoint.c). The coordinator bumps req; each receiving thread parks at its next

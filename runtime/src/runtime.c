@@ -46,7 +46,7 @@
 struct _ftmb_runtime _ftmb_rt;
 struct _ftmb_thread _ftmb_threads[FTMB_MAX_THREADS];
 _Thread_local struct _ftmb_thread *_ftmb_self __attribute__((tls_model("initial-exec")));
-_Thread_local struct _ftmb_thread *_ftmb_rec_fast __attribute__((tls_model("initial-exec")));
+__thread struct ftmb_fast *ftmb_fast_thread __attribute__((tls_model("initial-exec")));
 int _ftmb_mode_now = FTMB_MODE_PASSTHROUGH;
 
 static const char *const mode_names[] = {"passthrough", "record", "replay"};
@@ -816,10 +816,13 @@ static void replay_wait_word(struct _ftmb_thread *t, _Atomic uint64_t *word, uin
  * path makes no call but tail calls and saves no registers. The general path covers replay, the
  * handover, the standby's initialization before any receive, threads that do not receive (with
  * the checkpoints' in_op mark, rt.h), a full ring, a contended object and a bad object id.
+ * Held accesses, ordered regions and the generic atomics have the same fast path inline in the
+ * program (ftmb/ftmb.h, written from ftmb_instrument/abi/fast_path.py: ABI v3), which calls their
+ * *_slow entries below otherwise; the functions here serve the lock wrappers and rte_atomic*.
  */
 static inline __attribute__((always_inline)) struct _ftmb_thread *recording_receiver(void)
 {
-    return _ftmb_rec_fast; /* rt.h: set at the thread's receives */
+    return _ftmb_rec_fast(); /* rt.h: set at the thread's receives */
 }
 
 static inline __attribute__((always_inline)) struct _ftmb_thread *fast_recorder(ftmb_obj_t obj)
@@ -1101,20 +1104,18 @@ static inline __attribute__((always_inline)) void ordered_leave_as(struct _ftmb_
 
 static inline __attribute__((always_inline)) void ordered_leave(struct _ftmb_obj *o) { ordered_leave_as(o, 0); }
 
-void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site)
+/* The entries whose fast path is inline in the program (ftmb/ftmb.h, ABI v3) come here when it
+ * did not apply: passthrough, or the general path. */
+void ftmb_ordered_begin_slow(ftmb_obj_t obj, ftmb_site_t site)
 {
-    if (__builtin_expect(ordered_enter_fast(obj, site) != NULL, 1))
-        return;
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_enter_general(obj, site);
 }
 
-void ftmb_ordered_end(ftmb_obj_t obj)
+void ftmb_ordered_end_slow(ftmb_obj_t obj)
 {
-    /* A recording receiver's begin took the fast path or did nothing the leave must undo (above). */
-    if (__builtin_expect(recording_receiver() != NULL && obj < FTMB_MAX_OBJECTS, 1))
-        ordered_leave_as(&_ftmb_rt.objs[obj], 1);
-    else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    /* (A recording receiver's end with an object id in range is the inline one.) */
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
 }
 
@@ -1251,13 +1252,9 @@ __attribute__((noinline)) static void held_access_general(ftmb_obj_t obj, ftmb_s
     _ftmb_op_leave(t);
 }
 
-void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site)
+void ftmb_held_access_slow(ftmb_obj_t obj, ftmb_site_t site)
 {
-    struct _ftmb_thread *t = fast_recorder(obj);
-    if (__builtin_expect(t != NULL, 1)) {
-        struct fast_rec f = fast_slot(t);
-        pal_locked(t, &_ftmb_rt.objs[obj], obj, site, _FTMB_REC_HELD, 0, &f);
-    } else if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
+    if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH) /* (the fast path is inline: ftmb/ftmb.h) */
         held_access_general(obj, site);
 }
 
@@ -1445,29 +1442,19 @@ void ftmb_rte_spinlock_unlock(volatile void *sl, ftmb_obj_t obj, ftmb_site_t sit
     } while (0)
 
 /*
- * Each logged atomic is two functions made from one text: the entry point, whose fast path
- * (ordered_enter_fast) runs BODY and returns without a call, so it saves no registers, and
- * NAME_general (the general enter, BODY, the general leave), which the entry point tail-calls
- * otherwise. BODY, in braces, works on `p` and `o_` and ends with LEAVE(o_) and a return.
+ * Each logged atomic's fast path is inline in the program (ftmb/ftmb.h, ABI v3: the same sequence
+ * lock, plain load and release store). NAME_slow is what it calls otherwise: the builtin in
+ * passthrough, else the general enter, BODY, the general leave. BODY, in braces, works on `p` and
+ * `o_` and ends with LEAVE(o_) and a return.
  */
 #define LOGGED_FN(RET, NAME, T, PARAMS, ARGS, PASSTHROUGH, BODY)                                             \
-    __attribute__((noinline)) static RET NAME##_general PARAMS                                               \
+    RET NAME##_slow PARAMS                                                                                   \
     {                                                                                                        \
         volatile T *p = ptr;                                                                                 \
         const int fast_ = 0;                                                                                 \
+        if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                         \
+            return PASSTHROUGH;                                                                              \
         struct _ftmb_obj *o_ = ordered_enter_general(obj, site);                                             \
-        BODY                                                                                                 \
-    }                                                                                                        \
-    RET NAME PARAMS                                                                                          \
-    {                                                                                                        \
-        volatile T *p = ptr;                                                                                 \
-        const int fast_ = 1;                                                                                 \
-        struct _ftmb_obj *o_ = ordered_enter_fast(obj, site);                                                \
-        if (__builtin_expect(o_ == NULL, 0)) {                                                               \
-            if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)                                                     \
-                return PASSTHROUGH;                                                                          \
-            return NAME##_general ARGS;                                                                      \
-        }                                                                                                    \
         BODY                                                                                                 \
     }
 #define LEAVE(o) ordered_leave_as(o, fast_)

@@ -938,6 +938,65 @@ static int receive_path(void)
     return 0;
 }
 
+/* ---- the inline fast path (ftmb/ftmb.h, ABI v3): a receiving thread's PALs in the program --------- */
+
+static int inline_fast_path(void)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    ftmb_held_access(5, 1); /* before any receive: no fast view, the runtime's general path */
+    CHECK(ftmb_fast_thread == NULL);
+    struct _ftmb_ring il;
+    _ftmb_ring_attach(&il, S.in, &S.in->queue[0].ring, 1);
+    put_entry(&il, 0, _FTMB_IN_PKT, 5000000000ull, 100);
+    struct ftmb_pkt *p[2];
+    CHECK(ftmb_pkt_rx_burst(0, p, 2) == 1); /* a receiver now: its view is set at the receive */
+    ftmb_pkt_free(p[0]);
+    CHECK(ftmb_fast_thread == &_ftmb_self->fast && ftmb_fast_thread->objs == (uint64_t *)(void *)_ftmb_rt.objs);
+    uint64_t at = ftmb_fast_thread->local;
+    ftmb_held_access(5, 2);
+    ftmb_ordered_begin(6, 3);
+    ftmb_ordered_end(6);
+    ftmb_ordered_begin(6, 4);
+    ftmb_ordered_end(6);
+    uint64_t x = 40;
+    CHECK(ftmb_atomic_fetch_add_8(&x, 2, __ATOMIC_SEQ_CST, 7, 5) == 40 && x == 42);
+    uint16_t y = 1, e = 2;
+    CHECK(!ftmb_atomic_compare_exchange_2(&y, &e, 9, 1, 5, 5, 8, 6) && e == 1 && y == 1); /* never spurious */
+    CHECK(ftmb_atomic_compare_exchange_2(&y, &e, 9, 1, 5, 5, 8, 7) && y == 9);
+    CHECK(ftmb_atomic_sub_fetch_2(&y, 4, 0, 8, 8) == 5 && ftmb_atomic_load_2(&y, 2, 8, 9) == 5);
+    /* the held access and one claim per object (the first access of each), written by the inline
+     * code; the later accesses of 6 and 8 continue the thread's run and log nothing */
+    CHECK(ftmb_fast_thread->local == at + 4);
+    CHECK(atomic_load(&_ftmb_rt.objs[6].word) == 4); /* two ordered accesses: sequence 2, unlocked */
+    struct ftmb_pkt *out = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(out, 60);
+    ftmb_pkt_tx_burst(0, &out, 1);
+    _ftmb_ol_poll(S.ol);
+    CHECKF(_ftmb_ol_corrupt(S.ol) == 0, "%llu corrupt records", (unsigned long long)_ftmb_ol_corrupt(S.ol));
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    CHECKF(n == 6, "%llu records", (unsigned long long)n); /* held, RX, then the fast path's four */
+    /* claims: sequence 0, no earlier mark, no quiet count in the site field */
+    static const struct { unsigned kind, obj, site; uint64_t value; } want[] = {
+        {_FTMB_REC_HELD, 5, 2, 1},
+        {_FTMB_REC_ORDERED, 6, 0, 0},
+        {_FTMB_REC_ORDERED, 7, 0, 0},
+        {_FTMB_REC_ORDERED, 8, 0, 0},
+    };
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_HELD && log[0].value == 0);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_RX);
+    CHECK(atomic_load(&_ftmb_rt.objs[8].word) == 8 && _ftmb_self->own[8] == 5); /* four accesses: run mark 3 + 2 */
+    for (unsigned i = 0; i < 4; i++)
+        CHECKF(_ftmb_rec_kind(log[2 + i].head) == want[i].kind && _ftmb_rec_obj(log[2 + i].head) == want[i].obj &&
+                   _ftmb_rec_site(log[2 + i].head) == want[i].site && log[2 + i].value == want[i].value,
+               "record %u: head %#llx value %llu", 2 + i, (unsigned long long)log[2 + i].head,
+               (unsigned long long)log[2 + i].value);
+    session_close(&S);
+    return 0;
+}
+
 /* ---- faults: a corrupt record, a dead output logger, a dead input logger ----------------------------- */
 
 /* Memory allocated before ftmb_init gives the main thread its index early; its records still count. */
@@ -1555,6 +1614,7 @@ int main(void)
     run_case("arena_deterministic", arena_deterministic);
     run_case("arena_same_addresses_run_to_run", arena_same_addresses_run_to_run);
     run_case("receive_path", receive_path);
+    run_case("inline_fast_path", inline_fast_path);
     run_case("early_thread_index", early_thread_index);
     run_case("corrupt_record_held", corrupt_record_held);
     run_case("duplicate_outputs_dropped", duplicate_outputs_dropped);

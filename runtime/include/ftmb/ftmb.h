@@ -10,7 +10,7 @@
 #ifndef FTMB_FTMB_H
 #define FTMB_FTMB_H
 
-#define FTMB_ABI_VERSION 2
+#define FTMB_ABI_VERSION 3
 #define FTMB_MAX_THREADS 32
 #define FTMB_MAX_OBJECTS 65536
 #define FTMB_MAX_QUEUES 32
@@ -47,8 +47,131 @@ enum ftmb_mode {
 
 /* ABI version check: every object including this header references the version symbol, which
  * only a runtime built from the same ABI table defines; a mismatch fails at link time. */
-extern const int ftmb_abi_version_2;
-static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_2;
+extern const int ftmb_abi_version_3;
+static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_3;
+
+/* --- the record fast path, inline in the program (ABI v3; ftmb_instrument/abi/fast_path.py) --- */
+/* A record of a thread's log: 16 bytes, head = kind | 16-bit check << 8 | site << 24 | obj << 40. */
+struct ftmb_record {
+    ftmb_u64 head;
+    ftmb_u64 value;
+};
+#define FTMB_REC_ORDERED 2 /* a claim of an object by an ordered region or a logged atomic (below) */
+#define FTMB_REC_HELD 3    /* an access under a lock taken without a wrapper: value = the sequence */
+/* A claim's value: the access's object sequence (bits 0..47) and the low 16 bits of the thread's
+ * run mark on the object before it (bits 48..63); runtime/README.md, records on a change of owner. */
+#define FTMB_ORD_SEQ_BITS 48
+#define FTMB_ORD_MARK_MASK 0xffffu
+/* The record's head without its check bits. */
+static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_head_of(unsigned kind, ftmb_u32 obj,
+                                                                            ftmb_u32 site)
+{
+    return (ftmb_u64)kind | ((ftmb_u64)(ftmb_u16)site << 24) | ((ftmb_u64)obj << 40);
+}
+/* The 16-bit check (in the head's bits 8..23) of a record at stream index `index`. */
+static __inline__ __attribute__((always_inline)) ftmb_u64 _ftmb_rec_check_of(ftmb_u64 head, ftmb_u64 value,
+                                                                             ftmb_u64 index)
+{
+    ftmb_u64 x = ((head ^ (index << 1)) * 0x9e3779b97f4a7c15ul) ^ value;
+    x *= 0xd6e8feb86659fd93ul;
+    return (x >> 48) << 8;
+}
+
+/* The calling thread's record ring, as its producer: the runtime's own view (rt.h asserts the
+ * layout), set while the thread may take the fast path (record mode, a thread that receives
+ * input), else NULL. Only the thread itself writes it. */
+struct ftmb_fast {
+    ftmb_u64 *head;            /* the ring's published head, the thread's record count (release store) */
+    struct ftmb_record *slots; /* the ring's slots */
+    ftmb_u64 mask;             /* slots - 1 */
+    ftmb_u32 slot_size;        /* (16) */
+    ftmb_u64 local;            /* the next record's stream index */
+    ftmb_u64 cache;            /* the consumer's tail, as last read: room while local - cache <= mask */
+    ftmb_u64 *objs;            /* the objects' words: obj's is objs[obj * 8] (one per cache line) */
+    ftmb_u64 *own;             /* the thread's run marks: own[obj] = its latest access's sequence + 2 */
+    ftmb_u64 quiet;            /* quiet operations since its last loud record */
+    ftmb_u64 every;            /* every ordered access logs a claim (a relay or a follower session) */
+};
+extern __thread struct ftmb_fast *ftmb_fast_thread __attribute__((tls_model("initial-exec")));
+
+/* The thread's view if the fast path may log an operation on obj now, else NULL. */
+static __inline__ __attribute__((always_inline)) struct ftmb_fast *_ftmb_fast_room(ftmb_obj_t obj)
+{
+    struct ftmb_fast *f = ftmb_fast_thread;
+    if (__builtin_expect(f != 0 && obj < FTMB_MAX_OBJECTS && f->local - f->cache <= f->mask, 1))
+        return f;
+    return 0;
+}
+/* Write the record at the ring's next slot and publish it (release: the record before the count). */
+static __inline__ __attribute__((always_inline)) void _ftmb_fast_emit(struct ftmb_fast *f,
+                                                                     struct ftmb_record *slot, ftmb_u64 local,
+                                                                     ftmb_u64 head, ftmb_u64 value)
+{
+    slot->head = head | _ftmb_rec_check_of(head, value, local);
+    slot->value = value;
+    f->local = local + 1;
+    __atomic_store_n(f->head, local + 1, __ATOMIC_RELEASE);
+}
+/* A held access: the object's sequence (a load and a store: its lock is held exclusively), logged.
+ * 1 if done. The slot is read before the word's store, which may alias the view. */
+static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct ftmb_fast *f = _ftmb_fast_room(obj);
+    struct ftmb_record *slot;
+    ftmb_u64 local, s, *w;
+    if (__builtin_expect(f == 0, 0))
+        return 0;
+    local = f->local;
+    slot = f->slots + (local & f->mask);
+    w = f->objs + (ftmb_size_t)obj * 8;
+    s = __atomic_load_n(w, __ATOMIC_RELAXED);
+    __atomic_store_n(w, s + 1, __ATOMIC_RELAXED);
+    _ftmb_fast_emit(f, slot, local, _ftmb_rec_head_of(FTMB_REC_HELD, obj, site), s);
+    return 1;
+}
+/* Take obj's sequence lock ((seq << 1) | locked) with one acquire CAS; log a claim unless the
+ * thread's run on obj goes on (its own access was the object's previous one, no quiet operation
+ * since its last loud record, no renewal at a multiple of 2^16: runtime.c, run_continues). The
+ * word, or NULL when nothing was done (quiet operations to carry, a held or contended word: the
+ * slow path). The site is not logged (a claim's site field carries the quiet count, 0 here). */
+static __inline__ __attribute__((always_inline)) ftmb_u64 *_ftmb_fast_seq_lock(ftmb_obj_t obj, ftmb_site_t site)
+{
+    struct ftmb_fast *f = _ftmb_fast_room(obj);
+    ftmb_u64 *w, v, local, seq, mark;
+    (void)site;
+    if (__builtin_expect(f == 0 || f->quiet != 0, 0))
+        return 0;
+    w = f->objs + (ftmb_size_t)obj * 8;
+    v = __atomic_load_n(w, __ATOMIC_RELAXED);
+    if (__builtin_expect(v & 1, 0) ||
+        __builtin_expect(!__atomic_compare_exchange_n(w, &v, v | 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
+        return 0;
+    seq = v >> 1;
+    mark = f->own[obj];
+    f->own[obj] = seq + 2;
+    if (__builtin_expect(mark == seq + 1 && (seq & FTMB_ORD_MARK_MASK) != 0 && f->every == 0, 1))
+        return w;
+    local = f->local;
+    _ftmb_fast_emit(f, f->slots + (local & f->mask), local, _ftmb_rec_head_of(FTMB_REC_ORDERED, obj, 0),
+                    (seq & ((((ftmb_u64)1) << FTMB_ORD_SEQ_BITS) - 1)) |
+                        ((mark & FTMB_ORD_MARK_MASK) << FTMB_ORD_SEQ_BITS));
+    return w;
+}
+/* Release the sequence lock, one sequence on (after the record's publication). */
+static __inline__ __attribute__((always_inline)) void _ftmb_fast_seq_unlock(ftmb_u64 *w)
+{
+    __atomic_store_n(w, __atomic_load_n(w, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+}
+/* ftmb_ordered_end of a thread that may take the fast path: its begin took the lock here or in the
+ * slow path, which then left nothing else to undo. 1 if done. */
+static __inline__ __attribute__((always_inline)) int _ftmb_fast_seq_end(ftmb_obj_t obj)
+{
+    struct ftmb_fast *f = ftmb_fast_thread;
+    if (__builtin_expect(f == 0 || obj >= FTMB_MAX_OBJECTS, 0))
+        return 0;
+    _ftmb_fast_seq_unlock(f->objs + (ftmb_size_t)obj * 8);
+    return 1;
+}
 
 /* --- init: runtime set-up and queries --- */
 /* Set up the runtime from FTMB_MODE/FTMB_SESSION; 0 on success, -1 after one line on stderr. */
@@ -65,16 +188,34 @@ int ftmb_input_done(ftmb_u16 queue_id);
 void ftmb_register_file(const ftmb_u32 *sites, const char *const *where, ftmb_u32 nsites, void (*const *roots)(void), ftmb_u32 nroots);
 
 /* --- ordered: an access to a shared object that no lock or atomic protects --- */
-/* Start an access to obj that nothing else orders: take obj's next sequence number. */
-void ftmb_ordered_begin(ftmb_obj_t obj, ftmb_site_t site);
-/* End the access begun on obj. */
-void ftmb_ordered_end(ftmb_obj_t obj);
+/* Start an access to obj that nothing else orders: take obj's next sequence number. Inline fast path; ftmb_ordered_begin_slow is the runtime's, for every case. */
+void ftmb_ordered_begin_slow(ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) void ftmb_ordered_begin(ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    if (__builtin_expect(_ftmb_fast_seq_lock(obj_, site_) != 0, 1))
+        return;
+    ftmb_ordered_begin_slow(obj_, site_);
+}
+/* End the access begun on obj. Inline fast path; ftmb_ordered_end_slow is the runtime's, for every case. */
+void ftmb_ordered_end_slow(ftmb_obj_t obj);
+static __inline__ __attribute__((always_inline)) void ftmb_ordered_end(ftmb_obj_t obj_)
+{
+    if (__builtin_expect(_ftmb_fast_seq_end(obj_), 1))
+        return;
+    ftmb_ordered_end_slow(obj_);
+}
 /* Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and call ftmb_ordered_quiet_end. */
 int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site);
 /* End the access begun by ftmb_ordered_quiet_begin; quiet: the call returned its quiet result (record: counted, not logged, obj's sequence not advanced). */
 void ftmb_ordered_quiet_end(int quiet, ftmb_obj_t obj, ftmb_site_t site);
-/* Log an access to obj under a lock the caller holds that was not taken by an ftmb_ wrapper. */
-void ftmb_held_access(ftmb_obj_t obj, ftmb_site_t site);
+/* Log an access to obj under a lock the caller holds that was not taken by an ftmb_ wrapper. Inline fast path; ftmb_held_access_slow is the runtime's, for every case. */
+void ftmb_held_access_slow(ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) void ftmb_held_access(ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    if (__builtin_expect(_ftmb_fast_held(obj_, site_), 1))
+        return;
+    ftmb_held_access_slow(obj_, site_);
+}
 
 /* --- lock: lock acquire / try-acquire / release; the order is recorded inside the lock --- */
 /* pthread_mutex_lock on lock, ordered as object obj. Replaces pthread_mutex_lock. */
@@ -131,118 +272,846 @@ int ftmb_sem_timedwait(void *sem, const struct timespec *abstime, ftmb_obj_t obj
 int ftmb_sem_post(void *sem, ftmb_obj_t obj, ftmb_site_t site);
 
 /* --- atomic: an atomic operation, performed and ordered in one step --- */
-/* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_1, atomic_load_explicit, atomic_load. */
-ftmb_u8 ftmb_atomic_load_1(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 1 bytes. Replaces __atomic_store_n, __atomic_store_1, atomic_store_explicit, atomic_store. */
-void ftmb_atomic_store_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 1 bytes. Replaces __atomic_exchange_n, __atomic_exchange_1, atomic_exchange_explicit, atomic_exchange. */
-ftmb_u8 ftmb_atomic_exchange_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 1 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_1, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
-_Bool ftmb_atomic_compare_exchange_1(volatile void *ptr, void *expected, ftmb_u8 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 1 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_1, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
-ftmb_u8 ftmb_atomic_fetch_add_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_add_fetch on 1 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_1, __sync_add_and_fetch. */
-ftmb_u8 ftmb_atomic_add_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 1 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_1, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
-ftmb_u8 ftmb_atomic_fetch_sub_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_sub_fetch on 1 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_1, __sync_sub_and_fetch. */
-ftmb_u8 ftmb_atomic_sub_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 1 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_1, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
-ftmb_u8 ftmb_atomic_fetch_and_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_and_fetch on 1 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_1, __sync_and_and_fetch. */
-ftmb_u8 ftmb_atomic_and_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 1 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_1, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
-ftmb_u8 ftmb_atomic_fetch_or_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_or_fetch on 1 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_1, __sync_or_and_fetch. */
-ftmb_u8 ftmb_atomic_or_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 1 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_1, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
-ftmb_u8 ftmb_atomic_fetch_xor_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_xor_fetch on 1 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_1, __sync_xor_and_fetch. */
-ftmb_u8 ftmb_atomic_xor_fetch_1(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_load_n on 2 bytes. Replaces __atomic_load_n, __atomic_load_2, atomic_load_explicit, atomic_load. */
-ftmb_u16 ftmb_atomic_load_2(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 2 bytes. Replaces __atomic_store_n, __atomic_store_2, atomic_store_explicit, atomic_store. */
-void ftmb_atomic_store_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 2 bytes. Replaces __atomic_exchange_n, __atomic_exchange_2, atomic_exchange_explicit, atomic_exchange. */
-ftmb_u16 ftmb_atomic_exchange_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 2 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_2, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
-_Bool ftmb_atomic_compare_exchange_2(volatile void *ptr, void *expected, ftmb_u16 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 2 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_2, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
-ftmb_u16 ftmb_atomic_fetch_add_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_add_fetch on 2 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_2, __sync_add_and_fetch. */
-ftmb_u16 ftmb_atomic_add_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 2 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_2, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
-ftmb_u16 ftmb_atomic_fetch_sub_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_sub_fetch on 2 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_2, __sync_sub_and_fetch. */
-ftmb_u16 ftmb_atomic_sub_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 2 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_2, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
-ftmb_u16 ftmb_atomic_fetch_and_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_and_fetch on 2 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_2, __sync_and_and_fetch. */
-ftmb_u16 ftmb_atomic_and_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 2 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_2, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
-ftmb_u16 ftmb_atomic_fetch_or_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_or_fetch on 2 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_2, __sync_or_and_fetch. */
-ftmb_u16 ftmb_atomic_or_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 2 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_2, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
-ftmb_u16 ftmb_atomic_fetch_xor_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_xor_fetch on 2 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_2, __sync_xor_and_fetch. */
-ftmb_u16 ftmb_atomic_xor_fetch_2(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_load_n on 4 bytes. Replaces __atomic_load_n, __atomic_load_4, atomic_load_explicit, atomic_load. */
-ftmb_u32 ftmb_atomic_load_4(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 4 bytes. Replaces __atomic_store_n, __atomic_store_4, atomic_store_explicit, atomic_store. */
-void ftmb_atomic_store_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 4 bytes. Replaces __atomic_exchange_n, __atomic_exchange_4, atomic_exchange_explicit, atomic_exchange. */
-ftmb_u32 ftmb_atomic_exchange_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 4 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_4, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
-_Bool ftmb_atomic_compare_exchange_4(volatile void *ptr, void *expected, ftmb_u32 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 4 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_4, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
-ftmb_u32 ftmb_atomic_fetch_add_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_add_fetch on 4 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_4, __sync_add_and_fetch. */
-ftmb_u32 ftmb_atomic_add_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 4 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_4, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
-ftmb_u32 ftmb_atomic_fetch_sub_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_sub_fetch on 4 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_4, __sync_sub_and_fetch. */
-ftmb_u32 ftmb_atomic_sub_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 4 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_4, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
-ftmb_u32 ftmb_atomic_fetch_and_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_and_fetch on 4 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_4, __sync_and_and_fetch. */
-ftmb_u32 ftmb_atomic_and_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 4 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_4, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
-ftmb_u32 ftmb_atomic_fetch_or_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_or_fetch on 4 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_4, __sync_or_and_fetch. */
-ftmb_u32 ftmb_atomic_or_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 4 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_4, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
-ftmb_u32 ftmb_atomic_fetch_xor_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_xor_fetch on 4 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_4, __sync_xor_and_fetch. */
-ftmb_u32 ftmb_atomic_xor_fetch_4(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_load_n on 8 bytes. Replaces __atomic_load_n, __atomic_load_8, atomic_load_explicit, atomic_load. */
-ftmb_u64 ftmb_atomic_load_8(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_store_n on 8 bytes. Replaces __atomic_store_n, __atomic_store_8, atomic_store_explicit, atomic_store. */
-void ftmb_atomic_store_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_exchange_n on 8 bytes. Replaces __atomic_exchange_n, __atomic_exchange_8, atomic_exchange_explicit, atomic_exchange. */
-ftmb_u64 ftmb_atomic_exchange_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_compare_exchange_n on 8 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_8, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. */
-_Bool ftmb_atomic_compare_exchange_8(volatile void *ptr, void *expected, ftmb_u64 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_add on 8 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_8, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. */
-ftmb_u64 ftmb_atomic_fetch_add_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_add_fetch on 8 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_8, __sync_add_and_fetch. */
-ftmb_u64 ftmb_atomic_add_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_sub on 8 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_8, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. */
-ftmb_u64 ftmb_atomic_fetch_sub_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_sub_fetch on 8 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_8, __sync_sub_and_fetch. */
-ftmb_u64 ftmb_atomic_sub_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_and on 8 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_8, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. */
-ftmb_u64 ftmb_atomic_fetch_and_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_and_fetch on 8 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_8, __sync_and_and_fetch. */
-ftmb_u64 ftmb_atomic_and_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_or on 8 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_8, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. */
-ftmb_u64 ftmb_atomic_fetch_or_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_or_fetch on 8 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_8, __sync_or_and_fetch. */
-ftmb_u64 ftmb_atomic_or_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_fetch_xor on 8 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_8, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. */
-ftmb_u64 ftmb_atomic_fetch_xor_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
-/* __atomic_xor_fetch on 8 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_8, __sync_xor_and_fetch. */
-ftmb_u64 ftmb_atomic_xor_fetch_8(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+/* __atomic_load_n on 1 bytes. Replaces __atomic_load_n, __atomic_load_1, atomic_load_explicit, atomic_load. Inline fast path; ftmb_atomic_load_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_load_1_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_load_1(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 v_ = __atomic_load_n((const volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        _ftmb_fast_seq_unlock(w_);
+        return v_;
+    }
+    return ftmb_atomic_load_1_slow(ptr_, memorder_, obj_, site_);
+}
+/* __atomic_store_n on 1 bytes. Replaces __atomic_store_n, __atomic_store_1, atomic_store_explicit, atomic_store. Inline fast path; ftmb_atomic_store_1_slow is the runtime's, for every case. */
+void ftmb_atomic_store_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return;
+    }
+    ftmb_atomic_store_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_exchange_n on 1 bytes. Replaces __atomic_exchange_n, __atomic_exchange_1, atomic_exchange_explicit, atomic_exchange. Inline fast path; ftmb_atomic_exchange_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_exchange_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_exchange_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_exchange_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_compare_exchange_n on 1 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_1, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. Inline fast path; ftmb_atomic_compare_exchange_1_slow is the runtime's, for every case. */
+_Bool ftmb_atomic_compare_exchange_1_slow(volatile void *ptr, void *expected, ftmb_u8 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_1(volatile void *ptr_, void *expected_, ftmb_u8 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)weak_;
+    (void)success_memorder_;
+    (void)failure_memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 cur_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        _Bool ok_ = cur_ == *(ftmb_u8 *)expected_;
+        if (ok_)
+            __atomic_store_n((volatile ftmb_u8 *)ptr_, desired_, __ATOMIC_RELEASE);
+        else
+            *(ftmb_u8 *)expected_ = cur_;
+        _ftmb_fast_seq_unlock(w_);
+        return ok_;
+    }
+    return ftmb_atomic_compare_exchange_1_slow(ptr_, expected_, desired_, weak_, success_memorder_, failure_memorder_, obj_, site_);
+}
+/* __atomic_fetch_add on 1 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_1, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. Inline fast path; ftmb_atomic_fetch_add_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_fetch_add_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_add_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_add_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_add_fetch on 1 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_1, __sync_add_and_fetch. Inline fast path; ftmb_atomic_add_fetch_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_add_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_add_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_add_fetch_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_sub on 1 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_1, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. Inline fast path; ftmb_atomic_fetch_sub_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_fetch_sub_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_sub_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_sub_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_sub_fetch on 1 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_1, __sync_sub_and_fetch. Inline fast path; ftmb_atomic_sub_fetch_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_sub_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_sub_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_sub_fetch_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_and on 1 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_1, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. Inline fast path; ftmb_atomic_fetch_and_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_fetch_and_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_and_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_and_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_and_fetch on 1 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_1, __sync_and_and_fetch. Inline fast path; ftmb_atomic_and_fetch_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_and_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_and_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_and_fetch_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_or on 1 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_1, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. Inline fast path; ftmb_atomic_fetch_or_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_fetch_or_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_or_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_or_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_or_fetch on 1 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_1, __sync_or_and_fetch. Inline fast path; ftmb_atomic_or_fetch_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_or_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_or_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_or_fetch_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_xor on 1 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_1, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. Inline fast path; ftmb_atomic_fetch_xor_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_fetch_xor_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_fetch_xor_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_xor_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_xor_fetch on 1 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_1, __sync_xor_and_fetch. Inline fast path; ftmb_atomic_xor_fetch_1_slow is the runtime's, for every case. */
+ftmb_u8 ftmb_atomic_xor_fetch_1_slow(volatile void *ptr, ftmb_u8 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u8 ftmb_atomic_xor_fetch_1(volatile void *ptr_, ftmb_u8 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u8 old_ = __atomic_load_n((volatile ftmb_u8 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u8 new_ = (ftmb_u8)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u8 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_xor_fetch_1_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_load_n on 2 bytes. Replaces __atomic_load_n, __atomic_load_2, atomic_load_explicit, atomic_load. Inline fast path; ftmb_atomic_load_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_load_2_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_load_2(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 v_ = __atomic_load_n((const volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        _ftmb_fast_seq_unlock(w_);
+        return v_;
+    }
+    return ftmb_atomic_load_2_slow(ptr_, memorder_, obj_, site_);
+}
+/* __atomic_store_n on 2 bytes. Replaces __atomic_store_n, __atomic_store_2, atomic_store_explicit, atomic_store. Inline fast path; ftmb_atomic_store_2_slow is the runtime's, for every case. */
+void ftmb_atomic_store_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return;
+    }
+    ftmb_atomic_store_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_exchange_n on 2 bytes. Replaces __atomic_exchange_n, __atomic_exchange_2, atomic_exchange_explicit, atomic_exchange. Inline fast path; ftmb_atomic_exchange_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_exchange_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_exchange_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_exchange_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_compare_exchange_n on 2 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_2, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. Inline fast path; ftmb_atomic_compare_exchange_2_slow is the runtime's, for every case. */
+_Bool ftmb_atomic_compare_exchange_2_slow(volatile void *ptr, void *expected, ftmb_u16 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_2(volatile void *ptr_, void *expected_, ftmb_u16 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)weak_;
+    (void)success_memorder_;
+    (void)failure_memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 cur_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        _Bool ok_ = cur_ == *(ftmb_u16 *)expected_;
+        if (ok_)
+            __atomic_store_n((volatile ftmb_u16 *)ptr_, desired_, __ATOMIC_RELEASE);
+        else
+            *(ftmb_u16 *)expected_ = cur_;
+        _ftmb_fast_seq_unlock(w_);
+        return ok_;
+    }
+    return ftmb_atomic_compare_exchange_2_slow(ptr_, expected_, desired_, weak_, success_memorder_, failure_memorder_, obj_, site_);
+}
+/* __atomic_fetch_add on 2 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_2, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. Inline fast path; ftmb_atomic_fetch_add_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_fetch_add_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_add_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_add_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_add_fetch on 2 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_2, __sync_add_and_fetch. Inline fast path; ftmb_atomic_add_fetch_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_add_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_add_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_add_fetch_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_sub on 2 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_2, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. Inline fast path; ftmb_atomic_fetch_sub_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_fetch_sub_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_sub_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_sub_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_sub_fetch on 2 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_2, __sync_sub_and_fetch. Inline fast path; ftmb_atomic_sub_fetch_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_sub_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_sub_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_sub_fetch_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_and on 2 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_2, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. Inline fast path; ftmb_atomic_fetch_and_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_fetch_and_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_and_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_and_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_and_fetch on 2 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_2, __sync_and_and_fetch. Inline fast path; ftmb_atomic_and_fetch_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_and_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_and_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_and_fetch_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_or on 2 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_2, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. Inline fast path; ftmb_atomic_fetch_or_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_fetch_or_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_or_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_or_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_or_fetch on 2 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_2, __sync_or_and_fetch. Inline fast path; ftmb_atomic_or_fetch_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_or_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_or_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_or_fetch_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_xor on 2 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_2, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. Inline fast path; ftmb_atomic_fetch_xor_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_fetch_xor_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_fetch_xor_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_xor_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_xor_fetch on 2 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_2, __sync_xor_and_fetch. Inline fast path; ftmb_atomic_xor_fetch_2_slow is the runtime's, for every case. */
+ftmb_u16 ftmb_atomic_xor_fetch_2_slow(volatile void *ptr, ftmb_u16 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u16 ftmb_atomic_xor_fetch_2(volatile void *ptr_, ftmb_u16 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u16 old_ = __atomic_load_n((volatile ftmb_u16 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u16 new_ = (ftmb_u16)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u16 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_xor_fetch_2_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_load_n on 4 bytes. Replaces __atomic_load_n, __atomic_load_4, atomic_load_explicit, atomic_load. Inline fast path; ftmb_atomic_load_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_load_4_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_load_4(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 v_ = __atomic_load_n((const volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        _ftmb_fast_seq_unlock(w_);
+        return v_;
+    }
+    return ftmb_atomic_load_4_slow(ptr_, memorder_, obj_, site_);
+}
+/* __atomic_store_n on 4 bytes. Replaces __atomic_store_n, __atomic_store_4, atomic_store_explicit, atomic_store. Inline fast path; ftmb_atomic_store_4_slow is the runtime's, for every case. */
+void ftmb_atomic_store_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return;
+    }
+    ftmb_atomic_store_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_exchange_n on 4 bytes. Replaces __atomic_exchange_n, __atomic_exchange_4, atomic_exchange_explicit, atomic_exchange. Inline fast path; ftmb_atomic_exchange_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_exchange_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_exchange_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_exchange_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_compare_exchange_n on 4 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_4, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. Inline fast path; ftmb_atomic_compare_exchange_4_slow is the runtime's, for every case. */
+_Bool ftmb_atomic_compare_exchange_4_slow(volatile void *ptr, void *expected, ftmb_u32 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_4(volatile void *ptr_, void *expected_, ftmb_u32 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)weak_;
+    (void)success_memorder_;
+    (void)failure_memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 cur_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        _Bool ok_ = cur_ == *(ftmb_u32 *)expected_;
+        if (ok_)
+            __atomic_store_n((volatile ftmb_u32 *)ptr_, desired_, __ATOMIC_RELEASE);
+        else
+            *(ftmb_u32 *)expected_ = cur_;
+        _ftmb_fast_seq_unlock(w_);
+        return ok_;
+    }
+    return ftmb_atomic_compare_exchange_4_slow(ptr_, expected_, desired_, weak_, success_memorder_, failure_memorder_, obj_, site_);
+}
+/* __atomic_fetch_add on 4 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_4, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. Inline fast path; ftmb_atomic_fetch_add_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_fetch_add_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_add_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_add_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_add_fetch on 4 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_4, __sync_add_and_fetch. Inline fast path; ftmb_atomic_add_fetch_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_add_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_add_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_add_fetch_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_sub on 4 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_4, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. Inline fast path; ftmb_atomic_fetch_sub_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_fetch_sub_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_sub_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_sub_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_sub_fetch on 4 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_4, __sync_sub_and_fetch. Inline fast path; ftmb_atomic_sub_fetch_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_sub_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_sub_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_sub_fetch_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_and on 4 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_4, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. Inline fast path; ftmb_atomic_fetch_and_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_fetch_and_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_and_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_and_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_and_fetch on 4 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_4, __sync_and_and_fetch. Inline fast path; ftmb_atomic_and_fetch_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_and_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_and_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_and_fetch_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_or on 4 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_4, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. Inline fast path; ftmb_atomic_fetch_or_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_fetch_or_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_or_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_or_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_or_fetch on 4 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_4, __sync_or_and_fetch. Inline fast path; ftmb_atomic_or_fetch_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_or_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_or_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_or_fetch_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_xor on 4 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_4, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. Inline fast path; ftmb_atomic_fetch_xor_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_fetch_xor_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_fetch_xor_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_xor_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_xor_fetch on 4 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_4, __sync_xor_and_fetch. Inline fast path; ftmb_atomic_xor_fetch_4_slow is the runtime's, for every case. */
+ftmb_u32 ftmb_atomic_xor_fetch_4_slow(volatile void *ptr, ftmb_u32 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u32 ftmb_atomic_xor_fetch_4(volatile void *ptr_, ftmb_u32 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u32 old_ = __atomic_load_n((volatile ftmb_u32 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u32 new_ = (ftmb_u32)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u32 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_xor_fetch_4_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_load_n on 8 bytes. Replaces __atomic_load_n, __atomic_load_8, atomic_load_explicit, atomic_load. Inline fast path; ftmb_atomic_load_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_load_8_slow(const volatile void *ptr, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_load_8(const volatile void *ptr_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 v_ = __atomic_load_n((const volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        _ftmb_fast_seq_unlock(w_);
+        return v_;
+    }
+    return ftmb_atomic_load_8_slow(ptr_, memorder_, obj_, site_);
+}
+/* __atomic_store_n on 8 bytes. Replaces __atomic_store_n, __atomic_store_8, atomic_store_explicit, atomic_store. Inline fast path; ftmb_atomic_store_8_slow is the runtime's, for every case. */
+void ftmb_atomic_store_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) void ftmb_atomic_store_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return;
+    }
+    ftmb_atomic_store_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_exchange_n on 8 bytes. Replaces __atomic_exchange_n, __atomic_exchange_8, atomic_exchange_explicit, atomic_exchange. Inline fast path; ftmb_atomic_exchange_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_exchange_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_exchange_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, val_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_exchange_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_compare_exchange_n on 8 bytes (a weak one never fails spuriously when logged). Replaces __atomic_compare_exchange_n, __atomic_compare_exchange_8, __sync_bool_compare_and_swap, atomic_compare_exchange_strong, atomic_compare_exchange_strong_explicit, atomic_compare_exchange_weak, atomic_compare_exchange_weak_explicit. Inline fast path; ftmb_atomic_compare_exchange_8_slow is the runtime's, for every case. */
+_Bool ftmb_atomic_compare_exchange_8_slow(volatile void *ptr, void *expected, ftmb_u64 desired, _Bool weak, int success_memorder, int failure_memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) _Bool ftmb_atomic_compare_exchange_8(volatile void *ptr_, void *expected_, ftmb_u64 desired_, _Bool weak_, int success_memorder_, int failure_memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)weak_;
+    (void)success_memorder_;
+    (void)failure_memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 cur_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        _Bool ok_ = cur_ == *(ftmb_u64 *)expected_;
+        if (ok_)
+            __atomic_store_n((volatile ftmb_u64 *)ptr_, desired_, __ATOMIC_RELEASE);
+        else
+            *(ftmb_u64 *)expected_ = cur_;
+        _ftmb_fast_seq_unlock(w_);
+        return ok_;
+    }
+    return ftmb_atomic_compare_exchange_8_slow(ptr_, expected_, desired_, weak_, success_memorder_, failure_memorder_, obj_, site_);
+}
+/* __atomic_fetch_add on 8 bytes. Replaces __atomic_fetch_add, __atomic_fetch_add_8, atomic_fetch_add_explicit, __sync_fetch_and_add, atomic_fetch_add. Inline fast path; ftmb_atomic_fetch_add_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_fetch_add_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_add_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_add_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_add_fetch on 8 bytes. Replaces __atomic_add_fetch, __atomic_add_fetch_8, __sync_add_and_fetch. Inline fast path; ftmb_atomic_add_fetch_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_add_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_add_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ + val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_add_fetch_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_sub on 8 bytes. Replaces __atomic_fetch_sub, __atomic_fetch_sub_8, atomic_fetch_sub_explicit, __sync_fetch_and_sub, atomic_fetch_sub. Inline fast path; ftmb_atomic_fetch_sub_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_fetch_sub_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_sub_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_sub_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_sub_fetch on 8 bytes. Replaces __atomic_sub_fetch, __atomic_sub_fetch_8, __sync_sub_and_fetch. Inline fast path; ftmb_atomic_sub_fetch_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_sub_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_sub_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ - val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_sub_fetch_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_and on 8 bytes. Replaces __atomic_fetch_and, __atomic_fetch_and_8, atomic_fetch_and_explicit, __sync_fetch_and_and, atomic_fetch_and. Inline fast path; ftmb_atomic_fetch_and_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_fetch_and_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_and_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_and_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_and_fetch on 8 bytes. Replaces __atomic_and_fetch, __atomic_and_fetch_8, __sync_and_and_fetch. Inline fast path; ftmb_atomic_and_fetch_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_and_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_and_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ & val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_and_fetch_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_or on 8 bytes. Replaces __atomic_fetch_or, __atomic_fetch_or_8, atomic_fetch_or_explicit, __sync_fetch_and_or, atomic_fetch_or. Inline fast path; ftmb_atomic_fetch_or_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_fetch_or_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_or_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_or_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_or_fetch on 8 bytes. Replaces __atomic_or_fetch, __atomic_or_fetch_8, __sync_or_and_fetch. Inline fast path; ftmb_atomic_or_fetch_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_or_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_or_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ | val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_or_fetch_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_fetch_xor on 8 bytes. Replaces __atomic_fetch_xor, __atomic_fetch_xor_8, atomic_fetch_xor_explicit, __sync_fetch_and_xor, atomic_fetch_xor. Inline fast path; ftmb_atomic_fetch_xor_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_fetch_xor_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_fetch_xor_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return old_;
+    }
+    return ftmb_atomic_fetch_xor_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
+/* __atomic_xor_fetch on 8 bytes. Replaces __atomic_xor_fetch, __atomic_xor_fetch_8, __sync_xor_and_fetch. Inline fast path; ftmb_atomic_xor_fetch_8_slow is the runtime's, for every case. */
+ftmb_u64 ftmb_atomic_xor_fetch_8_slow(volatile void *ptr, ftmb_u64 val, int memorder, ftmb_obj_t obj, ftmb_site_t site);
+static __inline__ __attribute__((always_inline)) ftmb_u64 ftmb_atomic_xor_fetch_8(volatile void *ptr_, ftmb_u64 val_, int memorder_, ftmb_obj_t obj_, ftmb_site_t site_)
+{
+    ftmb_u64 *w_ = _ftmb_fast_seq_lock(obj_, site_);
+    (void)memorder_;
+    if (__builtin_expect(w_ != 0, 1)) {
+        ftmb_u64 old_ = __atomic_load_n((volatile ftmb_u64 *)ptr_, __ATOMIC_RELAXED);
+        ftmb_u64 new_ = (ftmb_u64)(old_ ^ val_);
+        __atomic_store_n((volatile ftmb_u64 *)ptr_, new_, __ATOMIC_RELEASE);
+        _ftmb_fast_seq_unlock(w_);
+        return new_;
+    }
+    return ftmb_atomic_xor_fetch_8_slow(ptr_, val_, memorder_, obj_, site_);
+}
 /* rte_atomic16_add. Replaces rte_atomic16_add. */
 void ftmb_rte_atomic16_add(volatile void *v, ftmb_i16 inc, ftmb_obj_t obj, ftmb_site_t site);
 /* rte_atomic16_sub. Replaces rte_atomic16_sub. */
