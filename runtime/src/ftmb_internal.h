@@ -80,6 +80,7 @@ enum _ftmb_nd_source {
     _FTMB_ND_GETRANDOM = 5,
     _FTMB_ND_EXTERNAL = 6, /* a read of a variable only signal handlers write (ftmb_external_read) */
     _FTMB_ND_BYTES = 7,    /* ftmb_nondet_bytes: the size, then the bytes, 8 per record */
+    _FTMB_ND_SLEEP = 8,    /* an interrupted sleep (ftmb_nanosleep...): value = errno; site = quiet count */
 };
 
 #define _FTMB_OBJ_BITS 24
