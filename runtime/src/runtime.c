@@ -23,7 +23,8 @@
  * exactly that many quiet results (nothing received, the same value, the call not made) before it
  * takes the loud record, so every receive, external read and quiet-capable call returns what it
  * returned in the record, and iteration counts, hence the times derived from them after the
- * input's end, are reproduced.
+ * input's end, are reproduced. A completed sleep is quiet too (see "Sleeps" below): replay does not
+ * sleep.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
