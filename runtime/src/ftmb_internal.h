@@ -253,6 +253,7 @@ int _ftmb_pid_alive(int32_t pid);
 int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid);
 int _ftmb_master_threads_dead(struct _ftmb_out_region *out, int32_t pid);
 void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot);
+void _ftmb_live_rehold(struct _ftmb_out_region *out, uint32_t slot, void *robust_head);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
 int _ftmb_session_gone(const struct _ftmb_region_hdr *in, const struct _ftmb_region_hdr *out);
 void _ftmb_exit_if_session_gone(void);

@@ -1988,9 +1988,10 @@ static int attach_session(const char *session, int timeout_ms, int mode)
 
 /* The session's first record master arms the death watch (session.c, _ftmb_master_threads_dead):
  * this thread takes its slot, then names the process; every thread adopted later takes its own in
- * _ftmb_adopt_thread_index, the coordinator its own. A master that takes over from a snapshot, or
- * attaches after another, leaves it unarmed (its threads may carry the old master's robust list
- * entries); the pid then tells its death. */
+ * _ftmb_adopt_thread_index, the coordinator its own. A master that takes over from a snapshot arms
+ * it again once its threads hold their slots afresh (checkpoint.c, rehold_slot); one that attaches
+ * after another without a snapshot (standby, follower) leaves it unarmed; the pid then tells its
+ * death. */
 static void arm_death_watch(void)
 {
     struct _ftmb_out_region *out = _ftmb_rt.out;
