@@ -415,6 +415,42 @@ def test_a_backup_that_took_over_does_not_outlive_its_session(trace, tmp_path):
         time.sleep(0.05)
 
 
+def test_a_backup_that_took_over_is_under_the_death_watch(trace, tmp_path):
+    """The master SIGKILLed, its newest snapshot took over; then that backup SIGKILLed too. The output
+    logger must take the backup for dead by the death watch (its threads' robust slots, before its
+    address space is torn down), as it did the first master, not only once its process is gone:
+    the backup's restored threads and its coordinator take their slots afresh and arm the watch
+    (runtime/README.md, "The death watch"). Before, a master that took over was never watched."""
+    import threading
+
+    killed = []
+
+    def kill_the_backup():
+        deadline, master = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            record = [pid for pid in _children(os.getpid())
+                      if b"FTMB_MODE=record" in _environ(pid) and _state(pid) not in ("Z", "gone")]
+            master = master or (record[0] if record else None)
+            backup = [pid for pid in record if pid != master]
+            if backup:
+                time.sleep(0.5)  # live, forwarding and checkpointing
+                os.kill(backup[0], signal.SIGKILL)
+                killed.append(backup[0])
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_backup)
+    killer.start()
+    res = runlib.run([str(FWD), "2"], trace, tmp_path / "o.pcap", queues=2, rate=100, kill_master_at=1.5,
+                     checkpoint_ms=20, env=dict(os.environ, FTMB_TEST_FWD_FOREVER="1"), timeout_s=60, grace_s=5)
+    killer.join()
+    assert res.failover is not None and res.failover.from_snapshot, res.failure
+    assert killed and killed[0] == res.failover.backup_pid, (killed, res.failover)
+    logger, = [p for p in res.processes if p.name == "output-logger"]
+    assert re.search(rf"the master \(pid {killed[0]}\) of session \S+ died without ftmb_exit \(death watch\)",
+                     logger.stderr_tail), logger.stderr_tail
+
+
 def test_nothing_of_the_session_outlives_the_run(trace, tmp_path):
     # A helper in a session of its own (no process group or parent-death signal of the run's reaches
     # it), with the session in its environment: the run ends it too (cli() checks for leftovers).

@@ -16,6 +16,7 @@ EXPECTED_CASES = [
     "region_attach_errors",
     # test_record
     "record_orders_and_release", "replay_reproduces", "replay_detects_divergence", "passthrough_mode",
+    "sleeps_replay_at_once",
     "atomics_logged_semantics",
     "setup_errors", "arena_deterministic", "arena_same_addresses_run_to_run", "receive_path", "inline_fast_path",
     "quiet_record_after_a_loud_one", "verifier_waits_for_a_slow_output_logger", "early_thread_index", "corrupt_record_held", "duplicate_outputs_dropped", "logger_death_noticed", "input_logger_serves_again",

@@ -42,3 +42,41 @@ def test_compare_finds_a_changed_byte_in_its_queue(tmp_path):
     assert verify.compare(ref, ref, queue_of, 2) == []
     bad = verify.compare(got, ref, queue_of, 2)
     assert len(bad) == 1 and bad[0].invariant == "oracle.replay"
+
+
+def test_at_most_once_reports_a_duplicate_and_a_packet_not_in_the_input(tmp_path):
+    pkts = _trace(tmp_path)
+    trace = tmp_path / "trace.pcap"
+    fewer, dup = tmp_path / "fewer.pcap", tmp_path / "dup.pcap"
+    pcap.write_pcap(fewer, pkts[::2])  # losses are allowed: a timing-dependent program drops some
+    pcap.write_pcap(dup, pkts[:50] + pkts[7:8])
+    assert verify.at_most_once(fewer, trace) == []
+    assert [v.invariant for v in verify.at_most_once(dup, trace)] == ["oracle.at-most-once"]
+    other = tmp_path / "other.pcap"
+    traffic.generate(other, seed=3, flows=20, packets=400, duration_s=0.1)  # tags are packet indexes
+    extra = tmp_path / "extra.pcap"
+    pcap.write_pcap(extra, pkts[:10] + pcap.read_pcap(other)[-1:])
+    assert "not in the input" in verify.at_most_once(extra, trace)[0].message
+
+
+def test_verify_at_most_once_needs_no_reference_run(tmp_path):
+    """delivery="at-most-once" runs no reference (the program is never started: a path that does not
+    exist) and reports a duplicate as oracle 2's violation."""
+    pkts = _trace(tmp_path)
+    dup = tmp_path / "dup.pcap"
+    pcap.write_pcap(dup, pkts + pkts[3:4])
+    v = verify.verify([str(tmp_path / "no-such-program")], tmp_path / "trace.pcap", dup, queues=2,
+                      delivery="at-most-once")
+    assert v.replay_failure is None
+    assert [x.invariant for x in v.violations] == ["oracle.at-most-once"]
+    ok = tmp_path / "ok.pcap"
+    pcap.write_pcap(ok, pkts)
+    assert verify.verify([str(tmp_path / "no-such-program")], tmp_path / "trace.pcap", ok, queues=2,
+                         delivery="at-most-once").ok
+
+
+def test_verify_refuses_an_unknown_delivery(tmp_path):
+    import pytest
+    from ftmb_instrument.errors import InputError
+    with pytest.raises(InputError, match="delivery 'twice'"):
+        verify.verify(["x"], tmp_path / "t.pcap", tmp_path / "r.pcap", queues=1, delivery="twice")

@@ -282,6 +282,16 @@ def _nondet_entries():
         _e("ftmb_nondet_bytes", "void", [("void *", "p"), ("ftmb_size_t", "size")], "nondet",
            "The size bytes at p were just produced by a library call whose result differs between processes of "
            "one binary (a pid, a MAC address): log them (record) or overwrite them with the logged ones (replay)."),
+        _e("ftmb_nanosleep", "int", [("const struct timespec *", "req"), ("struct timespec *", "rem")], "nondet",
+           "nanosleep(): sleeps in record mode; a replay returns at once (time is virtual). A completed sleep is a "
+           "quiet operation, an interrupted one logs its errno (replayed with *rem zeroed).", wraps=("nanosleep",)),
+        _e("ftmb_clock_nanosleep", "int", [("int", "clockid"), ("int", "flags"), ("const struct timespec *", "req"),
+                                           ("struct timespec *", "rem")], "nondet",
+           "clock_nanosleep(): as ftmb_nanosleep; an absolute deadline is one on the session's clock.",
+           wraps=("clock_nanosleep",)),
+        _e("ftmb_usleep", "int", [("unsigned", "usec")], "nondet", "usleep(): as ftmb_nanosleep.", wraps=("usleep",)),
+        _e("ftmb_sleep", "unsigned", [("unsigned", "seconds")], "nondet",
+           "sleep(): as ftmb_nanosleep; an interrupted sleep reports every second left.", wraps=("sleep",)),
         _e("ftmb_external_read", "const volatile void *", [("const volatile void *", "p"), ("ftmb_size_t", "size")],
            "nondet", "Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is "
            "(logged in record mode, from the log in replay; p itself in passthrough)."),

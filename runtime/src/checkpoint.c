@@ -72,6 +72,7 @@ struct capture {
     ucontext_t uc;
     _Atomic uint64_t parked; /* the epoch it parked for (release, after uc is saved) */
     volatile int restored;   /* set by the snapshot before the thread runs again */
+    void *robust_head;       /* glibc's robust list head of the thread (death watch: rehold_slot) */
 };
 
 static struct {
@@ -91,6 +92,8 @@ static struct {
     uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
     uint64_t rec_at[FTMB_MAX_THREADS]; /* each thread's record count at the newest snapshot */
     struct capture cap[FTMB_MAX_THREADS];
+    void *coord_robust_head;     /* the coordinator's robust list head */
+    _Atomic uint32_t rehold_left; /* a snapshot that took over: threads yet to take their death-watch slot */
 } ck;
 
 static char restore_stack[FTMB_MAX_THREADS][RESTORE_STACK] __attribute__((aligned(64)));
@@ -108,13 +111,40 @@ static void say(const char *fmt, ...)
         (void)0;
 }
 
+/* The calling thread's robust list head (glibc registers it with the kernel at the thread's start). */
+static void *own_robust_head(void)
+{
+    void *head = NULL;
+    size_t len;
+    if (syscall(SYS_get_robust_list, 0, &head, &len) != 0)
+        return NULL;
+    return head;
+}
+
+/* A thread of a snapshot that took over (restored, or the coordinator) takes its death-watch slot
+ * afresh, and the last one arms the watch for this process (session.c, _ftmb_live_rehold). */
+static void rehold_slot(uint32_t slot, void *robust_head)
+{
+    _ftmb_live_rehold(_ftmb_rt.out, slot, robust_head);
+    /* Acq_rel: the last one to count down sees every other slot held; its release store of live_pid
+     * (pairs with the watchers' acquire) publishes them all. */
+    if (atomic_fetch_sub_explicit(&ck.rehold_left, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&_ftmb_rt.out->live_coord, 1, memory_order_relaxed); /* (its slot is held) */
+        atomic_store_explicit(&_ftmb_rt.out->live_pid, (int32_t)getpid(), memory_order_release);
+    }
+}
+
 static void park(struct _ftmb_thread *t, uint64_t e)
 {
     struct capture *c = &ck.cap[t->index];
     t->ckpt_seen = e;
     c->restored = 0;
+    if (!c->robust_head) /* once per thread */
+        c->robust_head = own_robust_head();
     getcontext(&c->uc); /* the snapshot resumes the thread here, with restored set */
-    if (!c->restored)
+    if (c->restored)
+        rehold_slot(t->index, c->robust_head);
+    else
         /* Release: the saved registers and this thread's writes happen before the fork (pairs
          * with the coordinator's acquire). */
         atomic_store_explicit(&c->parked, e, memory_order_release);
@@ -353,6 +383,12 @@ static void take_over(uint64_t e, pid_t master)
     say("ftmb: snapshot: the master (pid %d) died; taking over at %llu ns from the snapshot of epoch %llu with "
         "%llu records to replay\n",
         (int)master, (unsigned long long)died, (unsigned long long)e, (unsigned long long)records);
+    /* The death watch for this process (runtime/README.md): each restored thread and this coordinator
+     * take their slots afresh; the last one arms it. Relaxed: the clones below publish it. */
+    uint32_t restoring = 1;
+    for (uint32_t i = 0; i < n; i++)
+        restoring += atomic_load_explicit(&ck.cap[i].parked, memory_order_relaxed) == e;
+    atomic_store_explicit(&ck.rehold_left, restoring, memory_order_relaxed);
     int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS;
     if (ck.tid_off >= 0) /* the thread's pthread gets its new tid, cleared at exit: joins work */
         flags |= CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
@@ -366,6 +402,7 @@ static void take_over(uint64_t e, pid_t master)
                   ctid) < 0)
             snapshot_fail("clone failed");
     }
+    rehold_slot(FTMB_MAX_THREADS, ck.coord_robust_head);
     _ftmb_rt.fo_restored_ns = _ftmb_now_ns(CLOCK_MONOTONIC);
     _ftmb_rt.fo_restored_cpu_ns = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     /* Release: the replay state above (and the stamp) is visible to every restored thread (pairs
@@ -398,10 +435,11 @@ static void snapshot_main(uint64_t e, pid_t master)
     int dying = 0; /* the death signal came with the forking thread; the others follow within moments */
     /* The death watch, when the master armed it, polls every ms: every registered thread of the
      * master past its robust-list processing (before its address space is torn down). */
-    int watch = atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_acquire) == master;
-    if (watch)
-        wait.tv_nsec = 1000000;
     while (getppid() == master) {
+        /* (Looked at each time: a master that took over from a snapshot arms it once its threads
+         * hold their slots again.) */
+        int watch = atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_acquire) == master;
+        wait.tv_nsec = watch ? 1000000 : 20000000;
         if (watch && _ftmb_master_threads_dead(_ftmb_rt.out, master))
             break;
         /* Acquire pairs with ftmb_exit's release: a master that finished, or that a stop signal is
@@ -536,6 +574,7 @@ static void *coordinator(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     _ftmb_live_hold(_ftmb_rt.out, FTMB_MAX_THREADS); /* its death-watch slot (set counted in _ftmb_ckpt_start) */
+    ck.coord_robust_head = own_robust_head();
     struct timespec nap = {(time_t)(ck.interval_ns / 1000000000ull), (long)(ck.interval_ns % 1000000000ull)};
     for (;;) {
         nanosleep(&nap, NULL);

@@ -99,6 +99,7 @@ enum _ftmb_nd_source {
     _FTMB_ND_GETRANDOM = 5,
     _FTMB_ND_EXTERNAL = 6, /* a read of a variable only signal handlers write (ftmb_external_read) */
     _FTMB_ND_BYTES = 7,    /* ftmb_nondet_bytes: the size, then the bytes, 8 per record */
+    _FTMB_ND_SLEEP = 8,    /* an interrupted sleep (ftmb_nanosleep...): value = errno; site = quiet count */
 };
 
 #define _FTMB_OBJ_BITS 24
@@ -275,6 +276,7 @@ int _ftmb_pid_alive(int32_t pid);
 int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid);
 int _ftmb_master_threads_dead(struct _ftmb_out_region *out, int32_t pid);
 void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot);
+void _ftmb_live_rehold(struct _ftmb_out_region *out, uint32_t slot, void *robust_head);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
 int _ftmb_session_gone(const struct _ftmb_region_hdr *in, const struct _ftmb_region_hdr *out);
 void _ftmb_exit_if_session_gone(void);

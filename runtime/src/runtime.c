@@ -23,7 +23,8 @@
  * exactly that many quiet results (nothing received, the same value, the call not made) before it
  * takes the loud record, so every receive, external read and quiet-capable call returns what it
  * returned in the record, and iteration counts, hence the times derived from them after the
- * input's end, are reproduced.
+ * input's end, are reproduced. A completed sleep is quiet too (see "Sleeps" below): replay does not
+ * sleep.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -683,8 +684,9 @@ static int carries_quiet(const struct _ftmb_record *r, uint64_t *count)
         *count = r->value;
     else if (k == _FTMB_REC_RX)
         *count = r->value >> _FTMB_RX_SEQ_BITS;
-    else if ((k == _FTMB_REC_ND && _ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL) || k == _FTMB_REC_ORDQ ||
-             k == _FTMB_REC_ORDERED)
+    else if ((k == _FTMB_REC_ND && (_ftmb_rec_obj(r->head) == _FTMB_ND_EXTERNAL ||
+                                    _ftmb_rec_obj(r->head) == _FTMB_ND_SLEEP)) ||
+             k == _FTMB_REC_ORDQ || k == _FTMB_REC_ORDERED)
         *count = _ftmb_rec_site(r->head);
     else
         return 0;
@@ -1852,6 +1854,99 @@ const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size
     return external_slot;
 }
 
+/* Sleeps. Time inside a session is virtual (it moves with the input, see the top), so a sleep
+ * changes nothing a replay must reproduce but its result. Record mode sleeps, outside the operation
+ * (a checkpoint parks a thread that sleeps: a receiver after it, another by a signal, which ends the
+ * sleep with EINTR); a sleep that completed is a quiet operation (counted like an empty receive, so
+ * replay knows which call it was), an interrupted one logs its errno in a loud record carrying the
+ * quiet count. Replay does not sleep: it hands out the quiet results, then the logged error, so the
+ * idle stretches of a recording cost nothing in recovery. Whether an iteration sleeps depends only
+ * on what its receives and external reads returned, which the quiet counts reproduce. `abs_ns`:
+ * an absolute deadline (clock_nanosleep's TIMER_ABSTIME) on the session's clock, 0 for a relative
+ * sleep of `req`. Returns 0 or the errno. */
+static int sleep_through(const struct timespec *req, struct timespec *rem, uint64_t abs_ns)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    int err = 0;
+    if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY) {
+        struct timespec rel = *req;
+        if (abs_ns) { /* the deadline's distance from the thread's clock (virtual, or the real one) */
+            uint64_t now = t->vtime_ns ? t->vtime_ns : _ftmb_now_ns(CLOCK_REALTIME);
+            uint64_t d = abs_ns > now ? abs_ns - now : 0;
+            rel = (struct timespec){(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
+        }
+        err = nanosleep(&rel, rem) == 0 ? 0 : errno;
+    }
+    _ftmb_op_enter(t);
+    /* A snapshot restored inside the sleep above resumes here in replay: the log says what it got. */
+    if (_ftmb_quiet_past_log(t)) {
+        /* The verification replay, past this thread's log: nothing here is logged or waited for,
+         * and sleeping leaves the CPU to the threads that still replay. */
+        if (!abs_ns)
+            nanosleep(req, NULL);
+        err = 0; /* quiet, as the record's operations past its log were */
+    } else if (_ftmb_replaying(t)) {
+        if (_ftmb_replay_quiet(t)) {
+            err = 0;
+        } else {
+            err = (int)take_loud(t, _FTMB_REC_ND, _FTMB_ND_SLEEP)->value;
+            replay_op_done(t);
+            if (rem) /* what was left is not logged */
+                *rem = (struct timespec){0, 0};
+        }
+    } else if (_ftmb_mode_now == FTMB_MODE_RECORD) {
+        /* (A replay that went live at this call, _ftmb_replaying, did not sleep: err is 0.) */
+        if (!err)
+            t->quiet++;
+        else
+            emit_loud(t, _ftmb_rec_head(_FTMB_REC_ND, _FTMB_ND_SLEEP, 0), (uint64_t)err, 1);
+    }
+    _ftmb_op_leave(t);
+    return err;
+}
+
+int ftmb_nanosleep(const struct timespec *req, struct timespec *rem)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return nanosleep(req, rem);
+    if (req->tv_nsec < 0 || req->tv_nsec >= 1000000000L || req->tv_sec < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int err = sleep_through(req, rem, 0);
+    if (!err)
+        return 0;
+    errno = err;
+    return -1;
+}
+
+int ftmb_clock_nanosleep(int clockid, int flags, const struct timespec *req, struct timespec *rem)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return clock_nanosleep((clockid_t)clockid, flags, req, rem);
+    if (req->tv_nsec < 0 || req->tv_nsec >= 1000000000L || req->tv_sec < 0)
+        return EINVAL;
+    uint64_t abs_ns = 0;
+    if (flags & TIMER_ABSTIME) { /* (a deadline at the epoch has passed: a relative sleep of 0) */
+        abs_ns = (uint64_t)req->tv_sec * 1000000000ull + (uint64_t)req->tv_nsec;
+        rem = NULL; /* clock_nanosleep leaves it alone then */
+    }
+    return sleep_through(req, rem, abs_ns);
+}
+
+int ftmb_usleep(unsigned usec)
+{
+    struct timespec ts = {(time_t)(usec / 1000000u), (long)(usec % 1000000u) * 1000};
+    return ftmb_nanosleep(&ts, NULL);
+}
+
+/* An interrupted sleep() reports every second left (the time it slept is not part of the log). */
+unsigned ftmb_sleep(unsigned seconds)
+{
+    struct timespec ts = {(time_t)seconds, 0};
+    return ftmb_nanosleep(&ts, NULL) == 0 ? 0 : seconds;
+}
+
 /* A value the runtime itself reads at a point a real clock chose (the end of a libpcap wait: a
  * timeout, a pcap_breakloop): always logged as an external read (a loud record, carrying the quiet
  * operations before it), so the replay knows where it happened among the quiet receives; see
@@ -2035,9 +2130,10 @@ static int attach_session(const char *session, int timeout_ms, int mode)
 
 /* The session's first record master arms the death watch (session.c, _ftmb_master_threads_dead):
  * this thread takes its slot, then names the process; every thread adopted later takes its own in
- * _ftmb_adopt_thread_index, the coordinator its own. A master that takes over from a snapshot, or
- * attaches after another, leaves it unarmed (its threads may carry the old master's robust list
- * entries); the pid then tells its death. */
+ * _ftmb_adopt_thread_index, the coordinator its own. A master that takes over from a snapshot arms
+ * it again once its threads hold their slots afresh (checkpoint.c, rehold_slot); one that attaches
+ * after another without a snapshot (standby, follower) leaves it unarmed; the pid then tells its
+ * death. */
 static void arm_death_watch(void)
 {
     struct _ftmb_out_region *out = _ftmb_rt.out;

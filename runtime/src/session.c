@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -286,6 +287,26 @@ void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot)
     if (!out || slot > FTMB_MAX_THREADS || atomic_load_explicit(&out->live_pid, memory_order_relaxed) != getpid())
         return;
     pthread_mutex_trylock(&out->live[slot]); /* EBUSY: this thread holds it already */
+}
+
+/* The calling thread of a master that took over from a snapshot takes death-watch slot `slot` afresh.
+ * Its glibc list of held robust mutexes (at `robust_head`, the same memory as in the dead master) still
+ * names the slot the dead master's thread held, and a thread clone()d by the snapshot has no list
+ * registered with the kernel: empty the list and register it (as glibc's fork does in its child),
+ * then lock the slot, whose owner died (EOWNERDEAD: it is ours, never made consistent, never
+ * unlocked). The caller arms the watch once every thread holds its slot. Syscalls and the slot only: a
+ * parked thread of the snapshot may hold a libc lock. */
+void _ftmb_live_rehold(struct _ftmb_out_region *out, uint32_t slot, void *robust_head)
+{
+    if (!out || slot > FTMB_MAX_THREADS)
+        return;
+    struct robust_list_head *h = robust_head;
+    if (h) {
+        h->list.next = &h->list;
+        h->list_op_pending = NULL;
+        syscall(SYS_set_robust_list, h, sizeof *h);
+    }
+    pthread_mutex_trylock(&out->live[slot]);
 }
 
 /* Every thread of master `pid` that may store to the session's regions has entered do_exit: each

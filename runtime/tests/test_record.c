@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 
 #define NT 4
 #define ITERS 2000
@@ -593,6 +595,113 @@ static int quiet_record_after_a_loud_one(void)
     int rc = run_forked(quiet_after_loud_replay, err, &st);
     unlink(log_path);
     CHECKF(rc == 0, "replay failed: %s", file_contains(err, "replay diverged") ? "diverged" : "see stderr");
+    unlink(err);
+    return 0;
+}
+
+/* Sleeps (runtime.c, "Sleeps"): record mode sleeps; a completed sleep is quiet (no record), an
+ * interrupted one (SIGALRM, no SA_RESTART) logs its errno carrying the quiet count before it. Replay
+ * does not sleep (no voluntary context switch for 100 recorded 1 ms sleeps; a recorded 30 s sleep that
+ * a signal ended after 20 ms returns EINTR at once, with no signal in the replay) and every call
+ * returns what it returned in the record. A replay whose sleep falls where the log has another
+ * kind of loud record stops loudly. */
+#define SLEEPS 100
+
+static void on_alarm(int sig) { (void)sig; }
+
+static long voluntary_switches(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_nvcsw;
+}
+
+static int sleep_workload(int replay)
+{
+    struct timespec ms = {0, 1000000}, long_sleep = {30, 0}, rem = {7, 7};
+    long before = voluntary_switches();
+    for (int i = 0; i < SLEEPS; i++)
+        CHECK(ftmb_nanosleep(&ms, NULL) == 0);
+    CHECK(ftmb_usleep(1000) == 0 && ftmb_sleep(0) == 0);
+    CHECK(ftmb_clock_nanosleep(CLOCK_MONOTONIC, 0, &ms, NULL) == 0);
+    long switches = voluntary_switches() - before;
+    if (replay)
+        CHECKF(switches < SLEEPS / 10, "the replay slept: %ld voluntary context switches", switches);
+    else
+        CHECKF(switches >= SLEEPS, "the record did not sleep: %ld voluntary context switches", switches);
+    if (!replay) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm; /* no SA_RESTART: the sleep returns EINTR */
+        CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+        struct itimerval it = {{0, 0}, {0, 20000}};
+        CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+    }
+    errno = 0;
+    CHECK(ftmb_nanosleep(&long_sleep, &rem) == -1 && errno == EINTR); /* 30 s: only a replay is quick */
+    CHECK(rem.tv_sec < 30 && (replay ? rem.tv_sec == 0 && rem.tv_nsec == 0 : rem.tv_sec > 0));
+    CHECK(ftmb_nanosleep(&ms, NULL) == 0);
+    ftmb_ordered_begin(3, 9);
+    ftmb_ordered_end(3);
+    return 0;
+}
+
+static int sleep_record(void)
+{
+    CHECK(session_open(&S, 2, 1024, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    if (sleep_workload(0))
+        return 1;
+    _ftmb_ol_poll(S.ol);
+    uint64_t n;
+    const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
+    /* the interrupted sleep (after SLEEPS + 3 quiet ones), the ordered access */
+    CHECKF(n == 2, "%llu records", (unsigned long long)n);
+    CHECK(_ftmb_rec_kind(log[0].head) == _FTMB_REC_ND && _ftmb_rec_obj(log[0].head) == _FTMB_ND_SLEEP);
+    CHECK(log[0].value == EINTR && _ftmb_rec_site(log[0].head) == SLEEPS + 3);
+    CHECK(_ftmb_rec_kind(log[1].head) == _FTMB_REC_ORDERED);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
+    session_close(&S);
+    return 0;
+}
+
+static int sleep_replay(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    return sleep_workload(1);
+}
+
+/* The program reads an external variable where the log has the interrupted sleep. */
+static int sleep_replay_diverged(void)
+{
+    unsetenv("FTMB_SESSION");
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    CHECK(ftmb_init() == 0);
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < SLEEPS + 3; i++)
+        CHECK(ftmb_nanosleep(&ms, NULL) == 0);
+    ftmb_external_read(&ext_u16, 2);
+    return 0; /* not reached */
+}
+
+static int sleeps_replay_at_once(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-sleeplog-%d", (int)getpid());
+    char err[128];
+    snprintf(err, sizeof err, "/tmp/ftmb-test-sleeperr-%d", (int)getpid());
+    CHECK(run_forked(sleep_record, NULL, NULL) == 0);
+    int rc = run_forked(sleep_replay, NULL, NULL);
+    int st;
+    run_forked(sleep_replay_diverged, err, &st);
+    unlink(log_path);
+    CHECK(rc == 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(file_contains(err, "replay diverged: thread 0 record 0 is a nondet on object 8"));
     unlink(err);
     return 0;
 }
@@ -1604,6 +1713,7 @@ int main(void)
     run_case("replay_detects_divergence", replay_detects_divergence);
     run_case("failover_inside_nested_regions", failover_inside_nested_regions);
     run_case("external_reads_replay_from_the_log", external_reads_replay_from_the_log);
+    run_case("sleeps_replay_at_once", sleeps_replay_at_once);
     run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
     run_case("quiet_dequeues_replay", quiet_dequeues_replay);
     run_case("runs_replay_past_the_log", runs_replay_past_the_log);

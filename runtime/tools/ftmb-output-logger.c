@@ -367,15 +367,15 @@ int main(int argc, char **argv)
             /* Relaxed: master_pid is published with master_state, which we acquired above. */
             int32_t pid = atomic_load_explicit(&region->hdr.master_pid, memory_order_relaxed);
             /* Its threads' robust mutexes tell first (before its memory is torn down), its pid after. */
-            if (pid != reported_pid &&
-                (_ftmb_master_threads_dead(region, pid) || _ftmb_master_died(&region->hdr, pid))) {
+            int watched = pid != reported_pid && _ftmb_master_threads_dead(region, pid);
+            if (pid != reported_pid && (watched || _ftmb_master_died(&region->hdr, pid))) {
                 /* Everything the master published is in its rings: store all of it, so the log
                  * is a prefix of every thread's stream closed under the order on each object. */
                 _ftmb_ol_master_died(ol);
                 if (follow.region) /* the follower finishes the tail and goes live */
                     follow_final(&follow, ol, _FTMB_FOL_DIED);
-                fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit\n", me, (int)pid,
-                        session);
+                fprintf(stderr, "%s: the master (pid %d) of session %s died without ftmb_exit (%s)\n", me, (int)pid,
+                        session, watched ? "death watch" : "its process is gone");
                 reported_pid = pid;
                 if (!until_signal) {
                     rc = 3;

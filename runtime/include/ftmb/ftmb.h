@@ -1212,6 +1212,14 @@ ftmb_u64 ftmb_rte_rand(void);
 long ftmb_getrandom(void *buf, ftmb_size_t buflen, unsigned flags);
 /* The size bytes at p were just produced by a library call whose result differs between processes of one binary (a pid, a MAC address): log them (record) or overwrite them with the logged ones (replay). */
 void ftmb_nondet_bytes(void *p, ftmb_size_t size);
+/* nanosleep(): sleeps in record mode; a replay returns at once (time is virtual). A completed sleep is a quiet operation, an interrupted one logs its errno (replayed with *rem zeroed). Replaces nanosleep. */
+int ftmb_nanosleep(const struct timespec *req, struct timespec *rem);
+/* clock_nanosleep(): as ftmb_nanosleep; an absolute deadline is one on the session's clock. Replaces clock_nanosleep. */
+int ftmb_clock_nanosleep(int clockid, int flags, const struct timespec *req, struct timespec *rem);
+/* usleep(): as ftmb_nanosleep. Replaces usleep. */
+int ftmb_usleep(unsigned usec);
+/* sleep(): as ftmb_nanosleep; an interrupted sleep reports every second left. Replaces sleep. */
+unsigned ftmb_sleep(unsigned seconds);
 /* Read a variable only signal handlers write (size 1, 2, 4 or 8): where the value to use is (logged in record mode, from the log in replay; p itself in passthrough). */
 const volatile void *ftmb_external_read(const volatile void *p, ftmb_size_t size);
 
