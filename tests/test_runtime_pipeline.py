@@ -137,8 +137,9 @@ def test_every_packet_out_exactly_once_in_flow_order(pipeline, mode):
     assert all(seqs == sorted(seqs) for seqs in per_flow.values())
     records = int(olerr.split(" records ")[1].split()[0])
     if mode == "record":
-        # three PALs per packet (mutex, atomic, ordered region) plus one receive record per burst
-        assert records >= 3 * len(packets)
+        # a lock record per packet (mutex), plus claims of the atomic and the ordered region's object
+        # whenever a worker takes one from another (records on a change of owner), plus receives
+        assert records >= len(packets)
     else:
         assert records == 0
 

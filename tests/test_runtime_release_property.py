@@ -35,12 +35,12 @@ struct _ftmb_ol_sink { void (*release)(void *ctx, const struct _ftmb_out_slot *p
 struct _ftmb_ol;
 int ftmb_init(void);
 int ftmb_mode(void);
-void ftmb_held_access(uint32_t obj, uint32_t site);
-void ftmb_ordered_begin(uint32_t obj, uint32_t site);
-void ftmb_ordered_end(uint32_t obj);
+void ftmb_held_access_slow(uint32_t obj, uint32_t site); /* (ftmb_held_access is inline in ftmb.h) */
+void ftmb_ordered_begin_slow(uint32_t obj, uint32_t site);
+void ftmb_ordered_end_slow(uint32_t obj);
 int ftmb_pthread_mutex_lock(volatile void *lock, uint32_t obj, uint32_t site);
 int ftmb_pthread_mutex_unlock(volatile void *lock, uint32_t obj, uint32_t site);
-uint64_t ftmb_atomic_fetch_add_8(volatile void *ptr, uint64_t val, int memorder, uint32_t obj, uint32_t site);
+uint64_t ftmb_atomic_fetch_add_8_slow(volatile void *ptr, uint64_t val, int memorder, uint32_t obj, uint32_t site);
 struct ftmb_pkt *ftmb_pkt_alloc(void);
 void *ftmb_pkt_data(struct ftmb_pkt *pkt);
 void ftmb_pkt_set_len(struct ftmb_pkt *pkt, uint32_t len);
@@ -114,24 +114,33 @@ class Harness:
         self.mutex = ffi.new("char[64]")  # zeroed: PTHREAD_MUTEX_INITIALIZER on glibc
         self.word = ffi.new("uint64_t *")
         self.next_packet_id = 1
+        self.last_by: dict[int, int] = {}  # object -> the thread of its latest ordered access or atomic
 
     def heartbeat(self):
         self.lib._ftmb_region_heartbeat(self.in_region)
         self.lib._ftmb_region_heartbeat(self.out_region)
 
-    def record(self, thread: int, how: str):
+    def record(self, thread: int, how: str) -> int:
+        """One PAL of `how` by `thread`; the records it logs: a held access and a lock always, an
+        ordered access or an atomic when its thread takes the object from another (records on a
+        change of owner: a claim), none while the thread's run on the object goes on."""
         lib = self.lib
+        obj = {"ordered": 8, "atomic": 10}.get(how)
+        logged = int(obj is None or self.last_by.get(obj) != thread)
+        if obj is not None:
+            self.last_by[obj] = thread
         lib._ftmb_adopt_thread_index(thread)
         if how == "held":
-            lib.ftmb_held_access(7, 1)
+            lib.ftmb_held_access_slow(7, 1)
         elif how == "ordered":
-            lib.ftmb_ordered_begin(8, 2)
-            lib.ftmb_ordered_end(8)
+            lib.ftmb_ordered_begin_slow(8, 2)
+            lib.ftmb_ordered_end_slow(8)
         elif how == "lock":
             lib.ftmb_pthread_mutex_lock(self.mutex, 9, 3)
             lib.ftmb_pthread_mutex_unlock(self.mutex, 9, 4)
         else:
-            lib.ftmb_atomic_fetch_add_8(self.word, 1, 5, 10, 5)
+            lib.ftmb_atomic_fetch_add_8_slow(self.word, 1, 5, 10, 5)
+        return logged
 
     def transmit(self, thread: int) -> int:
         lib, ffi = self.lib, self.ffi
@@ -191,8 +200,7 @@ def test_release_rule_holds_for_any_interleaving_and_arrival_order(harness, step
     h.on_release = on_release
     for op in steps:
         if op[0] == "record":
-            h.record(op[1], op[2])
-            created[op[1]] += 1
+            created[op[1]] += h.record(op[1], op[2])
         elif op[0] == "transmit":
             pid_next = h.next_packet_id
             expected_vec[pid_next] = tuple(created)

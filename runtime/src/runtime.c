@@ -971,28 +971,44 @@ static void build_logged(void)
     qsort(logged_keys, nlogged, sizeof *logged_keys, cmp_u64);
 }
 
-static int logged_at(ftmb_obj_t obj, uint64_t seq)
+/* Whether a thread's log has an access of obj at sequence seq (*at), and one at a later sequence. */
+static int logged_from(ftmb_obj_t obj, uint64_t seq, int *at)
 {
     pthread_once(&logged_once, build_logged);
     uint64_t key = (uint64_t)obj << _FTMB_ORD_SEQ_BITS | (seq & _FTMB_ORD_SEQ_MASK);
-    return bsearch(&key, logged_keys, nlogged, sizeof key, cmp_u64) != NULL;
+    size_t lo = 0, hi = nlogged; /* the first logged key >= key */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (logged_keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *at = lo < nlogged && logged_keys[lo] == key;
+    size_t next = lo + (size_t)*at;
+    return next < nlogged && logged_keys[next] >> _FTMB_ORD_SEQ_BITS == obj;
 }
 
 /* A backup's or the verification replay's access past the end of the thread's log: 1 (the access
- * made, its turn taken) when it goes on with the thread's run on the object: the record would have
- * let it (run_continues), and no thread's log has an access at that sequence, so the old master
- * made it there without a record (or died before its record was published, and then nothing
- * logged comes after it on the object). Otherwise 0: it waits for the handover (_ftmb_replaying).
- * Another thread's claim after the run may wait for exactly these accesses. Not a follower's
- * (every_ordered: its logs have a claim at every access, and it cannot see the other threads'
- * records ahead of theirs). */
+ * made, its turn taken) when it goes on with the thread's run on the object: the record would
+ * have let it (run_continues) and no thread's log has an access at that sequence, so the old master
+ * made it there without a record. A backup (a handover follows) makes it only when some thread's
+ * log has an access of the object at a later sequence, which waits for exactly these accesses;
+ * otherwise nothing logged depends on it, and the backup makes it live after the handover, as if
+ * the old master had died before it (waiting for that turn in replay could last for ever: once the
+ * handover has come, a live thread may take the sequence). A replay with no handover (the
+ * verification replay of a complete log) makes the trailing runs the old master made before it
+ * finished. Otherwise 0: the thread waits for the handover (_ftmb_replaying). Not a follower's (every_ordered: its logs have a claim at every
+ * access, and it cannot see the other threads' records ahead of theirs). */
 static int replay_past_log_run(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj)
 {
     if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY || _ftmb_follow_mode ||
         t->rpos < t->rlen)
         return 0;
     uint64_t mark = t->own[obj];
-    if (mark == 0 || !run_continues(t, mark, mark - 1) || logged_at(obj, mark - 1))
+    int at;
+    int later = mark != 0 && logged_from(obj, mark - 1, &at);
+    if (mark == 0 || !run_continues(t, mark, mark - 1) || at || (_ftmb_rt.handover && !later))
         return 0;
     replay_take_turn(t, o, obj, mark - 1);
     t->own[obj] = mark + 1;
