@@ -304,6 +304,11 @@ class _File:
                 self.calls_by_loc.setdefault(c.start, []).append(c)
         self.stmts = sorted(sites.stmts, key=lambda s: (s.start, -s.end))
         self.address_only = set(sites.address_only)
+        self.reads_at: dict[int, list] = {}  # read's location -> (start, end, shape), in order
+        for loc, s, e, shape in sites.reads:
+            self.reads_at.setdefault(loc, []).append((s, e, shape))
+        self._containing: dict[int, list] = {}  # offset -> statements containing it (many accesses share one)
+        self.calls_in: dict[tuple[int, int], set[str]] = {}  # (start, end) -> project functions called (Planner's)
 
     def offset(self, line: int, col: int) -> int:
         return self.line_starts[line - 1] + col - 1
@@ -335,8 +340,11 @@ class _File:
         return self.data[s:e].decode("utf-8", "replace")
 
     def containing(self, off: int):
-        """Statements containing `off`, outermost first."""
-        return [s for s in self.stmts if s.start <= off < s.end]
+        """Statements containing `off`, outermost first (do not modify)."""
+        got = self._containing.get(off)
+        if got is None:
+            got = self._containing[off] = [s for s in self.stmts if s.start <= off < s.end]
+        return got
 
 
 class Planner:
@@ -347,6 +355,8 @@ class Planner:
         self.options = options
         self.all_sites = sites
         self.files: dict[str, _File] = {p: _File(p, fs) for p, fs in sites.items() if fs.stmts or fs.calls}
+        # functions the project defines (files added later by `file` have no sites, so none)
+        self.defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
         self.objects: list[PlanObject] = []
         self.obj_of_var: dict[str, int] = {}
         self.pooled_lock_objs: dict[str, int] = {}
@@ -654,8 +664,8 @@ class Planner:
         Only reads qualify (a written argument would need its address kept)."""
         if a.mode != "read":
             return False
-        reads = [(s, e, shape) for loc, s, e, shape in f.sites.reads
-                 if loc == off and natural[0] <= s and e <= natural[1] and shape in ("value", "bitfield")
+        reads = [(s, e, shape) for s, e, shape in f.reads_at.get(off, ())
+                 if natural[0] <= s and e <= natural[1] and shape in ("value", "bitfield")
                  and not self.project_calls_in(f, s, e)]
         if reads:
             s, e, shape = max(reads, key=lambda r: r[1] - r[0])
@@ -821,8 +831,12 @@ class Planner:
                                        how.split(":")[0] if ":" in how else how))
 
     def project_calls_in(self, f: _File, start: int, end: int) -> set[str]:
-        defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
-        return {c.callee for c in f.sites.calls if start <= c.loc < end and c.callee in defined}
+        """Project functions called between `start` and `end` of `f` (do not modify)."""
+        got = f.calls_in.get((start, end))
+        if got is None:
+            got = f.calls_in[(start, end)] = {c.callee for c in f.sites.calls
+                                              if start <= c.loc < end and c.callee in self.defined}
+        return got
 
     # -- atomics --
     def atomic_call(self, a):
