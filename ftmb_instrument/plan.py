@@ -367,6 +367,7 @@ class Planner:
         self.next_site = 1
         self.handled_calls: set[tuple[str, int]] = set()
         self.regions: dict[tuple[str, int, int, str], dict] = {}
+        self.real_paths: dict[str, str] = {}  # a report's path -> its real path (once per file, not per access)
 
     # -- paths and locations --
     def resolve(self, loc: str) -> tuple[_File | None, int, int]:
@@ -377,7 +378,9 @@ class Planner:
         else:
             path, line = loc.rsplit(":", 1)
             line, col = int(line), 0
-        real = os.path.realpath(os.path.join(self.root, path))
+        real = self.real_paths.get(path)
+        if real is None:
+            real = self.real_paths[path] = os.path.realpath(os.path.join(self.root, path))
         f = self.files.get(real)
         if f is None:
             return None, line, -1
