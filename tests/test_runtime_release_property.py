@@ -98,7 +98,8 @@ class Harness:
 
         self._release_cb = release  # keep alive
         self.ol = lib._ftmb_ol_new(self.out_region, {"release": release, "ctx": ffi.NULL}, ffi.NULL)
-        saved = {k: os.environ.get(k) for k in ("FTMB_MODE", "FTMB_SESSION")}
+        saved = {k: os.environ.get(k) for k in ("FTMB_MODE", "FTMB_SESSION", "FTMB_ORDERED_CLAIMS")}
+        os.environ["FTMB_ORDERED_CLAIMS"] = "1"  # the model below logs ordered accesses as claims
         os.environ["FTMB_MODE"] = "record"
         os.environ["FTMB_SESSION"] = self.session.decode()
         try:

@@ -2123,7 +2123,11 @@ static int attach_session(const char *session, int timeout_ms, int mode)
                 session, session, timeout_ms, session);
         return -1;
     }
-    _ftmb_rt.every_ordered = _ftmb_rt.out->every_ordered != 0; /* set before ready (acquired by the attach) */
+    /* Records on a change of owner (claims) only with FTMB_ORDERED_CLAIMS=1 (runtime/README.md):
+     * off by default, a standby's verification replay regenerated different bytes with them. Set
+     * before ready (acquired by the attach). */
+    const char *claims = getenv("FTMB_ORDERED_CLAIMS");
+    _ftmb_rt.every_ordered = _ftmb_rt.out->every_ordered != 0 || !(claims && strcmp(claims, "1") == 0);
     _ftmb_rt.in = _ftmb_region_attach(session, "in", _FTMB_IN_MAGIC, timeout_ms, &_ftmb_rt.in_size);
     if (!_ftmb_rt.in) {
         fprintf(stderr, "ftmb: FTMB_SESSION=%s: no input logger (/dev/shm/ftmb-%s.in) within %d ms; start "
