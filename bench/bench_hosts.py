@@ -20,7 +20,9 @@ verification replay. With --throughput-trials N: examples/nat (1 worker) forward
 trace as fast as the input logger serves it, in four configurations interleaved N times:
 uninstrumented (gcc, net_pcap vdev, no session), same host (the ftmb-cc build in record mode, the
 loggers' rings), remote (3 hosts, ftmb-relay) and remote with a follower on a fourth host; rate =
-input packets / span of the output timestamps (bench_run.py's measure).
+input packets / span of the output timestamps (bench_run.py's measure). With --forget-trials N: N
+trials each of the follower on its own host with and without --follow-forget (forget_trials): the
+log the loggers held, and the recovery.
 """
 
 from __future__ import annotations
@@ -126,6 +128,72 @@ def follower_trials(n: int, build: Path, work: Path) -> None:
     print(f"| lag records, per-trial max | {mmm(cols[5], '{:.0f}')} |")
 
 
+def forget_trials(n: int, build: Path, work: Path) -> None:
+    """N trials each of the follower on its own host with and without --follow-forget, interleaved:
+    examples/nat (1 worker, 20000 packets at 5000/s, about 4 s; tests/test_hosts.py's), the master's host failed
+    at a random instant in [2.0, 3.0) s (seeded by the trial number). Per configuration: the log the
+    loggers held (the input logger's entries, the output logger's records; at most at once while the
+    master ran against what was logged by its death, and at the end against all), and the recovery
+    (host destroyed -> takeover line, -> live line). A trial without forgetting must pass the
+    verification replay; one with it, the comparison of the outputs its takeover sent again."""
+    import os
+    import random
+    trace = work / "forget-trace.pcap"
+    traffic.generate(trace, seed=9, flows=150, packets=20000, duration_s=0.5)
+    rows: dict[bool, list[tuple[float, ...]]] = {False: [], True: []}
+    split: dict[bool, list[tuple[float, ...]]] = {False: [], True: []}
+    failed: list[str] = []
+    load_start = os.getloadavg()
+    for i in range(n):
+        kill_at = random.Random(1000 + i).uniform(2.0, 3.0)
+        for forget in (False, True):
+            w = work / f"fg{i}{int(forget)}"
+            res = roles.run_on_hosts(nat_argv(build / "nat", f"g{i}{int(forget)}", 1), trace, w / "out.pcap", w,
+                                     rate=5000, kill_master_at=kill_at, backup="follower", forget=forget)
+            early = res.takeover_ms < 0  # (the master's links were lost before its host failed: a false alarm)
+            ok = res.ok and res.backup_live and min(res.entries_held) >= 0 and min(res.records_held) >= 0 and not early
+            why = res.failure or ("the follower took over before the master's host failed" if early else "")
+            print(f"forget={forget} trial {i}: kill at {kill_at:.2f} s, {'ok' if ok else 'FAILED ' + why}, "
+                  f"first SIGKILL {res.first_kill_ms:.1f} ms, takeover {res.takeover_ms:.1f} ms, live {res.live_ms:.1f} ms, "
+                  f"entries held {res.entries_held}, records held {res.records_held}", flush=True)
+            if ok:
+                e, r = res.entries_held, res.records_held
+                rows[forget].append((res.takeover_ms, res.live_ms, e[3], e[4], e[0], e[2], r[3], r[4], r[0], r[2]))
+                tail = re.search(r"taking over at \d+ ns with (\d+) records to replay", res.logs.get("b/program", ""))
+                split[forget].append((res.first_kill_ms, res.takeover_ms - res.first_kill_ms,
+                                      res.live_ms - res.takeover_ms, float(tail[1]) if tail else -1))
+                shutil.rmtree(w, ignore_errors=True)
+            else:  # (its stderr files kept)
+                failed.append(f"forget={forget} {i}: {why or 'no takeover'}")
+    print(f"\nfollower on its own host, with and without --follow-forget, {n} trials each, interleaved; load average "
+          f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+          f"{'; failed: ' + '; '.join(failed) if failed else ''}")
+    print("| | without forget | with --follow-forget |")
+    print("|---|---|---|")
+    cols = {f: (list(zip(*rows[f])) if rows[f] else [[]] * 10) for f in (False, True)}
+    pct = {f: [[100 * a / b for a, b in zip(c[x], c[y]) if b] for x, y in ((2, 3), (4, 5), (6, 7), (8, 9))]
+           for f, c in cols.items()}
+    print(f"| trials passed | {len(rows[False])} of {n} (verification replay) | {len(rows[True])} of {n} "
+          f"(outputs sent again compared) |")
+    print(f"| host destroyed -> takeover ms | {mmm(cols[False][0])} | {mmm(cols[True][0])} |")
+    print(f"| host destroyed -> live ms | {mmm(cols[False][1])} | {mmm(cols[True][1])} |")
+    for k, (what, when) in enumerate((("input entries", "most held while the master ran, of those logged by then"),
+                                      ("input entries", "held at the end, of all logged"),
+                                      ("output records", "most held while the master ran, of those stored by then"),
+                                      ("output records", "held at the end, of all stored"))):
+        held = {f: cols[f][2 + 2 * k] for f in (False, True)}
+        print(f"| {what}: {when} | {mmm(held[False], '{:.0f}')} ({mmm(pct[False][k], '{:.0f}%')}) | "
+              f"{mmm(held[True], '{:.0f}')} ({mmm(pct[True][k], '{:.0f}%')}) |")
+    # where the recovery goes: the harness listing the dead host's pids, the detection and handover
+    # (SIGKILL -> the follower's takeover line), the tail's replay (takeover -> live)
+    sc = {f: (list(zip(*split[f])) if split[f] else [[]] * 4) for f in (False, True)}
+    for k, what in enumerate(("host destroyed -> first SIGKILL ms (Topology.fail lists the pids)",
+                              "first SIGKILL -> takeover ms (detection and handover)",
+                              "takeover -> live ms (the tail's replay)", "records to replay at the takeover")):
+        fmt = "{:.0f}" if k == 3 else "{:.1f}"
+        print(f"| {what} | {mmm(sc[False][k], fmt)} | {mmm(sc[True][k], fmt)} |")
+
+
 CONFIGS = ("uninstrumented", "same host", "remote", "remote + follower")
 
 
@@ -198,10 +266,11 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--follower-trials", type=int, default=0)
     ap.add_argument("--throughput-trials", type=int, default=0)
+    ap.add_argument("--forget-trials", type=int, default=0)
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-bench-hosts/build"))
     a = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True)
-    if a.follower_trials or a.throughput_trials:
+    if a.follower_trials or a.throughput_trials or a.forget_trials:
         sys.path.insert(0, str(ROOT / "bench"))
         import crash_trials  # noqa: E402
         crash_trials.build(a.build)
@@ -211,6 +280,8 @@ def main() -> None:
             throughput(a.throughput_trials, a.build, work)
         if a.follower_trials:
             follower_trials(a.follower_trials, a.build, work)
+        if a.forget_trials:
+            forget_trials(a.forget_trials, a.build, work)
         return
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "in.pcap"

@@ -5,11 +5,14 @@ tests/dpdk_example.py and tests/test_failover_packet_ordering.py build them).
 Each app runs once per rate under `ftmb-instrument run --json --log` (record mode, no failure) on the
 same trace; the table gives the records the output logger stored and the log file's size, per input
 packet, with the records split by kind (RX receives, ORD ordered accesses, ORDQ loud quiet-capable
-ordered calls (non-empty ring dequeues), ND nondeterministic values and external reads, QUIET counts;
+ordered calls (non-empty ring dequeues), ND nondeterministic values and external reads, QUIET counts,
+TX transmits after a run of ordered accesses that logged nothing;
 runtime/src/ftmb_internal.h). `--rates 0` is "as fast as the input
 logger serves" (no --rate). FTMB_RUNTIME_BUILD picks the runtime (to compare with another build).
 
     .venv/bin/python bench/idle_records.py [--rates 1000,3000,10000,0] [--packets 3000] [--apps l2fwd,packet_ordering] [--objects]
+        [--quiet]  # two more columns: the quiet operations the log counts per packet (what a replay makes
+                   # besides its records; runtime/README.md, Time model) and the hold p50 / p99 (µs)
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ APPS = {  # source, extra cflags, EAL lcores + app arguments, output-logger thre
     "packet_ordering": ("packet_ordering/main.c", ["-DALLOW_EXPERIMENTAL_API"],
                         ["--lcores", "(0-3)@(0,1)", "--", "-p", "0x3"], 6),
 }
-KINDS = {1: "LOCK", 2: "ORD", 3: "HELD", 4: "TRYFAIL", 5: "ND", 6: "RX", 7: "QUIET", 8: "ORDQ"}
+KINDS = {1: "LOCK", 2: "ORD", 3: "HELD", 4: "TRYFAIL", 5: "ND", 6: "RX", 7: "QUIET", 8: "ORDQ", 9: "TX"}
 LOG_HDR = 32 + 16 * 32  # struct _ftmb_log_file_hdr (FTMBLOG4: with its hdr_check)
 
 
@@ -64,6 +67,29 @@ def kinds(log: Path) -> collections.Counter:
             c[KINDS.get(data[off + 16 * i], "?")] += 1
         off += 16 * (count[t] - base[t])
     return c
+
+
+def quiet_ops(log: Path) -> int:
+    """The quiet operations an output-logger log counts: every loud record carries the count since
+    its thread's previous one (RX in value bits 40-63; ORD, ORDQ and the external-read and sleep ND
+    records in the site bits; a QUIET record in its value; runtime/src/ftmb_internal.h)."""
+    data = log.read_bytes()
+    nthreads = struct.unpack_from("<I", data, 12)[0]
+    count = struct.unpack_from("<32Q", data, 24)
+    base = struct.unpack_from("<32Q", data, 24 + 256)
+    total, off = 0, LOG_HDR
+    for t in range(nthreads):
+        n = count[t] - base[t]
+        for head, value in struct.iter_unpack("<QQ", data[off: off + 16 * n]):
+            kind, site, src = head & 0xFF, head >> 24 & 0xFFFF, head >> 40
+            if kind == 6:
+                total += value >> 40
+            elif kind == 7:
+                total += value
+            elif kind in (2, 8) or (kind == 5 and src in (6, 8)):
+                total += site
+        off += 16 * n
+    return total
 
 
 def ordered_by_object(log: Path) -> dict[int, tuple[int, int]]:
@@ -104,6 +130,7 @@ def run(app: Path, name: str, trace: Path, rate: int) -> dict:
     res["log_bytes"] = log.stat().st_size if log.exists() else 0
     res["kinds"] = kinds(log) if log.exists() else {}
     res["objects"] = ordered_by_object(log) if log.exists() else {}
+    res["quiet"] = quiet_ops(log) if log.exists() else 0
     log.unlink(missing_ok=True)
     return res
 
@@ -115,12 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--apps", default="l2fwd,packet_ordering")
     ap.add_argument("--objects", action="store_true",
                     help="also print each object's ordered records and thread changes per run")
+    ap.add_argument("--quiet", action="store_true",
+                    help="also give the quiet operations per packet and the hold p50 / p99 (µs)")
     a = ap.parse_args(argv)
     print(f"runtime: {os.environ.get('FTMB_RUNTIME_BUILD', 'this checkout')}; {a.packets} packets, 2 queues, "
           f"{os.cpu_count()} CPUs")
     print("| app | rate (pps) | released / input | records | records per packet | log bytes per packet "
-          "| RX / ORD / ORDQ / ND / QUIET per packet |")
-    print("|---|---|---|---|---|---|---|")
+          "| RX / ORD / ORDQ / ND / QUIET / TX per packet |" + (" quiet ops per packet | hold µs p50 / p99 |"
+                                                                  if a.quiet else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if a.quiet else ""))
     bad = 0
     with tempfile.TemporaryDirectory(prefix="ftmb-idle-") as tmp:
         work = Path(tmp)
@@ -137,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 n = res["input_packets"]
                 k = res["kinds"]
-                split = " / ".join(f"{k.get(x, 0) / n:.2f}" for x in ("RX", "ORD", "ORDQ", "ND", "QUIET"))
+                split = " / ".join(f"{k.get(x, 0) / n:.2f}" for x in ("RX", "ORD", "ORDQ", "ND", "QUIET", "TX"))
                 print(f"| {name} | {rate or 'max'} | {res['released']} / {n} | {res['records']} | "
-                      f"{res['records'] / n:.2f} | {res['log_bytes'] / n:.1f} | {split} |", flush=True)
+                      f"{res['records'] / n:.2f} | {res['log_bytes'] / n:.1f} | {split} |" +
+                      (f" {res['quiet'] / n:.1f} | {res.get('hold_p50_us')} / {res.get('hold_p99_us')} |"
+                       if a.quiet else ""), flush=True)
                 if a.objects:
                     print("  objects (ordered records / thread changes): " + ", ".join(
                         f"{o}: {r} / {c}" for o, (r, c) in sorted(res["objects"].items())), flush=True)

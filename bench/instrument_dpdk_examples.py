@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from dpdk_examples import EXAMPLES_DIR, Example, compile_check, enumerate_examples  # noqa: E402
 
 from ftmb_instrument.bundle import ensure_runtime  # noqa: E402
+from ftmb_instrument.cc import dpdk_static_libs  # noqa: E402
 from ftmb_instrument.errors import FtmbError  # noqa: E402
 from ftmb_instrument.frontend import sanitize  # noqa: E402
 from ftmb_instrument.frontend.compdb import CompileCommand  # noqa: E402
@@ -62,12 +63,15 @@ class Outcome:
 
 def dpdk_libs(static: bool = False) -> list[str]:
     """How the apps link DPDK: its shared libraries (drivers loaded from its plugin directory at
-    rte_eal_init), or with `static` its static archives, drivers included. pkg-config --static also
-    names -lsystemd, which that link does not need (no undefined symbol without it, DPDK 22.11 on
-    Debian 12) and which Debian 12 installs only with libsystemd-dev: left out."""
-    cmd = ["pkg-config", *(["--static"] if static else []), "--libs", "libdpdk"]
-    libs = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
-    return [f for f in libs if not (static and f == "-lsystemd")]
+    rte_eal_init), or with `static` its static archives, drivers included, as ftmb-cc links them
+    (ftmb_instrument.cc.dpdk_static_libs)."""
+    if static:
+        libs = dpdk_static_libs()
+        if libs is None:
+            raise SystemExit("pkg-config libdpdk: not found")
+        return libs
+    cmd = ["pkg-config", "--libs", "libdpdk"]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
 
 
 def _link(objs: list[Path], out: Path, extra: list[str], static_dpdk: bool) -> str | None:

@@ -8,7 +8,11 @@ The compile commands are the ones HAProxy's own Makefile runs for the Debian tar
 compile_commands.json. The analyzer must finish without a Python exception; the script reports
 the translation units that parsed, the ones that did not and why (with gcc's verdict on each).
 
-    .venv/bin/python bench/large_codebase.py [--limit N] [--jobs 2] [--work DIR]
+    .venv/bin/python bench/large_codebase.py [--limit N] [--jobs 2] [--work DIR] [--write-db DIR]
+
+With `--thread-roots` a subset (`--limit N`) always holds the units that start HAProxy's threads
+(src/haproxy.c, src/thread.c). `--write-db DIR` only writes the subset's compile_commands.json, for timing
+`ftmb-instrument analyze` and `instrument -p ... --plan` on the same database (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -115,12 +119,19 @@ def compile_commands(src: Path) -> list[dict]:
     return sorted(entries, key=lambda e: e["file"])
 
 
-def subset(entries: list[dict], limit: int | None) -> list[dict]:
-    """`limit` entries spread evenly over the sorted list (all when None)."""
+THREAD_ROOTS = ("src/haproxy.c", "src/thread.c")  # main and the thread start: without them there are no threads
+
+
+def subset(entries: list[dict], limit: int | None, keep: tuple[str, ...] = ()) -> list[dict]:
+    """`limit` entries: those of the files in `keep`, and the rest spread evenly over the sorted list
+    (all when None)."""
     if limit is None or limit >= len(entries):
         return entries
-    step = len(entries) / limit
-    return [entries[int(i * step)] for i in range(limit)]
+    kept = [e for e in entries if e["file"] in keep][:limit]
+    rest = [e for e in entries if e not in kept]
+    step = len(rest) / (limit - len(kept)) if limit > len(kept) else 0
+    chosen = kept + [rest[int(i * step)] for i in range(limit - len(kept))]
+    return sorted(chosen, key=lambda e: e["file"])
 
 
 @dataclass
@@ -185,12 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, help="analyze N files spread over src/ (default: all)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--work", type=Path, help="download and unpack here, and reuse it (default: a temporary directory)")
+    ap.add_argument("--thread-roots", action="store_true",
+                    help=f"a subset always holds the units that start the threads ({', '.join(THREAD_ROOTS)})")
+    ap.add_argument("--write-db", type=Path, metavar="DIR",
+                    help="only write the units' compile_commands.json into DIR (for timing analyze and instrument)")
     a = ap.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="ftmb-large-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         src = fetch_source(work)
-        entries = subset(compile_commands(src), a.limit)
+        entries = subset(compile_commands(src), a.limit, THREAD_ROOTS if a.thread_roots else ())
+        if a.write_db is not None:
+            a.write_db.mkdir(parents=True, exist_ok=True)
+            (a.write_db / "compile_commands.json").write_text(json.dumps(entries, indent=1))
+            print(f"{a.write_db / 'compile_commands.json'}: {len(entries)} units of {src}")
+            return 0
         print(f"{src.name}: analyzing {len(entries)} translation units of src/ with --jobs {a.jobs}", flush=True)
         out = work / "out"
         out.mkdir(exist_ok=True)

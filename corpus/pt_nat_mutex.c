@@ -1,4 +1,4 @@
-// ftmb-corpus: style=pthread args="3 1500"
+// ftmb-corpus: style=pthread args="3 1500" output=racy
 /*
  * Source NAT over synthesized packets with one mutex-protected translation table.
  *

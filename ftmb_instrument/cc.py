@@ -18,6 +18,8 @@ directories. With `FTMB_PLAN=ftmb_plan.json` (made by
 applied instead of analyzing, which is what multi-file programs compiled one file at a time need.
 When linking, the runtime libraries are added (libftmb_dpdk when DPDK libraries are linked,
 libftmb_pcap when -lpcap is, then libftmb); they are built from the runtime's sources on first use (bundle.py says where).
+A shared link against the system's DPDK is made against its static archives (static_dpdk;
+FTMB_DPDK_LINK=shared keeps it as written): far fewer mappings for each checkpoint's fork to copy.
 
 `-E` preprocesses the instrumented copy (the same rules as `-c`). C read from standard input
 (`-x c -`, as build systems probe the compiler) is written to a file in the temporary directory
@@ -52,6 +54,7 @@ VALUE_FLAGS = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iqu
 SINGLE_UNIT = "FTMB_CC_SINGLE_UNIT"  # =1: the units of a -c command are the whole program (no check)
 NO_COMPILE = {"-M", "-MM", "--version", "-v", "-dumpversion", "-dumpmachine", "-print-search-dirs"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DPDK_LINK = "FTMB_DPDK_LINK"  # shared: a shared DPDK link stays shared; static (the default): see static_dpdk
 
 
 def _is_compiler(word: str) -> bool:
@@ -119,6 +122,58 @@ def links_pcap(args: list[str]) -> bool:
 
 def links_dpdk(args: list[str]) -> bool:
     return any(a.startswith("-lrte_") or "librte_" in a or a == "-ldpdk" for a in args)
+
+
+def _pkg_config_dpdk(*flags: str) -> list[str] | None:
+    try:
+        proc = subprocess.run(["pkg-config", *flags, "libdpdk"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return proc.stdout.split() if proc.returncode == 0 else None
+
+
+def dpdk_static_libs() -> list[str] | None:
+    """`pkg-config --static --libs libdpdk`: DPDK's static archives, every driver inside the binary.
+    It also names -lsystemd, which no DPDK archive needs (DPDK 22.11 on Debian 12) and which Debian
+    installs only with libsystemd-dev: left out where that is not installed. None without pkg-config's
+    libdpdk."""
+    libs = _pkg_config_dpdk("--static", "--libs")
+    libdir = (_pkg_config_dpdk("--variable=libdir") or [""])[0]
+    if libs is None:
+        return None
+    return [f for f in libs if f != "-lsystemd" or Path(libdir, "libsystemd.so").exists()]
+
+
+def static_dpdk(args: list[str]) -> list[str]:
+    """A link against the system's shared DPDK (`pkg-config --libs libdpdk`'s -lrte_* libraries)
+    made against its static archives instead, unless $FTMB_DPDK_LINK is `shared`.
+
+    Why: a dynamically linked DPDK application loads every driver of DPDK's plugin directory at
+    rte_eal_init (189 shared objects, ~1000 mappings on Debian 12); each checkpoint's fork copies
+    every mapping, ~1 µs of kernel CPU for each one with private pages, so the pause is ~3x a static
+    build's (runtime/README.md, "Checkpoints"). Statically linked, the drivers are inside the binary
+    (whole-archive) and EAL loads none: the same drivers, ~200 mappings. Left as written: `-shared`,
+    -lrte_* libraries that are not pkg-config's, a -L directory with another DPDK (librte_eal.so),
+    and a system without the archives (one line on stderr says so)."""
+    at = [i for i, a in enumerate(args) if a.startswith("-lrte_")]
+    if not at or os.environ.get(DPDK_LINK) == "shared" or any(a in ("-shared", "-static") for a in args):
+        return args
+    shared = _pkg_config_dpdk("--libs")
+    libdir = (_pkg_config_dpdk("--variable=libdir") or [""])[0]
+    if shared is None or any(args[i] not in shared for i in at):
+        return args
+    for i, a in enumerate(args):
+        d = a[2:] if a.startswith("-L") and len(a) > 2 else (args[i + 1] if a == "-L" and i + 1 < len(args) else None)
+        if d and os.path.realpath(d) != os.path.realpath(libdir) and Path(d, "librte_eal.so").exists():
+            return args
+    static = dpdk_static_libs() or []
+    missing = [f[3:] for f in static if f.startswith("-l:") and not Path(libdir, f[3:]).exists()]
+    if not static or missing:
+        print(f"ftmb-cc: note: DPDK's static archives are not installed ({missing[0] if missing else 'libdpdk'} "
+              f"in {libdir}): linking DPDK shared, checkpoints pause ~3x longer ({DPDK_LINK}=shared: silent)",
+              file=sys.stderr)
+        return args
+    return [*args[:at[0]], *static, *(a for i, a in enumerate(args) if i > at[0] and i not in at)]
 
 
 def clang_args_for(args: list[str], src_indexes: list[int]) -> list[str]:
@@ -287,6 +342,7 @@ def build_command(real_cc: str, args: list[str], inst: Instrumented | None, rt: 
         for q in dict.fromkeys(inst.quote_dirs):
             extra += ["-iquote", q]
     if rt is not None:
+        new = static_dpdk(new)
         tail = ([str(rt["dpdk"])] if links_dpdk(args) else []) + ([str(rt["pcap"])] if links_pcap(args) else []) + \
             [str(rt["core"]), "-pthread"]
         if any(a == "-x" or (a.startswith("-x") and len(a) > 2) for a in args):
@@ -391,6 +447,9 @@ def _run(real_cc: str, args: list[str]) -> int:
                   f"name it .c", file=sys.stderr)
             return 1
         link = is_link(args)
+        if os.environ.get(DPDK_LINK, "") not in ("", "static", "shared"):
+            print(f"ftmb-cc: error: {DPDK_LINK}={os.environ[DPDK_LINK]}: expected static or shared", file=sys.stderr)
+            return 1
         try:
             inst = instrument_sources([args[i] for i in srcs], clang_args_for(args, srcs), Path(tmp),
                                       separate=not link, stdin=from_stdin) if srcs else None

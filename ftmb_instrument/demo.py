@@ -81,9 +81,9 @@ def demo(workdir: Path, *, workers: int = 2, packets: int = 6000, rate: int = 50
     try:
         out = workdir / "released.pcap"
         say(f"3/5 running the NAT ({workers} workers, {rate} packets/s, a checkpoint every {checkpoint_ms} ms) and "
-            f"SIGKILLing the master {kill_at:g} s after its start ...")
-        res = runlib.run(argv, trace, out, queues=workers, rate=rate, kill_master_at=kill_at, timeout_s=120,
-                         checkpoint_ms=checkpoint_ms)
+            f"SIGKILLing the master {kill_at:g} s after it took its first packet ...")
+        res = runlib.run(argv, trace, out, queues=workers, rate=rate, kill_master_at=kill_at, kill_from_input=True,
+                         timeout_s=120, checkpoint_ms=checkpoint_ms)
         if not res.ok:
             raise DemoError(f"the run failed: {res.failure}")
         fo = res.failover

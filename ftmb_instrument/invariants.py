@@ -185,29 +185,44 @@ def _parse_prefix(text: str) -> tuple[int, int]:
 # --- NAT -------------------------------------------------------------------------------------
 
 
+NAT_BURST = 32  # examples/nat's BURST_SIZE: the most packets one receive of a worker takes
+
+
 def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.113.1",
               internal_net: str = "10.0.0.0/8", port_min: int = 1024, port_max: int = 65535,
-              rebinding_allowed: bool = False, burst: int | None = 32) -> list[Violation]:
+              rebinding_allowed: bool = False, burst: int | None = 32,
+              arrivals: dict[int, int] | None = None, clock_start_ns: int | None = None,
+              timeout_ms: int = 10000, closing_timeout_ms: int = 2000) -> list[Violation]:
     """Invariants of examples/nat.
 
     - `nat.rewrite`: an outbound packet leaves with source `external_ip` and a port from the
       pool, everything else but checksums unchanged; an inbound one is sent to the internal
       endpoint bound to its destination port; nothing else is forwarded.
     - `nat.checksum`: IPv4 and TCP/UDP checksums of every forwarded packet are valid.
-    - `nat.mapping`: all outbound packets of a flow use the same external port (unless
-      `rebinding_allowed`: a binding may expire and the flow get a new port).
+    - `nat.mapping`: all outbound packets of a flow use the same external port, unless
+      `rebinding_allowed` (a binding may expire and the flow get a new port), or the binding
+      surely could have expired: with `arrivals` (each input packet's arrival time by tag, the
+      session's clock a worker reads: `run.read_arrivals`), a flow may change its port between two
+      of its outbound packets p and q when q arrived more than the NAT's timeout (`timeout_ms`, or
+      `closing_timeout_ms` once the binding saw a FIN or RST) after the packet NAT_BURST packets
+      before p in its queue (the worker stamps the binding with its clock before the receive that
+      took p, which is at least that packet's arrival; the expiry scan that freed it ran before the
+      receive that took q). Where p is among the first NAT_BURST packets of its queue the bound is
+      `clock_start_ns`, the session's clock when it started (`run.Arrivals.start_ns`: no worker
+      reads an earlier time); without it (an ftmb-arrivals/1 file) such a flow may change its port.
+      A failover whose backup goes live seconds after the master's death moves the clock that far (nothing is served meanwhile), and the NAT rightly expires
+      bindings then (bench/RESULTS.md, crash trials).
     - `nat.port-unique`: no external port is bound to two flows at once. Within a queue the
       packet order decides. Across queues a flow surely held its port from the transmit time of
       its first packet with it until the time its last one was surely not yet decided on
       (see `check_firewall` for the `burst` argument; None skips the cross-queue check), and
-      two flows' surely-held times must not overlap.
+      two flows' surely-held times must not overlap. A flow's bindings are separate holdings.
     """
     ext = ip_int(external_ip)
     net, mask = _parse_prefix(internal_net)
     run = _Run(inputs, outputs)
     run.check_checksums("nat")
-    # per flow: external port -> (queue, output index, transmit time, input index) of each use
-    uses: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    outbound: dict[tuple, list[OutPacket]] = defaultdict(list)
     inbound: list[OutPacket] = []
     for out in run.traced():
         src, p = out.source.parsed, out.parsed
@@ -221,27 +236,57 @@ def check_nat(inputs: PathsArg, outputs: PathsArg, *, external_ip: str = "203.0.
                     (src.proto, src.ip_dst, src.dport, len(out.source.packet.data)):
                 run.add("nat.rewrite", f"outbound {flow_str(src.five_tuple)} changed beyond its "
                         "source", out.queue, out.index)
-            uses[src.five_tuple][p.sport].append((out.queue, out.index, out.packet.ts_ns,
-                                                  out.source.index))
+            outbound[src.five_tuple].append(out)
         elif src.has_ports and src.ip_dst == ext:
             inbound.append(out)
         else:
             run.add("nat.rewrite", f"forwarded {flow_str(src.five_tuple)}, which is neither "
                     "outbound nor addressed to the external IP", out.queue, out.index)
+    closed_in = {out.source.parsed.dport for out in inbound
+                 if out.source.parsed.flag(TCP_FIN | TCP_RST)}  # ports an inbound FIN/RST closed
 
+    def expired(prev: OutPacket, nxt: OutPacket, closing: bool) -> bool:
+        if rebinding_allowed:
+            return True
+        if arrivals is None:
+            return False
+        before = prev.source.index - NAT_BURST
+        if before < 0:  # the worker's clock before its first packets: at least the session's start
+            if clock_start_ns is None:
+                return True
+            t0 = clock_start_ns
+        else:
+            t0 = arrivals.get(run.inputs[prev.source.queue][before].tag)
+        t1 = arrivals.get(nxt.source.tag)
+        limit = (closing_timeout_ms if closing else timeout_ms) * 1_000_000 - 1_000_000  # (TSC rounding)
+        return t0 is not None and t1 is not None and t1 - t0 > limit
+
+    # per flow, its bindings: (external port, [(queue, output index, transmit time, input index)])
     bindings: dict[int, list[tuple[tuple, list]]] = defaultdict(list)
-    for flow, ports in uses.items():
-        if len(ports) > 1 and not rebinding_allowed:
-            first = min(min(v) for v in ports.values())
-            run.add("nat.mapping", f"{flow_str(flow)} used external ports "
-                    f"{sorted(ports)}", first[0], first[1])
-        for port, where in ports.items():
+    for flow, outs in outbound.items():
+        outs.sort(key=lambda o: o.source.index)
+        held: list[tuple[int, list]] = []  # the flow's bindings in order: (port, uses)
+        closing = reported = False  # the newest binding saw a FIN or RST; a violation was reported
+        for prev, out in zip([None, *outs], outs):
+            port = out.parsed.sport
+            if held and held[-1][0] != port:
+                if not reported and not expired(prev, out, closing or held[-1][0] in closed_in):
+                    first = held[0][1][0]
+                    run.add("nat.mapping", f"{flow_str(flow)} used external ports "
+                            f"{sorted({o.parsed.sport for o in outs})}", first[0], first[1])
+                    reported = True
+            if not held or held[-1][0] != port:
+                held.append((port, []))
+                closing = False
+            held[-1][1].append((out.queue, out.index, out.packet.ts_ns, out.source.index))
+            closing = closing or out.source.parsed.flag(TCP_FIN | TCP_RST)
+        for port, where in held:
             bindings[port].append((flow, where))
     for port, holders in bindings.items():
         for i in range(len(holders)):
             for j in range(i + 1, len(holders)):
                 (fa, wa), (fb, wb) = holders[i], holders[j]
-                if _overlap(run, wa, wb, burst):
+                if fa != fb and _overlap(run, wa, wb, burst):
                     run.add("nat.port-unique", f"external port {port} held by "
                             f"{flow_str(fa)} and {flow_str(fb)} at once", wb[0][0], wb[0][1])
     for out in inbound:

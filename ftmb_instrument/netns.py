@@ -76,8 +76,10 @@ class Topology:
         """The host fails: SIGKILL all its processes, delete its namespace and /dev/shm. How many were killed."""
         ns, _, shm = self.hosts.pop(host)
         killed = 0
+        self.first_kill_ns = 0  # (time.time_ns() of the first SIGKILL: what came before is listing the pids)
         for _ in range(3):  # processes forked while we kill are caught by the next round
             pids = [int(p) for p in _ip("netns", "pids", ns, check=False).stdout.split()]
+            self.first_kill_ns = self.first_kill_ns or time.time_ns()
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -357,6 +357,10 @@ class Planner:
         self.files: dict[str, _File] = {p: _File(p, fs) for p, fs in sites.items() if fs.stmts or fs.calls}
         # functions the project defines (files added later by `file` have no sites, so none)
         self.defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
+        self.defined_in: dict[str, list[str]] = {}  # a function's name -> the files that define it
+        for ff in self.files.values():
+            for fn in ff.sites.functions:
+                self.defined_in.setdefault(fn.name, []).append(ff.path)
         self.objects: list[PlanObject] = []
         self.obj_of_var: dict[str, int] = {}
         self.pooled_lock_objs: dict[str, int] = {}
@@ -367,6 +371,7 @@ class Planner:
         self.next_site = 1
         self.handled_calls: set[tuple[str, int]] = set()
         self.regions: dict[tuple[str, int, int, str], dict] = {}
+        self.acquires: dict[tuple[str, str], set[str]] = {}  # function -> the names of the locks it acquires
         self.real_paths: dict[str, str] = {}  # a report's path -> its real path (once per file, not per access)
 
     # -- paths and locations --
@@ -449,6 +454,7 @@ class Planner:
             if v.id not in lock_vars:
                 self.variable(v)
         self.lock_and_library_calls(variables, lock_vars)
+        self.lock_acquisitions(variables, lock_vars)
         self.emit_regions()
         self.init_hook()
         roots = self.thread_roots()
@@ -735,35 +741,86 @@ class Planner:
             r["how"] = how
         r["objs"].setdefault(obj, v.name)
         r["reasons"].add(reason)
+        r.setdefault("held", set()).update(a.locks_held)
 
-    def function_at(self, f: _File, off: int) -> str:
+    def function_at(self, f: _File, off: int) -> tuple[str, str]:
+        """The function whose body holds `off`, as (file, name): functions are told apart by their
+        file too, so that same-named static functions of two files stay two."""
         for fn in f.sites.functions:
             if fn.body_start <= off <= fn.body_end:
-                return fn.name
-        return ""
+                return (f.path, fn.name)
+        return (f.path, "")
 
-    def objects_taken_by_functions(self) -> dict[str, set[int]]:
-        """For each project function, the objects it (or anything it calls) orders with a region."""
-        direct: dict[str, set[int]] = {}
-        calls: dict[str, set[str]] = {}
+    def callees(self, path: str, name: str) -> list[tuple[str, str]]:
+        """The project functions a call of `name` written in file `path` may reach: the file's own
+        definition if it has one (a static function, or the extern one itself), else every file's
+        (without linkage facts, one of them is the extern definition)."""
+        files = self.defined_in.get(name, ())
+        return [(path, name)] if path in files else [(p, name) for p in files]
+
+    def objects_taken_by_functions(self) -> dict[tuple[str, str], int]:
+        """For each project function, the objects it (or anything it calls) orders with a region, as a
+        bit mask over object ids. The call graph's strongly connected components are found once
+        (iterative Tarjan) and each component's mask is its own regions' objects or'ed with its
+        callees' masks: linear in the call graph (a search per function grew with functions times
+        reachable functions: HAProxy's 140 units)."""
+        direct: dict[tuple[str, str], int] = {}
         for (path, start, _), r in self.regions.items():
-            direct.setdefault(self.function_at(r["file"], start), set()).update(r["objs"])
-        defined = {fn.name for ff in self.files.values() for fn in ff.sites.functions}
+            fn = self.function_at(r["file"], start)
+            for o in r["objs"]:
+                direct[fn] = direct.get(fn, 0) | (1 << o)
+        return self.reach_over_calls(direct)
+
+    def reach_over_calls(self, direct: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        """For each project function, the or of `direct` over it and everything it calls."""
+        calls: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for f in self.files.values():
             for c in f.sites.calls:
-                if c.callee in defined:
-                    calls.setdefault(c.function, set()).add(c.callee)
-        closure: dict[str, set[int]] = {}
-        for fn in defined:
-            seen, todo, objs = {fn}, [fn], set()
-            while todo:
-                g = todo.pop()
-                objs |= direct.get(g, set())
-                for h in calls.get(g, ()):
-                    if h not in seen:
-                        seen.add(h)
-                        todo.append(h)
-            closure[fn] = objs
+                if c.callee in self.defined:
+                    calls.setdefault((f.path, c.function), set()).update(self.callees(f.path, c.callee))
+        closure: dict[tuple[str, str], int] = {}
+        index: dict[tuple[str, str], int] = {}
+        low: dict[tuple[str, str], int] = {}
+        stack: list[tuple[str, str]] = []
+        on_stack: set[tuple[str, str]] = set()
+        for root in sorted((p, name) for name, files in self.defined_in.items() for p in files):
+            if root in index:
+                continue
+            work = [(root, iter(sorted(calls.get(root, ()))))]
+            index[root] = low[root] = len(index)
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                fn, it = work[-1]
+                g = next(it, None)
+                if g is not None:
+                    if g not in index:
+                        index[g] = low[g] = len(index)
+                        stack.append(g)
+                        on_stack.add(g)
+                        work.append((g, iter(sorted(calls.get(g, ())))))
+                    elif g in on_stack:
+                        low[fn] = min(low[fn], index[g])
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[fn])
+                if low[fn] != index[fn]:
+                    continue
+                members = []
+                while True:  # fn's component: its callees outside it are all done
+                    h = stack.pop()
+                    on_stack.discard(h)
+                    members.append(h)
+                    if h == fn:
+                        break
+                mask = 0
+                for h in members:
+                    mask |= direct.get(h, 0)
+                    for k in calls.get(h, ()):
+                        mask |= closure.get(k, 0)
+                for h in members:
+                    closure[h] = mask
         return closure
 
     def drop_nested(self) -> None:
@@ -784,20 +841,94 @@ class Planner:
         for key in [k for k, r in self.regions.items() if not r["objs"]]:
             del self.regions[key]
 
+    def lock_acquisitions(self, variables, lock_vars) -> None:
+        """Which locks each function acquires, by the analysis's names of each lock (those held at its
+        release calls and not at its acquisitions: `m`, or `g_ct->lock` with its `ct_table::lock`),
+        for the lock-order check of the regions (lock_order_problem)."""
+        for v in variables:
+            if v.id not in lock_vars:
+                continue
+            released, around, acquirers = set(), set(), set()
+            for a in v.accesses:
+                f, _, off = self.resolve(a.loc)
+                for c in f.calls_by_loc.get(off, []) if f else []:
+                    op = (self.sem.role(c.callee, "lock") or {}).get("op")
+                    if op == "release":
+                        released.update(a.locks_held)
+                    elif op in ("acquire", "try_acquire"):
+                        around.update(a.locks_held)
+                        acquirers.add((f.path, a.function))
+            for fn in acquirers:
+                self.acquires.setdefault(fn, set()).update(released - around)
+
+    def lock_order_problem(self, key, r: dict, taken: dict[tuple[str, str], int],
+                           locks_by_fn: dict[tuple[str, str], int], lock_bit: dict[str, int],
+                           by_obj: dict[int, list], encloses: dict[int, int]) -> str:
+        """Why the region `key` could make two threads wait for each other, a deadlock the program
+        did not have ("" if it cannot): it encloses a call that takes a lock L while another region of
+        one of its objects is entered with L held (one thread holds L and waits for the object, the
+        other holds the object and waits for L), or a call that orders another object whose own
+        region encloses a call that orders one of its objects (`encloses`: per object, the objects
+        the calls inside its regions order)."""
+        f, start, end = r["file"], key[1], key[2]
+        mine = sum(1 << o for o in r["objs"])
+        for g in sorted(self.project_calls_in(f, start, end)):
+            locks, objs = locks_by_fn.get(g, 0), taken.get(g, 0) & ~mine
+            for o, name in sorted(r["objs"].items()):
+                for other_key, other in by_obj.get(o, ()) if locks else ():
+                    if other_key != key and locks & other["held_mask"]:
+                        held = [n for n in sorted(other["held"]) if n in lock_bit and locks >> lock_bit[n] & 1]
+                        return (f"the ordered region for {name} encloses a call to {g[1]}(), which takes lock "
+                                f"{held[0]}, while {name} is also ordered with {held[0]} held "
+                                f"({self.where(other['file'], other_key[1])})")
+            while objs:
+                low = objs & -objs
+                objs ^= low
+                o2 = low.bit_length() - 1
+                if encloses.get(o2, 0) & mine:
+                    for other_key, other in by_obj[o2]:
+                        back = [(h, o) for h in sorted(self.project_calls_in(other["file"], other_key[1], other_key[2]))
+                                for o in sorted(r["objs"]) if taken.get(h, 0) >> o & 1]
+                        if back:
+                            h, o = back[0]
+                            return (f"the ordered region for {r['objs'][o]} encloses a call to {g[1]}(), which orders "
+                                    f"{other['objs'][o2]}, while the region for {other['objs'][o2]} at "
+                                    f"{self.where(other['file'], other_key[1])} encloses a call to {h[1]}(), which "
+                                    f"orders {r['objs'][o]}")
+        return ""
+
     def emit_regions(self) -> None:
         self.drop_nested()
         taken = self.objects_taken_by_functions()
+        lock_bit = {n: i for i, n in enumerate(sorted({n for names in self.acquires.values() for n in names}))}
+        locks_by_fn = self.reach_over_calls({fn: sum(1 << lock_bit[n] for n in names)
+                                             for fn, names in self.acquires.items()})
+        by_obj: dict[int, list] = {}
+        encloses: dict[int, int] = {}
+        for key, r in sorted(self.regions.items(), key=lambda kv: kv[0]):
+            r["held_mask"] = sum(1 << lock_bit[n] for n in r["held"] if n in lock_bit)
+            inner = 0
+            for g in self.project_calls_in(r["file"], key[1], key[2]):
+                inner |= taken.get(g, 0)
+            for o in r["objs"]:
+                by_obj.setdefault(o, []).append((key, r))
+                encloses[o] = encloses.get(o, 0) | inner
         for (path, start, end), r in sorted(self.regions.items(), key=lambda kv: kv[0]):
             f = r["file"]
             how = r["how"]
             objs = sorted(r["objs"])
             inner = self.project_calls_in(f, start, end)
-            again = sorted({(g, r["objs"][o]) for g in inner for o in taken.get(g, set()) if o in r["objs"]})
+            again = sorted({(g[1], r["objs"][o]) for g in inner for o in r["objs"] if taken.get(g, 0) >> o & 1})
             if again:
                 g, name = again[0]
                 self.problem(f, start, f"the ordered region for {name} encloses a call to {g}(), which orders "
                                        f"{name} itself: it would wait for itself in record and replay; move the "
                                        f"call out of the statement")
+            else:
+                why = self.lock_order_problem((path, start, end), r, taken, locks_by_fn, lock_bit, by_obj, encloses)
+                if why:
+                    self.problem(f, start, f"{why}: two threads could each wait for what the other holds, a "
+                                           f"deadlock the program did not have; move the call out of the statement")
             sid = self.site_id()
             begins = " ".join(f"ftmb_ordered_begin({o}, {sid});" for o in objs)
             ends = " ".join(f"ftmb_ordered_end({o});" for o in reversed(objs))
@@ -825,7 +956,7 @@ class Planner:
                     val = f"+(" if shape == "bitfield" else "("
                     edits = (Edit(start, start, f"__extension__ ({{ {begins} __auto_type _ftmb_v{sid} = {val}", op),
                              Edit(end, end, f"); {ends} _ftmb_v{sid}; }})", cl))
-            calls = self.project_calls_in(f, start, end)
+            calls = {g[1] for g in self.project_calls_in(f, start, end)}
             reason = f"unsynchronized shared access to {names}: {'; '.join(sorted(r['reasons']))}"
             if calls:
                 reason += f" (the region also encloses calls to {', '.join(sorted(calls))})"
@@ -833,12 +964,13 @@ class Planner:
                                        entry, tuple(objs), reason, edits,
                                        how.split(":")[0] if ":" in how else how))
 
-    def project_calls_in(self, f: _File, start: int, end: int) -> set[str]:
-        """Project functions called between `start` and `end` of `f` (do not modify)."""
+    def project_calls_in(self, f: _File, start: int, end: int) -> set[tuple[str, str]]:
+        """Project functions (file, name) called between `start` and `end` of `f` (do not modify)."""
         got = f.calls_in.get((start, end))
         if got is None:
-            got = f.calls_in[(start, end)] = {c.callee for c in f.sites.calls
-                                              if start <= c.loc < end and c.callee in self.defined}
+            got = f.calls_in[(start, end)] = {g for c in f.sites.calls
+                                              if start <= c.loc < end and c.callee in self.defined
+                                              for g in self.callees(f.path, c.callee)}
         return got
 
     # -- atomics --

@@ -38,7 +38,7 @@ from typing import Sequence
 
 from .bundle import ensure_runtime
 from .errors import FtmbError, InputError
-from .run import MASTER_END, input_logger_argv, output_logger_argv, program_env, same_addresses
+from .run import MASTER_END, arrivals_path, input_logger_argv, output_logger_argv, program_env, same_addresses
 
 ROLES = ("input-logger", "output-logger", "master", "backup", "verify")
 
@@ -136,34 +136,51 @@ def _bins() -> dict[str, Path]:
     return ensure_runtime(loggers=True)
 
 
+def _follow(follow_listen: str | None, forget: bool) -> str | None:
+    if forget and not follow_listen:
+        raise InputError("--follow-forget needs --follow-listen (a follower to forget up to)")
+    return ("forget" if forget else "keep") if follow_listen else None
+
+
 def start_input_logger(role: Role, input_pcap: Path, listen: str, *, queues: int = 1, rate: int | None = None,
-                       tick_us: int | None = None, timeout_ms: int = 1000, follow_listen: str | None = None) -> None:
+                       tick_us: int | None = None, timeout_ms: int = 1000, follow_listen: str | None = None,
+                       forget: bool = False, peer_timeout_ms: int | None = None,
+                       arrivals: Path | None = None) -> None:
     """`follow_listen`: the logger publishes every entry it serves for a follower (--follow), and
-    `ftmb-relay export --region infol` serves them there to a follower's host."""
+    `ftmb-relay export --region infol` serves them there to a follower's host; `forget`: it forgets
+    the entries the follower took (--follow-forget; no verification replay can follow);
+    `peer_timeout_ms`: the exports' --peer-timeout-ms (the logger's heartbeat; the relay's default);
+    `arrivals`: where the logger writes each served packet's arrival time at its exit (--arrivals,
+    as `run` does on one host: OUT.arrivals, which lets the NAT oracle allow an expired binding)."""
     b = _bins()
     il = role.spawn("input-logger", input_logger_argv(b["input_logger"], role.session, input_pcap, queues=queues,
                                                       until_signal=True, tick_us=tick_us, rate=rate,
-                                                      follow="keep" if follow_listen else None))
+                                                      follow=_follow(follow_listen, forget), arrivals=arrivals))
     role.wait_region("in", il, 30)
+    peer = ["--peer-timeout-ms", peer_timeout_ms] if peer_timeout_ms else []
     role.spawn("relay-in", [b["relay"], "export", "--session", role.session, "--region", "in", "--listen", listen,
-                            "--timeout-ms", timeout_ms])
+                            "--timeout-ms", timeout_ms, *peer])
     if follow_listen:
         role.spawn("relay-infol", [b["relay"], "export", "--session", role.session, "--region", "infol",
-                                   "--listen", follow_listen, "--timeout-ms", timeout_ms])
+                                   "--listen", follow_listen, "--timeout-ms", timeout_ms, *peer])
 
 
 def start_output_logger(role: Role, output_pcap: Path, log: Path, listen: str, *, timeout_ms: int = 1000,
-                        follow_listen: str | None = None) -> None:
-    """`follow_listen`: as for the input logger, the records it stores (--follow, `--region fol`)."""
+                        follow_listen: str | None = None, forget: bool = False,
+                        peer_timeout_ms: int | None = None) -> None:
+    """`follow_listen`: as for the input logger, the records it stores (--follow, `--region fol`);
+    `forget`: it forgets the records the follower applied (--follow-forget); `peer_timeout_ms`: as
+    for the input logger."""
     b = _bins()
     ol = role.spawn("output-logger", output_logger_argv(b["output_logger"], role.session, output_pcap, log=log,
-                                                        until_signal=True, follow="keep" if follow_listen else None))
+                                                        until_signal=True, follow=_follow(follow_listen, forget)))
     role.wait_region("out", ol, 30)
+    peer = ["--peer-timeout-ms", peer_timeout_ms] if peer_timeout_ms else []
     role.spawn("relay-out", [b["relay"], "export", "--session", role.session, "--region", "out", "--listen", listen,
-                             "--log", log, "--timeout-ms", timeout_ms])
+                             "--log", log, "--timeout-ms", timeout_ms, *peer])
     if follow_listen:
         role.spawn("relay-fol", [b["relay"], "export", "--session", role.session, "--region", "fol",
-                                 "--listen", follow_listen, "--timeout-ms", timeout_ms])
+                                 "--listen", follow_listen, "--timeout-ms", timeout_ms, *peer])
 
 
 def start_master(role: Role, nf_argv: Sequence[str], connect_in: str, connect_out: str, *, kind: str = "master",
@@ -256,7 +273,7 @@ class HostsResult:
 
     released: int = 0             # packets in OUT
     distinct: int = 0             # of them, distinct byte strings
-    released_at_kill: int = 0     # packets in OUT when the master's host failed
+    released_at_kill: int = 0     # packets in OUT just before the master's host failed
     killed: int = 0               # processes SIGKILLed on the master's (or follower's) host
     backup_live: bool = False     # the backup replayed a log and went live
     verified: int = 0             # released packets the verification replay regenerated
@@ -264,8 +281,14 @@ class HostsResult:
     held: int = -1
     takeover_ms: float = -1       # follower: from the host's failure to its takeover line
     live_ms: float = -1           # from the host's failure to the backup's `live (recording)` line
+    first_kill_ms: float = -1     # from the host's failure to its first SIGKILL (Topology.fail lists the pids first)
     fault_tolerance_lost: str = ""  # the output logger's line about a follower that died
     follower_lag: str = ""        # the output logger's `follower lag_ms ...` line (--stats)
+    # with a follower: what each logger kept of its log, (at the end, at most at once, of all logged,
+    # at most at once while the master ran, of what was logged by its end): the input logger's
+    # entries, the output logger's records (with forget, bounded by the follower's lag while it follows)
+    entries_held: tuple[int, ...] = (-1, -1, -1, -1, -1)
+    records_held: tuple[int, ...] = (-1, -1, -1, -1, -1)
     failure: str = ""
     logs: dict[str, str] = field(default_factory=dict)
 
@@ -284,15 +307,23 @@ PORTS = {"in": 7001, "out": 7002, "infol": 7003, "fol": 7004}
 
 def _start_session(topo, r: dict[str, Role], nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path,
                    workdir: Path, *, queues: int, rate: int | None, timeout_ms: int,
-                   follower: bool = False) -> tuple[subprocess.Popen, str, str]:
+                   follower: bool = False, forget: bool = False) -> tuple[subprocess.Popen, str, str]:
     """The loggers on il and ol, the master on m (and, with `follower`, a follower on b): the master's
-    program and the two loggers' addresses. The one start-up of every run across hosts."""
+    program and the two loggers' addresses. The one start-up of every run across hosts. As `run`
+    does on one host, the input logger writes OUT.arrivals and OUT gets a manifest (the session,
+    the input, the rate), so `verify` and the NAT oracle see the arrival times."""
     in_addr, out_addr = f"{topo.addr('il')}:{PORTS['in']}", f"{topo.addr('ol')}:{PORTS['out']}"
     fin = f"{topo.addr('il')}:{PORTS['infol']}" if follower else None
     fout = f"{topo.addr('ol')}:{PORTS['fol']}" if follower else None
-    start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms, follow_listen=fin)
+    from .run import _write_manifest
+    arrivals_path(output_pcap).unlink(missing_ok=True)  # (an earlier run's)
+    start_input_logger(r["il"], input_pcap, in_addr, queues=queues, rate=rate, timeout_ms=timeout_ms, follow_listen=fin,
+                       forget=forget, arrivals=arrivals_path(output_pcap))
     start_output_logger(r["ol"], output_pcap, workdir / "ftmb.log", out_addr, timeout_ms=timeout_ms,
-                        follow_listen=fout)
+                        follow_listen=fout, forget=forget)
+    _write_manifest(output_pcap, dict(program=[os.path.abspath(nf_argv[0]), *map(str, nf_argv[1:])],
+                                      input=str(Path(input_pcap).resolve()), mode="record", queues=queues, rate=rate,
+                                      tick_us=None, session=r["il"].session, hosts=sorted(topo.hosts)))
     prog = start_master(r["m"], nf_argv, in_addr, out_addr, timeout_ms=timeout_ms)
     if follower:  # (after the master's links: the exports serve their connections in turn)
         start_follower(r["b"], nf_argv, in_addr, out_addr, fin, fout, timeout_ms=timeout_ms)
@@ -350,7 +381,7 @@ def _follower_drained(session: str, shm: Path) -> bool:
 
 def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, workdir: Path, *,
                  queues: int = 1, rate: int | None = None, kill_master_at: float | None = None,
-                 backup: str = "cold", kill_follower_at: float | None = None,
+                 backup: str = "cold", kill_follower_at: float | None = None, forget: bool = False,
                  timeout_ms: int = 2000, timeout_s: float = 120.0) -> HostsResult:
     """The session with each role on its own host (`netns.Topology`: il, ol, m, b, v on one machine).
 
@@ -360,7 +391,10 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
     `kill_follower_at` (follower): host b fails instead; the master forwards on, without fault
     tolerance (the output logger says so). Once the input is drained (every queue's EOF taken) the
     program is stopped with SIGINT, then a verification replay on v re-executes the complete log
-    (the output logger compares every regenerated packet)."""
+    (the output logger compares every regenerated packet). `forget` (follower): the loggers forget
+    what the follower applied (--follow-forget), so there is no complete log and no verification
+    replay; the check is then the output logger's comparison of the outputs the takeover sent again
+    (mismatches), and `entries_held`/`records_held` say how much of the log the loggers kept."""
     import re
     import signal as _signal
     from .netns import Topology
@@ -370,6 +404,8 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
         raise InputError(f"--backup {backup}: expected cold or follower")
     if kill_follower_at is not None and (backup != "follower" or kill_master_at is not None):
         raise InputError("killing the follower's host needs --backup follower, and no --kill-master-at")
+    if forget and backup != "follower":
+        raise InputError("--follow-forget needs --backup follower")
     follower = backup == "follower"
     res = HostsResult()
     s = "hosts"
@@ -388,7 +424,8 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
 
         try:
             prog, in_addr, out_addr = _start_session(topo, r, nf_argv, input_pcap, output_pcap, workdir, queues=queues,
-                                                     rate=rate, timeout_ms=timeout_ms, follower=follower)
+                                                     rate=rate, timeout_ms=timeout_ms, follower=follower,
+                                                     forget=forget)
             host = "m"
             fol = dict(r["b"].procs).get("program")
             kill_at = kill_master_at if kill_master_at is not None else kill_follower_at
@@ -403,9 +440,10 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
                 if fol is not None and fol.poll() is not None:
                     res.failure = f"the follower exited ({fol.returncode}) before {kill_at:g} s: {r['b'].err('program')[-500:]}"
                     return res
+                res.released_at_kill = _count(output_pcap)  # (before: after it, the backup's would count)
                 kill_ns = time.time_ns()
                 res.killed = topo.fail("m" if kill_master_at is not None else "b")
-                res.released_at_kill = _count(output_pcap)
+                res.first_kill_ms = (topo.first_kill_ns - kill_ns) / 1e6
             if kill_master_at is not None:
                 host = "b"
                 if follower:
@@ -448,18 +486,21 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
                     res.failure = f"the follower exited {fol.poll()} after the master finished: {r['b'].err('program')[-500:]}"
                     return res
                 r["b"].stop()
-            v = start_master(verifier, nf_argv, in_addr, out_addr, kind="verify", log=workdir / "verify.log",
-                             timeout_ms=timeout_ms)
-            try:
-                v.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                res.failure = "the verification replay did not finish"
-                return res
-            if not wait(lambda: len(_master_ends(r["ol"])) >= 2, "the verification replay's end was not reported"):
-                return res
-            ends = _master_ends(r["ol"])
-            res.verified = ends[1][1] - ends[0][1]
-            res.mismatches = ends[1][2]
+            if forget:  # (no complete log to replay: the outputs the takeover sent again were compared)
+                res.mismatches = _master_ends(r["ol"])[0][2]
+            else:
+                v = start_master(verifier, nf_argv, in_addr, out_addr, kind="verify", log=workdir / "verify.log",
+                                 timeout_ms=timeout_ms)
+                try:
+                    v.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    res.failure = "the verification replay did not finish"
+                    return res
+                if not wait(lambda: len(_master_ends(r["ol"])) >= 2, "the verification replay's end was not reported"):
+                    return res
+                ends = _master_ends(r["ol"])
+                res.verified = ends[1][1] - ends[0][1]
+                res.mismatches = ends[1][2]
             r["il"].stop()
             r["ol"].stop()
             ol_err = r["ol"].err("output-logger")
@@ -469,10 +510,17 @@ def run_on_hosts(nf_argv: Sequence[str], input_pcap: Path, output_pcap: Path, wo
             res.fault_tolerance_lost = gone[0] if gone else ""
             lag = re.search(r"follower lag_ms [^\n]*", ol_err)
             res.follower_lag = lag[0] if lag else ""
+            held = re.search(r"log held entries (\d+) max (\d+) of (\d+); following max (\d+) of (\d+)",
+                             r["il"].err("input-logger"))
+            res.entries_held = tuple(map(int, held.groups())) if held else res.entries_held
+            held = re.search(r"log held records (\d+) max (\d+) of (\d+); following max (\d+) of (\d+)", ol_err)
+            res.records_held = tuple(map(int, held.groups())) if held else res.records_held
             from .pcap import read_pcap
             packets = [p.data for p in read_pcap(output_pcap)]
             res.released, res.distinct = len(packets), len(set(packets))
-            if res.verified != res.released or res.mismatches or res.held:
+            if forget and (res.mismatches or res.held):
+                res.failure = f"{res.mismatches} outputs sent again with different bytes, {res.held} held"
+            elif not forget and (res.verified != res.released or res.mismatches or res.held):
                 res.failure = (f"replay check: {res.verified} of {res.released} released packets regenerated, "
                                f"{res.mismatches} with different bytes, {res.held} held")
             elif kill_master_at is not None and follower and not res.backup_live:

@@ -47,6 +47,7 @@ import signal
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -444,6 +445,57 @@ def _write_manifest(output_pcap: Path, conditions: dict) -> None:
     os.replace(tmp, path)
 
 
+def arrivals_path(output_pcap: str | Path) -> Path:
+    """Where a run to `output_pcap` keeps each served packet's arrival time (the session's clock: the
+    time the input logger first served it), written by the input logger at its exit:
+    OUT + ".arrivals" (`read_arrivals`)."""
+    return Path(f"{output_pcap}.arrivals")
+
+
+@dataclass
+class Arrivals:
+    """A run's arrival times (`read_arrivals`): `times` by the packet's index in the input pcap (or by
+    its tag, `verify.arrivals_by_tag`), ns on the session's clock; `start_ns` the session's clock when
+    the input logger created its region, before any master could read it (a lower bound of every time
+    a worker stamps; None in an ftmb-arrivals/1 file, which predates it)."""
+
+    times: dict[int, int]
+    start_ns: int | None = None
+
+
+def read_arrivals(output_pcap: str | Path, session: str) -> Arrivals | None:
+    """The arrival times of the run to `output_pcap` whose session is `session`; None when there is
+    no such file or it is another session's. A malformed file is an InputError naming it. Reads
+    'ftmb-arrivals/2 SESSION START_NS' and the older 'ftmb-arrivals/1 SESSION' (no start)."""
+    path = arrivals_path(output_pcap)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the arrival times: {exc}") from None
+    head = lines[0].split() if lines else []
+    if head[:1] not in (["ftmb-arrivals/1"], ["ftmb-arrivals/2"]):
+        raise InputError(f"{path}: line 1: not an ftmb-arrivals/1 or /2 file")
+    if head[1:2] != [session]:
+        return None
+    start_ns = None
+    if head[0] == "ftmb-arrivals/2":
+        if len(head) != 3 or not head[2].isdigit():
+            raise InputError(f"{path}: line 1: {lines[0]!r} is not 'ftmb-arrivals/2 SESSION START_NS'")
+        start_ns = int(head[2])
+    elif len(head) != 2:
+        raise InputError(f"{path}: line 1: {lines[0]!r} is not 'ftmb-arrivals/1 SESSION'")
+    out = {}
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            index, t = (int(x) for x in line.split())
+        except ValueError:
+            raise InputError(f"{path}: line {n}: {line!r} is not 'INDEX TIME_NS'") from None
+        out[index] = t
+    return Arrivals(out, start_ns)
+
+
 def read_manifest(output_pcap: str | Path) -> dict | None:
     """The manifest a run wrote beside `output_pcap`, or None if there is none; a malformed one is an
     InputError naming it."""
@@ -627,9 +679,12 @@ def output_logger_argv(binary: str | Path, session: str, output_pcap: str | Path
 
 def input_logger_argv(binary: str | Path, session: str, input_pcap: str | Path, *, queues: int = 1,
                       until_signal: bool = False, follow: str | None = None, tick_us: int | None = None,
-                      rate: int | None = None) -> list[str]:
-    """`ftmb-input-logger`'s command line (`until_signal`, `follow`: as for the output logger)."""
+                      rate: int | None = None, arrivals: str | Path | None = None) -> list[str]:
+    """`ftmb-input-logger`'s command line (`until_signal`, `follow`: as for the output logger;
+    `arrivals`: where it writes each served packet's arrival time at exit)."""
     argv = [binary, "--session", session, "--in", input_pcap, "--queues", str(queues)]
+    if arrivals:
+        argv += ["--arrivals", str(arrivals)]
     if until_signal:
         argv.append("--until-signal")
     argv += _follow_args(follow)
@@ -882,7 +937,7 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         tick_us: int | None = None, rate: int | None = None, log_file: str | Path | None = None,
         peer_timeout_ms: int = 10000,
         env: Mapping[str, str] | None = None, runtime_dir: str | Path | None = None,
-        workdir: str | Path | None = None, kill_master_at: float | None = None,
+        workdir: str | Path | None = None, kill_master_at: float | None = None, kill_from_input: bool = False,
         failover: bool = False, replay_log: str | Path | None = None,
         release_rule: bool = True, warm_standby: bool = True, verify_replay: bool = True, follower: bool = False,
         checkpoint_ms: int | None = None, seed: int | None = None) -> RunResult:
@@ -898,7 +953,9 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
     Failover (`failover=True`, implied by `kill_master_at`): the loggers keep the session after
     the master dies (`--until-signal`), the master runs with address-space randomization off
-    (`setarch -R`), the run SIGKILLs it `kill_master_at` seconds after it started (if given) and,
+    (`setarch -R`), the run SIGKILLs it `kill_master_at` seconds after it started (if given; with
+    `kill_from_input`, after it took its first input entry, however long its start-up took on a
+    loaded machine, as `roles.run_on_hosts` does) and,
     once the output logger has stored every record the master published and written its log,
     starts a backup: the same command line with FTMB_MODE=replay, FTMB_REPLAY_LOG and
     FTMB_REPLAY_HANDOVER=1 (`warm_standby=False`), or, by default, wakes the backup it started
@@ -998,8 +1055,10 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
         ol = _OutputLogger(s, output_logger_argv(ol_bin, session, output_pcap, threads=threads, log=log_file,
                                                  until_signal=failover, follow=follow),
                            None if release_rule else dict(os.environ, FTMB_OL_NO_RELEASE_RULE="1"))
+        arrivals_path(output_pcap).unlink(missing_ok=True)  # (an earlier run's)
         il = _InputLogger(s, input_logger_argv(il_bin, session, input_pcap, queues=queues, until_signal=failover,
-                                               follow=follow, tick_us=tick_us, rate=rate))
+                                               follow=follow, tick_us=tick_us, rate=rate,
+                                               arrivals=arrivals_path(output_pcap)))
         loggers = [ol.child, il.child]
 
         # 1. both regions are ready
@@ -1038,7 +1097,8 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
 
         # 3. the drain
         nf, backup = _drain(s, nf, nf_start, backups, ol, il, in_region, session=session, failover=failover,
-                            kill_master_at=kill_master_at, settle_s=settle_s, stop_signal=stop_signal,
+                            kill_master_at=kill_master_at, kill_from_input=kill_from_input, settle_s=settle_s,
+                            stop_signal=stop_signal,
                             attach_timeout_s=attach_timeout_s, timeout_s=timeout_s)
         _check_end(s, nf, backup, loggers, in_region, stop_signal)
         if failover and result.failure is None:
@@ -1060,14 +1120,32 @@ def run(nf_argv: Sequence[str], input_pcap: str | Path, output_pcap: str | Path,
     finally:
         _end_session(s, session, in_region, output_pcap)
         result.elapsed_s = time.monotonic() - start
+        _keep_session_files(tmp, session, output_pcap)
         shutil.rmtree(tmp, ignore_errors=True)
         _stop_janitor(janitor)
         os.close(out_lock)
     return result
 
 
+def _keep_session_files(tmp: Path, session: str, output_pcap: Path) -> None:
+    """FTMB_RUN_KEEP=DIR (a debugging switch): copy the session's files (each process's stderr and
+    stdout, the log) and OUT with its manifest into DIR/SESSION before they are removed."""
+    keep = os.environ.get("FTMB_RUN_KEEP")
+    if not keep:
+        return
+    dest = Path(keep) / session
+    try:
+        shutil.copytree(tmp, dest, dirs_exist_ok=True)
+        for f in (output_pcap, manifest_path(output_pcap), arrivals_path(output_pcap)):
+            if f.is_file():
+                shutil.copy(f, dest / f.name)
+    except OSError as exc:
+        print(f"ftmb-instrument run: FTMB_RUN_KEEP={keep}: cannot keep the session files: {exc}", file=sys.stderr)
+
+
 def _drain(s: _Session, master: _Child, nf_start: float, backups: _Backup, ol: _OutputLogger, il: _InputLogger,
-           in_region: InputRegion, *, session: str, failover: bool, kill_master_at: float | None, settle_s: float,
+           in_region: InputRegion, *, session: str, failover: bool, kill_master_at: float | None,
+           kill_from_input: bool, settle_s: float,
            stop_signal: int, attach_timeout_s: float, timeout_s: float) -> tuple[_Child, _Child | None]:
     """Step 3, the drain: watch the master (the run SIGKILLs it at `kill_master_at`; a backup takes
     over when it dies) until its input is drained, then stop it; the process that ran last and the
@@ -1079,11 +1157,14 @@ def _drain(s: _Session, master: _Child, nf_start: float, backups: _Backup, ol: _
     attached = False
     backup: _Child | None = None
     kill_wall_ns = 0
+    kill_t0 = None if kill_from_input else nf_start  # the kill's clock starts (the first input taken)
     while True:
         if backup is None:
             backups.lost(nf)
+        if kill_t0 is None and any(tail > 0 for _head, tail, _eof in in_region.queues()):
+            kill_t0 = time.monotonic()
         if failover and backup is None and not result.failure:
-            due = kill_master_at is not None and time.monotonic() - nf_start >= kill_master_at
+            due = kill_master_at is not None and kill_t0 is not None and time.monotonic() - kill_t0 >= kill_master_at
             if due or not nf.alive():
                 # (a master past ftmb_exit has finished: killing it in its exit is no failover)
                 finished = nf.alive() and in_region.master()[1] == 2
@@ -1225,8 +1306,10 @@ def _end_session(s: _Session, session: str, in_region: InputRegion | None, outpu
         if output_pcap.is_file() and output_pcap.stat().st_size <= 24:  # OUT without a packet: not kept
             output_pcap.unlink()
             manifest_path(output_pcap).unlink(missing_ok=True)
+            arrivals_path(output_pcap).unlink(missing_ok=True)
     if output_pcap.is_file() and output_pcap.stat().st_size == 0:  # the lock's file; no logger wrote it
         output_pcap.unlink()
+        arrivals_path(output_pcap).unlink(missing_ok=True)
 
 
 _LOGGERS = ("output-logger", "input-logger")
@@ -1423,6 +1506,6 @@ def _count_released(path: Path) -> int:
     return n
 
 
-__all__ = ["MODES", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "ProcessStatus", "RunError",
+__all__ = ["MODES", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "arrivals_path", "Arrivals", "read_arrivals", "ProcessStatus", "RunError",
            "RunInterrupted", "RunResult", "InputRegion", "input_drained", "logger_queue", "run",
            "PROGRAM_ROLES", "input_logger_argv", "output_logger_argv", "program_env", "same_addresses"]

@@ -25,7 +25,7 @@ Each check is a list of `Violation`s (empty = holds):
 from __future__ import annotations
 
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,12 +35,17 @@ from . import pcap
 from . import run as runlib
 from .errors import InputError
 
+# Each checker gets the per-queue inputs and outputs, the example's arguments and the run's arrival
+# times (`run.Arrivals`, by tag: `arrivals_by_tag`; None if the run kept none).
 CHECKERS: dict[str, Callable] = {
-    "nat": lambda i, o, args: inv.check_nat(i, o, burst=None),
-    "firewall": lambda i, o, args: inv.check_firewall(i, o, max_conns=_opt(args, "--max-conns", 5), burst=None),
-    "lb": lambda i, o, args: inv.check_lb(i, o),
-    "ids": lambda i, o, args: inv.check_ids(i, o),
-    "flowmon": lambda i, o, args: inv.check_flowmon(i, o),
+    "nat": lambda i, o, args, arr: inv.check_nat(i, o, burst=None, arrivals=arr.times if arr else None,
+                                                 clock_start_ns=arr.start_ns if arr else None,
+                                                 timeout_ms=_opt(args, "--timeout-ms", 10000),
+                                                 closing_timeout_ms=_opt(args, "--closing-timeout-ms", 2000)),
+    "firewall": lambda i, o, args, arr: inv.check_firewall(i, o, max_conns=_opt(args, "--max-conns", 5), burst=None),
+    "lb": lambda i, o, args, arr: inv.check_lb(i, o),
+    "ids": lambda i, o, args, arr: inv.check_ids(i, o),
+    "flowmon": lambda i, o, args, arr: inv.check_flowmon(i, o),
 }
 
 
@@ -179,6 +184,24 @@ def run_conditions(released: str | Path) -> dict:
     return {"rate": manifest["rate"], "tick_us": manifest["tick_us"]}
 
 
+def arrivals_by_tag(trace: Path, released: Path, session: str | None = None) -> runlib.Arrivals | None:
+    """The arrival times of the run that released `released` (the input logger's clock when it first
+    served each input packet, and when the session's clock started: `run.read_arrivals`), by the
+    packet's tag; None without them. The run's session is its manifest's, unless given."""
+    if session is None:
+        manifest = runlib.read_manifest(released)
+        session = manifest.get("session", "") if manifest else None
+    arrivals = runlib.read_arrivals(released, session) if session is not None else None
+    if arrivals is None:
+        return None
+    out = {}
+    for i, p in enumerate(pcap.iter_pcap(trace)):
+        t = pcap.packet_tag(p.data)
+        if t is not None and i in arrivals.times:
+            out[t] = arrivals.times[i]
+    return runlib.Arrivals(out, arrivals.start_ns)
+
+
 def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
            queues: int, threads: int | None = None, example: str | None = None,
            example_args: Sequence[str] = (),
@@ -221,7 +244,7 @@ def verify(nf_argv: Sequence[str], trace: str | Path, released: str | Path, *,
             for q, frames in enumerate(outs):
                 paths.append(d / f"released{q}.pcap")
                 pcap.write_pcap(paths[-1], frames)
-            v.invariants = CHECKERS[example](ins, paths, list(example_args))
+            v.invariants = CHECKERS[example](ins, paths, list(example_args), arrivals_by_tag(trace, released))
     return v
 
 

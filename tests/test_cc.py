@@ -240,3 +240,68 @@ def test_a_unit_the_plan_does_not_know_is_refused(src, env):
     assert res.returncode == 1
     assert "b.c: not one of the translation units of the plan" in res.stderr
     assert not (src / "b.o").exists()
+
+
+DPDK_MAIN = """#include <stdio.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+int main(int argc, char **argv)
+{
+	if (rte_eal_init(argc, argv) < 0)
+		return 1;
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\\n';
+	printf("ports %u mappings %d\\n", rte_eth_dev_count_avail(), n);
+	return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("link", ["default", "shared"])
+def test_dpdk_is_linked_statically_unless_asked_shared(tmp_path, env, link):
+    """`ftmb-cc $(pkg-config --cflags --libs libdpdk)` links DPDK's static archives: no DPDK shared
+    object is needed, EAL loads no driver plugins (the checkpoint's fork copies ~200 mappings, not
+    ~1000), and the drivers are all there (net_null probes); FTMB_DPDK_LINK=shared keeps the link
+    as written."""
+    (tmp_path / "m.c").write_text(DPDK_MAIN)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libdpdk"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    env = {**env, **({"FTMB_DPDK_LINK": "shared"} if link == "shared" else {})}
+    res = cc(["-O2", "m.c", *flags, "-o", "m"], tmp_path, env)
+    assert res.returncode == 0, res.stderr
+    dynamic = subprocess.run(["readelf", "-d", str(tmp_path / "m")], capture_output=True, text=True,
+                             check=True).stdout
+    assert ("librte_eal.so" in dynamic) == (link == "shared")
+    run = subprocess.run([str(tmp_path / "m"), "--no-huge", "-m", "64", "--no-pci", "--no-shconf", "--vdev",
+                          "net_null0", "-l", "0", "--log-level=1"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    m = re.search(r"ports (\d+) mappings (\d+)", run.stdout)
+    assert m and m.group(1) == "1", run.stdout
+    assert (int(m.group(2)) < 400) == (link == "default"), run.stdout
+
+
+def test_another_dpdk_is_left_linked_as_written(tmp_path, env):
+    """-lrte_* found in a -L directory that holds another DPDK is not swapped for the system's archives."""
+    other = tmp_path / "otherdpdk"
+    other.mkdir()
+    libdir = subprocess.run(["pkg-config", "--variable=libdir", "libdpdk"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    (other / "librte_eal.so").symlink_to(Path(libdir) / "librte_eal.so")
+    (tmp_path / "m.c").write_text(DPDK_MAIN)
+    cflags = subprocess.run(["pkg-config", "--cflags", "libdpdk"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    res = cc(["-O2", "m.c", *cflags, f"-L{other}", "-lrte_eal", "-lrte_ethdev", "-o", "m"], tmp_path, env)
+    assert res.returncode == 0, res.stderr
+    dynamic = subprocess.run(["readelf", "-d", str(tmp_path / "m")], capture_output=True, text=True,
+                             check=True).stdout
+    assert "librte_eal.so" in dynamic
+
+
+def test_an_unknown_dpdk_link_is_refused(src, env):
+    res = cc([*CFLAGS, "a.c", "b.c", "-o", "prog"], src, {**env, "FTMB_DPDK_LINK": "dynamic"})
+    assert res.returncode == 1
+    assert res.stderr.strip() == "ftmb-cc: error: FTMB_DPDK_LINK=dynamic: expected static or shared"
+    assert not (src / "prog").exists()

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kill_util import assert_killed_mid_run
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +74,15 @@ def apps(tmp_path_factory):
     return dirs
 
 
+def _out(apps, name: str, tag: str) -> Path:
+    """Where `_run(apps, name, tag, ...)` writes the released packets."""
+    return apps[name] / f"ftmbio_{os.getpid()}_{tag}.pcap"
+
+
 def _run(apps, name: str, tag: str, *options: str) -> dict:
     prefix = f"ftmbio_{os.getpid()}_{tag}"
     # stdbuf: the app dies of the stop signal, which would lose a fully buffered stdout
-    cmd = [str(BIN / "ftmb-instrument"), "run", "--json", "--in", str(apps["in"]), "--out", f"{prefix}.pcap",
+    cmd = [str(BIN / "ftmb-instrument"), "run", "--json", "--in", str(apps["in"]), "--out", str(_out(apps, name, tag)),
            "--queues", "2", "--rate", "2000", *options, "--", shutil.which("stdbuf"), "-oL", "./app",
            "--no-huge", "-m", "512", "--no-pci", "--no-shconf", f"--file-prefix={prefix}",
            "--vdev", "net_null0", "--vdev", "net_null1", "--lcores", "(0)@(0,1)"]
@@ -91,8 +97,9 @@ def _latencies(stdout: str) -> list[int]:
     return [int(x) for x in re.findall(r"^Latency = (\d+) cycles$", stdout, re.M)]
 
 
-def _assert_failover(res: dict, from_snapshot: bool) -> None:
+def _assert_failover(res: dict, from_snapshot: bool, out: Path) -> None:
     assert res["failover"] is not None, "the master finished before the kill"
+    assert_killed_mid_run(out, res["failover"]["killed_wall_ns"], f"killed at {res['failover']['killed_at_s']} s")
     assert res["failover"]["from_snapshot"] == from_snapshot, res["failover"]
     check = res["replay_check"]
     assert check["failure"] is None, check
@@ -108,13 +115,16 @@ def test_rxtx_callbacks_run_on_session_bursts_and_the_stop_signal_is_a_clean_sto
 
 
 def test_rxtx_callbacks_fail_over_from_the_standby(apps):
-    res = _run(apps, "rxtx", "sb", "--kill-master-at", "1.0")
-    _assert_failover(res, from_snapshot=False)
+    # (the kill in seconds after the first input: a loaded machine's slow start-up moves it along;
+    # of 3000 packets at 2000/s up to 2048 may wait in the input logger's rings then: 0.48 s are left)
+    res = _run(apps, "rxtx", "sb", "--kill-master-at", "0.3", "--kill-from-input")
+    _assert_failover(res, from_snapshot=False, out=_out(apps, "rxtx", "sb"))
     assert _latencies(res["nf_stdout"]) == [0, 0], res["nf_stdout"][-2000:]  # the standby's own output
 
 
 @pytest.mark.parametrize("app,checkpoint_ms", [("skeleton", None), ("skeleton", 50), ("skeleton_nomac", None)])
 def test_skeleton_fails_over(apps, app, checkpoint_ms):
-    options = ["--kill-master-at", "1.0"] + (["--checkpoint-ms", str(checkpoint_ms)] if checkpoint_ms else [])
+    options = ["--kill-master-at", "0.3", "--kill-from-input"] + \
+        (["--checkpoint-ms", str(checkpoint_ms)] if checkpoint_ms else [])
     res = _run(apps, app, f"{app}{checkpoint_ms or 0}", *options)
-    _assert_failover(res, from_snapshot=bool(checkpoint_ms))
+    _assert_failover(res, from_snapshot=bool(checkpoint_ms), out=_out(apps, app, f"{app}{checkpoint_ms or 0}"))

@@ -114,6 +114,57 @@ def test_nat_flags_a_changed_mapping_and_bad_checksums(tmp_path, nat_input):
     assert "nat.mapping" not in names(inv.check_nat(inp, out, rebinding_allowed=True))
 
 
+def test_nat_rebinding_only_where_the_binding_surely_could_have_expired(tmp_path):
+    """With the run's arrival times a flow may change its port only when its next packet arrived
+    more than the timeout after the packet NAT_BURST packets before its last one with the old
+    port (the clock the worker stamped the binding with is at least that packet's arrival): a
+    failover's outage moves the NAT's clock that far, and it rightly expires bindings then."""
+    burst = inv.NAT_BURST
+    flow = [tcp(burst + 1 + k, client(1), 1000, SERVER, 80) for k in range(3)]
+    fin = tcp(burst + 1, client(1), 1000, SERVER, 80, flags=pcap.TCP_FIN | pcap.TCP_ACK)
+    others = [tcp(k, client(2), 2000 + k, SERVER, 80) for k in range(burst + 1)]
+    frames = others + flow
+    inp = write(tmp_path / "in.pcap", frames)
+    out = write(tmp_path / "out.pcap", [nat_out(f, 1100 + k) for k, f in enumerate(others)] +
+                [nat_out(flow[0], 1024), nat_out(flow[1], 1024), nat_out(flow[2], 1030)])
+    s = 10**9
+    # others[1] is the packet NAT_BURST before flow[1], the last one with port 1024
+    arrivals = {pcap.packet_tag(f): T0 + i * 1000 for i, f in enumerate(frames)}
+    assert "nat.mapping" in names(inv.check_nat(inp, out, arrivals=arrivals))  # a ms: no expiry
+    arrivals[pcap.packet_tag(flow[2])] = T0 + 10 * s + 2000  # just over the 10 s timeout after others[1]
+    assert inv.check_nat(inp, out, arrivals=arrivals) == []
+    arrivals[pcap.packet_tag(flow[2])] = T0 + 3 * s  # 3 s: only a closing binding expires
+    assert "nat.mapping" in names(inv.check_nat(inp, out, arrivals=arrivals))
+    assert inv.check_nat(inp, out, arrivals=arrivals, timeout_ms=2500) == []
+    closing = [fin if f is flow[0] else f for f in frames]
+    inp_fin = write(tmp_path / "in_fin.pcap", closing)
+    out_fin = write(tmp_path / "out_fin.pcap", [nat_out(f, 1100 + k) for k, f in enumerate(others)] +
+                    [nat_out(fin, 1024), nat_out(flow[1], 1024), nat_out(flow[2], 1030)])
+    assert inv.check_nat(inp_fin, out_fin, arrivals=arrivals) == []  # after a FIN: 2 s
+    assert "nat.mapping" in names(inv.check_nat(inp_fin, out_fin, arrivals=arrivals, closing_timeout_ms=4000))
+    # a packet whose arrival the run did not keep justifies nothing
+    del arrivals[pcap.packet_tag(flow[2])]
+    assert "nat.mapping" in names(inv.check_nat(inp_fin, out_fin, arrivals=arrivals))
+
+
+def test_nat_rebinding_of_an_early_flow_is_bounded_by_the_sessions_start(tmp_path):
+    """A flow whose last packet with the old port is among the first NAT_BURST of its queue has no
+    earlier arrival to bound its binding's stamp: the session's clock start does (no worker reads an
+    earlier time). A new port a second into the session is reported; one more than the timeout after
+    the start is not; without the start (an ftmb-arrivals/1 file) the check cannot tell."""
+    flow = [tcp(k, client(1), 1000, SERVER, 80) for k in range(3)]
+    inp = write(tmp_path / "in.pcap", flow)
+    out = write(tmp_path / "out.pcap", [nat_out(flow[0], 1024), nat_out(flow[1], 1024), nat_out(flow[2], 1030)])
+    s = 10**9
+    arrivals = {pcap.packet_tag(f): T0 + k * 1000 for k, f in enumerate(flow)}
+    arrivals[pcap.packet_tag(flow[2])] = T0 + 1 * s
+    assert "nat.mapping" in names(inv.check_nat(inp, out, arrivals=arrivals, clock_start_ns=T0 - 1000))
+    assert inv.check_nat(inp, out, arrivals=arrivals) == []  # (the loophole without the start)
+    arrivals[pcap.packet_tag(flow[2])] = T0 + 10 * s + 2000  # over the 10 s timeout after the start
+    assert inv.check_nat(inp, out, arrivals=arrivals, clock_start_ns=T0 - 1000) == []
+    assert "nat.mapping" in names(inv.check_nat(inp, out, arrivals=arrivals, clock_start_ns=T0 + 1 * s))
+
+
 def test_nat_flags_untranslated_and_misrouted_inbound_packets(tmp_path, nat_input):
     frames, _ = nat_input
     reply = pcap.build_tcp(eth_src=GW, eth_dst=CLIENT_MAC, ip_src=SERVER, ip_dst=EXT, sport=80,

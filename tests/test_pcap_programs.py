@@ -147,8 +147,9 @@ KILL_SLOTS = 3  # kill instants per program and kind of failover: one drawn in e
 def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None, slot=None):
     """A failover at an instant drawn in the kill window (in its `slot`-th of KILL_SLOTS parts)."""
     inp = _input(name, trace)
-    # the pt_* trace is 256 packets (0.43 s at 600/s), flowmon's 2000 (0.4 s at 5000/s): the window
-    # ends well before the input does, so that a slow machine still kills a master that is running
+    # the pt_* trace is 256 packets (0.43 s at 600/s), flowmon's 2000 (0.4 s at 5000/s): the window,
+    # seconds after the master's first input (a slow start-up moves it along), ends well before the
+    # input does, so that a slow machine still kills a master that is running
     rate, lo, hi = (5000, 0.12, 0.28) if name == "flowmon" else (600, 0.06, 0.27)
     if checkpoint_ms is not None:  # after the first checkpoint (pt_pcap_loop_cb's came at 0.09-0.12 s)
         lo = max(lo, 0.12)
@@ -159,7 +160,8 @@ def _failover(builds, trace, tmp_path, name, checkpoint_ms, argv=None, slot=None
         kill_at = random.Random(seed).uniform(lo, hi)
         print(f"{name}: seed {seed}: kill at {kill_at:.3f} s, checkpoints {checkpoint_ms}")
         res = runlib.run(argv or _argv(builds[1] / name, name, inp), inp, tmp_path / "out.pcap", threads=8,
-                         rate=rate, kill_master_at=kill_at, checkpoint_ms=checkpoint_ms, timeout_s=90)
+                         rate=rate, kill_master_at=kill_at, kill_from_input=True, checkpoint_ms=checkpoint_ms,
+                         timeout_s=90)
         if not (res.ok and res.failover is None):
             break
         print(f"{name}: seed {seed}: the master finished before its kill")

@@ -305,6 +305,81 @@ def test_region_that_would_wait_for_itself_is_narrowed_or_reported(tmp_path):
     assert "encloses a call to next_hit(), which orders hits itself" in plan.errors[0].message
 
 
+def test_a_call_that_orders_the_object_through_a_recursive_cycle_is_seen(tmp_path):
+    # odd() orders hits only through even(), which calls odd() back: one component of the call graph
+    src = ("#include <pthread.h>\nstatic long hits;\nstatic long odd(int n);\n"
+           "static long even(int n) { hits++; return n ? odd(n - 1) : 0; }\n"
+           "static long odd(int n) { return n ? even(n - 1) : 1; }\n"
+           "static long other(int n) { return n + 1; }\n"
+           "static void *w(void *a) { (void)a; for (int i = 0; i < 100; i++) hits += odd(3);\n"
+           "  for (int i = 0; i < 100; i++) hits += other(i);\n  return 0; }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0);\n"
+           "  for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert [p.where for p in plan.errors] == ["prog.c:7"]
+    assert "encloses a call to odd(), which orders hits itself" in plan.errors[0].message
+
+
+def test_same_named_static_functions_of_two_files_stay_apart(tmp_path):
+    """a.c's static next() orders hits, b.c's static next() does not: b.c's region around
+    `hits += next()` encloses b.c's own next() and is planned; a.c's would wait for itself and is
+    reported. (Matched by name alone, both calls looked like a.c's next(): b.c was refused too.)"""
+    a = tmp_path / "a.c"
+    b = tmp_path / "b.c"
+    a.write_text("#include <pthread.h>\nlong hits;\nstatic long next(void) { return hits++; }\n"
+                 "void *wa(void *x) { (void)x; for (int i = 0; i < 100; i++) hits += next(); return 0; }\n"
+                 "void *wb(void *x);\n"
+                 "int main(void) { pthread_t p, q; pthread_create(&p, 0, wa, 0); pthread_create(&q, 0, wb, 0);\n"
+                 "  pthread_join(p, 0); pthread_join(q, 0); return 0; }\n")
+    b.write_text("extern long hits;\nstatic long next(void) { return 2; }\n"
+                 "void *wb(void *x) { (void)x; for (int i = 0; i < 100; i++) hits += next(); return 0; }\n")
+    _, plan = make_plan(from_files([a, b], ["-std=gnu11"]), load_semantics(), str(tmp_path), jobs=1)
+    assert [p.where for p in plan.errors] == ["a.c:4"]
+    assert "encloses a call to next(), which orders hits itself" in plan.errors[0].message
+    assert [(s.file, s.line) for s in plan.sites if s.kind == "ordered" and s.file == "b.c"] == [("b.c", 3)]
+
+
+LOCK_ORDER = ("#include <pthread.h>\nstatic pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;\nstatic long counter, other;\n"
+              "static long bump(void) { pthread_mutex_lock(&m); other++; pthread_mutex_unlock(&m); return 1; }\n"
+              "static void *t1(void *a) { (void)a; for (int i = 0; i < 100; i++) {\n"
+              "  pthread_mutex_lock(&m); counter++; pthread_mutex_unlock(&m); } return 0; }\n"
+              "static void *t2(void *a) { (void)a; for (int i = 0; i < 100; i++) counter += bump(); return 0; }\n"
+              "int main(void) { pthread_t a, b; pthread_create(&a, 0, t1, 0); pthread_create(&b, 0, t2, 0);\n"
+              "  pthread_join(a, 0); pthread_join(b, 0); return (int)counter; }\n")
+
+
+def test_a_region_enclosing_a_lock_taken_around_its_object_is_reported(tmp_path):
+    """t1 orders counter while it holds m; t2's region for counter encloses bump(), which takes m:
+    instrumented, t1 would wait for counter's region holding m while t2 waits for m inside it (the
+    program built with these regions hung under `run`). The planner says so instead."""
+    _, plan = plan_for(tmp_path, LOCK_ORDER)
+    assert [p.where for p in plan.errors] == ["prog.c:7"]
+    msg = plan.errors[0].message
+    assert "encloses a call to bump(), which takes lock m, while counter is also ordered with m held (prog.c:6)" in msg
+    assert "deadlock" in msg
+
+
+def test_a_region_enclosing_a_lock_never_held_around_its_object_is_planned(tmp_path):
+    # t1 no longer holds m around counter: one order only (counter, then m), nothing to report
+    _, plan = plan_for(tmp_path, LOCK_ORDER.replace("pthread_mutex_lock(&m); counter++; pthread_mutex_unlock(&m);",
+                                                    "counter++;"))
+    assert plan.errors == []
+    assert [s.line for s in plan.sites if s.kind == "ordered"] == [6, 7]
+
+
+def test_two_regions_each_enclosing_a_call_that_orders_the_other_are_reported(tmp_path):
+    src = ("#include <pthread.h>\nstatic long a, b;\n"
+           "static long get_a(void) { return a++; }\nstatic long get_b(void) { return b++; }\n"
+           "static void *t1(void *x) { (void)x; for (int i = 0; i < 100; i++) a += get_b(); return 0; }\n"
+           "static void *t2(void *x) { (void)x; for (int i = 0; i < 100; i++) b += get_a(); return 0; }\n"
+           "int main(void) { pthread_t p, q; pthread_create(&p, 0, t1, 0); pthread_create(&q, 0, t2, 0);\n"
+           "  pthread_join(p, 0); pthread_join(q, 0); return 0; }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert [p.where for p in plan.errors] == ["prog.c:5", "prog.c:6"]
+    assert ("the ordered region for a encloses a call to get_b(), which orders b, while the region for b at "
+            "prog.c:6 encloses a call to get_a(), which orders a") in plan.errors[0].message
+
+
 def test_commutative_reduction_only_behind_its_flag_and_listed(tmp_path):
     from ftmb_instrument.plan import PlanOptions
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from session_util import end_session
+
 from ftmb_instrument.frontend import from_files
 from ftmb_instrument.plan import EXTERNAL_WRITE, Plan, is_external_type
 from ftmb_instrument.rewrite import apply_plan
@@ -222,12 +224,7 @@ def test_recorded_stop_replays_from_the_log_without_a_signal(tmp_path, runtime):
         _, ol_err = ol.communicate(timeout=TIMEOUT)
         il.communicate(timeout=TIMEOUT)
     finally:
-        for p in (ol, il):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for suffix in ("in", "out"):
-            Path(f"/dev/shm/ftmb-{session}.{suffix}").unlink(missing_ok=True)
+        end_session([ol, il], session)
     assert ol.returncode == 0, ol_err
     counts = [int(ln.split(": ")[1]) for ln in recorded.splitlines()]
     assert len(counts) == 2 and all(c >= 1000000 for c in counts)  # every worker looped, then stopped

@@ -205,6 +205,56 @@ def test_input_logger_oversize_packet(tmp_path):
     one_error_line(run_tool(IL, "--session", "bad4", "--in", f), f, "packet 1 is 3000 bytes")
 
 
+def test_input_logger_unwritable_arrivals(tmp_path):
+    f = tmp_path / "in.pcap"
+    write_pcap(f, traffic(2, 5))
+    one_error_line(run_tool(IL, "--session", "bad5", "--in", f, "--arrivals", "/nonexistent-dir/a.txt"),
+                   "--arrivals /nonexistent-dir/a.txt")
+    assert not Path("/dev/shm/ftmb-bad5.in").exists()
+
+
+def test_input_logger_writes_arrivals(tmp_path):
+    """Every served packet's first serve time, once, in the session's clock (CLOCK_REALTIME)."""
+    packets = traffic(flows=4, per_flow=25)
+    write_pcap(tmp_path / "in.pcap", packets)
+    arrivals = tmp_path / "arrivals.txt"
+    before = time.time_ns()
+    p = Pipeline(tmp_path, 2, il_args=["--arrivals", arrivals])
+    try:
+        mrc, mout, olrc, olerr, ilrc, ilerr = p.finish(p.run_master("record"))
+        assert (mrc, olrc, ilrc) == (0, 0, 0), mout + olerr + ilerr
+    finally:
+        p.kill_all()
+    lines = arrivals.read_text().splitlines()
+    magic, session, start = lines[0].split()
+    assert (magic, session) == ("ftmb-arrivals/2", p.session)
+    rows = [tuple(map(int, ln.split())) for ln in lines[1:]]
+    assert sorted(i for i, _ in rows) == list(range(len(packets)))
+    assert all(before <= int(start) <= t <= time.time_ns() for _, t in rows)  # the clock's start first
+    assert not Path(f"{arrivals}.tmp").exists()
+
+
+def test_input_logger_paces_from_the_masters_first_take(tmp_path):
+    """--rate counts from the master's first take, not its attach: a master that starts slowly after
+    attaching (a DPDK program's rte_eal_init) still gets its input at the rate, not a burst of what
+    was due meanwhile. One queue, 100 packets at 200/s, the master's first take 1 s after its attach:
+    the first packet is served at the attach, the second only once the master took it (paced from the
+    attach, the second would follow 5 ms later and 1 s of input would wait for the master's start)."""
+    packets = traffic(flows=4, per_flow=25)
+    write_pcap(tmp_path / "in.pcap", packets)
+    arrivals = tmp_path / "arrivals.txt"
+    p = Pipeline(tmp_path, 1, il_args=["--arrivals", arrivals, "--rate", "200"])
+    try:
+        mrc, mout, olrc, olerr, ilrc, ilerr = p.finish(p.run_master("record", {"FTMB_TEST_FWD_START_MS": "1000"}))
+        assert (mrc, olrc, ilrc) == (0, 0, 0), mout + olerr + ilerr
+    finally:
+        p.kill_all()
+    times = sorted(int(ln.split()[1]) for ln in arrivals.read_text().splitlines()[1:])
+    assert len(times) == len(packets)
+    assert times[1] - times[0] >= 800_000_000, (times[1] - times[0]) / 1e9
+    assert times[-1] - times[1] >= 400_000_000, (times[-1] - times[1]) / 1e9  # the rest at the rate
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--session", "s", "--in", "x.pcap", "--queues", "0"], "--queues 0"),
     (["--session", "s", "--in", "x.pcap", "--queues", "many"], "--queues many"),

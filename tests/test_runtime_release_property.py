@@ -67,6 +67,13 @@ uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol);
 """
 
 
+# The runtimes this process loaded. ftmb_init starts threads that live as long as the process (the
+# death watch's keeper looks every 100 ms whether its session is gone), so the library must stay
+# mapped after its test: unloading it (cffi does at garbage collection) would pull their code away
+# (the rest of the suite then died of SIGSEGV).
+_LOADED: list = []
+
+
 class Harness:
     """One session in this process: the master runtime in record mode and an output-logger core."""
 
@@ -76,6 +83,7 @@ class Harness:
         self.ffi = cffi.FFI()
         self.ffi.cdef(CDEF)
         self.lib = self.ffi.dlopen(str(RUNTIME / "build" / "libftmb.so"))
+        _LOADED.append((self.ffi, self.lib))  # never unloaded: ftmb_init starts the runtime's keeper thread
         lib, ffi = self.lib, self.ffi
         self.session = f"prop-{uuid.uuid4().hex[:12]}".encode()
         in_size = lib._ftmb_in_region_size(1, 64)
@@ -116,6 +124,8 @@ class Harness:
         self.word = ffi.new("uint64_t *")
         self.next_packet_id = 1
         self.last_by: dict[int, int] = {}  # object -> the thread of its latest ordered access or atomic
+        self.run_open: set[int] = set()  # threads whose latest ordered access or atomic logged nothing (a
+        # run's) after their latest record: their next transmit logs a TX record first
 
     def heartbeat(self):
         self.lib._ftmb_region_heartbeat(self.in_region)
@@ -130,6 +140,7 @@ class Harness:
         logged = int(obj is None or self.last_by.get(obj) != thread)
         if obj is not None:
             self.last_by[obj] = thread
+        (self.run_open.discard if logged else self.run_open.add)(thread)
         lib._ftmb_adopt_thread_index(thread)
         if how == "held":
             lib.ftmb_held_access_slow(7, 1)
@@ -141,6 +152,12 @@ class Harness:
             lib.ftmb_pthread_mutex_unlock(self.mutex, 9, 4)
         else:
             lib.ftmb_atomic_fetch_add_8_slow(self.word, 1, 5, 10, 5)
+        return logged
+
+    def transmit_logs(self, thread: int) -> int:
+        """The records a transmit of `thread` logs before it reads the vector: a TX record after a run."""
+        logged = int(thread in self.run_open)
+        self.run_open.discard(thread)
         return logged
 
     def transmit(self, thread: int) -> int:
@@ -204,6 +221,7 @@ def test_release_rule_holds_for_any_interleaving_and_arrival_order(harness, step
             created[op[1]] += h.record(op[1], op[2])
         elif op[0] == "transmit":
             pid_next = h.next_packet_id
+            created[op[1]] += h.transmit_logs(op[1])
             expected_vec[pid_next] = tuple(created)
             assert h.transmit(op[1]) == pid_next
             sent_by[op[1]].append(pid_next)

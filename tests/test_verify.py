@@ -80,3 +80,27 @@ def test_verify_refuses_an_unknown_delivery(tmp_path):
     from ftmb_instrument.errors import InputError
     with pytest.raises(InputError, match="delivery 'twice'"):
         verify.verify(["x"], tmp_path / "t.pcap", tmp_path / "r.pcap", queues=1, delivery="twice")
+
+
+def test_arrivals_are_read_for_their_own_session_only(tmp_path):
+    import pytest
+
+    from ftmb_instrument import run as runlib
+    from ftmb_instrument.errors import InputError
+    out = tmp_path / "out.pcap"
+    path = runlib.arrivals_path(out)
+    path.write_text("ftmb-arrivals/1 run-1-abc\n0 100\n2 300\n")
+    assert runlib.read_arrivals(out, "run-1-abc") == runlib.Arrivals({0: 100, 2: 300}, None)  # (no start)
+    assert runlib.read_arrivals(out, "run-2-def") is None  # another run's: not these packets' times
+    assert runlib.read_arrivals(tmp_path / "none.pcap", "run-1-abc") is None
+    path.write_text("ftmb-arrivals/1 run-1-abc\n0 100\n2 x\n")
+    with pytest.raises(InputError, match=r"out.pcap.arrivals: line 3: '2 x'"):
+        runlib.read_arrivals(out, "run-1-abc")
+    path.write_text("ftmb-arrivals/2 run-1-abc 50\n0 100\n2 300\n")
+    assert runlib.read_arrivals(out, "run-1-abc") == runlib.Arrivals({0: 100, 2: 300}, 50)
+    path.write_text("ftmb-arrivals/2 run-1-abc\n0 100\n")
+    with pytest.raises(InputError, match="line 1: .* is not 'ftmb-arrivals/2 SESSION START_NS'"):
+        runlib.read_arrivals(out, "run-1-abc")
+    path.write_text("something else\n")
+    with pytest.raises(InputError, match="line 1: not an ftmb-arrivals/1 or /2 file"):
+        runlib.read_arrivals(out, "run-1-abc")

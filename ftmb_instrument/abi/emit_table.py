@@ -7,7 +7,7 @@ dpdk or pcap). TABLE['wraps'][call]: the entry points that may replace call (ato
 size, named by the _1/_2/_4/_8 suffix).
 """
 
-TABLE = {'abi_version': 3,
+TABLE = {'abi_version': 4,
  'entries': {'ftmb_atomic_add_fetch_1': {'args': {'__sync_add_and_fetch': '$0, $1, 5'},
                                          'kind': 'atomic',
                                          'library': 'core',

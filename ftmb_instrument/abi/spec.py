@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from . import fast_path
 
-ABI_VERSION = 3
+ABI_VERSION = 4  # 4: struct ftmb_fast's run_at (a transmit after a run logs a TX record)
 
 # Compile-time ids the rewriter appends to lock, atomic and ordered calls: `obj` names the shared
 # object (dense, 0 <= obj < MAX_OBJECTS, one id per object, one synchronization kind per id),

@@ -10,8 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
@@ -21,7 +21,7 @@ from .. import __version__
 from ..deep import call_deep
 from ..facts import CallFact
 from ..frontend import CompileCommand, TuJob, TuResult, parse_translation_unit
-from ..model import Access, Coverage, Finding, Report, Site, Thread, TranslationUnit, Variable
+from ..model import Access, Coverage, Finding, Report, Site, Thread, Variable
 from ..semantics import Semantics
 from .classify import Classifier, ObjectInfo
 from .identity import variable_id
@@ -82,20 +82,29 @@ def parse_all(commands: list[CompileCommand], sem: Semantics, opts: Options, con
                 bar.advance(task)
         else:
             # Leaving the block terminates the workers: on SIGINT (or an error) the parses under way
-            # stop at once instead of running to the end of the biggest translation unit. SIGINT
-            # is held while the pool starts, so that it arrives inside the block, never between a
-            # started worker and the block that ends it.
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            # stop at once instead of running to the end of the biggest translation unit. While the
+            # pool runs, SIGINT only sets a flag, checked between results: a KeyboardInterrupt raised
+            # inside the pool's own queues and conditions could leave one of their locks held, and
+            # terminating the pool then waits forever (seen on a loaded machine).
+            interrupted: list[int] = []
+            main = threading.current_thread() is threading.main_thread()  # where Python runs signal handlers
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if main else None
             try:
-                pool = multiprocessing.Pool(min(n, len(jobs)), initializer=_init_worker, initargs=(sem, True))
-            except BaseException:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
-                raise
-            with pool:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
-                for r in pool.imap(_parse, jobs):
-                    done(r)
-                    bar.advance(task)
+                with multiprocessing.Pool(min(n, len(jobs)), initializer=_init_worker, initargs=(sem, True)) as pool:
+                    results_of = pool.imap(_parse, jobs)
+                    while len(results) < len(jobs):
+                        if interrupted:
+                            raise KeyboardInterrupt
+                        try:
+                            done(results_of.next(timeout=0.1))
+                        except multiprocessing.TimeoutError:
+                            continue
+                        bar.advance(task)
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
+            if interrupted:  # after the last result
+                raise KeyboardInterrupt
     return results
 
 

@@ -34,7 +34,7 @@ def demo_command(
     workdir: Annotated[Optional[Path], typer.Option(help="Keep the build, trace and outputs here "
                                                     "(default: a temporary directory).")] = None,
     workers: Annotated[int, typer.Option(help="Worker lcores of the NAT.")] = 2,
-    kill_at: Annotated[float, typer.Option(help="Seconds after the master's start to SIGKILL it.")] = 0.8,
+    kill_at: Annotated[float, typer.Option(help="Seconds after the master took its first packet to SIGKILL it.")] = 0.8,
     seed: Annotated[int, typer.Option(help="Traffic seed.")] = 5,
     checkpoint_ms: Annotated[int, typer.Option(help="Checkpoint the master this often (ms).")] = 50,
 ) -> None:

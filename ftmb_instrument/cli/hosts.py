@@ -20,6 +20,8 @@ TIMEOUT = typer.Option("--timeout-ms", help="A link with no word for this long i
 WORKDIR = typer.Option("--workdir", help="Where each process's stderr goes (NAME.err).")
 FOLLOW_LISTEN = typer.Option("--follow-listen", help="IPV4:PORT a follower's host connects to for the "
                              "logger's follow stream (the logger runs with --follow).")
+FOLLOW_FORGET = typer.Option("--follow-forget", help="With --follow-listen: the logger forgets what the follower has "
+                             "taken or applied (memory bounded by its lag; no verification replay can follow).")
 
 
 def _role(name: str, session: str, workdir: Path | None) -> roles.Role:
@@ -37,13 +39,14 @@ def input_logger(
     timeout_ms: Annotated[int, TIMEOUT] = 1000,
     workdir: Annotated[Optional[Path], WORKDIR] = None,
     follow_listen: Annotated[Optional[str], FOLLOW_LISTEN] = None,
+    follow_forget: Annotated[bool, FOLLOW_FORGET] = False,
 ) -> None:
     """The input logger on this host, served over TCP to one master at a time (until SIGINT/SIGTERM)."""
     if not input_pcap.is_file():
         raise InputError(f"{input_pcap}: no such file")
     role = _role("input-logger", session, workdir)
     roles.start_input_logger(role, input_pcap, listen, queues=queues, rate=rate, tick_us=tick_us,
-                             timeout_ms=timeout_ms, follow_listen=follow_listen)
+                             timeout_ms=timeout_ms, follow_listen=follow_listen, forget=follow_forget)
     raise typer.Exit(roles.serve(role))
 
 
@@ -56,10 +59,12 @@ def output_logger(
     timeout_ms: Annotated[int, TIMEOUT] = 1000,
     workdir: Annotated[Optional[Path], WORKDIR] = None,
     follow_listen: Annotated[Optional[str], FOLLOW_LISTEN] = None,
+    follow_forget: Annotated[bool, FOLLOW_FORGET] = False,
 ) -> None:
     """The output logger on this host: release stays here (until SIGINT/SIGTERM)."""
     role = _role("output-logger", session, workdir)
-    roles.start_output_logger(role, output_pcap, log, listen, timeout_ms=timeout_ms, follow_listen=follow_listen)
+    roles.start_output_logger(role, output_pcap, log, listen, timeout_ms=timeout_ms, follow_listen=follow_listen,
+                              forget=follow_forget)
     raise typer.Exit(roles.serve(role))
 
 
@@ -139,6 +144,7 @@ def netns_run(
     whole_host: Annotated[bool, typer.Option("--whole-host", help="With --kill-logger: the logger's whole host fails.")] = False,
     backup: Annotated[str, typer.Option("--backup", help="cold: a backup started after the master's host failed replays the whole log; follower: a follower on its own host replays the log as it comes and takes over.")] = "cold",
     kill_follower_at: Annotated[Optional[float], typer.Option("--kill-follower-at", help="With --backup follower: the follower's host fails at that many seconds instead (the master forwards on without fault tolerance).")] = None,
+    follow_forget: Annotated[bool, typer.Option("--follow-forget", help="With --backup follower: the loggers forget what the follower has taken or applied; no verification replay (the log's start is gone): the outputs the takeover sends again are compared instead.")] = False,
 ) -> None:
     """Every role on its own host, on this machine (root: one network namespace and /dev/shm per host,
     veth pairs and a bridge): input logger, output logger, master; with --kill-master-at the master's
@@ -176,7 +182,7 @@ def netns_run(
         raise InputError("--kill-follower-at needs --backup follower, and no --kill-master-at")
     res = roles.run_on_hosts(nf_argv, input_pcap.resolve(), output_pcap.resolve(), work.resolve(), queues=queues,
                              rate=rate, kill_master_at=kill_master_at, backup=backup, kill_follower_at=kill_follower_at,
-                             timeout_ms=timeout_ms)
+                             forget=follow_forget, timeout_ms=timeout_ms)
     if kill_master_at is not None:
         took = f"; took over {res.takeover_ms:.1f} ms, live {res.live_ms:.1f} ms after" if backup == "follower" else ""
         print(f"master's host failed at {kill_master_at:g} s ({res.killed} processes killed, "
@@ -187,7 +193,12 @@ def netns_run(
               f"on; fault tolerance lost: {res.fault_tolerance_lost or 'not reported'}")
     if res.follower_lag:
         print(res.follower_lag)
-    print(f"released {res.released} ({res.distinct} distinct), held {res.held}; replay check: {res.verified} "
-          f"regenerated, {res.mismatches} mismatches; stderr of each process in {work}/")
+    for what, held in (("entries", res.entries_held), ("records", res.records_held)):
+        if held[0] >= 0:
+            print(f"log held ({what}): {held[0]} at the end, {held[1]} at most, of {held[2]}; while the master ran "
+                  f"{held[3]} at most, of {held[4]}")
+    check = (f"{res.mismatches} of the outputs the takeover sent again differ (no verification replay: the log "
+             f"was forgotten)" if follow_forget else f"replay check: {res.verified} regenerated, {res.mismatches} mismatches")
+    print(f"released {res.released} ({res.distinct} distinct), held {res.held}; {check}; stderr of each process in {work}/")
     if not res.ok:
         raise InputError(res.failure)

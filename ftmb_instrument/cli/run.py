@@ -95,6 +95,9 @@ def run_command(
     kill_master_at: Annotated[Optional[str], typer.Option(
         help="Failover: SIGKILL the master this many seconds after it started (or 'random': uniform in "
              "[0.3, 1.0) s with --seed), then a backup replays the log and takes over.")] = None,
+    kill_from_input: Annotated[bool, typer.Option(
+        help="--kill-master-at counts from the master's first input instead of its start (a loaded "
+             "machine's start-up may take longer than the kill's delay).")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed of --kill-master-at random (printed on stderr).")] = None,
     failover: Annotated[bool, typer.Option(help="Keep a backup ready: if the master dies, it takes over "
                                            "(implied by --kill-master-at).")] = False,
@@ -125,6 +128,7 @@ def run_command(
         result = runlib.run(nf_argv, input_pcap, output_pcap, mode=mode.value, queues=queues, threads=threads,
                             timeout_s=timeout, grace_s=grace, stop_signal=sig, tick_us=tick_us, rate=rate,
                             log_file=log, attach_timeout_s=attach_timeout, kill_master_at=kill_at,
+                            kill_from_input=kill_from_input,
                             failover=failover, checkpoint_ms=checkpoint_ms, follower=backup is Backup.follower,
                             seed=seed if kill_master_at == "random" else None)
     finally:
@@ -160,6 +164,9 @@ def render(result: runlib.RunResult, console: Console) -> None:
     rows = [
         ("packets in", f"{result.input_packets}"),
         ("packets out (released)", f"{result.output_packets}"),
+        *([("input packets not released", f"{result.input_packets - result.output_packets}: the program's own (it "
+            "dropped them, or still kept them at its stop, e.g. in a reorder buffer); the output logger held none")]
+          if result.output_packets < result.input_packets and result.held == 0 and not result.failure else []),
         ("records logged", f"{result.records}{per_pkt}"),
         ("packets held at the end", f"{result.held}"),
         ("hold time p50 / p99", "-" if result.hold_p50_us is None

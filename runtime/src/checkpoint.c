@@ -5,9 +5,11 @@
  * input parks at the top of its next receive (a packet boundary: the previous burst is processed
  * and sent), every other program thread parks in a signal handler (FTMB_CAPTURE_SIGNAL), but never
  * inside a runtime operation (`in_op`: it parks when the operation ends). A parked thread saves
- * its registers (getcontext). Then the coordinator forks with the raw clone system call (no atfork
- * handlers: the snapshot must keep every lock exactly as the parked threads hold it) and resumes
- * the threads; the pause is the time from the request to the resume.
+ * its registers (getcontext), wakes the coordinator (which waits blocked: wait_for_parks) and
+ * blocks on a futex. Then the coordinator forks with the raw clone
+ * system call (no atfork handlers: the snapshot must keep every lock exactly as the parked threads
+ * hold it; at a real-time priority where permitted, boost) and resumes the threads; the pause is the
+ * time from the request to the resume.
  *
  * The child is the snapshot: the whole address space, copy-on-write: globals and statics, the heap,
  * the state arena with the per-object sequence words, the runtime's per-thread positions (record
@@ -40,6 +42,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/futex.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -48,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,10 +94,18 @@ static struct {
     uint64_t park_ns[MAX_SAMPLES];     /* request -> every thread parked */
     uint64_t fork_cpu_ns[MAX_SAMPLES]; /* the coordinator's CPU time in the clone system call (the
                                         * kernel's copy of the address space: not the machine's load) */
+    uint64_t park_rx_ns[MAX_SAMPLES];  /* request -> every receiver parked (the rest of the park: the
+                                        * others, by the signal) */
+    uint64_t fork_preempted;           /* the coordinator's involuntary context switches in the clones */
     uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
     uint64_t rec_at[FTMB_MAX_THREADS]; /* each thread's record count at the newest snapshot */
     struct capture cap[FTMB_MAX_THREADS];
     void *coord_robust_head;     /* the coordinator's robust list head */
+    _Atomic uint32_t resume_gen; /* futex word of the parked threads: bumped at each resume */
+    _Atomic uint32_t parks;      /* futex word of the coordinator: bumped at each park (wait_for_parks) */
+    _Atomic uint64_t last_running_ns; /* when the last parked thread ran again (CLOCK_MONOTONIC) */
+    uint64_t resumed_ns[MAX_SAMPLES]; /* resume -> every parked thread running again (taken at the next round) */
+    uint64_t resume_at;          /* when the newest round resumed */
     _Atomic uint32_t rehold_left; /* a snapshot that took over: threads yet to take their death-watch slot */
 } ck;
 
@@ -130,6 +143,7 @@ static void rehold_slot(uint32_t slot, void *robust_head)
      * (pairs with the watchers' acquire) publishes them all. */
     if (atomic_fetch_sub_explicit(&ck.rehold_left, 1, memory_order_acq_rel) == 1) {
         atomic_store_explicit(&_ftmb_rt.out->live_coord, 1, memory_order_relaxed); /* (its slot is held) */
+        atomic_store_explicit(&_ftmb_rt.out->live_backup, 0, memory_order_relaxed); /* (live[], reheld) */
         atomic_store_explicit(&_ftmb_rt.out->live_pid, (int32_t)getpid(), memory_order_release);
     }
 }
@@ -144,13 +158,38 @@ static void park(struct _ftmb_thread *t, uint64_t e)
     getcontext(&c->uc); /* the snapshot resumes the thread here, with restored set */
     if (c->restored)
         rehold_slot(t->index, c->robust_head);
-    else
+    else {
         /* Release: the saved registers and this thread's writes happen before the fork (pairs
          * with the coordinator's acquire). */
         atomic_store_explicit(&c->parked, e, memory_order_release);
-    /* Acquire pairs with the coordinator's release of resume. */
-    for (unsigned spins = 0; atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) < e; spins++)
-        _ftmb_backoff(spins);
+        /* Release: the coordinator that reads the new count sees parked (wait_for_parks). */
+        atomic_fetch_add_explicit(&ck.parks, 1, memory_order_release);
+        syscall(SYS_futex, &ck.parks, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
+    /* Blocked, not spinning, until the resume (resume_all): on a machine with fewer CPUs than
+     * threads a spinning parked thread takes the CPU from those still on their way to a park and
+     * from the coordinator's fork. Acquire pairs with the coordinator's release of resume. */
+    for (;;) {
+        uint32_t gen = atomic_load_explicit(&ck.resume_gen, memory_order_acquire);
+        if (atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_acquire) >= e)
+            break;
+        syscall(SYS_futex, &ck.resume_gen, FUTEX_WAIT_PRIVATE, gen, NULL, NULL, 0);
+    }
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC); /* the last thread to run again ends the pause */
+    uint64_t last = atomic_load_explicit(&ck.last_running_ns, memory_order_relaxed);
+    while (last < now && !atomic_compare_exchange_weak_explicit(&ck.last_running_ns, &last, now, memory_order_relaxed,
+                                                                 memory_order_relaxed))
+        ;
+}
+
+/* Every parked thread runs on from epoch e (release: pairs with the parks' acquire). */
+static void resume_all(uint64_t e)
+{
+    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+    /* Release: a parked thread that reads the new generation sees resume (its wait returns or is
+     * not entered: FUTEX_WAIT compares the generation it read before resume). */
+    atomic_fetch_add_explicit(&ck.resume_gen, 1, memory_order_release);
+    syscall(SYS_futex, &ck.resume_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 /* A receiving thread at the top of a receive. */
@@ -234,17 +273,33 @@ static int exited(struct _ftmb_thread *t)
     return 1;
 }
 
+/* Between two looks at the parks: 64 spins, then blocked until a thread parks (the count read
+ * before the look changed: parked threads wake it) or 50 µs pass (to signal again, or to give up
+ * the round), not a yield: the threads on their way to a park need the CPU, and a yielding
+ * coordinator stays runnable and takes it back from them on a machine with fewer CPUs than threads. */
+static void wait_for_parks(unsigned poll, uint32_t seen)
+{
+    if (poll < 64) {
+        _ftmb_cpu_relax();
+        return;
+    }
+    struct timespec ts = {0, 50000};
+    syscall(SYS_futex, &ck.parks, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+}
+
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
  * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
  * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
  * operation parks when it ends; the signal is repeated for threads that started meanwhile). */
-static int capture_all(uint64_t e, uint64_t t0, int *receivers)
+static int capture_all(uint64_t e, uint64_t t0, int *receivers, uint64_t *rx_done)
 {
     uint32_t signalled_at[FTMB_MAX_THREADS] = {0};
     for (uint32_t poll = 1;; poll++) {
         /* Relaxed: indexes are claimed by spawn wrappers; a thread claimed after this read has not
          * run program code yet that this snapshot would miss (its spawner is parked). */
         uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
+        /* Acquire pairs with the parks' count (release): a park after this read changes it. */
+        uint32_t seen = atomic_load_explicit(&ck.parks, memory_order_acquire);
         unsigned waiting_rx = 0, waiting_other = 0, rx = 0;
         for (uint32_t i = 0; i < n; i++) {
             struct _ftmb_thread *t = &_ftmb_threads[i];
@@ -275,6 +330,8 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
         *receivers = (int)rx;
         if (!rx)
             return 0; /* nothing receives yet (initialization): no checkpoint */
+        if (!waiting_rx && !*rx_done)
+            *rx_done = _ftmb_now_ns(CLOCK_MONOTONIC);
         if (!waiting_rx && !waiting_other)
             return 1;
         if (!waiting_rx)
@@ -290,7 +347,7 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers)
             }
         if ((poll & 63) == 0 && _ftmb_now_ns(CLOCK_MONOTONIC) - t0 > PARK_TIMEOUT_NS)
             return 0;
-        _ftmb_backoff(poll);
+        wait_for_parks(poll, seen);
     }
 }
 
@@ -407,7 +464,7 @@ static void take_over(uint64_t e, pid_t master)
     _ftmb_rt.fo_restored_cpu_ns = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     /* Release: the replay state above (and the stamp) is visible to every restored thread (pairs
      * with the park's acquire of resume). */
-    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
+    resume_all(e);
 }
 
 /* Both loggers still run (their processes exist): a snapshot of a session whose loggers are gone
@@ -500,6 +557,32 @@ static void name_snapshot(pid_t pid)
         atomic_store_explicit(&hs[i]->snapshot_pid, (int32_t)pid, memory_order_release);
 }
 
+/* The newest round's resume -> every parked thread running again, once they have. */
+static void note_resumed(void)
+{
+    if (ck.resume_at && ck.taken && ck.taken <= MAX_SAMPLES) {
+        uint64_t last = atomic_load_explicit(&ck.last_running_ns, memory_order_relaxed);
+        ck.resumed_ns[ck.taken - 1] = last > ck.resume_at ? last - ck.resume_at : 0;
+    }
+    ck.resume_at = 0;
+}
+
+/* The fork ahead of every other thread of the machine: a real-time priority (SCHED_FIFO) for the
+ * coordinator around the clone system call, where the process may take one (CAP_SYS_NICE or an
+ * RLIMIT_RTPRIO; otherwise never asked again). Only there: every program thread is parked (blocked)
+ * then, and the coordinator does nothing but the kernel's copy of the address space, which the
+ * machine's other runnable threads would otherwise preempt (fork_preempted). Not while it waits for
+ * the parks (those threads need the CPU) nor in the snapshot (SCHED_RESET_ON_FORK). */
+static void boost(int on)
+{
+    static int refused;
+    if (refused)
+        return;
+    struct sched_param p = {.sched_priority = on ? 1 : 0};
+    if (sched_setscheduler(0, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &p) != 0 && on)
+        refused = 1;
+}
+
 static void checkpoint(void)
 {
     int status;
@@ -510,23 +593,32 @@ static void checkpoint(void)
         name_snapshot(0);
         ck.child = 0;
     }
+    note_resumed();
     uint64_t t0 = _ftmb_now_ns(CLOCK_MONOTONIC);
     /* Relaxed read: only this thread writes req. Release: pairs with the parks' acquire. */
     uint64_t e = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed) + 1;
     atomic_store_explicit(&_ftmb_ckpt.req, e, memory_order_release);
     int receivers = 0;
-    int all = capture_all(e, t0, &receivers);
+    uint64_t rx_done = 0;
+    int all = capture_all(e, t0, &receivers, &rx_done);
     uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC);
     pid_t pid = 0, master = getpid();
     uint64_t c0 = 0, c1 = 0;
+    struct rusage ru0, ru1;
     if (all) {
         for (uint16_t q = 0; q < _ftmb_rt.in->nqueues; q++)
             ck.seq_at[q] = _ftmb_rt.inq[q].next_seq;
         for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++)
             ck.rec_at[i] = _ftmb_threads[i].rec.local;
+        boost(1); /* (before the count: taking the priority may switch once) */
+        getrusage(RUSAGE_THREAD, &ru0);
         c0 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
         pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0); /* fork without atfork handlers */
         c1 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
+        if (pid != 0)
+            boost(0);
+        if (pid > 0 && getrusage(RUSAGE_THREAD, &ru1) == 0)
+            ck.fork_preempted += (uint64_t)(ru1.ru_nivcsw - ru0.ru_nivcsw);
         if (pid == 0) {
             snapshot_main(e, master);
             return; /* this process is the master now: go on taking checkpoints */
@@ -534,9 +626,11 @@ static void checkpoint(void)
         if (pid > 0) /* (the child does it too) out of the master's group before anyone can name it */
             setpgid(pid, pid);
     }
-    /* Release: pairs with the parked threads' acquire; they run on from here. */
-    atomic_store_explicit(&_ftmb_ckpt.resume, e, memory_order_release);
-    uint64_t pause = _ftmb_now_ns(CLOCK_MONOTONIC) - t0;
+    /* They run on from here. (Every thread is parked or the round was given up: none writes
+     * last_running_ns now.) */
+    atomic_store_explicit(&ck.last_running_ns, 0, memory_order_relaxed);
+    uint64_t t2 = _ftmb_now_ns(CLOCK_MONOTONIC), pause = t2 - t0;
+    resume_all(e); /* (its futex wake counts in the resume, below) */
     if (pid <= 0) {
         ck.skipped += receivers > 0;
         return;
@@ -546,8 +640,10 @@ static void checkpoint(void)
         ck.fork_ns[ck.taken] = pause - (t1 - t0);
         ck.park_ns[ck.taken] = t1 - t0;
         ck.fork_cpu_ns[ck.taken] = c1 - c0;
+        ck.park_rx_ns[ck.taken] = rx_done - t0;
     }
     ck.taken++;
+    ck.resume_at = t2;
     name_snapshot(pid);
     pid_t old = ck.child;
     ck.child = pid;
@@ -573,7 +669,7 @@ static void *coordinator(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    _ftmb_live_hold(_ftmb_rt.out, FTMB_MAX_THREADS); /* its death-watch slot (set counted in _ftmb_ckpt_start) */
+    _ftmb_live_hold(_ftmb_rt.out, FTMB_MAX_THREADS, 0); /* its death-watch slot (set counted in _ftmb_ckpt_start) */
     ck.coord_robust_head = own_robust_head();
     struct timespec nap = {(time_t)(ck.interval_ns / 1000000000ull), (long)(ck.interval_ns % 1000000000ull)};
     for (;;) {
@@ -652,6 +748,7 @@ void _ftmb_ckpt_stop(void)
         return;
     ck.running = 0;
     pthread_join(ck.thread, NULL);
+    note_resumed();
     if (ck.child > 0) {
         name_snapshot(0);
         kill(ck.child, SIGKILL);
@@ -659,9 +756,9 @@ void _ftmb_ckpt_stop(void)
         ck.child = 0;
     }
     uint64_t n = ck.taken < MAX_SAMPLES ? ck.taken : MAX_SAMPLES;
-    uint64_t *samples[] = {ck.pause_ns, ck.fork_ns, ck.park_ns, ck.fork_cpu_ns};
-    double p50[4] = {0}, p99[4] = {0}, max[4] = {0}, min[4] = {0}; /* µs */
-    for (int k = 0; k < 4 && n; k++) {
+    uint64_t *samples[] = {ck.pause_ns, ck.fork_ns, ck.park_ns, ck.fork_cpu_ns, ck.park_rx_ns, ck.resumed_ns};
+    double p50[6] = {0}, p99[6] = {0}, max[6] = {0}, min[6] = {0}; /* µs */
+    for (int k = 0; k < 6 && n; k++) {
         qsort(samples[k], n, sizeof samples[k][0], cmp_u64);
         min[k] = (double)samples[k][0] / 1000.0;
         p50[k] = (double)samples[k][n / 2] / 1000.0;
@@ -684,7 +781,9 @@ void _ftmb_ckpt_stop(void)
     fprintf(stderr,
             "ftmb: checkpoints %llu skipped %llu pause_us p50 %.1f max %.1f fork_us p50 %.1f max %.1f "
             "state_bytes %llu park_us p50 %.1f max %.1f fork_cpu_us p50 %.1f max %.1f mappings %u "
-            "pause_us p99 %.1f fork_cpu_us min %.1f\n",
+            "pause_us p99 %.1f fork_cpu_us min %.1f park_rx_us p50 %.1f max %.1f fork_preempted %llu "
+            "resumed_us p50 %.1f max %.1f\n",
             (unsigned long long)ck.taken, (unsigned long long)ck.skipped, p50[0], max[0], p50[1], max[1],
-            (unsigned long long)bytes, p50[2], max[2], p50[3], max[3], mappings, p99[0], min[3]);
+            (unsigned long long)bytes, p50[2], max[2], p50[3], max[3], mappings, p99[0], min[3], p50[4], max[4],
+            (unsigned long long)ck.fork_preempted, p50[5], max[5]);
 }

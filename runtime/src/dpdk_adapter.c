@@ -144,7 +144,7 @@ ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx
     /* Before the packets are stamped: records the callbacks make are covered by the vector. As in
      * rte_eth_tx_burst, their count is what is sent; the caller keeps the rest. */
     uint16_t n = tx_callbacks(port_id, queue_id, tx_pkts, nb_pkts);
-    if (_ftmb_tx_begin((uint16_t)(port_id << 8 | queue_id))) {
+    if (_ftmb_tx_begin((uint16_t)(port_id << 8 | queue_id), n)) {
         uint8_t flat[FTMB_PKT_MAX];
         for (uint16_t i = 0; i < n; i++) {
             struct rte_mbuf *m = tx_pkts[i];

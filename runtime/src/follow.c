@@ -245,6 +245,20 @@ int _ftmb_follow_have(struct _ftmb_thread *t, uint64_t idx, int wait)
     }
 }
 
+/* The follower's program has ended (exit, which runs ftmb_exit): it replayed the master's own end
+ * (its stop flag, its workers' return). Whether the master finished or died is not known yet: the
+ * output logger says so in `final`, and the watcher then exits the process with 0 (finished) or
+ * takes over (died: the process is the master from then on, and its exit ends the session as a
+ * master's does). Without this wait a follower that kept up would exit before the master, and the
+ * output logger would report it dead (`the follower (pid P) died; the master goes on without a
+ * backup`). */
+void _ftmb_follow_at_exit(void)
+{
+    struct timespec nap = {0, 1000000};
+    while (atomic_load_explicit(&fo.state, memory_order_acquire) != TAKEN_OVER)
+        nanosleep(&nap, NULL);
+}
+
 void _ftmb_follow_need(struct _ftmb_thread *t)
 {
     struct fol_thread *f = &fo.th[t->index];

@@ -76,6 +76,9 @@ enum _ftmb_rec_kind {
     _FTMB_REC_QUIET = 7,        /* `value` quiet operations since the thread's previous quiet count */
     _FTMB_REC_ORDQ = 8,         /* a quiet-capable ordered call (ftmb_ordered_quiet_begin) that was loud:
                                  * value = object sequence, site field = quiet operations before it */
+    _FTMB_REC_TX = 9,           /* a transmit after ordered accesses that logged nothing (a run's, see
+                                 * ORD above) since the thread's previous record: its packets may depend
+                                 * on them, and their vector covers this record (runtime.c, _ftmb_tx_records) */
 };
 
 #define _FTMB_RX_SEQ_BITS 40
@@ -134,7 +137,7 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
 /* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 2). */
 #define _FTMB_IN_LAYOUT_VERSION 2
-#define _FTMB_OUT_LAYOUT_VERSION 5 /* 5: ORD records are claims (records on a change of owner) */
+#define _FTMB_OUT_LAYOUT_VERSION 6 /* 5: ORD records are claims (records on a change of owner); 6: backup_live */
 static inline uint32_t _ftmb_layout_version(uint64_t magic)
 {
     return magic == _FTMB_IN_MAGIC ? _FTMB_IN_LAYOUT_VERSION : _FTMB_OUT_LAYOUT_VERSION;
@@ -253,13 +256,19 @@ struct _ftmb_out_region {
                                 * acquire load */
     alignas(_FTMB_CACHE_LINE) struct _ftmb_out_thread thread[FTMB_MAX_THREADS];
     /* Death watch (session.c, _ftmb_master_threads_dead): robust process-shared mutexes, one per
-     * thread index and one (the last) for the checkpoint coordinator, each held for its thread's
-     * lifetime and never unlocked; the kernel marks one FUTEX_OWNER_DIED in its thread's do_exit
-     * (exit_mm -> mm_release -> exit_robust_list) before the address space is torn down. */
-    _Atomic int32_t live_pid;   /* the master whose threads hold them; 0: none (release, after its
-                                 * own thread's lock); only the session's first record master */
-    _Atomic uint32_t live_coord; /* set before the coordinator starts: its slot counts */
+     * thread index and one (the last, the process's) for a thread of the runtime that lives as
+     * long as the process (the checkpoint coordinator, or else the keeper: runtime.c), each held
+     * for its thread's lifetime and never unlocked; the kernel marks one FUTEX_OWNER_DIED in its
+     * thread's do_exit (exit_mm -> mm_release -> exit_robust_list) before the address space is
+     * torn down. Two sets: live[] for the session's first record master (and a snapshot of it that
+     * takes over), backup_live[] for a backup that attached without a snapshot (the warm standby,
+     * a follower), whose threads cannot take live[] while the master's hold them. */
+    _Atomic int32_t live_pid;   /* the master whose threads hold them; 0: none, -1: retired (release,
+                                 * after its own thread's lock) */
+    _Atomic uint32_t live_coord; /* the process's slot counts: its thread runs (or will, and holds it) */
+    _Atomic uint32_t live_backup; /* 1: live_pid's threads hold backup_live[] (written before live_pid) */
     alignas(_FTMB_CACHE_LINE) pthread_mutex_t live[FTMB_MAX_THREADS + 1];
+    alignas(_FTMB_CACHE_LINE) pthread_mutex_t backup_live[FTMB_MAX_THREADS + 1];
 };
 
 /* Region helpers (session.c). */
@@ -275,9 +284,15 @@ uint64_t _ftmb_now_ns(int clock);
 int _ftmb_pid_alive(int32_t pid);
 int _ftmb_master_died(const struct _ftmb_region_hdr *hdr, int32_t pid);
 int _ftmb_master_threads_dead(struct _ftmb_out_region *out, int32_t pid);
-void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot);
+void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot, int backup);
 void _ftmb_live_rehold(struct _ftmb_out_region *out, uint32_t slot, void *robust_head);
 int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
+/* A peer's heartbeat as one watcher sees it: its silence counts only the time the watcher looked
+ * (session.c, _ftmb_peer_watch_alive). Zeroed to start; relaxed atomics: threads may look at once. */
+struct _ftmb_peer_watch {
+    _Atomic uint64_t beat, look_ns, silent_ns;
+};
+int _ftmb_peer_watch_alive(struct _ftmb_peer_watch *w, const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns);
 int _ftmb_session_gone(const struct _ftmb_region_hdr *in, const struct _ftmb_region_hdr *out);
 void _ftmb_exit_if_session_gone(void);
 size_t _ftmb_in_region_size(uint32_t nqueues, uint32_t capacity);
@@ -376,8 +391,8 @@ struct _ftmb_rx_view {
 /* Receive up to n packets of queue q into views valid until _ftmb_rx_finish; -1 if no session. */
 int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n);
 void _ftmb_rx_finish(uint16_t queue);
-/* Transmit: 1 if a session output ring exists (then _ftmb_tx_put each packet), else 0. */
-int _ftmb_tx_begin(uint16_t queue);
+/* Transmit of npkts packets: 1 if a session output ring exists (then _ftmb_tx_put each packet), else 0. */
+int _ftmb_tx_begin(uint16_t queue, unsigned npkts);
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns);
 /* Replay support: serve a queue again from an entry sequence; let the logger forget before one. */
 int _ftmb_input_rewind(uint16_t queue, uint64_t pos);

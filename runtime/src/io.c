@@ -6,8 +6,10 @@
  * entries (packets, ticks, the EOF mark) logs one RX record {queue, entries, first sequence}: the
  * burst composition. An empty poll consumes nothing and logs nothing: it is a quiet operation,
  * counted, and the thread's next RX record carries the count (runtime.c), so replay returns nothing
- * at exactly the receives that returned nothing. One after the queue's EOF entry also advances the
- * thread's virtual time by _FTMB_EOF_TICK_NS, for _FTMB_EOF_SPAN_NS (the time model in runtime.c).
+ * at exactly the receives that returned nothing. In record mode a poll that finds nothing first
+ * waits a little for input (the dwell, runtime.c), so an idle thread makes few of them. One after
+ * the queue's EOF entry also advances the thread's virtual time by _FTMB_EOF_TICK_NS, for
+ * _FTMB_EOF_SPAN_NS (the time model in runtime.c).
  *
  * Transmit: the sender reads every thread's record count (V1) once per burst and stamps each
  * packet of the burst with that vector and its next output sequence number, then publishes the
@@ -24,6 +26,7 @@ void _ftmb_emit_rx(uint16_t queue, uint32_t entries, uint64_t first_seq);
 uint32_t _ftmb_replay_rx(uint16_t queue, uint64_t *first_seq);
 int _ftmb_replay_quiet(struct _ftmb_thread *t);
 void _ftmb_emit_quiet(struct _ftmb_thread *t);
+void _ftmb_tx_records(struct _ftmb_thread *t, unsigned npkts);
 
 struct ftmb_pkt {
     struct ftmb_pkt *next;
@@ -46,6 +49,7 @@ static struct _ftmb_inq *queue_for(uint16_t queue, struct _ftmb_thread *t)
             _ftmb_fatal("input queue %u is polled by threads %u and %u; a queue belongs to one thread", queue,
                         q->owner - 1, t->index);
         q->owner = t->index + 1;
+        t->dwell_queues |= 1u << queue; /* a dwell of this thread watches it (runtime.c, _ftmb_dwell) */
     }
     return q;
 }
@@ -135,6 +139,7 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
                         (unsigned long long)t->rpos, queue);
         t->quiet++;
         eof_tick(t, q);
+        _ftmb_dwell(t); /* (nothing comes to this queue: the dwell runs out, unless the thread has other input) */
         return 0;
     }
     uint64_t avail, first_seq = 0;
@@ -152,6 +157,10 @@ int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n)
         wait_entries(q, avail, queue);
     } else {
         avail = _ftmb_ring_refresh(&q->ring);
+        if (avail == 0) {
+            _ftmb_dwell(t); /* record mode: wait a little for input (runtime.c) */
+            avail = _ftmb_ring_refresh(&q->ring);
+        }
         if (avail == 0) {
             t->quiet++;
             if ((++q->empty_polls & 4095) == 0)
@@ -216,7 +225,7 @@ int ftmb_input_done(ftmb_u16 queue_id)
 
 /* ---- transmit ---------------------------------------------------------------------------------- */
 
-int _ftmb_tx_begin(uint16_t queue)
+int _ftmb_tx_begin(uint16_t queue, unsigned npkts)
 {
     (void)queue;
     if (_ftmb_rt.standby)
@@ -225,9 +234,8 @@ int _ftmb_tx_begin(uint16_t queue)
         return 0;
     struct _ftmb_thread *t = _ftmb_me();
     t->nvec = 0;
+    _ftmb_tx_records(t, npkts); /* (a backup past its log may go live there) */
     if (_ftmb_mode_now == FTMB_MODE_RECORD) {
-        if (__builtin_expect(t->quiet_time, 0))
-            _ftmb_emit_quiet(t); /* the packet depends on the times those quiet receives made */
         struct _ftmb_out_region *out = _ftmb_rt.out;
         /* Relaxed: a thread whose records we depend on was claimed before those records
          * happened-before this transmit, so coherence already shows us its index. */
@@ -343,7 +351,7 @@ ftmb_u16 ftmb_pkt_rx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 n
 
 ftmb_u16 ftmb_pkt_tx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 nb_pkts)
 {
-    if (_ftmb_tx_begin(queue_id)) {
+    if (_ftmb_tx_begin(queue_id, nb_pkts)) {
         for (uint16_t i = 0; i < nb_pkts; i++)
             _ftmb_tx_put(queue_id, pkts[i]->data, pkts[i]->len, pkts[i]->in_time_ns);
     }

@@ -367,7 +367,7 @@ static int session_send(struct session_handle *h, const void *buf, size_t size)
 {
     if (size > FTMB_PKT_MAX)
         size = FTMB_PKT_MAX; /* the session carries at most FTMB_PKT_MAX bytes, as the input logger */
-    if (_ftmb_tx_begin(h->queue)) {
+    if (_ftmb_tx_begin(h->queue, 1)) {
         struct _ftmb_thread *t = _ftmb_me();
         uint64_t in = t->vtime_ns ? t->vtime_ns : atomic_load_explicit(&last_in_time, memory_order_relaxed);
         _ftmb_tx_put(h->queue, buf, (uint32_t)size, in);

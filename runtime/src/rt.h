@@ -23,6 +23,10 @@ _Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per lin
  * waits for, only at the very end); finished once the checkpoint coordinator saw it gone. */
 enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_FINISHED = 2, _FTMB_OS_EXITING = 3 };
 
+#define _FTMB_DWELL_OBJS 8 /* quiet-capable objects a dwell watches per thread */
+#define _FTMB_DWELL_AFTER 64 /* quiet operations in a row (since the thread's last loud record) before polls dwell */
+_Static_assert(FTMB_MAX_QUEUES <= 32, "a thread's queues are a 32-bit mask (dwell_queues)");
+
 /* A master thread's private state: only its own thread writes it. */
 struct _ftmb_thread {
     /* The producer side of its record ring, with the object table's address: what the inline fast
@@ -40,6 +44,10 @@ struct _ftmb_thread {
              * reads since the thread's last loud record, counted in record and in replay alike. */
             uint64_t quiet;
             uint64_t fast_every; /* _ftmb_rt.every_ordered, set with ftmb_fast_thread */
+            /* The thread's record count + 1 (rec.local in record, rpos in replay) at its latest
+             * ordered access that logged nothing (a run's): a transmit while it is the count + 1
+             * logs a TX record first (runtime.c, _ftmb_tx_records). */
+            uint64_t run_at;
         };
         struct ftmb_fast fast;
     };
@@ -66,9 +74,20 @@ struct _ftmb_thread {
     const volatile void *ext_addr;   /* the thread's previous external read: where, how wide, what */
     uint64_t ext_size, ext_value;
     /* Replay: the next loud record (index loud_idx >= rpos, or rlen if none is left) and the quiet
-     * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet). */
+     * operations the log puts before it (loud_need; UINT64_MAX: every remaining one is quiet).
+     * loud_valid: 0 to look up, 1 found, 2 a follower's provisional answer (no carrier among the
+     * records before loud_idx, which has not arrived: quiet until then; looked up again). */
     int loud_valid;
     uint64_t loud_idx, loud_need;
+    /* The dwell (runtime.c, _ftmb_dwell): what the thread polls, so that a wait for input ends as
+     * soon as any of it has something. dwell_queues: bit q, the thread owns input queue q;
+     * dwell_obj/dwell_seq: quiet-capable objects it called (a ring it dequeues from; id + 1, 0:
+     * none), each with the sequence it left the object at (replaced round robin, dwell_next). */
+    uint32_t dwell_queues;
+    int slept; /* it called a sleep through the runtime: it gives the CPU away when idle, no dwell */
+    unsigned dwell_next;
+    uint32_t dwell_obj[_FTMB_DWELL_OBJS];
+    uint64_t dwell_seq[_FTMB_DWELL_OBJS];
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */
@@ -93,6 +112,9 @@ struct _ftmb_runtime {
     _Atomic uint32_t next_index;
     uint64_t tsc_hz;
     uint64_t peer_timeout_ns;
+    /* Record mode: how long a poll that finds nothing waits for input before it returns its quiet
+     * result (FTMB_DWELL_US; 0: not at all). See _ftmb_dwell. */
+    uint64_t dwell_ns;
     uint64_t replay_wait_warn_ns;
     struct _ftmb_obj *objs;
     struct _ftmb_record *replay_log[FTMB_MAX_THREADS];
@@ -119,6 +141,11 @@ struct _ftmb_runtime {
     int standby;
     struct _ftmb_in_region *watch_in; /* the input region, only read, to see the master die */
     size_t watch_in_size;
+    struct _ftmb_out_region *watch_out; /* the output region, only read: the master's death watch */
+    size_t watch_out_size;
+    /* A backup that attached without a snapshot (standby, follower): its threads hold the death
+     * watch's backup slots (ftmb_internal.h, backup_live), armed when it takes over. */
+    int live_backup;
     _Atomic uint32_t replay_left;
     _Atomic int handed_over;
     uint64_t replay_records;
@@ -129,6 +156,7 @@ struct _ftmb_runtime {
     /* Set once by _ftmb_check_peers; every access is relaxed: the flags guard no other data, and
      * a thread that reads a stale 0 only notices the dead logger one poll later. */
     _Atomic int in_dead, out_dead;
+    struct _ftmb_peer_watch in_watch, out_watch; /* the loggers' heartbeats as _ftmb_check_peers sees them */
     _Atomic int exited; /* ftmb_exit ran (its exchange is seq_cst; it runs at most once) */
     _Atomic uint64_t last_peer_check_ns;
     struct _ftmb_inq inq[FTMB_MAX_QUEUES];
@@ -163,6 +191,12 @@ uint64_t _ftmb_logged_value(uint64_t v);
 int _ftmb_quiet_past_log(struct _ftmb_thread *t);
 int _ftmb_replay_at_logged_value(void);
 
+/* Record mode, after a poll found nothing (an empty receive, a quiet-capable call that returned
+ * its quiet result), outside any runtime operation: spin up to _ftmb_rt.dwell_ns until one of the
+ * thread's input queues has an entry, an object it polls moved, or a checkpoint asks it to park
+ * (runtime.c). Returns at once in every other mode. */
+void _ftmb_dwell(struct _ftmb_thread *t);
+
 /* Warm standby: wait for the master's death and the output logger's log, then replay it. */
 void _ftmb_standby_takeover(void);
 
@@ -190,6 +224,7 @@ _Static_assert(offsetof(struct _ftmb_thread, fast) == 0 && _FTMB_FAST_SAME(head,
                    _FTMB_FAST_SAME(slot_size, rec.slot_size) && _FTMB_FAST_SAME(local, rec.local) &&
                    _FTMB_FAST_SAME(cache, rec.cache) && _FTMB_FAST_SAME(objs, fast_objs) &&
                    _FTMB_FAST_SAME(own, own) && _FTMB_FAST_SAME(quiet, quiet) && _FTMB_FAST_SAME(every, fast_every) &&
+                   _FTMB_FAST_SAME(run_at, run_at) &&
                    offsetof(struct _ftmb_ring_ctl, head) == 0 && sizeof(struct _ftmb_obj) == 8 * sizeof(uint64_t),
                "struct ftmb_fast (ftmb/ftmb.h) is the record ring's producer view");
 static inline struct _ftmb_thread *_ftmb_rec_fast(void) { return (struct _ftmb_thread *)(void *)ftmb_fast_thread; }
@@ -253,6 +288,7 @@ static inline void _ftmb_op_leave(struct _ftmb_thread *t)
  * _ftmb_follow_mode is set once by ftmb_init, before any other thread exists. */
 extern int _ftmb_follow_mode __attribute__((visibility("hidden")));
 int _ftmb_follow_init(const char *session, int attach_ms);
+void _ftmb_follow_at_exit(void);                         /* the program ended: wait for the master's */
 void _ftmb_follow_need(struct _ftmb_thread *t);          /* a record to replay, or the log's end */
 /* Record idx in the window (1), or the log ends before it / it has not arrived and !wait (0):
  * the quiet-count lookahead reads records ahead of the thread's position (runtime.c). */

@@ -24,7 +24,8 @@
  * takes the loud record, so every receive, external read and quiet-capable call returns what it
  * returned in the record, and iteration counts, hence the times derived from them after the
  * input's end, are reproduced. A completed sleep is quiet too (see "Sleeps" below): replay does not
- * sleep.
+ * sleep. In record mode a poll that finds nothing first waits a little for input (the dwell, see
+ * _ftmb_dwell), so an idle thread makes, and its replay repeats, few quiet operations.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -111,7 +112,7 @@ uint32_t _ftmb_claim_thread_index(void)
 
 void _ftmb_adopt_thread_index(uint32_t idx)
 {
-    _ftmb_live_hold(_ftmb_rt.out, idx); /* before any store to the regions (death watch) */
+    _ftmb_live_hold(_ftmb_rt.out, idx, _ftmb_rt.live_backup); /* before any store to the regions (death watch) */
     struct _ftmb_thread *t = &_ftmb_threads[idx];
     t->index = idx;
     if (_ftmb_rt.out && !t->has_rings) {
@@ -219,13 +220,21 @@ static void stop_signals_default(void)
     }
 }
 
+static uint64_t peer_timeout_ns(void);
+
 static void report_dead(_Atomic int *flag, const char *who, const struct _ftmb_region_hdr *h, const char *then)
 {
-    if (atomic_exchange_explicit(flag, 1, memory_order_relaxed) == 0)
-        fprintf(stderr,
-                "ftmb: the %s logger of session %s (pid %d) is gone (no heartbeat for %llu ms); %s\n", who,
-                _ftmb_rt.session, (int)atomic_load_explicit(&h->owner_pid, memory_order_relaxed),
-                (unsigned long long)(_ftmb_rt.peer_timeout_ns / 1000000), then);
+    char why[64];
+    if (peer_timeout_ns() == UINT64_MAX)
+        snprintf(why, sizeof why, "its process is gone");
+    else
+        snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(_ftmb_rt.peer_timeout_ns / 1000000));
+    /* Relaxed (exited): after ftmb_exit a logger that goes is the session's end (its relays exit
+     * once they forwarded it); the flag is still set, for a thread that waits on that logger. */
+    if (atomic_exchange_explicit(flag, 1, memory_order_relaxed) == 0 &&
+        !atomic_load_explicit(&_ftmb_rt.exited, memory_order_relaxed))
+        fprintf(stderr, "ftmb: the %s logger of session %s (pid %d) is gone (%s); %s\n", who, _ftmb_rt.session,
+                (int)atomic_load_explicit(&h->owner_pid, memory_order_relaxed), why, then);
 }
 
 /* A master (or a backup that took over) whose session is gone exits: nothing it does is logged or
@@ -233,11 +242,30 @@ static void report_dead(_Atomic int *flag, const char *who, const struct _ftmb_r
  * forever. Called with the peer checks and by the checkpoint coordinator. */
 void _ftmb_exit_if_session_gone(void)
 {
-    if (!_ftmb_rt.in || !_ftmb_rt.out || _ftmb_rt.standby || !_ftmb_session_gone(&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr))
+    /* A program that called ftmb_exit ended its run itself: the loggers exit because of it (across
+     * hosts its relays exit once they forwarded its end, while it may still be tearing down), and
+     * its own clean-up and output go on. Relaxed: a flag; a check that misses it only exits 75. */
+    if (!_ftmb_rt.in || !_ftmb_rt.out || _ftmb_rt.standby ||
+        atomic_load_explicit(&_ftmb_rt.exited, memory_order_relaxed) ||
+        !_ftmb_session_gone(&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr))
         return;
     fprintf(stderr, "ftmb: session %s is gone (both loggers have exited: its run ended); exiting\n",
             _ftmb_rt.session);
     _exit(FTMB_EXIT_SESSION_GONE);
+}
+
+/* How old a logger's heartbeat may be. A follower that has not taken over judges its loggers by
+ * their processes alone (UINT64_MAX): it only replays, so a logger that a loaded machine starves
+ * (or one that is stopped) is waited for; declaring it gone would turn a healthy session's backup
+ * into a failed one (its input ended, its replay aborted). On another host the region's owner is
+ * the relay import, which exits when its link is lost. The master, and a follower once it took
+ * over, keep FTMB_PEER_TIMEOUT_MS (runtime/README.md, The loggers). */
+static uint64_t peer_timeout_ns(void)
+{
+    /* Relaxed: handover is set once, at the takeover; a check that still sees 0 judges by pid. */
+    if (_ftmb_follow_mode && !__atomic_load_n(&_ftmb_rt.handover, __ATOMIC_RELAXED))
+        return UINT64_MAX;
+    return _ftmb_rt.peer_timeout_ns;
 }
 
 void _ftmb_check_peers(void)
@@ -250,7 +278,7 @@ void _ftmb_check_peers(void)
     atomic_store_explicit(&_ftmb_rt.last_peer_check_ns, now, memory_order_relaxed);
     _ftmb_exit_if_session_gone();
     if (_ftmb_rt.in && !atomic_load_explicit(&_ftmb_rt.in_dead, memory_order_relaxed) &&
-        !_ftmb_peer_alive(&_ftmb_rt.in->hdr, _ftmb_rt.peer_timeout_ns)) {
+        !_ftmb_peer_watch_alive(&_ftmb_rt.in_watch, &_ftmb_rt.in->hdr, peer_timeout_ns())) {
         /* No input can arrive any more. A program with a SIGINT handler gets its own clean stop
          * path (DPDK programs finish their loop and exit) instead of idling forever; others see
          * ftmb_input_done() == 1. FTMB_ON_INPUT_LOSS=idle keeps the old behaviour. */
@@ -262,11 +290,11 @@ void _ftmb_check_peers(void)
         report_dead(&_ftmb_rt.in_dead, "input", &_ftmb_rt.in->hdr,
                     stop ? "input ends here; stopping the program through its SIGINT handler"
                          : "input ends here");
-        if (stop)
+        if (stop && !atomic_load_explicit(&_ftmb_rt.exited, memory_order_relaxed)) /* Relaxed: a flag */
             kill(getpid(), SIGINT);
     }
     if (_ftmb_rt.out && !atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed) &&
-        !_ftmb_peer_alive(&_ftmb_rt.out->hdr, _ftmb_rt.peer_timeout_ns))
+        !_ftmb_peer_watch_alive(&_ftmb_rt.out_watch, &_ftmb_rt.out->hdr, peer_timeout_ns()))
         report_dead(&_ftmb_rt.out_dead, "output", &_ftmb_rt.out->hdr,
                     "records and output packets are dropped from now on (no fault tolerance, no output)");
 }
@@ -447,19 +475,23 @@ static void wait_handover(struct _ftmb_thread *t)
  * every log is replayed, the first thread here gives the others a moment to get past theirs too,
  * marks the session done (ftmb_exit) and exits; the rest wait for that. */
 /* The verification replay's end when not every log can be replayed (see rt.h): no record
- * consumed by any thread for 500 ms. */
+ * consumed by any thread for 500 ms, during which the process also had 500 ms of CPU time (its
+ * waiting threads spin and yield, so a replay that is blocked uses the CPU it gets; one that a
+ * loaded machine starves does not: a NAT's verification replay at a load of 19 was ended 31 lock
+ * turns short, 346 of 1257 packets regenerated, when wall time alone counted). */
 static int replay_blocked(void)
 {
-    static _Thread_local uint64_t seen, since;
+    static _Thread_local uint64_t seen, since, since_cpu;
     /* Relaxed: a counter of a heuristic; nothing is read through it. */
     uint64_t p = atomic_load_explicit(&_ftmb_rt.replay_progress, memory_order_relaxed);
-    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC), cpu = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     if (p != seen || !since) {
         seen = p;
         since = now;
+        since_cpu = cpu;
         return 0;
     }
-    return now - since > 500000000ull;
+    return now - since > 500000000ull && cpu - since_cpu > 500000000ull;
 }
 
 __attribute__((noreturn)) static void stop_at_end(struct _ftmb_thread *t, int stalled)
@@ -612,7 +644,7 @@ static const char *site_name(char *buf, size_t len, uint32_t site)
 static const char *kind_name(unsigned k)
 {
     static const char *const names[] = {"?", "lock", "ordered", "held", "trylock-fail", "nondet", "rx", "quiet",
-                                        "ordered (quiet-capable)"};
+                                        "ordered (quiet-capable)", "transmit after a run"};
     return k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
@@ -637,7 +669,7 @@ static const struct _ftmb_record *replay_take(struct _ftmb_thread *t, unsigned k
     unsigned rk = _ftmb_rec_kind(r->head);
     int same_kind = rk == kind || (kind == _FTMB_REC_LOCK && rk == _FTMB_REC_TRYLOCK_FAIL);
     if (!same_kind || _ftmb_rec_obj(r->head) != obj) {
-        if (t->loud_valid && t->loud_idx >= t->rpos && t->loud_idx < t->rlen)
+        if (t->loud_valid == 1 && t->loud_idx >= t->rpos && t->loud_idx < t->rlen)
             snprintf(quiet, sizeof quiet, "; %llu quiet operations made of the %llu its record %llu counts",
                      (unsigned long long)t->quiet, (unsigned long long)t->loud_need,
                      (unsigned long long)t->loud_idx);
@@ -700,11 +732,27 @@ static void find_carrier(struct _ftmb_thread *t)
         _ftmb_fatal("replay: thread %u needs record %llu, but the log keeps its records from %llu on", t->index,
                     (unsigned long long)t->rpos, (unsigned long long)t->rbase);
     uint64_t need = UINT64_MAX, i = t->rpos; /* none left: every receive and external read is quiet */
+    if (t->loud_valid == 2 && t->loud_idx > i)
+        i = t->loud_idx; /* (a follower's records before it were looked at: none is a carrier) */
     for (;; i++) {
-        /* A follower waits for the carrier (the master writes it later); after its takeover the
-         * log's end ends the search as in any replay. */
-        if (__builtin_expect(_ftmb_follow_mode, 0) && !_ftmb_follow_have(t, i, 1))
+        /* A follower waits for the thread's next record (the master writes it later): it says
+         * whether the operation at hand was loud (a loud one logs its carrier right there). Past it
+         * the follower does not wait for the carrier: while the records it has up to there carry
+         * no count, every quiet-capable operation before them was quiet whatever the count, which
+         * is checked once the carrier comes (provisional: loud_valid 2). Waiting for it instead
+         * stalled the follower behind the records it had (a NAT worker's expiry scan, one lock
+         * record per binding, waited for the master's next receive; the other worker waited for
+         * those locks: `thread 2 has waited 10000 ms for object 0`; after the input's end, for
+         * good). After the takeover the log's end ends the search as in any replay. */
+        if (__builtin_expect(_ftmb_follow_mode, 0) && !_ftmb_follow_have(t, i, i == t->rpos)) {
+            if (i > t->rpos && i < t->rlen) {
+                t->loud_idx = i;
+                t->loud_need = UINT64_MAX;
+                t->loud_valid = 2;
+                return;
+            }
             break;
+        }
         if (i >= t->rlen)
             break;
         const struct _ftmb_record *r = &t->rlog[i - t->rbase];
@@ -724,7 +772,7 @@ static void find_carrier(struct _ftmb_thread *t)
 static void settle_quiet(struct _ftmb_thread *t, int op_done)
 {
     for (;;) {
-        if (!t->loud_valid || t->loud_idx < t->rpos)
+        if (t->loud_valid != 1 || t->loud_idx < t->rpos)
             find_carrier(t);
         if (t->loud_idx != t->rpos || t->loud_idx == t->rlen || t->quiet != t->loud_need ||
             _ftmb_rec_kind(t->rlog[t->rpos - t->rbase].head) != _FTMB_REC_QUIET)
@@ -745,6 +793,10 @@ static void settle_quiet(struct _ftmb_thread *t, int op_done)
 int _ftmb_replay_quiet(struct _ftmb_thread *t)
 {
     settle_quiet(t, 1);
+    if (__builtin_expect(t->quiet > t->loud_need, 0)) /* (a follower's provisional quiet operations) */
+        _ftmb_fatal("replay diverged: thread %u made %llu quiet operations before its record %llu, which counts %llu",
+                    t->index, (unsigned long long)t->quiet, (unsigned long long)t->loud_idx,
+                    (unsigned long long)t->loud_need);
     if (t->quiet < t->loud_need) {
         t->quiet++;
         if (_ftmb_rt.stop_at_end && (t->quiet & 1023) == 0) /* a long quiet stretch is progress too */
@@ -884,6 +936,8 @@ static void seq_lock_record(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_ob
     t->own[obj] = seq + 2;
     if (_ftmb_rt.every_ordered || !run_continues(t, mark, seq))
         emit_loud(t, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, 0), _ftmb_ord_value(seq, mark), 1); /* R1 */
+    else
+        t->run_at = t->rec.local + 1; /* (_ftmb_tx_records) */
 }
 
 /* Replay: wait for the object's sequence to reach `seq` and take its sequence lock at that turn. */
@@ -927,7 +981,10 @@ static uint64_t replay_seq_lock(struct _ftmb_thread *t, struct _ftmb_obj *o, ftm
  * thread's own mark; an access inside a run has no record, and the thread's next ORD on the object
  * (if it is next at all) carries the mark of the run's end, which differs in its low 16 bits
  * because a run never crosses a multiple of 2^16. A backup's replay goes on with a run past the end
- * of the thread's log as long as no logged record has that sequence (replay_past_log_run).
+ * of the thread's log as long as no logged record has that sequence (replay_past_log_run). A
+ * packet the thread transmits after its run's accesses is covered by a record after them (a TX
+ * record if nothing else came: _ftmb_tx_records), so no released packet depends on a run's access
+ * past the end of a log.
  * every_ordered (a relay or a follower behind the output logger) makes every access a claim.
  */
 static inline __attribute__((always_inline)) int run_continues(const struct _ftmb_thread *t, uint64_t mark,
@@ -971,8 +1028,8 @@ static void build_logged(void)
     qsort(logged_keys, nlogged, sizeof *logged_keys, cmp_u64);
 }
 
-/* Whether a thread's log has an access of obj at sequence seq (*at), and one at a later sequence. */
-static int logged_from(ftmb_obj_t obj, uint64_t seq, int *at)
+/* Whether a thread's log has an access of obj at sequence seq. */
+static int logged_at(ftmb_obj_t obj, uint64_t seq)
 {
     pthread_once(&logged_once, build_logged);
     uint64_t key = (uint64_t)obj << _FTMB_ORD_SEQ_BITS | (seq & _FTMB_ORD_SEQ_MASK);
@@ -984,34 +1041,64 @@ static int logged_from(ftmb_obj_t obj, uint64_t seq, int *at)
         else
             hi = mid;
     }
-    *at = lo < nlogged && logged_keys[lo] == key;
-    size_t next = lo + (size_t)*at;
-    return next < nlogged && logged_keys[next] >> _FTMB_ORD_SEQ_BITS == obj;
+    return lo < nlogged && logged_keys[lo] == key;
+}
+
+/* Replay of an access of the thread's run (mark: its mark on obj), which logged nothing, once its
+ * turn is taken: the new mark, run_at as the record noted it (_ftmb_tx_records). The verification
+ * replay counts it as progress (replay_blocked): a run of thousands of accesses consumes no record. */
+static void run_access_made(struct _ftmb_thread *t, ftmb_obj_t obj, uint64_t mark)
+{
+    t->own[obj] = mark + 1;
+    t->run_at = t->rpos + 1;
+    if (_ftmb_rt.stop_at_end) /* Relaxed: a heuristic's counter (rt.h) */
+        atomic_fetch_add_explicit(&_ftmb_rt.replay_progress, 1, memory_order_relaxed);
+}
+
+static void replay_run_access(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj, uint64_t mark)
+{
+    replay_take_turn(t, o, obj, mark - 1);
+    run_access_made(t, obj, mark);
 }
 
 /* A backup's or the verification replay's access past the end of the thread's log: 1 (the access
  * made, its turn taken) when it goes on with the thread's run on the object: the record would
  * have let it (run_continues) and no thread's log has an access at that sequence, so the old master
- * made it there without a record. A backup (a handover follows) makes it only when some thread's
- * log has an access of the object at a later sequence, which waits for exactly these accesses;
- * otherwise nothing logged depends on it, and the backup makes it live after the handover, as if
- * the old master had died before it (waiting for that turn in replay could last for ever: once the
- * handover has come, a live thread may take the sequence). A replay with no handover (the
- * verification replay of a complete log) makes the trailing runs the old master made before it
- * finished. Otherwise 0: the thread waits for the handover (_ftmb_replaying). Not a follower's (every_ordered: its logs have a claim at every
- * access, and it cannot see the other threads' records ahead of theirs). */
+ * made it there without a record, or died before it. Otherwise 0: the thread waits for the
+ * handover (_ftmb_replaying).
+ *
+ * Before the handover nobody else can take that sequence: another thread's logged accesses have
+ * other sequences, and only the object's owner (this thread, whose access came just before) runs on
+ * it. So the object's word is at this turn, unless the handover has come and a live thread took it.
+ * A backup (a handover follows) therefore makes one attempt at the turn and goes live if it is gone;
+ * it must not wait for it (once the handover has come, that wait could last for ever) nor stop at
+ * every run past its log: a run access of another object may come first, and a claim of some thread's
+ * log may wait for the access after it (l2fwd: a thread's log ends at its receive, its run goes on
+ * with port_statistics, object 0, which no log names later, then tx_buffer, object 1, whose next
+ * claim in thread 1's log waits for that access; stopping at object 0 stalls the backup for ever,
+ * which fits `replay stalled: thread 1 waited 10000 ms for object 1` in one crash trial). An access
+ * the old master did not make is harmless: nothing logged or released depends on it
+ * (_ftmb_tx_records), and it is the access the program makes next. A replay with no handover (the verification replay of a complete log) makes
+ * the trailing runs the old master made before it finished, waiting for their turns. Not a
+ * follower's (every_ordered: its logs have a claim at every access, and it cannot see the other
+ * threads' records ahead of theirs). */
 static int replay_past_log_run(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj_t obj)
 {
     if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY || _ftmb_follow_mode ||
         t->rpos < t->rlen)
         return 0;
     uint64_t mark = t->own[obj];
-    int at;
-    int later = mark != 0 && logged_from(obj, mark - 1, &at);
-    if (mark == 0 || !run_continues(t, mark, mark - 1) || at || (_ftmb_rt.handover && !later))
+    if (mark == 0 || !run_continues(t, mark, mark - 1) || logged_at(obj, mark - 1))
         return 0;
-    replay_take_turn(t, o, obj, mark - 1);
-    t->own[obj] = mark + 1;
+    if (!_ftmb_rt.handover) {
+        replay_run_access(t, o, obj, mark);
+        return 1;
+    }
+    /* A1 as in replay_take_turn, one attempt: a live thread may have taken the turn. */
+    uint64_t w = (mark - 1) << 1;
+    if (!atomic_compare_exchange_strong_explicit(&o->word, &w, w | 1, memory_order_acquire, memory_order_relaxed))
+        return 0;
+    run_access_made(t, obj, mark);
     return 1;
 }
 
@@ -1037,8 +1124,53 @@ static void replay_ordered(struct _ftmb_thread *t, struct _ftmb_obj *o, ftmb_obj
                     (unsigned long long)(r->value >> _FTMB_ORD_SEQ_BITS), site_name(here, sizeof here, site),
                     mark == 0 ? "first access of the object" : "access after quiet operations or at a renewal");
     }
-    replay_take_turn(t, o, obj, mark - 1);
-    t->own[obj] = mark + 1;
+    replay_run_access(t, o, obj, mark);
+}
+
+/*
+ * The records a transmit of npkts packets logs first: a QUIET record after quiet receives that moved
+ * the thread's clock (the time model, io.c), or a TX record after a run.
+ *
+ * A transmit after a run. A run's accesses log nothing, and the output logger releases a packet
+ * once the records its vector counts are stored. A packet that depends on an access the thread made
+ * after its latest record would be released with that access in no log: a backup whose log ends at
+ * that record counts the thread out there, goes live, and a live thread may take the object's next
+ * sequence before the thread makes the access again (replay_past_log_run lets it go live at that
+ * access, and even a run made in replay could come too late), so the backup regenerates the
+ * released packet with other bytes (a standby failover of libfam's stack family: thread 2, live,
+ * claimed the sequence after thread 1's last claim, which thread 1's run had taken in the master).
+ * So a transmit of packets while the thread's latest run access came after its latest record (the
+ * record count + 1 it noted, run_at, is the count + 1) logs a TX record first, which the packets'
+ * vector covers: every access a released packet depends on precedes a record in its thread's log,
+ * and a backup replays the log up to that record before it counts the thread out. Replay notes
+ * run_at alike (its position + 1 at a run's access) and takes the TX record at the same transmit;
+ * a backup past its log there goes live first (the handover) and logs it as the record does.
+ */
+void _ftmb_tx_records(struct _ftmb_thread *t, unsigned npkts)
+{
+    int run = npkts != 0 && t->run_at != 0;
+    _ftmb_op_enter(t);
+    if (_ftmb_mode_now == FTMB_MODE_REPLAY) {
+        if (!run || t->run_at != t->rpos + 1) {
+            _ftmb_op_leave(t);
+            return;
+        }
+        if (_ftmb_replaying(t)) {
+            (void)replay_take(t, _FTMB_REC_TX, 0, 0);
+            replay_op_done(t);
+            _ftmb_op_leave(t);
+            return;
+        }
+        /* a backup past its log: the handover came here, it is live now and logs as the record does */
+    }
+    if (_ftmb_mode_now == FTMB_MODE_RECORD) {
+        if (__builtin_expect(t->quiet_time, 0))
+            _ftmb_emit_quiet(t); /* the packets depend on the times those quiet receives made (it
+                                  * covers the run too: a record after its access) */
+        else if (run && t->run_at == t->rec.local + 1)
+            emit(t, _ftmb_rec_head(_FTMB_REC_TX, 0, 0), 0); /* R1, before the transmit reads the vector */
+    }
+    _ftmb_op_leave(t);
 }
 
 /* The general path of ordered_enter: op mark, replay (wait for the logged turn), or record. */
@@ -1078,8 +1210,10 @@ static inline __attribute__((always_inline)) struct _ftmb_obj *ordered_enter_fas
     (void)site;
     uint64_t seq = w >> 1, mark = t->own[obj];
     t->own[obj] = seq + 2;
-    if (__builtin_expect(run_continues(t, mark, seq) && !_ftmb_rt.every_ordered, 1))
+    if (__builtin_expect(run_continues(t, mark, seq) && !_ftmb_rt.every_ordered, 1)) {
+        t->run_at = t->rec.local + 1; /* (_ftmb_tx_records) */
         return o;
+    }
     struct fast_rec f = fast_slot(t);
     emit_fast(&f, _ftmb_rec_head(_FTMB_REC_ORDERED, obj, (uint32_t)t->quiet), _ftmb_ord_value(seq, mark)); /* R1 */
     t->quiet = 0;
@@ -1135,6 +1269,75 @@ void ftmb_ordered_end_slow(ftmb_obj_t obj)
     /* (A recording receiver's end with an object id in range is the inline one.) */
     if (_ftmb_mode_now != FTMB_MODE_PASSTHROUGH)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
+}
+
+/* ---- the dwell: fewer idle iterations in record mode --------------------------------------------- */
+
+/*
+ * Replay makes exactly as many quiet operations as the record did (see the top), so the cost of a
+ * recovery follows the master's idle iterations since the checkpoint, not its packets: a
+ * busy-polling lcore makes millions a second. Any schedule of the master is a valid record, so in
+ * record mode a poll that finds nothing first waits a little for input (at most dwell_ns,
+ * FTMB_DWELL_US, 20 µs by default), spinning (then yielding), not sleeping: it ends as soon as any
+ * input queue of the thread has an entry (the receive then takes it), any quiet-capable object it polls
+ * has moved (another thread's enqueue advanced its sequence), or a checkpoint asks the thread to
+ * park. An idle thread then makes about one quiet operation per dwell instead of one per loop
+ * iteration, and replay, which never dwells, has that few to make. Virtual time does not move
+ * during a dwell (it moves with the entries a receive takes, ticks included, and a tick ends the
+ * dwell), so a program's timers fire at the same receives as without it. Polls dwell only after
+ * _FTMB_DWELL_AFTER quiet operations in a row (a loop that spins, not one that polls a few times
+ * and then sleeps), and a thread that has called a sleep (t->slept) never dwells: it gives the CPU
+ * away when idle by itself (the examples' nanosleep after 64 empty polls), a sleep is one quiet
+ * operation per sleep period, and a dwell would turn its idle time into spinning that takes the
+ * loggers' CPU (the examples' release latency grew tenfold on a loaded 2-CPU machine).
+ */
+static void dwell_watch(struct _ftmb_thread *t, ftmb_obj_t obj, uint64_t seq)
+{
+    unsigned i = 0;
+    while (i < _FTMB_DWELL_OBJS && t->dwell_obj[i] != obj + 1)
+        i++;
+    if (i == _FTMB_DWELL_OBJS)
+        i = t->dwell_next++ % _FTMB_DWELL_OBJS;
+    t->dwell_obj[i] = obj + 1;
+    t->dwell_seq[i] = seq;
+}
+
+/* 1 if something the thread polls has input for it, or a checkpoint asks it to park. */
+static int dwell_over(struct _ftmb_thread *t)
+{
+    for (uint32_t m = t->dwell_queues; m; m &= m - 1) {
+        struct _ftmb_inq *q = &_ftmb_rt.inq[__builtin_ctz(m)];
+        if (_ftmb_ring_refresh(&q->ring) != 0) /* (only the owner consumes: a refresh is its own) */
+            return 1;
+    }
+    for (unsigned i = 0; i < _FTMB_DWELL_OBJS; i++) {
+        if (!t->dwell_obj[i])
+            continue;
+        /* Relaxed: a hint; the call that follows takes the object's lock (acquire) itself. */
+        uint64_t w = atomic_load_explicit(&_ftmb_rt.objs[t->dwell_obj[i] - 1].word, memory_order_relaxed);
+        if (w >> 1 != t->dwell_seq[i])
+            return 1;
+    }
+    /* Relaxed: a hint, as at the top of a receive; the park re-reads it with acquire. */
+    uint64_t req = atomic_load_explicit(&_ftmb_ckpt.req, memory_order_relaxed);
+    return req != t->ckpt_seen && atomic_load_explicit(&_ftmb_ckpt.resume, memory_order_relaxed) < req;
+}
+
+void _ftmb_dwell(struct _ftmb_thread *t)
+{
+    if (!_ftmb_rt.dwell_ns || _ftmb_mode_now != FTMB_MODE_RECORD || _ftmb_rt.standby || t->slept ||
+        t->quiet < _FTMB_DWELL_AFTER)
+        return;
+    uint64_t end = _ftmb_now_ns(CLOCK_MONOTONIC) + _ftmb_rt.dwell_ns;
+    for (unsigned spins = 0; !dwell_over(t); spins++) {
+        /* Pause, then yield: with more threads than CPUs the loggers (the input's producer) run
+         * meanwhile, as they would between the iterations of a loop that yields when idle. */
+        _ftmb_backoff(spins);
+        if ((spins >= 64 || (spins & 7) == 7) && _ftmb_now_ns(CLOCK_MONOTONIC) >= end) {
+            _ftmb_check_peers(); /* (rate-limited: a clock read) */
+            return;
+        }
+    }
 }
 
 /* ---- quiet-capable ordered calls ---------------------------------------------------------------- */
@@ -1216,7 +1419,10 @@ void ftmb_ordered_quiet_end(int quiet, ftmb_obj_t obj, ftmb_site_t site)
         t->own[obj] = (w >> 1) + 2; /* a logged access: the thread's run on the object starts here */
         atomic_store_explicit(&o->word, w + 1, memory_order_release);   /* E1, after R1 */
     }
+    dwell_watch(t, obj, (w >> 1) + !quiet);
     _ftmb_op_leave(t);
+    if (quiet)
+        _ftmb_dwell(t); /* outside the operation: a checkpoint's signal parks the thread in it */
 }
 
 /* ---- locks: the order is taken inside the program's lock ------------------------------------ */
@@ -1884,6 +2090,7 @@ static int sleep_through(const struct timespec *req, struct timespec *rem, uint6
 {
     struct _ftmb_thread *t = _ftmb_me();
     int err = 0;
+    t->slept = 1; /* a thread that sleeps when idle does not dwell (_ftmb_dwell) */
     if (__atomic_load_n(&_ftmb_mode_now, __ATOMIC_ACQUIRE) != FTMB_MODE_REPLAY) {
         struct timespec rel = *req;
         if (abs_ns) { /* the deadline's distance from the thread's clock (virtual, or the real one) */
@@ -2123,11 +2330,10 @@ static int attach_session(const char *session, int timeout_ms, int mode)
                 session, session, timeout_ms, session);
         return -1;
     }
-    /* Records on a change of owner (claims) only with FTMB_ORDERED_CLAIMS=1 (runtime/README.md):
-     * off by default, a standby's verification replay regenerated different bytes with them. Set
+    /* Records on a change of owner (claims), unless FTMB_ORDERED_CLAIMS=0 (runtime/README.md). Set
      * before ready (acquired by the attach). */
     const char *claims = getenv("FTMB_ORDERED_CLAIMS");
-    _ftmb_rt.every_ordered = _ftmb_rt.out->every_ordered != 0 || !(claims && strcmp(claims, "1") == 0);
+    _ftmb_rt.every_ordered = _ftmb_rt.out->every_ordered != 0 || (claims && strcmp(claims, "0") == 0);
     _ftmb_rt.in = _ftmb_region_attach(session, "in", _FTMB_IN_MAGIC, timeout_ms, &_ftmb_rt.in_size);
     if (!_ftmb_rt.in) {
         fprintf(stderr, "ftmb: FTMB_SESSION=%s: no input logger (/dev/shm/ftmb-%s.in) within %d ms; start "
@@ -2148,12 +2354,48 @@ static int attach_session(const char *session, int timeout_ms, int mode)
     return 0;
 }
 
+/* The thread of the runtime that holds the process's death-watch slot where no checkpoint coordinator
+ * does (a master without checkpoints, a backup that took over without a snapshot): it takes the
+ * slot, says so (live_coord) and sleeps, every signal blocked, until the process ends. Every 100 ms
+ * it looks whether the session is gone, as the coordinator does: a master idle after its input's end
+ * checks no peers at its receives, and one whose run was killed would otherwise poll forever. */
+static void *keeper(void *arg)
+{
+    int rc = pthread_mutex_trylock(arg);
+    if (rc == 0 || rc == EOWNERDEAD)
+        /* Release: pairs with the watchers' acquire; the slot is held. */
+        atomic_store_explicit(&_ftmb_rt.out->live_coord, 1, memory_order_release);
+    const struct timespec period = {0, 100 * 1000 * 1000};
+    for (;;) {
+        nanosleep(&period, NULL);
+        _ftmb_exit_if_session_gone();
+    }
+    return NULL;
+}
+
+static void start_keeper(pthread_mutex_t *slot)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the keeper inherits it: no program signal goes there */
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 65536);
+    pthread_t k;
+    if (pthread_create(&k, &a, keeper, slot) != 0) /* the watch then never says dead: the pid tells */
+        fprintf(stderr, "ftmb: cannot start the death watch's keeper thread; the pid alone tells this process's "
+                        "death\n");
+    pthread_attr_destroy(&a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* The session's first record master arms the death watch (session.c, _ftmb_master_threads_dead):
  * this thread takes its slot, then names the process; every thread adopted later takes its own in
- * _ftmb_adopt_thread_index, the coordinator its own. A master that takes over from a snapshot arms
- * it again once its threads hold their slots afresh (checkpoint.c, rehold_slot); one that attaches
- * after another without a snapshot (standby, follower) leaves it unarmed; the pid then tells its
- * death. */
+ * _ftmb_adopt_thread_index, the coordinator the process's (else the keeper, ftmb_init). A master
+ * that takes over from a snapshot arms it again once its threads hold their slots afresh
+ * (checkpoint.c, rehold_slot); one that attaches after another without a snapshot (standby,
+ * follower) arms it on the backup slots its threads hold (_ftmb_publish_master). */
 static void arm_death_watch(void)
 {
     struct _ftmb_out_region *out = _ftmb_rt.out;
@@ -2170,12 +2412,23 @@ static void arm_death_watch(void)
 void _ftmb_publish_master(int mode)
 {
     struct _ftmb_region_hdr *hs[2] = {&_ftmb_rt.in->hdr, &_ftmb_rt.out->hdr};
-    /* A master after the one that armed the death watch retires it for good (-1: no pid matches, and
+    /* A master after the one that armed the death watch retires it (-1: no pid matches, and
      * arm_death_watch arms only from 0): a later master with the armed one's pid (reused) must not be
-     * judged by the slots its threads do not hold. Relaxed: a watcher acquires master_state below. */
-    int32_t armed = atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_relaxed);
-    if (armed != 0 && armed != (int32_t)getpid())
-        atomic_store_explicit(&_ftmb_rt.out->live_pid, -1, memory_order_relaxed);
+     * judged by the slots its threads do not hold. Relaxed: a watcher acquires master_state below.
+     * A backup that attached without a snapshot (standby, follower) arms it again, on the backup
+     * slots its threads hold since they started (_ftmb_live_hold), and the keeper holds the
+     * process's (its live_coord: 0 until then). A snapshot re-arms it (checkpoint.c). */
+    struct _ftmb_out_region *out = _ftmb_rt.out;
+    int32_t armed = atomic_load_explicit(&out->live_pid, memory_order_relaxed);
+    if (_ftmb_rt.live_backup && armed != (int32_t)getpid()) {
+        atomic_store_explicit(&out->live_coord, 0, memory_order_relaxed);
+        atomic_store_explicit(&out->live_backup, 1, memory_order_relaxed);
+        /* Release: pairs with the watchers' acquire; the stores above come with it. */
+        atomic_store_explicit(&out->live_pid, (int32_t)getpid(), memory_order_release);
+        start_keeper(&out->backup_live[FTMB_MAX_THREADS]);
+    } else if (armed != 0 && armed != (int32_t)getpid()) {
+        atomic_store_explicit(&out->live_pid, -1, memory_order_relaxed);
+    }
     for (int i = 0; i < 2; i++) {
         /* Relaxed: published by the release store of master_state below. */
         atomic_store_explicit(&hs[i]->master_pid, (int32_t)getpid(), memory_order_relaxed);
@@ -2217,6 +2470,9 @@ static int standby_init(const char *session, int attach_ms)
         return -1;
     }
     _ftmb_rt.tsc_hz = _ftmb_rt.watch_in->tsc_hz; /* the master's rate: initialization may keep it */
+    /* The master's death watch (its threads' slots, ftmb_internal.h): made ready before the input
+     * region (the output logger starts first), so it is there; without it the pid alone tells. */
+    _ftmb_rt.watch_out = _ftmb_region_attach(session, "out", _FTMB_OUT_MAGIC, 0, &_ftmb_rt.watch_out_size);
     standby_ring = aligned_alloc(_FTMB_CACHE_LINE, sizeof *standby_ring);
     if (!standby_ring)
         return -1;
@@ -2247,7 +2503,11 @@ void _ftmb_standby_takeover(void)
                     state == _FTMB_MASTER_DONE ? "finished" : "was stopped by a signal");
             exit(0);
         }
-        if (state == _FTMB_MASTER_ATTACHED && pid != getpid() && _ftmb_master_died(&in->hdr, pid))
+        /* Dead: every thread of it past its robust list (the death watch, long before its address
+         * space is torn down), or its pid gone. */
+        if (state == _FTMB_MASTER_ATTACHED && pid != getpid() &&
+            ((_ftmb_rt.watch_out && _ftmb_master_threads_dead(_ftmb_rt.watch_out, pid)) ||
+             _ftmb_master_died(&in->hdr, pid)))
             break;
         /* A master that died before it attached leaves no record: the orchestrator, which saw it
          * die, writes an empty log, and that is the signal. */
@@ -2330,14 +2590,17 @@ int ftmb_init(void)
     long peer_ms = env_long("FTMB_PEER_TIMEOUT_MS", 1000, 1, 3600000);
     long attach_ms = env_long("FTMB_ATTACH_TIMEOUT_MS", 5000, 0, 3600000);
     long warn_ms = env_long("FTMB_REPLAY_WARN_MS", 10000, 1, 3600000);
-    if (peer_ms < 0 || attach_ms < 0 || warn_ms < 0)
+    long dwell_us = env_long("FTMB_DWELL_US", 20, 0, 1000);
+    if (peer_ms < 0 || attach_ms < 0 || warn_ms < 0 || dwell_us < 0)
         return -1;
     _ftmb_rt.peer_timeout_ns = (uint64_t)peer_ms * 1000000ull;
+    _ftmb_rt.dwell_ns = (uint64_t)dwell_us * 1000ull;
     _ftmb_rt.replay_wait_warn_ns = (uint64_t)warn_ms * 1000000ull;
     if (_ftmb_arena_init() != 0)
         return -1;
     _ftmb_rt.objs = _ftmb_arena_runtime_part();
     const char *session = getenv("FTMB_SESSION");
+    _ftmb_rt.live_backup = standby || follow; /* (before any thread adopts its index) */
     if (standby) {
         if (standby_init(session, (int)attach_ms) != 0)
             return -1;
@@ -2394,6 +2657,11 @@ int ftmb_init(void)
         stop_signals_default();
     if (!standby && !follow && _ftmb_ckpt_start() != 0)
         return -1;
+    /* The process's death-watch slot: the coordinator's if one runs (it set live_coord), else the
+     * keeper's. Relaxed: this process's own stores. */
+    if (_ftmb_rt.out && atomic_load_explicit(&_ftmb_rt.out->live_pid, memory_order_relaxed) == getpid() &&
+        !atomic_load_explicit(&_ftmb_rt.out->live_coord, memory_order_relaxed))
+        start_keeper(&_ftmb_rt.out->live[FTMB_MAX_THREADS]);
     return 0;
 }
 
@@ -2401,6 +2669,8 @@ void ftmb_exit(void)
 {
     if (!_ftmb_rt.initialized || atomic_exchange(&_ftmb_rt.exited, 1))
         return;
+    if (_ftmb_follow_mode)
+        _ftmb_follow_at_exit();
     struct _ftmb_region_hdr *hs[2] = {_ftmb_rt.in ? &_ftmb_rt.in->hdr : NULL,
                                       _ftmb_rt.out ? &_ftmb_rt.out->hdr : NULL};
     for (int i = 0; i < 2; i++)

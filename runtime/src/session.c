@@ -202,6 +202,33 @@ int _ftmb_peer_alive(const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
     return now < beat || now - beat < timeout_ns;
 }
 
+/* Alive while the owner's process exists and its heartbeat moved within timeout_ns of the
+ * watcher's looking. A gap between two looks counts up to timeout_ns / 4 (the watchers look every
+ * 10 ms or so while they run): a longer one is time the watcher itself was not running (a loaded
+ * or paused machine), which must not be blamed on an owner that was likely paused with it and has
+ * not had its turn yet. A hung owner is still declared gone after timeout_ns of watching. */
+int _ftmb_peer_watch_alive(struct _ftmb_peer_watch *w, const struct _ftmb_region_hdr *hdr, uint64_t timeout_ns)
+{
+    /* Relaxed: the owner's pid is written once, before ready (which the caller acquired). */
+    if (!_ftmb_pid_alive(atomic_load_explicit(&hdr->owner_pid, memory_order_relaxed)))
+        return 0;
+    if (timeout_ns == UINT64_MAX)
+        return 1;
+    /* Relaxed (all): clock values guarding no other data; two watchers at once only miscount a gap. */
+    uint64_t beat = atomic_load_explicit(&hdr->heartbeat_ns, memory_order_relaxed);
+    uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
+    uint64_t last = atomic_exchange_explicit(&w->look_ns, now, memory_order_relaxed);
+    if (beat != atomic_load_explicit(&w->beat, memory_order_relaxed) || !last || now < last) {
+        atomic_store_explicit(&w->beat, beat, memory_order_relaxed);
+        atomic_store_explicit(&w->silent_ns, 0, memory_order_relaxed);
+        return 1;
+    }
+    uint64_t gap = now - last, credit = timeout_ns / 4;
+    uint64_t silent = atomic_load_explicit(&w->silent_ns, memory_order_relaxed) + (gap < credit ? gap : credit);
+    atomic_store_explicit(&w->silent_ns, silent, memory_order_relaxed);
+    return silent < timeout_ns;
+}
+
 void _ftmb_region_hdr_init(struct _ftmb_region_hdr *h, uint64_t magic, size_t size)
 {
     h->magic = magic;
@@ -268,23 +295,34 @@ void _ftmb_out_region_init(struct _ftmb_out_region *r, size_t size, uint32_t max
     }
     atomic_init(&r->live_pid, 0);
     atomic_init(&r->live_coord, 0);
+    atomic_init(&r->live_backup, 0);
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-    for (uint32_t t = 0; t <= FTMB_MAX_THREADS; t++)
+    for (uint32_t t = 0; t <= FTMB_MAX_THREADS; t++) {
         pthread_mutex_init(&r->live[t], &a);
+        pthread_mutex_init(&r->backup_live[t], &a);
+    }
     pthread_mutexattr_destroy(&a);
 }
 
 /* The calling thread holds death-watch slot `slot` until it exits (never unlocked: a thread that
  * ends, any way, is marked dead by the kernel). Called before the thread's first store to the
- * session's regions; only by the master that armed the watch (live_pid). */
-void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot)
+ * session's regions; by the master that armed the watch (live_pid), or by a backup that attached
+ * without a snapshot (`backup`: the standby, a follower), which holds backup_live[] from its
+ * threads' start, while the master still runs, and arms the watch on them when it takes over. */
+void _ftmb_live_hold(struct _ftmb_out_region *out, uint32_t slot, int backup)
 {
+    if (!out || slot > FTMB_MAX_THREADS)
+        return;
+    if (backup) {
+        pthread_mutex_trylock(&out->backup_live[slot]); /* EBUSY: this thread holds it already */
+        return;
+    }
     /* Relaxed: live_pid is this process's own store (or another master's, which it never matches). */
-    if (!out || slot > FTMB_MAX_THREADS || atomic_load_explicit(&out->live_pid, memory_order_relaxed) != getpid())
+    if (atomic_load_explicit(&out->live_pid, memory_order_relaxed) != getpid())
         return;
     pthread_mutex_trylock(&out->live[slot]); /* EBUSY: this thread holds it already */
 }
@@ -324,10 +362,14 @@ int _ftmb_master_threads_dead(struct _ftmb_out_region *out, int32_t pid)
     uint32_t n = atomic_load_explicit(&out->nthreads, memory_order_acquire);
     if (n > FTMB_MAX_THREADS)
         return 0;
+    /* Relaxed: written before live_pid, which we acquired. */
+    pthread_mutex_t *live = out->live;
+    if (atomic_load_explicit(&out->live_backup, memory_order_relaxed))
+        live = out->backup_live;
     for (uint32_t t = 0; t < n; t++)
-        if (!(__atomic_load_n(&out->live[t].__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_OWNER_DIED))
+        if (!(__atomic_load_n(&live[t].__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_OWNER_DIED))
             return 0;
-    if (!(__atomic_load_n(&out->live[FTMB_MAX_THREADS].__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_OWNER_DIED))
+    if (!(__atomic_load_n(&live[FTMB_MAX_THREADS].__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_OWNER_DIED))
         return 0;
     /* Acquire pairs with ftmb_exit's release: a master that marked itself done did not die. */
     uint32_t state = atomic_load_explicit(&out->hdr.master_state, memory_order_acquire);

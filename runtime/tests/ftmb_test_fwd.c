@@ -10,7 +10,8 @@
  * FTMB_TEST_FWD_STAMP=1 writes the queue into each packet's last byte; =pid writes the process id
  * read with getpid() and not logged (a per-process value the instrumentation missed: a replay in
  * another process sends other bytes). FTMB_TEST_FWD_FOREVER=1 polls on after the input ends, as a
- * DPDK application's endless receive loop does (it never exits by itself).
+ * DPDK application's endless receive loop does (it never exits by itself). FTMB_TEST_FWD_SPIN=1
+ * polls without the sched_yield between empty receives, as a DPDK lcore does.
  * FTMB_TEST_FWD_SLOW_EXIT_MS=N: 100 ms after starting the workers main starts one more thread,
  * which returns at once but whose exit takes N ms (a TLS destructor that sleeps), and joins it
  * before the workers.
@@ -39,6 +40,7 @@ static unsigned long long digest[FTMB_MAX_THREADS];
 static int stamp_queue;
 static int stamp_pid;
 static int forever;
+static int spin;
 static unsigned char *state; /* FTMB_TEST_FWD_STATE_MIB: per-thread-written state in the arena */
 static size_t state_len;
 
@@ -57,7 +59,8 @@ static void *worker(void *arg)
         if (n == 0) {
             if (!forever && ftmb_input_done((ftmb_u16)queue))
                 break;
-            sched_yield(); /* more threads than cores: let the loggers run */
+            if (!spin)
+                sched_yield(); /* more threads than cores: let the loggers run */
             continue;
         }
         for (ftmb_u16 i = 0; i < n; i++) {
@@ -131,6 +134,14 @@ int main(int argc, char **argv)
     stamp_pid = stamp && strcmp(stamp, "pid") == 0;
     const char *ever = getenv("FTMB_TEST_FWD_FOREVER");
     forever = ever && strcmp(ever, "1") == 0;
+    const char *spinning = getenv("FTMB_TEST_FWD_SPIN");
+    spin = spinning && strcmp(spinning, "1") == 0;
+    const char *late = getenv("FTMB_TEST_FWD_START_MS"); /* a slow start after attaching (a DPDK EAL's) */
+    if (late && *late) {
+        long ms = strtol(late, NULL, 10);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     const char *slow = getenv("FTMB_TEST_FWD_SLOW_EXIT_MS");
     slow_exit_ms = slow && *slow ? strtol(slow, NULL, 10) : 0;
     pthread_t th[FTMB_MAX_THREADS];

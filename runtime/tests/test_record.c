@@ -351,8 +351,8 @@ static int replay_detects_divergence(void)
 /* A failover whose log ends between two nested ordered begins (the master logged begin(8) and died
  * before begin(9)) goes live there: the thread counts itself out of the replay at once instead of
  * waiting for the handover inside the region it alone can end. The second begin(8) continues the
- * thread's run on object 8 (no record); nothing logged comes after it on object 8, so the replay
- * does not make it past the log: the thread goes live there, and begin(9) is live. */
+ * thread's run on object 8 (no record): the replay makes it past the log (its turn is free), and
+ * begin(9), the first access of object 9 (a claim the log does not have), is live. */
 static int nested_record(void)
 {
     CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
@@ -378,9 +378,9 @@ static int nested_failover(void)
     CHECK(ftmb_init() == 0);
     ftmb_ordered_begin(8, 1);
     ftmb_ordered_end(8);
-    ftmb_ordered_begin(8, 2); /* past the log, needed by nothing logged: live from here */
+    ftmb_ordered_begin(8, 2); /* past the log: the run goes on */
+    ftmb_ordered_begin(9, 3); /* live from here */
     CHECK(ftmb_mode() == FTMB_MODE_RECORD);
-    ftmb_ordered_begin(9, 3);
     ftmb_ordered_end(9);
     ftmb_ordered_end(8);
     CHECK(ftmb_mode() == FTMB_MODE_RECORD);
@@ -1047,7 +1047,7 @@ static int receive_path(void)
     return 0;
 }
 
-/* ---- the inline fast path (ftmb/ftmb.h, ABI v3): a receiving thread's PALs in the program --------- */
+/* ---- the inline fast path (ftmb/ftmb.h, ABI v3 on): a receiving thread's PALs in the program --------- */
 
 static int inline_fast_path(void)
 {
@@ -1079,6 +1079,7 @@ static int inline_fast_path(void)
      * code; the later accesses of 6 and 8 continue the thread's run and log nothing */
     CHECK(ftmb_fast_thread->local == at + 4);
     CHECK(atomic_load(&_ftmb_rt.objs[6].word) == 4); /* two ordered accesses: sequence 2, unlocked */
+    CHECK(ftmb_fast_thread->run_at == at + 5); /* the run's latest access came after the fourth record */
     struct ftmb_pkt *out = ftmb_pkt_alloc();
     ftmb_pkt_set_len(out, 60);
     ftmb_pkt_tx_burst(0, &out, 1);
@@ -1086,7 +1087,7 @@ static int inline_fast_path(void)
     CHECKF(_ftmb_ol_corrupt(S.ol) == 0, "%llu corrupt records", (unsigned long long)_ftmb_ol_corrupt(S.ol));
     uint64_t n;
     const struct _ftmb_record *log = _ftmb_ol_log(S.ol, 0, &n);
-    CHECKF(n == 6, "%llu records", (unsigned long long)n); /* held, RX, then the fast path's four */
+    CHECKF(n == 7, "%llu records", (unsigned long long)n); /* held, RX, the fast path's four, the transmit's */
     /* claims: sequence 0, no earlier mark, no quiet count in the site field */
     static const struct { unsigned kind, obj, site; uint64_t value; } want[] = {
         {_FTMB_REC_HELD, 5, 2, 1},
@@ -1102,6 +1103,7 @@ static int inline_fast_path(void)
                    _ftmb_rec_site(log[2 + i].head) == want[i].site && log[2 + i].value == want[i].value,
                "record %u: head %#llx value %llu", 2 + i, (unsigned long long)log[2 + i].head,
                (unsigned long long)log[2 + i].value);
+    CHECK(_ftmb_rec_kind(log[6].head) == _FTMB_REC_TX); /* the packet may depend on the run (_ftmb_tx_records) */
     session_close(&S);
     return 0;
 }
@@ -1570,6 +1572,58 @@ static int tq_failover(void)
     return 0;
 }
 
+/* The dwell (runtime.c, _ftmb_dwell): in record mode an empty dequeue (after _FTMB_DWELL_AFTER in a
+ * row) waits for the object to move, at most FTMB_DWELL_US, before the program polls again. A thread
+ * polling an empty queue for 30 ms with a 1 ms dwell makes at most _FTMB_DWELL_AFTER quiet dequeues
+ * without a dwell, then 30 plus the one in flight at the end (a preempted
+ * dwell still ends on the clock: load only lowers the count); without the dwell (FTMB_DWELL_US=0)
+ * it makes one per iteration, millions a second. Counts, not times: nothing here is asserted about
+ * how long anything took. */
+static int tq_dwell_polls(const char *dwell_us, uint64_t *polls, uint64_t *ms)
+{
+    CHECK(session_open(&S, 2, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    setenv("FTMB_DWELL_US", dwell_us, 1);
+    CHECK(ftmb_init() == 0);
+    uint32_t x;
+    uint64_t start = _ftmb_now_ns(CLOCK_MONOTONIC), now = start;
+    for (*polls = 0; now - start < 30000000ull; now = _ftmb_now_ns(CLOCK_MONOTONIC)) {
+        CHECK(tq_dequeue(&x, 71) == 0);
+        ++*polls;
+    }
+    *ms = (now - start) / 1000000ull;
+    CHECK(atomic_load(&tq_calls) == *polls); /* (each was really made, and quiet) */
+    session_close(&S);
+    return 0;
+}
+
+static int tq_dwell_bounded(void)
+{
+    uint64_t polls, ms;
+    if (tq_dwell_polls("1000", &polls, &ms))
+        return 1;
+    CHECKF(polls >= 1 && polls <= _FTMB_DWELL_AFTER + ms + 1, "%llu quiet dequeues in %llu ms with a 1 ms dwell",
+           (unsigned long long)polls, (unsigned long long)ms);
+    return 0;
+}
+
+static int tq_no_dwell(void)
+{
+    uint64_t polls, ms;
+    if (tq_dwell_polls("0", &polls, &ms))
+        return 1;
+    CHECKF(polls > 100 * (ms + 1), "only %llu quiet dequeues in %llu ms without the dwell",
+           (unsigned long long)polls, (unsigned long long)ms);
+    return 0;
+}
+
+static int quiet_dequeues_dwell(void)
+{
+    CHECK(run_forked(tq_dwell_bounded, NULL, NULL) == 0);
+    CHECK(run_forked(tq_no_dwell, NULL, NULL) == 0); /* what the bound above guards against */
+    return 0;
+}
+
 /* A loud dequeue that finds nothing in replay (here the program's enqueue before it enqueues nothing)
  * stops the replay loudly. */
 static int tq_diverged(void)
@@ -1644,55 +1698,250 @@ static void *run_second(void *arg)
     return NULL;
 }
 
-static int run_workload_pair(void)
+static int run_done(void)
 {
-    pthread_t a, b;
-    CHECK(ftmb_pthread_create(&a, NULL, run_first, NULL) == 0);
-    CHECK(ftmb_pthread_create(&b, NULL, run_second, NULL) == 0);
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
     CHECKF(run_seen == 2 && run_counter == 3, "thread 2 saw %llu, counter %llu", (unsigned long long)run_seen,
            (unsigned long long)run_counter);
     return 0;
 }
 
-static int run_record(void)
+static int run_logs(const struct _ftmb_record *l1, const struct _ftmb_record *l2)
+{
+    CHECK(_ftmb_rec_kind(l1[0].head) == _FTMB_REC_ORDERED && l1[0].value == _ftmb_ord_value(0, 0));
+    CHECK(_ftmb_rec_kind(l2[0].head) == _FTMB_REC_ORDERED && l2[0].value == _ftmb_ord_value(2, 0));
+    return 0;
+}
+
+/* The two-thread cases of runs past the log: threads 1 and 2 run `first` and `second`, `done` checks
+ * what they did; the record must log n1 and n2 records (`logs` checks them, if given); then a backup
+ * replays that log (it ends where the master's did) and must do the same without hanging. */
+static struct {
+    void *(*first)(void *), *(*second)(void *);
+    int (*done)(void);
+    uint64_t n1, n2;
+    int (*logs)(const struct _ftmb_record *l1, const struct _ftmb_record *l2);
+} pair;
+
+static int pair_workload(void)
+{
+    pthread_t a, b;
+    CHECK(ftmb_pthread_create(&a, NULL, pair.first, NULL) == 0);
+    CHECK(ftmb_pthread_create(&b, NULL, pair.second, NULL) == 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    return pair.done();
+}
+
+static int pair_record(void)
 {
     CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
     setenv("FTMB_MODE", "record", 1);
     CHECK(ftmb_init() == 0);
-    if (run_workload_pair())
+    if (pair_workload())
         return 1;
     _ftmb_ol_poll(S.ol);
     uint64_t n1, n2;
     const struct _ftmb_record *l1 = _ftmb_ol_log(S.ol, 1, &n1), *l2 = _ftmb_ol_log(S.ol, 2, &n2);
-    CHECKF(n1 == 1 && n2 == 1, "%llu and %llu records", (unsigned long long)n1, (unsigned long long)n2);
-    CHECK(_ftmb_rec_kind(l1[0].head) == _FTMB_REC_ORDERED && l1[0].value == _ftmb_ord_value(0, 0));
-    CHECK(_ftmb_rec_kind(l2[0].head) == _FTMB_REC_ORDERED && l2[0].value == _ftmb_ord_value(2, 0));
+    CHECKF(n1 == pair.n1 && n2 == pair.n2, "%llu and %llu records", (unsigned long long)n1, (unsigned long long)n2);
+    if (pair.logs && pair.logs(l1, l2))
+        return 1;
     CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0);
     session_close(&S);
     return 0;
 }
 
-static int run_failover(void)
+static int pair_failover(void)
 {
-    alarm(10); /* a hang is the failure this case looks for */
+    alarm(10); /* a hang is the failure these cases look for */
     CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){0}) == 0);
     setenv("FTMB_MODE", "replay", 1);
     setenv("FTMB_REPLAY_LOG", log_path, 1);
     setenv("FTMB_REPLAY_HANDOVER", "1", 1);
     CHECK(ftmb_init() == 0);
-    if (run_workload_pair())
+    if (pair_workload())
         return 1;
     session_close(&S);
     return 0;
 }
 
-static int runs_replay_past_the_log(void)
+static int pair_case(void)
 {
     snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-rlog-%d", (int)getpid());
-    CHECK(run_forked(run_record, NULL, NULL) == 0);
-    int rc = run_forked(run_failover, NULL, NULL);
+    CHECK(run_forked(pair_record, NULL, NULL) == 0);
+    int rc = run_forked(pair_failover, NULL, NULL);
+    unlink(log_path);
+    CHECK(rc == 0);
+    return 0;
+}
+
+static int runs_replay_past_the_log(void)
+{
+    pair.first = run_first, pair.second = run_second, pair.done = run_done;
+    pair.n1 = 1, pair.n2 = 1, pair.logs = run_logs;
+    return pair_case();
+}
+
+/* A run past the log goes on across objects. Thread 1 claims objects 34 and 35 (its log ends there),
+ * then its runs go on: object 35 (no log names it later), then object 34; thread 2 then claims
+ * object 34 at sequence 2. In the backup thread 1 must make both run accesses past its log: had it
+ * stopped at object 35 (which no later logged access waits for) to wait for the handover, thread 2
+ * would wait for sequence 2 of object 34 for ever (l2fwd's backup did: port_statistics, then
+ * tx_buffer; the alarm fails the case). */
+#define OBJ_RUN_A 34
+#define OBJ_RUN_B 35
+static uint64_t run2_counter, run2_seen, run2_other;
+static _Atomic int run2_step;
+
+static void *run2_first(void *arg)
+{
+    (void)arg;
+    ftmb_ordered_begin(OBJ_RUN_A, 85);
+    run2_counter++;
+    ftmb_ordered_end(OBJ_RUN_A);
+    for (int i = 0; i < 2; i++) {
+        ftmb_ordered_begin(OBJ_RUN_B, 86);
+        run2_other++;
+        ftmb_ordered_end(OBJ_RUN_B);
+    }
+    ftmb_ordered_begin(OBJ_RUN_A, 85);
+    run2_counter++;
+    ftmb_ordered_end(OBJ_RUN_A);
+    atomic_store(&run2_step, 1);
+    return NULL;
+}
+
+static void *run2_second(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&run2_step) == 0)
+        sched_yield();
+    ftmb_ordered_begin(OBJ_RUN_A, 87);
+    run2_seen = run2_counter++;
+    ftmb_ordered_end(OBJ_RUN_A);
+    return NULL;
+}
+
+static int run2_done(void)
+{
+    CHECKF(run2_seen == 2 && run2_counter == 3 && run2_other == 2, "thread 2 saw %llu, counters %llu %llu",
+           (unsigned long long)run2_seen, (unsigned long long)run2_counter, (unsigned long long)run2_other);
+    return 0;
+}
+
+static int runs_past_the_log_cross_objects(void)
+{
+    pair.first = run2_first, pair.second = run2_second, pair.done = run2_done;
+    pair.n1 = 2, pair.n2 = 1, pair.logs = NULL;
+    return pair_case();
+}
+
+/* Thread 1 claims object 31, then, in its run (no record), reads the counter again and transmits a
+ * packet holding what it read; the output logger releases it. The master dies there. In the backup,
+ * thread 2 (its log is empty) goes live at its first access of the object as soon as thread 1 is
+ * counted out, and thread 1 waits (up to a second) for it before its run's access: were thread 1
+ * counted out after its claim, its access would come after thread 2's live claim and regenerate the
+ * released packet with another byte (a standby failover of libfam's stack family did so). The TX
+ * record the transmit logs after the run (_ftmb_tx_records) keeps thread 1 in replay up to there. */
+#define OBJ_TXRUN 31
+static uint64_t txrun_counter;
+static uint8_t txrun_seen_a, txrun_seen_b;
+static _Atomic int txrun_b_go, txrun_b_done, txrun_wait_b;
+static uint8_t txrun_released[4];
+static _Atomic int txrun_nreleased;
+
+static void txrun_sink(void *ctx, const struct _ftmb_out_slot *s)
+{
+    (void)ctx;
+    int i = atomic_fetch_add(&txrun_nreleased, 1);
+    if (i < 4 && s->thread == 1)
+        txrun_released[i] = s->data[0];
+}
+
+static void *txrun_a(void *arg)
+{
+    (void)arg;
+    ftmb_ordered_begin(OBJ_TXRUN, 82);
+    txrun_counter++;
+    ftmb_ordered_end(OBJ_TXRUN);
+    for (double until = mono_s() + 1.0; atomic_load(&txrun_wait_b) && !atomic_load(&txrun_b_done) && mono_s() < until;)
+        sched_yield(); /* the backup: let a live thread 2 go first if it can */
+    ftmb_ordered_begin(OBJ_TXRUN, 83);
+    txrun_seen_a = (uint8_t)txrun_counter++;
+    ftmb_ordered_end(OBJ_TXRUN);
+    struct ftmb_pkt *p = ftmb_pkt_alloc();
+    ftmb_pkt_set_len(p, 60);
+    memset(ftmb_pkt_data(p), 0, 60);
+    ((uint8_t *)ftmb_pkt_data(p))[0] = txrun_seen_a;
+    ftmb_pkt_tx_burst(0, &p, 1);
+    return NULL;
+}
+
+static void *txrun_b(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&txrun_b_go))
+        sched_yield();
+    ftmb_ordered_begin(OBJ_TXRUN, 84);
+    txrun_seen_b = (uint8_t)txrun_counter++;
+    ftmb_ordered_end(OBJ_TXRUN);
+    atomic_store(&txrun_b_done, 1);
+    return NULL;
+}
+
+static int txrun_record(void)
+{
+    CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){txrun_sink, NULL}) == 0);
+    setenv("FTMB_MODE", "record", 1);
+    CHECK(ftmb_init() == 0);
+    pthread_t a, b;
+    CHECK(ftmb_pthread_create(&a, NULL, txrun_a, NULL) == 0);
+    CHECK(ftmb_pthread_create(&b, NULL, txrun_b, NULL) == 0);
+    pthread_join(a, NULL);
+    for (double until = mono_s() + 10; atomic_load(&txrun_nreleased) == 0 && mono_s() < until;)
+        _ftmb_ol_poll(S.ol);
+    CHECKF(atomic_load(&txrun_nreleased) == 1 && txrun_released[0] == 1, "%d released, byte %u",
+           atomic_load(&txrun_nreleased), txrun_released[0]);
+    CHECK(_ftmb_ol_write_log(S.ol, log_path) == 0); /* the master dies here: thread 2's claim is in no log */
+    atomic_store(&txrun_b_go, 1);
+    pthread_join(b, NULL);
+    CHECK(txrun_seen_a == 1 && txrun_seen_b == 2);
+    uint64_t n1;
+    const struct _ftmb_record *l1 = _ftmb_ol_log(S.ol, 1, &n1);
+    CHECKF(n1 == 2, "thread 1 logged %llu records", (unsigned long long)n1); /* the claim, the transmit's */
+    CHECK(_ftmb_rec_kind(l1[0].head) == _FTMB_REC_ORDERED && _ftmb_rec_kind(l1[1].head) == _FTMB_REC_TX);
+    session_close(&S);
+    return 0;
+}
+
+static int txrun_failover(void)
+{
+    alarm(20);
+    CHECK(session_open(&S, 3, 256, 16, (struct _ftmb_ol_sink){txrun_sink, NULL}) == 0);
+    setenv("FTMB_MODE", "replay", 1);
+    setenv("FTMB_REPLAY_LOG", log_path, 1);
+    setenv("FTMB_REPLAY_HANDOVER", "1", 1);
+    CHECK(ftmb_init() == 0);
+    atomic_store(&txrun_wait_b, 1);
+    atomic_store(&txrun_b_go, 1);
+    pthread_t a, b;
+    CHECK(ftmb_pthread_create(&a, NULL, txrun_a, NULL) == 0);
+    CHECK(ftmb_pthread_create(&b, NULL, txrun_b, NULL) == 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    for (double until = mono_s() + 10; atomic_load(&txrun_nreleased) == 0 && mono_s() < until;)
+        _ftmb_ol_poll(S.ol);
+    /* the regenerated packet (this session released none before: it is released again here) */
+    CHECKF(atomic_load(&txrun_nreleased) == 1 && txrun_released[0] == 1 && txrun_seen_a == 1 && txrun_seen_b == 2,
+           "thread 1 read %u (the master's released packet holds 1), thread 2 %u", txrun_seen_a, txrun_seen_b);
+    session_close(&S);
+    return 0;
+}
+
+static int a_released_run_replays_before_live_claims(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/ftmb-test-txlog-%d", (int)getpid());
+    CHECK(run_forked(txrun_record, NULL, NULL) == 0);
+    int rc = run_forked(txrun_failover, NULL, NULL);
     unlink(log_path);
     CHECK(rc == 0);
     return 0;
@@ -1702,8 +1951,13 @@ static int runs_replay_past_the_log(void)
 static void (*const roots[])(void) = {(void (*)(void))worker, (void (*)(void))arena_worker,
                                       (void (*)(void))slow_second, (void (*)(void))tq_producer,
                                       (void (*)(void))tq_consumer, (void (*)(void))run_first,
-                                      (void (*)(void))run_second};
-__attribute__((constructor)) static void register_roots(void) { ftmb_register_file(NULL, NULL, 0, roots, 7); }
+                                      (void (*)(void))run_second, (void (*)(void))txrun_a,
+                                      (void (*)(void))txrun_b, (void (*)(void))run2_first,
+                                      (void (*)(void))run2_second};
+__attribute__((constructor)) static void register_roots(void)
+{
+    ftmb_register_file(NULL, NULL, 0, roots, sizeof roots / sizeof roots[0]);
+}
 
 int main(void)
 {
@@ -1717,7 +1971,10 @@ int main(void)
     run_case("sleeps_replay_at_once", sleeps_replay_at_once);
     run_case("quiet_record_after_a_loud_one", quiet_record_after_a_loud_one);
     run_case("quiet_dequeues_replay", quiet_dequeues_replay);
+    run_case("quiet_dequeues_dwell", quiet_dequeues_dwell);
     run_case("runs_replay_past_the_log", runs_replay_past_the_log);
+    run_case("runs_past_the_log_cross_objects", runs_past_the_log_cross_objects);
+    run_case("a_released_run_replays_before_live_claims", a_released_run_replays_before_live_claims);
     run_case("verifier_waits_for_a_slow_output_logger", verifier_waits_for_a_slow_output_logger);
     run_case("passthrough_mode", passthrough_mode);
     run_case("atomics_logged_semantics", atomics_logged_semantics);

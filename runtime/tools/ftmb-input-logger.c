@@ -137,7 +137,8 @@ static void usage(FILE *f)
           "  --queues N       master receive queues to spread flows over (default 1, at most 32)\n"
           "  --tick-us N      an idle queue gets a clock tick after this long (default 100), then after\n"
           "                   twice as long as the gap before, up to --tick-max-us (default 10000)\n"
-          "  --rate PPS       serve at most PPS packets per second in total (default 0: as fast as taken)\n"
+          "  --rate PPS       serve at most PPS packets per second in total, counted from the master's first\n"
+          "                   take (default 0: as fast as taken)\n"
           "  --capacity N     entries per queue ring, a power of two (default 1024)\n"
           "  --follow         publish every served entry for a follower (FTMB_MODE=follow) on\n"
           "                   /dev/shm/ftmb-NAME.infol\n"
@@ -145,6 +146,11 @@ static void usage(FILE *f)
           "                   from the start, or a rewind before them, then fails)\n"
           "  --until-signal   keep the retained input after the master finishes or dies, for a\n"
           "                   replaying master; stop on SIGINT/SIGTERM with exit 0\n"
+          "  --arrivals FILE  at exit, write each served packet's arrival time (the time its entry\n"
+          "                   was first served, the session's clock) to FILE: a line 'ftmb-arrivals/2\n"
+          "                   SESSION START_NS' (START_NS: the session's clock when its input region\n"
+          "                   was created, before any master could read it), then 'INDEX TIME_NS'\n"
+          "                   per packet (INDEX: its place in --in)\n"
           "exit: 0 the master finished, 1 bad arguments or input file, 3 the master died, 4 signal\n",
           f);
 }
@@ -276,13 +282,15 @@ int main(int argc, char **argv)
     const char *session = NULL, *in_path = NULL;
     uint64_t nqueues = 1, tick_us = 100, tick_max_us = 10000, rate = 0, capacity = 1024;
     int until_signal = 0, follow_on = 0, follow_forget = 0;
+    const char *arrivals_path = NULL;
     static const struct option opts[] = {
         {"session", required_argument, 0, 's'}, {"in", required_argument, 0, 'i'},
         {"queues", required_argument, 0, 'q'}, {"tick-us", required_argument, 0, 't'},
         {"tick-max-us", required_argument, 0, 'T'},
         {"rate", required_argument, 0, 'r'}, {"capacity", required_argument, 0, 'c'},
         {"until-signal", no_argument, 0, 'U'}, {"follow", no_argument, 0, 'F'},
-        {"follow-forget", no_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"follow-forget", no_argument, 0, 'G'}, {"arrivals", required_argument, 0, 'A'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -296,6 +304,7 @@ int main(int argc, char **argv)
         case 'U': until_signal = 1; break;
         case 'F': follow_on = 1; break;
         case 'G': follow_forget = 1; break;
+        case 'A': arrivals_path = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -322,6 +331,22 @@ int main(int argc, char **argv)
     if (load_pcap(in_path, (uint32_t)nqueues, &bytes, &pkts, &npkts) != 0)
         return 1;
 
+    /* --arrivals: each packet's first serve time (0: never served), written at exit (as FILE.tmp,
+     * renamed when complete); tried now, so an unwritable place fails before anything starts. */
+    uint64_t *arrival = NULL;
+    char arrivals_tmp[4096];
+    if (arrivals_path) {
+        snprintf(arrivals_tmp, sizeof arrivals_tmp, "%s.tmp", arrivals_path);
+        FILE *f = fopen(arrivals_tmp, "w");
+        if (f)
+            fclose(f);
+        unlink(arrivals_tmp);
+        if (!f || !(arrival = calloc(npkts ? npkts : 1, sizeof *arrival))) {
+            fprintf(stderr, "%s: --arrivals %s: cannot write %s: %s\n", me, arrivals_path, arrivals_tmp,
+                    f ? "out of memory" : strerror(errno));
+            return 1;
+        }
+    }
     struct queue_state *qs = calloc(nqueues, sizeof *qs);
     for (uint32_t i = 0; i < npkts; i++)
         qs[pkts[i].queue].npkts++;
@@ -335,6 +360,9 @@ int main(int argc, char **argv)
     }
 
     size_t size = _ftmb_in_region_size((uint32_t)nqueues, (uint32_t)capacity);
+    /* The session's clock starts here: no master can read it before the region below exists (a
+     * lower bound of every time a worker stamps, written to --arrivals). */
+    const uint64_t clock_start_ns = _ftmb_now_ns(CLOCK_REALTIME);
     struct _ftmb_in_region *region = _ftmb_region_create(session, "in", size);
     if (!region)
         return 1;
@@ -362,7 +390,8 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
 
     int rc = 0;
-    uint64_t start_ns = 0, served_pkts = 0, last_master_check = 0;
+    uint64_t start_ns = 0, served_pkts = 0, last_master_check = 0, held_max = 0;
+    uint64_t following_max = 0, following_logged = 0; /* until a master's death (--follow-forget bounds) */
     int32_t reported_pid = 0;
     unsigned idle = 0;
     const uint64_t tick_ns = tick_us * 1000;
@@ -374,6 +403,8 @@ int main(int argc, char **argv)
     for (;;) {
         uint64_t mono = _ftmb_now_ns(CLOCK_MONOTONIC);
         _ftmb_region_heartbeat(region);
+        if (fol) /* (its follow export judges this logger by the follow region's heartbeat) */
+            _ftmb_region_heartbeat(fol);
         if (stop_signal) {
             rc = until_signal ? 0 : 4;
             break;
@@ -404,8 +435,12 @@ int main(int argc, char **argv)
             nanosleep(&d, NULL);
             continue;
         }
-        if (!start_ns)
-            start_ns = mono;
+        /* --rate counts from the master's first take, not its attach: a DPDK program attaches
+         * before rte_eal_init, which may take a second on a loaded machine, and would find that
+         * much of its input waiting at once. Until then each queue is served its first packet. */
+        for (uint32_t qi = 0; !start_ns && qi < nqueues; qi++)
+            if (atomic_load_explicit(&region->queue[qi].ring.tail, memory_order_relaxed) > 0) /* a hint */
+                start_ns = mono;
         int worked = pushed;
         uint64_t now = _ftmb_now_ns(CLOCK_REALTIME);
         for (uint32_t qi = 0; qi < nqueues; qi++) {
@@ -441,8 +476,11 @@ int main(int argc, char **argv)
                 if (!e)
                     break;
                 if (q->serve == q->base + q->len) { /* serve something new, and retain it */
-                    int paced = rate && (double)served_pkts >= (double)(mono - start_ns) * 1e-9 * (double)rate;
+                    int paced = rate && (start_ns ? (double)served_pkts >= (double)(mono - start_ns) * 1e-9 * (double)rate
+                                                  : q->next_pkt > 0);
                     if (q->next_pkt < q->npkts && !paced) {
+                        if (arrival)
+                            arrival[q->pkts[q->next_pkt]] = now;
                         log_append(q, _FTMB_IN_PKT, q->pkts[q->next_pkt++], now);
                         served_pkts++;
                     } else if (q->next_pkt == q->npkts && !q->eof_logged) {
@@ -465,6 +503,16 @@ int main(int argc, char **argv)
                 worked = 1;
             }
         }
+        uint64_t held = 0, logged = 0;
+        for (uint32_t qi = 0; qi < nqueues; qi++) {
+            held += qs[qi].len;
+            logged += qs[qi].base + qs[qi].len;
+        }
+        held_max = held > held_max ? held : held_max;
+        if (!reported_pid) {
+            following_max = held > following_max ? held : following_max;
+            following_logged = logged;
+        }
         if (worked) {
             idle = 0;
         } else if (++idle > 2000) {
@@ -474,9 +522,37 @@ int main(int argc, char **argv)
             sched_yield();
         }
     }
+    if (arrival) {
+        FILE *f = fopen(arrivals_tmp, "w");
+        if (f) {
+            fprintf(f, "ftmb-arrivals/2 %s %llu\n", session, (unsigned long long)clock_start_ns);
+            for (uint32_t i = 0; i < npkts; i++)
+                if (arrival[i])
+                    fprintf(f, "%u %llu\n", i, (unsigned long long)arrival[i]);
+        }
+        if (!f || fclose(f) != 0 || rename(arrivals_tmp, arrivals_path) != 0) {
+            fprintf(stderr, "%s: --arrivals %s: cannot write it: %s\n", me, arrivals_path, strerror(errno));
+            unlink(arrivals_tmp);
+            if (rc == 0)
+                rc = 1;
+        }
+        free(arrival);
+    }
     _ftmb_region_unlink(session, "in");
-    if (fol)
+    if (fol) {
         _ftmb_region_unlink(session, "infol");
+        /* What forgetting (--follow-forget) bounds: the entries kept, now and at most, of all served;
+         * and until a master died (its follower, the master from then on, has no follower: from then
+         * on entries are kept, as after a follower's loss). */
+        uint64_t kept = 0, logged = 0;
+        for (uint32_t q = 0; q < nqueues; q++) {
+            kept += qs[q].len;
+            logged += qs[q].base + qs[q].len;
+        }
+        fprintf(stderr, "%s: log held entries %llu max %llu of %llu; following max %llu of %llu\n", me,
+                (unsigned long long)kept, (unsigned long long)(held_max > kept ? held_max : kept),
+                (unsigned long long)logged, (unsigned long long)following_max, (unsigned long long)following_logged);
+    }
     for (uint32_t q = 0; q < nqueues; q++) {
         free(qs[q].log);
         free(qs[q].pkts);

@@ -108,12 +108,15 @@ struct follow {
     uint32_t note_head[FTMB_MAX_THREADS], note_tail[FTMB_MAX_THREADS];
     uint64_t last_note_ns;
     struct samples lag_ns, lag_rec;
+    uint64_t held_max;                       /* the most records kept at once (all threads) */
+    uint64_t following_max, following_stored; /* the same, and the records stored, while the master ran
+                                              * (final: following), which --follow-forget bounds */
 };
 
 /* Publish the stored records the follower has not been given yet; returns how many. */
 static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_out_region *out)
 {
-    uint64_t work = 0, now = _ftmb_now_ns(CLOCK_MONOTONIC), stored = 0, applied_all = 0;
+    uint64_t work = 0, now = _ftmb_now_ns(CLOCK_MONOTONIC), stored = 0, applied_all = 0, held = 0;
     /* Relaxed: only this process writes final. */
     int note = now - f->last_note_ns >= 1000000ull &&
                atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING;
@@ -131,6 +134,7 @@ static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_
         uint64_t n, base = _ftmb_ol_base(ol, t);
         const struct _ftmb_record *log = _ftmb_ol_log(ol, t, &n);
         uint64_t received = base + n;
+        held += n;
         /* Relaxed: a count only the follower writes; no data is read through it. */
         uint64_t applied = atomic_load_explicit(&f->region->thread[t].applied, memory_order_relaxed);
         stored += received;
@@ -170,6 +174,13 @@ static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_
             f->pushed[t] += k;
             work += k;
         }
+    }
+    if (held > f->held_max)
+        f->held_max = held;
+    /* Relaxed: only this process writes final. */
+    if (atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING) {
+        f->following_max = held > f->following_max ? held : f->following_max;
+        f->following_stored = stored;
     }
     if (note) {
         f->last_note_ns = now;
@@ -449,6 +460,20 @@ int main(int argc, char **argv)
                 "%.0f samples %llu\n",
                 me, q[0][0], q[0][1], q[0][2], q[0][3], q[1][0], q[1][1], q[1][2], q[1][3],
                 (unsigned long long)follow.lag_rec.n);
+        /* What forgetting (--follow-forget) bounds: the records kept, now and at most, of all stored;
+         * and while the master ran (after its death the follower is the master: nothing follows it,
+         * and from then on records are kept, as after a follower's loss). */
+        uint64_t kept = 0, recs = 0;
+        for (uint32_t t = 0; t < follow.region->max_threads; t++) {
+            uint64_t n;
+            _ftmb_ol_log(ol, t, &n);
+            kept += n;
+            recs += _ftmb_ol_received(ol, t);
+        }
+        fprintf(stderr, "%s: log held records %llu max %llu of %llu; following max %llu of %llu\n", me,
+                (unsigned long long)kept, (unsigned long long)(follow.held_max > kept ? follow.held_max : kept),
+                (unsigned long long)recs, (unsigned long long)follow.following_max,
+                (unsigned long long)follow.following_stored);
     }
     _ftmb_ol_free(ol);
     free(sink.lat_ns);

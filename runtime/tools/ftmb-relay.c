@@ -63,6 +63,8 @@ enum {
     F_FINAL = 20,       /* export -> import: final (died or finished), each thread's final count */
     F_APPLIED = 21,     /* import -> export: thread, records the follower applied */
     F_FOLLOWER = 22,    /* import -> export: a follower attached */
+    F_FOL_TAKEOVER = 23,/* import -> export (in, the session link): the master to come is a follower that
+                         * takes over; each queue is served again from the follower's position */
 };
 
 #define MAX_FRAME (64 * 1024)
@@ -75,6 +77,9 @@ static const char *role = "";     /* "in" or "out" */
 static const char *peer_addr = "";
 static uint64_t timeout_ns = 1000000000ull;      /* the link */
 static uint64_t peer_timeout_ns = 10000000000ull; /* the logger on this host (export) */
+static uint64_t connect_wait_ns = 10000000000ull; /* (import) to connect, and to be served */
+/* The logger on this host (export): its heartbeat as this relay sees it. */
+static struct _ftmb_peer_watch logger_watch;
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { (void)sig; stop_signal = 1; }
 
@@ -86,13 +91,27 @@ static void on_signal(int sig) { (void)sig; stop_signal = 1; }
  * syscalls per frame (an entry per frame on the in link). */
 struct link {
     int fd;
+    const char *peer, *addr; /* who is at the other end, and where: for the report of its loss */
     uint64_t last_rx, last_tx;
+    /* The peer's silence is counted in the time this relay looked at the link (link_look), not in
+     * wall time: a relay (or a whole machine) that was not scheduled for a while must not blame its
+     * peer for the time it did not watch, nor before the peer, paused with it, had its turn. */
+    uint64_t last_look, silent;
+    int waiting; /* for its turn (await_first, a follower's session link): silence says nothing yet */
     uint8_t buf[MAX_FRAME + 8];
     uint32_t type, len; /* the frame read and not yet handled (pending) */
     int pending;
     uint8_t obuf[LINK_BUF], ibuf[LINK_BUF];
     size_t on, ihead, itail;
 };
+
+#define NO_ANSWER "no word within the timeout (its host acknowledged nothing: the host or the link is down)"
+
+static _Noreturn void link_lost(const struct link *l, const char *why)
+{
+    fprintf(stderr, "%s %s: %s %s: %s\n", me, role, l->peer, l->addr, why);
+    exit(3);
+}
 
 static _Noreturn void lost(const char *why)
 {
@@ -107,14 +126,24 @@ static _Noreturn void lost(const char *why)
 static void send_all(struct link *l, const void *p, size_t n)
 {
     const uint8_t *b = p;
-    while (n) {
+    uint64_t start = _ftmb_now_ns(CLOCK_MONOTONIC);
+    for (;;) {
+        if (!n) {
+            uint64_t took = _ftmb_now_ns(CLOCK_MONOTONIC) - start;
+            if (took > timeout_ns / 4) /* (the peer, or its kernel, took nothing meanwhile: it may report us silent) */
+                fprintf(stderr, "%s %s: a send to %s %s blocked for %llu ms\n", me, role, l->peer, l->addr,
+                        (unsigned long long)(took / 1000000));
+            return;
+        }
         ssize_t w = send(l->fd, b, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            lost("the connection is stuck (nothing sent within the timeout)");
+            link_lost(l, "the connection is stuck (nothing sent within the timeout)");
+        if (w < 0 && errno == ETIMEDOUT)
+            link_lost(l, NO_ANSWER);
         if (w <= 0)
-            lost("the connection was lost");
+            link_lost(l, "the connection was lost");
         b += w;
         n -= (size_t)w;
     }
@@ -140,6 +169,42 @@ static void send_frame(struct link *l, uint32_t type, const void *p, uint32_t le
     l->last_tx = _ftmb_now_ns(CLOCK_MONOTONIC);
 }
 
+/* A peer's host that acknowledges nothing for --timeout-ms ends the link in the kernel
+ * (TCP_USER_TIMEOUT, setup_socket): a lost host or link. A peer process that is there (its host
+ * acknowledges) but says nothing is hung after HUNG_TIMEOUTS timeouts of watching: a starved one,
+ * on a loaded machine, gets that much longer to run once before it is given up. */
+#define HUNG_TIMEOUTS 2
+
+/* This relay looked at the link at `now` after waiting up to `waited` ns in poll for a word, and
+ * heard one or not. Silence counts the time between two looks only up to a ping period past the
+ * wait: a longer gap is time this relay was not running (starved, stopped, or the machine paused),
+ * in which the peer, likely paused too, owed it nothing. So a peer process is lost after
+ * HUNG_TIMEOUTS x `--timeout-ms` of watching without a word: at once-a-pass looks that is the
+ * time itself; a relay that a loaded machine schedules rarely takes longer in wall time to decide,
+ * and never blames a peer that answers within its own watching time after a pause. */
+static void link_look(struct link *l, uint64_t now, uint64_t waited, int heard)
+{
+    uint64_t gap = now - l->last_look, credit = waited + timeout_ns / 4;
+    l->last_look = now;
+    if (gap > credit + timeout_ns / 4 && !l->waiting) /* (why a peer may have declared this relay lost) */
+        fprintf(stderr, "%s %s: did not look at its link to %s %s for %llu ms (not scheduled, or blocked)\n", me,
+                role, l->peer, l->addr, (unsigned long long)(gap / 1000000));
+    if (heard) {
+        l->last_rx = now;
+        l->silent = 0;
+        return;
+    }
+    if (l->waiting)
+        return;
+    l->silent += gap < credit ? gap : credit;
+    if (l->silent > HUNG_TIMEOUTS * timeout_ns) {
+        char why[160];
+        snprintf(why, sizeof why, "no word from its process (%llu ms watched; %llu ms since the last word)",
+                 (unsigned long long)(l->silent / 1000000), (unsigned long long)((now - l->last_rx) / 1000000));
+        link_lost(l, why);
+    }
+}
+
 /* A whole frame from ibuf into l->buf; 1 if there was one. */
 static int take_frame(struct link *l)
 {
@@ -149,7 +214,7 @@ static int take_frame(struct link *l)
     uint32_t h[2];
     memcpy(h, l->ibuf + l->ihead, 8);
     if (h[1] > MAX_FRAME)
-        lost("a frame over the size limit (not an ftmb-relay peer?)");
+        link_lost(l, "a frame over the size limit (not an ftmb-relay peer?)");
     if (have < 8 + (size_t)h[1])
         return 0;
     memcpy(l->buf, l->ibuf + l->ihead + 8, h[1]);
@@ -173,12 +238,9 @@ static int poll_frame(struct link *l, int wait_ms)
         struct pollfd pf = {l->fd, POLLIN, 0};
         int n = poll(&pf, 1, left > 0 ? left : 0);
         now = _ftmb_now_ns(CLOCK_MONOTONIC);
-        if (n <= 0) {
-            if (now - l->last_rx > timeout_ns)
-                lost("no word within the timeout");
+        link_look(l, now, (uint64_t)(left > 0 ? left : 0) * 1000000ull, n > 0);
+        if (n <= 0)
             return 0;
-        }
-        l->last_rx = now;
         if (l->ihead == l->itail)
             l->ihead = l->itail = 0;
         else if (l->itail == sizeof l->ibuf) { /* compact: a partial frame at the end */
@@ -190,9 +252,11 @@ static int poll_frame(struct link *l, int wait_ms)
         if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
             r = -2;
         else if (r == 0)
-            lost("the connection was closed");
+            link_lost(l, "the connection was closed");
+        else if (r < 0 && errno == ETIMEDOUT)
+            link_lost(l, NO_ANSWER);
         else if (r < 0)
-            lost("the connection was lost");
+            link_lost(l, "the connection was lost");
         if (r > 0)
             l->itail += (size_t)r;
         if (take_frame(l))
@@ -210,22 +274,49 @@ static void ping_if_idle(struct link *l)
     link_flush(l);
     /* Data waiting to be read is a sign of life even when we do not read it yet (a full ring). */
     struct pollfd pf = {l->fd, POLLIN, 0};
-    if (poll(&pf, 1, 0) > 0 || l->itail != l->ihead)
-        l->last_rx = now;
-    else if (!l->pending && now - l->last_rx > timeout_ns)
-        lost("no word within the timeout");
+    link_look(l, now, 0, poll(&pf, 1, 0) > 0 || l->itail != l->ihead || l->pending);
 }
 
-static void setup_socket(struct link *l, int fd)
+/* An import's first frame on a link (l->pending): an export serves one importer at a time, so a
+ * new link waits for its turn, which comes when the link before it ends (a master that finished,
+ * or one whose loss its export is still finding out, up to --timeout-ms). That wait is bounded by
+ * --connect-wait-ms, not judged by silence: one timeout for two things made a verification
+ * replay's import give up while the export still served the follower's link. Pings are skipped. */
+static void await_first(struct link *l)
 {
+    uint64_t deadline = _ftmb_now_ns(CLOCK_MONOTONIC) + connect_wait_ns;
+    l->waiting = 1;
+    for (;;) {
+        if (poll_frame(l, 100)) {
+            if (l->type != F_PING)
+                break;
+            l->pending = 0;
+        } else if (_ftmb_now_ns(CLOCK_MONOTONIC) > deadline) {
+            link_lost(l, "not served within --connect-wait-ms (does another master's link still hold it?)");
+        }
+    }
+    l->waiting = 0;
+    l->silent = 0;
+}
+
+static void setup_socket(struct link *l, int fd, const char *peer, const char *addr)
+{
+    l->peer = peer;
+    l->addr = addr;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* The peer's host must acknowledge what we send (a ping each timeout/4 at the least) within the
+     * timeout, or the kernel ends the link (ETIMEDOUT): a lost host or link is found by its kernel's
+     * silence, which a starved peer process does not cause. */
+    unsigned user_timeout_ms = (unsigned)(timeout_ns / 1000000);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
     struct timeval tv = {(time_t)(timeout_ns / 1000000000ull), (suseconds_t)(timeout_ns % 1000000000ull / 1000)};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     l->fd = fd;
-    l->last_rx = l->last_tx = _ftmb_now_ns(CLOCK_MONOTONIC);
-    l->pending = 0;
+    l->last_rx = l->last_tx = l->last_look = _ftmb_now_ns(CLOCK_MONOTONIC);
+    l->silent = 0;
+    l->waiting = l->pending = 0;
     l->on = l->ihead = l->itail = 0;
 }
 
@@ -284,7 +375,7 @@ static void logger_rewind(struct link *l, struct _ftmb_in_region *r, struct _ftm
     atomic_store_explicit(&iq->rewind_pos, pos, memory_order_relaxed);
     atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
     while (atomic_load_explicit(&iq->rewind_ack, memory_order_acquire) != req) {
-        if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+        if (!_ftmb_peer_watch_alive(&logger_watch, &r->hdr, peer_timeout_ns))
             lost("the input logger is gone");
         ping_if_idle(l);
         usleep(50);
@@ -292,7 +383,21 @@ static void logger_rewind(struct link *l, struct _ftmb_in_region *r, struct _ftm
     rg->cache = rg->local; /* the logger emptied the ring: head = tail = our local */
 }
 
-static void export_in(struct link *l, struct _ftmb_in_region *r)
+/* Where a takeover master is served each queue again from: the start of the logger's log (0), or,
+ * for a follower that takes over (F_FOL_TAKEOVER), its position in the queue: the tail of the input
+ * logger's follow ring (what the follower took, F_FREED). A logger with --follow-forget forgets
+ * only entries before that tail, and the tail only grows, so the position read now is still
+ * retained; the follower asks again from its exact position (at or after it) at its next receive. */
+static uint64_t takeover_pos(const struct _ftmb_infol_region *fol, uint32_t q, int follower)
+{
+    if (!follower || !fol || q >= fol->nqueues)
+        return 0;
+    /* Acquire pairs with the follow export's consume (release): a position the logger may trim to. */
+    return atomic_load_explicit(&fol->queue[q].tail, memory_order_acquire);
+}
+
+/* `fol`: the input logger's follow region (its --follow), or NULL. */
+static void export_in(struct link *l, struct _ftmb_in_region *r, const struct _ftmb_infol_region *fol)
 {
     struct _ftmb_ring rings[FTMB_MAX_QUEUES];
     uint32_t hello[2] = {r->nqueues, r->capacity};
@@ -306,9 +411,18 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
     uint64_t sent[FTMB_MAX_QUEUES] = {0}, freed[FTMB_MAX_QUEUES] = {0};
     /* A master before this one (it died, or finished) took entries through its link that died with
      * its host: a takeover is served every queue again from the start of the logger's log (a replay
-     * asks again from where its log starts; a queue its log never received from starts there).
-     * Nothing is sent before the master attached, so no entry of the old stream reaches the new one. */
+     * asks again from where its log starts; a queue its log never received from starts there), a
+     * follower's from its position (takeover_pos). Nothing is sent before the master attached, so
+     * no entry of the old stream reaches the new one. */
     int takeover = atomic_load_explicit(&r->hdr.master_pid, memory_order_relaxed) != 0, serving = 0;
+    int follower = 0;
+    /* The input logger paces --rate from the master's first take: its ring's tail moving. Here the
+     * take is the remote master's, which may come a second after its attach (a DPDK program
+     * attaches before rte_eal_init). So until the import says its master took an entry (F_FREED),
+     * each queue's first entry is sent but left in the logger's ring (held); a takeover master's
+     * logger is pacing already. */
+    int took = takeover;
+    uint64_t held[FTMB_MAX_QUEUES] = {0};
     for (uint32_t q = 0; q < r->nqueues; q++)
         _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 0);
     unsigned idle = 0;
@@ -331,26 +445,41 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
                 }
                 if (a[0] == _FTMB_MASTER_ATTACHED && !serving) {
                     for (uint32_t q = 0; takeover && q < r->nqueues; q++)
-                        logger_rewind(l, r, &rings[q], q, 0);
+                        logger_rewind(l, r, &rings[q], q, takeover_pos(fol, q, follower));
                     serving = 1;
                 }
             } else if (l->type == F_REWIND && a[0] < r->nqueues) {
                 logger_rewind(l, r, &rings[a[0]], (uint32_t)a[0], a[2]);
+                held[a[0]] = 0; /* (the logger emptied its ring) */
                 uint64_t ack[2] = {a[0], a[1]};
                 send_frame(l, F_REWIND_ACK, ack, sizeof ack);
             } else if (l->type == F_RETAIN && a[0] < r->nqueues) {
                 atomic_store_explicit(&r->queue[a[0]].retain_from, a[1], memory_order_relaxed);
             } else if (l->type == F_FREED && a[0] < r->nqueues) {
                 freed[a[0]] = a[1];
+                if (!took && a[1] > 0) { /* the master's first take: the logger's pacing starts now */
+                    took = 1;
+                    for (uint32_t q = 0; q < r->nqueues; q++) {
+                        _ftmb_ring_consume(&rings[q], held[q]);
+                        held[q] = 0;
+                    }
+                }
+            } else if (l->type == F_FOL_TAKEOVER) {
+                follower = 1;
             }
         }
         struct pollfd pf = {l->fd, POLLOUT, 0};
         if (serving && poll(&pf, 1, 0) > 0) {
             for (uint32_t q = 0; q < r->nqueues; q++) {
-                for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && _ftmb_ring_ready(&rings[q]); k++) {
+                for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && (took || !held[q]) &&
+                                _ftmb_ring_ready(&rings[q]);
+                     k++) {
                     const struct _ftmb_in_entry *e = _ftmb_ring_peek(&rings[q], 0);
                     send_frame(l, F_ENTRY, e, 32 + (e->len <= FTMB_PKT_MAX ? e->len : 0));
-                    _ftmb_ring_consume(&rings[q], 1);
+                    if (took)
+                        _ftmb_ring_consume(&rings[q], 1);
+                    else
+                        held[q]++;
                     sent[q]++;
                     work = 1;
                 }
@@ -359,7 +488,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r)
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
         if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
             last_check = now;
-            if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+            if (!_ftmb_peer_watch_alive(&logger_watch, &r->hdr, peer_timeout_ns))
                 lost("the input logger is gone");
         }
         ping_if_idle(l);
@@ -548,7 +677,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
                             left |= pend[t].n != 0 || outq[t].n != 0;
                         if (!left)
                             break;
-                        if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+                        if (!_ftmb_peer_watch_alive(&logger_watch, &r->hdr, peer_timeout_ns))
                             lost("the output logger is gone");
                         usleep(50);
                     }
@@ -569,7 +698,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
         if (now - last_check > 10000000ull) { /* every 10 ms: a /proc read */
             last_check = now;
-            if (!_ftmb_peer_alive(&r->hdr, peer_timeout_ns))
+            if (!_ftmb_peer_watch_alive(&logger_watch, &r->hdr, peer_timeout_ns))
                 lost("the output logger is gone");
         }
         ping_if_idle(l);
@@ -588,7 +717,10 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
  * says the follower took it (F_FREED): the ring's tail is the follower's position, as on one host,
  * and at most a ring's capacity is on its way. The follower's applied counts go back (the output
  * logger forgets with --follow-forget), and the export stands in for the follower: its pid is the
- * follower_pid the output logger watches, so a lost link is a follower that died. */
+ * follower_pid the output logger watches, so a lost link is a follower that died. The input logger
+ * with --follow-forget forgets the entries before its follow ring's tail (what the follower took),
+ * so a follower's takeover is served each queue again from there, not from entry 0 (F_FOL_TAKEOVER,
+ * takeover_pos). */
 
 static void export_fol(struct link *l, struct _ftmb_fol_region *f, struct _ftmb_out_region *o)
 {
@@ -651,7 +783,7 @@ static void export_fol(struct link *l, struct _ftmb_fol_region *f, struct _ftmb_
             atomic_store_explicit(&f->follower_heartbeat_ns, now, memory_order_relaxed);
         if (now - last_check > 10000000ull) {
             last_check = now;
-            if (!_ftmb_peer_alive(&f->hdr, peer_timeout_ns))
+            if (!_ftmb_peer_watch_alive(&logger_watch, &f->hdr, peer_timeout_ns))
                 lost("the output logger is gone");
         }
         ping_if_idle(l);
@@ -704,7 +836,7 @@ static void export_infol(struct link *l, struct _ftmb_infol_region *f, struct _f
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
         if (now - last_check > 10000000ull) {
             last_check = now;
-            if (!_ftmb_peer_alive(&f->hdr, peer_timeout_ns))
+            if (!_ftmb_peer_watch_alive(&logger_watch, &f->hdr, peer_timeout_ns))
                 lost("the input logger is gone");
         }
         ping_if_idle(l);
@@ -775,6 +907,8 @@ static int run_export(const char *session, const char *listen_addr, const char *
     if (region && !is_in && !is_out) /* a follow region: the session's, for its layout */
         session_region = _ftmb_region_attach(session, is_fol ? "out" : "in", is_fol ? _FTMB_OUT_MAGIC : _FTMB_IN_MAGIC,
                                              30000, &size);
+    if (region && is_in) /* the input logger's follow region, if it has one (ready before the session's) */
+        session_region = _ftmb_region_attach(session, "infol", _FTMB_INFOL_MAGIC, 0, &size);
     if (!region || (!is_in && !is_out && !session_region)) {
         fprintf(stderr, "%s: no ready region /dev/shm/ftmb-%s.%s (start its logger first%s)\n", me, session, role,
                 is_in || is_out ? "" : ", with --follow");
@@ -796,7 +930,14 @@ static int run_export(const char *session, const char *listen_addr, const char *
         if (fd < 0)
             continue;
         static struct link l;
-        setup_socket(&l, fd);
+        static char from[INET_ADDRSTRLEN + 8];
+        struct sockaddr_in pa;
+        socklen_t pl = sizeof pa;
+        char ip[INET_ADDRSTRLEN] = "?";
+        if (getpeername(fd, (struct sockaddr *)&pa, &pl) == 0)
+            inet_ntop(AF_INET, &pa.sin_addr, ip, sizeof ip);
+        snprintf(from, sizeof from, "%s", ip); /* (the peer's host; its port says nothing) */
+        setup_socket(&l, fd, is_in || is_out ? "the master's host" : "the follower's host", from);
         uint64_t want_log = 0;
         const char *log_path_now = log_path;
         if (is_out) { /* the importer says first whether it wants the log */
@@ -835,6 +976,7 @@ static int run_export(const char *session, const char *listen_addr, const char *
                 }
             }
         }
+        l.last_look = _ftmb_now_ns(CLOCK_MONOTONIC); /* (unwatched while the log was awaited: it pinged) */
         pid_t child = fork();
         if (child == 0) {
             close(ls);
@@ -844,7 +986,7 @@ static int run_export(const char *session, const char *listen_addr, const char *
             if (want_log)
                 send_log(&l, log_path_now);
             if (is_in)
-                export_in(&l, region);
+                export_in(&l, region, session_region);
             else if (is_out)
                 export_out(&l, region);
             else if (is_fol)
@@ -1010,8 +1152,9 @@ static int in_imp_pass(struct link *l, struct in_imp *st, int *end)
 
 static void import_in(struct link *l, const char *session)
 {
-    if (!poll_frame(l, (int)(timeout_ns / 1000000)) || l->type != F_HELLO_IN)
-        lost("no greeting from the input relay");
+    await_first(l);
+    if (l->type != F_HELLO_IN)
+        link_lost(l, "no greeting from the input relay");
     l->pending = 0;
     uint32_t nq, cap;
     uint64_t tsc, tick;
@@ -1048,6 +1191,7 @@ static void recv_log(struct link *l, const char *path)
         fprintf(stderr, "%s out: %s: cannot write the log: %s\n", me, tmp, strerror(errno));
         exit(1);
     }
+    await_first(l); /* (the export's parent pings once it serves us and waits for the log) */
     for (;;) {
         if (!poll_frame(l, 100))
             continue;
@@ -1196,10 +1340,9 @@ static void import_out(struct link *l, const char *session, const char *log_path
     send_frame(l, F_WANT_LOG, &want, 8);
     if (log_path)
         recv_log(l, log_path);
-    while (!poll_frame(l, 100))
-        ;
+    await_first(l);
     if (l->type != F_HELLO_OUT)
-        lost("no greeting from the output relay");
+        link_lost(l, "no greeting from the output relay");
     l->pending = 0;
     uint64_t *h = (uint64_t *)l->buf;
     static struct out_imp st;
@@ -1247,14 +1390,41 @@ static int session_turn(struct link *sl, uint32_t type)
     if (sl->type != type)
         lost("no greeting on the session link");
     sl->pending = 0;
-    sl->last_rx = sl->last_tx = _ftmb_now_ns(CLOCK_MONOTONIC);
+    sl->last_rx = sl->last_tx = sl->last_look = _ftmb_now_ns(CLOCK_MONOTONIC); /* (watched from now on) */
+    sl->silent = sl->waiting = 0;
+    return 1;
+}
+
+/* The end of each pass of a follow import, the same on both sides: keep the session link alive once
+ * its turn came (`active`) and the follow link always, nap when the pass moved nothing (`work`);
+ * once the import is over (`end`: the session link ended, or a stop signal) flush both links and
+ * remove the regions it made here, the session's (`side`: "in" or "out") and its follow region.
+ * Returns whether the import goes on. */
+static int follow_pass_end(struct link *sl, struct link *fl, const char *session, const char *side, int active,
+                           int work, int end, unsigned *idle)
+{
+    if (active)
+        ping_if_idle(sl);
+    ping_if_idle(fl);
+    if (end || stop_signal) {
+        link_flush(sl);
+        link_flush(fl);
+        _ftmb_region_unlink(session, side);
+        _ftmb_region_unlink(session, strcmp(side, "in") == 0 ? "infol" : "fol");
+        return 0;
+    }
+    if (work)
+        *idle = 0;
+    else
+        idle_wait(fl, idle);
     return 1;
 }
 
 static void import_in_follow(struct link *sl, struct link *fl, const char *session)
 {
-    if (!poll_frame(fl, (int)(timeout_ns / 1000000)) || fl->type != F_HELLO_INFOL)
-        lost("no greeting from the input logger's follow relay");
+    await_first(fl);
+    if (fl->type != F_HELLO_INFOL)
+        link_lost(fl, "no greeting from the input logger's follow relay");
     fl->pending = 0;
     uint32_t h32[4];
     uint64_t h64[2];
@@ -1275,7 +1445,7 @@ static void import_in_follow(struct link *sl, struct link *fl, const char *sessi
     _ftmb_region_set_ready(st.r);
     int active = 0, end = 0;
     unsigned idle = 0;
-    while (!stop_signal && !end) {
+    for (int more = 1; more;) {
         _ftmb_region_heartbeat(f);
         _ftmb_region_heartbeat(st.r);
         int work = 0;
@@ -1309,22 +1479,13 @@ static void import_in_follow(struct link *sl, struct link *fl, const char *sessi
             if (nq != st.nq || cap != st.cap)
                 lost("the session's input region differs from what the follow link said");
             active = 1;
+            send_frame(sl, F_FOL_TAKEOVER, NULL, 0); /* (before the follower's attach: its F_STATE) */
             fprintf(stderr, "%s in: the session link's turn came; relaying for the follower\n", me);
         }
-        if (active) {
+        if (active)
             work |= in_imp_pass(sl, &st, &end);
-            ping_if_idle(sl);
-        }
-        ping_if_idle(fl);
-        if (work)
-            idle = 0;
-        else
-            idle_wait(fl, &idle);
+        more = follow_pass_end(sl, fl, session, "in", active, work, end, &idle);
     }
-    link_flush(sl);
-    link_flush(fl);
-    _ftmb_region_unlink(session, "in");
-    _ftmb_region_unlink(session, "infol");
 }
 
 static void import_out_follow(struct link *sl, struct link *fl, const char *session)
@@ -1332,8 +1493,9 @@ static void import_out_follow(struct link *sl, struct link *fl, const char *sess
     uint64_t want = 0;
     send_frame(sl, F_WANT_LOG, &want, 8); /* (read by the export when this link's turn comes) */
     link_flush(sl);
-    if (!poll_frame(fl, (int)(timeout_ns / 1000000)) || fl->type != F_HELLO_FOL)
-        lost("no greeting from the output logger's follow relay");
+    await_first(fl);
+    if (fl->type != F_HELLO_FOL)
+        link_lost(fl, "no greeting from the output logger's follow relay");
     fl->pending = 0;
     uint64_t h[5];
     memcpy(h, fl->buf, sizeof h);
@@ -1357,7 +1519,7 @@ static void import_out_follow(struct link *sl, struct link *fl, const char *sess
     int active = 0, end = 0, follower_sent = 0;
     uint32_t final = _FTMB_FOL_FOLLOWING; /* received, not yet published here */
     unsigned idle = 0;
-    while (!stop_signal && !end) {
+    for (int more = 1; more;) {
         _ftmb_region_heartbeat(f);
         _ftmb_region_heartbeat(st.r);
         int work = 0;
@@ -1416,20 +1578,10 @@ static void import_out_follow(struct link *sl, struct link *fl, const char *sess
             /* Release: pairs with the follower's acquire load of final; the counts are visible. */
             atomic_store_explicit(&f->final, final, memory_order_release);
         }
-        if (active) {
+        if (active)
             work |= out_imp_pass(sl, &st, &end);
-            ping_if_idle(sl);
-        }
-        ping_if_idle(fl);
-        if (work)
-            idle = 0;
-        else
-            idle_wait(fl, &idle);
+        more = follow_pass_end(sl, fl, session, "out", active, work, end, &idle);
     }
-    link_flush(sl);
-    link_flush(fl);
-    _ftmb_region_unlink(session, "out");
-    _ftmb_region_unlink(session, "fol");
 }
 
 static void usage(FILE *f)
@@ -1446,9 +1598,11 @@ static void usage(FILE *f)
           "  export --region fol|infol: serve the logger's follow region (its --follow) to a follower's host\n"
           "  import --follow ADDR  for a follower on this host: the follow region from ADDR (the fol or infol\n"
           "           export) and the session region, relayed once the master's link has ended\n"
-          "  --timeout-ms N        a link with no word for N ms is lost (default 1000); exit 3, one line\n"
+          "  --timeout-ms N        a link whose peer host acknowledges nothing for N ms, or whose peer says\n"
+          "                        nothing for 2 x N ms of watching, is lost (default 1000); exit 3, one line\n"
           "  --peer-timeout-ms N   (export) the logger is gone when its heartbeat is older (default 10000)\n"
-          "  --connect-wait-ms N   (import) keep trying to connect for N ms (default 10000)\n",
+          "  --connect-wait-ms N   (import) keep trying to connect, then wait to be served (the export serves\n"
+          "                        one importer at a time), for N ms each (default 10000)\n",
           f);
 }
 
@@ -1507,7 +1661,9 @@ int main(int argc, char **argv)
         return 1;
     }
     timeout_ns = tmo * 1000000ull;
+    connect_wait_ns = cwait * 1000000ull;
     peer_addr = addr;
+    const char *logger_host = strcmp(role, "in") == 0 ? "the input logger's host" : "the output logger's host";
     if (is_export)
         return run_export(session, addr, log_path);
     signal(SIGINT, on_signal);
@@ -1515,17 +1671,16 @@ int main(int argc, char **argv)
     static struct link l;
     if (follow_addr) {
         static struct link fl;
-        peer_addr = follow_addr;
-        setup_socket(&fl, connect_to(follow_addr, cwait * 1000000ull));
-        peer_addr = addr;
-        setup_socket(&l, connect_to(addr, cwait * 1000000ull));
+        setup_socket(&fl, connect_to(follow_addr, cwait * 1000000ull), logger_host, follow_addr);
+        setup_socket(&l, connect_to(addr, cwait * 1000000ull), logger_host, addr);
+        l.waiting = 1; /* (for its turn: session_turn) */
         if (!strcmp(role, "in"))
             import_in_follow(&l, &fl, session);
         else
             import_out_follow(&l, &fl, session);
         return stop_signal ? 4 : 0;
     }
-    setup_socket(&l, connect_to(addr, cwait * 1000000ull));
+    setup_socket(&l, connect_to(addr, cwait * 1000000ull), logger_host, addr);
     if (!strcmp(role, "in"))
         import_in(&l, session);
     else

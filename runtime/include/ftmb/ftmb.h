@@ -10,7 +10,7 @@
 #ifndef FTMB_FTMB_H
 #define FTMB_FTMB_H
 
-#define FTMB_ABI_VERSION 3
+#define FTMB_ABI_VERSION 4
 #define FTMB_MAX_THREADS 32
 #define FTMB_MAX_OBJECTS 65536
 #define FTMB_MAX_QUEUES 32
@@ -47,10 +47,10 @@ enum ftmb_mode {
 
 /* ABI version check: every object including this header references the version symbol, which
  * only a runtime built from the same ABI table defines; a mismatch fails at link time. */
-extern const int ftmb_abi_version_3;
-static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_3;
+extern const int ftmb_abi_version_4;
+static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_4;
 
-/* --- the record fast path, inline in the program (ABI v3; ftmb_instrument/abi/fast_path.py) --- */
+/* --- the record fast path, inline in the program (ABI v4; ftmb_instrument/abi/fast_path.py) --- */
 /* A record of a thread's log: 16 bytes, head = kind | 16-bit check << 8 | site << 24 | obj << 40. */
 struct ftmb_record {
     ftmb_u64 head;
@@ -91,6 +91,8 @@ struct ftmb_fast {
     ftmb_u64 *own;             /* the thread's run marks: own[obj] = its latest access's sequence + 2 */
     ftmb_u64 quiet;            /* quiet operations since its last loud record */
     ftmb_u64 every;            /* every ordered access logs a claim (a relay or a follower session) */
+    ftmb_u64 run_at;           /* local + 1 at its latest access that logged nothing (a run's): the
+                                * next transmit logs a record first if no record came since */
 };
 extern __thread struct ftmb_fast *ftmb_fast_thread __attribute__((tls_model("initial-exec")));
 
@@ -131,8 +133,8 @@ static __inline__ __attribute__((always_inline)) int _ftmb_fast_held(ftmb_obj_t 
 }
 /* Take obj's sequence lock ((seq << 1) | locked) with one acquire CAS; log a claim unless the
  * thread's run on obj goes on (its own access was the object's previous one, no quiet operation
- * since its last loud record, no renewal at a multiple of 2^16: runtime.c, run_continues). The
- * word, or NULL when nothing was done (quiet operations to carry, a held or contended word: the
+ * since its last loud record, no renewal at a multiple of 2^16: runtime.c, run_continues; then it
+ * notes the record count in run_at). The word, or NULL when nothing was done (quiet operations to carry, a held or contended word: the
  * slow path). The site is not logged (a claim's site field carries the quiet count, 0 here). */
 static __inline__ __attribute__((always_inline)) ftmb_u64 *_ftmb_fast_seq_lock(ftmb_obj_t obj, ftmb_site_t site)
 {
@@ -149,9 +151,11 @@ static __inline__ __attribute__((always_inline)) ftmb_u64 *_ftmb_fast_seq_lock(f
     seq = v >> 1;
     mark = f->own[obj];
     f->own[obj] = seq + 2;
-    if (__builtin_expect(mark == seq + 1 && (seq & FTMB_ORD_MARK_MASK) != 0 && f->every == 0, 1))
-        return w;
     local = f->local;
+    if (__builtin_expect(mark == seq + 1 && (seq & FTMB_ORD_MARK_MASK) != 0 && f->every == 0, 1)) {
+        f->run_at = local + 1; /* (a transmit before the next record logs one: runtime.c, _ftmb_tx_records) */
+        return w;
+    }
     _ftmb_fast_emit(f, f->slots + (local & f->mask), local, _ftmb_rec_head_of(FTMB_REC_ORDERED, obj, 0),
                     (seq & ((((ftmb_u64)1) << FTMB_ORD_SEQ_BITS) - 1)) |
                         ((mark & FTMB_ORD_MARK_MASK) << FTMB_ORD_SEQ_BITS));
