@@ -67,13 +67,6 @@ uint64_t _ftmb_ol_corrupt(const struct _ftmb_ol *ol);
 """
 
 
-# The runtimes this process loaded. ftmb_init starts threads that live as long as the process (the
-# death watch's keeper looks every 100 ms whether its session is gone), so the library must stay
-# mapped after its test: unloading it (cffi does at garbage collection) would pull their code away
-# (the rest of the suite then died of SIGSEGV).
-_LOADED: list = []
-
-
 class Harness:
     """One session in this process: the master runtime in record mode and an output-logger core."""
 
@@ -82,8 +75,11 @@ class Harness:
                        capture_output=True, timeout=600)
         self.ffi = cffi.FFI()
         self.ffi.cdef(CDEF)
-        self.lib = self.ffi.dlopen(str(RUNTIME / "build" / "libftmb.so"))
-        _LOADED.append((self.ffi, self.lib))  # never unloaded: ftmb_init starts the runtime's keeper thread
+        # RTLD_NODELETE: ftmb_init starts the runtime's keeper thread, which lives as long as this
+        # process; cffi unloads a library when its object is collected (at the latest in the
+        # interpreter's last collection at exit), and the keeper's code would go with it (SIGSEGV:
+        # the suite ran, then exited 139).
+        self.lib = self.ffi.dlopen(str(RUNTIME / "build" / "libftmb.so"), self.ffi.RTLD_NOW | self.ffi.RTLD_NODELETE)
         lib, ffi = self.lib, self.ffi
         self.session = f"prop-{uuid.uuid4().hex[:12]}".encode()
         in_size = lib._ftmb_in_region_size(1, 64)
