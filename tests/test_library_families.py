@@ -135,11 +135,15 @@ def test_a_model_without_the_order_makes_replay_differ(app, tmp_path, mode):
                       "--kill-from-input")
     check = res["replay_check"]
     # Either the backup's own replay finds its log does not fit (it diverges and aborts the failover), or
-    # it goes live and the verification replay regenerates other bytes.
+    # it goes live and the verification replay regenerates other bytes, or the library's state, built
+    # in another order than the master's, brought the backup down in its replay (once in event mode:
+    # SIGABRT with no runtime line after "taking over").
     diverged = check is None and "replay diverged" in err
-    assert rc == 1 and (diverged or check is not None and (check["mismatches"] > 0 or check["compared"] < check["released"])), \
+    crashed = check is None and re.search(r"backup was gone when the master died \(killed by SIG\w+\): "
+                                          r"ftmb: standby: the master \(pid \d+\) died; taking over", err)
+    assert rc == 1 and (diverged or crashed or check is not None and (check["mismatches"] > 0 or check["compared"] < check["released"])), \
         f"the replay reproduced calls that nothing ordered: {check}; {err[-1000:]}"
-    assert "replay check:" in err or "replay diverged" in err, err[-2000:]
+    assert "replay check:" in err or "replay diverged" in err or crashed, err[-2000:]
 
 
 @pytest.mark.parametrize("mode", [m for m in MODES if m in FAMILY])

@@ -696,6 +696,29 @@ def test_checkpoints_let_the_output_logger_forget_older_records(tmp_path):
     assert not again.ok and "garbage-collected" in again.failure, again.failure
 
 
+def test_checkpoints_give_the_threads_they_boost_their_own_policy_back(tmp_path):
+    """On its way to a park a thread runs at a real-time priority for a moment where the machine
+    permits it (checkpoint.c, boost_thread: busy-polling threads that outnumber the CPUs otherwise
+    wait for one), and gets back the policy it had: three spinning workers, one of them at
+    SCHED_BATCH, with a checkpoint every 10 ms, end at SCHED_BATCH and SCHED_OTHER. On a machine
+    with fewer CPUs than spinning threads, as root, some thread was not on a CPU at a request, so
+    threads were boosted (the count is in the runtime's checkpoint line)."""
+    trace = tmp_path / "t.pcap"
+    traffic.generate(trace, seed=5, flows=60, packets=6000, duration_s=1.0)
+    env = dict(os.environ, FTMB_TEST_FWD_SPIN="1", FTMB_TEST_FWD_BATCH="1")
+    res = runlib.run([str(FWD), "3"], trace, tmp_path / "out.pcap", queues=3, rate=6000, timeout_s=60,
+                     failover=True, checkpoint_ms=10, verify_replay=False, env=env)
+    assert res.ok, res.failure
+    assert res.released == 6000 and res.held == 0
+    stats = re.search(r"ftmb: checkpoints (\d+) skipped \d+ .* boosted (\d+)", res.nf_stderr)
+    assert stats and int(stats.group(1)) > 0, res.nf_stderr
+    policies = dict(re.findall(r"^policy (\d+) (\d+)$", res.nf_stdout, re.M))
+    assert policies == {"0": str(os.SCHED_OTHER), "1": str(os.SCHED_BATCH), "2": str(os.SCHED_OTHER)}, \
+        (policies, stats.group(0))
+    if os.geteuid() == 0 and (os.cpu_count() or 1) < 3:
+        assert int(stats.group(2)) > 0, stats.group(0)
+
+
 def test_a_dead_snapshot_is_reported_and_replaced(trace, tmp_path):
     """SIGKILL the process holding the master's checkpoint: the master says so and forwards on; the
     next checkpoint names a new one."""

@@ -4,7 +4,8 @@
  * Every N ms the runtime's coordinator thread quiesces the program: each thread that receives
  * input parks at the top of its next receive (a packet boundary: the previous burst is processed
  * and sent), every other program thread parks in a signal handler (FTMB_CAPTURE_SIGNAL), but never
- * inside a runtime operation (`in_op`: it parks when the operation ends). A parked thread saves
+ * inside a runtime operation (`in_op`: it parks when the operation ends); one still on its way
+ * after the first spins runs at a real-time priority for a moment (boost_thread). A parked thread saves
  * its registers (getcontext), wakes the coordinator (which waits blocked: wait_for_parks) and
  * blocks on a futex. Then the coordinator forks with the raw clone
  * system call (no atfork handlers: the snapshot must keep every lock exactly as the parked threads
@@ -65,6 +66,7 @@ extern char __data_start[] __attribute__((weak));
 extern char _end[] __attribute__((weak));
 
 #define PARK_TIMEOUT_NS 100000000ull /* a thread that does not park within this: skip the round */
+#define PARK_BOOST_NS 1000000ull     /* threads on their way to a park run first for this long at most */
 #define MAX_SAMPLES 65536
 #define RESTORE_STACK 16384
 #define CAPTURE_SIGNAL (SIGRTMIN + 7)
@@ -97,6 +99,8 @@ static struct {
     uint64_t park_rx_ns[MAX_SAMPLES];  /* request -> every receiver parked (the rest of the park: the
                                         * others, by the signal) */
     uint64_t fork_preempted;           /* the coordinator's involuntary context switches in the clones */
+    int boosted[FTMB_MAX_THREADS];     /* 1 + the policy a thread had before boost_thread raised it */
+    uint64_t boosts;                   /* threads raised on their way to a park, over the run */
     uint64_t seq_at[FTMB_MAX_QUEUES]; /* each queue's next entry at the newest snapshot */
     uint64_t rec_at[FTMB_MAX_THREADS]; /* each thread's record count at the newest snapshot */
     struct capture cap[FTMB_MAX_THREADS];
@@ -287,6 +291,62 @@ static void wait_for_parks(unsigned poll, uint32_t seen)
     syscall(SYS_futex, &ck.parks, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
 }
 
+/* Real-time priority where permitted (else nothing changes): the coordinator's from the request to
+ * the resume (boost), and the program threads' on their way to a park (boost_thread). A checkpoint
+ * parks busy-polling threads that may outnumber the CPUs: a thread that has to reach its park
+ * waits for a CPU behind the others, the loggers and the machine's other jobs (packet_ordering's
+ * 4 lcores on 2 CPUs: the receiver's park was most of the pause), and the coordinator, that wakes
+ * every 50 µs to look, behind them all. The coordinator is above the threads (priority 2 to their
+ * 1) so that it always gets to look, and a thread keeps the priority for PARK_BOOST_NS at most: one
+ * on its way to a park that spins on a lock whose holder is not boosted would otherwise keep the
+ * holder off the CPU (priority inversion) until the round's timeout. SCHED_RESET_ON_FORK: a
+ * snapshot, and whatever a boosted thread forks or spawns, start at the default policy. */
+static int boost_refused;
+
+static void boost(int on)
+{
+    if (boost_refused)
+        return;
+    struct sched_param p = {.sched_priority = on ? 2 : 0};
+    if (sched_setscheduler(0, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &p) != 0 && on)
+        boost_refused = 1;
+}
+
+/* Raise program thread i to priority 1 (on) or give it back the policy it had (off). A thread the
+ * program runs at a policy of its own (real-time lcores) is left alone. */
+static void boost_thread(uint32_t i, int on)
+{
+    struct _ftmb_thread *t = &_ftmb_threads[i];
+    if (on ? boost_refused || ck.boosted[i] || ck.tid_off < 0 || !t->pthread : !ck.boosted[i])
+        return;
+    pid_t tid = *(volatile pid_t *)((char *)t->pthread + ck.tid_off);
+    if (tid <= 0)
+        return;
+    if (!on) {
+        struct sched_param p = {.sched_priority = 0};
+        sched_setscheduler(tid, ck.boosted[i] - 1, &p);
+        ck.boosted[i] = 0;
+        return;
+    }
+    int policy = sched_getscheduler(tid);
+    if (policy < 0 || ((policy & ~SCHED_RESET_ON_FORK) != SCHED_OTHER && (policy & ~SCHED_RESET_ON_FORK) != SCHED_BATCH))
+        return;
+    struct sched_param p = {.sched_priority = 1};
+    if (sched_setscheduler(tid, SCHED_FIFO | SCHED_RESET_ON_FORK, &p) == 0) {
+        ck.boosted[i] = 1 + policy;
+        ck.boosts++;
+    }
+    else if (errno == EPERM)
+        boost_refused = 1;
+}
+
+static void unboost_threads(void)
+{
+    for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++)
+        if (ck.boosted[i])
+            boost_thread(i, 0);
+}
+
 /* Park every program thread for epoch e; 0 if one did not within PARK_TIMEOUT_NS. Receivers park
  * first: a thread parked in the handler may hold a program lock a receiver waits for. The others
  * are signalled as soon as the receivers are in, and again every 64 polls (one inside a runtime
@@ -294,7 +354,14 @@ static void wait_for_parks(unsigned poll, uint32_t seen)
 static int capture_all(uint64_t e, uint64_t t0, int *receivers, uint64_t *rx_done)
 {
     uint32_t signalled_at[FTMB_MAX_THREADS] = {0};
+    int boosting = 0; /* after the first spins, for PARK_BOOST_NS (boost_thread) */
     for (uint32_t poll = 1;; poll++) {
+        if (poll >= 64) {
+            int was = boosting;
+            boosting = _ftmb_now_ns(CLOCK_MONOTONIC) - t0 < PARK_BOOST_NS;
+            if (was && !boosting)
+                unboost_threads();
+        }
         /* Relaxed: indexes are claimed by spawn wrappers; a thread claimed after this read has not
          * run program code yet that this snapshot would miss (its spawner is parked). */
         uint32_t n = atomic_load_explicit(&_ftmb_rt.next_index, memory_order_relaxed);
@@ -326,6 +393,8 @@ static int capture_all(uint64_t e, uint64_t t0, int *receivers, uint64_t *rx_don
                 waiting_rx++;
             else
                 waiting_other++;
+            if (boosting && (is_rx || signalled_at[i]))
+                boost_thread(i, 1); /* (a receiver, or a thread signalled to park) */
         }
         *receivers = (int)rx;
         if (!rx)
@@ -573,16 +642,6 @@ static void note_resumed(void)
  * then, and the coordinator does nothing but the kernel's copy of the address space, which the
  * machine's other runnable threads would otherwise preempt (fork_preempted). Not while it waits for
  * the parks (those threads need the CPU) nor in the snapshot (SCHED_RESET_ON_FORK). */
-static void boost(int on)
-{
-    static int refused;
-    if (refused)
-        return;
-    struct sched_param p = {.sched_priority = on ? 1 : 0};
-    if (sched_setscheduler(0, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &p) != 0 && on)
-        refused = 1;
-}
-
 static void checkpoint(void)
 {
     int status;
@@ -600,7 +659,9 @@ static void checkpoint(void)
     atomic_store_explicit(&_ftmb_ckpt.req, e, memory_order_release);
     int receivers = 0;
     uint64_t rx_done = 0;
+    boost(1);
     int all = capture_all(e, t0, &receivers, &rx_done);
+    unboost_threads(); /* (parked now, or the round given up) */
     uint64_t t1 = _ftmb_now_ns(CLOCK_MONOTONIC);
     pid_t pid = 0, master = getpid();
     uint64_t c0 = 0, c1 = 0;
@@ -610,12 +671,11 @@ static void checkpoint(void)
             ck.seq_at[q] = _ftmb_rt.inq[q].next_seq;
         for (uint32_t i = 0; i < FTMB_MAX_THREADS; i++)
             ck.rec_at[i] = _ftmb_threads[i].rec.local;
-        boost(1); /* (before the count: taking the priority may switch once) */
         getrusage(RUSAGE_THREAD, &ru0);
         c0 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
         pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0); /* fork without atfork handlers */
         c1 = _ftmb_now_ns(CLOCK_THREAD_CPUTIME_ID);
-        if (pid != 0)
+        if (pid != 0) /* (the snapshot starts at the default policy: SCHED_RESET_ON_FORK) */
             boost(0);
         if (pid > 0 && getrusage(RUSAGE_THREAD, &ru1) == 0)
             ck.fork_preempted += (uint64_t)(ru1.ru_nivcsw - ru0.ru_nivcsw);
@@ -625,6 +685,8 @@ static void checkpoint(void)
         }
         if (pid > 0) /* (the child does it too) out of the master's group before anyone can name it */
             setpgid(pid, pid);
+    } else {
+        boost(0);
     }
     /* They run on from here. (Every thread is parked or the round was given up: none writes
      * last_running_ns now.) */
@@ -782,8 +844,8 @@ void _ftmb_ckpt_stop(void)
             "ftmb: checkpoints %llu skipped %llu pause_us p50 %.1f max %.1f fork_us p50 %.1f max %.1f "
             "state_bytes %llu park_us p50 %.1f max %.1f fork_cpu_us p50 %.1f max %.1f mappings %u "
             "pause_us p99 %.1f fork_cpu_us min %.1f park_rx_us p50 %.1f max %.1f fork_preempted %llu "
-            "resumed_us p50 %.1f max %.1f\n",
+            "resumed_us p50 %.1f max %.1f boosted %llu\n",
             (unsigned long long)ck.taken, (unsigned long long)ck.skipped, p50[0], max[0], p50[1], max[1],
             (unsigned long long)bytes, p50[2], max[2], p50[3], max[3], mappings, p99[0], min[3], p50[4], max[4],
-            (unsigned long long)ck.fork_preempted, p50[5], max[5]);
+            (unsigned long long)ck.fork_preempted, p50[5], max[5], (unsigned long long)ck.boosts);
 }

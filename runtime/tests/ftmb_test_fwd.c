@@ -15,8 +15,11 @@
  * FTMB_TEST_FWD_SLOW_EXIT_MS=N: 100 ms after starting the workers main starts one more thread,
  * which returns at once but whose exit takes N ms (a TLS destructor that sleeps), and joins it
  * before the workers.
+ * FTMB_TEST_FWD_BATCH=Q: the worker of queue Q runs at SCHED_BATCH; each worker's scheduling
+ * policy at its end is printed ("policy Q N": a checkpoint's boost must give it back).
  * Exit: 0 done, 1 bad arguments or set-up.
  */
+#define _GNU_SOURCE /* SCHED_BATCH */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -49,11 +52,19 @@ static unsigned long long mix(unsigned long long h, unsigned long long v)
     return (h ^ v) * 0x100000001b3ull;
 }
 
+static int batch_queue = -1; /* FTMB_TEST_FWD_BATCH=Q: the worker of queue Q runs at SCHED_BATCH */
+static int policy_at_end[FTMB_MAX_THREADS];
+
 static void *worker(void *arg)
 {
     unsigned queue = (unsigned)(unsigned long)arg;
     unsigned long long h = 0xcbf29ce484222325ull;
     struct ftmb_pkt *pkts[32];
+    if ((int)queue == batch_queue) {
+        struct sched_param p = {.sched_priority = 0};
+        if (sched_setscheduler(0, SCHED_BATCH, &p) != 0)
+            perror("ftmb-test-fwd: SCHED_BATCH");
+    }
     for (;;) {
         ftmb_u16 n = ftmb_pkt_rx_burst((ftmb_u16)queue, pkts, 32);
         if (n == 0) {
@@ -84,6 +95,7 @@ static void *worker(void *arg)
         ftmb_pkt_tx_burst((ftmb_u16)queue, pkts, n);
     }
     digest[queue] = h;
+    policy_at_end[queue] = sched_getscheduler(0);
     return NULL;
 }
 
@@ -142,6 +154,8 @@ int main(int argc, char **argv)
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+    const char *batch = getenv("FTMB_TEST_FWD_BATCH");
+    batch_queue = batch && *batch ? (int)strtol(batch, NULL, 10) : -1;
     const char *slow = getenv("FTMB_TEST_FWD_SLOW_EXIT_MS");
     slow_exit_ms = slow && *slow ? strtol(slow, NULL, 10) : 0;
     pthread_t th[FTMB_MAX_THREADS];
@@ -167,5 +181,7 @@ int main(int argc, char **argv)
     printf("forwarded %llu packets (%llu bytes)\n", packets, bytes);
     for (long q = 0; q < queues; q++)
         printf("digest %ld %016llx\n", q, digest[q]);
+    for (long q = 0; q < queues; q++)
+        printf("policy %ld %d\n", q, policy_at_end[q]);
     return 0;
 }
