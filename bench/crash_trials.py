@@ -159,10 +159,24 @@ def trial(build_dir: Path, example: str, workers: int, kill_at: float, workdir: 
     reference = workdir / (f"reference-{trace.stem}-{workers}-{variant}-{served['rate']}-"
                            f"{served['tick_us']}.pcap")
     if not reference.exists():  # the uninterrupted run, once per example, worker count and trace
-        ref = runlib.run(ref_argv, trace, reference, queues=queues, threads=threads, timeout_s=120, grace_s=10.0,
-                         **served)  # (as the failover run: at a load of 19 a 3-worker NAT took over 3 s to stop)
-        if not ref.ok:
-            return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
+        # The best of up to 3 runs: a program may drop under load (ids gives up a transmit after 100
+        # tries while the output logger lags: a reference of 3378 of 6000 packets once made every
+        # 3-worker ids trial of a seed a false 'never forwarded'), and a reference must not.
+        best = -1
+        for attempt in range(3):
+            candidate = reference.with_name(f"candidate-{attempt}-{reference.name}")
+            ref = runlib.run(ref_argv, trace, candidate, queues=queues, threads=threads, timeout_s=120, grace_s=10.0,
+                             **served)  # (as the failover run: at a load of 19 a 3-worker NAT took over 3 s to stop)
+            if not ref.ok:
+                return res, verify.Verdict(replay_failure=f"the uninterrupted reference run failed: {ref.failure}")
+            for suffix in ("", ".arrivals", ".ftmb.json"):
+                if ref.released > best:
+                    Path(f"{candidate}{suffix}").replace(f"{reference}{suffix}")
+                else:
+                    Path(f"{candidate}{suffix}").unlink(missing_ok=True)
+            best = max(best, ref.released)
+            if ref.released == ref.input_packets:
+                break
     v = verify.verify(ref_argv, trace, out, queues=queues, threads=threads,
                       example=None if dpdk_app is not None else example, example_args=example_args,
                       workdir=workdir, reference=reference, **served)
