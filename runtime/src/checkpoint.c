@@ -329,15 +329,16 @@ static void boost_thread(uint32_t i, int on)
         return;
     }
     int policy = sched_getscheduler(tid);
-    if (policy < 0 || ((policy & ~SCHED_RESET_ON_FORK) != SCHED_OTHER && (policy & ~SCHED_RESET_ON_FORK) != SCHED_BATCH))
+    int base = policy & ~SCHED_RESET_ON_FORK;
+    if (policy < 0 || (base != SCHED_OTHER && base != SCHED_BATCH))
         return;
     struct sched_param p = {.sched_priority = 1};
     if (sched_setscheduler(tid, SCHED_FIFO | SCHED_RESET_ON_FORK, &p) == 0) {
         ck.boosted[i] = 1 + policy;
         ck.boosts++;
-    }
-    else if (errno == EPERM)
+    } else if (errno == EPERM) {
         boost_refused = 1;
+    }
 }
 
 static void unboost_threads(void)
@@ -636,12 +637,11 @@ static void note_resumed(void)
     ck.resume_at = 0;
 }
 
-/* The fork ahead of every other thread of the machine: a real-time priority (SCHED_FIFO) for the
- * coordinator around the clone system call, where the process may take one (CAP_SYS_NICE or an
- * RLIMIT_RTPRIO; otherwise never asked again). Only there: every program thread is parked (blocked)
- * then, and the coordinator does nothing but the kernel's copy of the address space, which the
- * machine's other runnable threads would otherwise preempt (fork_preempted). Not while it waits for
- * the parks (those threads need the CPU) nor in the snapshot (SCHED_RESET_ON_FORK). */
+/* One round: park every thread (the coordinator at its real-time priority, boost: it only looks
+ * between blocked waits, and the threads on their way to a park run first), fork the snapshot at
+ * that priority (every program thread is blocked then and the coordinator does nothing but the
+ * kernel's copy of the address space, which the machine's other runnable threads would otherwise
+ * preempt: fork_preempted), resume. */
 static void checkpoint(void)
 {
     int status;
