@@ -352,15 +352,22 @@ class Classifier:
         locks = self.locks.held_at(fn.usr, ev.id)
         idx_core = self.tainted(fn.usr, taint)
         suppressed = getattr(ev, "suppressed", "")
+        # One access record per core-indexed flag, shared by every object the access may touch
+        # (never modified, only replaced): an access through a `struct list` pointer on HAProxy
+        # touches thousands of objects.
+        made: dict[bool, ResolvedAccess] = {}
         for key, per_thread in self.pts.resolve(ref).items():
             if key[0] == "stack" and key[1] not in self.escaped:
                 continue
-            info = self.objects.setdefault(key, ObjectInfo(key))
-            info.accesses.append(ResolvedAccess(
-                fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,
-                core_indexed=idx_core or per_thread, locks=locks, contexts=contexts, loc=ev.loc,
-                macro=ev.macro, suppressed=suppressed, lock_op=lock_op,
-            ))
+            core_indexed = idx_core or per_thread
+            access = made.get(core_indexed)
+            if access is None:
+                access = made[core_indexed] = ResolvedAccess(
+                    fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,
+                    core_indexed=core_indexed, locks=locks, contexts=contexts, loc=ev.loc,
+                    macro=ev.macro, suppressed=suppressed, lock_op=lock_op,
+                )
+            self.objects.setdefault(key, ObjectInfo(key)).accesses.append(access)
 
     # ---- classes ---------------------------------------------------------------------------
     def classify(self, info: ObjectInfo, tls: bool, is_lock: bool) -> tuple[str, str | None, tuple[str, ...], bool]:
