@@ -1,5 +1,6 @@
 """Points-to sets as bit sets (analysis/pointsto.py): the union keeps the per-thread rule of the
-dicts it replaced, and a program whose stores form cycles resolves the same way whatever Python's
+dicts it replaced, the tree of stored paths finds what comparing every path with `overlaps` found,
+and a program whose stores form cycles resolves the same way whatever Python's
 string hashes are (sets of Refs once decided where a cycle was cut)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ftmb_instrument.analysis.pointsto import _bits, _ids, _Union
+from ftmb_instrument.analysis.pointsto import _bits, _ids, _Locations, _Union, overlaps
 
 ids = st.integers(min_value=0, max_value=300)
 pt_dicts = st.dictionaries(ids, st.booleans(), max_size=12)
@@ -43,6 +44,18 @@ def test_union_is_the_dict_merge(sources):
         _merge_dicts(expected, d)
         union.add(_as_set(d))
     assert union.value() == _as_set(expected)
+
+
+steps = st.tuples(st.sampled_from(["A", "B"]), st.sampled_from(["x", "y", "z"]))
+paths = st.lists(steps, max_size=3).map(tuple)
+
+
+@given(st.dictionaries(st.tuples(st.sampled_from(["g", "h"]), paths), st.integers(0, 99), max_size=15),
+       st.sampled_from(["g", "h"]), paths)
+def test_locations_find_every_overlapping_path(stored, key, path):
+    table = {("global", k, p): {value: None} for (k, p), value in stored.items()}
+    expected = {v for (kind, k, p), values in table.items() if k == key and overlaps(p, path) for v in values}
+    assert set(_Locations(table).overlapping(("global", key, path))) == expected
 
 
 CYCLES = """

@@ -76,14 +76,16 @@ class PointsTo:
         self._value_sets: dict[int, PtSet] = {}
         self._groups: list[Values] = []
         self._group_sets: dict[int, PtSet] = {}
+        self._group_partial: dict[int, tuple[_Union, list[int]]] = {}  # the union so far, values left
+        self._active_values: set[int] = set()  # stored values being resolved
         self._memo: dict[Ref, PtSet] = {}
         self._active: set[Ref] = set()
         # Values stored into objects are kept in dicts (sets in program order): where a cycle is cut
         # depends on the order they are resolved in, which a set of Refs takes from string hashes
         # that differ from run to run.
         self._stored: dict[int, Values] | None = None
-        self._stored_by_object: dict[tuple[str, str], list[tuple[Path, Groups]]] = {}
-        self._stored_fns: dict[tuple[str, str], list[tuple[Path, dict[str, None]]]] | None = None
+        self._stored_by_object = _Locations({})
+        self._stored_fns: _Locations | None = None
         self._contents: dict[int, PtSet] = {}
         self._active_objs: set[int] = set()
         self._fn_memo: dict[Ref, set[str]] = {}
@@ -108,6 +110,9 @@ class PointsTo:
         if ref in self._active:
             return EMPTY
         self._active.add(ref)
+        value = self._value_ids.get(ref)
+        if value is not None:
+            self._active_values.add(value)
         out = EMPTY
         if ref.kind in ("global", "alloc", "stack"):
             i = self._id((ref.kind, ref.key, ()))
@@ -142,6 +147,7 @@ class PointsTo:
             out = union.value()
         out = self._sets.setdefault(out, out)
         self._active.discard(ref)
+        self._active_values.discard(value)
         self._memo[ref] = out
         return out
 
@@ -228,12 +234,13 @@ class PointsTo:
                 for g, objs in enumerate(stored):
                     for i in _ids(objs):
                         members.setdefault(self._keys[i], {})[g] = None
-                self._stored_by_object = _by_object(members)
+                self._stored_by_object = _Locations(members)
                 if settled:
                     break
                 self._memo.clear()
                 self._value_sets.clear()
                 self._group_sets.clear()
+                self._group_partial.clear()
                 self._contents.clear()
                 self._fn_memo.clear()
                 self._loads.clear()
@@ -267,25 +274,27 @@ class PointsTo:
         return found
 
     def _group_set(self, g: int) -> PtSet:
-        """What the values of store group `g` point to together; kept where none was cut short by
-        a cycle."""
+        """What the values of store group `g` point to together. A value being resolved (a cycle)
+        counts as nothing for now: the union of the others is kept with it, to be completed
+        later (a value's set, once resolved, stays for the round)."""
         found = self._group_sets.get(g)
         if found is not None:
             return found
-        union = _Union()
-        complete = True
-        for v in self._groups[g]:
+        union, pending = self._group_partial.pop(g, None) or (_Union(), list(self._groups[g]))
+        left = []
+        for v in pending:
             s = self._value_sets.get(v)
             if s is None:
-                src = self._values[v]
-                if src in self._active:
-                    complete = False
-                    continue  # resolves to nothing while it is being resolved
-                s = self._value_sets[v] = self.resolve_set(src)
+                if v in self._active_values:
+                    left.append(v)
+                    continue
+                s = self._value_sets[v] = self.resolve_set(self._values[v])
             union.add(s)
         found = union.value()
         found = self._sets.setdefault(found, found)
-        if complete:
+        if left:
+            self._group_partial[g] = (union, left)
+        else:
             self._group_sets[g] = found
         return found
 
@@ -299,7 +308,7 @@ class PointsTo:
     def stored_at(self, obj: ObjKey) -> Groups:
         """The store groups that write a location overlapping `obj`."""
         self.stored()
-        return _overlapping(self._stored_by_object, obj)
+        return self._stored_by_object.overlapping(obj)
 
     def functions(self, ref: Ref) -> set[str]:
         """Functions a function-pointer value may hold: what was stored where it was loaded from,
@@ -309,7 +318,7 @@ class PointsTo:
             for objs, stored in self._by_destination(self.p.fn_flows).items():
                 for i in _ids(objs):
                     fns.setdefault(self._keys[i], {}).update(stored)
-            self._stored_fns = _by_object(fns)
+            self._stored_fns = _Locations(fns)
         if ref.kind not in ("load", "param") or (ref.kind == "load" and ref.inner is None):
             return set()
         if ref in self._fn_memo:
@@ -338,7 +347,7 @@ class PointsTo:
             values: Values = {}
             groups: Groups = {}
             for i in _ids(objs):
-                fns.update(_overlapping(self._stored_fns, self._keys[i]))
+                fns.update(self._stored_fns.overlapping(self._keys[i]))
                 groups.update(self.stored_at(self._keys[i]))
             for g in groups:
                 values.update(self._groups[g])
@@ -381,16 +390,51 @@ def _bits(ids: list[int]) -> int:
     return int.from_bytes(buf, "little")
 
 
-def _by_object(table: dict[ObjKey, dict]) -> dict[tuple[str, str], list[tuple[Path, dict]]]:
-    out: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
-    for (kind, key, path), values in table.items():
-        out.setdefault((kind, key), []).append((path, values))
-    return out
+class _Locations:
+    """What was stored into the locations of each object, found for a location by walking its path
+    in a tree of the stored paths: the locations that overlap it are its prefixes, everything below
+    it, and everything below a step through another struct type where their paths part (`overlaps`).
+    Comparing it with every stored path of the object was quadratic in the object's members
+    (thousands in HAProxy's objects)."""
+
+    def __init__(self, table: dict[ObjKey, dict]):
+        self._objects: dict[tuple[str, str], _Node] = {}
+        for (kind, key, path), values in table.items():
+            node = self._objects.setdefault((kind, key), _Node())
+            for record, member in path:
+                node = node.children.setdefault(record, {}).setdefault(member, _Node())
+            node.values.update(values)
+
+    def overlapping(self, obj: ObjKey) -> dict:
+        node = self._objects.get(obj[:2])
+        out: dict = {}
+        for record, member in obj[2]:
+            if node is None:
+                return out
+            out.update(node.values)
+            for other in node.children:
+                if other != record:  # the object seen through another struct type
+                    out.update(node.below(other))
+            node = node.children.get(record, {}).get(member)
+        if node is not None:
+            out.update(node.below())
+        return out
 
 
-def _overlapping(table: dict[tuple[str, str], list[tuple[Path, dict]]], obj: ObjKey) -> dict:
-    out: dict = {}
-    for path, values in table.get(obj[:2], ()):
-        if overlaps(path, obj[2]):
-            out.update(values)
-    return out
+class _Node:
+    def __init__(self) -> None:
+        self.values: dict = {}
+        self.children: dict[str, dict[str, _Node]] = {}  # record USR -> member -> location
+        self._below: dict[str | None, dict] = {}
+
+    def below(self, record: str | None = None) -> dict:
+        """Values stored here and at every location below (`record`: only below its members)."""
+        found = self._below.get(record)
+        if found is None:
+            found = {} if record is not None else dict(self.values)
+            for r, members in self.children.items():
+                if record is None or r == record:
+                    for child in members.values():
+                        found.update(child.below())
+            self._below[record] = found
+        return found
