@@ -36,6 +36,18 @@ class Ref:
     inner: Ref | None = None
     member: str = ""
 
+    def __hash__(self) -> int:
+        # Computed once: Refs nest (`a->b->c` is loads of fields of loads) and key the analysis's
+        # tables, and the generated hash walked the whole chain on every lookup.
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.kind, self.key, self.index, self.inner, self.member))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __reduce__(self):
+        return Ref, (self.kind, self.key, self.index, self.inner, self.member)  # a hash is per process
+
 
 @dataclass(frozen=True)
 class GlobalDecl:

@@ -13,9 +13,10 @@ has neither fails this test with the reason rather than skipping it. It takes lo
 may (planning 140 units, then building them): marked `ondemand`, deselected by the default run
 (`./dev.sh test -m ondemand` runs it). Not known to pass yet (issue 10, item 8): planning no longer
 holds every header's sites once per unit (they are merged as each unit arrives; on 20 units the plan
-is unchanged and `instrument` takes 1.9x `analyze`'s time), but on 42 units that include the thread
-roots (src/thread.c, src/haproxy.c) the whole-program analysis that `analyze` shares, points-to
-resolution (analysis/pointsto.py, `_merge`), ran for over 10 minutes without finishing.
+is unchanged and `instrument` takes 1.9x `analyze`'s time), and points-to sets are bit sets (20
+units: `analyze` 13 min and 1.2 GB, was 31 min and 5.8 GB), but on all 140 units the whole-program
+analysis that `analyze` shares, points-to resolution (analysis/pointsto.py), was still running after
+35 minutes (1.7 GB, where it passed 19 GB before; bench/RESULTS.md).
 """
 
 from __future__ import annotations

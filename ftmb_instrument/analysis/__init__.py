@@ -267,13 +267,15 @@ def _rel(p: Program, path: str) -> str:
 def _accesses(info: ObjectInfo) -> list[Access]:
     out = {}
     for a in info.accesses:
+        if (a.loc, a.mode) in out:
+            continue  # the first access at a place is the one reported
         threads = tuple(sorted({t for (t, _) in a.contexts}))
         acc = Access(
             loc=a.loc, function=a.fn.name, mode=a.mode, atomic=a.atomic, locks_held=tuple(sorted(a.locks)),
             threads=threads, concurrent=any(c for (_, c) in a.contexts), core_indexed=a.core_indexed,
             macro=a.macro, suppressed=a.suppressed,
         )
-        out.setdefault((acc.loc, acc.mode), acc)
+        out[(a.loc, a.mode)] = acc
     return sorted(out.values(), key=lambda a: _loc_key(a.loc))
 
 

@@ -265,9 +265,24 @@ class Classifier:
     def _order_main_by_launch(self) -> None:
         """A concurrent access by main that no root already running at that point touches runs alone
         for this object: the roots that access it are launched after it (a happens-before edge)."""
+        narrowed: dict[tuple[int, frozenset], tuple[ResolvedAccess, ResolvedAccess]] = {}
         for info in self.objects.values():
-            others = {t for a in info.accesses for (t, _) in a.contexts if t != "main"}
-            info.accesses = [self._narrow_main(a, others) for a in info.accesses]
+            contexts = {a.contexts for a in info.accesses}  # few distinct ones, in long lists
+            if not any(("main", True) in c for c in contexts):
+                continue  # nothing to narrow
+            others = frozenset(t for c in contexts for (t, _) in c if t != "main")
+            accesses = []
+            for a in info.accesses:
+                if ("main", True) not in a.contexts:
+                    accesses.append(a)
+                    continue
+                # an access record is shared by the objects it touches: narrowed once per set of
+                # other threads (keeping `a` with its result: an id is unique only while it lives)
+                done = narrowed.get((id(a), others))
+                if done is None or done[0] is not a:
+                    done = narrowed[(id(a), others)] = (a, self._narrow_main(a, others))
+                accesses.append(done[1])
+            info.accesses = accesses
 
     def _narrow_main(self, a: ResolvedAccess, others: set[str]) -> ResolvedAccess:
         if ("main", True) not in a.contexts:
@@ -309,7 +324,13 @@ class Classifier:
                 return next((p[:n] for n in range(len(p) + 1) if p[:n] in whole), p)
 
             owners = {p: owner(p) for p in paths}
-            parts = {p: {owners[q] for q in paths if len(q) > len(p) and q[:len(p)] == p} - {p} for p in paths}
+            parts: dict[Path, set[Path]] = {p: set() for p in paths}  # the owners of the paths below each
+            for q in paths:  # through each path's prefixes: comparing every pair was quadratic
+                for n in range(len(q)):
+                    if q[:n] in parts:
+                        parts[q[:n]].add(owners[q])
+            for p in paths:
+                parts[p].discard(p)
             alone = {p for p in paths if owners[p] == p and parts[p]}  # whole accesses that run alone
             for info in infos:
                 p = info.key[2]
@@ -352,15 +373,22 @@ class Classifier:
         locks = self.locks.held_at(fn.usr, ev.id)
         idx_core = self.tainted(fn.usr, taint)
         suppressed = getattr(ev, "suppressed", "")
+        # One access record per core-indexed flag, shared by every object the access may touch
+        # (never modified, only replaced): an access through a `struct list` pointer on HAProxy
+        # touches thousands of objects.
+        made: dict[bool, ResolvedAccess] = {}
         for key, per_thread in self.pts.resolve(ref).items():
             if key[0] == "stack" and key[1] not in self.escaped:
                 continue
-            info = self.objects.setdefault(key, ObjectInfo(key))
-            info.accesses.append(ResolvedAccess(
-                fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,
-                core_indexed=idx_core or per_thread, locks=locks, contexts=contexts, loc=ev.loc,
-                macro=ev.macro, suppressed=suppressed, lock_op=lock_op,
-            ))
+            core_indexed = idx_core or per_thread
+            access = made.get(core_indexed)
+            if access is None:
+                access = made[core_indexed] = ResolvedAccess(
+                    fn=fn, fact=ev, mode=mode, atomic=atomic, commutative_op=commutative,
+                    core_indexed=core_indexed, locks=locks, contexts=contexts, loc=ev.loc,
+                    macro=ev.macro, suppressed=suppressed, lock_op=lock_op,
+                )
+            self.objects.setdefault(key, ObjectInfo(key)).accesses.append(access)
 
     # ---- classes ---------------------------------------------------------------------------
     def classify(self, info: ObjectInfo, tls: bool, is_lock: bool) -> tuple[str, str | None, tuple[str, ...], bool]:
