@@ -1,4 +1,4 @@
-// ftmb-corpus: style=pthread args="4 2000"
+// ftmb-corpus: style=pthread args="4 2000" output=racy
 /*
  * Stateless port firewall over synthesized packets.
  *
