@@ -256,6 +256,27 @@ def test_a_call_replay_cannot_reproduce_is_refused_unless_suppressed(tmp_path):
     assert plan.errors == [] and [p.suppressed for p in plan.problems] == ["its timers only print"]
 
 
+def test_a_statement_ending_in_a_macro_is_ordered_whole(tmp_path, runtime):
+    """libclang ends a statement whose last token comes from a macro at the invocation's start
+    (HAProxy's `if (ptr) smp->data.u.sint = stktable_data_cast(ptr, std_t_uint);`): the access
+    inside the macro was outside the statement, and the site refused."""
+    src = ("#include <pthread.h>\n#include <stdio.h>\nstruct cell { long v; };\nstatic struct cell cells[2];\n"
+           "static long total;\n#define CELL_CAST(p, member) ((struct cell *)(p))->member\n"
+           "static void *w(void *a) { void *p = &cells[(long)a & 1]; for (int i = 0; i < 100; i++) {\n"
+           "  if (p) total += CELL_CAST(p, v);\n  cells[0].v++; } return 0; }\n"
+           "int main(void) { pthread_t t[2]; for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, w, (void *)i);\n"
+           "  for (int i = 0; i < 2; i++) pthread_join(t[i], 0); printf(\"%ld\\n\", cells[0].v); return 0; }\n")
+    path, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    line = src.splitlines()[7]
+    assert any(s.line == 8 and src.encode()[s.start:s.end].decode().strip() == line.strip().removeprefix("if (p) ")
+               for s in plan.sites), [(s.line, src.encode()[s.start:s.end]) for s in plan.sites]
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    assert build_and_run(runtime, inst, tmp_path / "prog", env_mode=True) == "200\n"
+
+
 def test_lock_call_inside_a_macro_is_reported(tmp_path):
     src = ("#include <pthread.h>\nstatic pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;\nstatic int n;\n"
            "#define LOCKED(s) do { pthread_mutex_lock(&m); s; pthread_mutex_unlock(&m); } while (0)\n"

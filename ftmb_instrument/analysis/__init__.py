@@ -190,9 +190,10 @@ def _objects(p: Program, cls: Classifier) -> list[_Object]:
 
 def _variables(objects: list[_Object]) -> list[Variable]:
     order = {"shared_rw": 0, "shared_ro": 1, "per_core": 2, "thread_private": 3}
+    made: dict[int, tuple] = {}
     out = [Variable(
         id=o.id, name=o.name, decl=o.decl, scope=o.scope, cls=o.cls, protection=o.protection, locks=o.locks,
-        commutative=o.commutative, accesses=tuple(_accesses(o.info)), type=o.type, suppressed=o.reason,
+        commutative=o.commutative, accesses=tuple(_accesses(o.info, made)), type=o.type, suppressed=o.reason,
     ) for o in objects]
     out.sort(key=lambda v: (order[v.cls], _loc_key(v.decl + ":0"), v.name))
     return out
@@ -264,19 +265,24 @@ def _rel(p: Program, path: str) -> str:
     return path[len(root):] if path.startswith(root) else path
 
 
-def _accesses(info: ObjectInfo) -> list[Access]:
+def _accesses(info: ObjectInfo, made: dict[int, tuple]) -> list[Access]:
+    """The reported accesses of one object. `made`: id of an access record -> its report entry and
+    sort key, made once: one record is shared by every object the access touches (thousands, for an
+    access through a `struct list *` on HAProxy), and so is its entry."""
     out = {}
     for a in info.accesses:
         if (a.loc, a.mode) in out:
             continue  # the first access at a place is the one reported
-        threads = tuple(sorted({t for (t, _) in a.contexts}))
-        acc = Access(
-            loc=a.loc, function=a.fn.name, mode=a.mode, atomic=a.atomic, locks_held=tuple(sorted(a.locks)),
-            threads=threads, concurrent=any(c for (_, c) in a.contexts), core_indexed=a.core_indexed,
-            macro=a.macro, suppressed=a.suppressed,
-        )
-        out[(a.loc, a.mode)] = acc
-    return sorted(out.values(), key=lambda a: _loc_key(a.loc))
+        entry = made.get(id(a))
+        if entry is None:
+            threads = tuple(sorted({t for (t, _) in a.contexts}))
+            entry = made[id(a)] = (_loc_key(a.loc), Access(
+                loc=a.loc, function=a.fn.name, mode=a.mode, atomic=a.atomic, locks_held=tuple(sorted(a.locks)),
+                threads=threads, concurrent=any(c for (_, c) in a.contexts), core_indexed=a.core_indexed,
+                macro=a.macro, suppressed=a.suppressed,
+            ))
+        out[(a.loc, a.mode)] = entry
+    return [acc for _, acc in sorted(out.values(), key=lambda e: e[0])]
 
 
 def _loc_key(loc: str):

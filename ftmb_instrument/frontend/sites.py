@@ -255,6 +255,10 @@ class _Scanner:
         self.directives: dict[str, list[tuple[int, int]]] = {}
         self.real: dict[str, str] = {}
         self.jumps: dict[tuple, int] = {}  # escapes() of every statement seen
+        # path -> start offset of a macro invocation -> its end: libclang ends a statement or
+        # expression whose last token comes from a macro at the invocation's start
+        # (`if (ptr) x = stktable_data_cast(ptr, t);` ends before `stktable_data_cast`)
+        self.invocation_end: dict[str, dict[int, int]] = {}
 
     def realpath(self, name: str) -> str:
         r = self.real.get(name)
@@ -276,16 +280,20 @@ class _Scanner:
         return self.files[path]
 
     def run(self) -> None:
-        for c in _children(self.tu.cursor):
+        for c in _children(self.tu.cursor):  # the invocations first: a function's come after it
             f = c.location.file
-            if f is None:
-                continue
-            path = self.realpath(f.name)
-            if c.kind == CK.MACRO_INSTANTIATION:
+            if f is not None and c.kind == CK.MACRO_INSTANTIATION:
+                path = self.realpath(f.name)
                 if _under(path, self.root):
                     ext = c.extent
                     self.fs(path).macros.append((c.spelling, ext.start.offset, ext.end.offset))
+                    ends = self.invocation_end.setdefault(path, {})
+                    ends[ext.start.offset] = max(ends.get(ext.start.offset, 0), ext.end.offset)
+        for c in _children(self.tu.cursor):
+            f = c.location.file
+            if f is None or c.kind == CK.MACRO_INSTANTIATION:
                 continue
+            path = self.realpath(f.name)
             if c.kind != CK.FUNCTION_DECL or not c.is_definition() or not _under(path, self.root):
                 continue
             body = next((k for k in _children(c) if k.kind == CK.COMPOUND_STMT), None)
@@ -316,12 +324,18 @@ class _Scanner:
             return False
         return True
 
+    def end_of(self, e: ci.Cursor) -> int:
+        """End offset of `e`'s extent, past the macro invocation its last token came from."""
+        end = e.extent.end
+        ends = self.invocation_end.get(self.realpath(end.file.name)) if end.file is not None else None
+        return ends.get(end.offset, end.offset) if ends else end.offset
+
     def stmt(self, fs: FileSites, c: ci.Cursor, parent: str, fn: str) -> None:
         k = c.kind
         text = self.text(fs.path)
         ext = c.extent
         first = ext.start
-        start, end = first.offset, ext.end.offset
+        start, end = first.offset, self.end_of(c)
         if first.file is None or self.realpath(first.file.name) != fs.path:
             return
         from_macro = self.macro_of(fs, c, first)
@@ -401,7 +415,7 @@ class _Scanner:
         elif s.kind == CK.MEMBER_REF_EXPR and s.referenced is not None and s.referenced.kind == CK.FIELD_DECL \
                 and s.referenced.is_bitfield():
             shape = "bitfield"
-        return Part(role, e.extent.start.offset, e.extent.end.offset, shape)
+        return Part(role, e.extent.start.offset, self.end_of(e), shape)
 
     def control_parts(self, fs: FileSites, c: ci.Cursor, kind: str, kids: list) -> tuple[Part, ...]:
         text = self.text(fs.path)
