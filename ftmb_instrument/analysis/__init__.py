@@ -310,14 +310,20 @@ def _sites(p: Program, cls: Classifier, kind: str) -> list[Site]:
 
 def _warnings(p: Program, objects: list[_Object]) -> list[Finding]:
     out: list[Finding] = []
+    racy: dict[int, tuple | None] = {}  # id of an access record (shared by objects) -> its sort key if racy
     for o in objects:
         if o.cls != "shared_rw" or o.protection not in ("unprotected", "mixed") or o.suppression:
             continue
-        bad = [a for a in o.info.accesses if not a.atomic and not a.locks and any(c for (_, c) in a.contexts)
-               and not a.suppressed]
-        if not bad:
+        first, first_key = None, None
+        for a in o.info.accesses:
+            key = racy.get(id(a), 0)
+            if key == 0:
+                key = racy[id(a)] = _loc_key(a.loc) if not a.atomic and not a.locks and not a.suppressed and \
+                    any(c for (_, c) in a.contexts) else None
+            if key is not None and (first_key is None or key < first_key):
+                first, first_key = a, key
+        if first is None:
             continue
-        first = min(bad, key=lambda a: _loc_key(a.loc))
         out.append(Finding("race", first.loc,
                            f"{o.name} ({o.decl}) is written concurrently and {o.protection}: "
                            f"{first.mode} in {first.fn.name} holds no lock and is not atomic", o.id))
