@@ -41,7 +41,7 @@ from typing import Any
 from . import __version__
 from .abi.emit_table import TABLE
 from .errors import RewriteError
-from .frontend.sites import FileSites, skip_blank
+from .frontend.sites import JUMP_ENTERS, FileSites, skip_blank
 from .model import Report, Variable
 
 SCHEMA = "ftmb-plan/2"
@@ -619,14 +619,22 @@ class Planner:
                 while i > 0 and chain[i - 1].from_macro and chain[i - 1].start == target.start:
                     i -= 1
                 target = chain[i]
-                if target.has_jump:
-                    self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion jumps "
-                                         f"(return/break/continue/goto): cannot wrap it in an ordered region")
+                if target.jumps & JUMP_ENTERS:
+                    self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion has a "
+                                         f"label or case that control may enter at: cannot wrap it in an ordered "
+                                         f"region")
                     return
                 if target.parent not in ("compound", "", "label", "if", "while", "do", "for", "switch"):
                     self.problem(f, off, f"access to {v.name} in macro {target.from_macro}: no statement to wrap")
                     return
                 how = "declaration" if target.kind == "decl" and target.parent in ("compound", "") else "statement"
+                if target.jumps:
+                    if how == "declaration":
+                        self.problem(f, off, f"access to {v.name} in a declaration made by macro "
+                                             f"{target.from_macro} that jumps out of itself: cannot wrap it in an "
+                                             f"ordered region")
+                        return
+                    how = "scope"
                 end = target.end
                 j = skip_blank(f.data, end)
                 if f.data[j:j + 1] == b";":  # the `;` after the invocation belongs to the statement
@@ -643,11 +651,14 @@ class Planner:
         if self.project_calls_in(f, *natural) and self.narrow_to_argument(f, off, natural, obj, v, a):
             return
         if target.kind in ("expr", "other"):
-            if target.has_jump:  # control would leave the region before its end
-                self.problem(f, off, f"access to {v.name} in a statement that jumps out of itself "
-                                     f"(return/break/continue/goto): cannot wrap it in an ordered region")
+            if target.jumps & JUMP_ENTERS:
+                self.problem(f, off, f"access to {v.name} in a statement with a label or case that control may "
+                                     f"enter at: cannot wrap it in an ordered region")
                 return
-            self.region(f, target.start, target.end, "statement", obj, v, a, "statement")
+            # a statement that jumps out of itself (return/break/continue/goto) ends its region however
+            # control leaves it: a scope
+            self.region(f, target.start, target.end, "scope" if target.jumps else "statement", obj, v, a,
+                        "statement")
             return
         part = next((p for p in target.parts if p.start <= off < p.end), None)
         if target.kind == "decl" and (part is None or target.parent in ("compound", "")):
@@ -737,7 +748,7 @@ class Planner:
     def region(self, f: _File, start: int, end: int, how: str, obj: int, v: Variable, a, reason: str) -> None:
         key = (f.path, start, end)
         r = self.regions.setdefault(key, {"objs": {}, "file": f, "reasons": set(), "how": how})
-        if how in ("statement", "declaration"):
+        if how in ("statement", "declaration", "scope"):
             r["how"] = how
         r["objs"].setdefault(obj, v.name)
         r["reasons"].add(reason)
@@ -945,6 +956,10 @@ class Planner:
                 pass
             elif how == "statement":
                 edits = (Edit(start, start, "{ " + begins + " ", op), Edit(end, end, " " + ends + " }", cl))
+            elif how == "scope":  # the statement jumps out of itself: its block's cleanups end the region
+                holds = " ".join(f"ftmb_obj_t _ftmb_s{sid}_{o} __attribute__((cleanup(ftmb_ordered_end_scope))) = "
+                                 f"(ftmb_ordered_begin({o}, {sid}), {o});" for o in objs)
+                edits = (Edit(start, start, "{ " + holds + " ", op), Edit(end, end, " }", cl))
             elif how == "declaration":
                 edits = (Edit(start, start, begins + " ", op), Edit(end, end, " " + ends, cl))
             else:

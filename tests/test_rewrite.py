@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
+from session_util import end_session
 
 from ftmb_instrument.bundle import ensure_runtime
 from ftmb_instrument.errors import RewriteError
@@ -222,16 +224,6 @@ def test_edits_are_deduplicated_across_translation_units(tmp_path):
     assert "ftmb_init()" in out["b.c"]
 
 
-def test_macro_that_jumps_is_reported_with_its_line(tmp_path):
-    src = ("#include <pthread.h>\nstatic int n;\n#define TAKE(x) if ((x)++ > 5) return 0\n"
-           "static void *w(void *a) { (void)a; for (;;) { TAKE(n); } }\n"
-           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
-           "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
-    _, plan = plan_for(tmp_path, src)
-    assert [p.where for p in plan.errors] == ["prog.c:4"]
-    assert "macro TAKE" in plan.errors[0].message and "jumps" in plan.errors[0].message
-
-
 def test_suppressed_site_is_listed_not_an_error(tmp_path):
     src = ("#include <pthread.h>\nstatic int n;\n#define TAKE(x) if ((x)++ > 5) return 0\n"
            "static void *w(void *a) { (void)a; for (;;) { TAKE(n); /* ftmb: ignore(access) test only */ } }\n"
@@ -275,6 +267,84 @@ def test_a_statement_ending_in_a_macro_is_ordered_whole(tmp_path, runtime):
     inst = tmp_path / "inst.c"
     inst.write_bytes(rw.text)
     assert build_and_run(runtime, inst, tmp_path / "prog", env_mode=True) == "200\n"
+
+
+JUMPING = r"""#include <pthread.h>
+#include <stdio.h>
+static long hits, budget = 300, rounds;
+#define ADD_OR_LEAVE(n) do { if (hits >= 1000) goto done; hits += (n); } while (0)
+#define TAKE_OR_RETURN() do { if (budget <= 0) return 0; budget--; } while (0)
+#define STEP_OR_STOP() if (rounds >= 400) break; else rounds++
+static void *adder(void *a) {
+    for (;;) ADD_OR_LEAVE((long)a);
+done:
+    for (;;) { STEP_OR_STOP(); }
+    for (;;) TAKE_OR_RETURN();
+}
+int main(void) {
+    pthread_t t[2];
+    for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, adder, (void *)(i + 1));
+    for (int i = 0; i < 2; i++) pthread_join(t[i], 0);
+    printf("%ld %ld %ld\n", hits, rounds, budget);
+    return 0;
+}
+"""
+
+
+def test_statements_that_jump_out_of_themselves_end_their_region_however_they_leave(tmp_path, runtime):
+    """A macro whose expansion leaves by goto, return or break (HAProxy's LOGCHAR: `goto out`) is
+    wrapped in a block whose variable's cleanup ends the ordered region. Record mode with real
+    loggers takes each object's sequence lock, so a region left open by a jump would stop the other
+    thread's next access for ever; the replay reproduces the recorded result."""
+    runtime = ensure_runtime(loggers=True)
+    path, plan = plan_for(tmp_path, JUMPING)
+    assert plan.errors == []
+    scoped = sorted(s.line for s in plan.sites if s.kind == "ordered" and s.how == "scope")
+    assert scoped == [8, 10, 11], [(s.line, s.how) for s in plan.sites]
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    prog = tmp_path / "prog"
+    res = subprocess.run(["gcc", *FLAGS, "-I", str(runtime["include"]), str(inst), str(runtime["core"]), "-o",
+                          str(prog)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    session = f"jump-{uuid.uuid4().hex[:12]}"
+    log = tmp_path / "ftmb.log"
+    pcap = tmp_path / "in.pcap"
+    pcap.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))  # no packets
+    ol = subprocess.Popen([runtime["output_logger"], "--session", session, "--out", tmp_path / "out.pcap",
+                           "--threads", "3", "--log", log], stderr=subprocess.PIPE, text=True)
+    il = subprocess.Popen([runtime["input_logger"], "--session", session, "--in", pcap, "--queues", "1"],
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        recorded = subprocess.run(["timeout", "60", str(prog)], capture_output=True, text=True,
+                                  env={**os.environ, "FTMB_MODE": "record", "FTMB_SESSION": session})
+        _, ol_err = ol.communicate(timeout=60)
+        il.communicate(timeout=60)
+    finally:
+        end_session([ol, il], session)
+    assert recorded.returncode == 0, recorded.stderr
+    assert ol.returncode == 0, ol_err
+    hits, rounds, budget = map(int, recorded.stdout.split())
+    assert hits in (1000, 1001) and rounds == 400 and budget == 0, recorded.stdout
+    env = {k: v for k, v in os.environ.items() if k != "FTMB_SESSION"}
+    replayed = subprocess.run(["timeout", "60", str(prog)], capture_output=True, text=True,
+                              env={**env, "FTMB_MODE": "replay", "FTMB_REPLAY_LOG": str(log)})
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
+
+
+def test_a_label_inside_a_statement_keeps_it_unwrapped(tmp_path):
+    """Control may enter a statement at a label inside it (or a case of an enclosing switch): no
+    region can be begun on that path, so the access is refused with its place."""
+    src = ("#include <pthread.h>\nstatic long n;\n"
+           "#define RETRY(x) do { again: if ((x)++ < 5) goto again; } while (0)\n"
+           "static void *w(void *a) { (void)a; RETRY(n); return 0; }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+           "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert sorted({p.where for p in plan.errors}) == ["prog.c:4"]
+    assert all("label or case" in p.message for p in plan.errors), plan.errors
 
 
 def test_lock_call_inside_a_macro_is_reported(tmp_path):

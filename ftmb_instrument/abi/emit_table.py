@@ -7,7 +7,7 @@ dpdk or pcap). TABLE['wraps'][call]: the entry points that may replace call (ato
 size, named by the _1/_2/_4/_8 suffix).
 """
 
-TABLE = {'abi_version': 4,
+TABLE = {'abi_version': 5,
  'entries': {'ftmb_atomic_add_fetch_1': {'args': {'__sync_add_and_fetch': '$0, $1, 5'},
                                          'kind': 'atomic',
                                          'library': 'core',
@@ -879,6 +879,13 @@ TABLE = {'abi_version': 4,
                                   'ret': 'void',
                                   'trailing_ids': ['obj'],
                                   'wraps': []},
+             'ftmb_ordered_end_scope': {'args': {},
+                                        'kind': 'ordered',
+                                        'library': 'core',
+                                        'params': [['const ftmb_obj_t *', 'held']],
+                                        'ret': 'void',
+                                        'trailing_ids': [],
+                                        'wraps': []},
              'ftmb_ordered_quiet_begin': {'args': {},
                                           'kind': 'ordered',
                                           'library': 'core',

@@ -57,7 +57,7 @@ class Stmt:
     parts: tuple[Part, ...]
     function: str
     from_macro: str  # name of the macro whose expansion produced this statement, "" if written in the file
-    has_jump: bool  # contains return/break/continue/goto or a label (matters when wrapped whole)
+    jumps: int  # JUMP_* bits: how control can leave the statement other than at its end, or enter it
     calls: tuple[str, ...]  # direct callees inside the statement (outside nested statements)
 
 
@@ -243,7 +243,11 @@ def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites
     return TuSites(file, True, "", scanner.files)
 
 
-JUMP_ALWAYS, JUMP_BREAK, JUMP_CONTINUE, JUMP_CASE = 1, 2, 4, 8
+# Leaving a statement early: a return or goto, a break or continue; entering it other than at its
+# start: a case of an enclosing switch, a label (any goto may target it), and a computed goto (its
+# target is not known, so it is counted as both).
+JUMP_ALWAYS, JUMP_BREAK, JUMP_CONTINUE, JUMP_CASE, JUMP_LABEL = 1, 2, 4, 8, 16
+JUMP_ENTERS = JUMP_CASE | JUMP_LABEL
 
 
 class _Scanner:
@@ -356,7 +360,7 @@ class _Scanner:
         if k in CONTROL:
             kind = CONTROL[k]
             parts = self.control_parts(fs, c, kind, kids)
-            fs.stmts.append(Stmt(kind, start, end, parent, parts, fn, from_macro, self.has_jump(c), ()))
+            fs.stmts.append(Stmt(kind, start, end, parent, parts, fn, from_macro, self.escapes(c), ()))
             in_parts = lambda x: any(p.start <= x.extent.start.offset < p.end for p in parts)  # noqa: E731
             for x in kids:
                 if x.kind == CK.DECL_STMT or not in_parts(x):
@@ -391,9 +395,9 @@ class _Scanner:
                 j = skip_blank(text, end)
                 if text[j:j + 1] == b";":
                     end = j + 1
-        has_jump = self.has_jump(c)
+        jumps = self.escapes(c)
         calls = self.calls_in(fs, c, fn, start)
-        fs.stmts.append(Stmt(kind, start, end, parent, tuple(parts), fn, from_macro, has_jump, calls))
+        fs.stmts.append(Stmt(kind, start, end, parent, tuple(parts), fn, from_macro, jumps, calls))
 
     def initializer(self, fs: FileSites, v: ci.Cursor) -> ci.Cursor | None:
         """The initializer of variable `v` (not an array bound: only what follows its `=`)."""
@@ -462,12 +466,8 @@ class _Scanner:
                     break
         return tuple(parts)
 
-    def has_jump(self, c: ci.Cursor) -> bool:
-        """Whether control can leave `c` other than at its end, or enter it at a label."""
-        return bool(self.escapes(c))
-
     def escapes(self, c: ci.Cursor) -> int:
-        """How control can cross the edge of `c` (JUMP_* bits: a return, goto or label; a break or
+        """How control can cross the edge of `c` (JUMP_* bits: a return or goto; a label; a break or
         continue not inside a loop or switch of `c`; a case not inside a switch of `c`), computed once
         per statement: nested statements are asked about again by their own stmt() call. An explicit
         stack, not a recursion: a long expression or a deeply nested macro must not end the walk early
@@ -483,8 +483,11 @@ class _Scanner:
             if kx in self.jumps:
                 continue
             k = x.kind
-            if k in (CK.RETURN_STMT, CK.GOTO_STMT, CK.INDIRECT_GOTO_STMT, CK.LABEL_STMT):
+            if k in (CK.RETURN_STMT, CK.GOTO_STMT):
                 self.jumps[kx] = JUMP_ALWAYS
+                continue
+            if k == CK.INDIRECT_GOTO_STMT:
+                self.jumps[kx] = JUMP_ALWAYS | JUMP_LABEL
                 continue
             if k == CK.BREAK_STMT:
                 self.jumps[kx] = JUMP_BREAK
@@ -497,7 +500,7 @@ class _Scanner:
                 stack.append((x, True))
                 stack.extend((y, False) for y in kids)
                 continue
-            bits = JUMP_CASE if k in (CK.CASE_STMT, CK.DEFAULT_STMT) else 0
+            bits = JUMP_CASE if k in (CK.CASE_STMT, CK.DEFAULT_STMT) else JUMP_LABEL if k == CK.LABEL_STMT else 0
             for y in kids:
                 bits |= self.jumps[key(y)]
             if k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT):

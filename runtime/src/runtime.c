@@ -1271,6 +1271,11 @@ void ftmb_ordered_end_slow(ftmb_obj_t obj)
         ordered_leave(obj < FTMB_MAX_OBJECTS ? &_ftmb_rt.objs[obj] : obj_of(obj, 0));
 }
 
+void ftmb_ordered_end_scope(const ftmb_obj_t *held)
+{
+    ftmb_ordered_end(*held);
+}
+
 /* ---- the dwell: fewer idle iterations in record mode --------------------------------------------- */
 
 /*

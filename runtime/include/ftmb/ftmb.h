@@ -10,7 +10,7 @@
 #ifndef FTMB_FTMB_H
 #define FTMB_FTMB_H
 
-#define FTMB_ABI_VERSION 4
+#define FTMB_ABI_VERSION 5
 #define FTMB_MAX_THREADS 32
 #define FTMB_MAX_OBJECTS 65536
 #define FTMB_MAX_QUEUES 32
@@ -47,8 +47,8 @@ enum ftmb_mode {
 
 /* ABI version check: every object including this header references the version symbol, which
  * only a runtime built from the same ABI table defines; a mismatch fails at link time. */
-extern const int ftmb_abi_version_4;
-static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_4;
+extern const int ftmb_abi_version_5;
+static const int *const _ftmb_abi_version_ref __attribute__((used, unused)) = &ftmb_abi_version_5;
 
 /* --- the record fast path, inline in the program (ABI v4; ftmb_instrument/abi/fast_path.py) --- */
 /* A record of a thread's log: 16 bytes, head = kind | 16-bit check << 8 | site << 24 | obj << 40. */
@@ -208,6 +208,8 @@ static __inline__ __attribute__((always_inline)) void ftmb_ordered_end(ftmb_obj_
         return;
     ftmb_ordered_end_slow(obj_);
 }
+/* The cleanup of a block's variable holding obj (__attribute__((cleanup))): ends the access begun on *held however control leaves the block (a statement that returns, breaks, continues or jumps by goto). */
+void ftmb_ordered_end_scope(const ftmb_obj_t *held);
 /* Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and call ftmb_ordered_quiet_end. */
 int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site);
 /* End the access begun by ftmb_ordered_quiet_begin; quiet: the call returned its quiet result (record: counted, not logged, obj's sequence not advanced). */
