@@ -924,28 +924,29 @@ class Planner:
             for o in r["objs"]:
                 by_obj.setdefault(o, []).append((key, r))
                 encloses[o] = encloses.get(o, 0) | inner
+        # An object whose region encloses a call that orders it again is reentrant: every region of
+        # it takes it through ftmb_ordered_reenter, and one the thread is already inside takes nothing
+        # (it would otherwise wait for itself, in record and in replay).
+        reentrant = 0
+        for o, inner in encloses.items():
+            reentrant |= inner & (1 << o)
         for (path, start, end), r in sorted(self.regions.items(), key=lambda kv: kv[0]):
             f = r["file"]
             how = r["how"]
             objs = sorted(r["objs"])
-            inner = self.project_calls_in(f, start, end)
-            again = sorted({(g[1], r["objs"][o]) for g in inner for o in r["objs"] if taken.get(g, 0) >> o & 1})
-            if again:
-                g, name = again[0]
-                self.problem(f, start, f"the ordered region for {name} encloses a call to {g}(), which orders "
-                                       f"{name} itself: it would wait for itself in record and replay; move the "
-                                       f"call out of the statement")
-            else:
-                why = self.lock_order_problem((path, start, end), r, taken, locks_by_fn, lock_bit, by_obj, encloses)
-                if why:
-                    self.problem(f, start, f"{why}: two threads could each wait for what the other holds, a "
-                                           f"deadlock the program did not have; move the call out of the statement")
+            why = self.lock_order_problem((path, start, end), r, taken, locks_by_fn, lock_bit, by_obj, encloses)
+            if why:
+                self.problem(f, start, f"{why}: two threads could each wait for what the other holds, a "
+                                       f"deadlock the program did not have; move the call out of the statement")
             sid = self.site_id()
-            begins = " ".join(f"ftmb_ordered_begin({o}, {sid});" for o in objs)
-            ends = " ".join(f"ftmb_ordered_end({o});" for o in reversed(objs))
+            again = [o for o in objs if reentrant >> o & 1]
+            begins = " ".join(f"ftmb_ordered_{'reenter' if o in again else 'begin'}({o}, {sid});" for o in objs)
+            ends = " ".join(f"ftmb_ordered_{'reexit' if o in again else 'end'}({o});" for o in reversed(objs))
             names = ", ".join(r["objs"][o] for o in objs)
             op, cl = opening(end - start), closing(end - start)
-            entry = "ftmb_ordered_begin"
+            entry = "ftmb_ordered_reenter" if again else "ftmb_ordered_begin"
+            if how == "quiet" and again:
+                how = "expr:value:call"  # the quiet form takes the object itself: the plain one
             if how == "quiet":
                 edits = self.quiet_region_edits(f, start, end, objs[0], sid, *r["call"]) if len(objs) == 1 else None
                 if edits is not None:
@@ -957,8 +958,10 @@ class Planner:
             elif how == "statement":
                 edits = (Edit(start, start, "{ " + begins + " ", op), Edit(end, end, " " + ends + " }", cl))
             elif how == "scope":  # the statement jumps out of itself: its block's cleanups end the region
-                holds = " ".join(f"ftmb_obj_t _ftmb_s{sid}_{o} __attribute__((cleanup(ftmb_ordered_end_scope))) = "
-                                 f"(ftmb_ordered_begin({o}, {sid}), {o});" for o in objs)
+                holds = " ".join(f"ftmb_obj_t _ftmb_s{sid}_{o} __attribute__((cleanup(ftmb_ordered_"
+                                 f"{'reexit' if o in again else 'end'}_scope))) = "
+                                 f"(ftmb_ordered_{'reenter' if o in again else 'begin'}({o}, {sid}), {o});"
+                                 for o in objs)
                 edits = (Edit(start, start, "{ " + holds + " ", op), Edit(end, end, " }", cl))
             elif how == "declaration":
                 edits = (Edit(start, start, begins + " ", op), Edit(end, end, " " + ends, cl))

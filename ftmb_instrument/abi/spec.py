@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from . import fast_path
 
-ABI_VERSION = 5  # 5: ftmb_ordered_end_scope; 4: struct ftmb_fast's run_at (a transmit after a run logs a TX record)
+ABI_VERSION = 5  # 5: ftmb_ordered_end_scope, ftmb_ordered_reenter/reexit(_scope); 4: struct ftmb_fast's run_at (a transmit after a run logs a TX record)
 
 # Compile-time ids the rewriter appends to lock, atomic and ordered calls: `obj` names the shared
 # object (dense, 0 <= obj < MAX_OBJECTS, one id per object, one synchronization kind per id),
@@ -139,6 +139,16 @@ def _ordered_entries():
         _e("ftmb_ordered_end_scope", "void", [("const ftmb_obj_t *", "held")], "ordered",
            "The cleanup of a block's variable holding obj (__attribute__((cleanup))): ends the access begun on "
            "*held however control leaves the block (a statement that returns, breaks, continues or jumps by goto)."),
+        _e("ftmb_ordered_reenter", "void", [], "ordered",
+           "Start an access to obj, an object that a call inside one of its regions may order again: inside a "
+           "region of obj the thread already holds, the access is part of that one (nothing taken, logged or "
+           "waited for).",
+           ids=OBJ_SITE),
+        _e("ftmb_ordered_reexit", "void", [], "ordered",
+           "End the access begun by ftmb_ordered_reenter on obj (the outermost one releases obj).", ids=("obj",)),
+        _e("ftmb_ordered_reexit_scope", "void", [("const ftmb_obj_t *", "held")], "ordered",
+           "ftmb_ordered_end_scope for a reentrant object: ftmb_ordered_reexit(*held) however control leaves "
+           "the block."),
         _e("ftmb_ordered_quiet_begin", "int", [], "ordered",
            "Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an "
            "empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and "

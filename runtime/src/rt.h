@@ -24,6 +24,7 @@ _Static_assert(sizeof(struct _ftmb_obj) == _FTMB_CACHE_LINE, "one object per lin
 enum _ftmb_os_state { _FTMB_OS_NOT_STARTED = 0, _FTMB_OS_RUNNING = 1, _FTMB_OS_FINISHED = 2, _FTMB_OS_EXITING = 3 };
 
 #define _FTMB_DWELL_OBJS 8 /* quiet-capable objects a dwell watches per thread */
+#define _FTMB_HELD_MAX 32 /* reentrant objects one thread may hold at once */
 #define _FTMB_DWELL_AFTER 64 /* quiet operations in a row (since the thread's last loud record) before polls dwell */
 _Static_assert(FTMB_MAX_QUEUES <= 32, "a thread's queues are a 32-bit mask (dwell_queues)");
 
@@ -88,6 +89,11 @@ struct _ftmb_thread {
     unsigned dwell_next;
     uint32_t dwell_obj[_FTMB_DWELL_OBJS];
     uint64_t dwell_seq[_FTMB_DWELL_OBJS];
+    /* Reentrant objects (runtime.c, ftmb_ordered_reenter): the ones the thread holds, innermost
+     * last, each with how many of its regions the thread is inside. */
+    unsigned nheld;
+    uint32_t held_obj[_FTMB_HELD_MAX];
+    uint32_t held_depth[_FTMB_HELD_MAX];
 };
 
 /* A master's view of one input queue; only the thread that polls it writes it. */

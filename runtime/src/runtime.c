@@ -1276,6 +1276,55 @@ void ftmb_ordered_end_scope(const ftmb_obj_t *held)
     ftmb_ordered_end(*held);
 }
 
+/* Reentrant objects: a region of obj encloses a call that orders obj again (a function that takes
+ * obj, called where obj is already taken). The inner region is part of the access the thread
+ * already holds: it takes nothing, logs nothing and waits for nothing, in record and in replay alike
+ * (the same code nests the same way in both), so only the outermost region takes and releases obj. */
+void ftmb_ordered_reenter(ftmb_obj_t obj, ftmb_site_t site)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    struct _ftmb_thread *t = _ftmb_me();
+    for (unsigned i = t->nheld; i-- > 0;)
+        if (t->held_obj[i] == obj) {
+            t->held_depth[i]++;
+            return;
+        }
+    if (t->nheld == _FTMB_HELD_MAX)
+        _ftmb_fatal("ftmb: thread %u holds %d reentrant objects at once, the most one thread may hold "
+                    "(object %u, site %u)", t->index, _FTMB_HELD_MAX, obj, site);
+    ftmb_ordered_begin(obj, site);
+    t->held_obj[t->nheld] = obj;
+    t->held_depth[t->nheld] = 1;
+    t->nheld++;
+}
+
+void ftmb_ordered_reexit(ftmb_obj_t obj)
+{
+    if (_ftmb_mode_now == FTMB_MODE_PASSTHROUGH)
+        return;
+    struct _ftmb_thread *t = _ftmb_me();
+    for (unsigned i = t->nheld; i-- > 0;) {
+        if (t->held_obj[i] != obj)
+            continue;
+        if (--t->held_depth[i] != 0)
+            return;
+        for (unsigned j = i + 1; j < t->nheld; j++) {
+            t->held_obj[j - 1] = t->held_obj[j];
+            t->held_depth[j - 1] = t->held_depth[j];
+        }
+        t->nheld--;
+        ftmb_ordered_end(obj);
+        return;
+    }
+    _ftmb_fatal("ftmb: thread %u ends a region of reentrant object %u that it is not inside", t->index, obj);
+}
+
+void ftmb_ordered_reexit_scope(const ftmb_obj_t *held)
+{
+    ftmb_ordered_reexit(*held);
+}
+
 /* ---- the dwell: fewer idle iterations in record mode --------------------------------------------- */
 
 /*

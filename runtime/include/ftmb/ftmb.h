@@ -210,6 +210,12 @@ static __inline__ __attribute__((always_inline)) void ftmb_ordered_end(ftmb_obj_
 }
 /* The cleanup of a block's variable holding obj (__attribute__((cleanup))): ends the access begun on *held however control leaves the block (a statement that returns, breaks, continues or jumps by goto). */
 void ftmb_ordered_end_scope(const ftmb_obj_t *held);
+/* Start an access to obj, an object that a call inside one of its regions may order again: inside a region of obj the thread already holds, the access is part of that one (nothing taken, logged or waited for). */
+void ftmb_ordered_reenter(ftmb_obj_t obj, ftmb_site_t site);
+/* End the access begun by ftmb_ordered_reenter on obj (the outermost one releases obj). */
+void ftmb_ordered_reexit(ftmb_obj_t obj);
+/* ftmb_ordered_end_scope for a reentrant object: ftmb_ordered_reexit(*held) however control leaves the block. */
+void ftmb_ordered_reexit_scope(const ftmb_obj_t *held);
 /* Start an ordered access to obj by a call that writes nothing when it returns its quiet result (an empty ring dequeue); 1: do not make the call, it returned its quiet result (replay), 0: make it and call ftmb_ordered_quiet_end. */
 int ftmb_ordered_quiet_begin(ftmb_obj_t obj, ftmb_site_t site);
 /* End the access begun by ftmb_ordered_quiet_begin; quiet: the call returned its quiet result (record: counted, not logged, obj's sequence not advanced). */
