@@ -347,6 +347,49 @@ class _File:
         return got
 
 
+def strongly_connected(nodes, successors) -> list[list]:
+    """The strongly connected components of the graph `successors` spans from `nodes` (iterative
+    Tarjan), each listed after every component it reaches: successors' components first."""
+    comps: list[list] = []
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    on_stack: set = set()
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(successors(root)))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(successors(nxt))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] != index[node]:
+                continue
+            members = []
+            while True:
+                h = stack.pop()
+                on_stack.discard(h)
+                members.append(h)
+                if h == node:
+                    break
+            comps.append(members)
+    return comps
+
+
 class Planner:
     def __init__(self, report: Report, sites: dict, root: str, sem, options: PlanOptions = PlanOptions()):
         self.report = report
@@ -783,63 +826,31 @@ class Planner:
         return self.reach_over_calls(direct)
 
     def reach_over_calls(self, direct: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-        """For each project function, the or of `direct` over it and everything it calls."""
+        """For each project function, the or of `direct` over it and everything it calls (one pass
+        over the call graph's strongly connected components, callees' components first)."""
         calls: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for f in self.files.values():
             for c in f.sites.calls:
                 if c.callee in self.defined:
                     calls.setdefault((f.path, c.function), set()).update(self.callees(f.path, c.callee))
+        roots = sorted((p, name) for name, files in self.defined_in.items() for p in files)
         closure: dict[tuple[str, str], int] = {}
-        index: dict[tuple[str, str], int] = {}
-        low: dict[tuple[str, str], int] = {}
-        stack: list[tuple[str, str]] = []
-        on_stack: set[tuple[str, str]] = set()
-        for root in sorted((p, name) for name, files in self.defined_in.items() for p in files):
-            if root in index:
-                continue
-            work = [(root, iter(sorted(calls.get(root, ()))))]
-            index[root] = low[root] = len(index)
-            stack.append(root)
-            on_stack.add(root)
-            while work:
-                fn, it = work[-1]
-                g = next(it, None)
-                if g is not None:
-                    if g not in index:
-                        index[g] = low[g] = len(index)
-                        stack.append(g)
-                        on_stack.add(g)
-                        work.append((g, iter(sorted(calls.get(g, ())))))
-                    elif g in on_stack:
-                        low[fn] = min(low[fn], index[g])
-                    continue
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[fn])
-                if low[fn] != index[fn]:
-                    continue
-                members = []
-                while True:  # fn's component: its callees outside it are all done
-                    h = stack.pop()
-                    on_stack.discard(h)
-                    members.append(h)
-                    if h == fn:
-                        break
-                mask = 0
-                for h in members:
-                    mask |= direct.get(h, 0)
-                    for k in calls.get(h, ()):
-                        mask |= closure.get(k, 0)
-                for h in members:
-                    closure[h] = mask
+        for members in strongly_connected(roots, lambda fn: sorted(calls.get(fn, ()))):
+            mask = 0
+            for h in members:
+                mask |= direct.get(h, 0)
+                for k in calls.get(h, ()):
+                    mask |= closure.get(k, 0)
+            for h in members:
+                closure[h] = mask
         return closure
 
-    def drop_nested(self) -> None:
-        """A region inside another region of the same object is covered by it (and nesting the
-        same object would wait for itself): the inner one gives that object up."""
+    def nested_regions(self) -> list[tuple[tuple, tuple]]:
+        """(outer, inner) keys of every region inside another one of the same file."""
         by_file: dict[str, list] = {}
         for key in self.regions:
             by_file.setdefault(key[0], []).append(key)
+        out = []
         for keys in by_file.values():
             keys.sort(key=lambda k: (k[1], -k[2]))
             for i, outer in enumerate(keys):
@@ -847,8 +858,15 @@ class Planner:
                     if inner[1] >= outer[2]:
                         break
                     if inner[2] <= outer[2]:
-                        for o in set(self.regions[outer]["objs"]) & set(self.regions[inner]["objs"]):
-                            del self.regions[inner]["objs"][o]
+                        out.append((outer, inner))
+        return out
+
+    def drop_nested(self) -> None:
+        """A region inside another region of the same object is covered by it (and nesting the
+        same object would wait for itself): the inner one gives that object up."""
+        for outer, inner in self.nested_regions():
+            for o in set(self.regions[outer]["objs"]) & set(self.regions[inner]["objs"]):
+                del self.regions[inner]["objs"][o]
         for key in [k for k, r in self.regions.items() if not r["objs"]]:
             del self.regions[key]
 
@@ -872,44 +890,80 @@ class Planner:
             for fn in acquirers:
                 self.acquires.setdefault(fn, set()).update(released - around)
 
-    def lock_order_problem(self, key, r: dict, taken: dict[tuple[str, str], int],
-                           locks_by_fn: dict[tuple[str, str], int], lock_bit: dict[str, int],
-                           by_obj: dict[int, list], encloses: dict[int, int]) -> str:
+    def lock_order_problem(self, key, r: dict, locks_by_fn: dict[tuple[str, str], int],
+                           lock_bit: dict[str, int], by_obj: dict[int, list]) -> str:
         """Why the region `key` could make two threads wait for each other, a deadlock the program
         did not have ("" if it cannot): it encloses a call that takes a lock L while another region of
         one of its objects is entered with L held (one thread holds L and waits for the object, the
-        other holds the object and waits for L), or a call that orders another object whose own
-        region encloses a call that orders one of its objects (`encloses`: per object, the objects
-        the calls inside its regions order)."""
+        other holds the object and waits for L). Objects that could wait for each other are one
+        (merge_waiting_objects)."""
         f, start, end = r["file"], key[1], key[2]
-        mine = sum(1 << o for o in r["objs"])
         for g in sorted(self.project_calls_in(f, start, end)):
-            locks, objs = locks_by_fn.get(g, 0), taken.get(g, 0) & ~mine
+            locks = locks_by_fn.get(g, 0)
+            if not locks:
+                continue
             for o, name in sorted(r["objs"].items()):
-                for other_key, other in by_obj.get(o, ()) if locks else ():
+                for other_key, other in by_obj.get(o, ()):
                     if other_key != key and locks & other["held_mask"]:
                         held = [n for n in sorted(other["held"]) if n in lock_bit and locks >> lock_bit[n] & 1]
                         return (f"the ordered region for {name} encloses a call to {g[1]}(), which takes lock "
                                 f"{held[0]}, while {name} is also ordered with {held[0]} held "
                                 f"({self.where(other['file'], other_key[1])})")
-            while objs:
-                low = objs & -objs
-                objs ^= low
-                o2 = low.bit_length() - 1
-                if encloses.get(o2, 0) & mine:
-                    for other_key, other in by_obj[o2]:
-                        back = [(h, o) for h in sorted(self.project_calls_in(other["file"], other_key[1], other_key[2]))
-                                for o in sorted(r["objs"]) if taken.get(h, 0) >> o & 1]
-                        if back:
-                            h, o = back[0]
-                            return (f"the ordered region for {r['objs'][o]} encloses a call to {g[1]}(), which orders "
-                                    f"{other['objs'][o2]}, while the region for {other['objs'][o2]} at "
-                                    f"{self.where(other['file'], other_key[1])} encloses a call to {h[1]}(), which "
-                                    f"orders {r['objs'][o]}")
         return ""
+
+    def merge_waiting_objects(self) -> None:
+        """Objects whose regions could wait for each other are ordered as one. A thread holds A while
+        it begins a region of B when a region of A encloses a call that orders B, a region of B is
+        nested in one of A, or one region begins both (in ascending order). Two objects on a cycle
+        of such edges could each be held by a thread that waits for the other, a deadlock the program
+        did not have: each strongly connected component of the edges becomes its smallest object
+        (and a region of it inside another of it through a call, reentrant: emit_regions)."""
+        taken = self.objects_taken_by_functions()
+        succ: dict[int, int] = {}
+        for key, r in self.regions.items():
+            inner = 0
+            for g in self.project_calls_in(r["file"], key[1], key[2]):
+                inner |= taken.get(g, 0)
+            objs = sorted(r["objs"])
+            for n, o in enumerate(objs):
+                succ[o] = succ.get(o, 0) | inner | sum(1 << p for p in objs[n + 1:])
+        for outer, inner in self.nested_regions():
+            mask = sum(1 << p for p in self.regions[inner]["objs"])
+            for o in self.regions[outer]["objs"]:
+                succ[o] = succ.get(o, 0) | mask
+
+        def successors(o: int) -> list[int]:
+            out, m = [], succ.get(o, 0)
+            while m:
+                low = m & -m
+                m ^= low
+                out.append(low.bit_length() - 1)
+            return out
+
+        rep: dict[int, int] = {}
+        for comp in strongly_connected(sorted(succ), successors):
+            if len(comp) > 1:
+                for o in comp:
+                    rep[o] = min(comp)
+        if not rep:
+            return
+        together: dict[int, list[str]] = {}
+        for o in sorted(rep):
+            together.setdefault(rep[o], []).append(self.objects[o].name)
+        for r in self.regions.values():
+            objs: dict[int, str] = {}
+            for o, name in r["objs"].items():
+                p = rep.get(o, o)
+                objs.setdefault(p, name if p == o else self.objects[p].name)
+                if p in together:
+                    r["reasons"].add(f"ordered as one object with {', '.join(n for n in together[p] if n != objs[p])} "
+                                     f"(their regions could otherwise wait for each other)")
+            r["objs"] = objs
+        self.drop_nested()
 
     def emit_regions(self) -> None:
         self.drop_nested()
+        self.merge_waiting_objects()
         taken = self.objects_taken_by_functions()
         lock_bit = {n: i for i, n in enumerate(sorted({n for names in self.acquires.values() for n in names}))}
         locks_by_fn = self.reach_over_calls({fn: sum(1 << lock_bit[n] for n in names)
@@ -934,7 +988,7 @@ class Planner:
             f = r["file"]
             how = r["how"]
             objs = sorted(r["objs"])
-            why = self.lock_order_problem((path, start, end), r, taken, locks_by_fn, lock_bit, by_obj, encloses)
+            why = self.lock_order_problem((path, start, end), r, locks_by_fn, lock_bit, by_obj)
             if why:
                 self.problem(f, start, f"{why}: two threads could each wait for what the other holds, a "
                                        f"deadlock the program did not have; move the call out of the statement")

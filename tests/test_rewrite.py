@@ -435,8 +435,8 @@ def test_a_call_that_orders_the_object_through_a_recursive_cycle_is_seen(tmp_pat
 def test_same_named_static_functions_of_two_files_stay_apart(tmp_path):
     """a.c's static next() orders hits, b.c's static next() does not. a.c's region for hits encloses
     bump(), which orders other; b.c's region for other encloses b.c's own next(). Matched by name
-    alone, b.c's call looked like a.c's next(), which orders hits: a cycle of two regions (each
-    enclosing a call that orders the other's object), and both files were refused."""
+    alone, b.c's call looked like a.c's next(), which orders hits: hits and other would wait for
+    each other, and b.c's region would take them as one reentrant object."""
     a = tmp_path / "a.c"
     b = tmp_path / "b.c"
     a.write_text("#include <pthread.h>\nlong hits, other;\nstatic long next(void) { return hits++; }\n"
@@ -481,18 +481,41 @@ def test_a_region_enclosing_a_lock_never_held_around_its_object_is_planned(tmp_p
     assert [s.line for s in plan.sites if s.kind == "ordered"] == [6, 7]
 
 
-def test_two_regions_each_enclosing_a_call_that_orders_the_other_are_reported(tmp_path):
-    src = ("#include <pthread.h>\nstatic long a, b;\n"
-           "static long get_a(void) { return a++; }\nstatic long get_b(void) { return b++; }\n"
+def test_two_regions_each_enclosing_a_call_that_orders_the_other_are_one_object(tmp_path):
+    """t1 holds a while get_b() orders b, t2 holds b while get_a() orders a: as two objects each
+    thread could hold one and wait for the other. They are ordered as one (reentrant: get_b()'s region
+    runs inside a's), and the instrumented program records and replays without waiting for itself."""
+    runtime = ensure_runtime(loggers=True)
+    src = ("#include <pthread.h>\n#include <stdio.h>\nstatic long a, b;\n"
+           "static long get_a(void) { a++; return 1; }\nstatic long get_b(void) { b++; return 1; }\n"
            "static void *t1(void *x) { (void)x; for (int i = 0; i < 100; i++) a += get_b(); return 0; }\n"
            "static void *t2(void *x) { (void)x; for (int i = 0; i < 100; i++) b += get_a(); return 0; }\n"
            "int main(void) { pthread_t p, q; pthread_create(&p, 0, t1, 0); pthread_create(&q, 0, t2, 0);\n"
-           "  pthread_join(p, 0); pthread_join(q, 0); return 0; }\n")
-    _, plan = plan_for(tmp_path, src)
-    assert [p.where for p in plan.errors] == ["prog.c:5", "prog.c:6"]
-    assert ("the ordered region for a encloses a call to get_b(), which orders b, while the region for b at "
-            "prog.c:6 encloses a call to get_a(), which orders a") in plan.errors[0].message
+           "  pthread_join(p, 0); pthread_join(q, 0); printf(\"%ld\\n\", a + b); return 0; }\n")
+    path, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    ordered = [s for s in plan.sites if s.kind == "ordered"]
+    assert sorted(s.line for s in ordered) == [4, 5, 6, 7]
+    assert len({s.objs for s in ordered}) == 1 and {s.entry for s in ordered} == {"ftmb_ordered_reenter"}
+    assert any("ordered as one object with" in s.reason for s in ordered), [s.reason for s in ordered]
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    assert int(record_and_replay(runtime, inst, tmp_path)) >= 400
 
+
+def test_a_region_of_both_objects_and_the_reverse_through_a_call_are_one_object(tmp_path):
+    """The loop condition `b < a` begins a, then b (ascending ids); elsewhere b's region encloses
+    get_a(), which orders a: a thread in the condition holds a and waits for b while the other holds
+    b and waits for a. Merged, not refused."""
+    src = ("#include <pthread.h>\nstatic long a, b;\nstatic long get_a(void) { return a++; }\n"
+           "static void *t1(void *x) { (void)x; for (int i = 0; i < 100; i++) { while (b < a) b++; } return 0; }\n"
+           "static void *t2(void *x) { (void)x; for (int i = 0; i < 100; i++) b += get_a(); return 0; }\n"
+           "int main(void) { pthread_t p, q; pthread_create(&p, 0, t1, 0); pthread_create(&q, 0, t2, 0);\n"
+           "  pthread_join(p, 0); pthread_join(q, 0); return (int)(a + b); }\n")
+    _, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    assert len({s.objs for s in plan.sites if s.kind == "ordered"}) == 1
 
 def test_commutative_reduction_only_behind_its_flag_and_listed(tmp_path):
     from ftmb_instrument.plan import PlanOptions
