@@ -41,7 +41,7 @@ from typing import Any
 from . import __version__
 from .abi.emit_table import TABLE
 from .errors import RewriteError
-from .frontend.sites import JUMP_ENTERS, FileSites, skip_blank
+from .frontend.sites import JUMP_ENTERS, JUMP_LABEL, FileSites, skip_blank
 from .model import Report, Variable
 
 SCHEMA = "ftmb-plan/2"
@@ -308,6 +308,7 @@ class _File:
         for loc, s, e, shape in sites.reads:
             self.reads_at.setdefault(loc, []).append((s, e, shape))
         self._containing: dict[int, list] = {}  # offset -> statements containing it (many accesses share one)
+        self._jumps_within: dict[tuple[int, int], int] = {}  # span -> JUMP_* bits of the statements in it
         self.calls_in: dict[tuple[int, int], set[str]] = {}  # (start, end) -> project functions called (Planner's)
 
     def offset(self, line: int, col: int) -> int:
@@ -338,6 +339,27 @@ class _File:
 
     def text(self, s: int, e: int) -> str:
         return self.data[s:e].decode("utf-8", "replace")
+
+    def has_label_within(self, start: int, end: int) -> bool:
+        """Whether a statement between `start` and `end` holds a label (a goto from outside may enter
+        there)."""
+        return bool(self.jumps_within(start, end) & JUMP_LABEL)
+
+    def has_jump_within(self, start: int, end: int) -> bool:
+        """Whether a statement between `start` and `end` leaves itself early (a region around them all
+        that is not a scope could be left without its end; a break inside a loop there is counted too)."""
+        return bool(self.jumps_within(start, end) & ~JUMP_ENTERS)
+
+    def jumps_within(self, start: int, end: int) -> int:
+        """The JUMP_* bits of the statements between `start` and `end`, or'ed (cached per span)."""
+        got = self._jumps_within.get((start, end))
+        if got is None:
+            got = 0
+            for s in self.stmts:
+                if start <= s.start and s.end <= end:
+                    got |= s.jumps
+            self._jumps_within[(start, end)] = got
+        return got
 
     def containing(self, off: int):
         """Statements containing `off`, outermost first (do not modify)."""
@@ -662,7 +684,11 @@ class Planner:
                 while i > 0 and chain[i - 1].from_macro and chain[i - 1].start == target.start:
                     i -= 1
                 target = chain[i]
-                if target.jumps & JUMP_ENTERS:
+                end = target.end
+                j = skip_blank(f.data, end)
+                if f.data[j:j + 1] == b";":  # the `;` after the invocation belongs to the statement
+                    end = j + 1
+                if target.jumps & JUMP_ENTERS or f.has_label_within(target.start, end):
                     self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion has a "
                                          f"label or case that control may enter at: cannot wrap it in an ordered "
                                          f"region")
@@ -671,17 +697,13 @@ class Planner:
                     self.problem(f, off, f"access to {v.name} in macro {target.from_macro}: no statement to wrap")
                     return
                 how = "declaration" if target.kind == "decl" and target.parent in ("compound", "") else "statement"
-                if target.jumps:
+                if target.jumps or f.has_jump_within(target.start, end):
                     if how == "declaration":
                         self.problem(f, off, f"access to {v.name} in a declaration made by macro "
                                              f"{target.from_macro} that jumps out of itself: cannot wrap it in an "
                                              f"ordered region")
                         return
                     how = "scope"
-                end = target.end
-                j = skip_blank(f.data, end)
-                if f.data[j:j + 1] == b";":  # the `;` after the invocation belongs to the statement
-                    end = j + 1
                 self.region(f, target.start, end, how, obj, v, a,
                             f"macro {target.from_macro}: whole invocation statement")
                 return
@@ -1024,10 +1046,11 @@ class Planner:
                 if shape == "void":
                     edits = (Edit(start, start, f"__extension__ ({{ {begins} ", op),
                              Edit(end, end, f"; {ends} }})", cl))
-                else:
+                else:  # the begins in the initializer: no statement before the declaration
+                    takes = ", ".join(b.rstrip(";") for b in begins.split("; "))
                     val = f"+(" if shape == "bitfield" else "("
-                    edits = (Edit(start, start, f"__extension__ ({{ {begins} __auto_type _ftmb_v{sid} = {val}", op),
-                             Edit(end, end, f"); {ends} _ftmb_v{sid}; }})", cl))
+                    edits = (Edit(start, start, f"__extension__ ({{ __auto_type _ftmb_v{sid} = ({takes}, {val}", op),
+                             Edit(end, end, f")); {ends} _ftmb_v{sid}; }})", cl))
             calls = {g[1] for g in self.project_calls_in(f, start, end)}
             reason = f"unsynchronized shared access to {names}: {'; '.join(sorted(r['reasons']))}"
             if calls:

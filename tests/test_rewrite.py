@@ -170,8 +170,8 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
         return lines[next(i for i, ln in enumerate(orig) if needle in ln)]
 
     # conditions and initializers are wrapped as expressions, statements as blocks
-    assert "if (__extension__ ({ ftmb_ordered_begin(" in line_of("if (hits < limit)")
-    assert "while (__extension__ ({ ftmb_ordered_begin(" in line_of("while (mode > 5)")
+    assert "if (__extension__ ({ __auto_type _ftmb_v" in line_of("if (hits < limit)")
+    assert "while (__extension__ ({ __auto_type _ftmb_v" in line_of("while (mode > 5)")
     assert "switch (__extension__ ({" in line_of("switch (mode)")
     assert "for (long j = __extension__ ({" in line_of("for (long j = hits")
     assert "return __extension__ ({" in line_of("return hits++")
@@ -354,6 +354,71 @@ def test_a_label_inside_a_statement_keeps_it_unwrapped(tmp_path):
     _, plan = plan_for(tmp_path, src)
     assert sorted({p.where for p in plan.errors}) == ["prog.c:4"]
     assert all("label or case" in p.message for p in plan.errors), plan.errors
+
+
+LOOP_MACRO = r"""#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+struct list { struct list *n, *p; };
+struct item { int v; struct list l; };
+struct sess { struct list lst; };
+#define LIST_ELEM(lh, pt, el) ((pt)(((const char *)(lh)) - ((size_t)&((pt)NULL)->el)))
+#define list_for_each_entry(item, list_head, member) \
+	for (item = LIST_ELEM((list_head)->n, typeof(item), member); &item->member != (list_head); \
+	     item = LIST_ELEM(item->member.n, typeof(item), member))
+static long found;
+static void *w(void *a) {
+    struct sess *s = a;
+    struct item *it;
+    for (int i = 0; i < 100; i++) {
+        list_for_each_entry(it, &s->lst, l) {
+            if (it->v == 3) {
+                found++;
+                break;
+            }
+        }
+        s->lst.n = s->lst.n;
+    }
+    return 0;
+}
+int main(void) {
+    pthread_t t[2];
+    struct sess *s = malloc(sizeof *s);
+    struct item *items = calloc(5, sizeof *items);
+    struct list *prev = &s->lst;
+    for (int i = 0; i < 5; i++) {
+        items[i].v = i + 1;
+        prev->n = &items[i].l;
+        items[i].l.p = prev;
+        prev = &items[i].l;
+    }
+    prev->n = &s->lst;
+    s->lst.p = prev;
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, s);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], 0);
+    printf("%ld\n", found);
+    return 0;
+}
+"""
+
+
+def test_a_loop_whose_header_a_macro_wrote_is_ordered_with_its_body(tmp_path):
+    """`list_for_each_entry(it, &s->lst, l) { ... break; }` (HAProxy's lists): the for's init,
+    condition and step come from the macro, its body from the file. The init was taken for a
+    statement of its own and the region closed right after the invocation: the loop's body became
+    the region's end, and the body's `break` a compile error. The whole loop is the region now."""
+    runtime = ensure_runtime(loggers=True)
+    path, plan = plan_for(tmp_path, LOOP_MACRO)
+    assert plan.errors == []
+    text = path.read_bytes()
+    [loop] = [s for s in plan.sites if s.kind == "ordered" and s.line == 17]
+    assert text[loop.start:loop.end].decode().startswith("list_for_each_entry(it, &s->lst, l) {")
+    assert text[loop.start:loop.end].decode().rstrip().endswith("}")
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    assert record_and_replay(runtime, inst, tmp_path) == "200\n"
 
 
 def test_lock_call_inside_a_macro_is_reported(tmp_path):
@@ -565,7 +630,7 @@ int main(void)
     [rw] = apply_plan(plan)
     inst = tmp_path / "inst.c"
     inst.write_bytes(rw.text)
-    assert "while (__extension__ ({ ftmb_ordered_begin(" in rw.text.decode()
+    assert "while (__extension__ ({ __auto_type _ftmb_v" in rw.text.decode()
     assert build_and_run(runtime, inst, tmp_path / "inst", True) == "done=1\n"
 
 

@@ -247,6 +247,17 @@ def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites
 # start: a case of an enclosing switch, a label (any goto may target it), and a computed goto (its
 # target is not known, so it is counted as both).
 JUMP_ALWAYS, JUMP_BREAK, JUMP_CONTINUE, JUMP_CASE, JUMP_LABEL = 1, 2, 4, 8, 16
+
+
+def _in_header(kind: ci.CursorKind, n: int, nkids: int) -> bool:
+    """Whether child `n` of `nkids` of a control statement is in its header (libclang lists a for's
+    init, condition and step, those present, before its body; the condition of if, while and
+    switch first, of do last)."""
+    if kind == CK.FOR_STMT:
+        return n < nkids - 1
+    if kind == CK.DO_STMT:
+        return n == nkids - 1
+    return n == 0
 JUMP_ENTERS = JUMP_CASE | JUMP_LABEL
 
 
@@ -361,9 +372,12 @@ class _Scanner:
             kind = CONTROL[k]
             parts = self.control_parts(fs, c, kind, kids)
             fs.stmts.append(Stmt(kind, start, end, parent, parts, fn, from_macro, self.escapes(c), ()))
-            in_parts = lambda x: any(p.start <= x.extent.start.offset < p.end for p in parts)  # noqa: E731
-            for x in kids:
-                if x.kind == CK.DECL_STMT or not in_parts(x):
+            # the header's expressions (a for's init, condition and step, the condition of the
+            # others) are never statements of their own, wrappable parts or not: a header a macro
+            # wrote (`list_for_each_entry(...) { ... }`) has no parts, and wrapping its init as a
+            # statement made the loop's body the region's end
+            for n, x in enumerate(kids):
+                if x.kind == CK.DECL_STMT or not _in_header(k, n, len(kids)):
                     self.stmt(fs, x, kind, fn)
                 else:
                     self.calls_in(fs, x, fn, start)
