@@ -421,6 +421,17 @@ def test_a_loop_whose_header_a_macro_wrote_is_ordered_with_its_body(tmp_path):
     assert record_and_replay(runtime, inst, tmp_path) == "200\n"
 
 
+def test_an_address_passed_to_a_macro_does_not_hide_the_reads_of_its_expansion(tmp_path):
+    """`list_for_each_entry(it, &head, l)`: `&head`, a macro argument, has the invocation's location,
+    and so has the expansion's read of `head.n`; that read was skipped as an address computation."""
+    src = LOOP_MACRO.replace("static long found;", "static long found; static struct list head = { &head, &head };")
+    src = src.replace("&s->lst", "&head").replace("s->lst.n = s->lst.n;", "head.n = head.n;")
+    path, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    assert any(s.kind == "ordered" and s.line == 17 for s in plan.sites), [(s.line, s.reason) for s in plan.sites]
+    assert not [k for k in plan.skipped if k.where.startswith("prog.c:17")], plan.skipped
+
+
 def test_lock_call_inside_a_macro_is_reported(tmp_path):
     src = ("#include <pthread.h>\nstatic pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;\nstatic int n;\n"
            "#define LOCKED(s) do { pthread_mutex_lock(&m); s; pthread_mutex_unlock(&m); } while (0)\n"

@@ -589,6 +589,10 @@ class _Scanner:
         start = e.extent.start.offset
         locs = []
         while True:
+            if spelling_location(e.location)[1] != e.location.offset:
+                # a macro's argument: its location is the invocation's, where the expansion's own
+                # accesses are reported too (`list_for_each_entry(it, &head, l)` reads head.n there)
+                return
             locs.append(e.location.offset)
             if e.kind == CK.DECL_REF_EXPR:
                 break
