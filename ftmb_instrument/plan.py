@@ -41,7 +41,7 @@ from typing import Any
 from . import __version__
 from .abi.emit_table import TABLE
 from .errors import RewriteError
-from .frontend.sites import JUMP_ENTERS, JUMP_LABEL, FileSites, skip_blank
+from .frontend.sites import JUMP_ENTERS, FileSites, skip_blank
 from .model import Report, Variable
 
 SCHEMA = "ftmb-plan/2"
@@ -308,7 +308,9 @@ class _File:
         for loc, s, e, shape in sites.reads:
             self.reads_at.setdefault(loc, []).append((s, e, shape))
         self._containing: dict[int, list] = {}  # offset -> statements containing it (many accesses share one)
-        self._jumps_within: dict[tuple[int, int], int] = {}  # span -> JUMP_* bits of the statements in it
+        self.invocations: dict[int, list] = {}  # macro invocation start -> its outermost statements
+        for inv in sites.invocations:
+            self.invocations.setdefault(inv.start, []).append(inv)
         self.calls_in: dict[tuple[int, int], set[str]] = {}  # (start, end) -> project functions called (Planner's)
 
     def offset(self, line: int, col: int) -> int:
@@ -339,27 +341,6 @@ class _File:
 
     def text(self, s: int, e: int) -> str:
         return self.data[s:e].decode("utf-8", "replace")
-
-    def has_label_within(self, start: int, end: int) -> bool:
-        """Whether a statement between `start` and `end` holds a label (a goto from outside may enter
-        there)."""
-        return bool(self.jumps_within(start, end) & JUMP_LABEL)
-
-    def has_jump_within(self, start: int, end: int) -> bool:
-        """Whether a statement between `start` and `end` leaves itself early (a region around them all
-        that is not a scope could be left without its end; a break inside a loop there is counted too)."""
-        return bool(self.jumps_within(start, end) & ~JUMP_ENTERS)
-
-    def jumps_within(self, start: int, end: int) -> int:
-        """The JUMP_* bits of the statements between `start` and `end`, or'ed (cached per span)."""
-        got = self._jumps_within.get((start, end))
-        if got is None:
-            got = 0
-            for s in self.stmts:
-                if start <= s.start and s.end <= end:
-                    got |= s.jumps
-            self._jumps_within[(start, end)] = got
-        return got
 
     def containing(self, off: int):
         """Statements containing `off`, outermost first (do not modify)."""
@@ -688,16 +669,25 @@ class Planner:
                 j = skip_blank(f.data, end)
                 if f.data[j:j + 1] == b";":  # the `;` after the invocation belongs to the statement
                     end = j + 1
-                if target.jumps & JUMP_ENTERS or f.has_label_within(target.start, end):
+                # what wrapping the invocation wraps: its expansion's outermost statements (every
+                # statement of it has the invocation's extent)
+                outer = f.invocations.get(target.start) or [target]
+                jumps = 0
+                for s in outer:
+                    jumps |= s.jumps
+                parents = {s.parent for s in outer}
+                if jumps & JUMP_ENTERS:
                     self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion has a "
                                          f"label or case that control may enter at: cannot wrap it in an ordered "
                                          f"region")
                     return
-                if target.parent not in ("compound", "", "label", "if", "while", "do", "for", "switch"):
+                if not parents <= {"compound", "", "label", "if", "while", "do", "for", "switch"} or \
+                        (len(outer) > 1 and not parents <= {"compound", ""}):
                     self.problem(f, off, f"access to {v.name} in macro {target.from_macro}: no statement to wrap")
                     return
-                how = "declaration" if target.kind == "decl" and target.parent in ("compound", "") else "statement"
-                if target.jumps or f.has_jump_within(target.start, end):
+                how = "declaration" if {s.kind for s in outer} == {"decl"} and parents <= {"compound", ""} \
+                    else "statement"
+                if jumps:
                     if how == "declaration":
                         self.problem(f, off, f"access to {v.name} in a declaration made by macro "
                                              f"{target.from_macro} that jumps out of itself: cannot wrap it in an "

@@ -62,6 +62,18 @@ class Stmt:
 
 
 @dataclass(frozen=True)
+class Invocation:
+    """An outermost statement of a macro invocation's expansion. Every statement of an expansion
+    has the invocation's extent in the file, so these, not whichever of them contains an access,
+    are what wrapping the invocation wraps."""
+
+    start: int  # the invocation's start
+    kind: str  # "decl" | "compound" | "label" | a control kind | "other"
+    parent: str  # kind of the enclosing statement written in the file ("" for a function body)
+    jumps: int  # JUMP_* bits of the statement (loops and switches inside it hold their own)
+
+
+@dataclass(frozen=True)
 class Call:
     callee: str  # the called function (for a macro invocation: the function the expansion calls)
     loc: int  # expansion offset of the call (what the analysis reports)
@@ -100,6 +112,7 @@ class FileSites:
     macros: list[tuple[str, int, int]] = field(default_factory=list)  # (name, start, end) invocations
     # locations of the nodes of an `&x`, `&a[i]`, `&s.f` operand: an address computation, no memory access
     address_only: list[int] = field(default_factory=list)
+    invocations: list[Invocation] = field(default_factory=list)
     # (location, start, end, shape) of lvalue expressions whose value is read (lvalue-to-rvalue
     # conversions); location is the cursor location the analysis reports (a member's name for s->f)
     reads: list[tuple[int, int, int, str]] = field(default_factory=list)
@@ -345,7 +358,9 @@ class _Scanner:
         ends = self.invocation_end.get(self.realpath(end.file.name)) if end.file is not None else None
         return ends.get(end.offset, end.offset) if ends else end.offset
 
-    def stmt(self, fs: FileSites, c: ci.Cursor, parent: str, fn: str) -> None:
+    def stmt(self, fs: FileSites, c: ci.Cursor, parent: str, fn: str, within: int = -1) -> None:
+        """Record statement `c` and those inside it; `within`: the start of the macro invocation whose
+        expansion the enclosing statement came from (-1: written in the file)."""
         k = c.kind
         text = self.text(fs.path)
         ext = c.extent
@@ -354,19 +369,24 @@ class _Scanner:
         if first.file is None or self.realpath(first.file.name) != fs.path:
             return
         from_macro = self.macro_of(fs, c, first)
+        inv = start if from_macro else -1
+        if from_macro and within != start:
+            kind = ("decl" if k == CK.DECL_STMT else "compound" if k == CK.COMPOUND_STMT else
+                    "label" if k in (CK.LABEL_STMT, CK.CASE_STMT, CK.DEFAULT_STMT) else CONTROL.get(k, "other"))
+            fs.invocations.append(Invocation(start, kind, parent, self.escapes(c)))
         kids = list(_children(c))
         if k == CK.COMPOUND_STMT:
-            fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, False, ()))
+            fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, self.escapes(c), ()))
             for x in kids:
-                self.stmt(fs, x, "compound", fn)
+                self.stmt(fs, x, "compound", fn, inv)
             return
         if k in (CK.LABEL_STMT, CK.CASE_STMT, CK.DEFAULT_STMT):
-            fs.stmts.append(Stmt("label", start, end, parent, (), fn, from_macro, True, ()))
+            fs.stmts.append(Stmt("label", start, end, parent, (), fn, from_macro, self.escapes(c), ()))
             for x in kids:
                 if x.kind.is_statement() or x.kind.is_expression():
                     if k == CK.CASE_STMT and x is kids[0]:
                         continue
-                    self.stmt(fs, x, "label", fn)
+                    self.stmt(fs, x, "label", fn, inv)
             return
         if k in CONTROL:
             kind = CONTROL[k]
@@ -378,9 +398,9 @@ class _Scanner:
             # statement made the loop's body the region's end
             for n, x in enumerate(kids):
                 if x.kind == CK.DECL_STMT or not _in_header(k, n, len(kids)):
-                    self.stmt(fs, x, kind, fn)
+                    self.stmt(fs, x, kind, fn, inv)
                 else:
-                    self.calls_in(fs, x, fn, start)
+                    self.calls_in(fs, x, fn, start, inv)
             return
         # simple statements: expression, declaration, return, jumps
         if k == CK.DECL_STMT:
@@ -410,7 +430,7 @@ class _Scanner:
                 if text[j:j + 1] == b";":
                     end = j + 1
         jumps = self.escapes(c)
-        calls = self.calls_in(fs, c, fn, start)
+        calls = self.calls_in(fs, c, fn, start, inv)
         fs.stmts.append(Stmt(kind, start, end, parent, tuple(parts), fn, from_macro, jumps, calls))
 
     def initializer(self, fs: FileSites, v: ci.Cursor) -> ci.Cursor | None:
@@ -525,18 +545,19 @@ class _Scanner:
         return self.jumps[key(c)]
 
     # -- calls --
-    def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int) -> tuple[str, ...]:
-        """Record the calls inside expression `e` (statement expressions are walked as statements)."""
+    def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int, within: int = -1) -> tuple[str, ...]:
+        """Record the calls inside expression `e` (statement expressions are walked as statements;
+        `within` as for stmt())."""
         names: list[str] = []
         stack = [e]
         while stack:
             c = stack.pop()
             if c.kind == CK.StmtExpr:
                 for x in _children(c):
-                    self.stmt(fs, x, "compound", fn)
+                    self.stmt(fs, x, "compound", fn, within)
                 continue
             if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
-                self.stmt(fs, c, "", fn)
+                self.stmt(fs, c, "", fn, within)
                 continue
             if c.kind == CK.UNARY_OPERATOR and unary_kind(c) == UO_ADDR_OF:
                 self.note_address_only(fs, c)
