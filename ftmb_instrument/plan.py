@@ -968,8 +968,10 @@ class Planner:
                 p = rep.get(o, o)
                 objs.setdefault(p, name if p == o else self.objects[p].name)
                 if p in together:
-                    r["reasons"].add(f"ordered as one object with {', '.join(n for n in together[p] if n != objs[p])} "
-                                     f"(their regions could otherwise wait for each other)")
+                    others = [n for n in together[p] if n != objs[p]]
+                    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+                    r["reasons"].add(f"ordered as one object with {', '.join(others[:3])}{more} (their regions "
+                                     f"could otherwise wait for each other)")
             r["objs"] = objs
         self.drop_nested()
 
