@@ -297,9 +297,9 @@ def instrument_sources(paths: list[str], clang_args: list[str], workdir: Path, s
         raise RewriteError(f"{len(errors)} site(s) cannot be instrumented safely (suppress one with "
                            f"/* ftmb: ignore(access) <reason> */ on its line)")
     want = {os.path.realpath(p) for p in todo}
-    for r in apply_plan(plan):
-        if r.path.endswith(".c") and os.path.realpath(r.path) not in want:
-            continue  # another unit of the program: compiled by its own command
+    # the other units of the program are compiled by their own commands: only headers and these
+    only = want | {os.path.realpath(plan.abspath(rel)) for rel, _ in plan.files if not rel.endswith(".c")}
+    for r in apply_plan(plan, only):
         dst = _overlay_path(overlay, r.path)
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(_named(r.text, r.path))
