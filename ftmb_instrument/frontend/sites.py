@@ -260,6 +260,7 @@ def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites
 # start: a case of an enclosing switch, a label (any goto may target it), and a computed goto (its
 # target is not known, so it is counted as both).
 JUMP_ALWAYS, JUMP_BREAK, JUMP_CONTINUE, JUMP_CASE, JUMP_LABEL = 1, 2, 4, 8, 16
+JUMP_ENTERS = JUMP_CASE | JUMP_LABEL
 
 
 def _in_header(kind: ci.CursorKind, n: int, nkids: int) -> bool:
@@ -271,7 +272,6 @@ def _in_header(kind: ci.CursorKind, n: int, nkids: int) -> bool:
     if kind == CK.DO_STMT:
         return n == nkids - 1
     return n == 0
-JUMP_ENTERS = JUMP_CASE | JUMP_LABEL
 
 
 class _Scanner:
