@@ -677,9 +677,10 @@ class Planner:
                     jumps |= s.jumps
                 parents = {s.parent for s in outer}
                 if jumps & JUMP_ENTERS:
-                    self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion has a "
-                                         f"label or case that control may enter at: cannot wrap it in an ordered "
-                                         f"region")
+                    if not self.widened(f, target.start, end, obj, v, a):
+                        self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion "
+                                             f"has a label or case that control may enter at, inside no statement "
+                                             f"entered only at its start: cannot wrap it in an ordered region")
                     return
                 if not parents <= {"compound", "", "label", "if", "while", "do", "for", "switch"} or \
                         (len(outer) > 1 and not parents <= {"compound", ""}):
@@ -707,8 +708,10 @@ class Planner:
             return
         if target.kind in ("expr", "other"):
             if target.jumps & JUMP_ENTERS:
-                self.problem(f, off, f"access to {v.name} in a statement with a label or case that control may "
-                                     f"enter at: cannot wrap it in an ordered region")
+                if not self.widened(f, target.start, target.end, obj, v, a):
+                    self.problem(f, off, f"access to {v.name} in a statement with a label or case that control "
+                                         f"may enter at, inside no statement entered only at its start: cannot "
+                                         f"wrap it in an ordered region")
                 return
             # a statement that jumps out of itself (return/break/continue/goto) ends its region however
             # control leaves it: a scope
@@ -730,6 +733,22 @@ class Planner:
             return
         self.region(f, part.start, part.end, "expr:" + part.shape + ":" + part.role, obj, v, a,
                     f"{target.kind} {part.role}")
+
+    def widened(self, f: _File, start: int, end: int, obj: int, v: Variable, a) -> bool:
+        """Order the smallest statement around [start, end) that control enters only at its start, or
+        else the smallest run of a block's statements from one around it to the block's end (a
+        `goto resume;` before a loop whose body holds `resume:`: the goto's statement to the end).
+        A region there has the block's declarations in its own block, which ends where theirs did."""
+        around = [(s.start, s.end, s.jumps) for s in f.containing(start)
+                  if s.end >= end and not s.from_macro and s.kind not in ("compound", "decl")]
+        around += [t for t in f.sites.tails if t[0] <= start and end <= t[1]]
+        fits = [t for t in around if not t[2] & JUMP_ENTERS]
+        if not fits:
+            return False
+        s, e, jumps = min(fits, key=lambda t: t[1] - t[0])
+        self.region(f, s, e, "scope" if jumps else "statement", obj, v, a,
+                    "the smallest statements around a label entered from outside them")
+        return True
 
     def narrow_to_argument(self, f: _File, off: int, natural: tuple[int, int], obj: int, v: Variable, a) -> bool:
         """Order only the call argument that reads the object when the statement also calls project code.

@@ -163,7 +163,7 @@ def test_preprocessing_only_preprocesses_the_instrumented_copy(src, env):
 
 def test_a_site_that_cannot_be_instrumented_fails_the_compile(src, env):
     (src / "bad.c").write_text(
-        "#include <pthread.h>\nstatic int n;\n#define RETRY(x) do { again: if ((x)++ < 5) goto again; } while (0)\n"
+        "#include <pthread.h>\nstatic int n;\n#define RETRY(x) do { void *at = &&again; again: if ((x)++ < 5) goto *at; } while (0)\n"
         "static void *w(void *a) { (void)a; for (;;) { RETRY(n); } }\n"
         "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0);\n"
         "  for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")

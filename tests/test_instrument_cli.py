@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "corpus" / "pt_nat_mutex.c"
 BAD = """#include <pthread.h>
 static int n;
-#define RETRY(x) do { again: if ((x)++ < 5) goto again; } while (0)
+#define RETRY(x) do { void *at = &&again; again: if ((x)++ < 5) goto *at; } while (0)
 static void *w(void *a) { (void)a; for (;;) { RETRY(n); } }
 int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0);
   for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }

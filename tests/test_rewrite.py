@@ -225,7 +225,7 @@ def test_edits_are_deduplicated_across_translation_units(tmp_path):
 
 
 def test_suppressed_site_is_listed_not_an_error(tmp_path):
-    src = ("#include <pthread.h>\nstatic int n;\n#define RETRY(x) do { again: if ((x)++ < 5) goto again; } while (0)\n"
+    src = ("#include <pthread.h>\nstatic int n;\n#define RETRY(x) do { void *at = &&again; again: if ((x)++ < 5) goto *at; } while (0)\n"
            "static void *w(void *a) { (void)a; for (;;) { RETRY(n); /* ftmb: ignore(access) test only */ } }\n"
            "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
            "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
@@ -343,17 +343,67 @@ def test_statements_that_jump_out_of_themselves_end_their_region_however_they_le
     assert hits in (1000, 1001) and rounds == 400 and budget == 0, recorded
 
 
-def test_a_label_inside_a_statement_keeps_it_unwrapped(tmp_path):
-    """Control may enter a statement at a label inside it (or a case of an enclosing switch): no
-    region can be begun on that path, so the access is refused with its place."""
+def test_a_label_whose_address_is_taken_keeps_its_statement_unwrapped(tmp_path):
+    """A computed goto anywhere may enter a statement at a label whose address is taken (`&&again`):
+    no region can be begun on that path, so the access is refused with its place."""
     src = ("#include <pthread.h>\nstatic long n;\n"
-           "#define RETRY(x) do { again: if ((x)++ < 5) goto again; } while (0)\n"
+           "#define RETRY(x) do { void *at = &&again; again: if ((x)++ < 5) goto *at; } while (0)\n"
            "static void *w(void *a) { (void)a; RETRY(n); return 0; }\n"
            "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
            "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
     _, plan = plan_for(tmp_path, src)
     assert sorted({p.where for p in plan.errors}) == ["prog.c:4"]
     assert all("label or case" in p.message for p in plan.errors), plan.errors
+
+
+LABELS = r"""#include <pthread.h>
+#include <stdio.h>
+static long hits, tries, limit = 1000;
+#define RETRY(x) do { again: if ((x)++ % 7) goto again; } while (0)
+#define each(i, n) for (i = 0; i < (n); i++)
+static long peek(void) { if (hits < 0) limit = 0; return(hits); }
+static void *w(void *a) {
+    long i = 0;
+    RETRY(tries);
+    if ((long)a == 2) { i = 10; goto resume; }
+    each(i, limit) {
+resume:
+        hits++;
+    }
+    return (void *)peek();
+}
+int main(void) {
+    pthread_t t[2];
+    for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, w, (void *)(i + 1));
+    for (int i = 0; i < 2; i++) pthread_join(t[i], 0);
+    printf("%ld %ld\n", hits, tries);
+    return 0;
+}
+"""
+
+
+def test_labels_entered_from_inside_or_from_a_goto_before_are_ordered(tmp_path):
+    """A label whose gotos are all inside the statement (RETRY's `again:`) is no way in: the
+    invocation is a region of its own. A label a goto before the statement enters at (HAProxy's
+    `goto resume_execution;` into a list_for_each_entry loop's body) widens the region to the
+    statements from the goto's to the end of the block. Both are recorded and replayed with real
+    loggers; `return(hits)` keeps its `return` a word of its own."""
+    runtime = ensure_runtime(loggers=True)
+    path, plan = plan_for(tmp_path, LABELS)
+    assert plan.errors == []
+    text = path.read_bytes().decode()
+    regions = [(s.line, s.how, text[s.start:s.end]) for s in plan.sites if s.kind == "ordered"]
+    assert (9, "statement", "RETRY(tries);") in regions, regions
+    [(_, how, tail)] = [r for r in regions if r[0] == 10]
+    assert how == "scope" and tail.startswith("if ((long)a == 2)") and tail.endswith("return (void *)peek();\n")
+    assert not [r for r in regions if r[0] == 11], regions
+    [rw] = apply_plan(plan)
+    assert any(r[0] == 6 and r[2] == "(hits)" for r in regions), regions
+    assert b"return __extension__ ({" in rw.text  # not `return__extension__`
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    hits, tries = map(int, record_and_replay(runtime, inst, tmp_path).split())
+    assert hits == 1990 and tries == 8, (hits, tries)
 
 
 LOOP_MACRO = r"""#include <pthread.h>

@@ -116,6 +116,10 @@ class FileSites:
     # (location, start, end, shape) of lvalue expressions whose value is read (lvalue-to-rvalue
     # conversions); location is the cursor location the analysis reports (a member's name for s->f)
     reads: list[tuple[int, int, int, str]] = field(default_factory=list)
+    # (start, end, jumps) of the statements from one of a written block's to its closing brace, for
+    # the blocks that hold a label or case: a region that a goto may enter at a label in it can
+    # widen to the statements from the goto's to the end of the block (jumps: JUMP_* bits of them)
+    tails: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -256,11 +260,18 @@ def scan_parsed(tu: ci.TranslationUnit, file: str, project_root: str) -> TuSites
     return TuSites(file, True, "", scanner.files)
 
 
-# Leaving a statement early: a return or goto, a break or continue; entering it other than at its
-# start: a case of an enclosing switch, a label (any goto may target it), and a computed goto (its
-# target is not known, so it is counted as both).
+# Leaving a statement early: a return, a goto to a label outside it, a break or continue; entering it
+# other than at its start: a case of an enclosing switch, a label inside it that a goto outside it
+# targets (or whose address is taken), and a computed goto (its target is not known, so it is
+# counted as both).
 JUMP_ALWAYS, JUMP_BREAK, JUMP_CONTINUE, JUMP_CASE, JUMP_LABEL = 1, 2, 4, 8, 16
 JUMP_ENTERS = JUMP_CASE | JUMP_LABEL
+
+
+def _key(x: ci.Cursor) -> tuple:
+    """A cursor's identity (what libclang's cursor equality compares)."""
+    d = x.data
+    return (x._kind_id, x.xdata, d[0], d[1], d[2])
 
 
 def _in_header(kind: ci.CursorKind, n: int, nkids: int) -> bool:
@@ -282,7 +293,12 @@ class _Scanner:
         self.texts: dict[str, bytes] = {}
         self.directives: dict[str, list[tuple[int, int]]] = {}
         self.real: dict[str, str] = {}
-        self.jumps: dict[tuple, int] = {}  # escapes() of every statement seen
+        self.jumps: dict[tuple, int] = {}  # escapes() of every statement seen, less what labels decide
+        # cursor key -> (labels defined inside it, gotos inside it per target label), where non-empty;
+        # a label is its LabelStmt's address (a macro's __label__ labels share names, not addresses)
+        self.labels: dict[tuple, tuple[frozenset, dict[int, int]]] = {}
+        self.label_uses: dict[int, int] = {}  # the gotos per label of the function being scanned
+        self.address_taken: set[int] = set()  # labels whose address (&&label) is taken
         # path -> start offset of a macro invocation -> its end: libclang ends a statement or
         # expression whose last token comes from a macro at the invocation's start
         # (`if (ptr) x = stktable_data_cast(ptr, t);` ends before `stktable_data_cast`)
@@ -328,6 +344,8 @@ class _Scanner:
             if body is None:
                 continue
             fs = self.fs(path)
+            self.escapes(body)  # every goto of the function, before any statement asks about its labels
+            self.label_uses = self.labels.get(_key(body), (frozenset(), {}))[1]
             fs.functions.append(Function(c.spelling, body.extent.start.offset + 1, body.extent.end.offset - 1,
                                          c.result_type.get_canonical().spelling))
             self.stmt(fs, body, "", c.spelling)
@@ -377,6 +395,8 @@ class _Scanner:
         kids = list(_children(c))
         if k == CK.COMPOUND_STMT:
             fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, self.escapes(c), ()))
+            if not from_macro and (_key(c) in self.labels or self.jumps[_key(c)] & JUMP_CASE):
+                self.tails(fs, kids, end - 1)
             for x in kids:
                 self.stmt(fs, x, "compound", fn, inv)
             return
@@ -501,24 +521,27 @@ class _Scanner:
         return tuple(parts)
 
     def escapes(self, c: ci.Cursor) -> int:
-        """How control can cross the edge of `c` (JUMP_* bits: a return or goto; a label; a break or
-        continue not inside a loop or switch of `c`; a case not inside a switch of `c`), computed once
-        per statement: nested statements are asked about again by their own stmt() call. An explicit
-        stack, not a recursion: a long expression or a deeply nested macro must not end the walk early
-        (a missed jump would let a region be rewritten around it)."""
-        def key(x: ci.Cursor) -> tuple:
-            d = x.data
-            return (x._kind_id, x.xdata, d[0], d[1], d[2])
-
+        """How control can cross the edge of `c` (JUMP_* bits: a return or a goto to a label outside
+        `c`; a label inside `c` that a goto outside it targets; a break or continue not inside a loop
+        or switch of `c`; a case not inside a switch of `c`), computed once per statement: nested
+        statements are asked about again by their own stmt() call. An explicit stack, not a
+        recursion: a long expression or a deeply nested macro must not end the walk early (a missed
+        jump would let a region be rewritten around it)."""
         stack = [(c, False)]
         while stack:
             x, expanded = stack.pop()
-            kx = key(x)
+            kx = _key(x)
             if kx in self.jumps:
                 continue
             k = x.kind
-            if k in (CK.RETURN_STMT, CK.GOTO_STMT):
+            if k == CK.RETURN_STMT:
                 self.jumps[kx] = JUMP_ALWAYS
+                continue
+            if k == CK.GOTO_STMT:
+                target = x.referenced
+                self.jumps[kx] = 0 if target is not None else JUMP_ALWAYS | JUMP_LABEL
+                if target is not None:
+                    self.labels[kx] = (frozenset(), {target.data[1]: 1})
                 continue
             if k == CK.INDIRECT_GOTO_STMT:
                 self.jumps[kx] = JUMP_ALWAYS | JUMP_LABEL
@@ -529,20 +552,60 @@ class _Scanner:
             if k == CK.CONTINUE_STMT:
                 self.jumps[kx] = JUMP_CONTINUE
                 continue
+            if k == CK.ADDR_LABEL_EXPR:  # &&label: an indirect goto anywhere may enter at it
+                self.address_taken.update(y.data[0] for y in _children(x) if y.kind == CK.LABEL_REF)
+                self.jumps[kx] = 0
+                continue
             kids = _children(x)
             if not expanded:
                 stack.append((x, True))
                 stack.extend((y, False) for y in kids)
                 continue
-            bits = JUMP_CASE if k in (CK.CASE_STMT, CK.DEFAULT_STMT) else JUMP_LABEL if k == CK.LABEL_STMT else 0
+            bits = JUMP_CASE if k in (CK.CASE_STMT, CK.DEFAULT_STMT) else 0
+            defs: set[int] = {x.data[1]} if k == CK.LABEL_STMT else set()
+            refs: dict[int, int] = {}
             for y in kids:
-                bits |= self.jumps[key(y)]
+                bits |= self.add_jumps(_key(y), defs, refs)
             if k in (CK.WHILE_STMT, CK.DO_STMT, CK.FOR_STMT):
                 bits &= ~(JUMP_BREAK | JUMP_CONTINUE)
             elif k == CK.SWITCH_STMT:
                 bits &= ~(JUMP_BREAK | JUMP_CASE)
             self.jumps[kx] = bits
-        return self.jumps[key(c)]
+            if defs or refs:
+                self.labels[kx] = (frozenset(defs), refs)
+        kc = _key(c)
+        lab = self.labels.get(kc)
+        return self.jumps[kc] | (self.label_jumps(*lab) if lab is not None else 0)
+
+    def add_jumps(self, kx: tuple, defs: set[int], refs: dict[int, int]) -> int:
+        """Add the labels and gotos of the statement `kx` to `defs` and `refs`; its other JUMP_* bits."""
+        lab = self.labels.get(kx)
+        if lab is not None:
+            defs |= lab[0]
+            for t, n in lab[1].items():
+                refs[t] = refs.get(t, 0) + n
+        return self.jumps[kx]
+
+    def label_jumps(self, defs, refs: dict[int, int]) -> int:
+        """JUMP_ALWAYS for a goto to a label not among `defs`, JUMP_LABEL for a label of `defs` that
+        a goto not counted in `refs` (or an indirect one) may jump to."""
+        bits = JUMP_ALWAYS if any(t not in defs for t in refs) else 0
+        if any(d in self.address_taken or self.label_uses.get(d, 0) > refs.get(d, 0) for d in defs):
+            bits |= JUMP_LABEL
+        return bits
+
+    def tails(self, fs: FileSites, kids: list, close: int) -> None:
+        """Record the jumps of each run of a block's statements up to its closing brace at `close`
+        (statements a macro invocation expanded to share its start: the run starts at the first)."""
+        bits, defs, refs = 0, set(), {}
+        for n in range(len(kids) - 1, -1, -1):
+            bits |= self.add_jumps(_key(kids[n]), defs, refs)
+            first = kids[n].extent.start
+            if first.file is None or self.realpath(first.file.name) != fs.path:
+                continue
+            if n > 0 and kids[n - 1].extent.start.offset == first.offset:
+                continue
+            fs.tails.append((first.offset, close, bits | self.label_jumps(defs, refs)))
 
     # -- calls --
     def calls_in(self, fs: FileSites, e: ci.Cursor, fn: str, stmt_start: int, within: int = -1) -> tuple[str, ...]:

@@ -40,12 +40,25 @@ def apply_edits(data: bytes, edits: list[Edit], where: str = "<file>") -> bytes:
                                f"[{b.start}, {b.end}) ({a.text!r} vs {b.text!r})")
     out = []
     pos = 0
+    last = b""  # the last byte written: an insertion must not join two words (`return(x)`)
     for e in uniq:
         out.append(data[pos:e.start])
-        out.append(e.text.encode())
+        if e.start > pos:
+            last = data[e.start - 1:e.start]
+        text = e.text.encode()
+        if text and _word(last) and _word(text[:1]):
+            out.append(b" ")
+        if text and _word(text[-1:]) and _word(data[e.end:e.end + 1]):
+            text += b" "
+        out.append(text)
+        last = text[-1:] or last
         pos = e.end
     out.append(data[pos:])
     return b"".join(out)
+
+
+def _word(b: bytes) -> bool:
+    return bool(b) and (b.isalnum() or b == b"_")
 
 
 def apply_plan(plan: Plan, only: set[str] | None = None) -> list[Rewritten]:

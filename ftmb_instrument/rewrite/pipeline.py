@@ -12,7 +12,7 @@ from ..model import Report
 from ..plan import Plan, PlanOptions, build_plan, is_instrumented
 
 
-SITE_LISTS = ("stmts", "calls", "functions", "macros", "address_only", "reads", "invocations")
+SITE_LISTS = ("stmts", "calls", "functions", "macros", "address_only", "reads", "invocations", "tails")
 
 
 class SitesMerger:
