@@ -406,6 +406,22 @@ def test_labels_entered_from_inside_or_from_a_goto_before_are_ordered(tmp_path):
     assert hits == 1990 and tries == 8, (hits, tries)
 
 
+def test_a_for_header_with_a_bracket_in_a_literal_is_split_into_its_parts(tmp_path):
+    """HAProxy's url2sa: `for (end = curr; end < url + ulen && *end != ']'; end++, p++)`: the `]` of
+    the literal closed no bracket, the header did not split into init, condition and step, and
+    every access in it was refused."""
+    src = ("#include <pthread.h>\nstatic char buf[64] = \"ab]\";\nstatic long n;\n"
+           "static void *w(void *a) { (void)a; char *e;\n"
+           "    for (e = buf; *e != ']' && n < 100; e++) n++;\n"
+           "    return 0; }\n"
+           "int main(void) { pthread_t t[2]; for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, w, 0); "
+           "for (int i = 0; i < 2; i++) pthread_join(t[i], 0); return 0; }\n")
+    path, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    text = path.read_bytes().decode()
+    assert "*e != ']' && n < 100" in [text[s.start:s.end] for s in plan.sites if s.kind == "ordered" and s.line == 5]
+
+
 LOOP_MACRO = r"""#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>

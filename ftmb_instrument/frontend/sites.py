@@ -185,10 +185,21 @@ def _skip_literal(text: bytes, i: int) -> int:
 def split_args(text: bytes, lparen: int, rparen: int) -> tuple[tuple[int, int], ...]:
     """Ranges of the top-level comma-separated arguments between the parentheses."""
     out = []
+    start = lparen + 1
+    for i in top_level(text, lparen + 1, rparen, 0x2C):
+        out.append(_trim(text, start, i))
+        start = i + 1
+    if rparen > lparen + 1 and text[lparen + 1:rparen].strip():
+        out.append(_trim(text, start, rparen))
+    return tuple(out)
+
+
+def top_level(text: bytes, start: int, end: int, sep: int) -> list[int]:
+    """Offsets of the byte `sep` between `start` and `end` outside brackets, literals and comments."""
+    out = []
     depth = 0
-    i = lparen + 1
-    start = i
-    while i < rparen:
+    i = start
+    while i < end:
         c = text[i]
         if c in b"([{":
             depth += 1
@@ -197,16 +208,13 @@ def split_args(text: bytes, lparen: int, rparen: int) -> tuple[tuple[int, int], 
         elif c in b"\"'":
             i = _skip_literal(text, i)
             continue
-        elif (text.startswith(b"/*", i) or text.startswith(b"//", i)):
+        elif text.startswith(b"/*", i) or text.startswith(b"//", i):
             i = skip_blank(text, i)
             continue
-        elif c == 0x2C and depth == 0:
-            out.append(_trim(text, start, i))
-            start = i + 1
+        elif c == sep and depth == 0:
+            out.append(i)
         i += 1
-    if rparen > lparen + 1 and text[lparen + 1:rparen].strip():
-        out.append(_trim(text, start, rparen))
-    return tuple(out)
+    return out
 
 
 def _trim(text: bytes, s: int, e: int) -> tuple[int, int]:
@@ -489,18 +497,7 @@ class _Scanner:
         rp = match_paren(text, lp) if lp >= 0 else -1
         if lp < 0 or rp < 0:
             return ()
-        semis = []
-        depth = 0
-        i = lp + 1
-        while i < rp:
-            ch = text[i]
-            if ch in b"([{":
-                depth += 1
-            elif ch in b")]}":
-                depth -= 1
-            elif ch == 0x3B and depth == 0:
-                semis.append(i)
-            i += 1
+        semis = top_level(text, lp + 1, rp, 0x3B)  # `*end != ']'`: a bracket in a literal is no bracket
         if len(semis) != 2:
             return ()
         slots = (("init", lp + 1, semis[0]), ("cond", semis[0] + 1, semis[1]), ("inc", semis[1] + 1, rp))
