@@ -507,9 +507,28 @@ class Planner:
         self.includes(roots)
         edited = sorted({s.file for s in self.sites})
         hashes = tuple((p, sha256(self.files[os.path.realpath(os.path.join(self.root, p))].data)) for p in edited)
-        return Plan(__version__, self.root, hashes, tuple(self.objects), tuple(self.sites), tuple(self.skipped),
+        return Plan(__version__, self.root, hashes, tuple(self.objects), tuple(self.sites), self.grouped_skips(),
                     tuple(self.problems), tuple(self.reductions), tuple(failed),
                     tuple(u.file for u in self.report.translation_units), tuple(roots))
+
+    def grouped_skips(self, most: int = 8) -> tuple[Skipped, ...]:
+        """The skipped accesses, one entry per variable, except where more than `most` variables are
+        skipped at one place for one reason (a pointer that may point almost anywhere: HAProxy's
+        140 units skip 1.6 million (variable, access) pairs at 3,176 places): one entry names the
+        first three and counts the rest."""
+        groups: dict[tuple[str, str], list[Skipped]] = {}
+        for k in self.skipped:
+            groups.setdefault((k.where, k.reason), []).append(k)
+        out = []
+        for k in self.skipped:
+            ks = groups[k.where, k.reason]
+            at = f" @ {k.where}"
+            if len(ks) <= most or not all(x.what.endswith(at) for x in ks):
+                out.append(k)
+            elif ks[0] is k:
+                names = sorted({x.what[:-len(at)] for x in ks})
+                out.append(Skipped(f"{', '.join(names[:3])} and {len(names) - 3} more{at}", k.where, k.reason))
+        return tuple(out)
 
     def is_lock_var(self, v: Variable) -> bool:
         if v.cls != "shared_rw" or not v.accesses:
