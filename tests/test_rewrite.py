@@ -406,6 +406,25 @@ def test_labels_entered_from_inside_or_from_a_goto_before_are_ordered(tmp_path):
     assert hits == 1990 and tries == 8, (hits, tries)
 
 
+def test_a_statement_expression_keeps_its_value_when_a_label_in_it_widens_a_region(tmp_path):
+    """A statement expression's last statement is its value: the statements from a goto's to the end
+    of its block are no region of their own (the block would make the value void); the statement
+    around the expression is."""
+    runtime = ensure_runtime(loggers=True)
+    src = LABELS.replace("    RETRY(tries);\n",
+                         "    tries += ({ long j = 0, r = 0; if (a) goto in; if (limit) each(j, limit) { in: r++; } r; });\n")
+    path, plan = plan_for(tmp_path, src)
+    assert plan.errors == []
+    text = path.read_bytes().decode()
+    assert [text[s.start:s.end].split("({")[0] for s in plan.sites if s.kind == "ordered" and s.line == 9] == \
+        ["tries += "], [(s.line, text[s.start:s.end]) for s in plan.sites]
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    hits, tries = map(int, record_and_replay(runtime, inst, tmp_path).split())
+    assert hits == 1990 and tries == 2 * 1000, (hits, tries)
+
+
 def test_a_for_header_with_a_bracket_in_a_literal_is_split_into_its_parts(tmp_path):
     """HAProxy's url2sa: `for (end = curr; end < url + ulen && *end != ']'; end++, p++)`: the `]` of
     the literal closed no bracket, the header did not split into init, condition and step, and

@@ -307,6 +307,9 @@ class _Scanner:
         self.labels: dict[tuple, tuple[frozenset, dict[int, int]]] = {}
         self.label_uses: dict[int, int] = {}  # the gotos per label of the function being scanned
         self.address_taken: set[int] = set()  # labels whose address (&&label) is taken
+        # the blocks of statement expressions: their last statement is their value, so no run of
+        # their statements is wrapped in a block of its own
+        self.valued: set[tuple] = set()
         # path -> start offset of a macro invocation -> its end: libclang ends a statement or
         # expression whose last token comes from a macro at the invocation's start
         # (`if (ptr) x = stktable_data_cast(ptr, t);` ends before `stktable_data_cast`)
@@ -403,7 +406,8 @@ class _Scanner:
         kids = list(_children(c))
         if k == CK.COMPOUND_STMT:
             fs.stmts.append(Stmt("compound", start, end, parent, (), fn, from_macro, self.escapes(c), ()))
-            if not from_macro and (_key(c) in self.labels or self.jumps[_key(c)] & JUMP_CASE):
+            if not from_macro and (_key(c) in self.labels or self.jumps[_key(c)] & JUMP_CASE) and \
+                    _key(c) not in self.valued:
                 self.tails(fs, kids, end - 1)
             for x in kids:
                 self.stmt(fs, x, "compound", fn, inv)
@@ -614,6 +618,7 @@ class _Scanner:
             c = stack.pop()
             if c.kind == CK.StmtExpr:
                 for x in _children(c):
+                    self.valued.add(_key(x))
                     self.stmt(fs, x, "compound", fn, within)
                 continue
             if c.kind.is_statement() and c is not e and c.kind not in (CK.DECL_STMT,) and not c.kind.is_expression():
