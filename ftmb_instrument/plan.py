@@ -941,7 +941,7 @@ class Planner:
                 self.acquires.setdefault(fn, set()).update(released - around)
 
     def lock_order_problem(self, key, r: dict, locks_by_fn: dict[tuple[str, str], int],
-                           lock_bit: dict[str, int], by_obj: dict[int, list]) -> str:
+                           lock_bit: dict[str, int], by_obj: dict[int, list], held_by_obj: dict[int, int]) -> str:
         """Why the region `key` could make two threads wait for each other, a deadlock the program
         did not have ("" if it cannot): it encloses a call that takes a lock L while another region of
         one of its objects is entered with L held (one thread holds L and waits for the object, the
@@ -953,6 +953,8 @@ class Planner:
             if not locks:
                 continue
             for o, name in sorted(r["objs"].items()):
+                if not locks & held_by_obj.get(o, 0):  # no region of o is entered with one of them held
+                    continue
                 for other_key, other in by_obj.get(o, ()):
                     if other_key != key and locks & other["held_mask"]:
                         held = [n for n in sorted(other["held"]) if n in lock_bit and locks >> lock_bit[n] & 1]
@@ -974,11 +976,15 @@ class Planner:
             inner = 0
             for g in self.project_calls_in(r["file"], key[1], key[2]):
                 inner |= taken.get(g, 0)
-            objs = sorted(r["objs"])
-            for n, o in enumerate(objs):
-                succ[o] = succ.get(o, 0) | inner | sum(1 << p for p in objs[n + 1:])
+            after = 0  # the region's objects above o: a region begins its objects in ascending order
+            for o in sorted(r["objs"], reverse=True):
+                succ[o] = succ.get(o, 0) | inner | after
+                after |= 1 << o
+        masks: dict[tuple, int] = {}
         for outer, inner in self.nested_regions():
-            mask = sum(1 << p for p in self.regions[inner]["objs"])
+            mask = masks.get(inner)
+            if mask is None:
+                mask = masks[inner] = sum(1 << p for p in self.regions[inner]["objs"])
             for o in self.regions[outer]["objs"]:
                 succ[o] = succ.get(o, 0) | mask
 
@@ -1021,6 +1027,7 @@ class Planner:
         locks_by_fn = self.reach_over_calls({fn: sum(1 << lock_bit[n] for n in names)
                                              for fn, names in self.acquires.items()})
         by_obj: dict[int, list] = {}
+        held_by_obj: dict[int, int] = {}  # the locks held at any region of each object
         encloses: dict[int, int] = {}
         for key, r in sorted(self.regions.items(), key=lambda kv: kv[0]):
             r["held_mask"] = sum(1 << lock_bit[n] for n in r["held"] if n in lock_bit)
@@ -1029,6 +1036,7 @@ class Planner:
                 inner |= taken.get(g, 0)
             for o in r["objs"]:
                 by_obj.setdefault(o, []).append((key, r))
+                held_by_obj[o] = held_by_obj.get(o, 0) | r["held_mask"]
                 encloses[o] = encloses.get(o, 0) | inner
         # An object whose region encloses a call that orders it again is reentrant: every region of
         # it takes it through ftmb_ordered_reenter, and one the thread is already inside takes nothing
@@ -1040,7 +1048,7 @@ class Planner:
             f = r["file"]
             how = r["how"]
             objs = sorted(r["objs"])
-            why = self.lock_order_problem((path, start, end), r, locks_by_fn, lock_bit, by_obj)
+            why = self.lock_order_problem((path, start, end), r, locks_by_fn, lock_bit, by_obj, held_by_obj)
             if why:
                 self.problem(f, start, f"{why}: two threads could each wait for what the other holds, a "
                                        f"deadlock the program did not have; move the call out of the statement")
