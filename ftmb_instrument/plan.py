@@ -350,6 +350,9 @@ class _File:
         return got
 
 
+NAME = "\x00"  # a decision's stand-in for the name of the variable it is applied to (Planner.decide)
+
+
 def strongly_connected(nodes, successors) -> list[list]:
     """The strongly connected components of the graph `successors` spans from `nodes` (iterative
     Tarjan), each listed after every component it reaches: successors' components first."""
@@ -417,6 +420,7 @@ class Planner:
         self.next_site = 1
         self.handled_calls: set[tuple[str, int]] = set()
         self.regions: dict[tuple[str, int, int, str], dict] = {}
+        self.decisions: dict[tuple[str, bool], tuple] = {}  # (access loc, read only) -> decide()'s actions
         self.acquires: dict[tuple[str, str], set[str]] = {}  # function -> the names of the locks it acquires
         self.real_paths: dict[str, str] = {}  # a report's path -> its real path (once per file, not per access)
 
@@ -648,26 +652,48 @@ class Planner:
 
     # -- ordered regions --
     def ordered_access(self, v: Variable, a, obj: int) -> None:
-        f, line, off = self.resolve(a.loc)
+        """Order the access `a` to `v` (object `obj`): what to wrap is decided once per place and
+        kind of access (an access through a pointer that may point almost anywhere is listed under
+        every variable it may touch: HAProxy's 140 units, 34.7 million pairs), then applied to `v`."""
+        key = (a.loc, a.mode == "read")
+        acts = self.decisions.get(key)
+        if acts is None:
+            acts = self.decisions[key] = tuple(self.decide(a.loc, a.mode == "read"))
+        for act in acts:
+            what = act[0]
+            if what == "region":
+                _, f, start, end, how, reason, call = act
+                self.region(f, start, end, how, obj, v, a, reason)
+                if call is not None:
+                    self.regions[(f.path, start, end)]["call"] = call
+            elif what == "problem":
+                self.problem(act[1], act[2], act[3].replace(NAME, v.name))
+            elif what == "outside":
+                self.problems.append(Problem(a.loc, act[1].replace(NAME, v.name)))
+            else:
+                self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc, act[1]))
+
+    def decide(self, loc: str, read: bool):
+        """The actions ordering an access at `loc` (`read`: it only reads): ("region", file, start, end,
+        how, reason, quiet call or None), ("problem", file, offset, message), ("outside", message) or
+        ("skip", reason); messages name the variable as NAME."""
+        f, line, off = self.resolve(loc)
         if f is None:
-            self.problems.append(Problem(a.loc, f"access to {v.name} is in a file outside the project; cannot order it"))
+            yield "outside", f"access to {NAME} is in a file outside the project; cannot order it"
             return
         if off in f.address_only:
-            self.skipped.append(Skipped(f"{v.name} @ {a.loc}", a.loc, "address computation (&x, &a[i], &s.f): no "
-                                        "memory is accessed here; what is done through the address is ordered "
-                                        "where it happens"))
+            yield "skip", ("address computation (&x, &a[i], &s.f): no memory is accessed here; what is done "
+                           "through the address is ordered where it happens")
             return
         quiet = self.quiet_call(f, off)
         if quiet is not None:
             c, _ = quiet
-            key = (f.path, c.start, c.rparen + 1)
-            self.region(f, c.start, c.rparen + 1, "quiet", obj, v, a, f"{c.callee}() is quiet when it finds nothing")
-            self.regions[key]["call"] = quiet
+            yield "region", f, c.start, c.rparen + 1, "quiet", f"{c.callee}() is quiet when it finds nothing", quiet
             return
         chain = f.containing(off)
         chain = [s for s in chain if s.kind != "compound" or s.from_macro]
         if not chain:
-            self.problem(f, off, f"access to {v.name} is not inside a function statement; cannot order it")
+            yield "problem", f, off, f"access to {NAME} is not inside a function statement; cannot order it"
             return
         target = chain[-1]
         if target.from_macro:
@@ -696,64 +722,71 @@ class Planner:
                     jumps |= s.jumps
                 parents = {s.parent for s in outer}
                 if jumps & JUMP_ENTERS:
-                    if not self.widened(f, target.start, end, obj, v, a):
-                        self.problem(f, off, f"access to {v.name} in macro {target.from_macro}, whose expansion "
-                                             f"has a label or case that control may enter at, inside no statement "
-                                             f"entered only at its start: cannot wrap it in an ordered region")
+                    wide = self.widened(f, target.start, end)
+                    if wide is not None:
+                        yield wide
+                    else:
+                        yield "problem", f, off, (f"access to {NAME} in macro {target.from_macro}, whose expansion "
+                                                  f"has a label or case that control may enter at, inside no statement "
+                                                  f"entered only at its start: cannot wrap it in an ordered region")
                     return
                 if not parents <= {"compound", "", "label", "if", "while", "do", "for", "switch"} or \
                         (len(outer) > 1 and not parents <= {"compound", ""}):
-                    self.problem(f, off, f"access to {v.name} in macro {target.from_macro}: no statement to wrap")
+                    yield "problem", f, off, f"access to {NAME} in macro {target.from_macro}: no statement to wrap"
                     return
                 how = "declaration" if {s.kind for s in outer} == {"decl"} and parents <= {"compound", ""} \
                     else "statement"
                 if jumps:
                     if how == "declaration":
-                        self.problem(f, off, f"access to {v.name} in a declaration made by macro "
-                                             f"{target.from_macro} that jumps out of itself: cannot wrap it in an "
-                                             f"ordered region")
+                        yield "problem", f, off, (f"access to {NAME} in a declaration made by macro "
+                                                  f"{target.from_macro} that jumps out of itself: cannot wrap it in an "
+                                                  f"ordered region")
                         return
                     how = "scope"
-                self.region(f, target.start, end, how, obj, v, a,
-                            f"macro {target.from_macro}: whole invocation statement")
+                yield ("region", f, target.start, end, how, f"macro {target.from_macro}: whole invocation statement",
+                       None)
                 return
         if target.kind == "label":
-            self.problem(f, off, f"access to {v.name} in a case/label expression; cannot order it")
+            yield "problem", f, off, f"access to {NAME} in a case/label expression; cannot order it"
             return
         part = next((p for p in target.parts if p.start <= off < p.end), None)
         whole = target.kind in ("expr", "other") or (target.kind == "decl" and target.parent in ("compound", ""))
         natural = (target.start, target.end) if whole or part is None else (part.start, part.end)
-        if self.project_calls_in(f, *natural) and self.narrow_to_argument(f, off, natural, obj, v, a):
+        narrow = self.narrow_to_argument(f, off, natural) if read and self.project_calls_in(f, *natural) else None
+        if narrow is not None:
+            yield narrow
             return
         if target.kind in ("expr", "other"):
             if target.jumps & JUMP_ENTERS:
-                if not self.widened(f, target.start, target.end, obj, v, a):
-                    self.problem(f, off, f"access to {v.name} in a statement with a label or case that control "
-                                         f"may enter at, inside no statement entered only at its start: cannot "
-                                         f"wrap it in an ordered region")
+                wide = self.widened(f, target.start, target.end)
+                if wide is not None:
+                    yield wide
+                else:
+                    yield "problem", f, off, (f"access to {NAME} in a statement with a label or case that control "
+                                              f"may enter at, inside no statement entered only at its start: cannot "
+                                              f"wrap it in an ordered region")
                 return
             # a statement that jumps out of itself (return/break/continue/goto) ends its region however
             # control leaves it: a scope
-            self.region(f, target.start, target.end, "scope" if target.jumps else "statement", obj, v, a,
-                        "statement")
+            yield "region", f, target.start, target.end, "scope" if target.jumps else "statement", "statement", None
             return
         part = next((p for p in target.parts if p.start <= off < p.end), None)
         if target.kind == "decl" and (part is None or target.parent in ("compound", "")):
             if target.parent in ("compound", ""):
-                self.region(f, target.start, target.end, "declaration", obj, v, a, "declaration")
+                yield "region", f, target.start, target.end, "declaration", "declaration", None
                 return
         if part is None:
-            self.problem(f, off, f"access to {v.name} in a {target.kind} statement outside any wrappable "
-                                 f"expression; cannot order it")
+            yield "problem", f, off, (f"access to {NAME} in a {target.kind} statement outside any wrappable "
+                                      f"expression; cannot order it")
             return
         if part.shape == "initlist":
-            self.problem(f, off, f"access to {v.name} in an initializer list of a {target.parent} header; "
-                                 f"cannot order it")
+            yield "problem", f, off, (f"access to {NAME} in an initializer list of a {target.parent} header; "
+                                      f"cannot order it")
             return
-        self.region(f, part.start, part.end, "expr:" + part.shape + ":" + part.role, obj, v, a,
-                    f"{target.kind} {part.role}")
+        yield ("region", f, part.start, part.end, "expr:" + part.shape + ":" + part.role,
+               f"{target.kind} {part.role}", None)
 
-    def widened(self, f: _File, start: int, end: int, obj: int, v: Variable, a) -> bool:
+    def widened(self, f: _File, start: int, end: int):
         """Order the smallest statement around [start, end) that control enters only at its start, or
         else the smallest run of a block's statements from one around it to the block's end (a
         `goto resume;` before a loop whose body holds `resume:`: the goto's statement to the end).
@@ -763,27 +796,23 @@ class Planner:
         around += [t for t in f.sites.tails if t[0] <= start and end <= t[1]]
         fits = [t for t in around if not t[2] & JUMP_ENTERS]
         if not fits:
-            return False
+            return None
         s, e, jumps = min(fits, key=lambda t: t[1] - t[0])
-        self.region(f, s, e, "scope" if jumps else "statement", obj, v, a,
-                    "the smallest statements around a label entered from outside them")
-        return True
+        return ("region", f, s, e, "scope" if jumps else "statement",
+                "the smallest statements around a label entered from outside them", None)
 
-    def narrow_to_argument(self, f: _File, off: int, natural: tuple[int, int], obj: int, v: Variable, a) -> bool:
+    def narrow_to_argument(self, f: _File, off: int, natural: tuple[int, int]):
         """Order only the call argument that reads the object when the statement also calls project code.
 
         Arguments are evaluated before the call, so ordering the argument's value alone is the
         same access; the region then holds no call that could order something else inside it.
         Only reads qualify (a written argument would need its address kept)."""
-        if a.mode != "read":
-            return False
         reads = [(s, e, shape) for s, e, shape in f.reads_at.get(off, ())
                  if natural[0] <= s and e <= natural[1] and shape in ("value", "bitfield")
                  and not self.project_calls_in(f, s, e)]
         if reads:
             s, e, shape = max(reads, key=lambda r: r[1] - r[0])
-            self.region(f, s, e, f"expr:{shape}:read", obj, v, a, "the value read (the statement calls project code)")
-            return True
+            return "region", f, s, e, f"expr:{shape}:read", "the value read (the statement calls project code)", None
         best = None
         for c in f.sites.calls:
             if not (natural[0] <= c.loc < natural[1]) or not c.arg_shapes:
@@ -793,10 +822,9 @@ class Planner:
                     if best is None or e - s < best[1] - best[0]:
                         best = (s, e, shape)
         if best is None:
-            return False
+            return None
         s, e, shape = best
-        self.region(f, s, e, f"expr:{shape}:argument", obj, v, a, "call argument (the statement calls project code)")
-        return True
+        return "region", f, s, e, f"expr:{shape}:argument", "call argument (the statement calls project code)", None
 
     def quiet_call(self, f: _File, off: int):
         """(call, model role) when the access at `off` is a library call the model makes quiet when it
