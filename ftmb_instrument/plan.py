@@ -1034,16 +1034,20 @@ class Planner:
         together: dict[int, list[str]] = {}
         for o in sorted(rep):
             together.setdefault(rep[o], []).append(self.objects[o].name)
+        reasons: dict[tuple[int, str], str] = {}  # (object, the name it goes by in a region) -> why merged
         for r in self.regions.values():
             objs: dict[int, str] = {}
             for o, name in r["objs"].items():
                 p = rep.get(o, o)
                 objs.setdefault(p, name if p == o else self.objects[p].name)
                 if p in together:
-                    others = [n for n in together[p] if n != objs[p]]
-                    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-                    r["reasons"].add(f"ordered as one object with {', '.join(others[:3])}{more} (their regions "
-                                     f"could otherwise wait for each other)")
+                    why = reasons.get((p, objs[p]))
+                    if why is None:
+                        others = [n for n in together[p] if n != objs[p]]
+                        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+                        why = reasons[p, objs[p]] = (f"ordered as one object with {', '.join(others[:3])}{more} "
+                                                     f"(their regions could otherwise wait for each other)")
+                    r["reasons"].add(why)
             r["objs"] = objs
         self.drop_nested()
 
