@@ -523,15 +523,19 @@ class Planner:
         groups: dict[tuple[str, str], list[Skipped]] = {}
         for k in self.skipped:
             groups.setdefault((k.where, k.reason), []).append(k)
+        one: dict[tuple[str, str], Skipped] = {}  # the entry standing for a group of more than `most`
+        for (where, reason), ks in groups.items():
+            at = f" @ {where}"
+            if len(ks) > most and all(x.what.endswith(at) for x in ks):
+                names = sorted({x.what[:-len(at)] for x in ks})
+                one[where, reason] = Skipped(f"{', '.join(names[:3])} and {len(names) - 3} more{at}", where, reason)
         out = []
         for k in self.skipped:
-            ks = groups[k.where, k.reason]
-            at = f" @ {k.where}"
-            if len(ks) <= most or not all(x.what.endswith(at) for x in ks):
+            group = one.get((k.where, k.reason))
+            if group is None:
                 out.append(k)
-            elif ks[0] is k:
-                names = sorted({x.what[:-len(at)] for x in ks})
-                out.append(Skipped(f"{', '.join(names[:3])} and {len(names) - 3} more{at}", k.where, k.reason))
+            elif groups[k.where, k.reason][0] is k:
+                out.append(group)
         return tuple(out)
 
     def is_lock_var(self, v: Variable) -> bool:
