@@ -726,13 +726,8 @@ class Planner:
                     jumps |= s.jumps
                 parents = {s.parent for s in outer}
                 if jumps & JUMP_ENTERS:
-                    wide = self.widened(f, target.start, end)
-                    if wide is not None:
-                        yield wide
-                    else:
-                        yield "problem", f, off, (f"access to {NAME} in macro {target.from_macro}, whose expansion "
-                                                  f"has a label or case that control may enter at, inside no statement "
-                                                  f"entered only at its start: cannot wrap it in an ordered region")
+                    yield self.widened(f, target.start, end, off, f"macro {target.from_macro}, whose expansion "
+                                                                    f"has a label or case that control may enter at")
                     return
                 if not parents <= {"compound", "", "label", "if", "while", "do", "for", "switch"} or \
                         (len(outer) > 1 and not parents <= {"compound", ""}):
@@ -762,13 +757,8 @@ class Planner:
             return
         if target.kind in ("expr", "other"):
             if target.jumps & JUMP_ENTERS:
-                wide = self.widened(f, target.start, target.end)
-                if wide is not None:
-                    yield wide
-                else:
-                    yield "problem", f, off, (f"access to {NAME} in a statement with a label or case that control "
-                                              f"may enter at, inside no statement entered only at its start: cannot "
-                                              f"wrap it in an ordered region")
+                yield self.widened(f, target.start, target.end, off,
+                                   "a statement with a label or case that control may enter at")
                 return
             # a statement that jumps out of itself (return/break/continue/goto) ends its region however
             # control leaves it: a scope
@@ -790,17 +780,18 @@ class Planner:
         yield ("region", f, part.start, part.end, "expr:" + part.shape + ":" + part.role,
                f"{target.kind} {part.role}", None)
 
-    def widened(self, f: _File, start: int, end: int):
+    def widened(self, f: _File, start: int, end: int, off: int, what: str):
         """Order the smallest statement around [start, end) that control enters only at its start, or
         else the smallest run of a block's statements from one around it to the block's end (a
         `goto resume;` before a loop whose body holds `resume:`: the goto's statement to the end).
-        A region there has the block's declarations in its own block, which ends where theirs did."""
+        A region there has the block's declarations in its own block, which ends where theirs did. Else the problem: an access to NAME in `what`."""
         around = [(s.start, s.end, s.jumps) for s in f.containing(start)
                   if s.end >= end and not s.from_macro and s.kind not in ("compound", "decl")]
         around += [t for t in f.sites.tails if t[0] <= start and end <= t[1]]
         fits = [t for t in around if not t[2] & JUMP_ENTERS]
         if not fits:
-            return None
+            return "problem", f, off, (f"access to {NAME} in {what}, inside no statement entered only at its "
+                                       f"start: cannot wrap it in an ordered region")
         s, e, jumps = min(fits, key=lambda t: t[1] - t[0])
         return ("region", f, s, e, "scope" if jumps else "statement",
                 "the smallest statements around a label entered from outside them", None)
