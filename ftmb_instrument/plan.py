@@ -784,7 +784,8 @@ class Planner:
         """Order the smallest statement around [start, end) that control enters only at its start, or
         else the smallest run of a block's statements from one around it to the block's end (a
         `goto resume;` before a loop whose body holds `resume:`: the goto's statement to the end).
-        A region there has the block's declarations in its own block, which ends where theirs did. Else the problem: an access to NAME in `what`."""
+        A region there has the block's declarations in its own block, which ends where theirs did.
+        Else the refusal of an access to NAME in `what`."""
         around = [(s.start, s.end, s.jumps) for s in f.containing(start)
                   if s.end >= end and not s.from_macro and s.kind not in ("compound", "decl")]
         around += [t for t in f.sites.tails if t[0] <= start and end <= t[1]]
