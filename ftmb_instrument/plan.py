@@ -453,7 +453,7 @@ class Planner:
             return False
         dpath, doff = c.defined_at
         d = self.file(dpath)
-        self.handled_calls.add((f.path, c.start))
+        # not marked handled: the invocation's other calls (one start for all of them) are still planned
         self.add_site(kind, d, doff, doff + len(c.callee), entry, (), f"{c.callee}: {why} (in the definition of "
                       f"macro {c.macro or '?'}, used at {self.where(f, c.loc)})",
                       (Edit(doff, doff + len(c.callee), entry),), "definition")
@@ -1220,11 +1220,15 @@ class Planner:
             entries = TABLE["wraps"].get(c.callee)
             if not entries or TABLE["entries"][entries[0]]["kind"] != ALLOC_KIND or c.callee in ROUTED_FREES:
                 continue
-            if not c.spliceable or c.macro:
-                self.problem(f, c.loc, f"allocation {c.callee}() of {v.name} is inside a macro expansion; "
-                                       f"cannot move it to the state arena")
-                continue
             entry = entries[0]
+            why = f"{v.name} is {v.cls} program state: allocated from the checkpointable arena"
+            if not c.spliceable or c.macro:
+                if self.rename_in_definition(f, c, entry, ALLOC_KIND, why):
+                    moved += 1
+                    continue
+                self.problem(f, c.loc, f"allocation {c.callee}() of {v.name} is inside macro {c.macro or '?'}'s "
+                                       f"expansion, defined outside the project; cannot move it to the state arena")
+                continue
             n = len(TABLE["entries"][entry]["params"])
             if len(c.args) != n:
                 self.problem(f, c.loc, f"{c.callee}() of {v.name} has {len(c.args)} arguments, {entry} takes {n}; "
@@ -1232,8 +1236,7 @@ class Planner:
                 continue
             self.handled_calls.add((f.path, c.start))
             edits = [Edit(c.start, c.name_end, entry)]
-            self.add_site("alloc", f, c.start, c.rparen + 1, entry, (),
-                          f"{v.name} is {v.cls} program state: allocated from the checkpointable arena", edits, "call")
+            self.add_site(ALLOC_KIND, f, c.start, c.rparen + 1, entry, (), why, edits, "call")
             moved += 1
         if not moved:
             what = ", ".join(sorted(set(callees))) or "no call on its line"

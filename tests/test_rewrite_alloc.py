@@ -139,6 +139,16 @@ def test_libc_allocation_keeps_its_arguments_and_behaviour(libc_prog, family):
     check_family(libc_prog, family, *LIBC[family])
 
 
+def test_allocation_in_a_project_macro_is_renamed_in_its_definition(libc_prog):
+    # HAProxy's EXTRA_COUNTERS_REGISTER: calloc() inside a macro that also jumps out on failure
+    assert "#define NEW_BUFFER(dst, size, fail) do { char *_b = ftmb_state_calloc(1, (size));" in libc_prog.instrumented
+    assert "NEW_BUFFER(b_macro, N, failed);" in libc_prog.instrumented
+    [site] = [s for s in libc_prog.plan.sites if s.kind == "alloc" and s.how == "definition"]
+    assert "macro NEW_BUFFER" in site.reason
+    assert output_line(libc_prog.inst_out, "macro") == output_line(libc_prog.orig_out, "macro")
+    assert "macro arena=1" in libc_prog.inst_err.splitlines()
+
+
 def test_free_and_realloc_are_not_rewritten_but_route_arena_pointers(libc_prog):
     # free() inside a project macro, realloc() and reallocarray() of arena blocks: no edit, no error
     assert "do { free(p); (p) = NULL; } while (0)" in libc_prog.instrumented

@@ -10,9 +10,12 @@
 #define NT 3
 /* a project macro that frees: the runtime's interposed free() routes it, no edit needed */
 #define RELEASE(p) do { free(p); (p) = NULL; } while (0)
+/* a project macro that allocates and jumps on failure (as HAProxy's EXTRA_COUNTERS_REGISTER): the
+   allocation is renamed in the definition */
+#define NEW_BUFFER(dst, size, fail) do { char *_b = calloc(1, (size)); if (!_b) goto fail; (dst) = _b; } while (0)
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static char *b_malloc, *b_calloc, *b_aligned_alloc, *b_memalign, *b_valloc, *b_pvalloc, *b_strdup, *b_strndup;
+static char *b_malloc, *b_calloc, *b_aligned_alloc, *b_memalign, *b_valloc, *b_pvalloc, *b_strdup, *b_strndup, *b_macro;
 
 static void *worker(void *arg)
 {
@@ -27,6 +30,7 @@ static void *worker(void *arg)
 		b_pvalloc[i % N] += id;
 		b_strdup[i % 6] ^= 0;
 		b_strndup[i % 7] ^= 0;
+		b_macro[i % N] += id;
 		pthread_mutex_unlock(&mu);
 	}
 	return NULL;
@@ -58,6 +62,7 @@ int main(void)
 	memset(b_pvalloc, 0, N);
 	b_strdup = strdup("strdup");
 	b_strndup = strndup("strndup-and-more", 7);
+	NEW_BUFFER(b_macro, N, failed);
 	for (long i = 0; i < NT; i++)
 		pthread_create(&t[i], NULL, worker, (void *)i);
 	for (int i = 0; i < NT; i++)
@@ -70,6 +75,7 @@ int main(void)
 	show("pvalloc", b_pvalloc, 4096, 4096);
 	show("strdup", b_strdup, 1, 7);
 	show("strndup", b_strndup, 1, 8);
+	show("macro", b_macro, 16, N);
 	/* interposed realloc and reallocarray keep the contents of an arena block */
 	b_malloc = realloc(b_malloc, 8192);
 	b_calloc = reallocarray(b_calloc, 2, 4096);
@@ -83,5 +89,8 @@ int main(void)
 	RELEASE(b_pvalloc);
 	RELEASE(b_strdup);
 	RELEASE(b_strndup);
+	RELEASE(b_macro);
 	return 0;
+failed:
+	return 1;
 }
