@@ -1105,8 +1105,14 @@ class Planner:
                                  f"(ftmb_ordered_{'reenter' if o in again else 'begin'}({o}, {sid}), {o});"
                                  for o in objs)
                 edits = (Edit(start, start, "{ " + holds + " ", op), Edit(end, end, " }", cl))
-            elif how == "declaration":
-                edits = (Edit(start, start, begins + " ", op), Edit(end, end, " " + ends, cl))
+            elif how == "declaration":  # declarations too: no statement among them (C90, -Wdeclaration-after-statement)
+                takes = " ".join(f"ftmb_obj_t _ftmb_b{sid}_{o} __attribute__((unused)) = "
+                                 f"(ftmb_ordered_{'reenter' if o in again else 'begin'}({o}, {sid}), {o});"
+                                 for o in objs)
+                gives = " ".join(f"ftmb_obj_t _ftmb_e{sid}_{o} __attribute__((unused)) = "
+                                 f"(ftmb_ordered_{'reexit' if o in again else 'end'}({o}), {o});"
+                                 for o in reversed(objs))
+                edits = (Edit(start, start, takes + " ", op), Edit(end, end, " " + gives, cl))
             else:
                 _, shape, role = how.split(":")
                 if shape == "void":
@@ -1384,7 +1390,8 @@ class Planner:
                 before.append(f"__typeof__({f.text(cs, ce)}) {count}; ")
                 edits += [Edit(cs, cs, f"({count} = ("), Edit(ce, ce, "))")]
                 size = f"(ftmb_size_t)({count} > 0 ? {count} : 0) * {size}"
-            before.append(f"__typeof__({f.text(s, e)}) {out}; ")
+            arg = f.text(s, e)
+            before.append(f"__typeof__(1 ? ({arg}) : ({arg})) {out}; ")  # an array argument: its pointer
             edits += [Edit(s, s, f"({out} = ("), Edit(e, e, "))")]
             after.append(f"{entry}((void *){out}, {size}); ")
         if c.result == "void":

@@ -175,7 +175,11 @@ def test_every_edit_kind_compiles_cleanly_and_behaves_the_same(tmp_path, runtime
     assert "switch (__extension__ ({" in line_of("switch (mode)")
     assert "for (long j = __extension__ ({" in line_of("for (long j = hits")
     assert "return __extension__ ({" in line_of("return hits++")
-    assert line_of("long snapshot = hits").strip().startswith("ftmb_ordered_begin(")
+    # a declaration's region is made of declarations: no statement among them (C90's rule, HAProxy's
+    # -Wdeclaration-after-statement)
+    assert re.match(r"ftmb_obj_t _ftmb_b\d+_\d+ __attribute__\(\(unused\)\) = \(ftmb_ordered_begin\(\d+, \d+\), "
+                    r"\d+\); long snapshot = hits;.* ftmb_obj_t _ftmb_e\d+_\d+ __attribute__\(\(unused\)\) = "
+                    r"\(ftmb_ordered_end\(\d+\), \d+\);", line_of("long snapshot = hits").strip())
     assert "+(fl.on)" in line_of("if (fl.on)")  # a bit-field is read by value, never by address
     # a macro's expansion is never edited: its whole invocation statement is wrapped, `;` included
     assert line_of("BUMP(hits);").strip().startswith("{ ftmb_ordered_begin(")
@@ -787,7 +791,55 @@ int main(void)
     assert locks[14] == locks[16] != locks[8]
 
 
-PER_PROCESS = r"""#include <stdio.h>
+C90_STYLE = r"""#include <pthread.h>
+#include <stdio.h>
+
+static long hits;
+
+static void *worker(void *arg)
+{
+	long i;
+	for (i = 0; i < 1000; i++) {
+		long seen = hits;
+		long next = seen + (long)(arg != NULL);
+		hits = next;
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	pthread_t t[2];
+	int i;
+	for (i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, worker, &hits);
+	for (i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	printf("%d\n", hits > 0);
+	return 0;
+}
+"""
+
+
+def test_declarations_stay_declarations_for_c90_builds(tmp_path, runtime):
+    """HAProxy builds with -Wdeclaration-after-statement: a region around a declaration (`long seen =
+    hits;`) and the init hook in main are declarations themselves, so a program that keeps its
+    declarations first compiles without a warning once instrumented, and behaves the same."""
+    path, plan = plan_for(tmp_path, C90_STYLE)
+    assert plan.errors == []
+    assert any(s.kind == "ordered" and s.line == 10 for s in plan.sites)
+    [rw] = apply_plan(plan)
+    out = tmp_path / "prog.ftmb.c"
+    out.write_bytes(rw.text)
+    for source in (path, out):
+        res = subprocess.run(["gcc", *FLAGS, "-Wdeclaration-after-statement", "-I", str(runtime["include"]),
+                              "-fsyntax-only", str(source)], capture_output=True, text=True)
+        assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert build_and_run(runtime, out, tmp_path / "prog", True) == "1\n"
+
+
+PER_PROCESS = r"""#include <poll.h>
+#include <stdio.h>
 #include <unistd.h>
 
 struct mac { unsigned char b[6]; };
@@ -798,15 +850,17 @@ int main(void)
     struct mac m;
     get_mac(3, &m);
     int pid = getpid();
-    printf("%d %d %d\n", pid > 0, m.b[0], m.b[5]);
+    struct pollfd fds[2] = {{.fd = 0}, {.fd = 1}};  /* an array for poll's out_arg (HAProxy's fd.c) */
+    int ready = poll(fds, 2, 0);
+    printf("%d %d %d %d\n", pid > 0, m.b[0], m.b[5], ready >= 0);
     return 0;
 }
 """
 
 
 def test_per_process_values_are_logged_through_ftmb_nondet_bytes(tmp_path, runtime):
-    """getpid() (a result) and a model's out_arg (the pointee) go through ftmb_nondet_bytes; the
-    program compiles cleanly and behaves the same."""
+    """getpid() (a result), a model's out_arg (the pointee) and poll()'s array of descriptors go
+    through ftmb_nondet_bytes; the program compiles cleanly and behaves the same."""
     model = tmp_path / "mac.toml"
     model.write_text('[[nondeterminism]]\nnames = ["get_mac"]\nout_arg = 1\n')
     path = tmp_path / "prog.c"
@@ -814,11 +868,11 @@ def test_per_process_values_are_logged_through_ftmb_nondet_bytes(tmp_path, runti
     sem = load_semantics([model])
     _, plan = make_plan(from_files([path], ["-std=gnu11"]), sem, str(tmp_path), jobs=1)
     nondet = [s for s in plan.sites if s.kind == "nondet"]
-    assert {s.entry for s in nondet} == {"ftmb_nondet_bytes"} and len(nondet) == 2
+    assert {s.entry for s in nondet} == {"ftmb_nondet_bytes"} and len(nondet) == 3
     [rw] = apply_plan(plan)
     text = rw.text.decode()
     assert "ftmb_nondet_bytes((void *)_ftmb_o" in text and "sizeof *_ftmb_o" in text  # get_mac's pointee
     assert "ftmb_nondet_bytes(&_ftmb_v" in text  # getpid's result
     out = tmp_path / "prog.ftmb.c"
     out.write_bytes(rw.text)
-    assert build_and_run(runtime, out, tmp_path / "prog", True) == "1 3 8\n"
+    assert build_and_run(runtime, out, tmp_path / "prog", True) == "1 3 8 1\n"
