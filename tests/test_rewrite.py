@@ -529,6 +529,64 @@ def test_a_loop_whose_header_a_macro_wrote_is_ordered_with_its_body(tmp_path):
     assert record_and_replay(runtime, inst, tmp_path) == "200\n"
 
 
+ARG_FIRST_LOOP = r"""#include <pthread.h>
+#include <stdio.h>
+
+#define N 4
+/* a loop header whose own statement starts with an argument (HAProxy's mt_list_for_each_entry_safe) */
+#define each_slot(cur, list, i) \
+	for (i = 0; i < N; i++) \
+		for (({ cur = list[i]; }); cur; cur = 0)
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static long slots[N] = {1, 2, 3, 4};
+static long sum;
+
+static void *worker(void *arg)
+{
+	long cur, local = 0;
+	int i;
+	(void)arg;
+	for (int r = 0; r < 100; r++)
+		each_slot(cur, slots, i)
+			local += cur;
+	slots[0] = 1;
+	pthread_mutex_lock(&mu);
+	sum += local;
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+int main(void)
+{
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, worker, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	printf("%ld\n", sum);
+	return 0;
+}
+"""
+
+
+def test_a_macro_statement_starting_with_an_argument_is_the_macros(tmp_path, runtime):
+    """`cur = list[i];` inside the loop header macro starts with the argument `cur`, written in the
+    file, but the rest is the macro's: it was taken for a statement written in the file, with the
+    invocation's extent, and its region closed right after the invocation, so the loop's body became
+    `ftmb_ordered_end(...)` and `local += cur;` ran once after the loop (HAProxy's server.c:1409).
+    The region is the whole loop now, body included, and the program sums what the original does."""
+    path, plan = plan_for(tmp_path, ARG_FIRST_LOOP)
+    assert plan.errors == []
+    text = path.read_bytes()
+    [loop] = [s for s in plan.sites if s.kind == "ordered" and s.line == 20]
+    assert text[loop.start:loop.end].decode().split() == "each_slot(cur, slots, i) local += cur;".split()
+    [rw] = apply_plan(plan)
+    inst = tmp_path / "inst.c"
+    inst.write_bytes(rw.text)
+    assert build_and_run(runtime, inst, tmp_path / "prog", True) == "2000\n"
+
+
 def test_an_address_passed_to_a_macro_does_not_hide_the_reads_of_its_expansion(tmp_path):
     """`list_for_each_entry(it, &head, l)`: `&head`, a macro argument, has the invocation's location,
     and so has the expansion's read of `head.n`; that read was skipped as an address computation."""

@@ -398,6 +398,13 @@ class _Scanner:
         if first.file is None or self.realpath(first.file.name) != fs.path:
             return
         from_macro = self.macro_of(fs, c, first)
+        if not from_macro and within == start:
+            # written in an argument, inside a statement of the same invocation's expansion: its
+            # extent is the invocation's, so it is the macro's (`(tmpelt2).next = tmpelt;` in HAProxy's
+            # mt_list_for_each_entry_safe, a loop header: wrapped as a statement of its own, the
+            # region ended at the invocation and the loop's body, written after it, left the loop)
+            m = IDENT.match(text, start)
+            from_macro = m.group().decode() if m else "?"
         inv = start if from_macro else -1
         if from_macro and within != start:
             kind = ("decl" if k == CK.DECL_STMT else "compound" if k == CK.COMPOUND_STMT else
