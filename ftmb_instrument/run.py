@@ -1300,6 +1300,9 @@ def _end_session(s: _Session, session: str, in_region: InputRegion | None, outpu
         if m:
             result.failover.replayed_records = int(m.group(1))
             result.failover.live_ms = (int(m.group(2)) - kill_wall_ns) / 1e6
+    # the input logger writes OUT.arrivals as OUT.arrivals.tmp (and probes it so at its start): one
+    # killed while it wrote it (the session ended by a failure) leaves a half-written file
+    Path(f"{arrivals_path(output_pcap)}.tmp").unlink(missing_ok=True)
     if result.failure is not None:  # (one line: what OUT holds after all)
         result.failure += (f"; {output_pcap} keeps the {result.output_packets} packets released until then"
                            if result.output_packets else "; nothing was released")
