@@ -2622,6 +2622,9 @@ void _ftmb_standby_takeover(void)
             (int)pid, (unsigned long long)died, (unsigned long long)_ftmb_rt.replay_records);
 }
 
+/* libftmb_dpdk's, in a DPDK program (weak: the core library does not need it) */
+extern const char *_ftmb_dpdk_after_eal(void) __attribute__((weak));
+
 int ftmb_init(void)
 {
     if (_ftmb_rt.initialized)
@@ -2696,6 +2699,9 @@ int ftmb_init(void)
         }
         publish_nthreads(_ftmb_rt.out, claimed);
     }
+    const char *env_session = getenv("FTMB_SESSION");
+    if (_ftmb_dpdk_after_eal && ((m && *m) || (env_session && *env_session)))
+        _ftmb_dpdk_after_eal(); /* mbuf pools reuse the mbufs freed last (dpdk_adapter.c) */
     _ftmb_rt.initialized = 1;
     _ftmb_mode_now = mode;
     if (!_ftmb_self)

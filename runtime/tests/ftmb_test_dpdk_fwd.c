@@ -7,7 +7,8 @@
  * usage: ftmb-test-dpdk-fwd EAL_ARGS...   e.g. --no-huge -m 256 --no-pci --no-shconf
  *                                              --vdev net_null0 -l 0-1
  * Inside a session (FTMB_SESSION) packets come from the input logger and go to the output logger;
- * workers stop when their input ends. Prints "forwarded N packets". Once every worker has flushed,
+ * workers stop when their input ends. Prints "forwarded N packets" and "mbuf pool ops NAME" (the
+ * pool's driver: the runtime's choice, dpdk_adapter.c). Once every worker has flushed,
  * every mbuf must be back in the pool (its ring plus the lcore caches, counted exactly: a leak or a
  * double free in the adapter's receive or transmit shows here). Exit 0, or 1 on set-up errors or
  * when the pool does not add up.
@@ -115,7 +116,7 @@ int main(int argc, char **argv)
     ftmb_rte_eal_mp_remote_launch(worker, NULL, CALL_MAIN);
     rte_eal_mp_wait_lcore();
     ftmb_exit();
-    printf("forwarded %llu packets\n", forwarded);
+    printf("forwarded %llu packets\nmbuf pool ops %s\n", forwarded, rte_mempool_get_ops(pool->ops_index)->name);
     /* Not rte_mempool_avail_count: it caps its sum at the pool's size, which would hide a double free. */
     unsigned free_mbufs = rte_mempool_get_ops(pool->ops_index)->get_count(pool);
     for (unsigned lc = 0; lc < RTE_MAX_LCORE; lc++)
