@@ -9,14 +9,18 @@ bridge, the master's regions mirrored by ftmb-relay. Latency is the output logge
 minus the input entry's arrival (both the machine's CLOCK_REALTIME), p50 and p99 over every packet.
 
     sudo .venv/bin/python bench/bench_hosts.py [--packets 10000] [--rate 5000] [--trials 3]
+        [--follower-trials N [--before DIR]] [--throughput-trials N] [--forget-trials N]
 
 With --follower-trials N (the follower on its own host, issue 13): N trials of examples/nat (2
 workers, 6000 packets at 5000/s) with the follower on host b, the master's host failed at a random
 instant in [0.8, 1.5) s (seeded by the trial number); per trial the follower's lag (the output
 logger's samples, every ms: ms from a record's storage to the follower's replay of it, and records
 stored but not replayed) and the recovery: host destroyed -> the follower's takeover line, and
--> its `live (recording)` line (both CLOCK_REALTIME of this machine); each trial must pass the
-verification replay. With --throughput-trials N: examples/nat (1 worker) forwarding a 40,000-packet
+-> its `live (recording)` line (both CLOCK_REALTIME of this machine), and the same from the harness's
+first SIGKILL (the system's part: listing the host's processes comes before it); each trial must pass
+the verification replay. `--before DIR` interleaves each trial with the loggers and relays of the
+runtime in DIR (its sources, e.g. `mkdir DIR && git archive COMMIT runtime | tar -x -C DIR`; built
+at the start, as bench/checkpoint_pause.py does; the program is the same). With --throughput-trials N: examples/nat (1 worker) forwarding a 40,000-packet
 trace as fast as the input logger serves it, in four configurations interleaved N times:
 uninstrumented (gcc, net_pcap vdev, no session), same host (the ftmb-cc build in record mode, the
 loggers' rings), remote (3 hosts, ftmb-relay) and remote with a follower on a fourth host; rate =
@@ -97,35 +101,50 @@ def mmm(values: list[float], fmt: str = "{:.1f}") -> str:
     return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
-def follower_trials(n: int, build: Path, work: Path) -> None:
+def follower_trials(n: int, build: Path, work: Path, before: Path | None = None) -> None:
+    import os
     import random
     trace = work / "fol-trace.pcap"
     traffic.generate(trace, seed=5, flows=150, packets=6000, duration_s=0.5)
-    rows, failed = [], []
+    variants = {"after": os.environ.get("FTMB_RUNTIME_BUILD")} | ({"before": str(before)} if before else {})
+    rows: dict[str, list] = {v: [] for v in variants}
+    failed = []
+    load_start = os.getloadavg()[0]
     for i in range(n):
         kill_at = random.Random(i).uniform(0.8, 1.5)
-        w = work / f"fol{i}"
-        res = roles.run_on_hosts(nat_argv(build / "nat", f"f{i}", 2), trace, w / "out.pcap", w, queues=2, rate=5000,
-                                 kill_master_at=kill_at, backup="follower")
-        lag = re.search(r"lag_ms min [\d.]+ p50 ([\d.]+) p99 [\d.]+ max ([\d.]+) lag_records min \d+ p50 (\d+) "
-                        r"p99 \d+ max (\d+)", res.follower_lag)
-        ok = res.ok and res.backup_live and lag is not None
-        print(f"follower trial {i}: kill at {kill_at:.2f} s, {'ok' if ok else 'FAILED ' + res.failure}, takeover "
-              f"{res.takeover_ms:.1f} ms, live {res.live_ms:.1f} ms, {res.follower_lag}", flush=True)
-        if ok:
-            rows.append((res.takeover_ms, res.live_ms, *map(float, lag.groups())))
-        else:
-            failed.append(f"{i}: {res.failure or 'no takeover'}")
-        shutil.rmtree(w, ignore_errors=True)
-    print(f"\nfollower on its own host: {len(rows)} of {n} trials passed the verification replay"
+        for variant, rt in variants.items():  # (interleaved: both see the same drift of the load)
+            os.environ.pop("FTMB_RUNTIME_BUILD", None)
+            if rt:
+                os.environ["FTMB_RUNTIME_BUILD"] = rt
+            w = work / f"fol{i}{variant}"
+            res = roles.run_on_hosts(nat_argv(build / "nat", f"f{i}", 2), trace, w / "out.pcap", w, queues=2,
+                                     rate=5000, kill_master_at=kill_at, backup="follower")
+            lag = re.search(r"lag_ms min [\d.]+ p50 ([\d.]+) p99 [\d.]+ max ([\d.]+) lag_records min \d+ p50 (\d+) "
+                            r"p99 \d+ max (\d+)", res.follower_lag)
+            ok = res.ok and res.backup_live and lag is not None
+            print(f"follower trial {i} {variant}: kill at {kill_at:.2f} s, {'ok' if ok else 'FAILED ' + res.failure}, "
+                  f"first SIGKILL {res.first_kill_ms:.1f} ms, takeover {res.takeover_ms:.1f} ms, live {res.live_ms:.1f} ms, "
+                  f"{res.follower_lag}", flush=True)
+            if ok:
+                rows[variant].append((res.takeover_ms, res.live_ms, *map(float, lag.groups()),
+                                      res.takeover_ms - res.first_kill_ms, res.live_ms - res.first_kill_ms))
+            else:
+                failed.append(f"{i} {variant}: {res.failure or 'no takeover'}")
+            if ok and res.takeover_ms < 1000:
+                shutil.rmtree(w, ignore_errors=True)
+            else:  # (a failed or slow trial's stderr files are kept for a look)
+                print(f"  kept {w}", flush=True)
+    print(f"\nfollower on its own host: load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
+          f"{', '.join(f'{v}: {len(r)} of {n}' for v, r in rows.items())} trials passed the verification replay"
           f"{'; failed: ' + '; '.join(failed) if failed else ''}; min / median / max")
-    cols = list(zip(*rows)) if rows else [[]] * 6
-    print(f"| host destroyed -> takeover ms | {mmm(cols[0])} |")
-    print(f"| host destroyed -> live ms | {mmm(cols[1])} |")
-    print(f"| lag ms, per-trial p50 | {mmm(cols[2], '{:.2f}')} |")
-    print(f"| lag ms, per-trial max | {mmm(cols[3], '{:.2f}')} |")
-    print(f"| lag records, per-trial p50 | {mmm(cols[4], '{:.0f}')} |")
-    print(f"| lag records, per-trial max | {mmm(cols[5], '{:.0f}')} |")
+    print("| measure | " + " | ".join(variants) + " |")
+    print("|---" * (1 + len(variants)) + "|")
+    cols = {v: (list(zip(*r)) if r else [[]] * 8) for v, r in rows.items()}
+    for k, (what, fmt) in enumerate((("host destroyed -> takeover ms", "{:.1f}"), ("host destroyed -> live ms", "{:.1f}"),
+                                     ("lag ms, per-trial p50", "{:.2f}"), ("lag ms, per-trial max", "{:.2f}"),
+                                     ("lag records, per-trial p50", "{:.0f}"), ("lag records, per-trial max", "{:.0f}"),
+                                     ("first SIGKILL -> takeover ms", "{:.1f}"), ("first SIGKILL -> live ms", "{:.1f}"))):
+        print(f"| {what} | " + " | ".join(mmm(cols[v][k], fmt) for v in variants) + " |")
 
 
 def forget_trials(n: int, build: Path, work: Path) -> None:
@@ -268,6 +287,8 @@ def main() -> None:
     ap.add_argument("--throughput-trials", type=int, default=0)
     ap.add_argument("--forget-trials", type=int, default=0)
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-bench-hosts/build"))
+    ap.add_argument("--before", type=Path, help="--follower-trials: sources of a runtime whose loggers and relays "
+                                                 "to interleave with this checkout's (see above)")
     a = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(ROOT / "runtime"), "-j2", "all"], check=True)
     if a.follower_trials or a.throughput_trials or a.forget_trials:
@@ -279,7 +300,11 @@ def main() -> None:
         if a.throughput_trials:
             throughput(a.throughput_trials, a.build, work)
         if a.follower_trials:
-            follower_trials(a.follower_trials, a.build, work)
+            before = None
+            if a.before:
+                from checkpoint_pause import build_runtime  # noqa: E402
+                before = build_runtime(a.before.resolve(), work / "runtime-before")
+            follower_trials(a.follower_trials, a.build, work, before)
         if a.forget_trials:
             forget_trials(a.forget_trials, a.build, work)
         return

@@ -107,6 +107,7 @@ struct follow {
     struct { uint64_t count, ns; } note[FTMB_MAX_THREADS][LAG_NOTES];
     uint32_t note_head[FTMB_MAX_THREADS], note_tail[FTMB_MAX_THREADS];
     uint64_t last_note_ns;
+    uint64_t last_follower_check_ns;
     struct samples lag_ns, lag_rec;
     uint64_t held_max;                       /* the most records kept at once (all threads) */
     uint64_t following_max, following_stored; /* the same, and the records stored, while the master ran
@@ -122,8 +123,11 @@ static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_
                atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING;
     /* Relaxed: a pid to watch, guarding no data. */
     int32_t fpid = atomic_load_explicit(&f->region->follower_pid, memory_order_relaxed);
-    /* (after the master's end the follower is the master, or has nothing to follow) */
-    if (fpid > 0 && !f->follower_lost &&
+    /* (after the master's end the follower is the master, or has nothing to follow). Once a ms: a
+     * look is a system call and a /proc read, and this loop makes a pass every few µs. */
+    int look = now - f->last_follower_check_ns >= 1000000ull;
+    f->last_follower_check_ns = look ? now : f->last_follower_check_ns;
+    if (look && fpid > 0 && !f->follower_lost &&
         atomic_load_explicit(&f->region->final, memory_order_relaxed) == _FTMB_FOL_FOLLOWING &&
         !_ftmb_pid_alive(fpid)) {
         f->follower_lost = 1;

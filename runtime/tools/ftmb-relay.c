@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -997,6 +998,9 @@ static int run_export(const char *session, const char *listen_addr, const char *
         }
         close(fd);
         int st;
+        /* Readable once the child exits: the next importer (a follower taking over) is served at
+         * the child's end, not at this loop's next look, which a busy machine may hold back by ms. */
+        int pfd = (int)syscall(SYS_pidfd_open, child, 0);
         for (;;) { /* (watching the log meanwhile: a master's log may come while the next one is served) */
             pid_t w = waitpid(child, &st, WNOHANG);
             if (w == child || (w < 0 && errno != EINTR))
@@ -1004,8 +1008,12 @@ static int run_export(const char *session, const char *listen_addr, const char *
             if (stop_signal)
                 kill(child, SIGTERM);
             note_log(&logs, log_path);
-            usleep(1000);
+            struct pollfd pp = {pfd, POLLIN, 0};
+            if (pfd < 0 || poll(&pp, 1, 1) < 0)
+                usleep(1000);
         }
+        if (pfd >= 0)
+            close(pfd);
         /* Relaxed: the child wrote it before it exited (waitpid orders it). */
         if (is_out && atomic_load_explicit(&((struct _ftmb_region_hdr *)region)->master_pid, memory_order_relaxed) == child)
             masters_ended++;
@@ -1217,6 +1225,7 @@ struct out_imp {
     struct _ftmb_ring rec[FTMB_MAX_THREADS], out[FTMB_MAX_THREADS];
     uint64_t retain_sent[FTMB_MAX_THREADS];
     uint32_t state_sent, nthreads_sent;
+    uint32_t populated; /* threads 0..populated-1 have their rings' memory */
     uint64_t last_check;
 };
 
@@ -1235,11 +1244,13 @@ static void out_imp_create(struct out_imp *st, const char *session, uint32_t max
     st->ocap = ocap;
 }
 
-static void out_imp_populate(struct out_imp *st, uint32_t from, uint32_t to)
+/* Give the rings of threads below `to` their memory (once: megabytes of page faults per thread). */
+static void out_imp_populate(struct out_imp *st, uint32_t to)
 {
-    for (uint32_t t = from; t < to; t++) {
+    for (uint32_t t = st->populated; t < to && t < st->maxt; t++) {
         _ftmb_region_populate(st->r, st->r->thread[t].rec.buf_offset, (uint64_t)st->rcap * sizeof(struct _ftmb_record));
         _ftmb_region_populate(st->r, st->r->thread[t].out.buf_offset, (uint64_t)st->ocap * _FTMB_OUT_SLOT_SIZE);
+        st->populated = t + 1;
     }
 }
 
@@ -1259,7 +1270,7 @@ static void out_imp_adopt(struct out_imp *st, const uint64_t *h, uint32_t nthrea
     uint32_t cur = atomic_load_explicit(&r->nthreads, memory_order_relaxed);
     if (cur < nthreads)
         atomic_store_explicit(&r->nthreads, nthreads, memory_order_release);
-    out_imp_populate(st, 0, cur > nthreads ? cur : nthreads);
+    out_imp_populate(st, cur > nthreads ? cur : nthreads);
     st->nthreads_sent = nthreads;
 }
 
@@ -1280,7 +1291,7 @@ static int out_imp_pass(struct link *l, struct out_imp *st, int *end)
     if (n != st->nthreads_sent) {
         uint64_t a = n;
         send_frame(l, F_NTHREADS, &a, 8);
-        out_imp_populate(st, st->nthreads_sent, n);
+        out_imp_populate(st, n);
         st->nthreads_sent = n;
     }
     for (uint32_t t = 0; t < n; t++) {
@@ -1528,6 +1539,9 @@ static void import_out_follow(struct link *sl, struct link *fl, const char *sess
             if (fl->type == F_FRECS) {
                 if (a[0] >= fmax)
                     lost("records of a thread the follow region does not have");
+                /* The session region's rings of a thread the master has get their memory now, not
+                 * at the takeover, where faulting in megabytes held up the follower by milliseconds. */
+                out_imp_populate(&st, (uint32_t)a[0] + 1);
                 for (uint64_t i = 0; i < (fl->len - 8) / 16; i++) {
                     struct _ftmb_record *r = _ftmb_ring_reserve(&rings[a[0]]);
                     if (!r)
