@@ -709,3 +709,25 @@ def test_an_import_waits_for_its_turn_longer_than_the_link_timeout(tmp_path):
         finally:
             for role in r.values():
                 role.stop()
+
+
+def test_a_host_failure_kills_what_its_processes_forked():
+    """A host is a cgroup as well as a namespace where the machine has cgroup v2 (this test machine
+    does): a command run there joins the host's cgroup before it starts, so do the processes it forks
+    (an export relay's child per connection, a program's snapshots), and the failure kills them all
+    with one write to cgroup.kill; the namespace, its /dev/shm and the cgroup are gone after it."""
+    with Topology(["a", "b"]) as topo:
+        assert "a" in topo.cgroups, "no cgroup v2 hierarchy with cgroup.kill: the fallback lists the namespace"
+        p = subprocess.Popen([*topo.prefix("a"), "sh", "-c", "sleep 100 & sleep 100 & echo started; wait"],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "started\n"
+        cg, shm = topo.cgroups["a"], topo.shm("a")
+        members = (cg / "cgroup.procs").read_text().split()
+        assert len(members) == 3 and str(p.pid) in members  # (the shell and its two children)
+        other = subprocess.Popen([*topo.prefix("b"), "sleep", "100"])
+        assert topo.fail("a") == 3
+        assert p.wait(timeout=10) == -signal.SIGKILL
+        assert not cg.exists() and not shm.exists()
+        assert "a" not in topo.hosts and other.poll() is None  # (the other host lives on)
+        topo.fail("b")
+        assert other.wait(timeout=10) == -signal.SIGKILL
