@@ -131,8 +131,11 @@ def start_paced(tmp_path, trace, out, rate=300, **env):
                             cwd=ROOT, env=dict(env_for(tmp_path), **env))
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if out.exists() and out.stat().st_size > 24 + 16 * 10:  # the pcap header and some packets
-            return proc
+        try:  # (a run that fails removes an OUT without packets: it may go between two looks)
+            if out.stat().st_size > 24 + 16 * 10:  # the pcap header and some packets
+                return proc
+        except FileNotFoundError:
+            pass
         time.sleep(0.02)
     out_, err = proc.communicate(timeout=60) if proc.poll() is not None else (proc.kill(), proc.communicate())[1]
     pytest.fail(f"the paced run released nothing: {err[-2000:]}")
