@@ -210,18 +210,17 @@ static int launch_trampoline(void *p)
  * that a preempted or parked lcore could hold), unless the command line chose
  * (--mbuf-pool-ops-name) or the driver is not there. DPDK promises no order of a pool's free
  * mbufs, so which one a get returns is not the program's to depend on. Called by ftmb_init, right
- * after rte_eal_init, before the program creates its pools. Returns the ops now in use ("" if
- * DPDK's default).
+ * after rte_eal_init, before the program creates its pools.
  */
-const char *_ftmb_dpdk_after_eal(void)
+void _ftmb_dpdk_after_eal(void)
 {
-    static const char lifo[] = "lf_stack";
     if (rte_mbuf_user_mempool_ops() != NULL)
-        return rte_mbuf_user_mempool_ops();
+        return;
     for (uint32_t i = 0; i < rte_mempool_ops_table.num_ops; i++)
-        if (strcmp(rte_mempool_ops_table.ops[i].name, lifo) == 0)
-            return rte_mbuf_set_user_mempool_ops(lifo) == 0 ? lifo : "";
-    return "";
+        if (strcmp(rte_mempool_ops_table.ops[i].name, "lf_stack") == 0) {
+            (void)rte_mbuf_set_user_mempool_ops("lf_stack"); /* (failing, DPDK's default stays) */
+            return;
+        }
 }
 
 /*

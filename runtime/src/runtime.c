@@ -2667,7 +2667,7 @@ void _ftmb_standby_takeover(void)
 }
 
 /* libftmb_dpdk's, in a DPDK program (weak: the core library does not need it) */
-extern const char *_ftmb_dpdk_after_eal(void) __attribute__((weak));
+extern void _ftmb_dpdk_after_eal(void) __attribute__((weak));
 
 int ftmb_init(void)
 {
