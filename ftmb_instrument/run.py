@@ -61,11 +61,11 @@ from .errors import FtmbError, InputError
 
 MODES = ("record", "passthrough", "replay")
 
-# Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 2); the run
+# Layout of the input logger's region (runtime/src/ftmb_internal.h, layout version 3); the run
 # reads it to learn whether the input is drained, who the master is and who holds its snapshot.
 _IN_MAGIC = 0x4E492D424D5446
-_LAYOUT_VERSION = 2
-_HDR = struct.Struct("<QIIQIiQiIIi")         # magic .. master_mode, snapshot_pid: 56 bytes
+_LAYOUT_VERSION = 3
+_HDR = struct.Struct("<QIIQIiQiIIiiI")       # magic .. master_mode, snapshot_pid, sleeper, pad: 64 bytes
 _IN_GEOMETRY = struct.Struct("<II")          # nqueues, capacity (after the header)
 _QUEUE_BASE, _QUEUE_SIZE = 128, 320         # queue[] is cache-aligned; one queue is 5 lines
 _RING_HEAD, _RING_TAIL, _RING_BUF = 0, 64, 128

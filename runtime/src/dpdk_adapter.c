@@ -155,6 +155,7 @@ ftmb_u16 ftmb_tx_burst(ftmb_u16 port_id, ftmb_u16 queue_id, struct rte_mbuf **tx
             uint64_t t = in_time_offset >= 0 ? *RTE_MBUF_DYNFIELD(m, in_time_offset, uint64_t *) : 0;
             _ftmb_tx_put((uint16_t)(port_id << 8 | queue_id), data, len, t);
         }
+        _ftmb_tx_end();
     }
     for (uint16_t i = 0; i < n; i++)
         rte_pktmbuf_free(tx_pkts[i]);

@@ -160,9 +160,11 @@ static int pull(struct _ftmb_thread *t, struct fol_thread *f)
 static void publish_applied(struct _ftmb_thread *t, struct fol_thread *f)
 {
     f->published = t->rpos;
-    if (t->index < fo.fol->max_threads)
+    if (t->index < fo.fol->max_threads) {
         /* Relaxed: a mark the output logger reads; no data is read through it. */
         atomic_store_explicit(&fo.fol->thread[t->index].applied, t->rpos, memory_order_relaxed);
+        _ftmb_region_ring(&fo.fol->hdr); /* (on the follower's own host, its relay sends it) */
+    }
     if (t->rpos > f->freed + 2 * KEEP_BEHIND) {
         uint64_t upto = (t->rpos - KEEP_BEHIND) * sizeof(struct _ftmb_record) & ~(uint64_t)4095;
         uint64_t from = f->freed * sizeof(struct _ftmb_record) & ~(uint64_t)4095;
@@ -349,6 +351,7 @@ static void send_unsent(struct _ftmb_thread *t, struct fol_thread *f)
         memcpy(s->data, k->data, k->len);
         _ftmb_ring_publish(&t->out, 1); /* pairs with the output logger's acquire */
     }
+    _ftmb_region_ring(&_ftmb_rt.out->hdr);
 }
 
 int _ftmb_follow_drop_output(struct _ftmb_thread *t, uint16_t queue, const void *data, uint32_t len,

@@ -3,7 +3,8 @@
  * per-thread state of the master. Instrumented code never includes this; it includes ftmb/ftmb.h.
  *
  * Ground rules of the per-packet path (every ftmb_ entry point called from packet processing):
- *   - no malloc, no locks of the runtime's own, no syscalls;
+ *   - no malloc, no locks of the runtime's own, no syscalls (but one to wake a relay that sleeps on
+ *     the output region, _ftmb_region_ring: remote logging at a low rate, never on one host);
  *   - each thread writes only its own lines (its record ring's head, its output ring's head, its
  *     private handle); reading other threads' record counts is O(#threads) loads, never stores;
  *   - a full ring or a silent peer is the only reason to wait, and waiting is bounded: the slow
@@ -19,6 +20,7 @@
 #define FTMB_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -135,9 +137,10 @@ static inline int _ftmb_rec_valid(const struct _ftmb_record *r, uint64_t index)
 
 #define _FTMB_IN_MAGIC 0x4e492d424d5446ull  /* "FTMB-IN" */
 #define _FTMB_OUT_MAGIC 0x54554f2d424d5446ull /* "FTMB-OUT" */
-/* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 2). */
-#define _FTMB_IN_LAYOUT_VERSION 2
-#define _FTMB_OUT_LAYOUT_VERSION 6 /* 5: ORD records are claims (records on a change of owner); 6: backup_live */
+/* Layout versions, one per region; ftmb_instrument/run.py reads the input region (version 3). */
+#define _FTMB_IN_LAYOUT_VERSION 3 /* 3: the header's sleeper */
+#define _FTMB_OUT_LAYOUT_VERSION 7 /* 5: ORD records are claims (records on a change of owner); 6: backup_live;
+                                    * 7: the header's sleeper */
 static inline uint32_t _ftmb_layout_version(uint64_t magic)
 {
     return magic == _FTMB_IN_MAGIC ? _FTMB_IN_LAYOUT_VERSION : _FTMB_OUT_LAYOUT_VERSION;
@@ -165,7 +168,26 @@ struct _ftmb_region_hdr {
     _Atomic uint32_t master_mode;    /* enum ftmb_mode of the attached master */
     _Atomic int32_t snapshot_pid;    /* the process holding the master's newest snapshot, which takes
                                       * over if the master dies; 0: none (published with release) */
+    _Atomic int32_t sleeper;         /* a relay (ftmb-relay) asleep until a producer of this region
+                                      * publishes something: its pid, or 0 (_ftmb_region_ring) */
+    uint32_t _pad;
 };
+
+/* A producer published something on region h (entries, records, outputs, a state, a request): if a
+ * relay sleeps on the region, wake it (SIGURG, whose default action is to ignore it, so a stale pid
+ * harms no one). The fence pairs with the relay's after it stores its pid and before it looks at
+ * the region once more: either it sees what was published or this sees its pid. One fence and one
+ * load where nobody sleeps (on one host nobody does); a system call only to end a relay's sleep. */
+static inline void _ftmb_region_ring(struct _ftmb_region_hdr *h)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    /* Relaxed: ordered by the fences on both sides. */
+    if (atomic_load_explicit(&h->sleeper, memory_order_relaxed) == 0)
+        return;
+    int32_t pid = atomic_exchange_explicit(&h->sleeper, 0, memory_order_relaxed);
+    if (pid > 0)
+        kill(pid, SIGURG);
+}
 
 enum _ftmb_in_kind {
     _FTMB_IN_PKT = 1,  /* a packet */
@@ -391,9 +413,11 @@ struct _ftmb_rx_view {
 /* Receive up to n packets of queue q into views valid until _ftmb_rx_finish; -1 if no session. */
 int _ftmb_rx_begin(uint16_t queue, struct _ftmb_rx_view *views, uint16_t n);
 void _ftmb_rx_finish(uint16_t queue);
-/* Transmit of npkts packets: 1 if a session output ring exists (then _ftmb_tx_put each packet), else 0. */
+/* Transmit of npkts packets: 1 if a session output ring exists (then _ftmb_tx_put each packet and
+ * _ftmb_tx_end after the last), else 0. */
 int _ftmb_tx_begin(uint16_t queue, unsigned npkts);
 void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_time_ns);
+void _ftmb_tx_end(void);
 /* Replay support: serve a queue again from an entry sequence; let the logger forget before one. */
 int _ftmb_input_rewind(uint16_t queue, uint64_t pos);
 /* The same in two steps (a valid queue): every request, then every wait (io.c). */

@@ -259,6 +259,7 @@ __attribute__((noinline)) static struct _ftmb_out_slot *out_wait_space(struct _f
         if (atomic_load_explicit(&_ftmb_rt.out_dead, memory_order_relaxed))
             return NULL;
         logger_wait_progress(); /* (maybe inside an ordered region others wait to enter) */
+        _ftmb_region_ring(&_ftmb_rt.out->hdr);
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
@@ -288,7 +289,19 @@ void _ftmb_tx_put(uint16_t queue, const void *data, uint32_t len, uint64_t in_ti
     /* P1 (inside): release, pairs with the output logger's C1; it also orders this thread's
      * earlier record publications (R1) before the packet. */
     _ftmb_ring_publish(&t->out, 1);
+    t->tx_published = 1;
     _ftmb_op_leave(t);
+}
+
+/* After a burst's outputs: a relay asleep on the output region takes them and the records they
+ * depend on (one look per burst, not per packet; none for a follower's dropped outputs). */
+void _ftmb_tx_end(void)
+{
+    struct _ftmb_thread *t = _ftmb_me();
+    if (t->tx_published) {
+        t->tx_published = 0;
+        _ftmb_region_ring(&_ftmb_rt.out->hdr);
+    }
 }
 
 /* ---- opaque packets ------------------------------------------------------------------------------ */
@@ -354,6 +367,7 @@ ftmb_u16 ftmb_pkt_tx_burst(ftmb_u16 queue_id, struct ftmb_pkt **pkts, ftmb_u16 n
     if (_ftmb_tx_begin(queue_id, nb_pkts)) {
         for (uint16_t i = 0; i < nb_pkts; i++)
             _ftmb_tx_put(queue_id, pkts[i]->data, pkts[i]->len, pkts[i]->in_time_ns);
+        _ftmb_tx_end();
     }
     for (uint16_t i = 0; i < nb_pkts; i++)
         ftmb_pkt_free(pkts[i]);
@@ -377,6 +391,7 @@ void _ftmb_input_rewind_request(uint16_t queue, uint64_t pos)
     atomic_store_explicit(&iq->rewind_pos, pos, memory_order_relaxed);
     /* Release: rewind_pos is visible before the request; pairs with the logger's acquire. */
     atomic_store_explicit(&iq->rewind_req, req, memory_order_release);
+    _ftmb_region_ring(&_ftmb_rt.in->hdr);
 }
 
 int _ftmb_input_rewind_wait(uint16_t queue)

@@ -371,6 +371,7 @@ static int session_send(struct session_handle *h, const void *buf, size_t size)
         struct _ftmb_thread *t = _ftmb_me();
         uint64_t in = t->vtime_ns ? t->vtime_ns : atomic_load_explicit(&last_in_time, memory_order_relaxed);
         _ftmb_tx_put(h->queue, buf, (uint32_t)size, in);
+        _ftmb_tx_end();
     }
     return (int)size;
 }

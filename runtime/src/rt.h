@@ -58,6 +58,7 @@ struct _ftmb_thread {
     int park_asked;                  /* a checkpoint signal came inside an operation: park when it ends */
     struct _ftmb_ring out;                           /* producer side of its output ring */
     uint64_t out_seq;                                /* last output sequence number handed out */
+    int tx_published;                                /* an output since _ftmb_tx_end last rang */
     uint64_t vtime_ns;  /* virtual time: latest input entry received; 0 before any input */
     uint32_t index;
     int has_rings;

@@ -203,6 +203,7 @@ static void stop_by_default(int sig)
          * act on it only once this process is gone. A master that called ftmb_exit stays done. */
         atomic_compare_exchange_strong_explicit(&hs[i]->master_state, &attached, _FTMB_MASTER_STOPPED,
                                                 memory_order_release, memory_order_relaxed);
+        _ftmb_region_ring(hs[i]);
     }
     raise(sig);
 }
@@ -317,6 +318,7 @@ static struct _ftmb_record *rec_wait_space(struct _ftmb_thread *t)
             t->rec.cache = t->rec.local;
             continue;
         }
+        _ftmb_region_ring(&_ftmb_rt.out->hdr);
         _ftmb_check_peers();
         _ftmb_backoff(spins);
     }
@@ -2533,6 +2535,7 @@ void _ftmb_publish_master(int mode)
         atomic_store_explicit(&hs[i]->master_mode, (uint32_t)mode, memory_order_relaxed);
         /* Release: pairs with the loggers' acquire load of master_state. */
         atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_ATTACHED, memory_order_release);
+        _ftmb_region_ring(hs[i]);
     }
 }
 
@@ -2780,10 +2783,12 @@ void ftmb_exit(void)
     for (int i = 0; i < 2; i++)
         /* Only the session's master ends it (a follower that exits before its takeover does not).
          * Relaxed: a process compares its own pid, which only it publishes. */
-        if (hs[i] && atomic_load_explicit(&hs[i]->master_pid, memory_order_relaxed) == (int32_t)getpid())
+        if (hs[i] && atomic_load_explicit(&hs[i]->master_pid, memory_order_relaxed) == (int32_t)getpid()) {
             /* Release: everything this process published before is visible to a logger that acquires
              * master_state == DONE (the threads have stopped producing; the program joined them). */
             atomic_store_explicit(&hs[i]->master_state, _FTMB_MASTER_DONE, memory_order_release);
+            _ftmb_region_ring(hs[i]);
+        }
     /* After DONE: the coordinator is the thread-group leader of a process restored from a snapshot,
      * and once it exits the process looks dead (a zombie leader) to whoever checks its pid. */
     _ftmb_ckpt_stop();

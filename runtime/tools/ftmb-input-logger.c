@@ -441,7 +441,7 @@ int main(int argc, char **argv)
         for (uint32_t qi = 0; !start_ns && qi < nqueues; qi++)
             if (atomic_load_explicit(&region->queue[qi].ring.tail, memory_order_relaxed) > 0) /* a hint */
                 start_ns = mono;
-        int worked = pushed;
+        int served = 0; /* entries, or a rewind's ack, for the master */
         uint64_t now = _ftmb_now_ns(CLOCK_REALTIME);
         for (uint32_t qi = 0; qi < nqueues; qi++) {
             struct queue_state *q = &qs[qi];
@@ -466,6 +466,7 @@ int main(int argc, char **argv)
                 q->rewind_seen = req;
                 /* Release: the emptied ring is visible before the ack; pairs with the master's acquire. */
                 atomic_store_explicit(&iq->rewind_ack, req, memory_order_release);
+                served = 1;
             }
             /* Relaxed: a hint (see _ftmb_input_retain_from); trimming late only keeps more. With
              * --follow-forget the follower's position (its ring's tail: the entries it took). */
@@ -500,9 +501,13 @@ int main(int argc, char **argv)
                     q->tick_gap_ns = tick_ns;
                 q->serve++;
                 _ftmb_ring_publish(&q->ring, 1); /* P1: pairs with the master's C1 */
-                worked = 1;
+                served = 1;
             }
         }
+        if (served) /* (a relay that serves a remote master may sleep on the region) */
+            _ftmb_region_ring(&region->hdr);
+        if (pushed)
+            _ftmb_region_ring(&fol->hdr);
         uint64_t held = 0, logged = 0;
         for (uint32_t qi = 0; qi < nqueues; qi++) {
             held += qs[qi].len;
@@ -513,7 +518,7 @@ int main(int argc, char **argv)
             following_max = held > following_max ? held : following_max;
             following_logged = logged;
         }
-        if (worked) {
+        if (served || pushed) {
             idle = 0;
         } else if (++idle > 2000) {
             struct timespec d = {0, 20000};

@@ -181,6 +181,8 @@ static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_
             work += k;
         }
     }
+    if (work) /* (a follow export may sleep on the region) */
+        _ftmb_region_ring(&f->region->hdr);
     if (held > f->held_max)
         f->held_max = held;
     /* Relaxed: only this process writes final. */
@@ -207,6 +209,7 @@ static void follow_final(struct follow *f, struct _ftmb_ol *ol, uint32_t state)
         atomic_store_explicit(&f->region->thread[t].final_count, _ftmb_ol_received(ol, t), memory_order_relaxed);
     /* Release: pairs with the follower's acquire load of final; the counts are visible. */
     atomic_store_explicit(&f->region->final, state, memory_order_release);
+    _ftmb_region_ring(&f->region->hdr);
 }
 
 static int cmp_u64(const void *a, const void *b)

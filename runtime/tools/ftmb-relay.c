@@ -226,7 +226,9 @@ static int take_frame(struct link *l)
     return 1;
 }
 
-/* Read one frame if one is readable now (or wait up to wait_ms for it); 1 if l holds a frame. */
+/* Read one frame if one is readable now (or wait up to wait_ms for it); 1 if l holds a frame. A
+ * look without a wait is one recv (a pass of an idle relay makes one system call per link); its
+ * silence is accounted by ping_if_idle's looks. */
 static int poll_frame(struct link *l, int wait_ms)
 {
     if (l->pending || take_frame(l))
@@ -236,12 +238,14 @@ static int poll_frame(struct link *l, int wait_ms)
         link_flush(l); /* (about to wait: what we owe the peer goes first) */
         uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
         int left = wait_ms - (int)((now - start) / 1000000);
-        struct pollfd pf = {l->fd, POLLIN, 0};
-        int n = poll(&pf, 1, left > 0 ? left : 0);
-        now = _ftmb_now_ns(CLOCK_MONOTONIC);
-        link_look(l, now, (uint64_t)(left > 0 ? left : 0) * 1000000ull, n > 0);
-        if (n <= 0)
-            return 0;
+        if (left > 0) {
+            struct pollfd pf = {l->fd, POLLIN, 0};
+            int n = poll(&pf, 1, left);
+            now = _ftmb_now_ns(CLOCK_MONOTONIC);
+            link_look(l, now, (uint64_t)left * 1000000ull, n > 0);
+            if (n <= 0)
+                return 0;
+        }
         if (l->ihead == l->itail)
             l->ihead = l->itail = 0;
         else if (l->itail == sizeof l->ibuf) { /* compact: a partial frame at the end */
@@ -250,6 +254,8 @@ static int poll_frame(struct link *l, int wait_ms)
             l->ihead = 0;
         }
         ssize_t r = recv(l->fd, l->ibuf + l->itail, sizeof l->ibuf - l->itail, MSG_DONTWAIT);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) && left <= 0)
+            return 0; /* (nothing readable: not a look; ping_if_idle's count the silence) */
         if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
             r = -2;
         else if (r == 0)
@@ -258,8 +264,11 @@ static int poll_frame(struct link *l, int wait_ms)
             link_lost(l, NO_ANSWER);
         else if (r < 0)
             link_lost(l, "the connection was lost");
-        if (r > 0)
+        if (r > 0) {
             l->itail += (size_t)r;
+            if (left <= 0)
+                link_look(l, _ftmb_now_ns(CLOCK_MONOTONIC), 0, 1);
+        }
         if (take_frame(l))
             return 1;
         if (wait_ms <= 0 || _ftmb_now_ns(CLOCK_MONOTONIC) - start >= (uint64_t)wait_ms * 1000000ull)
@@ -267,12 +276,17 @@ static int poll_frame(struct link *l, int wait_ms)
     }
 }
 
+/* Looks at a link's silence at most this often (a frame read is a look too). */
+#define LOOK_EVERY_NS 1000000ull
+
 static void ping_if_idle(struct link *l)
 {
     uint64_t now = _ftmb_now_ns(CLOCK_MONOTONIC);
     if (now - l->last_tx > timeout_ns / 4)
         send_frame(l, F_PING, NULL, 0);
     link_flush(l);
+    if (now - l->last_look < LOOK_EVERY_NS)
+        return;
     /* Data waiting to be read is a sign of life even when we do not read it yet (a full ring). */
     struct pollfd pf = {l->fd, POLLIN, 0};
     link_look(l, now, 0, poll(&pf, 1, 0) > 0 || l->itail != l->ihead || l->pending);
@@ -339,25 +353,84 @@ static int parse_addr(const char *addr, struct sockaddr_in *sa)
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
-/* A pass found nothing to do. Spin a few passes (the next entry or record is often microseconds
- * away), then block in poll() on the link for up to 50 µs: a frame from the peer wakes the relay at
- * once (the kernel's wakeup, not its next look), and a relay that sleeps leaves the CPUs to the
- * master and the loggers it waits for; four relays that yield in a loop took most of a small
- * machine's (bench/RESULTS.md, remote logging). The shared-memory side has nothing to block on: it
- * is looked at again after each nap. A frame held back (a full ring) keeps the socket readable, so
- * then the relay naps instead of polling. */
-static void idle_wait(struct link *l, unsigned *idle)
+/*
+ * An idle relay sleeps until there is something to do: in poll() on its links, from which a frame
+ * from the peer wakes it, and on the regions it carries, whose producers wake it with SIGURG
+ * (_ftmb_region_ring: the input logger on publishing entries, the master on a burst's outputs, a
+ * rewind request or a change of state, the output logger on the follow ring's records and the
+ * master's end, the follower on its applied count). SIGURG is blocked except inside that poll, so
+ * a wake that comes before it ends the poll at once. Before it sleeps the relay stores its pid in
+ * each region's `sleeper` and makes one more pass: whatever a producer published before it looked
+ * at `sleeper` that pass sees (the fences of _ftmb_region_ring and arm()). What no producer rings
+ * for (a consumer's progress that only flow control and marks wait for, pings, the peer checks) is
+ * looked at within ARMED_SLEEP_NS. A relay that polled every 50 µs instead (up to session 16) took,
+ * eight of them, half of a 2-CPU machine (bench/RESULTS.md).
+ */
+#define IDLE_SPINS 0               /* passes that find nothing before the relay prepares to sleep */
+#define ARMED_SLEEP_NS 1000000ull  /* the longest sleep */
+#define HELD_NAP_NS 50000ull       /* a nap while data waits for room in a ring (nobody rings for room) */
+static struct _ftmb_region_hdr *bells[2]; /* the regions whose producers wake this relay */
+static int armed;                         /* the relay's pid is in their `sleeper` */
+static int held_back;                     /* data waits for room in a ring of this host (export out) */
+static sigset_t sleep_mask;               /* the signal mask inside the sleep: SIGURG unblocked */
+
+static void on_wake(int sig) { (void)sig; }
+
+static void wake_setup(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_wake; /* (not SIG_IGN: an ignored signal would not end the poll) */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGURG, &sa, NULL);
+    sigset_t urg;
+    sigemptyset(&urg);
+    sigaddset(&urg, SIGURG);
+    sigprocmask(SIG_BLOCK, &urg, &sleep_mask);
+    sigdelset(&sleep_mask, SIGURG);
+}
+
+static void sleep_on(struct _ftmb_region_hdr *a, struct _ftmb_region_hdr *b)
+{
+    bells[0] = a;
+    bells[1] = b;
+}
+
+static void set_sleeper(int32_t pid)
+{
+    for (int i = 0; i < 2; i++)
+        if (bells[i]) /* Relaxed: ordered by the fence after it (arm) or irrelevant (a spurious wake). */
+            atomic_store_explicit(&bells[i]->sleeper, pid, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with _ftmb_region_ring's */
+    armed = pid != 0;
+}
+
+static int link_held(const struct link *l)
+{
+    return l && (l->pending || l->itail != l->ihead); /* (a frame held back, or more read already) */
+}
+
+/* A pass found nothing to do (`l2`: a second link the relay serves, or NULL). */
+static void idle_wait(struct link *l, struct link *l2, unsigned *idle)
 {
     link_flush(l);
-    if (++*idle <= 64)
+    if (l2)
+        link_flush(l2);
+    if (++*idle <= IDLE_SPINS)
         return;
-    struct timespec d = {0, 50000};
-    if (l->pending || l->itail != l->ihead) { /* (a frame held back, or more read already) */
+    if (held_back || link_held(l) || link_held(l2)) {
+        struct timespec d = {0, HELD_NAP_NS};
         nanosleep(&d, NULL);
         return;
     }
-    struct pollfd pf = {l->fd, POLLIN, 0};
-    ppoll(&pf, 1, &d, NULL);
+    if (!armed) { /* one more pass, which sees whatever was published before a producer looked */
+        set_sleeper((int32_t)getpid());
+        return;
+    }
+    struct pollfd pf[2] = {{l->fd, POLLIN, 0}, {l2 ? l2->fd : -1, POLLIN, 0}};
+    struct timespec d = {0, ARMED_SLEEP_NS};
+    ppoll(pf, l2 ? 2 : 1, &d, &sleep_mask);
+    set_sleeper(0);
 }
 
 /* ---- export: the logger's host ------------------------------------------------------------------ */
@@ -426,6 +499,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r, const struct _f
     uint64_t held[FTMB_MAX_QUEUES] = {0};
     for (uint32_t q = 0; q < r->nqueues; q++)
         _ftmb_ring_attach(&rings[q], r, &r->queue[q].ring, 0);
+    sleep_on(&r->hdr, NULL); /* (the input logger's entries and rewind acks) */
     unsigned idle = 0;
     uint64_t last_check = 0;
     for (;;) {
@@ -469,8 +543,11 @@ static void export_in(struct link *l, struct _ftmb_in_region *r, const struct _f
                 follower = 1;
             }
         }
+        int ready = 0;
+        for (uint32_t q = 0; q < r->nqueues && !ready; q++)
+            ready = _ftmb_ring_ready(&rings[q]) != 0;
         struct pollfd pf = {l->fd, POLLOUT, 0};
-        if (serving && poll(&pf, 1, 0) > 0) {
+        if (serving && ready && poll(&pf, 1, 0) > 0) {
             for (uint32_t q = 0; q < r->nqueues; q++) {
                 for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && (took || !held[q]) &&
                                 _ftmb_ring_ready(&rings[q]);
@@ -496,7 +573,7 @@ static void export_in(struct link *l, struct _ftmb_in_region *r, const struct _f
         if (work)
             idle = 0;
         else
-            idle_wait(l, &idle);
+            idle_wait(l, NULL, &idle);
     }
 }
 
@@ -630,10 +707,14 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
         hello[5 + 2 * t] = out[t].local;
     }
     send_frame(l, F_HELLO_OUT, hello, (uint32_t)(8 * (4 + 2 * r->max_threads)));
+    sleep_on(NULL, NULL); /* (its links only: what waits here waits for room, held_back) */
     unsigned idle = 0;
     uint64_t last_check = 0;
     for (;;) {
         int work = (publish_closed(r, rec, nthreads) | publish_outputs(out, nthreads)) != 0;
+        held_back = 0;
+        for (uint32_t t = 0; t < nthreads && !held_back; t++)
+            held_back = pend[t].n != 0 || outq[t].n != 0;
         for (int f = 0; f < FRAMES_PER_PASS && poll_frame(l, 0); f++) {
             uint64_t *a = (uint64_t *)l->buf;
             if (l->type == F_RECS) {
@@ -706,7 +787,7 @@ static void export_out(struct link *l, struct _ftmb_out_region *r)
         if (work)
             idle = 0;
         else
-            idle_wait(l, &idle);
+            idle_wait(l, NULL, &idle);
     }
 }
 
@@ -731,6 +812,7 @@ static void export_fol(struct link *l, struct _ftmb_fol_region *f, struct _ftmb_
     static uint64_t sent[FTMB_MAX_THREADS], done[FTMB_MAX_THREADS], batch[1 + 512];
     for (uint32_t t = 0; t < f->max_threads; t++)
         _ftmb_ring_attach(&rings[t], f, &f->thread[t].rec, 0);
+    sleep_on(&f->hdr, NULL); /* (the output logger's records and final) */
     int attached = 0, final_sent = 0;
     unsigned idle = 0;
     uint64_t last_check = 0;
@@ -791,7 +873,7 @@ static void export_fol(struct link *l, struct _ftmb_fol_region *f, struct _ftmb_
         if (work)
             idle = 0;
         else
-            idle_wait(l, &idle);
+            idle_wait(l, NULL, &idle);
     }
 }
 
@@ -808,6 +890,7 @@ static void export_infol(struct link *l, struct _ftmb_infol_region *f, struct _f
     static uint8_t frame[8 + _FTMB_IN_SLOT_SIZE];
     for (uint32_t q = 0; q < f->nqueues; q++)
         _ftmb_ring_attach(&rings[q], f, &f->queue[q], 0);
+    sleep_on(&f->hdr, NULL); /* (the input logger's entries) */
     unsigned idle = 0;
     uint64_t last_check = 0;
     for (;;) {
@@ -844,7 +927,7 @@ static void export_infol(struct link *l, struct _ftmb_infol_region *f, struct _f
         if (work)
             idle = 0;
         else
-            idle_wait(l, &idle);
+            idle_wait(l, NULL, &idle);
     }
 }
 
@@ -1173,6 +1256,7 @@ static void import_in(struct link *l, const char *session)
     static struct in_imp st;
     in_imp_create(&st, session, nq, cap, tsc, tick);
     _ftmb_region_set_ready(st.r);
+    sleep_on(&st.r->hdr, NULL); /* (the master's rewind requests and state) */
     unsigned idle = 0;
     int end = 0;
     while (!stop_signal && !end) {
@@ -1184,7 +1268,7 @@ static void import_in(struct link *l, const char *session)
         if (work)
             idle = 0;
         else
-            idle_wait(l, &idle);
+            idle_wait(l, NULL, &idle);
     }
     link_flush(l);
     _ftmb_region_unlink(session, "in");
@@ -1360,6 +1444,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
     out_imp_create(&st, session, (uint32_t)h[0], (uint32_t)h[1], (uint32_t)h[2]);
     out_imp_adopt(&st, h + 4, (uint32_t)h[3]);
     _ftmb_region_set_ready(st.r);
+    sleep_on(&st.r->hdr, NULL); /* (the master's outputs and state) */
     unsigned idle = 0;
     int end = 0;
     while (!stop_signal) {
@@ -1371,7 +1456,7 @@ static void import_out(struct link *l, const char *session, const char *log_path
         if (work)
             idle = 0;
         else
-            idle_wait(l, &idle);
+            idle_wait(l, NULL, &idle);
     }
     link_flush(l);
     _ftmb_region_unlink(session, "out");
@@ -1427,7 +1512,7 @@ static int follow_pass_end(struct link *sl, struct link *fl, const char *session
     if (work)
         *idle = 0;
     else
-        idle_wait(fl, idle);
+        idle_wait(fl, sl, idle);
     return 1;
 }
 
@@ -1454,6 +1539,7 @@ static void import_in_follow(struct link *sl, struct link *fl, const char *sessi
     in_imp_create(&st, session, h32[2], h32[3], h64[0], h64[1]);
     _ftmb_region_set_ready(f); /* before the session's region: a follower that finds it finds both */
     _ftmb_region_set_ready(st.r);
+    sleep_on(&st.r->hdr, NULL); /* (the follower's requests once it is the master) */
     int active = 0, end = 0;
     unsigned idle = 0;
     for (int more = 1; more;) {
@@ -1527,6 +1613,7 @@ static void import_out_follow(struct link *sl, struct link *fl, const char *sess
     out_imp_adopt(&st, zero, 0); /* (again with the remote heads when the session link's turn comes) */
     _ftmb_region_set_ready(f); /* before the session's region: a follower that finds it finds both */
     _ftmb_region_set_ready(st.r);
+    sleep_on(&f->hdr, &st.r->hdr); /* (the follower's applied counts; its outputs once it is the master) */
     int active = 0, end = 0, follower_sent = 0;
     uint32_t final = _FTMB_FOL_FOLLOWING; /* received, not yet published here */
     unsigned idle = 0;
@@ -1626,6 +1713,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    wake_setup();
     int is_export = strcmp(argv[1], "export") == 0;
     me = is_export ? "ftmb-relay export" : "ftmb-relay import";
     const char *session = NULL, *addr = NULL, *log_path = NULL, *follow_addr = NULL;
