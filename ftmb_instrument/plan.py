@@ -86,7 +86,7 @@ class Edit:
 @dataclass(frozen=True)
 class PlanSite:
     id: int
-    kind: str  # ordered | lock | atomic | external | nondet | packet_io | spawn | alloc | free | init | include
+    kind: str  # ordered | lock | atomic | external | nondet | packet_io | spawn | join | alloc | free | init | include
     file: str  # relative to the plan's root when under it
     line: int
     start: int
@@ -1345,14 +1345,15 @@ class Planner:
             return
         entry = entries[0]
         kind = TABLE["entries"][entry]["kind"]
-        if kind not in ("nondet", "packet_io", "spawn"):
+        if kind not in ("nondet", "packet_io", "spawn", "join"):
             return
         why = {"nondet": "nondeterministic value: logged in record mode, replayed in replay mode",
                "packet_io": "packet I/O goes through the runtime (input and output loggers)",
-               "spawn": "threads get deterministic indexes"}[kind]
+               "spawn": "threads get deterministic indexes",
+               "join": "the waiting lcore sleeps instead of spinning (a CPU for the loggers, a follower)"}[kind]
         if not c.spliceable or c.macro:
-            if self.rename_in_definition(f, c, entry, kind, why):
-                return
+            if self.rename_in_definition(f, c, entry, kind, why) or kind == "join":
+                return  # (a join left to DPDK only spins)
             where = "a macro defined outside the project" if c.macro else "a macro expansion"
             self.problem(f, c.loc, f"{name}() is called inside {where} ({c.macro or '?'}); cannot replace "
                                    f"it by {entry}")

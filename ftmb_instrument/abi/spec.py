@@ -67,6 +67,7 @@ KINDS = {
     "spawn": "thread creation; every worker gets a deterministic thread index, and outside passthrough a start "
              "routine no instrumented file registered as a thread root is refused",
     "alloc": "program state allocated from the checkpointable arena",
+    "join": "a wait for threads to end: the waiting thread sleeps instead of spinning",
 }
 
 FORWARD_STRUCTS = (
@@ -404,6 +405,12 @@ def _spawn_entries():
            [("int (*)(void *)", "f"), ("void *", "arg"), ("int", "call_main")], "spawn",
            "rte_eal_mp_remote_launch; workers get indexes in lcore order, the main lcore keeps 0.",
            wraps=("rte_eal_mp_remote_launch",), library="dpdk"),
+        _e("ftmb_rte_eal_mp_wait_lcore", "void", [], "join",
+           "rte_eal_mp_wait_lcore; the main lcore sleeps while its workers run (DPDK's spins).",
+           wraps=("rte_eal_mp_wait_lcore",), library="dpdk"),
+        _e("ftmb_rte_eal_wait_lcore", "int", [("unsigned", "worker_id")], "join",
+           "rte_eal_wait_lcore; the caller sleeps while the worker runs (DPDK's spins).",
+           wraps=("rte_eal_wait_lcore",), library="dpdk"),
     ]
 
 

@@ -28,6 +28,7 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -332,6 +333,34 @@ int ftmb_rte_eal_mp_remote_launch(int (*f)(void *), void *arg, int call_main)
     if (call_main == CALL_MAIN)
         f(arg);
     return 0;
+}
+
+/* DPDK's waits for a worker spin (rte_pause) until it returns: a main lcore that launched its
+ * workers with SKIP_MAIN (examples/nat, many of DPDK's apps) takes a whole CPU for nothing, which a
+ * follower or a backup sharing its host's CPUs with its workers, the loggers or the relays does not
+ * have: on a 2-CPU machine it took as much as the follower's worker lcore (bench/RESULTS.md, Relays
+ * that sleep). Here the waiting lcore sleeps 200 µs between looks, then DPDK's wait returns at once.
+ * A checkpoint's signal ends a sleep early (EINTR): the loop looks again. */
+static void sleep_while_running(unsigned worker_id)
+{
+    struct timespec nap = {0, 200000};
+    while (rte_eal_get_lcore_state(worker_id) == RUNNING)
+        nanosleep(&nap, NULL);
+}
+
+void ftmb_rte_eal_mp_wait_lcore(void)
+{
+    unsigned lc;
+    RTE_LCORE_FOREACH_WORKER(lc)
+        sleep_while_running(lc);
+    rte_eal_mp_wait_lcore();
+}
+
+int ftmb_rte_eal_wait_lcore(unsigned worker_id)
+{
+    if (worker_id < RTE_MAX_LCORE && worker_id != rte_get_main_lcore())
+        sleep_while_running(worker_id);
+    return rte_eal_wait_lcore(worker_id);
 }
 
 /* rte_rwlock: DPDK's own inline functions, ordered like the core's lock wrappers. */

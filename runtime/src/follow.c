@@ -38,6 +38,8 @@
 #define KEEP_BEHIND (1ull << 16)       /* records kept mapped behind a thread's position */
 #define PUBLISH_EVERY 256u             /* the applied count is published this often at least */
 #define KEEP_OUTPUTS 256u              /* a thread's newest dropped outputs, kept for the takeover */
+#define FOLLOW_SPINS 128u              /* _ftmb_backoff's 64 pauses, then 64 yields, then a sleep */
+#define FOLLOW_SLEEP_NS 1000000l       /* the longest sleep for records (a bound, never the wait) */
 
 enum { FOLLOWING = 0, TAKEN_OVER = 2 };
 
@@ -209,8 +211,31 @@ static void take_over(int32_t master)
     _ftmb_rt.fo_restored_cpu_ns = _ftmb_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     /* Release: everything above is visible to a thread that acquires the state. */
     atomic_store_explicit(&fo.state, TAKEN_OVER, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst); /* (the state, then `waiting`: follow_sleep) */
+    for (uint32_t i = 0; i < fo.fol->max_threads; i++)
+        if (atomic_load_explicit(&fo.fol->thread[i].waiting, memory_order_relaxed))
+            syscall(SYS_futex, (uint32_t *)&fo.fol->thread[i].rec.head, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     fprintf(stderr, "ftmb: follower: the master (pid %d) died; taking over at %llu ns with %llu records to replay\n",
             (int)master, (unsigned long long)now, (unsigned long long)tail);
+}
+
+/* A thread that has replayed every record it has sleeps until more come (_ftmb_fol_wake) or the
+ * takeover (take_over wakes it), 1 ms at most: a caught-up follower that spun and yielded for its
+ * next record, every ~200 µs at 5,000 packets/s, took twice the master's CPU on a small machine
+ * (bench/RESULTS.md, Relays that sleep). A futex on the low half of the ring's head, shared with the
+ * producer's process; Dekker's pattern on `waiting` and the head. */
+static void follow_sleep(struct _ftmb_thread *t, struct fol_thread *f)
+{
+    struct _ftmb_fol_thread *ft = &fo.fol->thread[t->index];
+    /* Relaxed: ordered by the fence after it (pairs with _ftmb_fol_wake's). */
+    atomic_store_explicit(&ft->waiting, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t head = atomic_load_explicit(&ft->rec.head, memory_order_relaxed);
+    if (head == f->ring.local && atomic_load_explicit(&fo.state, memory_order_acquire) != TAKEN_OVER) {
+        struct timespec ts = {0, FOLLOW_SLEEP_NS};
+        syscall(SYS_futex, (uint32_t *)&ft->rec.head, FUTEX_WAIT, (uint32_t)head, &ts, NULL, 0);
+    }
+    atomic_store_explicit(&ft->waiting, 0, memory_order_relaxed);
 }
 
 /* Record idx of thread t's stream: 1 once it is in the window, 0 if the log ends before it (after
@@ -238,8 +263,10 @@ int _ftmb_follow_have(struct _ftmb_thread *t, uint64_t idx, int wait)
         }
         if (!wait)
             return 0;
-        if (spins < 2048) {
+        if (spins < FOLLOW_SPINS) {
             _ftmb_backoff(spins);
+        } else if (t->index < fo.fol->max_threads) {
+            follow_sleep(t, f);
         } else {
             struct timespec nap = {0, 20000};
             nanosleep(&nap, NULL);

@@ -8,6 +8,10 @@
 #ifndef FTMB_FOLLOW_H
 #define FTMB_FOLLOW_H
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "ftmb_internal.h"
 
 #define _FTMB_FOL_MAGIC 0x4c4f462d424d5446ull   /* "FTMB-FOL" */
@@ -25,6 +29,7 @@ struct _ftmb_fol_thread {
     alignas(_FTMB_CACHE_LINE) _Atomic uint64_t applied; /* follower: records replayed; the output
                                            * logger may forget the records before it */
     _Atomic uint64_t final_count;         /* output logger: the thread's stream length at the death */
+    _Atomic uint32_t waiting;             /* follower: the thread sleeps on rec.head's low half */
 };
 
 struct _ftmb_fol_region {
@@ -36,6 +41,17 @@ struct _ftmb_fol_region {
     _Atomic uint64_t follower_heartbeat_ns; /* its CLOCK_MONOTONIC while it follows (relaxed) */
     alignas(_FTMB_CACHE_LINE) struct _ftmb_fol_thread thread[FTMB_MAX_THREADS];
 };
+
+/* After records are published on thread t's follow ring (the output logger, or the import on the
+ * follower's host): wake the follower's thread if it sleeps for them (follow.c, follow_sleep). The
+ * fence pairs with the follower's between its store of `waiting` and its look at the head. */
+static inline void _ftmb_fol_wake(struct _ftmb_fol_region *f, uint32_t t)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    /* Relaxed: ordered by the fences on both sides. */
+    if (atomic_load_explicit(&f->thread[t].waiting, memory_order_relaxed))
+        syscall(SYS_futex, (uint32_t *)&f->thread[t].rec.head, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
 
 struct _ftmb_infol_region {
     struct _ftmb_region_hdr hdr;

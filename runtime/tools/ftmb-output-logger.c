@@ -177,6 +177,7 @@ static uint64_t follow_push(struct follow *f, struct _ftmb_ol *ol, struct _ftmb_
             for (uint64_t i = 0; i < k; i++)
                 *(struct _ftmb_record *)_ftmb_ring_slot(r, r->local + i) = log[f->pushed[t] + i - base];
             _ftmb_ring_publish(r, k); /* P1: pairs with the follower's C1 */
+            _ftmb_fol_wake(f->region, t);
             f->pushed[t] += k;
             work += k;
         }

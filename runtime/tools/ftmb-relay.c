@@ -1636,6 +1636,7 @@ static void import_out_follow(struct link *sl, struct link *fl, const char *sess
                     memcpy(r, a + 1 + 2 * i, 16);
                     _ftmb_ring_publish(&rings[a[0]], 1);
                 }
+                _ftmb_fol_wake(f, (uint32_t)a[0]);
             } else if (fl->type == F_FINAL) {
                 final = (uint32_t)a[0];
                 for (uint32_t t = 0; t < fmax; t++)

@@ -1343,4 +1343,10 @@ void ftmb_rte_free(void *ptr);
 /* 1 if ptr lies in the arena (the part a checkpoint captures). */
 int ftmb_state_contains(const void *ptr);
 
+/* --- join: a wait for threads to end: the waiting thread sleeps instead of spinning --- */
+/* rte_eal_mp_wait_lcore; the main lcore sleeps while its workers run (DPDK's spins). Replaces rte_eal_mp_wait_lcore. [libftmb_dpdk] */
+void ftmb_rte_eal_mp_wait_lcore(void);
+/* rte_eal_wait_lcore; the caller sleeps while the worker runs (DPDK's spins). Replaces rte_eal_wait_lcore. [libftmb_dpdk] */
+int ftmb_rte_eal_wait_lcore(unsigned worker_id);
+
 #endif /* FTMB_FTMB_H */
