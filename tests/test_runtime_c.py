@@ -13,7 +13,7 @@ RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 EXPECTED_CASES = [
     # test_ring
     "ring_layout", "ring_fill_drain_wrap", "record_checksum", "ring_threads_stress", "ring_process_stress",
-    "region_attach_errors",
+    "region_attach_errors", "region_ring_wakes_a_sleeper", "fol_wake_wakes_a_waiting_thread",
     # test_record
     "record_orders_and_release", "replay_reproduces", "replay_detects_divergence", "passthrough_mode",
     "sleeps_replay_at_once",

@@ -1,7 +1,11 @@
 /* Unit and stress tests of the SPSC ring and the record format, across threads and processes. */
 #include "check.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <sys/mman.h>
+
+#include "follow.h"
 
 /* A standalone ring in anonymous memory: control block, then the buffer. */
 static struct _ftmb_ring_ctl *make_ring(uint32_t capacity, uint32_t slot_size, int shared)
@@ -214,6 +218,104 @@ static int region_attach_errors(void)
     return 0;
 }
 
+/* Wait up to 5 s for *word to become `want` (another process stores it). */
+static int wait_for(_Atomic int32_t *word, int32_t want)
+{
+    for (int i = 0; i < 5000 && atomic_load(word) != want; i++)
+        usleep(1000);
+    return atomic_load(word) == want;
+}
+
+static void on_urg(int sig) { (void)sig; }
+
+/* The relay's sleep (ftmb-relay.c, idle_wait): its pid in `sleeper`, a fence, one more look, then
+ * ppoll with SIGURG unblocked. A producer that publishes and rings ends the sleep with SIGURG, also
+ * when it rings before the relay reached ppoll (the signal waits, blocked, and ends it at once);
+ * the ppoll's 10 s bound is never what ends it. Exit: 0 woken by the signal, 2 by the bound, 3 the
+ * data was there at the look. */
+static int region_ring_wakes_a_sleeper(void)
+{
+    struct shared { struct _ftmb_region_hdr hdr; _Atomic uint64_t data; } *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&sh->data, 0);
+        atomic_store(&sh->hdr.sleeper, 0);
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            struct sigaction sa = {.sa_handler = on_urg};
+            sigaction(SIGURG, &sa, NULL);
+            sigset_t urg, unblocked;
+            sigemptyset(&urg);
+            sigaddset(&urg, SIGURG);
+            sigprocmask(SIG_BLOCK, &urg, &unblocked);
+            sigdelset(&unblocked, SIGURG);
+            atomic_store_explicit(&sh->hdr.sleeper, (int32_t)getpid(), memory_order_relaxed);
+            atomic_thread_fence(memory_order_seq_cst);
+            if (atomic_load_explicit(&sh->data, memory_order_relaxed))
+                _exit(3);
+            if (round % 2)
+                usleep(2000); /* (odd rounds: the ring comes before the poll) */
+            struct timespec bound = {10, 0};
+            int n = ppoll(NULL, 0, &bound, &unblocked);
+            _exit(n < 0 && errno == EINTR ? 0 : 2);
+        }
+        CHECK(wait_for(&sh->hdr.sleeper, child));
+        atomic_store_explicit(&sh->data, 1, memory_order_release);
+        _ftmb_region_ring(&sh->hdr);
+        CHECK(atomic_load(&sh->hdr.sleeper) == 0); /* (swapped: one signal per sleep) */
+        int st;
+        CHECK(waitpid(child, &st, 0) == child);
+        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: the sleeper's exit %d", round, st);
+    }
+    /* No sleeper: nothing is sent. A stale pid (a process that did not ask, here this one, with
+     * SIGURG's default action) gets a signal it ignores. */
+    _ftmb_region_ring(&sh->hdr);
+    atomic_store(&sh->hdr.sleeper, (int32_t)getpid());
+    _ftmb_region_ring(&sh->hdr);
+    CHECK(atomic_load(&sh->hdr.sleeper) == 0);
+    munmap(sh, sizeof *sh);
+    return 0;
+}
+
+/* A follower's thread asleep for records (follow.c, follow_sleep): `waiting`, a fence, a look at
+ * the ring's head, FUTEX_WAIT on its low half; the producer publishes and calls _ftmb_fol_wake. Exit
+ * 0: woken (or the head moved before the wait), 2: the 10 s bound ended it. */
+static int fol_wake_wakes_a_waiting_thread(void)
+{
+    struct _ftmb_fol_region *f =
+        mmap(NULL, sizeof *f, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(f != MAP_FAILED);
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&f->thread[1].rec.head, (uint64_t)round);
+        atomic_store(&f->thread[1].waiting, 0);
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            atomic_store_explicit(&f->thread[1].waiting, 1, memory_order_relaxed);
+            atomic_thread_fence(memory_order_seq_cst);
+            uint64_t head = atomic_load_explicit(&f->thread[1].rec.head, memory_order_relaxed);
+            if (head != (uint64_t)round)
+                _exit(0);
+            if (round % 2)
+                usleep(2000);
+            struct timespec bound = {10, 0};
+            long r = syscall(SYS_futex, (uint32_t *)&f->thread[1].rec.head, FUTEX_WAIT, (uint32_t)head, &bound,
+                             NULL, 0);
+            _exit(r == 0 || errno == EAGAIN ? 0 : 2);
+        }
+        CHECK(wait_for((_Atomic int32_t *)&f->thread[1].waiting, 1));
+        atomic_store_explicit(&f->thread[1].rec.head, (uint64_t)round + 1, memory_order_release);
+        _ftmb_fol_wake(f, 1);
+        int st;
+        CHECK(waitpid(child, &st, 0) == child);
+        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: the waiter's exit %d", round, st);
+    }
+    munmap(f, sizeof *f);
+    return 0;
+}
+
 int main(void)
 {
     run_case("ring_layout", ring_layout);
@@ -222,5 +324,7 @@ int main(void)
     run_case("ring_threads_stress", ring_threads_stress);
     run_case("ring_process_stress", ring_process_stress);
     run_case("region_attach_errors", region_attach_errors);
+    run_case("region_ring_wakes_a_sleeper", region_ring_wakes_a_sleeper);
+    run_case("fol_wake_wakes_a_waiting_thread", fol_wake_wakes_a_waiting_thread);
     return finish();
 }
