@@ -9,11 +9,15 @@ bridge, the master's regions mirrored by ftmb-relay. Latency is the output logge
 minus the input entry's arrival (both the machine's CLOCK_REALTIME), p50 and p99 over every packet.
 
     sudo .venv/bin/python bench/bench_hosts.py [--packets 10000] [--rate 5000] [--trials 3]
-        [--follower-trials N [--before DIR]] [--throughput-trials N] [--forget-trials N]
+        [--follower-trials N [--before DIR] [--follower-packets 6000] [--kill-window 0.8 1.5]]
+        [--throughput-trials N] [--forget-trials N]
 
 With --follower-trials N (the follower on its own host, issue 13): N trials of examples/nat (2
-workers, 6000 packets at 5000/s) with the follower on host b, the master's host failed at a random
-instant in [0.8, 1.5) s (seeded by the trial number); per trial the follower's lag (the output
+workers, --follower-packets at 5000/s) with the follower on host b, the master's host failed at a
+random instant in --kill-window (seconds after the master's first input; seeded by the trial
+number). The follower starts with the master and catches up from its start-up, so a window that
+ends before it caught up (the default, 6000 packets: the input ends at 1.2 s) counts that catch-up
+in the recovery; 20000 packets and [2.0, 3.0) measure a follower that had time to settle. Per trial the follower's lag (the output
 logger's samples, every ms: ms from a record's storage to the follower's replay of it, and records
 stored but not replayed) and the recovery: host destroyed -> the follower's takeover line, and
 -> its `live (recording)` line (both CLOCK_REALTIME of this machine), and the same from the harness's
@@ -101,17 +105,18 @@ def mmm(values: list[float], fmt: str = "{:.1f}") -> str:
     return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
-def follower_trials(n: int, build: Path, work: Path, before: Path | None = None) -> None:
+def follower_trials(n: int, build: Path, work: Path, before: Path | None = None, packets: int = 6000,
+                    window: tuple[float, float] = (0.8, 1.5)) -> None:
     import os
     import random
-    trace = work / "fol-trace.pcap"
-    traffic.generate(trace, seed=5, flows=150, packets=6000, duration_s=0.5)
+    trace = work / f"fol-trace-{packets}.pcap"
+    traffic.generate(trace, seed=5, flows=150, packets=packets, duration_s=0.5)
     variants = {"after": os.environ.get("FTMB_RUNTIME_BUILD")} | ({"before": str(before)} if before else {})
     rows: dict[str, list] = {v: [] for v in variants}
     failed = []
     load_start = os.getloadavg()[0]
     for i in range(n):
-        kill_at = random.Random(i).uniform(0.8, 1.5)
+        kill_at = random.Random(i).uniform(*window)
         for variant, rt in variants.items():  # (interleaved: both see the same drift of the load)
             os.environ.pop("FTMB_RUNTIME_BUILD", None)
             if rt:
@@ -134,7 +139,8 @@ def follower_trials(n: int, build: Path, work: Path, before: Path | None = None)
                 shutil.rmtree(w, ignore_errors=True)
             else:  # (a failed or slow trial's stderr files are kept for a look)
                 print(f"  kept {w}", flush=True)
-    print(f"\nfollower on its own host: load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
+    print(f"\nfollower on its own host ({packets} packets at 5000/s, the master's host failed in [{window[0]:g}, "
+          f"{window[1]:g}) s): load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
           f"{', '.join(f'{v}: {len(r)} of {n}' for v, r in rows.items())} trials passed the verification replay"
           f"{'; failed: ' + '; '.join(failed) if failed else ''}; min / median / max")
     print("| measure | " + " | ".join(variants) + " |")
@@ -287,6 +293,8 @@ def main() -> None:
     ap.add_argument("--throughput-trials", type=int, default=0)
     ap.add_argument("--forget-trials", type=int, default=0)
     ap.add_argument("--build", type=Path, default=Path("/tmp/ftmb-bench-hosts/build"))
+    ap.add_argument("--follower-packets", type=int, default=6000)
+    ap.add_argument("--kill-window", type=float, nargs=2, default=(0.8, 1.5), metavar=("FROM", "TO"))
     ap.add_argument("--before", type=Path, help="--follower-trials: sources of a runtime whose loggers and relays "
                                                  "to interleave with this checkout's (see above)")
     a = ap.parse_args()
@@ -304,7 +312,7 @@ def main() -> None:
             if a.before:
                 from checkpoint_pause import build_runtime  # noqa: E402
                 before = build_runtime(a.before.resolve(), work / "runtime-before")
-            follower_trials(a.follower_trials, a.build, work, before)
+            follower_trials(a.follower_trials, a.build, work, before, a.follower_packets, tuple(a.kill_window))
         if a.forget_trials:
             forget_trials(a.forget_trials, a.build, work)
         return
