@@ -254,21 +254,22 @@ static int poll_frame(struct link *l, int wait_ms)
             l->ihead = 0;
         }
         ssize_t r = recv(l->fd, l->ibuf + l->itail, sizeof l->ibuf - l->itail, MSG_DONTWAIT);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) && left <= 0)
+        int err = errno, again = r < 0 && (err == EINTR || err == EAGAIN || err == EWOULDBLOCK);
+        if (again && left <= 0)
             return 0; /* (nothing readable: not a look; ping_if_idle's count the silence) */
-        if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        if (!again && left <= 0) /* a frame, an end or an error is a look (it says if this relay did not
+                                  * look for long, before an end is reported) */
+            link_look(l, _ftmb_now_ns(CLOCK_MONOTONIC), 0, 1);
+        if (again)
             r = -2;
         else if (r == 0)
             link_lost(l, "the connection was closed");
-        else if (r < 0 && errno == ETIMEDOUT)
+        else if (r < 0 && err == ETIMEDOUT)
             link_lost(l, NO_ANSWER);
         else if (r < 0)
             link_lost(l, "the connection was lost");
-        if (r > 0) {
+        if (r > 0)
             l->itail += (size_t)r;
-            if (left <= 0)
-                link_look(l, _ftmb_now_ns(CLOCK_MONOTONIC), 0, 1);
-        }
         if (take_frame(l))
             return 1;
         if (wait_ms <= 0 || _ftmb_now_ns(CLOCK_MONOTONIC) - start >= (uint64_t)wait_ms * 1000000ull)
@@ -361,7 +362,7 @@ static int parse_addr(const char *addr, struct sockaddr_in *sa)
  * master's end, the follower on its applied count). SIGURG is blocked except inside that poll, so
  * a wake that comes before it ends the poll at once. Before it sleeps the relay stores its pid in
  * each region's `sleeper` and makes one more pass: whatever a producer published before it looked
- * at `sleeper` that pass sees (the fences of _ftmb_region_ring and arm()). What no producer rings
+ * at `sleeper` that pass sees (the fences of _ftmb_region_ring and set_sleeper). What no producer rings
  * for (a consumer's progress that only flow control and marks wait for, pings, the peer checks) is
  * looked at within ARMED_SLEEP_NS. A relay that polled every 50 µs instead (up to session 16) took,
  * eight of them, half of a 2-CPU machine (bench/RESULTS.md).
@@ -371,7 +372,8 @@ static int parse_addr(const char *addr, struct sockaddr_in *sa)
 #define HELD_NAP_NS 50000ull       /* a nap while data waits for room in a ring (nobody rings for room) */
 static struct _ftmb_region_hdr *bells[2]; /* the regions whose producers wake this relay */
 static int armed;                         /* the relay's pid is in their `sleeper` */
-static int held_back;                     /* data waits for room in a ring of this host (export out) */
+static int held_back;                     /* data waits for room: in a ring of this host (export out), or
+                                           * in the socket (export in: no POLLOUT) */
 static sigset_t sleep_mask;               /* the signal mask inside the sleep: SIGURG unblocked */
 
 static void on_wake(int sig) { (void)sig; }
@@ -547,7 +549,8 @@ static void export_in(struct link *l, struct _ftmb_in_region *r, const struct _f
         for (uint32_t q = 0; q < r->nqueues && !ready; q++)
             ready = _ftmb_ring_ready(&rings[q]) != 0;
         struct pollfd pf = {l->fd, POLLOUT, 0};
-        if (serving && ready && poll(&pf, 1, 0) > 0) {
+        held_back = serving && ready && poll(&pf, 1, 0) <= 0;
+        if (serving && ready && !held_back) {
             for (uint32_t q = 0; q < r->nqueues; q++) {
                 for (int k = 0; k < 32 && sent[q] - freed[q] < r->capacity && (took || !held[q]) &&
                                 _ftmb_ring_ready(&rings[q]);
