@@ -213,6 +213,8 @@ static void take_over(int32_t master)
     atomic_store_explicit(&fo.state, TAKEN_OVER, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst); /* (the state, then `waiting`: follow_sleep) */
     for (uint32_t i = 0; i < fo.fol->max_threads; i++)
+        /* Relaxed: after the fence; a thread whose `waiting` this misses sees TAKEN_OVER and does
+         * not sleep (follow_sleep). */
         if (atomic_load_explicit(&fo.fol->thread[i].waiting, memory_order_relaxed))
             syscall(SYS_futex, (uint32_t *)&fo.fol->thread[i].rec.head, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     fprintf(stderr, "ftmb: follower: the master (pid %d) died; taking over at %llu ns with %llu records to replay\n",
@@ -230,6 +232,7 @@ static void follow_sleep(struct _ftmb_thread *t, struct fol_thread *f)
     /* Relaxed: ordered by the fence after it (pairs with _ftmb_fol_wake's). */
     atomic_store_explicit(&ft->waiting, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
+    /* Relaxed: after the fence (Dekker's pattern); the records are read through pull's acquire. */
     uint64_t head = atomic_load_explicit(&ft->rec.head, memory_order_relaxed);
     if (head == f->ring.local && atomic_load_explicit(&fo.state, memory_order_acquire) != TAKEN_OVER) {
         struct timespec ts = {0, FOLLOW_SLEEP_NS};
